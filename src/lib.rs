@@ -1,0 +1,27 @@
+//! Lifeline: disaster recovery for stateful Kubernetes workloads.
+//!
+//! Architecture (rooms and who may enter them):
+//!
+//! - [`api`] — the CRD types (`BackupLocation`, `BackupPolicy`, `RestorePoint`,
+//!   `RestorePlan`), their schema and CEL rules, and the pure `validate` step. Depends on
+//!   nothing else in the crate and does no I/O.
+//! - [`schema`] — what kube-apiserver does with a CRD schema: structural checks, and
+//!   validation, defaulting and pruning of objects, with the server's messages.
+//! - [`admission`] — the whole path of a manifest into the cluster (strict decoding,
+//!   defaults, schema, CEL, semantics), used by `lifeline validate` and the tests.
+//! - [`cli`] — user-facing verbs that need no cluster (`crd`, `validate`).
+//!
+//! Arriving with later work, in the layout of STYLE.md: `controller/` (fetch → validate →
+//! plan → apply → status, long runs as state machines in status), `k8s/` (server-side
+//! apply, conditions, events, leader election), `mover/` (data-mover Jobs), `engine/`,
+//! `repo/`, `store/` (the data path, never importing `kube`), `telemetry/`, and `sim/`
+//! (the simulated cluster, used only by `main.rs` and tests).
+//!
+//! Data flows one way: a `BackupPolicy` schedules runs; each run is a `RestorePoint`
+//! whose status is its state machine; movers write to the `BackupLocation`s; a
+//! `RestorePlan` reads restore points back and recreates the workloads.
+
+pub mod admission;
+pub mod api;
+pub mod cli;
+pub mod schema;

@@ -1,0 +1,3 @@
+mod crds;
+mod examples;
+mod invalid;

@@ -1,0 +1,4 @@
+//! The one integration-test binary (one link on small machines); each area is a module.
+
+mod api;
+mod support;
