@@ -287,6 +287,17 @@ fn collect_compile_errors(c: &cel::CompiledSchema, path: &str, out: &mut Vec<Str
     for e in c.compilation_errors() {
         out.push(format!("{path}.x-kubernetes-validations: Invalid value: compilation failed: {e}"));
     }
+    // The server also refuses rules over the cost budget, and unbounded lists and strings
+    // make its estimate explode; kube-cel's analysis flags both. (Its scope check is not
+    // used: it mistakes comprehension variables such as `l` in `filter(l, ...)` for free ones.)
+    for rule in c.validations.iter().flatten() {
+        for w in cel::estimate_rule_cost(&rule.rule.rule, c) {
+            out.push(format!(
+                "{path}.x-kubernetes-validations: Invalid value: {:?}: {} ({:?})",
+                w.rule, w.message, w.kind
+            ));
+        }
+    }
     for (name, sub) in &c.properties {
         collect_compile_errors(sub, &format!("{path}.properties[{name}]"), out);
     }
