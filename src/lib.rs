@@ -24,4 +24,6 @@
 pub mod admission;
 pub mod api;
 pub mod cli;
+pub mod repo;
 pub mod schema;
+pub mod store;

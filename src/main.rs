@@ -20,6 +20,13 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Work with a backup location directly, without a cluster.
+    Repo {
+        #[command(flatten)]
+        common: lifeline::cli::repo::Common,
+        #[command(subcommand)]
+        command: lifeline::cli::repo::RepoCommand,
+    },
     /// Check Lifeline manifests offline, as the API server and the controllers would.
     Validate {
         /// Files or directories of YAML manifests.
@@ -30,7 +37,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LIFELINE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
+        Command::Repo { common, command } => {
+            return ExitCode::from(lifeline::cli::repo::run(command, &common) as u8);
+        }
         Command::Crd { dir } => lifeline::cli::crd(dir.as_deref()).map(|()| ExitCode::SUCCESS),
         Command::Validate { files } => lifeline::cli::manifests::validate(&files)
             .map(|rejected| if rejected == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }),

@@ -1,4 +1,5 @@
 //! The one integration-test binary (one link on small machines); each area is a module.
 
 mod api;
+mod repo;
 mod support;

@@ -1,6 +1,7 @@
 //! User-facing CLI verbs that need no cluster.
 
 pub mod manifests;
+pub mod repo;
 
 use crate::api;
 use anyhow::Context;

@@ -1,0 +1,372 @@
+//! `lifeline repo …`: the standalone data-path CLI. It needs no cluster.
+//!
+//! The key comes from `LIFELINE_PASSWORD`, `--password-file` or `--key-file` (raw key).
+//! On a terminal it draws progress bars; otherwise it prints JSON-lines progress on
+//! stderr. Every command ends with a JSON result on stdout when not on a terminal (or
+//! with `--json`), and in `--result-file` if given: the operator reads that file and never
+//! trusts an exit code alone.
+
+use crate::repo::backup::{self, BackupOptions};
+use crate::repo::format::{Id, Node, NodeKind, Snapshot};
+use crate::repo::restore::{self, RestoreOptions};
+use crate::repo::{RepoError, Repository, Secret, keys, source};
+use crate::store::{self, Backend, LocationOptions, Metered, Retrying};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// File holding the repository passphrase (instead of LIFELINE_PASSWORD).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// File holding a raw key (for machines), instead of a passphrase.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Print the final result as JSON even on a terminal.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Also write the final JSON result to this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub result_file: Option<PathBuf>,
+    /// S3-compatible endpoint (also LIFELINE_S3_ENDPOINT).
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepoCommand {
+    /// Create a repository at a location.
+    Init { url: String },
+    /// Back up a directory (or a block device / image file).
+    Backup {
+        url: String,
+        path: PathBuf,
+        /// Tag the restore point (`key=value`), repeatable.
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        /// Parent restore point (default: the newest of the same host and path).
+        #[arg(long)]
+        parent: Option<String>,
+        /// Host name to record (default: this host).
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Restore a restore point (or `latest`) into an empty directory or an image file.
+    Restore {
+        url: String,
+        point: String,
+        target: PathBuf,
+        /// Restore only this path (relative to the restore point), repeatable.
+        #[arg(long = "include", value_name = "PATH")]
+        include: Vec<String>,
+        /// Restore into a non-empty target, replacing files.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// List restore points.
+    Points { url: String },
+    /// List the files of a restore point.
+    Ls { url: String, point: String },
+}
+
+/// Runs a repo command; returns the process exit code.
+pub fn run(cmd: RepoCommand, common: &Common) -> i32 {
+    let started = Instant::now();
+    let name = command_name(&cmd);
+    let result = dispatch(cmd, common);
+    let (code, value) = match result {
+        Ok(v) => (0, json!({"ok": true, "command": name, "result": v, "seconds": started.elapsed().as_secs_f64()})),
+        Err(e) => {
+            let category = e.downcast_ref::<RepoError>().map(RepoError::category).unwrap_or("Error");
+            eprintln!("error: {e:#}");
+            (1, json!({"ok": false, "command": name, "error": {"category": category, "message": format!("{e:#}")}}))
+        }
+    };
+    if let Some(path) = &common.result_file
+        && let Err(e) = std::fs::write(path, serde_json::to_vec_pretty(&value).unwrap_or_default())
+    {
+        eprintln!("error: failed to write result file {}: {e}", path.display());
+        return 1;
+    }
+    if common.json || !std::io::stdout().is_terminal() {
+        println!("{value}");
+    }
+    code
+}
+
+fn command_name(cmd: &RepoCommand) -> &'static str {
+    match cmd {
+        RepoCommand::Init { .. } => "init",
+        RepoCommand::Backup { .. } => "backup",
+        RepoCommand::Restore { .. } => "restore",
+        RepoCommand::Points { .. } => "points",
+        RepoCommand::Ls { .. } => "ls",
+    }
+}
+
+/// The secret from `--key-file`, `--password-file` or `LIFELINE_PASSWORD`.
+pub fn secret(common: &Common) -> anyhow::Result<Secret> {
+    use anyhow::Context;
+    if let Some(f) = &common.key_file {
+        let raw = std::fs::read(f).with_context(|| format!("failed to read key file {}", f.display()))?;
+        anyhow::ensure!(raw.len() >= 32, "key file {} must hold at least 32 bytes", f.display());
+        return Ok(Secret::RawKey(zeroize::Zeroizing::new(raw)));
+    }
+    let pass = match &common.password_file {
+        Some(f) => {
+            std::fs::read_to_string(f).with_context(|| format!("failed to read password file {}", f.display()))?
+        }
+        None => std::env::var("LIFELINE_PASSWORD")
+            .map_err(|_| anyhow::anyhow!("no key: set LIFELINE_PASSWORD, or pass --password-file or --key-file"))?,
+    };
+    let pass = pass.trim_end_matches(['\n', '\r']).as_bytes().to_vec();
+    anyhow::ensure!(!pass.is_empty(), "the passphrase is empty");
+    Ok(Secret::Passphrase(zeroize::Zeroizing::new(pass)))
+}
+
+/// Opens a location with retries and metering.
+pub fn location(url: &str, common: &Common) -> anyhow::Result<(Arc<dyn Backend>, Arc<store::Meters>)> {
+    location_with(url, common, false)
+}
+
+fn location_with(url: &str, common: &Common, create: bool) -> anyhow::Result<(Arc<dyn Backend>, Arc<store::Meters>)> {
+    let mut opts = LocationOptions::from_env();
+    opts.create = create;
+    if let Some(e) = &common.endpoint {
+        opts.endpoint = Some(e.clone());
+    }
+    let metered = Metered::new(Retrying::new(store::open(url, &opts)?));
+    let meters = metered.meters.clone();
+    Ok((Arc::new(metered), meters))
+}
+
+fn open(url: &str, common: &Common) -> anyhow::Result<Arc<Repository>> {
+    let (backend, _) = location(url, common)?;
+    Ok(Arc::new(Repository::open(backend, &secret(common)?)?))
+}
+
+fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
+    match cmd {
+        RepoCommand::Init { url } => {
+            let (backend, _) = location_with(&url, common, true)?;
+            let repo = Repository::init(backend, &secret(common)?)?;
+            eprintln!("created repository {} at {url}", repo.config().id);
+            Ok(json!({"repository": repo.config().id, "url": url}))
+        }
+        RepoCommand::Backup { url, path, tags, parent, host } => backup_cmd(&url, &path, tags, parent, host, common),
+        RepoCommand::Restore { url, point, target, include, overwrite } => {
+            let repo = open(&url, common)?;
+            let (id, snap) = repo.find_snapshot(&point)?;
+            let progress = Arc::new(restore::Progress::default());
+            let opts = RestoreOptions { include, overwrite, workers: 0 };
+            let summary = with_progress("restoring", &progress.bytes_done, &progress.bytes_total, || {
+                restore::run(repo.clone(), &snap, &target, &opts, progress.clone())
+            })?;
+            for w in summary.warnings.iter().take(20) {
+                eprintln!("warning: {w}");
+            }
+            eprintln!(
+                "restored {} ({} files, {}) into {}",
+                id.short(),
+                summary.files,
+                human(summary.bytes),
+                target.display()
+            );
+            Ok(json!({"restorePoint": id.hex(), "target": target.display().to_string(), "summary": summary}))
+        }
+        RepoCommand::Points { url } => {
+            let repo = open(&url, common)?;
+            let points = repo.snapshots()?;
+            let human_out = std::io::stdout().is_terminal() && !common.json;
+            if human_out {
+                println!("{:<10} {:<26} {:<14} {:>10} {:>10}  path / tags", "ID", "TIME", "HOST", "SIZE", "NEW");
+            }
+            let mut list = Vec::new();
+            for (id, s) in &points {
+                if human_out {
+                    let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!(
+                        "{:<10} {:<26} {:<14} {:>10} {:>10}  {} {}",
+                        id.short(),
+                        &s.time[..s.time.len().min(25)],
+                        s.host,
+                        human(s.summary.bytes),
+                        human(s.summary.new_bytes),
+                        s.path,
+                        tags.join(",")
+                    );
+                }
+                list.push(point_json(id, s));
+            }
+            Ok(json!({"points": list}))
+        }
+        RepoCommand::Ls { url, point } => {
+            let repo = open(&url, common)?;
+            repo.load_index(&Default::default())?;
+            let (id, snap) = repo.find_snapshot(&point)?;
+            let mut files = Vec::new();
+            let human_out = std::io::stdout().is_terminal() && !common.json;
+            list_tree(&repo, &snap, &mut |path, node| {
+                if human_out {
+                    println!("{} {:>10} {}", kind_char(node), node.size, path);
+                }
+                files.push(
+                    json!({"path": path, "type": node.kind, "size": node.size, "mode": format!("{:o}", node.mode)}),
+                );
+            })?;
+            Ok(json!({"restorePoint": id.hex(), "files": files}))
+        }
+    }
+}
+
+fn backup_cmd(
+    url: &str,
+    path: &std::path::Path,
+    tags: Vec<String>,
+    parent: Option<String>,
+    host: Option<String>,
+    common: &Common,
+) -> anyhow::Result<Value> {
+    let (backend, meters) = location(url, common)?;
+    let repo = Arc::new(Repository::open(backend, &secret(common)?)?);
+    let mut opts = BackupOptions { host, ..Default::default() };
+    for t in tags {
+        let (k, v) = t.split_once('=').ok_or_else(|| anyhow::anyhow!("--tag {t:?}: use KEY=VALUE"))?;
+        opts.tags.insert(k.to_string(), v.to_string());
+    }
+    if let Some(p) = parent {
+        opts.parent = Some(repo.find_snapshot(&p)?.0);
+    }
+    let progress = Arc::new(backup::Progress::default());
+    let (id, snap) = with_progress("backing up", &progress.bytes_done, &progress.bytes_total, || {
+        backup::run(repo.clone(), path, &opts, progress.clone())
+    })?;
+    let s = &snap.summary;
+    eprintln!(
+        "restore point {} saved: {} files ({} unchanged), {} read, {} new, {} stored, {:.2}s",
+        id.short(),
+        s.files,
+        s.unchanged_files,
+        human(s.bytes_read),
+        human(s.new_bytes),
+        human(s.stored_bytes),
+        s.duration_ms as f64 / 1000.0
+    );
+    let mut v = point_json(&id, &snap);
+    v["uploadedBytes"] = json!(meters.uploaded());
+    v["requests"] = json!(meters.request_count());
+    Ok(v)
+}
+
+fn point_json(id: &Id, s: &Snapshot) -> Value {
+    json!({
+        "id": id.hex(), "short": id.short(), "time": s.time, "host": s.host, "path": s.path,
+        "source": s.source, "tags": s.tags, "parent": s.parent.map(|p| p.hex()), "summary": s.summary,
+    })
+}
+
+fn kind_char(n: &Node) -> char {
+    match n.kind {
+        Some(NodeKind::Dir) => 'd',
+        Some(NodeKind::Symlink) => 'l',
+        Some(NodeKind::File) if n.hardlink_to.is_some() => 'h',
+        Some(NodeKind::File) => '-',
+        Some(NodeKind::BlockDevice) => 'b',
+        Some(NodeKind::CharDevice) => 'c',
+        Some(NodeKind::Fifo) => 'p',
+        _ => '?',
+    }
+}
+
+/// Calls `f(path, node)` for every node of a restore point, depth first.
+pub fn list_tree(repo: &Repository, snap: &Snapshot, f: &mut dyn FnMut(&str, &Node)) -> Result<(), RepoError> {
+    fn walk(repo: &Repository, tree: &Id, rel: &str, f: &mut dyn FnMut(&str, &Node)) -> Result<(), RepoError> {
+        for node in repo.read_tree(tree)?.nodes {
+            let path = backup::join_rel(rel, &source::name_of(&node).to_string_lossy());
+            f(&path, &node);
+            if let Some(sub) = node.subtree {
+                walk(repo, &sub, &path, f)?;
+            }
+        }
+        Ok(())
+    }
+    match snap.root.subtree {
+        Some(t) => walk(repo, &t, "", f),
+        None => {
+            f(&snap.path, &snap.root);
+            Ok(())
+        }
+    }
+}
+
+/// Runs `work` while showing progress: a bar on a terminal, JSON lines otherwise.
+fn with_progress<T>(
+    what: &str,
+    done: &std::sync::atomic::AtomicU64,
+    total: &std::sync::atomic::AtomicU64,
+    work: impl FnOnce() -> Result<T, RepoError> + Send,
+) -> Result<T, RepoError>
+where
+    T: Send,
+{
+    let tty = std::io::stderr().is_terminal();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let reporter = scope.spawn(|| {
+            let bar = tty.then(|| {
+                let b = indicatif::ProgressBar::new(0);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                b.set_message(what.to_string());
+                b
+            });
+            let started = Instant::now();
+            let mut last_line = Instant::now();
+            while !stop.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                let (d, t) = (done.load(Relaxed), total.load(Relaxed));
+                if let Some(b) = &bar {
+                    b.set_length(t.max(d));
+                    b.set_position(d);
+                } else if last_line.elapsed() >= Duration::from_secs(2) {
+                    last_line = Instant::now();
+                    let rate = d as f64 / started.elapsed().as_secs_f64().max(0.001);
+                    eprintln!(
+                        "{}",
+                        json!({"progress": what, "bytesDone": d, "bytesTotal": t, "bytesPerSecond": rate as u64})
+                    );
+                }
+            }
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+        });
+        let r = work();
+        stop.store(true, Relaxed);
+        let _ = reporter.join();
+        r
+    })
+}
+
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+pub use keys::owner;

@@ -1,0 +1,673 @@
+//! Backup: walk a directory (or read one block image), skip files unchanged since the
+//! parent restore point without reading them, and store the content of the others as
+//! chunks and segments.
+//!
+//! Within a file the work is parallel: the calling thread reads and cuts chunks, workers
+//! hash them and look them up; a segment whose id the index knows costs nothing more;
+//! for a new segment, only chunks that are neither in the parent's version of the file
+//! (a window around the same offset) nor stored earlier in this run are compressed,
+//! encrypted and packed. So a database file with scattered 8 KiB page changes stores
+//! little more than the changed chunks.
+
+use super::format::{BlobKind, BlobLoc, Id, Node, NodeKind, SegRef, SegmentChunk, Snapshot, SourceKind, Summary, Tree};
+use super::pack::Saver;
+use super::{RepoError, Repository, lock, source};
+use bytes::{Bytes, BytesMut};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+/// How the parent window reaches around the current offset.
+const WINDOW: u64 = 64 << 20;
+/// Chunks remembered across files of one run before the memory is reset.
+const RUN_CHUNKS_CAP: usize = 1 << 18;
+/// Segments of a file held in memory while their chunks are stored.
+const MAX_PENDING_SEGMENTS: usize = 6;
+const READ_BLOCK: usize = 4 << 20;
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    pub tags: BTreeMap<String, String>,
+    /// Parent restore point; `None` picks the newest one of the same host and path.
+    pub parent: Option<Id>,
+    pub host: Option<String>,
+    /// Worker threads; 0 = one per CPU.
+    pub workers: usize,
+}
+
+/// Live counters, for progress reporting.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub files: AtomicU64,
+    pub bytes_done: AtomicU64,
+    pub bytes_total: AtomicU64,
+    pub new_bytes: AtomicU64,
+}
+
+/// Chunks known to exist, consulted by workers.
+#[derive(Default)]
+struct Known {
+    /// Chunks of the parent's version of the current file, within the window.
+    parent: HashMap<Id, (BlobLoc, u32)>,
+    /// Chunks stored or met earlier in this run.
+    run: HashMap<Id, BlobLoc>,
+    /// Chunks in packs left by an interrupted run.
+    recovered: HashMap<Id, BlobLoc>,
+}
+
+impl Known {
+    fn get(&self, id: &Id) -> Option<BlobLoc> {
+        self.parent
+            .get(id)
+            .map(|(l, _)| *l)
+            .or_else(|| self.run.get(id).copied())
+            .or_else(|| self.recovered.get(id).copied())
+    }
+}
+
+enum Job {
+    Hash { seq: u64, data: Bytes },
+    Store { seg: u64, idx: usize, id: Id, data: Bytes },
+}
+
+enum Done {
+    Hashed { seq: u64, id: Id, len: u32, loc: Option<BlobLoc>, data: Option<Bytes> },
+    Stored { seg: u64, idx: usize, id: Id, loc: BlobLoc },
+    Failed(RepoError),
+}
+
+struct Engine {
+    repo: Arc<Repository>,
+    saver: Arc<Saver>,
+    known: Arc<RwLock<Known>>,
+    jobs: Option<SyncSender<(Job, Sender<Done>)>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    /// Segments and trees saved in this run (not yet in the index).
+    saved_meta: Mutex<HashMap<Id, ()>>,
+    hardlinks: HashMap<(u64, u64), String>,
+    summary: Summary,
+    progress: Arc<Progress>,
+}
+
+/// Runs a backup of `path` and records a restore point.
+pub fn run(
+    repo: Arc<Repository>,
+    path: &Path,
+    opts: &BackupOptions,
+    progress: Arc<Progress>,
+) -> Result<(Id, Snapshot), RepoError> {
+    let started = Instant::now();
+    let _lock = lock::acquire(repo.backend().clone(), "backup", false)?;
+    let excluded = super::prune::marked_packs(&repo)?;
+    repo.load_index(&excluded)?;
+    let recovered = recover_unindexed(&repo, &excluded)?;
+    let host = opts.host.clone().unwrap_or_else(super::keys::hostname);
+    let path_str = path.display().to_string();
+    let parent = match opts.parent {
+        Some(id) => Some((id, repo.read_snapshot(&id)?)),
+        None => repo.snapshots()?.into_iter().rev().find(|(_, s)| s.host == host && s.path == path_str),
+    };
+    let mut engine = Engine::start(repo.clone(), opts.workers, progress, recovered);
+    let meta = std::fs::metadata(path).map_err(|e| RepoError::io("read", path, e))?;
+    let parent_root = parent.as_ref().map(|(_, s)| &s.root);
+    let (root, kind) = if meta.is_dir() {
+        let mut root = source::node_from(path.file_name().unwrap_or_default(), path, &meta)?;
+        root.subtree = Some(engine.dir(path, "", parent_root.and_then(|n| n.subtree))?);
+        (root, SourceKind::Filesystem)
+    } else {
+        let mut root = source::node_from(path.file_name().unwrap_or_default(), path, &meta)?;
+        root.kind = Some(NodeKind::File);
+        let parent_content = parent_root.map(|n| n.content.as_slice()).unwrap_or_default();
+        let (content, size) = engine.content(path, parent_content)?;
+        root.content = content;
+        root.size = size;
+        engine.summary.files += 1;
+        (root, SourceKind::Block)
+    };
+    let stats = engine.finish()?;
+    let mut summary = engine.summary.clone();
+    summary.new_bytes = stats.raw_bytes;
+    summary.stored_bytes = stats.stored_bytes;
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    let snap = Snapshot {
+        version: super::format::VERSION,
+        time: jiff::Timestamp::now().to_string(),
+        host,
+        path: path_str,
+        source: kind,
+        tags: opts.tags.clone(),
+        parent: parent.map(|(id, _)| id),
+        root,
+        summary,
+        program: format!("lifeline {}", env!("CARGO_PKG_VERSION")),
+    };
+    let id = repo.write_snapshot(&snap)?;
+    Ok((id, snap))
+}
+
+/// Packs no index lists (an interrupted run uploaded them but never indexed them):
+/// index them now, so their segments are reused, and return their chunks.
+fn recover_unindexed(repo: &Repository, excluded: &HashSet<Id>) -> Result<HashMap<Id, BlobLoc>, RepoError> {
+    let indexed = repo.indexed_packs();
+    let mut chunks = HashMap::new();
+    let mut batch = Vec::new();
+    for obj in repo.backend().list("data/")? {
+        let Some(id) = obj.key.rsplit('/').next().and_then(Id::parse) else { continue };
+        if indexed.contains(&id) || excluded.contains(&id) {
+            continue;
+        }
+        match super::pack::read_pack_header(repo, &id, obj.size) {
+            Ok(entries) => {
+                for e in entries.iter().filter(|e| e.kind == BlobKind::Chunk) {
+                    if chunks.len() < RUN_CHUNKS_CAP {
+                        chunks.insert(e.id, e.loc);
+                    }
+                }
+                batch.push((id, entries));
+            }
+            Err(e) => tracing::warn!(pack = %id.short(), error = %e, "unreadable unindexed pack ignored"),
+        }
+    }
+    if !batch.is_empty() {
+        tracing::info!(packs = batch.len(), "indexed packs left by an interrupted run");
+        repo.write_index(&batch)?;
+    }
+    Ok(chunks)
+}
+
+impl Engine {
+    fn start(repo: Arc<Repository>, workers: usize, progress: Arc<Progress>, recovered: HashMap<Id, BlobLoc>) -> Self {
+        let n = if workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { workers };
+        let saver = Saver::new(repo.clone(), 2);
+        let known = Arc::new(RwLock::new(Known { recovered, ..Known::default() }));
+        let (tx, rx) = sync_channel::<(Job, Sender<Done>)>(64);
+        let rx = Arc::new(Mutex::new(rx));
+        let handles = (0..n)
+            .map(|i| {
+                let (rx, repo, saver, known) = (rx.clone(), repo.clone(), saver.clone(), known.clone());
+                std::thread::Builder::new()
+                    .name(format!("lifeline-chunk-{i}"))
+                    .spawn(move || worker(&rx, &repo, &saver, &known))
+                    .expect("failed to spawn a worker thread")
+            })
+            .collect();
+        Self {
+            repo,
+            saver,
+            known,
+            jobs: Some(tx),
+            workers: handles,
+            saved_meta: Mutex::default(),
+            hardlinks: HashMap::new(),
+            summary: Summary::default(),
+            progress,
+        }
+    }
+
+    fn finish(&mut self) -> Result<super::pack::SaveStats, RepoError> {
+        self.jobs.take();
+        for h in self.workers.drain(..) {
+            let _ = h.join();
+        }
+        self.saver.finish()
+    }
+
+    /// Saves a segment or tree unless it exists.
+    fn save_meta(&self, kind: BlobKind, id: Id, plain: &[u8]) -> Result<(), RepoError> {
+        if self.repo.lookup(&id).is_some() {
+            return Ok(());
+        }
+        let mut saved = self.saved_meta.lock().unwrap_or_else(|e| e.into_inner());
+        if saved.insert(id, ()).is_none() {
+            drop(saved);
+            self.saver.save(kind, id, plain)?;
+        }
+        Ok(())
+    }
+
+    fn meta_exists(&self, id: &Id) -> bool {
+        self.repo.lookup(id).is_some() || self.saved_meta.lock().unwrap_or_else(|e| e.into_inner()).contains_key(id)
+    }
+
+    /// Backs up a directory's entries; returns its tree id.
+    fn dir(&mut self, dir: &Path, rel: &str, parent_tree: Option<Id>) -> Result<Id, RepoError> {
+        let parent: HashMap<std::ffi::OsString, Node> = match parent_tree {
+            Some(id) => self.repo.read_tree(&id)?.nodes.into_iter().map(|n| (source::name_of(&n), n)).collect(),
+            None => HashMap::new(),
+        };
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| RepoError::io("list", dir, e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RepoError::io("list", dir, e))?;
+        entries.sort_by_key(|e| e.file_name());
+        let mut tree = Tree::default();
+        self.summary.dirs += 1;
+        for entry in entries {
+            let name = entry.file_name();
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| RepoError::io("read", &path, e))?;
+            let mut node = source::node_from(&name, &path, &meta)?;
+            let child_rel = if rel.is_empty() {
+                name.to_string_lossy().into_owned()
+            } else {
+                format!("{rel}/{}", name.to_string_lossy())
+            };
+            let old = parent.get(&name);
+            match node.kind {
+                Some(NodeKind::Dir) => {
+                    node.subtree = Some(self.dir(&path, &child_rel, old.and_then(|o| o.subtree))?);
+                }
+                Some(NodeKind::File) => self.file(&path, &child_rel, &mut node, old)?,
+                _ => {}
+            }
+            tree.nodes.push(node);
+        }
+        let json = serde_json::to_vec(&tree).map_err(RepoError::encode)?;
+        let id = self.repo.chunker().id(&json);
+        self.save_meta(BlobKind::Tree, id, &json)?;
+        Ok(id)
+    }
+
+    fn file(&mut self, path: &Path, rel: &str, node: &mut Node, old: Option<&Node>) -> Result<(), RepoError> {
+        self.summary.files += 1;
+        self.summary.bytes += node.size;
+        self.progress.files.fetch_add(1, Relaxed);
+        self.progress.bytes_total.fetch_add(node.size, Relaxed);
+        if node.nlink > 1 {
+            let key = (node.device, node.inode);
+            if let Some(first) = self.hardlinks.get(&key) {
+                node.hardlink_to = Some(first.clone());
+                return Ok(());
+            }
+            self.hardlinks.insert(key, rel.to_string());
+        }
+        if let Some(old) = old.filter(|o| unchanged(o, node) && o.content.iter().all(|s| self.meta_exists(&s.id))) {
+            node.content = old.content.clone();
+            self.summary.unchanged_files += 1;
+            self.progress.bytes_done.fetch_add(node.size, Relaxed);
+            return Ok(());
+        }
+        let parent_content =
+            old.filter(|o| o.kind == Some(NodeKind::File)).map(|o| o.content.as_slice()).unwrap_or_default();
+        let (content, size) = self.content(path, parent_content)?;
+        node.content = content;
+        node.size = size;
+        Ok(())
+    }
+
+    /// Stores a file's content; returns its segments and length.
+    fn content(&mut self, path: &Path, parent: &[SegRef]) -> Result<(Vec<SegRef>, u64), RepoError> {
+        let file = std::fs::File::open(path).map_err(|e| RepoError::io("open", path, e))?;
+        let tx = self.jobs.clone().ok_or_else(|| RepoError::Invalid("backup engine stopped".into()))?;
+        let mut window = ParentWindow::new(parent);
+        let (done_tx, done_rx) = channel();
+        let mut fc = FileContent::new(path, done_rx);
+        let mut reader = file;
+        let mut buf = BytesMut::with_capacity(READ_BLOCK);
+        let mut eof = false;
+        let mut offset = 0u64;
+        let max = self.repo.chunker().params().max as usize;
+        loop {
+            while !eof && buf.len() < max {
+                let start = buf.len();
+                buf.resize(start + READ_BLOCK, 0);
+                let n = read_full(&mut reader, &mut buf[start..]).map_err(|e| RepoError::io("read", path, e))?;
+                buf.truncate(start + n);
+                eof = n == 0;
+                self.summary.bytes_read += n as u64;
+            }
+            if buf.is_empty() {
+                break;
+            }
+            window.advance(self, offset)?;
+            let len = self.repo.chunker().cut(&buf);
+            let data = buf.split_to(len).freeze();
+            offset += len as u64;
+            self.progress.bytes_done.fetch_add(len as u64, Relaxed);
+            tx.send((Job::Hash { seq: fc.sent, data }, done_tx.clone()))
+                .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
+            fc.sent += 1;
+            fc.drain(self, &tx, &done_tx, false)?;
+            while fc.pending.len() >= MAX_PENDING_SEGMENTS {
+                fc.drain(self, &tx, &done_tx, true)?;
+            }
+            if buf.capacity() - buf.len() < max && buf.len() < max {
+                buf.reserve(READ_BLOCK);
+            }
+        }
+        fc.close(self, &tx, &done_tx)?;
+        window.clear(self);
+        Ok((fc.content, offset))
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A file is unchanged if its content-relevant metadata is: size, mtime, ctime, inode.
+fn unchanged(old: &Node, new: &Node) -> bool {
+    old.kind == Some(NodeKind::File)
+        && old.size == new.size
+        && old.mtime == new.mtime
+        && old.mtime_nsec == new.mtime_nsec
+        && old.ctime == new.ctime
+        && old.ctime_nsec == new.ctime_nsec
+        && old.inode == new.inode
+        && old.hardlink_to.is_none()
+}
+
+fn worker(rx: &Mutex<Receiver<(Job, Sender<Done>)>>, repo: &Repository, saver: &Saver, known: &RwLock<Known>) {
+    loop {
+        let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok((job, reply)) = next else { return };
+        let done = match job {
+            Job::Hash { seq, data } => {
+                let id = repo.chunker().id(&data);
+                let loc = known.read().unwrap_or_else(|e| e.into_inner()).get(&id);
+                let len = data.len() as u32;
+                Done::Hashed { seq, id, len, loc, data: loc.is_none().then_some(data) }
+            }
+            Job::Store { seg, idx, id, data } => match saver.save(BlobKind::Chunk, id, &data) {
+                Ok(loc) => Done::Stored { seg, idx, id, loc },
+                Err(e) => Done::Failed(e),
+            },
+        };
+        let _ = reply.send(done);
+    }
+}
+
+/// The parent's chunks around the current offset.
+struct ParentWindow<'a> {
+    segs: &'a [SegRef],
+    starts: Vec<u64>,
+    /// Index of the next parent segment to load, and of the oldest loaded one.
+    next: usize,
+    loaded: VecDeque<(usize, Vec<SegmentChunk>)>,
+}
+
+impl<'a> ParentWindow<'a> {
+    fn new(segs: &'a [SegRef]) -> Self {
+        let mut starts = Vec::with_capacity(segs.len());
+        let mut pos = 0;
+        for s in segs {
+            starts.push(pos);
+            pos += s.size;
+        }
+        Self { segs, starts, next: 0, loaded: VecDeque::new() }
+    }
+
+    fn advance(&mut self, e: &Engine, offset: u64) -> Result<(), RepoError> {
+        while self.next < self.segs.len() && self.starts[self.next] < offset + WINDOW {
+            let seg = self.segs[self.next];
+            let chunks = match e.repo.read_segment(&seg.id) {
+                Ok(c) => c,
+                Err(err) => {
+                    tracing::warn!(error = %err, "parent segment unreadable; its chunks will be stored again");
+                    Vec::new()
+                }
+            };
+            let mut k = e.known.write().unwrap_or_else(|e| e.into_inner());
+            for (id, loc) in &chunks {
+                k.parent.entry(*id).or_insert((*loc, 0)).1 += 1;
+            }
+            drop(k);
+            self.loaded.push_back((self.next, chunks));
+            self.next += 1;
+        }
+        while let Some((i, _)) = self.loaded.front() {
+            let end = self.starts[*i] + self.segs[*i].size;
+            if end + WINDOW >= offset {
+                break;
+            }
+            let (_, chunks) = self.loaded.pop_front().unwrap_or_default();
+            forget(e, &chunks);
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self, e: &Engine) {
+        for (_, chunks) in self.loaded.drain(..) {
+            forget(e, &chunks);
+        }
+    }
+}
+
+fn forget(e: &Engine, chunks: &[SegmentChunk]) {
+    let mut k = e.known.write().unwrap_or_else(|e| e.into_inner());
+    for (id, _) in chunks {
+        if let Some(entry) = k.parent.get_mut(id) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                k.parent.remove(id);
+            }
+        }
+    }
+}
+
+/// One chunk of a segment under construction.
+struct SegChunk {
+    id: Id,
+    len: u32,
+    loc: Option<BlobLoc>,
+    data: Option<Bytes>,
+}
+
+struct PendingSegment {
+    chunks: Vec<SegChunk>,
+    missing: usize,
+    /// The segment is already stored: nothing to write.
+    exists: bool,
+}
+
+/// The in-order assembly of one file's chunks into segments.
+struct FileContent<'p> {
+    path: &'p Path,
+    rx: Receiver<Done>,
+    sent: u64,
+    next: u64,
+    reorder: BTreeMap<u64, (Id, u32, Option<BlobLoc>, Option<Bytes>)>,
+    current: Vec<SegChunk>,
+    pending: VecDeque<PendingSegment>,
+    /// Sequence number of `pending[0]`.
+    base: u64,
+    /// Chunks being stored, and the segment slots waiting for them.
+    inflight: HashMap<Id, Vec<(u64, usize)>>,
+    content: Vec<SegRef>,
+}
+
+impl<'p> FileContent<'p> {
+    fn new(path: &'p Path, rx: Receiver<Done>) -> Self {
+        Self {
+            path,
+            rx,
+            sent: 0,
+            next: 0,
+            reorder: BTreeMap::new(),
+            current: Vec::new(),
+            pending: VecDeque::new(),
+            base: 0,
+            inflight: HashMap::new(),
+            content: Vec::new(),
+        }
+    }
+
+    fn outstanding(&self) -> bool {
+        self.next < self.sent || !self.inflight.is_empty()
+    }
+
+    /// Handles finished jobs; blocks for one if `wait`.
+    fn drain(
+        &mut self,
+        e: &Engine,
+        tx: &SyncSender<(Job, Sender<Done>)>,
+        reply: &Sender<Done>,
+        wait: bool,
+    ) -> Result<(), RepoError> {
+        let mut first = wait;
+        loop {
+            let msg = if first {
+                first = false;
+                match self.rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => return Err(RepoError::Invalid("backup workers stopped".into())),
+                }
+            } else {
+                match self.rx.try_recv() {
+                    Ok(m) => m,
+                    Err(_) => return Ok(()),
+                }
+            };
+            self.handle(e, tx, reply, msg)?;
+        }
+    }
+
+    fn handle(
+        &mut self,
+        e: &Engine,
+        tx: &SyncSender<(Job, Sender<Done>)>,
+        reply: &Sender<Done>,
+        msg: Done,
+    ) -> Result<(), RepoError> {
+        match msg {
+            Done::Failed(err) => return Err(err),
+            Done::Hashed { seq, id, len, loc, data } => {
+                self.reorder.insert(seq, (id, len, loc, data));
+                while let Some((id, len, loc, data)) = self.reorder.remove(&self.next) {
+                    self.next += 1;
+                    self.current.push(SegChunk { id, len, loc, data });
+                    if e.repo.chunker().ends_segment(&id, self.current.len()) {
+                        self.close_segment(e, tx, reply)?;
+                    }
+                }
+            }
+            Done::Stored { seg, idx, id, loc } => {
+                let mut k = e.known.write().unwrap_or_else(|e| e.into_inner());
+                if k.run.len() >= RUN_CHUNKS_CAP {
+                    k.run.clear();
+                }
+                k.run.insert(id, loc);
+                drop(k);
+                e.progress.new_bytes.fetch_add(loc.raw_len as u64, Relaxed);
+                let waiters = self.inflight.remove(&id).unwrap_or_else(|| vec![(seg, idx)]);
+                for (s, i) in waiters {
+                    if let Some(p) = self.pending.get_mut((s - self.base) as usize) {
+                        p.chunks[i].loc = Some(loc);
+                        p.chunks[i].data = None;
+                        p.missing -= 1;
+                    }
+                }
+                self.finish_ready(e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the current segment: reuse it if known, else store its unknown chunks.
+    fn close_segment(
+        &mut self,
+        e: &Engine,
+        tx: &SyncSender<(Job, Sender<Done>)>,
+        reply: &Sender<Done>,
+    ) -> Result<(), RepoError> {
+        let mut chunks = std::mem::take(&mut self.current);
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let key: Vec<(Id, u32)> = chunks.iter().map(|c| (c.id, c.len)).collect();
+        let seg_id = e.repo.chunker().segment_id(&key);
+        let seq = self.base + self.pending.len() as u64;
+        let mut missing = 0;
+        let exists = e.meta_exists(&seg_id);
+        if !exists {
+            let known = e.known.read().unwrap_or_else(|e| e.into_inner());
+            for (i, c) in chunks.iter_mut().enumerate() {
+                if c.loc.is_none() {
+                    c.loc = known.get(&c.id);
+                }
+                if c.loc.is_some() {
+                    c.data = None;
+                    continue;
+                }
+                missing += 1;
+                let waiting = self.inflight.entry(c.id).or_default();
+                waiting.push((seq, i));
+                if waiting.len() == 1
+                    && let Some(data) = c.data.take()
+                {
+                    tx.send((Job::Store { seg: seq, idx: i, id: c.id, data }, reply.clone()))
+                        .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
+                }
+            }
+        } else {
+            chunks.iter_mut().for_each(|c| c.data = None);
+        }
+        self.pending.push_back(PendingSegment { chunks, missing, exists });
+        self.finish_ready(e)
+    }
+
+    /// Writes the recipes of leading segments whose chunks are all stored.
+    fn finish_ready(&mut self, e: &Engine) -> Result<(), RepoError> {
+        while self.pending.front().is_some_and(|p| p.missing == 0) {
+            let Some(p) = self.pending.pop_front() else { break };
+            self.base += 1;
+            let key: Vec<(Id, u32)> = p.chunks.iter().map(|c| (c.id, c.len)).collect();
+            let seg_id = e.repo.chunker().segment_id(&key);
+            let size: u64 = p.chunks.iter().map(|c| c.len as u64).sum();
+            if !p.exists && !e.meta_exists(&seg_id) {
+                let recipe = p
+                    .chunks
+                    .iter()
+                    .map(|c| c.loc.map(|l| (c.id, l)))
+                    .collect::<Option<Vec<SegmentChunk>>>()
+                    .ok_or_else(|| {
+                    RepoError::Invalid("internal: a stored segment lacks a chunk location".into())
+                })?;
+                e.save_meta(BlobKind::Segment, seg_id, &super::format::encode_segment(&recipe))?;
+            }
+            self.content.push(SegRef { id: seg_id, size });
+        }
+        Ok(())
+    }
+
+    /// Waits for everything of this file and ends its last segment.
+    fn close(
+        &mut self,
+        e: &Engine,
+        tx: &SyncSender<(Job, Sender<Done>)>,
+        reply: &Sender<Done>,
+    ) -> Result<(), RepoError> {
+        while self.next < self.sent {
+            self.drain(e, tx, reply, true)?;
+        }
+        self.close_segment(e, tx, reply)?;
+        while self.outstanding() || !self.pending.is_empty() {
+            if !self.outstanding() {
+                return Err(RepoError::Invalid(format!(
+                    "internal: segments of {} left unfinished",
+                    self.path.display()
+                )));
+            }
+            self.drain(e, tx, reply, true)?;
+        }
+        Ok(())
+    }
+}
+
+/// Paths of a restore point's files, for messages: joins relative paths.
+pub fn join_rel(rel: &str, name: &str) -> String {
+    if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") }
+}

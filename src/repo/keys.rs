@@ -1,0 +1,110 @@
+//! Key slots: `key add`, `key remove`, `key list`, and unlocking.
+
+use super::crypto::{self, Argon2Params, MasterKey, kek_from_passphrase, kek_from_raw};
+use super::format::{Id, Kdf, KeySlot};
+use super::{RepoError, Secret, b64, unb64};
+use crate::store::Backend;
+use bytes::Bytes;
+
+const AAD_SLOT: &[u8] = b"lifeline key slot";
+
+/// Adds a slot opening `master` with `secret`; returns the slot id.
+pub fn add_slot(backend: &dyn Backend, master: &MasterKey, secret: &Secret) -> Result<Id, RepoError> {
+    let salt = crypto::random_bytes::<16>();
+    let (kdf, kek) = match secret {
+        Secret::Passphrase(p) => {
+            let params = Argon2Params::default();
+            let kek = kek_from_passphrase(p, &salt, params).map_err(|e| RepoError::Invalid(e.to_string()))?;
+            let kdf = Kdf::Argon2id {
+                memory_kib: params.memory_kib,
+                iterations: params.iterations,
+                parallelism: params.parallelism,
+            };
+            (kdf, kek)
+        }
+        Secret::RawKey(k) => (Kdf::Raw, kek_from_raw(k, &salt)),
+    };
+    let slot = KeySlot {
+        created: jiff::Timestamp::now().to_string(),
+        owner: owner(),
+        kdf,
+        salt: b64(&salt),
+        wrapped: b64(&kek.seal(master.as_bytes(), AAD_SLOT)),
+    };
+    let json = serde_json::to_vec_pretty(&slot).map_err(RepoError::encode)?;
+    let id = Id::of_content(&json);
+    backend.put_new(&format!("keys/{}", id.hex()), Bytes::from(json))?;
+    Ok(id)
+}
+
+/// `user@host` of this process.
+pub fn owner() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{}", hostname())
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Every slot with its id.
+pub fn list(backend: &dyn Backend) -> Result<Vec<(Id, KeySlot)>, RepoError> {
+    let mut out = Vec::new();
+    for obj in backend.list("keys/")? {
+        let Some(id) = obj.key.strip_prefix("keys/").and_then(Id::parse) else { continue };
+        let raw = backend.get(&obj.key)?;
+        let slot: KeySlot = serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt(&obj.key, e))?;
+        out.push((id, slot));
+    }
+    Ok(out)
+}
+
+fn try_slot(slot: &KeySlot, secret: &Secret) -> Option<MasterKey> {
+    let salt = unb64(&slot.salt)?;
+    let kek = match (&slot.kdf, secret) {
+        (Kdf::Argon2id { memory_kib, iterations, parallelism }, Secret::Passphrase(p)) => {
+            let params = Argon2Params { memory_kib: *memory_kib, iterations: *iterations, parallelism: *parallelism };
+            kek_from_passphrase(p, &salt, params).ok()?
+        }
+        (Kdf::Raw, Secret::RawKey(k)) => kek_from_raw(k, &salt),
+        _ => return None,
+    };
+    let plain = kek.open(&unb64(&slot.wrapped)?, AAD_SLOT).ok()?;
+    Some(MasterKey::from_bytes(plain.try_into().ok()?))
+}
+
+/// Finds the slot `secret` opens and returns the master secret with that slot's id.
+pub fn unlock_slot(backend: &dyn Backend, secret: &Secret) -> Result<(Id, MasterKey), RepoError> {
+    list(backend)?
+        .iter()
+        .find_map(|(id, slot)| try_slot(slot, secret).map(|m| (*id, m)))
+        .ok_or_else(|| RepoError::WrongKey { url: backend.url().into() })
+}
+
+pub fn unlock(backend: &dyn Backend, secret: &Secret) -> Result<MasterKey, RepoError> {
+    unlock_slot(backend, secret).map(|(_, m)| m)
+}
+
+/// Removes a slot; refuses to remove the last one, or the one in use.
+pub fn remove(backend: &dyn Backend, secret: &Secret, id_prefix: &str) -> Result<Id, RepoError> {
+    let (current, _) = unlock_slot(backend, secret)?;
+    let slots = list(backend)?;
+    let hits: Vec<Id> = slots.iter().map(|(id, _)| *id).filter(|id| id.hex().starts_with(id_prefix)).collect();
+    let target = match hits.as_slice() {
+        [one] => *one,
+        [] => return Err(RepoError::Invalid(format!("no key slot {id_prefix:?}: see `lifeline repo key list`"))),
+        _ => return Err(RepoError::Invalid(format!("key slot prefix {id_prefix:?} is ambiguous"))),
+    };
+    if target == current {
+        return Err(RepoError::Invalid(
+            "refusing to remove the key slot in use: open the repository with another key to remove this one".into(),
+        ));
+    }
+    backend.delete(&format!("keys/{}", target.hex()))?;
+    Ok(target)
+}

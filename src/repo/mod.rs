@@ -1,0 +1,297 @@
+//! A repository at one location: key slots, packs of encrypted blobs, an index, restore
+//! points (snapshots), locks. Operations live in their own modules; this one opens and
+//! reads.
+
+pub mod backup;
+pub mod chunker;
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod keys;
+pub mod lock;
+pub mod pack;
+pub mod prune;
+pub mod restore;
+pub mod source;
+
+pub use error::RepoError;
+
+use crate::store::{Backend, StoreError};
+use base64::Engine;
+use bytes::Bytes;
+use chunker::Chunker;
+use crypto::{Cipher, MasterKey};
+use format::{BlobEntry, BlobKind, BlobLoc, Compression, Config, Id, Snapshot, Tree};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+pub const AAD_INDEX: &[u8] = b"lifeline index";
+pub const AAD_SNAPSHOT: &[u8] = b"lifeline snapshot";
+pub const AAD_PACK_HEADER: &[u8] = b"lifeline pack header";
+
+/// How the user proves they may read the repository.
+pub enum Secret {
+    Passphrase(zeroize::Zeroizing<Vec<u8>>),
+    RawKey(zeroize::Zeroizing<Vec<u8>>),
+}
+
+/// The in-memory index: where every segment and tree is. Chunks are located through
+/// their segments, so this stays small (about 48 bytes per MiB of unique content).
+#[derive(Default)]
+pub struct Index {
+    pub blobs: HashMap<Id, BlobLoc>,
+    pub packs: HashSet<Id>,
+}
+
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    config: Config,
+    master: MasterKey,
+    cipher: Cipher,
+    chunker: Chunker,
+    index: RwLock<Index>,
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+impl Repository {
+    /// Creates a repository with a new master secret and one key slot for `secret`.
+    pub fn init(backend: Arc<dyn Backend>, secret: &Secret) -> Result<Self, RepoError> {
+        Self::init_with_master(backend, secret, MasterKey::generate())
+    }
+
+    /// Creates a repository sharing `master` with another one (a replica location), so
+    /// chunk ids agree and copies deduplicate.
+    pub fn init_with_master(backend: Arc<dyn Backend>, secret: &Secret, master: MasterKey) -> Result<Self, RepoError> {
+        match backend.get("config") {
+            Ok(_) => return Err(RepoError::AlreadyInitialized { url: backend.url().into() }),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        let id = Id::random().hex()[..32].to_string();
+        let config = Config {
+            version: format::VERSION,
+            id,
+            created: now_rfc3339(),
+            chunker: format::ChunkerParams::default(),
+            zstd_level: 3,
+            pack_size: 16 << 20,
+        };
+        keys::add_slot(&*backend, &master, secret)?;
+        let json = serde_json::to_vec_pretty(&config).map_err(RepoError::encode)?;
+        backend.put_new("config", Bytes::from(json)).map_err(|e| match e {
+            StoreError::AlreadyExists { url, .. } => RepoError::AlreadyInitialized { url },
+            other => other.into(),
+        })?;
+        Ok(Self::assemble(backend, config, master))
+    }
+
+    /// Opens an existing repository with `secret`.
+    pub fn open(backend: Arc<dyn Backend>, secret: &Secret) -> Result<Self, RepoError> {
+        let config = Self::read_config(&*backend)?;
+        let master = keys::unlock(&*backend, secret)?;
+        Ok(Self::assemble(backend, config, master))
+    }
+
+    /// Reads `config`, with a clear error when there is no repository.
+    pub fn read_config(backend: &dyn Backend) -> Result<Config, RepoError> {
+        let raw = backend.get("config").map_err(|e| match e {
+            StoreError::NotFound { url, .. } => RepoError::NotInitialized { url },
+            other => other.into(),
+        })?;
+        let config: Config = serde_json::from_slice(&raw)
+            .map_err(|e| RepoError::Corrupt { what: "config".into(), detail: e.to_string() })?;
+        if config.version != format::VERSION {
+            return Err(RepoError::UnsupportedVersion { version: config.version });
+        }
+        Ok(config)
+    }
+
+    fn assemble(backend: Arc<dyn Backend>, config: Config, master: MasterKey) -> Self {
+        let cipher = master.data_key(&config.id);
+        let chunker = Chunker::new(config.chunker, master.gear_seed(), master.id_key());
+        Self { backend, config, master, cipher, chunker, index: RwLock::default() }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn master(&self) -> &MasterKey {
+        &self.master
+    }
+    pub fn cipher(&self) -> &Cipher {
+        &self.cipher
+    }
+    pub fn chunker(&self) -> &Chunker {
+        &self.chunker
+    }
+    pub fn url(&self) -> &str {
+        self.backend.url()
+    }
+
+    /// Loads every index file. Packs in `exclude` (marked for deletion by prune) are
+    /// left out, so a writer never reuses data a prune is about to delete.
+    pub fn load_index(&self, exclude: &HashSet<Id>) -> Result<(), RepoError> {
+        let mut idx = Index::default();
+        for obj in self.backend.list("index/")? {
+            for (pack, entries) in self.read_index_file(&obj.key)? {
+                if exclude.contains(&pack) {
+                    continue;
+                }
+                idx.packs.insert(pack);
+                for e in entries.into_iter().filter(|e| e.kind != BlobKind::Chunk) {
+                    idx.blobs.insert(e.id, e.loc);
+                }
+            }
+        }
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = idx;
+        Ok(())
+    }
+
+    pub fn read_index_file(&self, key: &str) -> Result<Vec<(Id, Vec<BlobEntry>)>, RepoError> {
+        let sealed = self.backend.get(key)?;
+        let plain = self.cipher.open(&sealed, AAD_INDEX).map_err(|e| RepoError::corrupt(key, e))?;
+        format::decode_index(&plain).map_err(|e| RepoError::corrupt(key, e))
+    }
+
+    /// Writes an index file for `packs`.
+    pub fn write_index(&self, packs: &[(Id, Vec<BlobEntry>)]) -> Result<u64, RepoError> {
+        if packs.is_empty() {
+            return Ok(0);
+        }
+        let sealed = self.cipher.seal(&format::encode_index(packs), AAD_INDEX);
+        let key = format!("index/{}", Id::of_content(&sealed).hex());
+        let len = sealed.len() as u64;
+        match self.backend.put_new(&key, Bytes::from(sealed)) {
+            Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
+        for (pack, entries) in packs {
+            idx.packs.insert(*pack);
+            for e in entries.iter().filter(|e| e.kind != BlobKind::Chunk) {
+                idx.blobs.insert(e.id, e.loc);
+            }
+        }
+        Ok(len)
+    }
+
+    pub fn lookup(&self, id: &Id) -> Option<BlobLoc> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).blobs.get(id).copied()
+    }
+
+    pub fn indexed_packs(&self) -> HashSet<Id> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).packs.clone()
+    }
+
+    /// Reads, authenticates, decompresses and checks one blob.
+    pub fn read_blob(&self, kind: BlobKind, id: &Id, loc: &BlobLoc) -> Result<Vec<u8>, RepoError> {
+        let key = format::pack_key(&loc.pack);
+        let range = loc.offset as u64..loc.offset as u64 + loc.stored_len as u64;
+        let sealed = self.backend.get_range(&key, range)?;
+        self.decode_blob(kind, id, loc, &sealed)
+    }
+
+    /// Decodes a blob's stored bytes (as read from its pack).
+    pub fn decode_blob(&self, kind: BlobKind, id: &Id, loc: &BlobLoc, sealed: &[u8]) -> Result<Vec<u8>, RepoError> {
+        let bad = |detail: String| RepoError::BadBlob { kind, id: *id, pack: loc.pack, detail };
+        let plain = self.cipher.open(sealed, &blob_aad(kind, id)).map_err(|e| bad(e.to_string()))?;
+        let plain = match loc.compression {
+            Compression::None => plain,
+            Compression::Zstd => {
+                zstd::bulk::decompress(&plain, loc.raw_len as usize).map_err(|e| bad(e.to_string()))?
+            }
+        };
+        if plain.len() != loc.raw_len as usize || self.content_id(kind, &plain) != Some(*id) {
+            return Err(bad("content does not match its id".into()));
+        }
+        Ok(plain)
+    }
+
+    /// The id a blob's plaintext must have: keyed BLAKE3 of chunks and trees; for a
+    /// segment, the segment id of the chunks it lists.
+    fn content_id(&self, kind: BlobKind, plain: &[u8]) -> Option<Id> {
+        match kind {
+            BlobKind::Chunk | BlobKind::Tree => Some(self.chunker.id(plain)),
+            BlobKind::Segment => {
+                let chunks = format::decode_segment(plain).ok()?;
+                let key: Vec<(Id, u32)> = chunks.iter().map(|(id, loc)| (*id, loc.raw_len)).collect();
+                Some(self.chunker.segment_id(&key))
+            }
+        }
+    }
+
+    pub fn read_tree(&self, id: &Id) -> Result<Tree, RepoError> {
+        let loc = self.lookup(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Tree, id: *id })?;
+        let raw = self.read_blob(BlobKind::Tree, id, &loc)?;
+        serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt(&format!("tree {id:?}"), e))
+    }
+
+    pub fn read_segment(&self, id: &Id) -> Result<Vec<format::SegmentChunk>, RepoError> {
+        let loc = self.lookup(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Segment, id: *id })?;
+        let raw = self.read_blob(BlobKind::Segment, id, &loc)?;
+        format::decode_segment(&raw).map_err(|e| RepoError::corrupt(&format!("segment {id:?}"), e))
+    }
+
+    /// All restore points, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>, RepoError> {
+        let mut out = Vec::new();
+        for obj in self.backend.list("snapshots/")? {
+            let Some(id) = obj.key.strip_prefix("snapshots/").and_then(Id::parse) else { continue };
+            out.push((id, self.read_snapshot(&id)?));
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    pub fn read_snapshot(&self, id: &Id) -> Result<Snapshot, RepoError> {
+        let key = format!("snapshots/{}", id.hex());
+        let sealed = self.backend.get(&key)?;
+        let plain = self.cipher.open(&sealed, AAD_SNAPSHOT).map_err(|e| RepoError::corrupt(&key, e))?;
+        serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt(&key, e))
+    }
+
+    pub fn write_snapshot(&self, snap: &Snapshot) -> Result<Id, RepoError> {
+        let json = serde_json::to_vec(snap).map_err(RepoError::encode)?;
+        let sealed = self.cipher.seal(&json, AAD_SNAPSHOT);
+        let id = Id::of_content(&sealed);
+        self.backend.put_new(&format!("snapshots/{}", id.hex()), Bytes::from(sealed))?;
+        Ok(id)
+    }
+
+    /// Finds a restore point by full id, unique prefix, or `latest`.
+    pub fn find_snapshot(&self, name: &str) -> Result<(Id, Snapshot), RepoError> {
+        let all = self.snapshots()?;
+        if name == "latest" {
+            return all.into_iter().last().ok_or(RepoError::NoSnapshots { url: self.url().into() });
+        }
+        let mut hits: Vec<_> = all.into_iter().filter(|(id, _)| id.hex().starts_with(name)).collect();
+        match hits.len() {
+            1 => Ok(hits.remove(0)),
+            0 => Err(RepoError::SnapshotNotFound { name: name.into(), url: self.url().into() }),
+            _ => Err(RepoError::AmbiguousSnapshot { name: name.into() }),
+        }
+    }
+}
+
+/// Additional data bound to a blob's encryption: its kind and id, so a blob cannot be
+/// swapped for another.
+pub fn blob_aad(kind: BlobKind, id: &Id) -> [u8; 33] {
+    let mut aad = [0u8; 33];
+    aad[0] = kind as u8;
+    aad[1..].copy_from_slice(&id.0);
+    aad
+}
+
+pub fn b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+pub fn unb64(s: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD.decode(s).ok()
+}

@@ -1,0 +1,245 @@
+//! Writing blobs: compress, encrypt, gather into packs, upload packs in the background,
+//! and index them once uploaded.
+
+use super::format::{self, BlobEntry, BlobKind, BlobLoc, Compression, Id};
+use super::{AAD_PACK_HEADER, RepoError, Repository, blob_aad};
+use crate::store::StoreError;
+use bytes::Bytes;
+use std::cell::RefCell;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// A finished pack on its way to storage: id, bytes, what it holds.
+type Finished = (Id, Bytes, Vec<BlobEntry>);
+
+/// A pack being filled.
+pub struct PackWriter {
+    id: Id,
+    buf: Vec<u8>,
+    entries: Vec<BlobEntry>,
+}
+
+impl PackWriter {
+    fn new(capacity: usize) -> Self {
+        Self { id: Id::random(), buf: Vec::with_capacity(capacity), entries: Vec::new() }
+    }
+
+    fn add(&mut self, kind: BlobKind, id: Id, raw_len: u32, compression: Compression, sealed: &[u8]) -> BlobLoc {
+        let loc = BlobLoc {
+            pack: self.id,
+            offset: self.buf.len() as u32,
+            stored_len: sealed.len() as u32,
+            raw_len,
+            compression,
+        };
+        self.buf.extend_from_slice(sealed);
+        self.entries.push(BlobEntry { kind, id, loc });
+        loc
+    }
+
+    /// The finished pack file: blobs, sealed header, header length (u32 LE).
+    fn finish(mut self, repo: &Repository) -> Finished {
+        let header = repo.cipher().seal(&format::encode_pack_header(&self.entries), AAD_PACK_HEADER);
+        self.buf.extend_from_slice(&header);
+        self.buf.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        (self.id, Bytes::from(self.buf), self.entries)
+    }
+}
+
+thread_local! {
+    static ZSTD: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+}
+
+/// zstd at `level`, or `None` when the data does not shrink by at least 1/32.
+pub fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    ZSTD.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.as_ref().is_none_or(|(l, _)| *l != level) {
+            *cell = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        let (_, c) = cell.as_mut()?;
+        let out = c.compress(data).ok()?;
+        (out.len() + data.len() / 32 < data.len()).then_some(out)
+    })
+}
+
+/// Figures of what a saver wrote.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SaveStats {
+    pub blobs: u64,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+    pub packs: u64,
+}
+
+struct Shared {
+    done: Vec<(Id, Vec<BlobEntry>)>,
+    error: Option<StoreError>,
+    stats: SaveStats,
+}
+
+/// Saves blobs into packs; thread-safe. Data chunks and metadata (segments, trees) go
+/// to separate packs, so restores and listings read small metadata packs.
+pub struct Saver {
+    repo: Arc<Repository>,
+    data: Mutex<Option<PackWriter>>,
+    meta: Mutex<Option<PackWriter>>,
+    queue: Mutex<Option<SyncSender<Finished>>>,
+    uploaders: Mutex<Vec<JoinHandle<()>>>,
+    shared: Arc<Mutex<Shared>>,
+    /// Index what is uploaded every this many packs, so an interrupted run leaves
+    /// indexed, reusable data.
+    index_every: usize,
+}
+
+impl Saver {
+    /// `uploads` packs are uploaded concurrently; one more may wait in the queue.
+    pub fn new(repo: Arc<Repository>, uploads: usize) -> Arc<Self> {
+        let (tx, rx) = sync_channel::<Finished>(1);
+        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new(Mutex::new(Shared { done: Vec::new(), error: None, stats: SaveStats::default() }));
+        let uploaders = (0..uploads.max(1))
+            .map(|i| {
+                let (repo, rx, shared) = (repo.clone(), rx.clone(), shared.clone());
+                std::thread::Builder::new()
+                    .name(format!("lifeline-upload-{i}"))
+                    .spawn(move || upload_loop(&repo, &rx, &shared))
+                    .expect("failed to spawn an upload thread")
+            })
+            .collect();
+        Arc::new(Self {
+            repo,
+            data: Mutex::new(None),
+            meta: Mutex::new(None),
+            queue: Mutex::new(Some(tx)),
+            uploaders: Mutex::new(uploaders),
+            shared,
+            index_every: 32,
+        })
+    }
+
+    /// The first upload failure, if any: later saves fail fast with it.
+    fn check(&self) -> Result<(), RepoError> {
+        match &self.shared.lock().unwrap_or_else(|e| e.into_inner()).error {
+            Some(e) => Err(RepoError::Store(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Compresses (when it pays), encrypts and packs a blob; returns where it will be.
+    pub fn save(&self, kind: BlobKind, id: Id, plain: &[u8]) -> Result<BlobLoc, RepoError> {
+        self.check()?;
+        let (body, compression) = match compress(plain, self.repo.config().zstd_level) {
+            Some(c) => (c, Compression::Zstd),
+            None => (plain.to_vec(), Compression::None),
+        };
+        let sealed = self.repo.cipher().seal(&body, &blob_aad(kind, &id));
+        let target = self.repo.config().pack_size as usize;
+        let slot = if kind == BlobKind::Chunk { &self.data } else { &self.meta };
+        let full = {
+            let mut w = slot.lock().unwrap_or_else(|e| e.into_inner());
+            let writer = w.get_or_insert_with(|| PackWriter::new(target + (1 << 20)));
+            let loc = writer.add(kind, id, plain.len() as u32, compression, &sealed);
+            let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            s.stats.blobs += 1;
+            s.stats.raw_bytes += plain.len() as u64;
+            drop(s);
+            let full = if writer.buf.len() >= target { w.take() } else { None };
+            (loc, full)
+        };
+        if let Some(pack) = full.1 {
+            self.send(pack)?;
+        }
+        Ok(full.0)
+    }
+
+    fn send(&self, pack: PackWriter) -> Result<(), RepoError> {
+        let finished = pack.finish(&self.repo);
+        let tx = self.queue.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match tx {
+            Some(tx) => tx.send(finished).map_err(|_| RepoError::Invalid("the upload threads stopped".into())),
+            None => Err(RepoError::Invalid("saver already finished".into())),
+        }?;
+        self.flush_index(false)
+    }
+
+    /// Writes an index for uploaded packs (every `index_every` packs, or all if `all`).
+    fn flush_index(&self, all: bool) -> Result<(), RepoError> {
+        let batch = {
+            let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            if s.done.is_empty() || (!all && s.done.len() < self.index_every) {
+                return Ok(());
+            }
+            std::mem::take(&mut s.done)
+        };
+        let n = self.repo.write_index(&batch)?;
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).stats.stored_bytes += n;
+        Ok(())
+    }
+
+    /// Uploads what is pending, waits for every upload, and indexes everything.
+    pub fn finish(&self) -> Result<SaveStats, RepoError> {
+        for slot in [&self.data, &self.meta] {
+            let pack = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(p) = pack.filter(|p| !p.entries.is_empty()) {
+                self.send(p)?;
+            }
+        }
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
+        for h in self.uploaders.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _ = h.join();
+        }
+        self.check()?;
+        self.flush_index(true)?;
+        Ok(self.shared.lock().unwrap_or_else(|e| e.into_inner()).stats)
+    }
+}
+
+impl Drop for Saver {
+    fn drop(&mut self) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
+        for h in self.uploaders.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn upload_loop(repo: &Repository, rx: &Mutex<Receiver<Finished>>, shared: &Mutex<Shared>) {
+    loop {
+        let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok((id, bytes, entries)) = next else { return };
+        if shared.lock().unwrap_or_else(|e| e.into_inner()).error.is_some() {
+            continue;
+        }
+        let len = bytes.len() as u64;
+        match repo.backend().put_new(&format::pack_key(&id), bytes) {
+            Ok(()) => {
+                let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+                s.stats.packs += 1;
+                s.stats.stored_bytes += len;
+                s.done.push((id, entries));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, pack = %id.short(), "pack upload failed");
+                shared.lock().unwrap_or_else(|e| e.into_inner()).error.get_or_insert(e);
+            }
+        }
+    }
+}
+
+/// Reads a pack's header (for packs no index lists, left by an interrupted run).
+pub fn read_pack_header(repo: &Repository, pack: &Id, size: u64) -> Result<Vec<BlobEntry>, RepoError> {
+    let key = format::pack_key(pack);
+    if size < 4 {
+        return Err(RepoError::corrupt(&key, "too short"));
+    }
+    let tail = repo.backend().get_range(&key, size - 4..size)?;
+    let hlen = u32::from_le_bytes(tail[..4].try_into().unwrap_or_default()) as u64;
+    if hlen + 4 > size {
+        return Err(RepoError::corrupt(&key, "header length exceeds the pack"));
+    }
+    let sealed = repo.backend().get_range(&key, size - 4 - hlen..size - 4)?;
+    let plain = repo.cipher().open(&sealed, AAD_PACK_HEADER).map_err(|e| RepoError::corrupt(&key, e))?;
+    format::decode_pack_header(*pack, &plain).map_err(|e| RepoError::corrupt(&key, e))
+}

@@ -1,0 +1,387 @@
+//! Restore: recreate a restore point's tree (or block image) in a target, reading each
+//! pack range once, verifying every chunk, preserving holes, metadata and hard links.
+
+use super::format::{BlobKind, BlobLoc, Id, Node, NodeKind, SegRef, Snapshot, SourceKind};
+use super::{RepoError, Repository, source};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Only these paths (relative to the restore point root) and what is under them.
+    pub include: Vec<String>,
+    /// Allow a non-empty target (existing files are replaced).
+    pub overwrite: bool,
+    /// Worker threads; 0 = default (4).
+    pub workers: usize,
+}
+
+/// Figures of a restore.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreSummary {
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+    /// Things that could not be recreated as recorded (ownership without root, devices).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub bytes_done: AtomicU64,
+    pub bytes_total: AtomicU64,
+    pub files: AtomicU64,
+}
+
+struct Job {
+    file: Arc<File>,
+    path: Arc<str>,
+    offset: u64,
+    seg: SegRef,
+    sparse: bool,
+}
+
+/// Restores `snap` into `target`.
+pub fn run(
+    repo: Arc<Repository>,
+    snap: &Snapshot,
+    target: &Path,
+    opts: &RestoreOptions,
+    progress: Arc<Progress>,
+) -> Result<RestoreSummary, RepoError> {
+    repo.load_index(&Default::default())?;
+    let mut r = Restorer::new(repo, opts, progress);
+    match snap.source {
+        SourceKind::Filesystem => {
+            prepare_dir(target, opts.overwrite)?;
+            let tree =
+                snap.root.subtree.ok_or_else(|| RepoError::corrupt("restore point", "directory without a tree"))?;
+            r.dir(&tree, target, "")?;
+            r.wait()?;
+            r.finish_dirs()?;
+            if opts.include.is_empty() {
+                r.meta(target, &snap.root)?;
+            }
+        }
+        SourceKind::Block => {
+            r.image(target, &snap.root)?;
+            r.wait()?;
+        }
+    }
+    Ok(std::mem::take(&mut r.summary))
+}
+
+fn prepare_dir(target: &Path, overwrite: bool) -> Result<(), RepoError> {
+    match std::fs::read_dir(target) {
+        Ok(mut it) => {
+            if it.next().is_some() && !overwrite {
+                return Err(RepoError::TargetNotEmpty { path: target.display().to_string() });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(target).map_err(|e| RepoError::io("create", target, e))
+        }
+        Err(e) => Err(RepoError::io("open", target, e)),
+    }
+}
+
+struct Restorer {
+    repo: Arc<Repository>,
+    opts: RestoreOptions,
+    progress: Arc<Progress>,
+    summary: RestoreSummary,
+    chown: bool,
+    root: PathBuf,
+    tx: Option<std::sync::mpsc::SyncSender<Job>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    error: Arc<Mutex<Option<RepoError>>>,
+    /// Files and directories whose metadata is applied once their content is complete.
+    files: Vec<(PathBuf, Node)>,
+    dirs: Vec<(PathBuf, Node)>,
+}
+
+impl Restorer {
+    fn new(repo: Arc<Repository>, opts: &RestoreOptions, progress: Arc<Progress>) -> Self {
+        let n = if opts.workers == 0 { 4 } else { opts.workers };
+        let (tx, rx) = sync_channel::<Job>(16);
+        let rx = Arc::new(Mutex::new(rx));
+        let error = Arc::new(Mutex::new(None));
+        let workers = (0..n)
+            .map(|i| {
+                let (repo, rx, error, progress) = (repo.clone(), rx.clone(), error.clone(), progress.clone());
+                std::thread::Builder::new()
+                    .name(format!("lifeline-restore-{i}"))
+                    .spawn(move || worker(&repo, &rx, &error, &progress))
+                    .expect("failed to spawn a restore thread")
+            })
+            .collect();
+        Self {
+            repo,
+            opts: opts.clone(),
+            progress,
+            summary: RestoreSummary::default(),
+            chown: source::can_chown(),
+            root: PathBuf::new(),
+            tx: Some(tx),
+            workers,
+            error,
+            files: Vec::new(),
+            dirs: Vec::new(),
+        }
+    }
+
+    fn failed(&self) -> Result<(), RepoError> {
+        match self.error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `rel` is selected, or leads to something selected.
+    fn selected(&self, rel: &str) -> (bool, bool) {
+        if self.opts.include.is_empty() {
+            return (true, true);
+        }
+        let inside = self.opts.include.iter().any(|i| {
+            let i = i.trim_matches('/');
+            rel == i || rel.starts_with(&format!("{i}/"))
+        });
+        let leads = self.opts.include.iter().any(|i| i.trim_matches('/').starts_with(&format!("{rel}/")));
+        (inside, leads)
+    }
+
+    fn dir(&mut self, tree: &Id, dir: &Path, rel: &str) -> Result<(), RepoError> {
+        if self.root.as_os_str().is_empty() {
+            self.root = dir.to_path_buf();
+        }
+        for node in self.repo.read_tree(tree)?.nodes {
+            self.failed()?;
+            let name = source::name_of(&node);
+            let child_rel = super::backup::join_rel(rel, &name.to_string_lossy());
+            let (inside, leads) = self.selected(&child_rel);
+            if !inside && !leads {
+                continue;
+            }
+            let path = dir.join(&name);
+            match node.kind {
+                Some(NodeKind::Dir) => {
+                    match std::fs::create_dir(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
+                        Err(e) => return Err(RepoError::io("create directory", &path, e)),
+                    }
+                    if let Some(sub) = node.subtree {
+                        self.dir(&sub, &path, &child_rel)?;
+                    }
+                    self.summary.dirs += 1;
+                    if inside {
+                        self.dirs.push((path, node));
+                    }
+                }
+                _ if !inside => {}
+                Some(NodeKind::File) => self.file(&path, node)?,
+                Some(NodeKind::Symlink) => {
+                    remove_existing(&path, self.opts.overwrite)?;
+                    std::os::unix::fs::symlink(source::link_target_of(&node), &path)
+                        .map_err(|e| RepoError::io("create symlink", &path, e))?;
+                    self.meta(&path, &node)?;
+                }
+                Some(_) => {
+                    remove_existing(&path, self.opts.overwrite)?;
+                    match source::make_special(&path, &node) {
+                        Ok(()) => self.meta(&path, &node)?,
+                        Err(e) => self.summary.warnings.push(format!("{}: {e}", path.display())),
+                    }
+                }
+                None => return Err(RepoError::corrupt("tree", "node without a kind")),
+            }
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, path: &Path, node: Node) -> Result<(), RepoError> {
+        remove_existing(path, self.opts.overwrite)?;
+        self.summary.files += 1;
+        if let Some(first) = &node.hardlink_to {
+            let original = self.root.join(first);
+            std::fs::hard_link(&original, path).map_err(|e| RepoError::io("create hard link", path, e))?;
+            return Ok(());
+        }
+        let file = File::create(path).map_err(|e| RepoError::io("create", path, e))?;
+        file.set_len(node.size).map_err(|e| RepoError::io("resize", path, e))?;
+        self.queue(file, path, &node)?;
+        self.files.push((path.to_path_buf(), node));
+        Ok(())
+    }
+
+    fn queue(&mut self, file: File, path: &Path, node: &Node) -> Result<(), RepoError> {
+        let file = Arc::new(file);
+        let name: Arc<str> = Arc::from(path.display().to_string());
+        self.summary.bytes += node.size;
+        self.progress.bytes_total.fetch_add(node.size, Relaxed);
+        self.progress.files.fetch_add(1, Relaxed);
+        let mut offset = 0;
+        for seg in &node.content {
+            self.failed()?;
+            let job = Job { file: file.clone(), path: name.clone(), offset, seg: *seg, sparse: node.sparse };
+            self.tx.as_ref().ok_or_else(|| RepoError::Invalid("restore stopped".into()))?.send(job).map_err(|_| {
+                self.failed().err().unwrap_or_else(|| RepoError::Invalid("restore workers stopped".into()))
+            })?;
+            offset += seg.size;
+        }
+        Ok(())
+    }
+
+    /// A block image into a file or an existing block device.
+    fn image(&mut self, target: &Path, node: &Node) -> Result<(), RepoError> {
+        let is_device = std::fs::metadata(target).map(|m| {
+            use std::os::unix::fs::FileTypeExt;
+            m.file_type().is_block_device()
+        });
+        let file = match is_device {
+            Ok(true) => {
+                if !self.opts.overwrite {
+                    return Err(RepoError::TargetNotEmpty { path: target.display().to_string() });
+                }
+                OpenOptions::new().write(true).open(target).map_err(|e| RepoError::io("open", target, e))?
+            }
+            Ok(false) if !self.opts.overwrite && std::fs::metadata(target).map(|m| m.len() > 0).unwrap_or(false) => {
+                return Err(RepoError::TargetNotEmpty { path: target.display().to_string() });
+            }
+            _ => {
+                let f = File::create(target).map_err(|e| RepoError::io("create", target, e))?;
+                f.set_len(node.size).map_err(|e| RepoError::io("resize", target, e))?;
+                f
+            }
+        };
+        self.summary.files += 1;
+        self.queue(file, target, node)
+    }
+
+    fn wait(&mut self) -> Result<(), RepoError> {
+        self.tx.take();
+        for h in self.workers.drain(..) {
+            let _ = h.join();
+        }
+        self.failed()?;
+        for (path, node) in std::mem::take(&mut self.files) {
+            self.meta(&path, &node)?;
+        }
+        Ok(())
+    }
+
+    fn finish_dirs(&mut self) -> Result<(), RepoError> {
+        // Deepest first, so setting a parent's mtime comes after its children changed it.
+        for (path, node) in std::mem::take(&mut self.dirs).into_iter().rev() {
+            self.meta(&path, &node)?;
+        }
+        Ok(())
+    }
+
+    fn meta(&mut self, path: &Path, node: &Node) -> Result<(), RepoError> {
+        if let Err(e) = source::apply_metadata(path, node, self.chown) {
+            self.summary.warnings.push(e.to_string());
+        }
+        if !self.chown && (node.uid != current_uid() || node.gid != current_gid()) && self.summary.warnings.len() < 100
+        {
+            self.summary.warnings.push(format!(
+                "{}: owner {}:{} not restored (needs root)",
+                path.display(),
+                node.uid,
+                node.gid
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn current_uid() -> u32 {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() }
+}
+
+fn current_gid() -> u32 {
+    // SAFETY: getgid has no preconditions.
+    unsafe { libc::getgid() }
+}
+
+fn remove_existing(path: &Path, overwrite: bool) -> Result<(), RepoError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if overwrite && !m.is_dir() => std::fs::remove_file(path).map_err(|e| RepoError::io("replace", path, e)),
+        Ok(_) => Err(RepoError::TargetNotEmpty { path: path.display().to_string() }),
+        Err(_) => Ok(()),
+    }
+}
+
+fn worker(repo: &Repository, rx: &Mutex<Receiver<Job>>, error: &Mutex<Option<RepoError>>, progress: &Progress) {
+    loop {
+        let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok(job) = next else { return };
+        if error.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+            continue;
+        }
+        if let Err(e) = restore_segment(repo, &job, progress) {
+            let e = match e {
+                RepoError::BadBlob { kind, id, pack, detail } => RepoError::BadBlob {
+                    kind,
+                    id,
+                    pack,
+                    detail: format!("{detail}; refusing to restore {} from it", job.path),
+                },
+                other => other,
+            };
+            error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+        }
+    }
+}
+
+/// Reads a segment's chunks, one range request per run of adjacent chunks in a pack.
+fn restore_segment(repo: &Repository, job: &Job, progress: &Progress) -> Result<(), RepoError> {
+    let chunks = repo.read_segment(&job.seg.id)?;
+    let mut offset = job.offset;
+    let mut i = 0;
+    while i < chunks.len() {
+        let first = chunks[i].1;
+        let mut j = i + 1;
+        let mut end = first.offset as u64 + first.stored_len as u64;
+        while j < chunks.len()
+            && chunks[j].1.pack == first.pack
+            && chunks[j].1.offset as u64 == end
+            && end - (first.offset as u64) < (8 << 20)
+        {
+            end += chunks[j].1.stored_len as u64;
+            j += 1;
+        }
+        let data = repo.backend().get_range(&super::format::pack_key(&first.pack), first.offset as u64..end)?;
+        for (id, loc) in &chunks[i..j] {
+            let start = (loc.offset - first.offset) as usize;
+            let sealed = &data[start..start + loc.stored_len as usize];
+            let plain = repo.decode_blob(BlobKind::Chunk, id, loc, sealed)?;
+            write_chunk(job, offset, &plain)?;
+            offset += plain.len() as u64;
+            progress.bytes_done.fetch_add(plain.len() as u64, Relaxed);
+        }
+        i = j;
+    }
+    Ok(())
+}
+
+fn write_chunk(job: &Job, offset: u64, plain: &[u8]) -> Result<(), RepoError> {
+    if job.sparse && plain.iter().all(|b| *b == 0) {
+        return Ok(());
+    }
+    job.file.write_all_at(plain, offset).map_err(|e| RepoError::Io {
+        action: "write",
+        path: job.path.to_string(),
+        source: e,
+    })
+}
+
+/// Location of a chunk, for callers that report on chunks.
+pub type ChunkLoc = BlobLoc;

@@ -1,0 +1,63 @@
+//! Object storage for repositories: one narrow, synchronous interface over
+//! `object_store` (S3 and S3-compatible, GCS, Azure, local files), and wrappers that
+//! retry, meter and (in tests) inject faults. Writes are create-only.
+
+mod error;
+mod faulty;
+mod metered;
+mod object;
+mod retrying;
+
+pub use error::StoreError;
+pub use faulty::{Fault, Faulty};
+pub use metered::{Metered, Meters};
+pub use object::{LocationOptions, open};
+pub use retrying::Retrying;
+
+use bytes::Bytes;
+use std::ops::Range;
+
+/// One stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key relative to the location's prefix (`data/ab/abcd…`).
+    pub key: String,
+    pub size: u64,
+    /// Last modification, seconds since the epoch.
+    pub modified: i64,
+}
+
+/// A location: keys are relative to the location's URL.
+pub trait Backend: Send + Sync {
+    /// Stores `data` at `key` unless the key exists (then [`StoreError::AlreadyExists`]).
+    fn put_new(&self, key: &str, data: Bytes) -> Result<(), StoreError>;
+    fn get(&self, key: &str) -> Result<Bytes, StoreError>;
+    fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError>;
+    /// Every object whose key starts with `prefix`, sorted by key.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
+    /// Deletes `key`; deleting a missing key succeeds.
+    fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// The location, for messages (`s3://bucket/prefix`).
+    fn url(&self) -> &str;
+}
+
+impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
+    fn put_new(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        (**self).put_new(key, data)
+    }
+    fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        (**self).get(key)
+    }
+    fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        (**self).get_range(key, range)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        (**self).list(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        (**self).delete(key)
+    }
+    fn url(&self) -> &str {
+        (**self).url()
+    }
+}

@@ -1,0 +1,236 @@
+//! The `object_store` implementation of [`Backend`].
+
+use super::{Backend, ObjectInfo, StoreError};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, path::Path};
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
+
+/// Options for opening a location, beyond its URL. Credentials not given here come from
+/// the environment (`AWS_ACCESS_KEY_ID`, `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_…`).
+#[derive(Debug, Clone, Default)]
+pub struct LocationOptions {
+    /// S3-compatible endpoint (`http://127.0.0.1:8333`).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub force_path_style: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Create a missing `file://` directory (only `init` does).
+    pub create: bool,
+}
+
+impl LocationOptions {
+    /// Options from `LIFELINE_S3_ENDPOINT`, `AWS_REGION` and `LIFELINE_S3_PATH_STYLE`.
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Self {
+            endpoint: var("LIFELINE_S3_ENDPOINT").or_else(|| var("AWS_ENDPOINT_URL")),
+            region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
+            force_path_style: var("LIFELINE_S3_PATH_STYLE").is_some_and(|v| v == "true" || v == "1"),
+            access_key_id: None,
+            secret_access_key: None,
+            create: false,
+        }
+    }
+}
+
+/// A tokio runtime for storage I/O, shared by all locations of the process; the data
+/// path itself is synchronous and threaded.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("lifeline-io")
+            .enable_all()
+            .build()
+            .expect("failed to start the storage runtime")
+    })
+}
+
+struct ObjectBackend {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    url: String,
+}
+
+/// Opens the location at `url` (`s3://`, `gs://`, `az://`, `file://`).
+pub fn open(url: &str, options: &LocationOptions) -> Result<Arc<dyn Backend>, StoreError> {
+    let config = |detail: String| StoreError::Config { url: url.to_string(), detail };
+    let parsed = url::Url::parse(url).map_err(|e| config(e.to_string()))?;
+    let prefix = parsed.path().trim_matches('/').to_string();
+    let store: Arc<dyn ObjectStore> = match parsed.scheme() {
+        "file" => {
+            let dir = std::path::Path::new(parsed.path());
+            if options.create {
+                std::fs::create_dir_all(dir).map_err(|e| config(format!("cannot create {}: {e}", dir.display())))?;
+            } else if !dir.is_dir() {
+                return Err(StoreError::BucketMissing {
+                    url: url.into(),
+                    detail: format!("directory {} does not exist", dir.display()),
+                });
+            }
+            let fs = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(|e| config(e.to_string()))?;
+            return Ok(Arc::new(ObjectBackend { store: Arc::new(fs), prefix: String::new(), url: url.to_string() }));
+        }
+        "s3" => Arc::new(s3(&parsed, options).map_err(|e| config(e.to_string()))?),
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_url(url)
+                .build()
+                .map_err(|e| config(e.to_string()))?,
+        ),
+        "az" => Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(url)
+                .build()
+                .map_err(|e| config(e.to_string()))?,
+        ),
+        other => return Err(config(format!("unsupported scheme {other:?}: use s3://, gs://, az:// or file://"))),
+    };
+    Ok(Arc::new(ObjectBackend { store, prefix, url: url.to_string() }))
+}
+
+fn s3(url: &url::Url, o: &LocationOptions) -> object_store::Result<object_store::aws::AmazonS3> {
+    use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(url.host_str().unwrap_or_default())
+        .with_conditional_put(S3ConditionalPut::ETagMatch)
+        .with_retry(object_store::RetryConfig {
+            max_retries: 4,
+            retry_timeout: std::time::Duration::from_secs(30),
+            ..Default::default()
+        });
+    if let Some(e) = &o.endpoint {
+        b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+    }
+    if let Some(r) = &o.region {
+        b = b.with_region(r);
+    } else if o.endpoint.is_some() {
+        b = b.with_region("us-east-1");
+    }
+    if o.force_path_style || o.endpoint.is_some() {
+        b = b.with_virtual_hosted_style_request(false);
+    }
+    if let (Some(k), Some(s)) = (&o.access_key_id, &o.secret_access_key) {
+        b = b.with_access_key_id(k).with_secret_access_key(s);
+    }
+    b.build()
+}
+
+impl ObjectBackend {
+    fn path(&self, key: &str) -> Path {
+        if self.prefix.is_empty() { Path::from(key) } else { Path::from(format!("{}/{key}", self.prefix)) }
+    }
+
+    fn key_of(&self, path: &Path) -> String {
+        let p = path.as_ref();
+        if self.prefix.is_empty() {
+            p.to_string()
+        } else {
+            p.strip_prefix(&format!("{}/", self.prefix)).unwrap_or(p).to_string()
+        }
+    }
+
+    fn err(&self, key: &str, e: object_store::Error) -> StoreError {
+        classify(&self.url, key, e)
+    }
+}
+
+/// Maps `object_store` errors to what the user needs to know.
+fn classify(url: &str, key: &str, e: object_store::Error) -> StoreError {
+    use object_store::Error as E;
+    let (url, key) = (url.to_string(), key.to_string());
+    match e {
+        E::NotFound { .. } => StoreError::NotFound { url, key },
+        E::AlreadyExists { .. } | E::Precondition { .. } => StoreError::AlreadyExists { url, key },
+        E::PermissionDenied { source, .. } | E::Unauthenticated { source, .. } => {
+            StoreError::PermissionDenied { url, key, detail: source.to_string() }
+        }
+        other => {
+            let detail = full_chain(&other);
+            let lower = detail.to_lowercase();
+            if lower.contains("nosuchbucket")
+                || lower.contains("bucket does not exist")
+                || lower.contains("containernotfound")
+            {
+                StoreError::BucketMissing { url, detail }
+            } else if lower.contains("accessdenied")
+                || lower.contains("signaturedoesnotmatch")
+                || lower.contains("invalidaccesskeyid")
+                || lower.contains("403 forbidden")
+            {
+                StoreError::PermissionDenied { url, key, detail }
+            } else if lower.contains("connect")
+                || lower.contains("timed out")
+                || lower.contains("timeout")
+                || lower.contains("connection")
+                || lower.contains("503")
+                || lower.contains("500 internal")
+                || lower.contains("retries")
+            {
+                StoreError::Unreachable { url, detail }
+            } else {
+                StoreError::Other { url, detail }
+            }
+        }
+    }
+}
+
+fn full_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+impl Backend for ObjectBackend {
+    fn put_new(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        runtime()
+            .block_on(self.store.put_opts(&self.path(key), PutPayload::from_bytes(data), opts))
+            .map(|_| ())
+            .map_err(|e| self.err(key, e))
+    }
+
+    fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        runtime().block_on(async { self.store.get(&self.path(key)).await?.bytes().await }).map_err(|e| self.err(key, e))
+    }
+
+    fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
+        runtime().block_on(self.store.get_range(&self.path(key), range)).map_err(|e| self.err(key, e))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let p = self.path(prefix.trim_end_matches('/'));
+        let metas: Vec<object_store::ObjectMeta> =
+            runtime().block_on(self.store.list(Some(&p)).try_collect()).map_err(|e| self.err(prefix, e))?;
+        let mut out: Vec<ObjectInfo> = metas
+            .into_iter()
+            .map(|m| ObjectInfo { key: self.key_of(&m.location), size: m.size, modified: m.last_modified.timestamp() })
+            .filter(|o| o.key.starts_with(prefix))
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match runtime().block_on(self.store.delete(&self.path(key))) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(key, e)),
+        }
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+}
