@@ -8,8 +8,9 @@
 
 use crate::repo::backup::{self, BackupOptions};
 use crate::repo::format::{Id, Node, NodeKind, Snapshot};
+use crate::repo::prune::{self, Retention};
 use crate::repo::restore::{self, RestoreOptions};
-use crate::repo::{RepoError, Repository, Secret, keys, source};
+use crate::repo::{RepoError, Repository, Secret, copy, keys, source, verify};
 use crate::store::{self, Backend, LocationOptions, Metered, Retrying};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -72,6 +73,73 @@ pub enum RepoCommand {
     Points { url: String },
     /// List the files of a restore point.
     Ls { url: String, point: String },
+    /// Re-read stored data, decrypt and re-hash it; name what a bad chunk affects.
+    Verify {
+        url: String,
+        /// Percentage of data packs to read (metadata is always read in full).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100))]
+        sample: u32,
+    },
+    /// Remove restore points by retention rules (the union of all rules is kept).
+    Forget {
+        url: String,
+        #[arg(long)]
+        keep_last: Option<u32>,
+        #[arg(long)]
+        keep_hourly: Option<u32>,
+        #[arg(long)]
+        keep_daily: Option<u32>,
+        #[arg(long)]
+        keep_weekly: Option<u32>,
+        #[arg(long)]
+        keep_monthly: Option<u32>,
+        #[arg(long)]
+        keep_yearly: Option<u32>,
+        /// Keep everything younger than this (`168h`, `90m`).
+        #[arg(long, value_name = "DURATION")]
+        keep_within: Option<String>,
+        /// Show what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Prune afterwards.
+        #[arg(long)]
+        prune: bool,
+        /// Grace period of the prune (see `prune`).
+        #[arg(long, default_value = "1h", value_name = "DURATION")]
+        grace: String,
+    },
+    /// Delete data no restore point needs, in two phases: mark now, delete in a later
+    /// prune once the grace period has passed and no older writer runs.
+    Prune {
+        url: String,
+        #[arg(long, default_value = "1h", value_name = "DURATION")]
+        grace: String,
+    },
+    /// Copy a restore point to another location, uploading only what it lacks, then
+    /// verify it there. The destination is created (sharing the key) if needed.
+    Copy { from: String, to: String, point: String },
+    /// Manage key slots.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Add a key slot for a new passphrase (LIFELINE_NEW_PASSWORD or --new-password-file)
+    /// or raw key (--new-key-file).
+    Add {
+        url: String,
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<PathBuf>,
+    },
+    /// Remove a key slot by id (prefix); the slot in use cannot be removed.
+    Remove { url: String, id: String },
+    /// List key slots.
+    List { url: String },
 }
 
 /// Runs a repo command; returns the process exit code.
@@ -106,6 +174,11 @@ fn command_name(cmd: &RepoCommand) -> &'static str {
         RepoCommand::Restore { .. } => "restore",
         RepoCommand::Points { .. } => "points",
         RepoCommand::Ls { .. } => "ls",
+        RepoCommand::Verify { .. } => "verify",
+        RepoCommand::Forget { .. } => "forget",
+        RepoCommand::Prune { .. } => "prune",
+        RepoCommand::Copy { .. } => "copy",
+        RepoCommand::Key { .. } => "key",
     }
 }
 
@@ -221,7 +294,170 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
             })?;
             Ok(json!({"restorePoint": id.hex(), "files": files}))
         }
+        RepoCommand::Verify { url, sample } => {
+            let repo = open(&url, common)?;
+            let report = verify::run(&repo, sample)?;
+            eprintln!(
+                "checked {} of {} packs ({} blobs, {}) and {} restore points: {}",
+                report.packs_checked,
+                report.packs_total,
+                report.blobs_checked,
+                human(report.bytes_read),
+                report.snapshots_checked,
+                if report.ok() { "no errors".to_string() } else { format!("{} bad blobs", report.bad_blobs.len()) }
+            );
+            for a in &report.affected {
+                eprintln!("restore point {} ({}) is damaged:", &a.restore_point[..8], a.time);
+                for p in a.paths.iter().take(50) {
+                    eprintln!("  {p}");
+                }
+            }
+            anyhow::ensure!(
+                report.ok(),
+                "verification failed: {} bad blobs at {url}, affecting {} restore points (see above)",
+                report.bad_blobs.len(),
+                report.affected.len()
+            );
+            Ok(serde_json::to_value(&report)?)
+        }
+        RepoCommand::Forget {
+            url,
+            keep_last,
+            keep_hourly,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            keep_yearly,
+            keep_within,
+            dry_run,
+            prune: then_prune,
+            grace,
+        } => {
+            let repo = open(&url, common)?;
+            let rules = Retention {
+                keep_last,
+                hourly: keep_hourly,
+                daily: keep_daily,
+                weekly: keep_weekly,
+                monthly: keep_monthly,
+                yearly: keep_yearly,
+                within: keep_within.as_deref().map(|w| parse_duration("--keep-within", w)).transpose()?,
+            };
+            let decisions = prune::forget(&repo, &rules, dry_run)?;
+            let removed = decisions.iter().filter(|d| !d.keep).count();
+            eprintln!(
+                "{} restore points kept, {removed} {}",
+                decisions.len() - removed,
+                if dry_run { "would be removed" } else { "removed" }
+            );
+            let mut out = json!({"decisions": decisions, "removed": removed, "dryRun": dry_run});
+            if then_prune && !dry_run {
+                let report = prune::prune(&repo, parse_duration("--grace", &grace)?)?;
+                print_prune(&report);
+                out["prune"] = serde_json::to_value(&report)?;
+            }
+            Ok(out)
+        }
+        RepoCommand::Prune { url, grace } => {
+            let repo = open(&url, common)?;
+            let report = prune::prune(&repo, parse_duration("--grace", &grace)?)?;
+            print_prune(&report);
+            Ok(serde_json::to_value(&report)?)
+        }
+        RepoCommand::Copy { from, to, point } => {
+            let secret = secret(common)?;
+            let src = Arc::new(Repository::open(location(&from, common)?.0, &secret)?);
+            let (dst_backend, _) = location_with(&to, common, true)?;
+            let dst = match Repository::open(dst_backend.clone(), &secret) {
+                Ok(r) => r,
+                Err(RepoError::NotInitialized { .. }) => {
+                    eprintln!("creating repository at {to} with the same key");
+                    Repository::init_with_master(dst_backend, &secret, src.master().clone())?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let dst = Arc::new(dst);
+            let (id, snap) = src.find_snapshot(&point)?;
+            let progress = Arc::new(backup::Progress::default());
+            let (new_id, report) = with_progress("copying", &progress.bytes_done, &progress.bytes_total, || {
+                copy::run(&src, &dst, &id, &snap, progress.clone())
+            })?;
+            eprintln!(
+                "copied {} to {to} as {}: {} files reused, {} copied, {} uploaded, {} packs verified",
+                id.short(),
+                new_id.short(),
+                report.files_reused,
+                report.files_copied,
+                human(report.uploaded_bytes),
+                report.packs_verified
+            );
+            Ok(serde_json::to_value(&report)?)
+        }
+        RepoCommand::Key { command } => key_cmd(command, common),
     }
+}
+
+fn key_cmd(cmd: KeyCommand, common: &Common) -> anyhow::Result<Value> {
+    match cmd {
+        KeyCommand::Add { url, new_password_file, new_key_file } => {
+            let (backend, _) = location(&url, common)?;
+            let master = keys::unlock(&*backend, &secret(common)?)?;
+            let new = if new_password_file.is_some() || new_key_file.is_some() {
+                secret(&Common { password_file: new_password_file, key_file: new_key_file, ..common.clone() })?
+            } else {
+                let p = std::env::var("LIFELINE_NEW_PASSWORD").map_err(|_| {
+                    anyhow::anyhow!(
+                        "no new key: set LIFELINE_NEW_PASSWORD, or pass --new-password-file or --new-key-file"
+                    )
+                })?;
+                anyhow::ensure!(!p.is_empty(), "LIFELINE_NEW_PASSWORD is empty");
+                Secret::Passphrase(zeroize::Zeroizing::new(p.into_bytes()))
+            };
+            let id = keys::add_slot(&*backend, &master, &new)?;
+            eprintln!("added key slot {}", id.short());
+            Ok(json!({"added": id.hex()}))
+        }
+        KeyCommand::Remove { url, id } => {
+            let (backend, _) = location(&url, common)?;
+            let removed = keys::remove(&*backend, &secret(common)?, &id)?;
+            eprintln!("removed key slot {}", removed.short());
+            Ok(json!({"removed": removed.hex()}))
+        }
+        KeyCommand::List { url } => {
+            let (backend, _) = location(&url, common)?;
+            let (current, _) = keys::unlock_slot(&*backend, &secret(common)?)?;
+            let slots = keys::list(&*backend)?;
+            let mut out = Vec::new();
+            for (id, slot) in &slots {
+                let mark = if *id == current { "*" } else { " " };
+                eprintln!("{mark} {} {} {} {:?}", id.short(), slot.created, slot.owner, slot.kdf);
+                out.push(
+                    json!({"id": id.hex(), "created": slot.created, "owner": slot.owner, "inUse": *id == current}),
+                );
+            }
+            Ok(json!({"keys": out}))
+        }
+    }
+}
+
+fn print_prune(r: &prune::PruneReport) {
+    eprintln!(
+        "prune: {} packs, {} referenced, {} newly marked, {} deleted ({}), {} waiting for the grace period or older writers",
+        r.packs_total,
+        r.packs_referenced,
+        r.packs_marked,
+        r.packs_deleted,
+        human(r.bytes_deleted),
+        r.packs_waiting
+    );
+}
+
+/// A Kubernetes-style duration (`90s`, `168h`, `1h30m`).
+fn parse_duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
+    let d: kube::core::Duration =
+        s.parse().map_err(|e| anyhow::anyhow!("{flag} {s:?}: {e} (for example 90m or 168h)"))?;
+    anyhow::ensure!(!d.is_negative(), "{flag} {s:?} must not be negative");
+    Ok(d.into())
 }
 
 fn backup_cmd(

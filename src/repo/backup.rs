@@ -80,7 +80,7 @@ enum Done {
     Failed(RepoError),
 }
 
-struct Engine {
+pub(super) struct Engine {
     repo: Arc<Repository>,
     saver: Arc<Saver>,
     known: Arc<RwLock<Known>>,
@@ -89,7 +89,7 @@ struct Engine {
     /// Segments and trees saved in this run (not yet in the index).
     saved_meta: Mutex<HashMap<Id, ()>>,
     hardlinks: HashMap<(u64, u64), String>,
-    summary: Summary,
+    pub(super) summary: Summary,
     progress: Arc<Progress>,
 }
 
@@ -106,6 +106,8 @@ pub fn run(
     repo.load_index(&excluded)?;
     let recovered = recover_unindexed(&repo, &excluded)?;
     let host = opts.host.clone().unwrap_or_else(super::keys::hostname);
+    // Recorded absolute, so runs from any directory find the same parent.
+    let path = &std::fs::canonicalize(path).map_err(|e| RepoError::io("find", path, e))?;
     let path_str = path.display().to_string();
     let parent = match opts.parent {
         Some(id) => Some((id, repo.read_snapshot(&id)?)),
@@ -151,7 +153,7 @@ pub fn run(
 
 /// Packs no index lists (an interrupted run uploaded them but never indexed them):
 /// index them now, so their segments are reused, and return their chunks.
-fn recover_unindexed(repo: &Repository, excluded: &HashSet<Id>) -> Result<HashMap<Id, BlobLoc>, RepoError> {
+pub(super) fn recover_unindexed(repo: &Repository, excluded: &HashSet<Id>) -> Result<HashMap<Id, BlobLoc>, RepoError> {
     let indexed = repo.indexed_packs();
     let mut chunks = HashMap::new();
     let mut batch = Vec::new();
@@ -180,7 +182,12 @@ fn recover_unindexed(repo: &Repository, excluded: &HashSet<Id>) -> Result<HashMa
 }
 
 impl Engine {
-    fn start(repo: Arc<Repository>, workers: usize, progress: Arc<Progress>, recovered: HashMap<Id, BlobLoc>) -> Self {
+    pub(super) fn start(
+        repo: Arc<Repository>,
+        workers: usize,
+        progress: Arc<Progress>,
+        recovered: HashMap<Id, BlobLoc>,
+    ) -> Self {
         let n = if workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { workers };
         let saver = Saver::new(repo.clone(), 2);
         let known = Arc::new(RwLock::new(Known { recovered, ..Known::default() }));
@@ -208,7 +215,7 @@ impl Engine {
         }
     }
 
-    fn finish(&mut self) -> Result<super::pack::SaveStats, RepoError> {
+    pub(super) fn finish(&mut self) -> Result<super::pack::SaveStats, RepoError> {
         self.jobs.take();
         for h in self.workers.drain(..) {
             let _ = h.join();
@@ -216,8 +223,12 @@ impl Engine {
         self.saver.finish()
     }
 
+    pub(super) fn repo(&self) -> Arc<Repository> {
+        self.repo.clone()
+    }
+
     /// Saves a segment or tree unless it exists.
-    fn save_meta(&self, kind: BlobKind, id: Id, plain: &[u8]) -> Result<(), RepoError> {
+    pub(super) fn save_meta(&self, kind: BlobKind, id: Id, plain: &[u8]) -> Result<(), RepoError> {
         if self.repo.lookup(&id).is_some() {
             return Ok(());
         }
@@ -229,7 +240,7 @@ impl Engine {
         Ok(())
     }
 
-    fn meta_exists(&self, id: &Id) -> bool {
+    pub(super) fn meta_exists(&self, id: &Id) -> bool {
         self.repo.lookup(id).is_some() || self.saved_meta.lock().unwrap_or_else(|e| e.into_inner()).contains_key(id)
     }
 
@@ -301,12 +312,21 @@ impl Engine {
 
     /// Stores a file's content; returns its segments and length.
     fn content(&mut self, path: &Path, parent: &[SegRef]) -> Result<(Vec<SegRef>, u64), RepoError> {
-        let file = std::fs::File::open(path).map_err(|e| RepoError::io("open", path, e))?;
+        let mut file = std::fs::File::open(path).map_err(|e| RepoError::io("open", path, e))?;
+        self.content_from(&mut file, path, parent)
+    }
+
+    /// Stores content read from `reader` (named `path` in messages).
+    pub(super) fn content_from(
+        &mut self,
+        reader: &mut dyn Read,
+        path: &Path,
+        parent: &[SegRef],
+    ) -> Result<(Vec<SegRef>, u64), RepoError> {
         let tx = self.jobs.clone().ok_or_else(|| RepoError::Invalid("backup engine stopped".into()))?;
         let mut window = ParentWindow::new(parent);
         let (done_tx, done_rx) = channel();
         let mut fc = FileContent::new(path, done_rx);
-        let mut reader = file;
         let mut buf = BytesMut::with_capacity(READ_BLOCK);
         let mut eof = false;
         let mut offset = 0u64;
@@ -315,7 +335,7 @@ impl Engine {
             while !eof && buf.len() < max {
                 let start = buf.len();
                 buf.resize(start + READ_BLOCK, 0);
-                let n = read_full(&mut reader, &mut buf[start..]).map_err(|e| RepoError::io("read", path, e))?;
+                let n = read_full(reader, &mut buf[start..]).map_err(|e| RepoError::io("read", path, e))?;
                 buf.truncate(start + n);
                 eof = n == 0;
                 self.summary.bytes_read += n as u64;
@@ -345,7 +365,7 @@ impl Engine {
     }
 }
 
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

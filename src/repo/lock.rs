@@ -134,3 +134,17 @@ impl Drop for LockGuard {
         let _ = self.backend.delete(&key);
     }
 }
+
+/// The lock of a prune: prunes exclude each other and exclusive holders, but run beside
+/// backups (the two-phase mark and grace period protect those).
+pub fn acquire_prune(backend: Arc<dyn Backend>) -> Result<LockGuard, RepoError> {
+    let guard = acquire(backend.clone(), "prune", false)?;
+    let own = guard.key.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some((_, other)) = live(&*backend)?.into_iter().find(|(k, l)| *k != own && l.operation == "prune") {
+        return Err(RepoError::Locked {
+            url: backend.url().into(),
+            detail: format!("another prune is running ({} pid {})", other.owner, other.pid),
+        });
+    }
+    Ok(guard)
+}

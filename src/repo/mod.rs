@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod chunker;
+pub mod copy;
 pub mod crypto;
 pub mod error;
 pub mod format;
@@ -13,6 +14,7 @@ pub mod pack;
 pub mod prune;
 pub mod restore;
 pub mod source;
+pub mod verify;
 
 pub use error::RepoError;
 
@@ -98,7 +100,11 @@ impl Repository {
     /// Reads `config`, with a clear error when there is no repository.
     pub fn read_config(backend: &dyn Backend) -> Result<Config, RepoError> {
         let raw = backend.get("config").map_err(|e| match e {
-            StoreError::NotFound { url, .. } => RepoError::NotInitialized { url },
+            // A missing bucket also answers 404: a listing tells the two apart.
+            StoreError::NotFound { url, .. } => match backend.list("config") {
+                Err(missing @ StoreError::BucketMissing { .. }) => missing.into(),
+                _ => RepoError::NotInitialized { url },
+            },
             other => other.into(),
         })?;
         let config: Config = serde_json::from_slice(&raw)
@@ -159,10 +165,10 @@ impl Repository {
         format::decode_index(&plain).map_err(|e| RepoError::corrupt(key, e))
     }
 
-    /// Writes an index file for `packs`.
-    pub fn write_index(&self, packs: &[(Id, Vec<BlobEntry>)]) -> Result<u64, RepoError> {
+    /// Writes an index file for `packs`; returns its key and size.
+    pub fn write_index(&self, packs: &[(Id, Vec<BlobEntry>)]) -> Result<(String, u64), RepoError> {
         if packs.is_empty() {
-            return Ok(0);
+            return Ok((String::new(), 0));
         }
         let sealed = self.cipher.seal(&format::encode_index(packs), AAD_INDEX);
         let key = format!("index/{}", Id::of_content(&sealed).hex());
@@ -178,7 +184,7 @@ impl Repository {
                 idx.blobs.insert(e.id, e.loc);
             }
         }
-        Ok(len)
+        Ok((key, len))
     }
 
     pub fn lookup(&self, id: &Id) -> Option<BlobLoc> {

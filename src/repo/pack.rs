@@ -65,9 +65,11 @@ pub fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
 }
 
 /// Figures of what a saver wrote.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct SaveStats {
     pub blobs: u64,
+    /// Packs uploaded.
+    pub pack_ids: Vec<Id>,
     pub raw_bytes: u64,
     pub stored_bytes: u64,
     pub packs: u64,
@@ -173,7 +175,7 @@ impl Saver {
             }
             std::mem::take(&mut s.done)
         };
-        let n = self.repo.write_index(&batch)?;
+        let (_, n) = self.repo.write_index(&batch)?;
         self.shared.lock().unwrap_or_else(|e| e.into_inner()).stats.stored_bytes += n;
         Ok(())
     }
@@ -192,7 +194,7 @@ impl Saver {
         }
         self.check()?;
         self.flush_index(true)?;
-        Ok(self.shared.lock().unwrap_or_else(|e| e.into_inner()).stats)
+        Ok(self.shared.lock().unwrap_or_else(|e| e.into_inner()).stats.clone())
     }
 }
 
@@ -217,6 +219,7 @@ fn upload_loop(repo: &Repository, rx: &Mutex<Receiver<Finished>>, shared: &Mutex
             Ok(()) => {
                 let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
                 s.stats.packs += 1;
+                s.stats.pack_ids.push(id);
                 s.stats.stored_bytes += len;
                 s.done.push((id, entries));
             }

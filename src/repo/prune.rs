@@ -22,3 +22,332 @@ pub fn marks(repo: &Repository) -> Result<Vec<(String, PruneMark)>, RepoError> {
     }
     Ok(out)
 }
+
+use super::format::{BlobKind, Snapshot};
+use super::lock;
+use bytes::Bytes;
+use jiff::Timestamp;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Which restore points to keep (the union of the rules, as `restic forget`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub keep_last: Option<u32>,
+    pub hourly: Option<u32>,
+    pub daily: Option<u32>,
+    pub weekly: Option<u32>,
+    pub monthly: Option<u32>,
+    pub yearly: Option<u32>,
+    pub within: Option<std::time::Duration>,
+}
+
+impl Retention {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Why a restore point is kept.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    pub id: String,
+    pub time: String,
+    pub keep: bool,
+    pub reasons: Vec<String>,
+}
+
+/// The calendar bucket a time falls in, for one retention rule.
+type BucketKey = fn(&jiff::Zoned) -> String;
+
+/// Decides, for points of one group (same host and path), which to keep. `points` may be
+/// in any order; the newest point is always kept.
+pub fn plan(points: &[(Id, Timestamp)], now: Timestamp, tz: &jiff::tz::TimeZone, r: &Retention) -> Vec<Decision> {
+    let mut sorted: Vec<(Id, Timestamp)> = points.to_vec();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+    let mut reasons: Vec<Vec<String>> = vec![Vec::new(); sorted.len()];
+    if let Some(n) = r.keep_last {
+        for rs in reasons.iter_mut().take(n as usize) {
+            rs.push("last".into());
+        }
+    }
+    let buckets: [(&str, Option<u32>, BucketKey); 5] = [
+        ("hourly", r.hourly, |z| z.strftime("%Y-%m-%d %H").to_string()),
+        ("daily", r.daily, |z| z.strftime("%Y-%m-%d").to_string()),
+        ("weekly", r.weekly, |z| {
+            let w = z.date().iso_week_date();
+            format!("{}-W{:02}", w.year(), w.week())
+        }),
+        ("monthly", r.monthly, |z| z.strftime("%Y-%m").to_string()),
+        ("yearly", r.yearly, |z| z.strftime("%Y").to_string()),
+    ];
+    for (name, count, key) in buckets {
+        let Some(count) = count else { continue };
+        let mut seen: Vec<String> = Vec::new();
+        for (i, (_, t)) in sorted.iter().enumerate() {
+            if seen.len() >= count as usize {
+                break;
+            }
+            let k = key(&t.to_zoned(tz.clone()));
+            if !seen.contains(&k) {
+                seen.push(k);
+                reasons[i].push(name.into());
+            }
+        }
+    }
+    if let Some(within) = r.within {
+        let span = jiff::SignedDuration::try_from(within).unwrap_or(jiff::SignedDuration::MAX);
+        let cutoff = now.checked_sub(span).unwrap_or(Timestamp::MIN);
+        for (i, (_, t)) in sorted.iter().enumerate() {
+            if *t >= cutoff {
+                reasons[i].push("within".into());
+            }
+        }
+    }
+    if let Some(first) = reasons.first_mut()
+        && first.is_empty()
+    {
+        first.push("newest".into());
+    }
+    sorted
+        .iter()
+        .zip(reasons)
+        .map(|((id, t), reasons)| Decision { id: id.hex(), time: t.to_string(), keep: !reasons.is_empty(), reasons })
+        .collect()
+}
+
+/// Applies `retention` to every group of restore points (same host and path) and
+/// deletes the others (their data goes with the next prunes).
+pub fn forget(repo: &Arc<Repository>, r: &Retention, dry_run: bool) -> Result<Vec<Decision>, RepoError> {
+    if r.is_empty() {
+        return Err(RepoError::Invalid(
+            "no retention rule given: pass --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly or --keep-within".into(),
+        ));
+    }
+    let _lock = lock::acquire(repo.backend().clone(), "forget", false)?;
+    let mut groups: BTreeMap<(String, String), Vec<(Id, Timestamp)>> = BTreeMap::new();
+    for (id, s) in repo.snapshots()? {
+        let t: Timestamp = s.time.parse().map_err(|e| RepoError::corrupt(&format!("snapshot {id:?}"), e))?;
+        groups.entry((s.host.clone(), s.path.clone())).or_default().push((id, t));
+    }
+    let mut out = Vec::new();
+    for points in groups.values() {
+        for d in plan(points, Timestamp::now(), &jiff::tz::TimeZone::UTC, r) {
+            if !d.keep && !dry_run {
+                repo.backend().delete(&format!("snapshots/{}", d.id))?;
+            }
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
+/// What a prune did.
+#[derive(Debug, Clone, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneReport {
+    pub packs_total: u64,
+    pub packs_referenced: u64,
+    /// Packs newly marked for deletion (deleted by a prune after the grace period).
+    pub packs_marked: u64,
+    pub packs_deleted: u64,
+    pub bytes_deleted: u64,
+    /// Marked packs kept because a writer that started before the mark still runs, or
+    /// the grace period has not passed.
+    pub packs_waiting: u64,
+}
+
+/// Two-phase prune. Phase one marks packs no restore point references; a later prune,
+/// once `grace` has passed since the mark and no writer that started before the mark is
+/// still running, deletes those that are still unreferenced. Writers never reuse marked
+/// packs, so a concurrent backup cannot lose data. Runs beside backups; only one prune
+/// runs at a time.
+pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<PruneReport, RepoError> {
+    let _lock = lock::acquire_prune(repo.backend().clone())?;
+    lock::remove_stale(&**repo.backend())?;
+    repo.load_index(&HashSet::new())?;
+    let referenced = referenced_packs(repo)?;
+    let stored: HashMap<Id, u64> = repo
+        .backend()
+        .list("data/")?
+        .into_iter()
+        .filter_map(|o| o.key.rsplit('/').next().and_then(Id::parse).map(|id| (id, o.size)))
+        .collect();
+    let mut report = PruneReport {
+        packs_total: stored.len() as u64,
+        packs_referenced: referenced.len() as u64,
+        ..Default::default()
+    };
+    let now = lock::now();
+    let writers = lock::live(&**repo.backend())?;
+    let mut already = HashSet::new();
+    let mut deletable = HashSet::new();
+    let mut finished_marks = Vec::new();
+    for (key, mark) in marks(repo)? {
+        let still: Vec<Id> =
+            mark.packs.iter().copied().filter(|p| !referenced.contains(p) && stored.contains_key(p)).collect();
+        let old_writer = writers.iter().any(|(_, l)| l.operation != "prune" && l.created <= mark.marked);
+        if now - mark.marked >= grace.as_secs() as i64 && !old_writer {
+            deletable.extend(still.iter().copied());
+            finished_marks.push(key);
+        } else {
+            report.packs_waiting += still.len() as u64;
+            already.extend(still);
+        }
+    }
+    if !deletable.is_empty() {
+        rewrite_index_without(repo, &deletable)?;
+        for p in &deletable {
+            repo.backend().delete(&super::format::pack_key(p))?;
+            report.packs_deleted += 1;
+            report.bytes_deleted += stored.get(p).copied().unwrap_or(0);
+        }
+    }
+    for key in finished_marks {
+        repo.backend().delete(&key)?;
+    }
+    let new: Vec<Id> = stored
+        .keys()
+        .copied()
+        .filter(|p| !referenced.contains(p) && !already.contains(p) && !deletable.contains(p))
+        .collect();
+    if !new.is_empty() {
+        report.packs_marked = new.len() as u64;
+        let mark = PruneMark { marked: now, packs: new };
+        let json = serde_json::to_vec(&mark).map_err(RepoError::encode)?;
+        repo.backend().put_new(&format!("prune/{}", Id::random().hex()), Bytes::from(json))?;
+    }
+    Ok(report)
+}
+
+/// Packs holding anything a restore point needs: trees, segments, and their chunks.
+fn referenced_packs(repo: &Repository) -> Result<HashSet<Id>, RepoError> {
+    let mut packs = HashSet::new();
+    let mut seen = HashSet::new();
+    for (_, snap) in repo.snapshots()? {
+        mark_snapshot(repo, &snap, &mut seen, &mut packs)?;
+    }
+    Ok(packs)
+}
+
+fn mark_snapshot(
+    repo: &Repository,
+    snap: &Snapshot,
+    seen: &mut HashSet<Id>,
+    packs: &mut HashSet<Id>,
+) -> Result<(), RepoError> {
+    let mut stack: Vec<super::format::Node> = vec![snap.root.clone()];
+    while let Some(node) = stack.pop() {
+        for seg in &node.content {
+            if seen.insert(seg.id) {
+                let loc = repo.lookup(&seg.id).ok_or(RepoError::MissingBlob { kind: BlobKind::Segment, id: seg.id })?;
+                packs.insert(loc.pack);
+                for (_, chunk) in repo.read_segment(&seg.id)? {
+                    packs.insert(chunk.pack);
+                }
+            }
+        }
+        if let Some(tree) = node.subtree
+            && seen.insert(tree)
+        {
+            let loc = repo.lookup(&tree).ok_or(RepoError::MissingBlob { kind: BlobKind::Tree, id: tree })?;
+            packs.insert(loc.pack);
+            stack.extend(repo.read_tree(&tree)?.nodes);
+        }
+    }
+    Ok(())
+}
+
+/// Replaces every index file with one that leaves out `gone`.
+fn rewrite_index_without(repo: &Repository, gone: &HashSet<Id>) -> Result<(), RepoError> {
+    let old = repo.backend().list("index/")?;
+    let mut keep = Vec::new();
+    for obj in &old {
+        keep.extend(repo.read_index_file(&obj.key)?.into_iter().filter(|(p, _)| !gone.contains(p)));
+    }
+    let mut by_pack: BTreeMap<Id, Vec<super::format::BlobEntry>> = BTreeMap::new();
+    for (p, e) in keep {
+        by_pack.entry(p).or_default().extend(e);
+    }
+    let all: Vec<_> = by_pack.into_iter().collect();
+    let mut written = HashSet::new();
+    for batch in all.chunks(4096) {
+        written.insert(repo.write_index(batch)?.0);
+    }
+    // An old file with exactly the new content has the same key and stays.
+    for obj in old.into_iter().filter(|o| !written.contains(&o.key)) {
+        repo.backend().delete(&obj.key)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn kept(points: &[&str], r: Retention, now: &str) -> Vec<String> {
+        let pts: Vec<(Id, Timestamp)> = points.iter().enumerate().map(|(i, t)| (Id([i as u8; 32]), at(t))).collect();
+        let mut out: Vec<String> =
+            plan(&pts, at(now), &jiff::tz::TimeZone::UTC, &r).into_iter().filter(|d| d.keep).map(|d| d.time).collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn retention_table() {
+        let pts = [
+            "2026-11-20T10:00:00Z",
+            "2026-11-20T10:15:00Z",
+            "2026-11-20T11:00:00Z",
+            "2026-11-19T23:00:00Z",
+            "2026-11-12T08:00:00Z",
+            "2026-10-01T08:00:00Z",
+            "2025-12-31T08:00:00Z",
+        ];
+        let now = "2026-11-20T12:00:00Z";
+        let table: Vec<(Retention, Vec<&str>)> = vec![
+            (
+                Retention { keep_last: Some(2), ..Default::default() },
+                vec!["2026-11-20T10:15:00Z", "2026-11-20T11:00:00Z"],
+            ),
+            (
+                Retention { hourly: Some(3), ..Default::default() },
+                vec!["2026-11-19T23:00:00Z", "2026-11-20T10:15:00Z", "2026-11-20T11:00:00Z"],
+            ),
+            (Retention { daily: Some(2), ..Default::default() }, vec!["2026-11-19T23:00:00Z", "2026-11-20T11:00:00Z"]),
+            (Retention { weekly: Some(2), ..Default::default() }, vec!["2026-11-12T08:00:00Z", "2026-11-20T11:00:00Z"]),
+            (
+                Retention { monthly: Some(3), ..Default::default() },
+                vec!["2025-12-31T08:00:00Z", "2026-10-01T08:00:00Z", "2026-11-20T11:00:00Z"],
+            ),
+            (Retention { yearly: Some(5), ..Default::default() }, vec!["2025-12-31T08:00:00Z", "2026-11-20T11:00:00Z"]),
+            (
+                Retention { within: Some(std::time::Duration::from_secs(2 * 3600)), ..Default::default() },
+                vec!["2026-11-20T10:00:00Z", "2026-11-20T10:15:00Z", "2026-11-20T11:00:00Z"],
+            ),
+            (Retention { keep_last: Some(0), ..Default::default() }, vec!["2026-11-20T11:00:00Z"]),
+        ];
+        for (r, want) in table {
+            assert_eq!(kept(&pts, r.clone(), now), want, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn time_zone_moves_day_buckets() {
+        let pts = ["2026-11-19T23:30:00Z", "2026-11-19T22:00:00Z"];
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        let p: Vec<(Id, Timestamp)> = pts.iter().enumerate().map(|(i, t)| (Id([i as u8; 32]), at(t))).collect();
+        let r = Retention { daily: Some(2), ..Default::default() };
+        let keep = plan(&p, at("2026-11-20T12:00:00Z"), &berlin, &r).into_iter().filter(|d| d.keep).count();
+        assert_eq!(keep, 2, "23:30Z is already the 20th in Berlin");
+        let keep_utc =
+            plan(&p, at("2026-11-20T12:00:00Z"), &jiff::tz::TimeZone::UTC, &r).into_iter().filter(|d| d.keep).count();
+        assert_eq!(keep_utc, 1);
+    }
+}

@@ -341,10 +341,14 @@ fn worker(repo: &Repository, rx: &Mutex<Receiver<Job>>, error: &Mutex<Option<Rep
     }
 }
 
-/// Reads a segment's chunks, one range request per run of adjacent chunks in a pack.
-fn restore_segment(repo: &Repository, job: &Job, progress: &Progress) -> Result<(), RepoError> {
-    let chunks = repo.read_segment(&job.seg.id)?;
-    let mut offset = job.offset;
+/// Reads a segment's chunks, one range request per run of adjacent chunks in a pack,
+/// verifying each; calls `f` with each chunk's plaintext in order.
+pub fn for_each_chunk(
+    repo: &Repository,
+    seg: &Id,
+    f: &mut dyn FnMut(&[u8]) -> Result<(), RepoError>,
+) -> Result<(), RepoError> {
+    let chunks = repo.read_segment(seg)?;
     let mut i = 0;
     while i < chunks.len() {
         let first = chunks[i].1;
@@ -361,15 +365,24 @@ fn restore_segment(repo: &Repository, job: &Job, progress: &Progress) -> Result<
         let data = repo.backend().get_range(&super::format::pack_key(&first.pack), first.offset as u64..end)?;
         for (id, loc) in &chunks[i..j] {
             let start = (loc.offset - first.offset) as usize;
-            let sealed = &data[start..start + loc.stored_len as usize];
-            let plain = repo.decode_blob(BlobKind::Chunk, id, loc, sealed)?;
-            write_chunk(job, offset, &plain)?;
-            offset += plain.len() as u64;
-            progress.bytes_done.fetch_add(plain.len() as u64, Relaxed);
+            let sealed = data.get(start..start + loc.stored_len as usize).ok_or_else(|| {
+                RepoError::corrupt(&super::format::pack_key(&loc.pack), "shorter than its index says")
+            })?;
+            f(&repo.decode_blob(BlobKind::Chunk, id, loc, sealed)?)?;
         }
         i = j;
     }
     Ok(())
+}
+
+fn restore_segment(repo: &Repository, job: &Job, progress: &Progress) -> Result<(), RepoError> {
+    let mut offset = job.offset;
+    for_each_chunk(repo, &job.seg.id, &mut |plain| {
+        write_chunk(job, offset, plain)?;
+        offset += plain.len() as u64;
+        progress.bytes_done.fetch_add(plain.len() as u64, Relaxed);
+        Ok(())
+    })
 }
 
 fn write_chunk(job: &Job, offset: u64, plain: &[u8]) -> Result<(), RepoError> {
