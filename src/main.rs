@@ -25,7 +25,7 @@ enum Command {
         #[command(flatten)]
         common: lifeline::cli::repo::Common,
         #[command(subcommand)]
-        command: lifeline::cli::repo::RepoCommand,
+        command: Box<lifeline::cli::repo::RepoCommand>,
     },
     /// Check Lifeline manifests offline, as the API server and the controllers would.
     Validate {
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Repo { common, command } => {
-            return ExitCode::from(lifeline::cli::repo::run(command, &common) as u8);
+            return ExitCode::from(lifeline::cli::repo::run(*command, &common) as u8);
         }
         Command::Crd { dir } => lifeline::cli::crd(dir.as_deref()).map(|()| ExitCode::SUCCESS),
         Command::Validate { files } => lifeline::cli::manifests::validate(&files)
