@@ -156,6 +156,25 @@ impl Saver {
         Ok(full.0)
     }
 
+    /// Packs a blob that is already compressed and sealed (moving it between packs:
+    /// its encryption is bound to its kind and id, not to its place).
+    pub fn save_sealed(&self, e: &BlobEntry, sealed: &[u8]) -> Result<BlobLoc, RepoError> {
+        self.check()?;
+        let target = self.repo.config().pack_size as usize;
+        let slot = if e.kind == BlobKind::Chunk { &self.data } else { &self.meta };
+        let (loc, full) = {
+            let mut w = slot.lock().unwrap_or_else(|e| e.into_inner());
+            let writer = w.get_or_insert_with(|| PackWriter::new(target + (1 << 20)));
+            let loc = writer.add(e.kind, e.id, e.loc.raw_len, e.loc.compression, sealed);
+            let full = if writer.buf.len() >= target { w.take() } else { None };
+            (loc, full)
+        };
+        if let Some(pack) = full {
+            self.send(pack)?;
+        }
+        Ok(loc)
+    }
+
     fn send(&self, pack: PackWriter) -> Result<(), RepoError> {
         let finished = pack.finish(&self.repo);
         let tx = self.queue.lock().unwrap_or_else(|e| e.into_inner()).clone();

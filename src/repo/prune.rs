@@ -157,6 +157,9 @@ pub struct PruneReport {
     /// Marked packs kept because a writer that started before the mark still runs, or
     /// the grace period has not passed.
     pub packs_waiting: u64,
+    /// Packs whose used blobs were moved to new packs (the old ones are then marked).
+    pub packs_repacked: u64,
+    pub bytes_repacked: u64,
 }
 
 /// Two-phase prune. Phase one marks packs no restore point references; a later prune,
@@ -168,7 +171,8 @@ pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<Prune
     let _lock = lock::acquire_prune(repo.backend().clone())?;
     lock::remove_stale(&**repo.backend())?;
     repo.load_index(&HashSet::new())?;
-    let referenced = referenced_packs(repo)?;
+    let u = usage(repo)?;
+    let mut referenced: HashSet<Id> = u.packs.keys().copied().collect();
     let stored: HashMap<Id, u64> = repo
         .backend()
         .list("data/")?
@@ -197,8 +201,18 @@ pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<Prune
             already.extend(still);
         }
     }
+    // Repack wasteful packs; the emptied ones are marked below like unreferenced ones.
+    let repacked = repack(repo, &u, &stored, &already)?;
+    report.packs_repacked = repacked.emptied.len() as u64;
+    report.bytes_repacked = repacked.bytes;
+    for p in &repacked.emptied {
+        referenced.remove(p);
+    }
+    referenced.extend(repacked.written.iter().copied());
+    if !deletable.is_empty() || !repacked.replaced.is_empty() {
+        rewrite_index_without(repo, &deletable, &repacked.replaced)?;
+    }
     if !deletable.is_empty() {
-        rewrite_index_without(repo, &deletable)?;
         for p in &deletable {
             repo.backend().delete(&super::format::pack_key(p))?;
             report.packs_deleted += 1;
@@ -222,50 +236,148 @@ pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<Prune
     Ok(report)
 }
 
-/// Packs holding anything a restore point needs: trees, segments, and their chunks.
-fn referenced_packs(repo: &Repository) -> Result<HashSet<Id>, RepoError> {
-    let mut packs = HashSet::new();
-    let mut seen = HashSet::new();
-    for (_, snap) in repo.snapshots()? {
-        mark_snapshot(repo, &snap, &mut seen, &mut packs)?;
-    }
-    Ok(packs)
+/// Everything restore points need: per pack, the bytes and blobs in use; and the recipe
+/// of every segment (to rewrite those whose chunks move).
+#[derive(Default)]
+struct Usage {
+    packs: HashMap<Id, (u64, HashSet<(Id, u32)>)>,
+    segments: HashMap<Id, Vec<super::format::SegmentChunk>>,
 }
 
-fn mark_snapshot(
-    repo: &Repository,
-    snap: &Snapshot,
-    seen: &mut HashSet<Id>,
-    packs: &mut HashSet<Id>,
-) -> Result<(), RepoError> {
+impl Usage {
+    fn use_blob(&mut self, id: Id, loc: &super::format::BlobLoc) {
+        let entry = self.packs.entry(loc.pack).or_default();
+        if entry.1.insert((id, loc.offset)) {
+            entry.0 += loc.stored_len as u64;
+        }
+    }
+}
+
+fn usage(repo: &Repository) -> Result<Usage, RepoError> {
+    let mut u = Usage::default();
+    let mut seen = HashSet::new();
+    for (_, snap) in repo.snapshots()? {
+        mark_snapshot(repo, &snap, &mut seen, &mut u)?;
+    }
+    Ok(u)
+}
+
+fn mark_snapshot(repo: &Repository, snap: &Snapshot, seen: &mut HashSet<Id>, u: &mut Usage) -> Result<(), RepoError> {
     let mut stack: Vec<super::format::Node> = vec![snap.root.clone()];
     while let Some(node) = stack.pop() {
         for seg in &node.content {
             if seen.insert(seg.id) {
                 let loc = repo.lookup(&seg.id).ok_or(RepoError::MissingBlob { kind: BlobKind::Segment, id: seg.id })?;
-                packs.insert(loc.pack);
-                for (_, chunk) in repo.read_segment(&seg.id)? {
-                    packs.insert(chunk.pack);
+                u.use_blob(seg.id, &loc);
+                let chunks = repo.read_segment(&seg.id)?;
+                for (id, chunk) in &chunks {
+                    u.use_blob(*id, chunk);
                 }
+                u.segments.insert(seg.id, chunks);
             }
         }
         if let Some(tree) = node.subtree
             && seen.insert(tree)
         {
             let loc = repo.lookup(&tree).ok_or(RepoError::MissingBlob { kind: BlobKind::Tree, id: tree })?;
-            packs.insert(loc.pack);
+            u.use_blob(tree, &loc);
             stack.extend(repo.read_tree(&tree)?.nodes);
         }
     }
     Ok(())
 }
 
-/// Replaces every index file with one that leaves out `gone`.
-fn rewrite_index_without(repo: &Repository, gone: &HashSet<Id>) -> Result<(), RepoError> {
+/// Packs this wasteful (unused share above this) are repacked.
+const REPACK_WASTE: f64 = 0.2;
+
+/// What a repack did.
+struct Repacked {
+    /// Packs whose used blobs now live elsewhere: to be marked.
+    emptied: HashSet<Id>,
+    /// Index entries (blob id, pack) that now live elsewhere.
+    replaced: HashSet<(Id, Id)>,
+    /// Packs the repack wrote.
+    written: HashSet<Id>,
+    bytes: u64,
+}
+
+/// Moves the used blobs of wasteful packs into new packs and rewrites the segments that
+/// point into them.
+fn repack(
+    repo: &Arc<Repository>,
+    u: &Usage,
+    stored: &HashMap<Id, u64>,
+    skip: &HashSet<Id>,
+) -> Result<Repacked, RepoError> {
+    let wasteful: HashSet<Id> = u
+        .packs
+        .iter()
+        .filter(|(p, (used, _))| {
+            let size = stored.get(p).copied().unwrap_or(0);
+            !skip.contains(p) && size > 0 && (*used as f64) < (size as f64) * (1.0 - REPACK_WASTE)
+        })
+        .map(|(p, _)| *p)
+        .collect();
+    let mut out = Repacked { emptied: HashSet::new(), replaced: HashSet::new(), written: HashSet::new(), bytes: 0 };
+    if wasteful.is_empty() {
+        return Ok(out);
+    }
+    let rewrite: Vec<Id> = u
+        .segments
+        .iter()
+        .filter(|(_, chunks)| chunks.iter().any(|(_, l)| wasteful.contains(&l.pack)))
+        .map(|(id, _)| *id)
+        .collect();
+    let rewrite_set: HashSet<Id> = rewrite.iter().copied().collect();
+    let saver = super::pack::Saver::new(repo.clone(), 2);
+    let mut moved: HashMap<(Id, u32), super::format::BlobLoc> = HashMap::new();
+    for pack in &wasteful {
+        let entries = super::pack::read_pack_header(repo, pack, stored[pack])?;
+        let data = repo.backend().get(&super::format::pack_key(pack))?;
+        let used = &u.packs[pack].1;
+        for e in entries.iter().filter(|e| used.contains(&(e.id, e.loc.offset))) {
+            out.replaced.insert((e.id, *pack));
+            if e.kind == BlobKind::Segment && rewrite_set.contains(&e.id) {
+                continue;
+            }
+            let sealed = data
+                .get(e.loc.offset as usize..(e.loc.offset + e.loc.stored_len) as usize)
+                .ok_or_else(|| RepoError::corrupt(&super::format::pack_key(pack), "shorter than its header says"))?;
+            moved.insert((*pack, e.loc.offset), saver.save_sealed(e, sealed)?);
+        }
+    }
+    for seg in rewrite {
+        let recipe: Vec<super::format::SegmentChunk> = u.segments[&seg]
+            .iter()
+            .map(|(id, l)| (*id, moved.get(&(l.pack, l.offset)).copied().unwrap_or(*l)))
+            .collect();
+        if let Some(old) = repo.lookup(&seg) {
+            out.replaced.insert((seg, old.pack));
+        }
+        saver.save(BlobKind::Segment, seg, &super::format::encode_segment(&recipe))?;
+    }
+    let stats = saver.finish()?;
+    out.emptied = wasteful;
+    out.written = stats.pack_ids.into_iter().collect();
+    out.bytes = stats.stored_bytes;
+    Ok(out)
+}
+
+/// Replaces every index file with one that leaves out the packs `gone` and the
+/// entries `replaced` (blob id, pack) that now live elsewhere.
+fn rewrite_index_without(repo: &Repository, gone: &HashSet<Id>, replaced: &HashSet<(Id, Id)>) -> Result<(), RepoError> {
     let old = repo.backend().list("index/")?;
     let mut keep = Vec::new();
     for obj in &old {
-        keep.extend(repo.read_index_file(&obj.key)?.into_iter().filter(|(p, _)| !gone.contains(p)));
+        for (p, entries) in repo.read_index_file(&obj.key)? {
+            if gone.contains(&p) {
+                continue;
+            }
+            let entries: Vec<_> = entries.into_iter().filter(|e| !replaced.contains(&(e.id, p))).collect();
+            if !entries.is_empty() {
+                keep.push((p, entries));
+            }
+        }
     }
     let mut by_pack: BTreeMap<Id, Vec<super::format::BlobEntry>> = BTreeMap::new();
     for (p, e) in keep {

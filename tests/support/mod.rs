@@ -11,3 +11,5 @@ pub fn root() -> &'static Path {
 pub fn path(rel: &str) -> PathBuf {
     root().join(rel)
 }
+
+pub mod s3;
