@@ -9,7 +9,7 @@
 //! encrypted and packed. So a database file with scattered 8 KiB page changes stores
 //! little more than the changed chunks.
 
-use super::format::{BlobKind, BlobLoc, Id, Node, NodeKind, SegRef, SegmentChunk, Snapshot, SourceKind, Summary, Tree};
+use super::format::{BlobKind, ChunkRef, Id, Node, NodeKind, SegRef, Snapshot, SourceKind, Summary, Tree};
 use super::pack::Saver;
 use super::{RepoError, Repository, lock, source};
 use bytes::{Bytes, BytesMut};
@@ -52,31 +52,31 @@ pub struct Progress {
 #[derive(Default)]
 struct Known {
     /// Chunks of the parent's version of the current file, within the window.
-    parent: HashMap<Id, (BlobLoc, u32)>,
+    parent: HashMap<Id, (ChunkRef, u32)>,
     /// Chunks stored or met earlier in this run.
-    run: HashMap<Id, BlobLoc>,
-    /// Chunks in packs left by an interrupted run.
-    recovered: HashMap<Id, BlobLoc>,
+    run: HashMap<Id, ChunkRef>,
 }
 
 impl Known {
-    fn get(&self, id: &Id) -> Option<BlobLoc> {
-        self.parent
-            .get(id)
-            .map(|(l, _)| *l)
-            .or_else(|| self.run.get(id).copied())
-            .or_else(|| self.recovered.get(id).copied())
+    fn get(&self, id: &Id) -> Option<ChunkRef> {
+        self.parent.get(id).map(|(c, _)| *c).or_else(|| self.run.get(id).copied())
     }
 }
 
 enum Job {
-    Hash { seq: u64, data: Bytes },
-    Store { seg: u64, idx: usize, id: Id, data: Bytes },
+    Hash {
+        seq: u64,
+        data: Bytes,
+    },
+    /// Store the new chunks of one segment as one data blob.
+    Store {
+        chunks: Vec<(Id, Bytes)>,
+    },
 }
 
 enum Done {
-    Hashed { seq: u64, id: Id, len: u32, loc: Option<BlobLoc>, data: Option<Bytes> },
-    Stored { seg: u64, idx: usize, id: Id, loc: BlobLoc },
+    Hashed { seq: u64, id: Id, len: u32, known: Option<ChunkRef>, data: Option<Bytes> },
+    Stored { chunks: Vec<ChunkRef> },
     Failed(RepoError),
 }
 
@@ -104,7 +104,7 @@ pub fn run(
     let _lock = lock::acquire(repo.backend().clone(), "backup", false)?;
     let excluded = super::prune::marked_packs(&repo)?;
     repo.load_index(&excluded)?;
-    let recovered = recover_unindexed(&repo, &excluded)?;
+    recover_unindexed(&repo, &excluded)?;
     let host = opts.host.clone().unwrap_or_else(super::keys::hostname);
     // Recorded absolute, so runs from any directory find the same parent.
     let path = &std::fs::canonicalize(path).map_err(|e| RepoError::io("find", path, e))?;
@@ -113,7 +113,7 @@ pub fn run(
         Some(id) => Some((id, repo.read_snapshot(&id)?)),
         None => repo.snapshots()?.into_iter().rev().find(|(_, s)| s.host == host && s.path == path_str),
     };
-    let mut engine = Engine::start(repo.clone(), opts.workers, progress, recovered);
+    let mut engine = Engine::start(repo.clone(), opts.workers, progress);
     let meta = std::fs::metadata(path).map_err(|e| RepoError::io("read", path, e))?;
     let parent_root = parent.as_ref().map(|(_, s)| &s.root);
     let (root, kind) = if meta.is_dir() {
@@ -152,23 +152,35 @@ pub fn run(
 }
 
 /// Packs no index lists (an interrupted run uploaded them but never indexed them):
-/// index them now, so their segments are reused, and return their chunks.
-pub(super) fn recover_unindexed(repo: &Repository, excluded: &HashSet<Id>) -> Result<HashMap<Id, BlobLoc>, RepoError> {
+/// index them now, so their segments and trees are reused.
+pub(super) fn recover_unindexed(repo: &Repository, excluded: &HashSet<Id>) -> Result<(), RepoError> {
     let indexed = repo.indexed_packs();
-    let mut chunks = HashMap::new();
+    let listing = repo.backend().list("data/")?;
+    let stored: HashSet<Id> = listing.iter().filter_map(|o| o.key.rsplit('/').next().and_then(Id::parse)).collect();
     let mut batch = Vec::new();
-    for obj in repo.backend().list("data/")? {
+    for obj in listing {
         let Some(id) = obj.key.rsplit('/').next().and_then(Id::parse) else { continue };
         if indexed.contains(&id) || excluded.contains(&id) {
             continue;
         }
         match super::pack::read_pack_header(repo, &id, obj.size) {
             Ok(entries) => {
-                for e in entries.iter().filter(|e| e.kind == BlobKind::Chunk) {
-                    if chunks.len() < RUN_CHUNKS_CAP {
-                        chunks.insert(e.id, e.loc);
-                    }
-                }
+                // A segment is only usable if every pack its chunks are in made it.
+                let entries: Vec<_> = entries
+                    .into_iter()
+                    .filter(|e| {
+                        e.kind != BlobKind::Segment
+                            || repo
+                                .read_blob(e.kind, &e.id, &e.loc)
+                                .ok()
+                                .and_then(|raw| super::format::decode_segment(&raw).ok())
+                                .is_some_and(|chunks| {
+                                    chunks
+                                        .iter()
+                                        .all(|c| stored.contains(&c.loc.pack) && !excluded.contains(&c.loc.pack))
+                                })
+                    })
+                    .collect();
                 batch.push((id, entries));
             }
             Err(e) => tracing::warn!(pack = %id.short(), error = %e, "unreadable unindexed pack ignored"),
@@ -178,19 +190,14 @@ pub(super) fn recover_unindexed(repo: &Repository, excluded: &HashSet<Id>) -> Re
         tracing::info!(packs = batch.len(), "indexed packs left by an interrupted run");
         repo.write_index(&batch)?;
     }
-    Ok(chunks)
+    Ok(())
 }
 
 impl Engine {
-    pub(super) fn start(
-        repo: Arc<Repository>,
-        workers: usize,
-        progress: Arc<Progress>,
-        recovered: HashMap<Id, BlobLoc>,
-    ) -> Self {
+    pub(super) fn start(repo: Arc<Repository>, workers: usize, progress: Arc<Progress>) -> Self {
         let n = if workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { workers };
         let saver = Saver::new(repo.clone(), 2);
-        let known = Arc::new(RwLock::new(Known { recovered, ..Known::default() }));
+        let known = Arc::new(RwLock::new(Known::default()));
         let (tx, rx) = sync_channel::<(Job, Sender<Done>)>(64);
         let rx = Arc::new(Mutex::new(rx));
         let handles = (0..n)
@@ -229,13 +236,17 @@ impl Engine {
 
     /// Saves a segment or tree unless it exists.
     pub(super) fn save_meta(&self, kind: BlobKind, id: Id, plain: &[u8]) -> Result<(), RepoError> {
+        self.save_meta_with_deps(kind, id, plain, Vec::new())
+    }
+
+    fn save_meta_with_deps(&self, kind: BlobKind, id: Id, plain: &[u8], deps: Vec<Id>) -> Result<(), RepoError> {
         if self.repo.lookup(&id).is_some() {
             return Ok(());
         }
         let mut saved = self.saved_meta.lock().unwrap_or_else(|e| e.into_inner());
         if saved.insert(id, ()).is_none() {
             drop(saved);
-            self.saver.save(kind, id, plain)?;
+            self.saver.save_with_deps(kind, id, plain, deps)?;
         }
         Ok(())
     }
@@ -397,17 +408,37 @@ fn worker(rx: &Mutex<Receiver<(Job, Sender<Done>)>>, repo: &Repository, saver: &
         let done = match job {
             Job::Hash { seq, data } => {
                 let id = repo.chunker().id(&data);
-                let loc = known.read().unwrap_or_else(|e| e.into_inner()).get(&id);
+                let known = known.read().unwrap_or_else(|e| e.into_inner()).get(&id);
                 let len = data.len() as u32;
-                Done::Hashed { seq, id, len, loc, data: loc.is_none().then_some(data) }
+                Done::Hashed { seq, id, len, known, data: known.is_none().then_some(data) }
             }
-            Job::Store { seg, idx, id, data } => match saver.save(BlobKind::Chunk, id, &data) {
-                Ok(loc) => Done::Stored { seg, idx, id, loc },
+            Job::Store { chunks } => match store_blob(repo, saver, &chunks) {
+                Ok(refs) => Done::Stored { chunks: refs },
                 Err(e) => Done::Failed(e),
             },
         };
         let _ = reply.send(done);
     }
+}
+
+/// Stores consecutive new chunks as one data blob (one compression window, one seal).
+fn store_blob(repo: &Repository, saver: &Saver, chunks: &[(Id, Bytes)]) -> Result<Vec<ChunkRef>, RepoError> {
+    let total: usize = chunks.iter().map(|(_, d)| d.len()).sum();
+    let mut plain = Vec::with_capacity(total);
+    for (_, d) in chunks {
+        plain.extend_from_slice(d);
+    }
+    let blob = repo.chunker().id(&plain);
+    let loc = saver.save(BlobKind::Chunk, blob, &plain)?;
+    let mut offset = 0u32;
+    Ok(chunks
+        .iter()
+        .map(|(id, d)| {
+            let r = ChunkRef { id: *id, blob, loc, offset, len: d.len() as u32 };
+            offset += d.len() as u32;
+            r
+        })
+        .collect())
 }
 
 /// The parent's chunks around the current offset.
@@ -416,7 +447,7 @@ struct ParentWindow<'a> {
     starts: Vec<u64>,
     /// Index of the next parent segment to load, and of the oldest loaded one.
     next: usize,
-    loaded: VecDeque<(usize, Vec<SegmentChunk>)>,
+    loaded: VecDeque<(usize, Vec<ChunkRef>)>,
 }
 
 impl<'a> ParentWindow<'a> {
@@ -441,8 +472,8 @@ impl<'a> ParentWindow<'a> {
                 }
             };
             let mut k = e.known.write().unwrap_or_else(|e| e.into_inner());
-            for (id, loc) in &chunks {
-                k.parent.entry(*id).or_insert((*loc, 0)).1 += 1;
+            for c in &chunks {
+                k.parent.entry(c.id).or_insert((*c, 0)).1 += 1;
             }
             drop(k);
             self.loaded.push_back((self.next, chunks));
@@ -466,13 +497,13 @@ impl<'a> ParentWindow<'a> {
     }
 }
 
-fn forget(e: &Engine, chunks: &[SegmentChunk]) {
+fn forget(e: &Engine, chunks: &[ChunkRef]) {
     let mut k = e.known.write().unwrap_or_else(|e| e.into_inner());
-    for (id, _) in chunks {
-        if let Some(entry) = k.parent.get_mut(id) {
+    for c in chunks {
+        if let Some(entry) = k.parent.get_mut(&c.id) {
             entry.1 -= 1;
             if entry.1 == 0 {
-                k.parent.remove(id);
+                k.parent.remove(&c.id);
             }
         }
     }
@@ -482,7 +513,7 @@ fn forget(e: &Engine, chunks: &[SegmentChunk]) {
 struct SegChunk {
     id: Id,
     len: u32,
-    loc: Option<BlobLoc>,
+    known: Option<ChunkRef>,
     data: Option<Bytes>,
 }
 
@@ -499,7 +530,7 @@ struct FileContent<'p> {
     rx: Receiver<Done>,
     sent: u64,
     next: u64,
-    reorder: BTreeMap<u64, (Id, u32, Option<BlobLoc>, Option<Bytes>)>,
+    reorder: BTreeMap<u64, (Id, u32, Option<ChunkRef>, Option<Bytes>)>,
     current: Vec<SegChunk>,
     pending: VecDeque<PendingSegment>,
     /// Sequence number of `pending[0]`.
@@ -564,30 +595,33 @@ impl<'p> FileContent<'p> {
     ) -> Result<(), RepoError> {
         match msg {
             Done::Failed(err) => return Err(err),
-            Done::Hashed { seq, id, len, loc, data } => {
-                self.reorder.insert(seq, (id, len, loc, data));
-                while let Some((id, len, loc, data)) = self.reorder.remove(&self.next) {
+            Done::Hashed { seq, id, len, known, data } => {
+                self.reorder.insert(seq, (id, len, known, data));
+                while let Some((id, len, known, data)) = self.reorder.remove(&self.next) {
                     self.next += 1;
-                    self.current.push(SegChunk { id, len, loc, data });
+                    self.current.push(SegChunk { id, len, known, data });
                     if e.repo.chunker().ends_segment(&id, self.current.len()) {
                         self.close_segment(e, tx, reply)?;
                     }
                 }
             }
-            Done::Stored { seg, idx, id, loc } => {
+            Done::Stored { chunks } => {
                 let mut k = e.known.write().unwrap_or_else(|e| e.into_inner());
                 if k.run.len() >= RUN_CHUNKS_CAP {
                     k.run.clear();
                 }
-                k.run.insert(id, loc);
+                for c in &chunks {
+                    k.run.insert(c.id, *c);
+                }
                 drop(k);
-                e.progress.new_bytes.fetch_add(loc.raw_len as u64, Relaxed);
-                let waiters = self.inflight.remove(&id).unwrap_or_else(|| vec![(seg, idx)]);
-                for (s, i) in waiters {
-                    if let Some(p) = self.pending.get_mut((s - self.base) as usize) {
-                        p.chunks[i].loc = Some(loc);
-                        p.chunks[i].data = None;
-                        p.missing -= 1;
+                for c in &chunks {
+                    e.progress.new_bytes.fetch_add(c.len as u64, Relaxed);
+                    for (s, i) in self.inflight.remove(&c.id).unwrap_or_default() {
+                        if let Some(p) = self.pending.get_mut((s - self.base) as usize) {
+                            p.chunks[i].known = Some(*c);
+                            p.chunks[i].data = None;
+                            p.missing -= 1;
+                        }
                     }
                 }
                 self.finish_ready(e)?;
@@ -596,7 +630,8 @@ impl<'p> FileContent<'p> {
         Ok(())
     }
 
-    /// Ends the current segment: reuse it if known, else store its unknown chunks.
+    /// Ends the current segment: reuse it if known, else store its unknown chunks as
+    /// one data blob.
     fn close_segment(
         &mut self,
         e: &Engine,
@@ -612,13 +647,14 @@ impl<'p> FileContent<'p> {
         let seq = self.base + self.pending.len() as u64;
         let mut missing = 0;
         let exists = e.meta_exists(&seg_id);
+        let mut new_chunks: Vec<(Id, Bytes)> = Vec::new();
         if !exists {
             let known = e.known.read().unwrap_or_else(|e| e.into_inner());
             for (i, c) in chunks.iter_mut().enumerate() {
-                if c.loc.is_none() {
-                    c.loc = known.get(&c.id);
+                if c.known.is_none() {
+                    c.known = known.get(&c.id);
                 }
-                if c.loc.is_some() {
+                if c.known.is_some() {
                     c.data = None;
                     continue;
                 }
@@ -628,12 +664,15 @@ impl<'p> FileContent<'p> {
                 if waiting.len() == 1
                     && let Some(data) = c.data.take()
                 {
-                    tx.send((Job::Store { seg: seq, idx: i, id: c.id, data }, reply.clone()))
-                        .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
+                    new_chunks.push((c.id, data));
                 }
             }
         } else {
             chunks.iter_mut().for_each(|c| c.data = None);
+        }
+        if !new_chunks.is_empty() {
+            tx.send((Job::Store { chunks: new_chunks }, reply.clone()))
+                .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
         }
         self.pending.push_back(PendingSegment { chunks, missing, exists });
         self.finish_ready(e)
@@ -648,15 +687,12 @@ impl<'p> FileContent<'p> {
             let seg_id = e.repo.chunker().segment_id(&key);
             let size: u64 = p.chunks.iter().map(|c| c.len as u64).sum();
             if !p.exists && !e.meta_exists(&seg_id) {
-                let recipe = p
-                    .chunks
-                    .iter()
-                    .map(|c| c.loc.map(|l| (c.id, l)))
-                    .collect::<Option<Vec<SegmentChunk>>>()
-                    .ok_or_else(|| {
-                    RepoError::Invalid("internal: a stored segment lacks a chunk location".into())
-                })?;
-                e.save_meta(BlobKind::Segment, seg_id, &super::format::encode_segment(&recipe))?;
+                let recipe =
+                    p.chunks.iter().map(|c| c.known).collect::<Option<Vec<ChunkRef>>>().ok_or_else(|| {
+                        RepoError::Invalid("internal: a stored segment lacks a chunk location".into())
+                    })?;
+                let deps: Vec<Id> = recipe.iter().map(|c| c.loc.pack).collect();
+                e.save_meta_with_deps(BlobKind::Segment, seg_id, &super::format::encode_segment(&recipe), deps)?;
             }
             self.content.push(SegRef { id: seg_id, size });
         }

@@ -51,9 +51,9 @@ pub fn run(
     src.load_index(&Default::default())?;
     let excluded = super::prune::marked_packs(dst)?;
     dst.load_index(&excluded)?;
-    let recovered = recover_unindexed(dst, &excluded)?;
+    recover_unindexed(dst, &excluded)?;
     let parent = dst.snapshots()?.into_iter().rev().find(|(_, s)| s.host == snap.host && s.path == snap.path);
-    let mut c = Copier { src: src.clone(), engine: Engine::start(dst.clone(), 0, progress, recovered), report };
+    let mut c = Copier { src: src.clone(), engine: Engine::start(dst.clone(), 0, progress), report };
     let mut root = snap.root.clone();
     let parent_root = parent.as_ref().map(|(_, s)| &s.root);
     match root.subtree {

@@ -145,7 +145,7 @@ pub enum Kdf {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum BlobKind {
-    /// File or device content.
+    /// File or device content: one or more consecutive chunks.
     Chunk = 0,
     /// A segment: the ordered list of chunks, with their locations.
     Segment = 1,
@@ -202,8 +202,17 @@ pub struct BlobEntry {
     pub loc: BlobLoc,
 }
 
-/// A segment's chunk: its id and location.
-pub type SegmentChunk = (Id, BlobLoc);
+/// A chunk: its id, and where its bytes are: `len` bytes at `offset` in the plaintext of
+/// data blob `blob` (which holds consecutive new chunks of a segment, compressed and
+/// encrypted together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChunkRef {
+    pub id: Id,
+    pub blob: Id,
+    pub loc: BlobLoc,
+    pub offset: u32,
+    pub len: u32,
+}
 
 /// Errors decoding binary structures.
 #[derive(Debug, thiserror::Error)]
@@ -281,14 +290,23 @@ pub fn decode_pack_header(pack: Id, buf: &[u8]) -> Result<Vec<BlobEntry>, Decode
     Ok(out)
 }
 
-/// Segment plaintext: `"LLSG" v1 count:u32` then per chunk
-/// `id:32 pack:32 offset:u32 stored_len:u32 raw_len:u32 compression:u8`.
-pub fn encode_segment(chunks: &[SegmentChunk]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9 + chunks.len() * 77);
+/// Segment plaintext: `"LLSG" v1 blobs:u32`, per data blob
+/// `id:32 pack:32 offset:u32 stored_len:u32 raw_len:u32 compression:u8`, then `chunks:u32`,
+/// per chunk `id:32 blob_index:u32 offset:u32 len:u32`.
+pub fn encode_segment(chunks: &[ChunkRef]) -> Vec<u8> {
+    let mut blobs: Vec<(Id, BlobLoc)> = Vec::new();
+    let mut index_of = std::collections::HashMap::new();
+    for c in chunks {
+        index_of.entry(c.blob).or_insert_with(|| {
+            blobs.push((c.blob, c.loc));
+            blobs.len() - 1
+        });
+    }
+    let mut out = Vec::with_capacity(13 + blobs.len() * 77 + chunks.len() * 44);
     out.extend_from_slice(b"LLSG");
     out.push(VERSION as u8);
-    out.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
-    for (id, loc) in chunks {
+    out.extend_from_slice(&(blobs.len() as u32).to_le_bytes());
+    for (id, loc) in &blobs {
         out.extend_from_slice(&id.0);
         out.extend_from_slice(&loc.pack.0);
         out.extend_from_slice(&loc.offset.to_le_bytes());
@@ -296,20 +314,38 @@ pub fn encode_segment(chunks: &[SegmentChunk]) -> Vec<u8> {
         out.extend_from_slice(&loc.raw_len.to_le_bytes());
         out.push(loc.compression as u8);
     }
+    out.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
+    for c in chunks {
+        out.extend_from_slice(&c.id.0);
+        out.extend_from_slice(&(index_of[&c.blob] as u32).to_le_bytes());
+        out.extend_from_slice(&c.offset.to_le_bytes());
+        out.extend_from_slice(&c.len.to_le_bytes());
+    }
     out
 }
 
-pub fn decode_segment(buf: &[u8]) -> Result<Vec<SegmentChunk>, DecodeError> {
+pub fn decode_segment(buf: &[u8]) -> Result<Vec<ChunkRef>, DecodeError> {
     let mut r = Reader { buf, what: "segment" };
     r.magic(b"LLSG")?;
     let n = r.u32()?;
-    let mut out = Vec::with_capacity(n as usize);
+    let mut blobs = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let id = r.id()?;
         let pack = r.id()?;
         let (offset, stored_len, raw_len) = (r.u32()?, r.u32()?, r.u32()?);
         let compression = Compression::from_u8(r.u8()?).ok_or_else(|| r.bad("unknown compression"))?;
-        out.push((id, BlobLoc { pack, offset, stored_len, raw_len, compression }));
+        blobs.push((id, BlobLoc { pack, offset, stored_len, raw_len, compression }));
+    }
+    let m = r.u32()?;
+    let mut out = Vec::with_capacity(m as usize);
+    for _ in 0..m {
+        let id = r.id()?;
+        let (b, offset, len) = (r.u32()?, r.u32()?, r.u32()?);
+        let (blob, loc) = *blobs.get(b as usize).ok_or_else(|| r.bad("blob index out of range"))?;
+        if offset as u64 + len as u64 > loc.raw_len as u64 {
+            return Err(r.bad("chunk beyond the end of its blob"));
+        }
+        out.push(ChunkRef { id, blob, loc, offset, len });
     }
     Ok(out)
 }
@@ -537,7 +573,17 @@ mod tests {
     fn binary_structures_round_trip() {
         let entries = vec![entry(BlobKind::Chunk, 1, 0), entry(BlobKind::Tree, 2, 101)];
         assert_eq!(decode_pack_header(Id([9; 32]), &encode_pack_header(&entries)).unwrap(), entries);
-        let seg: Vec<SegmentChunk> = entries.iter().map(|e| (e.id, e.loc)).collect();
+        let seg: Vec<ChunkRef> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ChunkRef {
+                id: Id([i as u8 + 50; 32]),
+                blob: e.id,
+                loc: e.loc,
+                offset: 10 * i as u32,
+                len: 5,
+            })
+            .collect();
         assert_eq!(decode_segment(&encode_segment(&seg)).unwrap(), seg);
         let idx = vec![(Id([9; 32]), entries)];
         assert_eq!(decode_index(&encode_index(&idx)).unwrap(), idx);

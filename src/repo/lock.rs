@@ -6,7 +6,7 @@ use super::format::{Id, Lock};
 use super::{RepoError, keys};
 use crate::store::Backend;
 use bytes::Bytes;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -23,7 +23,8 @@ pub fn now() -> i64 {
 pub struct LockGuard {
     backend: Arc<dyn Backend>,
     key: Arc<Mutex<String>>,
-    stop: Arc<AtomicBool>,
+    /// Dropping it wakes and stops the refresher at once.
+    stop: Option<Sender<()>>,
     refresher: Option<JoinHandle<()>>,
     pub created: i64,
 }
@@ -95,38 +96,34 @@ pub fn acquire(backend: Arc<dyn Backend>, operation: &str, exclusive: bool) -> R
         });
     }
     let key = Arc::new(Mutex::new(key));
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = channel::<()>();
     let refresher = {
-        let (backend, key, stop) = (backend.clone(), key.clone(), stop.clone());
+        let (backend, key) = (backend.clone(), key.clone());
         std::thread::Builder::new()
             .name("lifeline-lock".into())
-            .spawn(move || refresh_loop(&*backend, &key, &stop, lock))
+            .spawn(move || {
+                let mut lock = lock;
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH) {
+                    refresh(&*backend, &key, &mut lock);
+                }
+            })
             .ok()
     };
-    Ok(LockGuard { backend, key, stop, refresher, created })
+    Ok(LockGuard { backend, key, stop: Some(stop), refresher, created })
 }
 
 /// Keeps the lock alive: writes a fresh lock object, then removes the old one.
-fn refresh_loop(backend: &dyn Backend, key: &Mutex<String>, stop: &AtomicBool, mut lock: Lock) {
-    let mut waited = Duration::ZERO;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(200));
-        waited += Duration::from_millis(200);
-        if waited < REFRESH {
-            continue;
-        }
-        waited = Duration::ZERO;
-        lock.expires = now() + TTL.as_secs() as i64;
-        if let Ok(new_key) = write(backend, &lock) {
-            let old = std::mem::replace(&mut *key.lock().unwrap_or_else(|e| e.into_inner()), new_key);
-            let _ = backend.delete(&old);
-        }
+fn refresh(backend: &dyn Backend, key: &Mutex<String>, lock: &mut Lock) {
+    lock.expires = now() + TTL.as_secs() as i64;
+    if let Ok(new_key) = write(backend, lock) {
+        let old = std::mem::replace(&mut *key.lock().unwrap_or_else(|e| e.into_inner()), new_key);
+        let _ = backend.delete(&old);
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.take();
         if let Some(h) = self.refresher.take() {
             let _ = h.join();
         }

@@ -79,7 +79,7 @@ impl Repository {
             created: now_rfc3339(),
             chunker: format::ChunkerParams::default(),
             zstd_level: 3,
-            pack_size: 16 << 20,
+            pack_size: 8 << 20,
         };
         keys::add_slot(&*backend, &master, secret)?;
         let json = serde_json::to_vec_pretty(&config).map_err(RepoError::encode)?;
@@ -226,7 +226,7 @@ impl Repository {
             BlobKind::Chunk | BlobKind::Tree => Some(self.chunker.id(plain)),
             BlobKind::Segment => {
                 let chunks = format::decode_segment(plain).ok()?;
-                let key: Vec<(Id, u32)> = chunks.iter().map(|(id, loc)| (*id, loc.raw_len)).collect();
+                let key: Vec<(Id, u32)> = chunks.iter().map(|c| (c.id, c.len)).collect();
                 Some(self.chunker.segment_id(&key))
             }
         }
@@ -238,7 +238,7 @@ impl Repository {
         serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt(&format!("tree {id:?}"), e))
     }
 
-    pub fn read_segment(&self, id: &Id) -> Result<Vec<format::SegmentChunk>, RepoError> {
+    pub fn read_segment(&self, id: &Id) -> Result<Vec<format::ChunkRef>, RepoError> {
         let loc = self.lookup(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Segment, id: *id })?;
         let raw = self.read_blob(BlobKind::Segment, id, &loc)?;
         format::decode_segment(&raw).map_err(|e| RepoError::corrupt(&format!("segment {id:?}"), e))

@@ -6,23 +6,26 @@ use super::{AAD_PACK_HEADER, RepoError, Repository, blob_aad};
 use crate::store::StoreError;
 use bytes::Bytes;
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// A finished pack on its way to storage: id, bytes, what it holds.
-type Finished = (Id, Bytes, Vec<BlobEntry>);
+/// A finished pack on its way to storage: id, bytes, what it holds, and the packs its
+/// segments point into (it is indexed only once those are stored).
+type Finished = (Id, Bytes, Vec<BlobEntry>, HashSet<Id>);
 
 /// A pack being filled.
 pub struct PackWriter {
     id: Id,
     buf: Vec<u8>,
     entries: Vec<BlobEntry>,
+    deps: HashSet<Id>,
 }
 
 impl PackWriter {
     fn new(capacity: usize) -> Self {
-        Self { id: Id::random(), buf: Vec::with_capacity(capacity), entries: Vec::new() }
+        Self { id: Id::random(), buf: Vec::with_capacity(capacity), entries: Vec::new(), deps: HashSet::new() }
     }
 
     fn add(&mut self, kind: BlobKind, id: Id, raw_len: u32, compression: Compression, sealed: &[u8]) -> BlobLoc {
@@ -43,7 +46,7 @@ impl PackWriter {
         let header = repo.cipher().seal(&format::encode_pack_header(&self.entries), AAD_PACK_HEADER);
         self.buf.extend_from_slice(&header);
         self.buf.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        (self.id, Bytes::from(self.buf), self.entries)
+        (self.id, Bytes::from(self.buf), self.entries, self.deps)
     }
 }
 
@@ -76,7 +79,10 @@ pub struct SaveStats {
 }
 
 struct Shared {
-    done: Vec<(Id, Vec<BlobEntry>)>,
+    /// Uploaded packs not yet indexed, with their dependencies.
+    done: Vec<(Id, Vec<BlobEntry>, HashSet<Id>)>,
+    /// Every pack this saver uploaded.
+    uploaded: HashSet<Id>,
     error: Option<StoreError>,
     stats: SaveStats,
 }
@@ -96,11 +102,17 @@ pub struct Saver {
 }
 
 impl Saver {
-    /// `uploads` packs are uploaded concurrently; one more may wait in the queue.
+    /// `uploads` packs are uploaded concurrently; the next one waits until an upload
+    /// slot is free, which bounds memory to about (uploads + 2) packs.
     pub fn new(repo: Arc<Repository>, uploads: usize) -> Arc<Self> {
-        let (tx, rx) = sync_channel::<Finished>(1);
+        let (tx, rx) = sync_channel::<Finished>(0);
         let rx = Arc::new(Mutex::new(rx));
-        let shared = Arc::new(Mutex::new(Shared { done: Vec::new(), error: None, stats: SaveStats::default() }));
+        let shared = Arc::new(Mutex::new(Shared {
+            done: Vec::new(),
+            uploaded: HashSet::new(),
+            error: None,
+            stats: SaveStats::default(),
+        }));
         let uploaders = (0..uploads.max(1))
             .map(|i| {
                 let (repo, rx, shared) = (repo.clone(), rx.clone(), shared.clone());
@@ -131,6 +143,19 @@ impl Saver {
 
     /// Compresses (when it pays), encrypts and packs a blob; returns where it will be.
     pub fn save(&self, kind: BlobKind, id: Id, plain: &[u8]) -> Result<BlobLoc, RepoError> {
+        self.save_with_deps(kind, id, plain, std::iter::empty())
+    }
+
+    /// Like [`Saver::save`], for a blob that points into other packs (a segment): its pack
+    /// is indexed only after those packs are stored, so an index never lists a segment
+    /// whose data is missing.
+    pub fn save_with_deps(
+        &self,
+        kind: BlobKind,
+        id: Id,
+        plain: &[u8],
+        deps: impl IntoIterator<Item = Id>,
+    ) -> Result<BlobLoc, RepoError> {
         self.check()?;
         let (body, compression) = match compress(plain, self.repo.config().zstd_level) {
             Some(c) => (c, Compression::Zstd),
@@ -141,8 +166,10 @@ impl Saver {
         let slot = if kind == BlobKind::Chunk { &self.data } else { &self.meta };
         let full = {
             let mut w = slot.lock().unwrap_or_else(|e| e.into_inner());
-            let writer = w.get_or_insert_with(|| PackWriter::new(target + (1 << 20)));
+            let capacity = if kind == BlobKind::Chunk { target + (1 << 20) } else { 1 << 20 };
+            let writer = w.get_or_insert_with(|| PackWriter::new(capacity));
             let loc = writer.add(kind, id, plain.len() as u32, compression, &sealed);
+            writer.deps.extend(deps);
             let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             s.stats.blobs += 1;
             s.stats.raw_bytes += plain.len() as u64;
@@ -152,6 +179,14 @@ impl Saver {
         };
         if let Some(pack) = full.1 {
             self.send(pack)?;
+            // Send the recipes with their data, so an interrupted run leaves segments the
+            // next run can reuse.
+            if kind == BlobKind::Chunk {
+                let meta = self.meta.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(m) = meta.filter(|m| !m.entries.is_empty()) {
+                    self.send(m)?;
+                }
+            }
         }
         Ok(full.0)
     }
@@ -187,12 +222,21 @@ impl Saver {
 
     /// Writes an index for uploaded packs (every `index_every` packs, or all if `all`).
     fn flush_index(&self, all: bool) -> Result<(), RepoError> {
-        let batch = {
+        let indexed = self.repo.indexed_packs();
+        let batch: Vec<(Id, Vec<BlobEntry>)> = {
             let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             if s.done.is_empty() || (!all && s.done.len() < self.index_every) {
                 return Ok(());
             }
-            std::mem::take(&mut s.done)
+            let uploaded = s.uploaded.clone();
+            let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut s.done)
+                .into_iter()
+                .partition(|(_, _, deps)| deps.iter().all(|d| uploaded.contains(d) || indexed.contains(d)));
+            if all && !waiting.is_empty() {
+                return Err(RepoError::Invalid("internal: metadata refers to packs that were never uploaded".into()));
+            }
+            s.done = waiting;
+            ready.into_iter().map(|(id, entries, _)| (id, entries)).collect()
         };
         let (_, n) = self.repo.write_index(&batch)?;
         self.shared.lock().unwrap_or_else(|e| e.into_inner()).stats.stored_bytes += n;
@@ -229,7 +273,7 @@ impl Drop for Saver {
 fn upload_loop(repo: &Repository, rx: &Mutex<Receiver<Finished>>, shared: &Mutex<Shared>) {
     loop {
         let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-        let Ok((id, bytes, entries)) = next else { return };
+        let Ok((id, bytes, entries, deps)) = next else { return };
         if shared.lock().unwrap_or_else(|e| e.into_inner()).error.is_some() {
             continue;
         }
@@ -240,7 +284,8 @@ fn upload_loop(repo: &Repository, rx: &Mutex<Receiver<Finished>>, shared: &Mutex
                 s.stats.packs += 1;
                 s.stats.pack_ids.push(id);
                 s.stats.stored_bytes += len;
-                s.done.push((id, entries));
+                s.uploaded.insert(id);
+                s.done.push((id, entries, deps));
             }
             Err(e) => {
                 tracing::error!(error = %e, pack = %id.short(), "pack upload failed");

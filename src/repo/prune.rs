@@ -241,7 +241,7 @@ pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<Prune
 #[derive(Default)]
 struct Usage {
     packs: HashMap<Id, (u64, HashSet<(Id, u32)>)>,
-    segments: HashMap<Id, Vec<super::format::SegmentChunk>>,
+    segments: HashMap<Id, Vec<super::format::ChunkRef>>,
 }
 
 impl Usage {
@@ -270,8 +270,8 @@ fn mark_snapshot(repo: &Repository, snap: &Snapshot, seen: &mut HashSet<Id>, u: 
                 let loc = repo.lookup(&seg.id).ok_or(RepoError::MissingBlob { kind: BlobKind::Segment, id: seg.id })?;
                 u.use_blob(seg.id, &loc);
                 let chunks = repo.read_segment(&seg.id)?;
-                for (id, chunk) in &chunks {
-                    u.use_blob(*id, chunk);
+                for c in &chunks {
+                    u.use_blob(c.blob, &c.loc);
                 }
                 u.segments.insert(seg.id, chunks);
             }
@@ -325,7 +325,7 @@ fn repack(
     let rewrite: Vec<Id> = u
         .segments
         .iter()
-        .filter(|(_, chunks)| chunks.iter().any(|(_, l)| wasteful.contains(&l.pack)))
+        .filter(|(_, chunks)| chunks.iter().any(|c| wasteful.contains(&c.loc.pack)))
         .map(|(id, _)| *id)
         .collect();
     let rewrite_set: HashSet<Id> = rewrite.iter().copied().collect();
@@ -347,14 +347,18 @@ fn repack(
         }
     }
     for seg in rewrite {
-        let recipe: Vec<super::format::SegmentChunk> = u.segments[&seg]
+        let recipe: Vec<super::format::ChunkRef> = u.segments[&seg]
             .iter()
-            .map(|(id, l)| (*id, moved.get(&(l.pack, l.offset)).copied().unwrap_or(*l)))
+            .map(|c| super::format::ChunkRef {
+                loc: moved.get(&(c.loc.pack, c.loc.offset)).copied().unwrap_or(c.loc),
+                ..*c
+            })
             .collect();
         if let Some(old) = repo.lookup(&seg) {
             out.replaced.insert((seg, old.pack));
         }
-        saver.save(BlobKind::Segment, seg, &super::format::encode_segment(&recipe))?;
+        let deps: Vec<Id> = recipe.iter().map(|c| c.loc.pack).collect();
+        saver.save_with_deps(BlobKind::Segment, seg, &super::format::encode_segment(&recipe), deps)?;
     }
     let stats = saver.finish()?;
     out.emptied = wasteful;

@@ -341,36 +341,52 @@ fn worker(repo: &Repository, rx: &Mutex<Receiver<Job>>, error: &Mutex<Option<Rep
     }
 }
 
-/// Reads a segment's chunks, one range request per run of adjacent chunks in a pack,
-/// verifying each; calls `f` with each chunk's plaintext in order.
+/// Reads a segment's chunks, in order: each data blob once (one range request per run
+/// of adjacent blobs in a pack), authenticated and checked against its id, which covers
+/// every chunk in it; calls `f` with each chunk's bytes.
 pub fn for_each_chunk(
     repo: &Repository,
     seg: &Id,
     f: &mut dyn FnMut(&[u8]) -> Result<(), RepoError>,
 ) -> Result<(), RepoError> {
     let chunks = repo.read_segment(seg)?;
+    // Distinct blobs in first-use order.
+    let mut blobs: Vec<(Id, BlobLoc)> = Vec::new();
+    for c in &chunks {
+        if blobs.last().is_none_or(|(b, _)| *b != c.blob) && !blobs.iter().any(|(b, _)| *b == c.blob) {
+            blobs.push((c.blob, c.loc));
+        }
+    }
+    let mut plain: std::collections::HashMap<Id, Vec<u8>> = std::collections::HashMap::new();
     let mut i = 0;
-    while i < chunks.len() {
-        let first = chunks[i].1;
+    while i < blobs.len() {
+        let first = blobs[i].1;
         let mut j = i + 1;
         let mut end = first.offset as u64 + first.stored_len as u64;
-        while j < chunks.len()
-            && chunks[j].1.pack == first.pack
-            && chunks[j].1.offset as u64 == end
+        while j < blobs.len()
+            && blobs[j].1.pack == first.pack
+            && blobs[j].1.offset as u64 == end
             && end - (first.offset as u64) < (8 << 20)
         {
-            end += chunks[j].1.stored_len as u64;
+            end += blobs[j].1.stored_len as u64;
             j += 1;
         }
         let data = repo.backend().get_range(&super::format::pack_key(&first.pack), first.offset as u64..end)?;
-        for (id, loc) in &chunks[i..j] {
+        for (id, loc) in &blobs[i..j] {
             let start = (loc.offset - first.offset) as usize;
             let sealed = data.get(start..start + loc.stored_len as usize).ok_or_else(|| {
                 RepoError::corrupt(&super::format::pack_key(&loc.pack), "shorter than its index says")
             })?;
-            f(&repo.decode_blob(BlobKind::Chunk, id, loc, sealed)?)?;
+            plain.insert(*id, repo.decode_blob(BlobKind::Chunk, id, loc, sealed)?);
         }
         i = j;
+    }
+    for c in &chunks {
+        let blob = &plain[&c.blob];
+        let bytes = blob
+            .get(c.offset as usize..(c.offset + c.len) as usize)
+            .ok_or_else(|| RepoError::corrupt(&format!("segment {seg:?}"), "chunk beyond its blob"))?;
+        f(bytes)?;
     }
     Ok(())
 }

@@ -156,7 +156,7 @@ fn affected_paths(repo: &Repository, snap: &Snapshot, bad: &HashSet<String>) -> 
             *segments.entry(s.id).or_insert_with(|| {
                 bad.contains(&s.id.hex())
                     || match repo.read_segment(&s.id) {
-                        Ok(chunks) => chunks.iter().any(|(c, _)| bad.contains(&c.hex())),
+                        Ok(chunks) => chunks.iter().any(|c| bad.contains(&c.blob.hex())),
                         Err(_) => true,
                     }
             })

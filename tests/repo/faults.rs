@@ -33,10 +33,11 @@ fn server_killed_mid_backup_then_the_next_backup_reuses_what_was_uploaded() {
         let (repo, src, progress) = (repo.clone(), src.clone(), progress.clone());
         std::thread::spawn(move || lifeline::repo::backup::run(repo, &src, &Default::default(), progress))
     };
-    // Kill the server once a few packs are up, while the backup is still going.
+    // Kill the server once a few packs (data and their metadata) are up, while the
+    // backup is still going.
     let probe = server.open(&url);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while probe.list("data/").map(|l| l.len()).unwrap_or(0) < 2 {
+    while probe.list("data/").map(|l| l.len()).unwrap_or(0) < 4 {
         assert!(Instant::now() < deadline, "no pack was uploaded");
         assert!(!handle.is_finished(), "the backup finished before the server could be killed");
         std::thread::sleep(Duration::from_millis(20));
