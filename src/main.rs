@@ -36,8 +36,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Large buffers (packs, read blocks) come and go; a fixed mmap threshold returns them
-    // to the system instead of letting glibc's adaptive threshold keep them on the heap.
+    // The data path's threads allocate megabyte buffers; two malloc arenas instead of one
+    // per thread keep freed memory reusable (measured with `make bench`: lower peak RSS,
+    // no loss of speed).
     // SAFETY: mallopt is called before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);

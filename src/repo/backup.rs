@@ -12,7 +12,7 @@
 use super::format::{BlobKind, ChunkRef, Id, Node, NodeKind, SegRef, Snapshot, SourceKind, Summary, Tree};
 use super::pack::Saver;
 use super::{RepoError, Repository, lock, source};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Read;
 use std::path::Path;
@@ -26,7 +26,7 @@ const WINDOW: u64 = 64 << 20;
 /// Chunks remembered across files of one run before the memory is reset.
 const RUN_CHUNKS_CAP: usize = 1 << 18;
 /// Segments of a file held in memory while their chunks are stored.
-const MAX_PENDING_SEGMENTS: usize = 6;
+const MAX_PENDING_SEGMENTS: usize = 3;
 const READ_BLOCK: usize = 4 << 20;
 
 #[derive(Debug, Clone, Default)]
@@ -91,6 +91,8 @@ pub(super) struct Engine {
     hardlinks: HashMap<(u64, u64), String>,
     pub(super) summary: Summary,
     progress: Arc<Progress>,
+    /// Read blocks, reused once every chunk cut from them is done.
+    blocks: Arc<super::buffers::Pool>,
 }
 
 /// Runs a backup of `path` and records a restore point.
@@ -196,9 +198,13 @@ pub(super) fn recover_unindexed(repo: &Repository, excluded: &HashSet<Id>) -> Re
 impl Engine {
     pub(super) fn start(repo: Arc<Repository>, workers: usize, progress: Arc<Progress>) -> Self {
         let n = if workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { workers };
-        let saver = Saver::new(repo.clone(), 2);
+        // A local directory takes packs as fast as one thread writes them; remote
+        // locations get two uploads in flight.
+        let uploads = if repo.url().starts_with("file://") { 1 } else { 2 };
+        let saver = Saver::new(repo.clone(), uploads);
         let known = Arc::new(RwLock::new(Known::default()));
-        let (tx, rx) = sync_channel::<(Job, Sender<Done>)>(64);
+        let repo_max_chunk = repo.config().chunker.max as usize;
+        let (tx, rx) = sync_channel::<(Job, Sender<Done>)>(32);
         let rx = Arc::new(Mutex::new(rx));
         let handles = (0..n)
             .map(|i| {
@@ -219,6 +225,7 @@ impl Engine {
             hardlinks: HashMap::new(),
             summary: Summary::default(),
             progress,
+            blocks: super::buffers::Pool::new(READ_BLOCK + repo_max_chunk, 16),
         }
     }
 
@@ -338,55 +345,43 @@ impl Engine {
         let mut window = ParentWindow::new(parent);
         let (done_tx, done_rx) = channel();
         let mut fc = FileContent::new(path, done_rx);
-        let mut buf = BytesMut::with_capacity(READ_BLOCK);
-        let mut eof = false;
-        let mut offset = 0u64;
         let max = self.repo.chunker().params().max as usize;
-        loop {
-            while !eof && buf.len() < max {
-                let start = buf.len();
-                buf.resize(start + READ_BLOCK, 0);
-                let n = read_full(reader, &mut buf[start..]).map_err(|e| RepoError::io("read", path, e))?;
-                buf.truncate(start + n);
-                eof = n == 0;
-                self.summary.bytes_read += n as u64;
+        let mut offset = 0u64;
+        // Blocks are read into fresh capacity (no zero-fill) and cut into chunks that
+        // share the block's memory; only the tail shorter than a maximal chunk is copied
+        // to the front of the next block.
+        let mut carry: Vec<u8> = Vec::new();
+        let mut eof = false;
+        while !eof || !carry.is_empty() {
+            let mut block = self.blocks.take();
+            block.append(&mut carry);
+            let want = (READ_BLOCK + max).saturating_sub(block.len()) as u64;
+            let n = reader.take(want).read_to_end(&mut block).map_err(|e| RepoError::io("read", path, e))?;
+            eof = (n as u64) < want;
+            self.summary.bytes_read += n as u64;
+            let block = self.blocks.freeze(block);
+            let mut pos = 0;
+            while pos < block.len() && (eof || block.len() - pos >= max) {
+                window.advance(self, offset)?;
+                let len = self.repo.chunker().cut(&block[pos..]);
+                let data = block.slice(pos..pos + len);
+                pos += len;
+                offset += len as u64;
+                self.progress.bytes_done.fetch_add(len as u64, Relaxed);
+                tx.send((Job::Hash { seq: fc.sent, data }, done_tx.clone()))
+                    .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
+                fc.sent += 1;
+                fc.drain(self, &tx, &done_tx, false)?;
+                while fc.pending.len() >= MAX_PENDING_SEGMENTS {
+                    fc.drain(self, &tx, &done_tx, true)?;
+                }
             }
-            if buf.is_empty() {
-                break;
-            }
-            window.advance(self, offset)?;
-            let len = self.repo.chunker().cut(&buf);
-            let data = buf.split_to(len).freeze();
-            offset += len as u64;
-            self.progress.bytes_done.fetch_add(len as u64, Relaxed);
-            tx.send((Job::Hash { seq: fc.sent, data }, done_tx.clone()))
-                .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
-            fc.sent += 1;
-            fc.drain(self, &tx, &done_tx, false)?;
-            while fc.pending.len() >= MAX_PENDING_SEGMENTS {
-                fc.drain(self, &tx, &done_tx, true)?;
-            }
-            if buf.capacity() - buf.len() < max && buf.len() < max {
-                buf.reserve(READ_BLOCK);
-            }
+            carry = block[pos..].to_vec();
         }
         fc.close(self, &tx, &done_tx)?;
         window.clear(self);
         Ok((fc.content, offset))
     }
-}
-
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// A file is unchanged if its content-relevant metadata is: size, mtime, ctime, inode.
@@ -423,14 +418,17 @@ fn worker(rx: &Mutex<Receiver<(Job, Sender<Done>)>>, repo: &Repository, saver: &
 
 /// Stores consecutive new chunks as one data blob (one compression window, one seal).
 fn store_blob(repo: &Repository, saver: &Saver, chunks: &[(Id, Bytes)]) -> Result<Vec<ChunkRef>, RepoError> {
-    let total: usize = chunks.iter().map(|(_, d)| d.len()).sum();
-    let mut plain = Vec::with_capacity(total);
+    let lens: Vec<u32> = chunks.iter().map(|(_, d)| d.len() as u32).collect();
+    let mut plain = super::format::encode_data_header(&lens);
+    let header = plain.len() as u32;
+    plain.reserve(lens.iter().map(|l| *l as usize).sum());
     for (_, d) in chunks {
         plain.extend_from_slice(d);
     }
-    let blob = repo.chunker().id(&plain);
+    let key: Vec<(Id, u32)> = chunks.iter().map(|(id, d)| (*id, d.len() as u32)).collect();
+    let blob = repo.chunker().data_blob_id(&key);
     let loc = saver.save(BlobKind::Chunk, blob, &plain)?;
-    let mut offset = 0u32;
+    let mut offset = header;
     Ok(chunks
         .iter()
         .map(|(id, d)| {
@@ -448,6 +446,7 @@ struct ParentWindow<'a> {
     /// Index of the next parent segment to load, and of the oldest loaded one.
     next: usize,
     loaded: VecDeque<(usize, Vec<ChunkRef>)>,
+    prefetched: HashMap<Id, Vec<ChunkRef>>,
 }
 
 impl<'a> ParentWindow<'a> {
@@ -458,19 +457,25 @@ impl<'a> ParentWindow<'a> {
             starts.push(pos);
             pos += s.size;
         }
-        Self { segs, starts, next: 0, loaded: VecDeque::new() }
+        Self { segs, starts, next: 0, loaded: VecDeque::new(), prefetched: HashMap::new() }
     }
 
     fn advance(&mut self, e: &Engine, offset: u64) -> Result<(), RepoError> {
         while self.next < self.segs.len() && self.starts[self.next] < offset + WINDOW {
+            // Fetch the recipes of the next stretch of the parent with few requests.
+            if self.prefetched.is_empty() {
+                let end = (self.next + 64).min(self.segs.len());
+                let ids: Vec<Id> = self.segs[self.next..end].iter().map(|s| s.id).collect();
+                self.prefetched = e.repo.read_segments(&ids).unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "parent segments unreadable; their chunks will be stored again");
+                    HashMap::new()
+                });
+            }
             let seg = self.segs[self.next];
-            let chunks = match e.repo.read_segment(&seg.id) {
-                Ok(c) => c,
-                Err(err) => {
-                    tracing::warn!(error = %err, "parent segment unreadable; its chunks will be stored again");
-                    Vec::new()
-                }
-            };
+            let chunks = self.prefetched.get(&seg.id).cloned().unwrap_or_default();
+            if self.next + 1 < self.segs.len() && !self.prefetched.contains_key(&self.segs[self.next + 1].id) {
+                self.prefetched.clear();
+            }
             let mut k = e.known.write().unwrap_or_else(|e| e.into_inner());
             for c in &chunks {
                 k.parent.entry(c.id).or_insert((*c, 0)).1 += 1;

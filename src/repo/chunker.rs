@@ -59,6 +59,18 @@ impl Chunker {
         low & mask == 0 || count >= self.params.segment_max_chunks as usize
     }
 
+    /// Id of a data blob: keyed hash of the ids and lengths of the chunks it holds (its
+    /// content is checked chunk by chunk, so every byte is hashed once).
+    pub fn data_blob_id(&self, chunks: &[(Id, u32)]) -> Id {
+        let mut h = blake3::Hasher::new_keyed(&self.id_key);
+        h.update(b"lifeline data blob v1");
+        for (id, len) in chunks {
+            h.update(&id.0);
+            h.update(&len.to_le_bytes());
+        }
+        Id(*h.finalize().as_bytes())
+    }
+
     /// Id of a segment: keyed hash of its chunk ids and lengths, so identical content
     /// gives an identical segment id in every repository sharing the master key.
     pub fn segment_id(&self, chunks: &[(Id, u32)]) -> Id {

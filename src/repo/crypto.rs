@@ -124,14 +124,15 @@ impl Cipher {
     /// Encrypts `plain` bound to `aad`, appending to `out`.
     pub fn seal_into(&self, plain: &[u8], aad: &[u8], out: &mut Vec<u8>) {
         let nonce = random_bytes::<NONCE_LEN>();
-        let start = out.len();
+        out.reserve(plain.len() + OVERHEAD);
         out.extend_from_slice(&nonce);
+        let start = out.len();
         out.extend_from_slice(plain);
-        let mut body = out.split_off(start + NONCE_LEN);
-        self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut body)
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut out[start..])
             .expect("AES-GCM sealing cannot fail for in-memory buffers");
-        out.extend_from_slice(&body);
+        out.extend_from_slice(tag.as_ref());
     }
 
     pub fn seal(&self, plain: &[u8], aad: &[u8]) -> Vec<u8> {

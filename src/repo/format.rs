@@ -290,6 +290,35 @@ pub fn decode_pack_header(pack: Id, buf: &[u8]) -> Result<Vec<BlobEntry>, Decode
     Ok(out)
 }
 
+/// Data blob plaintext: `"LLDB" v1 count:u32 len:u32 × count`, then the chunks' bytes
+/// in order. Returns the header for `lens`.
+pub fn encode_data_header(lens: &[u32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + lens.len() * 4);
+    out.extend_from_slice(b"LLDB");
+    out.push(VERSION as u8);
+    out.extend_from_slice(&(lens.len() as u32).to_le_bytes());
+    for l in lens {
+        out.extend_from_slice(&l.to_le_bytes());
+    }
+    out
+}
+
+/// Splits a data blob's plaintext into its chunks.
+pub fn decode_data_blob(buf: &[u8]) -> Result<Vec<&[u8]>, DecodeError> {
+    let mut r = Reader { buf, what: "data blob" };
+    r.magic(b"LLDB")?;
+    let n = r.u32()?;
+    let lens: Vec<u32> = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(lens.len());
+    for l in lens {
+        out.push(r.take(l as usize)?);
+    }
+    if !r.buf.is_empty() {
+        return Err(r.bad("trailing bytes"));
+    }
+    Ok(out)
+}
+
 /// Segment plaintext: `"LLSG" v1 blobs:u32`, per data blob
 /// `id:32 pack:32 offset:u32 stored_len:u32 raw_len:u32 compression:u8`, then `chunks:u32`,
 /// per chunk `id:32 blob_index:u32 offset:u32 len:u32`.

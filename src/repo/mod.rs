@@ -3,6 +3,7 @@
 //! reads.
 
 pub mod backup;
+pub mod buffers;
 pub mod chunker;
 pub mod copy;
 pub mod crypto;
@@ -223,7 +224,12 @@ impl Repository {
     /// segment, the segment id of the chunks it lists.
     fn content_id(&self, kind: BlobKind, plain: &[u8]) -> Option<Id> {
         match kind {
-            BlobKind::Chunk | BlobKind::Tree => Some(self.chunker.id(plain)),
+            BlobKind::Tree => Some(self.chunker.id(plain)),
+            BlobKind::Chunk => {
+                let chunks = format::decode_data_blob(plain).ok()?;
+                let key: Vec<(Id, u32)> = chunks.iter().map(|c| (self.chunker.id(c), c.len() as u32)).collect();
+                Some(self.chunker.data_blob_id(&key))
+            }
             BlobKind::Segment => {
                 let chunks = format::decode_segment(plain).ok()?;
                 let key: Vec<(Id, u32)> = chunks.iter().map(|c| (c.id, c.len)).collect();
@@ -242,6 +248,44 @@ impl Repository {
         let loc = self.lookup(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Segment, id: *id })?;
         let raw = self.read_blob(BlobKind::Segment, id, &loc)?;
         format::decode_segment(&raw).map_err(|e| RepoError::corrupt(&format!("segment {id:?}"), e))
+    }
+
+    /// Reads many segment recipes with few requests: nearby blobs of the same pack are
+    /// fetched with one range read.
+    pub fn read_segments(&self, ids: &[Id]) -> Result<HashMap<Id, Vec<format::ChunkRef>>, RepoError> {
+        const GAP: u64 = 256 << 10;
+        let mut locs: Vec<(Id, BlobLoc)> = Vec::with_capacity(ids.len());
+        for id in ids {
+            let loc = self.lookup(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Segment, id: *id })?;
+            if !locs.iter().any(|(i, _)| i == id) {
+                locs.push((*id, loc));
+            }
+        }
+        locs.sort_by_key(|(_, l)| (l.pack, l.offset));
+        let mut out = HashMap::with_capacity(locs.len());
+        let mut i = 0;
+        while i < locs.len() {
+            let first = locs[i].1;
+            let mut end = first.offset as u64 + first.stored_len as u64;
+            let mut j = i + 1;
+            while j < locs.len() && locs[j].1.pack == first.pack && (locs[j].1.offset as u64) <= end + GAP {
+                end = end.max(locs[j].1.offset as u64 + locs[j].1.stored_len as u64);
+                j += 1;
+            }
+            let data = self.backend.get_range(&format::pack_key(&first.pack), first.offset as u64..end)?;
+            for (id, loc) in &locs[i..j] {
+                let start = (loc.offset - first.offset) as usize;
+                let sealed = data
+                    .get(start..start + loc.stored_len as usize)
+                    .ok_or_else(|| RepoError::corrupt(&format::pack_key(&loc.pack), "shorter than its index says"))?;
+                let raw = self.decode_blob(BlobKind::Segment, id, loc, sealed)?;
+                let chunks =
+                    format::decode_segment(&raw).map_err(|e| RepoError::corrupt(&format!("segment {id:?}"), e))?;
+                out.insert(*id, chunks);
+            }
+            i = j;
+        }
+        Ok(out)
     }
 
     /// All restore points, oldest first.

@@ -1,6 +1,7 @@
 //! Writing blobs: compress, encrypt, gather into packs, upload packs in the background,
 //! and index them once uploaded.
 
+use super::buffers::Pool;
 use super::format::{self, BlobEntry, BlobKind, BlobLoc, Compression, Id};
 use super::{AAD_PACK_HEADER, RepoError, Repository, blob_aad};
 use crate::store::StoreError;
@@ -10,6 +11,9 @@ use std::collections::HashSet;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+
+/// The largest data blob: a segment of maximal chunks, plus its header.
+const MAX_BLOB: usize = 128 * (128 << 10) + (64 << 10);
 
 /// A finished pack on its way to storage: id, bytes, what it holds, and the packs its
 /// segments point into (it is indexed only once those are stored).
@@ -21,11 +25,17 @@ pub struct PackWriter {
     buf: Vec<u8>,
     entries: Vec<BlobEntry>,
     deps: HashSet<Id>,
+    /// Where the buffer returns once the pack is uploaded (data packs).
+    pool: Option<Arc<Pool>>,
 }
 
 impl PackWriter {
-    fn new(capacity: usize) -> Self {
-        Self { id: Id::random(), buf: Vec::with_capacity(capacity), entries: Vec::new(), deps: HashSet::new() }
+    fn new(pool: Option<Arc<Pool>>) -> Self {
+        let buf = match &pool {
+            Some(p) => p.take(),
+            None => Vec::with_capacity(1 << 20),
+        };
+        Self { id: Id::random(), buf, entries: Vec::new(), deps: HashSet::new(), pool }
     }
 
     fn add(&mut self, kind: BlobKind, id: Id, raw_len: u32, compression: Compression, sealed: &[u8]) -> BlobLoc {
@@ -44,9 +54,14 @@ impl PackWriter {
     /// The finished pack file: blobs, sealed header, header length (u32 LE).
     fn finish(mut self, repo: &Repository) -> Finished {
         let header = repo.cipher().seal(&format::encode_pack_header(&self.entries), AAD_PACK_HEADER);
+        self.buf.reserve_exact(header.len() + 4);
         self.buf.extend_from_slice(&header);
         self.buf.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        (self.id, Bytes::from(self.buf), self.entries, self.deps)
+        let bytes = match &self.pool {
+            Some(p) => p.freeze(self.buf),
+            None => Bytes::from(self.buf),
+        };
+        (self.id, bytes, self.entries, self.deps)
     }
 }
 
@@ -96,6 +111,8 @@ pub struct Saver {
     queue: Mutex<Option<SyncSender<Finished>>>,
     uploaders: Mutex<Vec<JoinHandle<()>>>,
     shared: Arc<Mutex<Shared>>,
+    /// Buffers of data packs, reused once uploaded.
+    packs: Arc<Pool>,
     /// Index what is uploaded every this many packs, so an interrupted run leaves
     /// indexed, reusable data.
     index_every: usize,
@@ -113,6 +130,7 @@ impl Saver {
             error: None,
             stats: SaveStats::default(),
         }));
+        let repo_pack_size = repo.config().pack_size as usize;
         let uploaders = (0..uploads.max(1))
             .map(|i| {
                 let (repo, rx, shared) = (repo.clone(), rx.clone(), shared.clone());
@@ -129,6 +147,8 @@ impl Saver {
             queue: Mutex::new(Some(tx)),
             uploaders: Mutex::new(uploaders),
             shared,
+            // Room for the largest blob past the target, so a buffer never grows.
+            packs: Pool::new(repo_pack_size + MAX_BLOB + (64 << 10), uploads + 2),
             index_every: 32,
         })
     }
@@ -157,17 +177,18 @@ impl Saver {
         deps: impl IntoIterator<Item = Id>,
     ) -> Result<BlobLoc, RepoError> {
         self.check()?;
-        let (body, compression) = match compress(plain, self.repo.config().zstd_level) {
-            Some(c) => (c, Compression::Zstd),
-            None => (plain.to_vec(), Compression::None),
+        let compressed = compress(plain, self.repo.config().zstd_level);
+        let (body, compression) = match &compressed {
+            Some(c) => (c.as_slice(), Compression::Zstd),
+            None => (plain, Compression::None),
         };
-        let sealed = self.repo.cipher().seal(&body, &blob_aad(kind, &id));
+        let sealed = self.repo.cipher().seal(body, &blob_aad(kind, &id));
         let target = self.repo.config().pack_size as usize;
         let slot = if kind == BlobKind::Chunk { &self.data } else { &self.meta };
         let full = {
             let mut w = slot.lock().unwrap_or_else(|e| e.into_inner());
-            let capacity = if kind == BlobKind::Chunk { target + (1 << 20) } else { 1 << 20 };
-            let writer = w.get_or_insert_with(|| PackWriter::new(capacity));
+            let pool = (kind == BlobKind::Chunk).then(|| self.packs.clone());
+            let writer = w.get_or_insert_with(|| PackWriter::new(pool));
             let loc = writer.add(kind, id, plain.len() as u32, compression, &sealed);
             writer.deps.extend(deps);
             let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -199,7 +220,8 @@ impl Saver {
         let slot = if e.kind == BlobKind::Chunk { &self.data } else { &self.meta };
         let (loc, full) = {
             let mut w = slot.lock().unwrap_or_else(|e| e.into_inner());
-            let writer = w.get_or_insert_with(|| PackWriter::new(target + (1 << 20)));
+            let pool = (e.kind == BlobKind::Chunk).then(|| self.packs.clone());
+            let writer = w.get_or_insert_with(|| PackWriter::new(pool));
             let loc = writer.add(e.kind, e.id, e.loc.raw_len, e.loc.compression, sealed);
             let full = if writer.buf.len() >= target { w.take() } else { None };
             (loc, full)

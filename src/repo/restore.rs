@@ -1,7 +1,7 @@
 //! Restore: recreate a restore point's tree (or block image) in a target, reading each
 //! pack range once, verifying every chunk, preserving holes, metadata and hard links.
 
-use super::format::{BlobKind, BlobLoc, Id, Node, NodeKind, SegRef, Snapshot, SourceKind};
+use super::format::{BlobKind, BlobLoc, ChunkRef, Id, Node, NodeKind, SegRef, Snapshot, SourceKind};
 use super::{RepoError, Repository, source};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -16,7 +16,7 @@ pub struct RestoreOptions {
     pub include: Vec<String>,
     /// Allow a non-empty target (existing files are replaced).
     pub overwrite: bool,
-    /// Worker threads; 0 = default (4).
+    /// Worker threads; 0 = 4 for local directories, 6 for remote locations.
     pub workers: usize,
 }
 
@@ -38,13 +38,25 @@ pub struct Progress {
     pub files: AtomicU64,
 }
 
+/// A run of consecutive segments of one file, restored by one worker with as few range
+/// reads as their data's layout allows.
 struct Job {
     file: Arc<File>,
     path: Arc<str>,
+    /// File offset of the first segment.
     offset: u64,
-    seg: SegRef,
+    segments: Vec<SegRef>,
+    /// The segments' chunks in file order, when prefetched; otherwise the worker reads
+    /// the recipes.
+    recipe: Option<Vec<ChunkRef>>,
     sparse: bool,
 }
+
+/// Recipes of the files of one directory are prefetched together when there are at
+/// most this many.
+const PREFETCH_SEGMENTS: usize = 4096;
+/// Content of one job, at most (bounds each worker's memory to about twice this).
+const JOB_BYTES: u64 = 2 << 20;
 
 /// Restores `snap` into `target`.
 pub fn run(
@@ -104,11 +116,19 @@ struct Restorer {
     /// Files and directories whose metadata is applied once their content is complete.
     files: Vec<(PathBuf, Node)>,
     dirs: Vec<(PathBuf, Node)>,
+    /// Recipes prefetched for the directory being restored.
+    recipes: std::collections::HashMap<Id, Vec<ChunkRef>>,
 }
 
 impl Restorer {
     fn new(repo: Arc<Repository>, opts: &RestoreOptions, progress: Arc<Progress>) -> Self {
-        let n = if opts.workers == 0 { 4 } else { opts.workers };
+        // Remote locations are round-trip bound: more requests in flight than cores.
+        let remote = !repo.url().starts_with("file://");
+        let n = match opts.workers {
+            0 if remote => 6,
+            0 => 4,
+            n => n,
+        };
         let (tx, rx) = sync_channel::<Job>(16);
         let rx = Arc::new(Mutex::new(rx));
         let error = Arc::new(Mutex::new(None));
@@ -133,6 +153,7 @@ impl Restorer {
             error,
             files: Vec::new(),
             dirs: Vec::new(),
+            recipes: std::collections::HashMap::new(),
         }
     }
 
@@ -160,7 +181,15 @@ impl Restorer {
         if self.root.as_os_str().is_empty() {
             self.root = dir.to_path_buf();
         }
-        for node in self.repo.read_tree(tree)?.nodes {
+        let nodes = self.repo.read_tree(tree)?.nodes;
+        // Small files' recipes in one go: they sit side by side in the metadata packs.
+        let ids: Vec<Id> = nodes
+            .iter()
+            .filter(|n| n.kind == Some(NodeKind::File) && n.hardlink_to.is_none())
+            .flat_map(|n| n.content.iter().map(|s| s.id))
+            .collect();
+        self.recipes = if ids.len() <= PREFETCH_SEGMENTS { self.repo.read_segments(&ids)? } else { Default::default() };
+        for node in nodes {
             self.failed()?;
             let name = source::name_of(&node);
             let child_rel = super::backup::join_rel(rel, &name.to_string_lossy());
@@ -227,15 +256,39 @@ impl Restorer {
         self.progress.bytes_total.fetch_add(node.size, Relaxed);
         self.progress.files.fetch_add(1, Relaxed);
         let mut offset = 0;
+        let mut job: Option<Job> = None;
         for seg in &node.content {
             self.failed()?;
-            let job = Job { file: file.clone(), path: name.clone(), offset, seg: *seg, sparse: node.sparse };
-            self.tx.as_ref().ok_or_else(|| RepoError::Invalid("restore stopped".into()))?.send(job).map_err(|_| {
-                self.failed().err().unwrap_or_else(|| RepoError::Invalid("restore workers stopped".into()))
-            })?;
+            let prefetched = self.recipes.get(&seg.id).cloned();
+            let j = job.get_or_insert_with(|| Job {
+                file: file.clone(),
+                path: name.clone(),
+                offset,
+                segments: Vec::new(),
+                recipe: Some(Vec::new()),
+                sparse: node.sparse,
+            });
+            j.segments.push(*seg);
+            j.recipe = match (j.recipe.take(), prefetched) {
+                (Some(mut r), Some(chunks)) => {
+                    r.extend(chunks);
+                    Some(r)
+                }
+                _ => None,
+            };
             offset += seg.size;
+            if offset - j.offset >= JOB_BYTES {
+                self.send(job.take())?;
+            }
         }
-        Ok(())
+        self.send(job.take())
+    }
+
+    fn send(&self, job: Option<Job>) -> Result<(), RepoError> {
+        let Some(job) = job else { return Ok(()) };
+        let tx = self.tx.as_ref().ok_or_else(|| RepoError::Invalid("restore stopped".into()))?;
+        tx.send(job)
+            .map_err(|_| self.failed().err().unwrap_or_else(|| RepoError::Invalid("restore workers stopped".into())))
     }
 
     /// A block image into a file or an existing block device.
@@ -349,10 +402,19 @@ pub fn for_each_chunk(
     seg: &Id,
     f: &mut dyn FnMut(&[u8]) -> Result<(), RepoError>,
 ) -> Result<(), RepoError> {
-    let chunks = repo.read_segment(seg)?;
+    for_each_chunk_of(repo, seg, &repo.read_segment(seg)?, f)
+}
+
+/// [`for_each_chunk`] with the segment's recipe at hand.
+pub fn for_each_chunk_of(
+    repo: &Repository,
+    seg: &Id,
+    chunks: &[super::format::ChunkRef],
+    f: &mut dyn FnMut(&[u8]) -> Result<(), RepoError>,
+) -> Result<(), RepoError> {
     // Distinct blobs in first-use order.
     let mut blobs: Vec<(Id, BlobLoc)> = Vec::new();
-    for c in &chunks {
+    for c in chunks {
         if blobs.last().is_none_or(|(b, _)| *b != c.blob) && !blobs.iter().any(|(b, _)| *b == c.blob) {
             blobs.push((c.blob, c.loc));
         }
@@ -366,7 +428,7 @@ pub fn for_each_chunk(
         while j < blobs.len()
             && blobs[j].1.pack == first.pack
             && blobs[j].1.offset as u64 == end
-            && end - (first.offset as u64) < (8 << 20)
+            && end - (first.offset as u64) < (4 << 20)
         {
             end += blobs[j].1.stored_len as u64;
             j += 1;
@@ -381,7 +443,7 @@ pub fn for_each_chunk(
         }
         i = j;
     }
-    for c in &chunks {
+    for c in chunks {
         let blob = &plain[&c.blob];
         let bytes = blob
             .get(c.offset as usize..(c.offset + c.len) as usize)
@@ -391,21 +453,43 @@ pub fn for_each_chunk(
     Ok(())
 }
 
+/// Writes a segment with as few writes as possible: consecutive chunks are gathered and
+/// written at once; in a sparse file, all-zero chunks are left as holes.
 fn restore_segment(repo: &Repository, job: &Job, progress: &Progress) -> Result<(), RepoError> {
+    let recipe = match &job.recipe {
+        Some(r) => std::borrow::Cow::Borrowed(r),
+        None => {
+            let ids: Vec<Id> = job.segments.iter().map(|s| s.id).collect();
+            let mut recipes = repo.read_segments(&ids)?;
+            std::borrow::Cow::Owned(
+                ids.iter().flat_map(|id| recipes.remove(id).unwrap_or_default()).collect::<Vec<_>>(),
+            )
+        }
+    };
+    let first = job.segments.first().map(|s| s.id).unwrap_or_default();
+    let mut pending: Vec<u8> = Vec::with_capacity(JOB_BYTES as usize);
+    let mut pending_at = job.offset;
     let mut offset = job.offset;
-    for_each_chunk(repo, &job.seg.id, &mut |plain| {
-        write_chunk(job, offset, plain)?;
+    for_each_chunk_of(repo, &first, &recipe, &mut |plain| {
+        if job.sparse && plain.iter().all(|b| *b == 0) {
+            write_at(job, pending_at, &pending)?;
+            pending.clear();
+            pending_at = offset + plain.len() as u64;
+        } else {
+            pending.extend_from_slice(plain);
+        }
         offset += plain.len() as u64;
         progress.bytes_done.fetch_add(plain.len() as u64, Relaxed);
         Ok(())
-    })
+    })?;
+    write_at(job, pending_at, &pending)
 }
 
-fn write_chunk(job: &Job, offset: u64, plain: &[u8]) -> Result<(), RepoError> {
-    if job.sparse && plain.iter().all(|b| *b == 0) {
+fn write_at(job: &Job, offset: u64, bytes: &[u8]) -> Result<(), RepoError> {
+    if bytes.is_empty() {
         return Ok(());
     }
-    job.file.write_all_at(plain, offset).map_err(|e| RepoError::Io {
+    job.file.write_all_at(bytes, offset).map_err(|e| RepoError::Io {
         action: "write",
         path: job.path.to_string(),
         source: e,

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# `make bench`: Lifeline against restic (Debian's package) on the same data, in the same
+# run, on this machine. Prints a table with Lifeline/restic ratios and writes the raw
+# figures to $BENCH_DIR/results.json.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=${BENCH_DIR:-$root/target/bench}
+lifeline=$root/target/release/lifeline
+mkdir -p "$work"
+if ! command -v restic >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then apt-get install -y -q restic >/dev/null; else echo "install restic (apt-get install restic)" >&2; exit 1; fi
+fi
+export LIFELINE_PASSWORD=bench RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$work/restic-cache
+results=$work/results.tsv
+: > "$results"
+
+# measure NAME TOOL CMD...: wall seconds and peak RSS of one command, appended to results.
+measure() {
+  local name=$1 tool=$2; shift 2
+  local out=$work/out-$name-$tool.json
+  /usr/bin/time -f "%e %M" -o "$work/time" "$@" > "$out" 2> "$work/err-$name-$tool" || { cat "$work/err-$name-$tool" >&2; exit 1; }
+  read -r secs kb < "$work/time"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$tool" "$secs" "$kb" "$out" >> "$results"
+}
+
+echo "generating the dataset (PostgreSQL with pgbench, random files, JSON logs)..." >&2
+rm -rf "$work/data" "$work/repo-"* "$work/restore-"*
+"$root/bench/dataset.sh" "$work"
+data=$work/data
+bytes_a=$(du -sb "$data" | cut -f1)
+pg_bytes=$(du -sb "$data/pg" | cut -f1)
+cp -a "$data/pg" "$work/pg-a"
+
+"$lifeline" repo init "file://$work/repo-l" >/dev/null 2>&1
+restic init -q -r "$work/repo-r"
+"$lifeline" repo init "file://$work/repo-lpg" >/dev/null 2>&1
+restic init -q -r "$work/repo-rpg"
+
+echo "full backup..." >&2
+measure full lifeline "$lifeline" repo backup --json "file://$work/repo-l" "$data"
+measure full restic restic -r "$work/repo-r" backup --json "$data"
+size_l_full=$(du -sb "$work/repo-l" | cut -f1); size_r_full=$(du -sb "$work/repo-r" | cut -f1)
+echo "unchanged re-backup..." >&2
+measure unchanged lifeline "$lifeline" repo backup --json "file://$work/repo-l" "$data"
+measure unchanged restic restic -r "$work/repo-r" backup --json "$data"
+echo "PostgreSQL files alone, state A..." >&2
+measure pgfull lifeline "$lifeline" repo backup --json "file://$work/repo-lpg" "$data/pg"
+measure pgfull restic restic -r "$work/repo-rpg" backup --json "$data/pg"
+
+echo "changing about 1 % (pgbench transactions, logs, random patches)..." >&2
+"$root/bench/dataset.sh" "$work" change
+bytes_b=$(du -sb "$data" | cut -f1)
+echo "incremental backup..." >&2
+before_l=$(du -sb "$work/repo-l" | cut -f1); before_r=$(du -sb "$work/repo-r" | cut -f1)
+measure incremental lifeline "$lifeline" repo backup --json "file://$work/repo-l" "$data"
+measure incremental restic restic -r "$work/repo-r" backup --json "$data"
+grow_l=$(( $(du -sb "$work/repo-l" | cut -f1) - before_l )); grow_r=$(( $(du -sb "$work/repo-r" | cut -f1) - before_r ))
+measure pgincr lifeline "$lifeline" repo backup --json "file://$work/repo-lpg" "$data/pg"
+measure pgincr restic restic -r "$work/repo-rpg" backup --json "$data/pg"
+
+echo "restore..." >&2
+measure restore lifeline "$lifeline" repo restore --json "file://$work/repo-l" latest "$work/restore-l"
+measure restore restic restic -r "$work/repo-r" restore latest --target "$work/restore-r"
+diff -r --no-dereference "$data" "$work/restore-l" > /dev/null || { echo "lifeline restore differs from the data!" >&2; exit 1; }
+size_l=$(du -sb "$work/repo-l" | cut -f1); size_r=$(du -sb "$work/repo-r" | cut -f1)
+rm -rf "$work/restore-l" "$work/restore-r"
+
+echo "S3 (SeaweedFS on loopback)..." >&2
+s3dir=$work/s3; "$root/scripts/s3.sh" stop "$s3dir" 2>/dev/null || true; rm -rf "$s3dir"
+endpoint=$("$root/scripts/s3.sh" start "$s3dir" 24000 bench)
+trap '"$root/scripts/s3.sh" stop "$s3dir"' EXIT
+export AWS_ACCESS_KEY_ID=lifelinetest AWS_SECRET_ACCESS_KEY=lifelinetestsecret0123456789 LIFELINE_S3_ENDPOINT=$endpoint
+"$lifeline" repo init s3://bench/l >/dev/null 2>&1
+restic init -q -r "s3:$endpoint/bench/r"
+measure s3full lifeline "$lifeline" repo backup --json s3://bench/l "$data"
+measure s3full restic restic -r "s3:$endpoint/bench/r" backup --json "$data"
+measure s3restore lifeline "$lifeline" repo restore --json s3://bench/l latest "$work/restore-l"
+measure s3restore restic restic -r "s3:$endpoint/bench/r" restore latest --target "$work/restore-r"
+rm -rf "$work/restore-l" "$work/restore-r" "$work/pg-a"
+
+python3 "$root/bench/report.py" "$results" "$work/results.json" \
+  bytes_a="$bytes_a" bytes_b="$bytes_b" pg_bytes="$pg_bytes" \
+  size_l_full="$size_l_full" size_r_full="$size_r_full" size_l="$size_l" size_r="$size_r" \
+  grow_l="$grow_l" grow_r="$grow_r"
