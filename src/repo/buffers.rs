@@ -71,6 +71,7 @@ mod tests {
         assert!(pool.free.lock().unwrap().is_empty(), "still referenced by a slice");
         assert_eq!(&slice[..], &[7; 10]);
         drop(slice);
-        assert_eq!(pool.take().as_ptr(), ptr, "the same memory is reused");
+        let again = pool.take();
+        assert_eq!(again.as_ptr(), ptr, "the same memory is reused");
     }
 }
