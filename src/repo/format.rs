@@ -133,7 +133,7 @@ pub struct KeySlot {
 
 /// How a key slot's key-encryption key is derived.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(tag = "type", rename_all = "camelCase")]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Kdf {
     /// From a passphrase with Argon2id.
     Argon2id { memory_kib: u32, iterations: u32, parallelism: u32 },

@@ -50,11 +50,15 @@ struct Job {
     /// the recipes.
     recipe: Option<Vec<ChunkRef>>,
     sparse: bool,
+    /// Length of the whole file (a zero tail up to it can stay a hole).
+    file_size: u64,
 }
 
 /// Recipes of the files of one directory are prefetched together when there are at
 /// most this many.
 const PREFETCH_SEGMENTS: usize = 4096;
+/// Granularity of holes restored in sparse files.
+const HOLE_BLOCK: u64 = 4096;
 /// Content of one job, at most (bounds each worker's memory to about twice this).
 const JOB_BYTES: u64 = 2 << 20;
 
@@ -188,7 +192,15 @@ impl Restorer {
             .filter(|n| n.kind == Some(NodeKind::File) && n.hardlink_to.is_none())
             .flat_map(|n| n.content.iter().map(|s| s.id))
             .collect();
-        self.recipes = if ids.len() <= PREFETCH_SEGMENTS { self.repo.read_segments(&ids)? } else { Default::default() };
+        let own = if ids.len() <= PREFETCH_SEGMENTS { self.repo.read_segments(&ids)? } else { Default::default() };
+        // Each directory level uses its own recipes; a subdirectory must not replace them.
+        let outer = std::mem::replace(&mut self.recipes, own);
+        let result = self.dir_nodes(nodes, dir, rel);
+        self.recipes = outer;
+        result
+    }
+
+    fn dir_nodes(&mut self, nodes: Vec<Node>, dir: &Path, rel: &str) -> Result<(), RepoError> {
         for node in nodes {
             self.failed()?;
             let name = source::name_of(&node);
@@ -267,6 +279,7 @@ impl Restorer {
                 segments: Vec::new(),
                 recipe: Some(Vec::new()),
                 sparse: node.sparse,
+                file_size: node.size,
             });
             j.segments.push(*seg);
             j.recipe = match (j.recipe.take(), prefetched) {
@@ -471,10 +484,24 @@ fn restore_segment(repo: &Repository, job: &Job, progress: &Progress) -> Result<
     let mut pending_at = job.offset;
     let mut offset = job.offset;
     for_each_chunk_of(repo, &first, &recipe, &mut |plain| {
-        if job.sparse && plain.iter().all(|b| *b == 0) {
-            write_at(job, pending_at, &pending)?;
-            pending.clear();
-            pending_at = offset + plain.len() as u64;
+        if job.sparse {
+            // Holes at filesystem-block granularity: all-zero 4 KiB blocks (aligned to
+            // the file) are skipped, everything else is gathered and written.
+            let mut i = 0;
+            while i < plain.len() {
+                let at = offset + i as u64;
+                let end = (((at / HOLE_BLOCK) + 1) * HOLE_BLOCK - offset).min(plain.len() as u64) as usize;
+                let piece = &plain[i..end];
+                let whole = piece.len() as u64 == HOLE_BLOCK || at + piece.len() as u64 == job.file_size;
+                if whole && piece.iter().all(|b| *b == 0) {
+                    write_at(job, pending_at, &pending)?;
+                    pending.clear();
+                    pending_at = at + piece.len() as u64;
+                } else {
+                    pending.extend_from_slice(piece);
+                }
+                i = end;
+            }
         } else {
             pending.extend_from_slice(plain);
         }

@@ -37,7 +37,7 @@ fn server_killed_mid_backup_then_the_next_backup_reuses_what_was_uploaded() {
     // backup is still going.
     let probe = server.open(&url);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while probe.list("data/").map(|l| l.len()).unwrap_or(0) < 4 {
+    while probe.list("data/").map(|l| l.len()).unwrap_or(0) < 6 {
         assert!(Instant::now() < deadline, "no pack was uploaded");
         assert!(!handle.is_finished(), "the backup finished before the server could be killed");
         std::thread::sleep(Duration::from_millis(20));

@@ -240,3 +240,33 @@ fn selected_paths_only() {
     let got: Vec<String> = describe(&out).into_keys().collect();
     assert_eq!(got, vec!["nested", "nested/deeper", "nested/deeper/e2"]);
 }
+
+/// A case proptest found: runs of zeros give repeated segments (restored once per
+/// occurrence), a subdirectory sorted before them (whose restore must not drop its
+/// parent's prefetched recipes), holes inside chunks, hard links and FIFOs.
+#[test]
+fn sparse_files_beside_hard_links_and_fifos() {
+    for _ in 0..10 {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        build(
+            &src,
+            &[
+                Entry::Fifo,
+                Entry::Fifo,
+                Entry::Dir,
+                Entry::File { len: 63, seed: 139, mode: 0o4755 },
+                Entry::Symlink("wwvfngsn/a".into()),
+                Entry::Sparse { len: 14_001_512, at: 7_077_888 },
+                Entry::Sparse { len: 10_540_549, at: 5_633_959 },
+                Entry::HardlinkToFirstFile,
+                Entry::Sparse { len: 4147, at: 100 },
+            ],
+        );
+        let repo = local_repo(&tmp.path().join("repo"));
+        let (_, snap) = backup(&repo, &src);
+        let out = tmp.path().join("out");
+        restore_to(&repo, &snap, &out);
+        assert_eq!(describe(&out), describe(&src));
+    }
+}
