@@ -9,13 +9,18 @@
 //!   validation, defaulting and pruning of objects, with the server's messages.
 //! - [`admission`] — the whole path of a manifest into the cluster (strict decoding,
 //!   defaults, schema, CEL, semantics), used by `lifeline validate` and the tests.
-//! - [`cli`] — user-facing verbs that need no cluster (`crd`, `validate`).
+//! - [`store`] — object storage (S3, GCS, Azure, local files) behind one narrow,
+//!   create-only interface, with retrying, metered and fault-injecting wrappers.
+//! - [`repo`] — the repository on a location: format (`docs/FORMAT.md`), keys,
+//!   two-level content-defined chunking, packs and index, backup, restore, verify,
+//!   forget/prune, copy, locks. Neither `store` nor `repo` imports `kube`: a location is
+//!   readable with no cluster.
+//! - [`cli`] — user-facing verbs that need no cluster (`crd`, `validate`, `repo …`).
 //!
 //! Arriving with later work, in the layout of STYLE.md: `controller/` (fetch → validate →
 //! plan → apply → status, long runs as state machines in status), `k8s/` (server-side
-//! apply, conditions, events, leader election), `mover/` (data-mover Jobs), `engine/`,
-//! `repo/`, `store/` (the data path, never importing `kube`), `telemetry/`, and `sim/`
-//! (the simulated cluster, used only by `main.rs` and tests).
+//! apply, conditions, events, leader election), `mover/` (data-mover Jobs), `telemetry/`,
+//! and `sim/` (the simulated cluster, used only by `main.rs` and tests).
 //!
 //! Data flows one way: a `BackupPolicy` schedules runs; each run is a `RestorePoint`
 //! whose status is its state machine; movers write to the `BackupLocation`s; a
