@@ -18,6 +18,7 @@ results=$work/results.tsv
 measure() {
   local name=$1 tool=$2; shift 2
   local out=$work/out-$name-$tool.json
+  sync  # both tools start with no writeback pending from what ran before
   /usr/bin/time -f "%e %M" -o "$work/time" "$@" > "$out" 2> "$work/err-$name-$tool" || { cat "$work/err-$name-$tool" >&2; exit 1; }
   read -r secs kb < "$work/time"
   printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$tool" "$secs" "$kb" "$out" >> "$results"
