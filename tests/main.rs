@@ -1,5 +1,6 @@
 //! The one integration-test binary (one link on small machines); each area is a module.
 
 mod api;
+mod cli;
 mod repo;
 mod support;

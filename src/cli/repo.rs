@@ -150,7 +150,11 @@ pub fn run(cmd: RepoCommand, common: &Common) -> i32 {
     let (code, value) = match result {
         Ok(v) => (0, json!({"ok": true, "command": name, "result": v, "seconds": started.elapsed().as_secs_f64()})),
         Err(e) => {
-            let category = e.downcast_ref::<RepoError>().map(RepoError::category).unwrap_or("Error");
+            let category = e
+                .downcast_ref::<RepoError>()
+                .map(RepoError::category)
+                .or_else(|| e.downcast_ref::<store::StoreError>().map(store::StoreError::category))
+                .unwrap_or("Error");
             eprintln!("error: {e:#}");
             (1, json!({"ok": false, "command": name, "error": {"category": category, "message": format!("{e:#}")}}))
         }

@@ -188,6 +188,16 @@ impl Repository {
         Ok((key, len))
     }
 
+    /// Every pack in the location, with its size.
+    pub fn stored_packs(&self) -> Result<HashMap<Id, u64>, RepoError> {
+        Ok(self
+            .backend
+            .list("data/")?
+            .into_iter()
+            .filter_map(|o| o.key.rsplit('/').next().and_then(Id::parse).map(|id| (id, o.size)))
+            .collect())
+    }
+
     pub fn lookup(&self, id: &Id) -> Option<BlobLoc> {
         self.index.read().unwrap_or_else(|e| e.into_inner()).blobs.get(id).copied()
     }

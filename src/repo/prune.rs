@@ -173,12 +173,7 @@ pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<Prune
     repo.load_index(&HashSet::new())?;
     let u = usage(repo)?;
     let mut referenced: HashSet<Id> = u.packs.keys().copied().collect();
-    let stored: HashMap<Id, u64> = repo
-        .backend()
-        .list("data/")?
-        .into_iter()
-        .filter_map(|o| o.key.rsplit('/').next().and_then(Id::parse).map(|id| (id, o.size)))
-        .collect();
+    let stored: HashMap<Id, u64> = repo.stored_packs()?;
     let mut report = PruneReport {
         packs_total: stored.len() as u64,
         packs_referenced: referenced.len() as u64,

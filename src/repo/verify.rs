@@ -57,12 +57,7 @@ pub fn run(repo: &Arc<Repository>, sample_percent: u32) -> Result<VerifyReport, 
             packs.entry(pack).or_default().extend(entries);
         }
     }
-    let stored: HashMap<Id, u64> = repo
-        .backend()
-        .list("data/")?
-        .into_iter()
-        .filter_map(|o| o.key.rsplit('/').next().and_then(Id::parse).map(|id| (id, o.size)))
-        .collect();
+    let stored: HashMap<Id, u64> = repo.stored_packs()?;
     let selected: Vec<(Id, Vec<BlobEntry>)> = packs
         .into_iter()
         .filter(|(pack, entries)| {

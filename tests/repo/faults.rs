@@ -1,20 +1,15 @@
 //! What users see when things go wrong, and that nothing is lost when they do.
 
-use super::{backup, bytes, init, restore, secret, volume};
+use super::{backup, bytes, init, local, restore, secret, volume};
 use crate::repo::roundtrip::describe;
 use crate::support::s3::{self, S3Server};
 use lifeline::repo::backup::Progress;
 use lifeline::repo::prune::{self, Retention};
 use lifeline::repo::{RepoError, Repository, lock, verify};
-use lifeline::store::{Backend, LocationOptions, StoreError};
+use lifeline::store::StoreError;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-
-fn local(dir: &std::path::Path) -> Arc<dyn Backend> {
-    let url = format!("file://{}", dir.display());
-    lifeline::store::open(&url, &LocationOptions { create: true, ..Default::default() }).unwrap()
-}
 
 #[test]
 fn server_killed_mid_backup_then_the_next_backup_reuses_what_was_uploaded() {

@@ -12,6 +12,12 @@ pub fn secret() -> Secret {
     Secret::Passphrase(zeroize::Zeroizing::new(b"correct horse battery staple".to_vec()))
 }
 
+/// A `file://` location in `dir`, created if missing.
+pub fn local(dir: &Path) -> Arc<dyn Backend> {
+    let url = format!("file://{}", dir.display());
+    lifeline::store::open(&url, &lifeline::store::LocationOptions { create: true, ..Default::default() }).unwrap()
+}
+
 pub fn init(backend: Arc<dyn Backend>) -> Arc<Repository> {
     Arc::new(Repository::init(backend, &secret()).unwrap())
 }

@@ -1,32 +1,24 @@
 //! Backup then restore gives back the same tree, byte for byte, metadata included:
 //! random trees with every file type, holes, hard links, empty and large files.
 
-use lifeline::repo::backup::{self, BackupOptions};
+use lifeline::repo::Repository;
 use lifeline::repo::restore::{self, RestoreOptions};
-use lifeline::repo::{Repository, Secret};
-use lifeline::store::{self, LocationOptions};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub fn secret() -> Secret {
-    Secret::Passphrase(zeroize::Zeroizing::new(b"correct horse battery staple".to_vec()))
+fn local_repo(dir: &Path) -> Arc<Repository> {
+    super::init(super::local(dir))
 }
 
-pub fn local_repo(dir: &Path) -> Arc<Repository> {
-    let url = format!("file://{}", dir.display());
-    let backend = store::open(&url, &LocationOptions { create: true, ..Default::default() }).unwrap();
-    Arc::new(Repository::init(backend, &secret()).unwrap())
+fn backup(repo: &Arc<Repository>, path: &Path) -> (lifeline::repo::format::Id, lifeline::repo::format::Snapshot) {
+    super::backup(repo, path)
 }
 
-pub fn backup(repo: &Arc<Repository>, path: &Path) -> (lifeline::repo::format::Id, lifeline::repo::format::Snapshot) {
-    backup::run(repo.clone(), path, &BackupOptions::default(), Arc::default()).unwrap()
-}
-
-pub fn restore_to(repo: &Arc<Repository>, snap: &lifeline::repo::format::Snapshot, target: &Path) {
-    restore::run(repo.clone(), snap, target, &RestoreOptions::default(), Arc::default()).unwrap();
+fn restore_to(repo: &Arc<Repository>, snap: &lifeline::repo::format::Snapshot, target: &Path) {
+    super::restore(repo, snap, target)
 }
 
 /// What a user would compare: type, content, permissions, mtime, link target, and which

@@ -1,0 +1,151 @@
+//! The `lifeline` binary as users and the operator's data movers run it: JSON result on
+//! stdout when not on a terminal, the same in `--result-file`, exit codes, and errors that
+//! say what to do.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn lifeline(args: &[&str], password: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeline"));
+    cmd.args(args).env_remove("LIFELINE_PASSWORD");
+    if let Some(p) = password {
+        cmd.env("LIFELINE_PASSWORD", p);
+    }
+    cmd.output().expect("run lifeline")
+}
+
+fn result(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
+        panic!("no JSON result on stdout ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
+    })
+}
+
+fn url(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
+#[test]
+fn backup_and_restore_report_json_and_write_the_result_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = url(&tmp.path().join("repo"));
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"hello").unwrap();
+
+    let init = lifeline(&["repo", "init", &repo], Some("pw"));
+    assert!(init.status.success());
+    assert_eq!(result(&init)["ok"], true);
+
+    let result_file = tmp.path().join("result.json");
+    let backup = lifeline(
+        &[
+            "repo",
+            "backup",
+            &repo,
+            src.to_str().unwrap(),
+            "--tag",
+            "app=orders",
+            "--result-file",
+            result_file.to_str().unwrap(),
+        ],
+        Some("pw"),
+    );
+    assert!(backup.status.success(), "{}", String::from_utf8_lossy(&backup.stderr));
+    let r = result(&backup);
+    assert_eq!(r["command"], "backup");
+    assert_eq!(r["result"]["tags"]["app"], "orders");
+    assert_eq!(r["result"]["summary"]["files"], 1);
+    let from_file: Value = serde_json::from_slice(&std::fs::read(&result_file).unwrap()).unwrap();
+    assert_eq!(from_file["result"]["id"], r["result"]["id"], "the result file says the same as stdout");
+
+    let points = result(&lifeline(&["repo", "points", &repo], Some("pw")));
+    assert_eq!(points["result"]["points"].as_array().unwrap().len(), 1);
+
+    let out = tmp.path().join("out");
+    let restore = lifeline(&["repo", "restore", &repo, "latest", out.to_str().unwrap()], Some("pw"));
+    assert!(restore.status.success());
+    assert_eq!(std::fs::read(out.join("a.txt")).unwrap(), b"hello");
+
+    // Not on a terminal: progress goes to stderr as JSON lines or not at all, never to stdout.
+    assert_eq!(String::from_utf8_lossy(&restore.stdout).lines().count(), 1);
+}
+
+#[test]
+fn failures_exit_non_zero_with_a_category_and_advice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = url(&tmp.path().join("repo"));
+    assert!(lifeline(&["repo", "init", &repo], Some("right")).status.success());
+
+    let table = [
+        (vec!["repo", "points", repo.as_str()], Some("wrong"), "WrongKey", "LIFELINE_PASSWORD"),
+        (vec!["repo", "points", repo.as_str()], None, "Error", "set LIFELINE_PASSWORD"),
+        (vec!["repo", "points", "file:///nonexistent/lifeline"], Some("x"), "BucketMissing", "does not exist"),
+        (vec!["repo", "init", repo.as_str()], Some("right"), "AlreadyInitialized", "already exists"),
+        (
+            vec!["repo", "restore", repo.as_str(), "deadbeef", "/tmp/x"],
+            Some("right"),
+            "NotFound",
+            "lifeline repo points",
+        ),
+        (vec!["repo", "points", "ftp://example.com/x"], Some("x"), "InvalidLocation", "unsupported scheme"),
+    ];
+    for (args, password, category, advice) in table {
+        let out = lifeline(&args, password);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let r = result(&out);
+        assert_eq!(r["ok"], false, "{args:?}");
+        assert_eq!(r["error"]["category"], category, "{args:?}: {r}");
+        let message = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(advice), "{args:?}: {message}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("error:"), "{args:?}: the error is also on stderr");
+    }
+}
+
+#[test]
+fn verify_fails_the_process_when_data_is_damaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo_dir = tmp.path().join("repo");
+    let repo = url(&repo_dir);
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big"), vec![7u8; 300_000]).unwrap();
+    assert!(lifeline(&["repo", "init", &repo], Some("pw")).status.success());
+    assert!(lifeline(&["repo", "backup", &repo, src.to_str().unwrap()], Some("pw")).status.success());
+    assert!(lifeline(&["repo", "verify", &repo], Some("pw")).status.success());
+
+    let data =
+        std::fs::read_dir(repo_dir.join("data")).unwrap().flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap());
+    let pack = data.map(|e| e.unwrap().path()).max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[20] ^= 1;
+    std::fs::write(&pack, bytes).unwrap();
+    let out = lifeline(&["repo", "verify", &repo], Some("pw"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("big"), "names the damaged file");
+}
+
+#[test]
+fn crd_and_validate_commands() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lifeline")).arg("crd").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 4);
+
+    let ok = Command::new(env!("CARGO_BIN_EXE_lifeline"))
+        .args(["validate", "-f", crate::support::path("manifests/examples").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    let bad = Command::new(env!("CARGO_BIN_EXE_lifeline"))
+        .args([
+            "validate",
+            "-f",
+            crate::support::path("tests/fixtures/invalid/13-rpo-shorter-than-schedule.yaml").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("spec.rpo: Invalid value"));
+}
