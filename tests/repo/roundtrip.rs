@@ -86,20 +86,15 @@ fn entry() -> impl Strategy<Value = Entry> {
 }
 
 fn content(len: usize, seed: u8) -> Vec<u8> {
-    // Half compressible text, half noise, so both storage paths are exercised.
-    let mut x = seed as u64 + 1;
-    (0..len)
-        .map(|i| {
-            if (i / 50_000) % 2 == 0 {
-                b"lifeline restore point "[i % 23]
-            } else {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            }
-        })
-        .collect()
+    // Alternating 50 kB of text and of noise, so both storage paths are exercised.
+    let mut out = Vec::with_capacity(len);
+    let mut block = 0u64;
+    while out.len() < len {
+        let n = (len - out.len()).min(50_000);
+        out.extend(super::bytes(n, seed as u64 * 1000 + block, block.is_multiple_of(2)));
+        block += 1;
+    }
+    out
 }
 
 fn build(root: &Path, entries: &[Entry]) {
