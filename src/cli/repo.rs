@@ -608,5 +608,3 @@ pub fn human(bytes: u64) -> String {
     }
     if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
-
-pub use keys::owner;

@@ -62,20 +62,19 @@ impl Chunker {
     /// Id of a data blob: keyed hash of the ids and lengths of the chunks it holds (its
     /// content is checked chunk by chunk, so every byte is hashed once).
     pub fn data_blob_id(&self, chunks: &[(Id, u32)]) -> Id {
-        let mut h = blake3::Hasher::new_keyed(&self.id_key);
-        h.update(b"lifeline data blob v1");
-        for (id, len) in chunks {
-            h.update(&id.0);
-            h.update(&len.to_le_bytes());
-        }
-        Id(*h.finalize().as_bytes())
+        self.list_id(b"lifeline data blob v1", chunks)
     }
 
     /// Id of a segment: keyed hash of its chunk ids and lengths, so identical content
     /// gives an identical segment id in every repository sharing the master key.
     pub fn segment_id(&self, chunks: &[(Id, u32)]) -> Id {
+        self.list_id(b"lifeline segment v1", chunks)
+    }
+
+    /// Keyed hash of a domain tag and a list of (chunk id, length).
+    fn list_id(&self, domain: &[u8], chunks: &[(Id, u32)]) -> Id {
         let mut h = blake3::Hasher::new_keyed(&self.id_key);
-        h.update(b"lifeline segment v1");
+        h.update(domain);
         for (id, len) in chunks {
             h.update(&id.0);
             h.update(&len.to_le_bytes());

@@ -26,7 +26,6 @@ pub struct LockGuard {
     /// Dropping it wakes and stops the refresher at once.
     stop: Option<Sender<()>>,
     refresher: Option<JoinHandle<()>>,
-    pub created: i64,
 }
 
 fn write(backend: &dyn Backend, lock: &Lock) -> Result<String, RepoError> {
@@ -109,7 +108,7 @@ pub fn acquire(backend: Arc<dyn Backend>, operation: &str, exclusive: bool) -> R
             })
             .ok()
     };
-    Ok(LockGuard { backend, key, stop: Some(stop), refresher, created })
+    Ok(LockGuard { backend, key, stop: Some(stop), refresher })
 }
 
 /// Keeps the lock alive: writes a fresh lock object, then removes the old one.

@@ -90,7 +90,6 @@ pub struct SaveStats {
     pub pack_ids: Vec<Id>,
     pub raw_bytes: u64,
     pub stored_bytes: u64,
-    pub packs: u64,
 }
 
 struct Shared {
@@ -303,7 +302,6 @@ fn upload_loop(repo: &Repository, rx: &Mutex<Receiver<Finished>>, shared: &Mutex
         match repo.backend().put_new(&format::pack_key(&id), bytes) {
             Ok(()) => {
                 let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-                s.stats.packs += 1;
                 s.stats.pack_ids.push(id);
                 s.stats.stored_bytes += len;
                 s.uploaded.insert(id);

@@ -522,6 +522,3 @@ fn write_at(job: &Job, offset: u64, bytes: &[u8]) -> Result<(), RepoError> {
         source: e,
     })
 }
-
-/// Location of a chunk, for callers that report on chunks.
-pub type ChunkLoc = BlobLoc;
