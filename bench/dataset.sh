@@ -5,7 +5,7 @@
 #   bench/dataset.sh DIR change state B: ~1 % change (pgbench transactions + CHECKPOINT,
 #                               appended and new logs, patched random files, deletions)
 set -euo pipefail
-dir=$1; data=$dir/data
+mkdir -p "$1"; dir=$(cd "$1" && pwd); data=$dir/data
 pgbin=$(dirname "$(command -v pg_ctl || echo /usr/lib/postgresql/15/bin/pg_ctl)")
 sock=$dir/pg-socket
 # PostgreSQL refuses to run as root: run it as nobody then.

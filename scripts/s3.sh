@@ -52,27 +52,34 @@ warm_up() {
 }
 
 start() {
-  local dir=$1 port=$2 buckets=${3:-}
+  local dir=$1 port=$2 buckets=${3:-} attempt
   local weed; weed=$(install)
   mkdir -p "$dir/data"
   cat > "$dir/s3.json" <<'JSON'
 {"identities":[{"name":"lifeline","credentials":[{"accessKey":"lifelinetest","secretKey":"lifelinetestsecret0123456789"}],"actions":["Admin","Read","List","Tagging","Write"]}]}
 JSON
-  GOMEMLIMIT=384MiB setsid "$weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-    -s3.port="$port" -master.port=$((port + 1)) -volume.port=$((port + 2)) -filer.port=$((port + 3)) \
-    -admin.port=$((port + 4)) -s3.config="$dir/s3.json" -s3.autoCreateBucket=false \
-    -s3.allowDeleteBucketNotEmpty=false -master.telemetry=false -master.volumeSizeLimitMB=1024 \
-    -volume.max=1000 -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
-    ${buckets:+-bucket="$buckets"} >"$dir/weed.log" 2>&1 < /dev/null &
-  echo $! > "$dir/pid"
-  for _ in $(seq 1 300); do
-    if curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && buckets_ready "$port" "$buckets"; then
-      warm_up "$port" "$buckets"
-      echo "http://127.0.0.1:$port"
-      return 0
-    fi
-    kill -0 "$(cat "$dir/pid")" 2>/dev/null || break
-    sleep 0.1
+  # A server that exits at once (a port still held by a process being killed, a restart
+  # racing the previous instance's shutdown) is started again, up to three times.
+  for attempt in 1 2 3; do
+    GOMEMLIMIT=384MiB setsid "$weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+      -s3.port="$port" -master.port=$((port + 1)) -volume.port=$((port + 2)) -filer.port=$((port + 3)) \
+      -admin.port=$((port + 4)) -s3.config="$dir/s3.json" -s3.autoCreateBucket=false \
+      -s3.allowDeleteBucketNotEmpty=false -master.telemetry=false -master.volumeSizeLimitMB=1024 \
+      -volume.max=1000 -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
+      ${buckets:+-bucket="$buckets"} >>"$dir/weed.log" 2>&1 < /dev/null &
+    echo $! > "$dir/pid"
+    for _ in $(seq 1 300); do
+      if curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && buckets_ready "$port" "$buckets"; then
+        warm_up "$port" "$buckets"
+        echo "http://127.0.0.1:$port"
+        return 0
+      fi
+      kill -0 "$(cat "$dir/pid")" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$(cat "$dir/pid")" 2>/dev/null && break
+    echo "SeaweedFS exited during start (attempt $attempt)" >> "$dir/weed.log"
+    sleep 1
   done
   echo "SeaweedFS did not become ready on port $port; last log lines:" >&2
   tail -20 "$dir/weed.log" >&2

@@ -79,7 +79,7 @@ impl Repository {
             id,
             created: now_rfc3339(),
             chunker: format::ChunkerParams::default(),
-            zstd_level: 3,
+            zstd_level: 1,
             pack_size: 8 << 20,
         };
         keys::add_slot(&*backend, &master, secret)?;

@@ -42,6 +42,8 @@ pub struct Progress {
 /// reads as their data's layout allows.
 struct Job {
     file: Arc<File>,
+    /// The same file opened with `O_DIRECT`, for its block-aligned ranges (see [`Pending`]).
+    direct: Option<Arc<File>>,
     path: Arc<str>,
     /// File offset of the first segment.
     offset: u64,
@@ -61,6 +63,14 @@ const PREFETCH_SEGMENTS: usize = 4096;
 const HOLE_BLOCK: u64 = 4096;
 /// Content of one job, at most (bounds each worker's memory to about twice this).
 const JOB_BYTES: u64 = 2 << 20;
+/// Files at least this large are written with `O_DIRECT` where the filesystem supports it:
+/// a restore then costs no page-cache copy (the largest CPU cost of a buffered restore)
+/// and does not evict the node's page cache. Unaligned heads and tails are buffered.
+const DIRECT_MIN: u64 = 1 << 20;
+/// Alignment of direct writes: memory address, file offset and length.
+const ALIGN: usize = 4096;
+/// Bytes a worker gathers before writing.
+const PENDING_BYTES: usize = 1 << 20;
 
 /// Restores `snap` into `target`.
 pub fn run(
@@ -256,13 +266,15 @@ impl Restorer {
         }
         let file = File::create(path).map_err(|e| RepoError::io("create", path, e))?;
         file.set_len(node.size).map_err(|e| RepoError::io("resize", path, e))?;
-        self.queue(file, path, &node)?;
+        let direct = if node.size >= DIRECT_MIN { open_direct(path) } else { None };
+        self.queue(file, direct, path, &node)?;
         self.files.push((path.to_path_buf(), node));
         Ok(())
     }
 
-    fn queue(&mut self, file: File, path: &Path, node: &Node) -> Result<(), RepoError> {
+    fn queue(&mut self, file: File, direct: Option<File>, path: &Path, node: &Node) -> Result<(), RepoError> {
         let file = Arc::new(file);
+        let direct = direct.map(Arc::new);
         let name: Arc<str> = Arc::from(path.display().to_string());
         self.summary.bytes += node.size;
         self.progress.bytes_total.fetch_add(node.size, Relaxed);
@@ -274,6 +286,7 @@ impl Restorer {
             let prefetched = self.recipes.get(&seg.id).cloned();
             let j = job.get_or_insert_with(|| Job {
                 file: file.clone(),
+                direct: direct.clone(),
                 path: name.clone(),
                 offset,
                 segments: Vec::new(),
@@ -327,7 +340,7 @@ impl Restorer {
             }
         };
         self.summary.files += 1;
-        self.queue(file, target, node)
+        self.queue(file, None, target, node)
     }
 
     fn wait(&mut self) -> Result<(), RepoError> {
@@ -386,13 +399,14 @@ fn remove_existing(path: &Path, overwrite: bool) -> Result<(), RepoError> {
 }
 
 fn worker(repo: &Repository, rx: &Mutex<Receiver<Job>>, error: &Mutex<Option<RepoError>>, progress: &Progress) {
+    let mut pending = Pending::new();
     loop {
         let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok(job) = next else { return };
         if error.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
             continue;
         }
-        if let Err(e) = restore_segment(repo, &job, progress) {
+        if let Err(e) = restore_segment(repo, &job, &mut pending, progress) {
             let e = match e {
                 RepoError::BadBlob { kind, id, pack, detail } => RepoError::BadBlob {
                     kind,
@@ -468,7 +482,7 @@ pub fn for_each_chunk_of(
 
 /// Writes a segment with as few writes as possible: consecutive chunks are gathered and
 /// written at once; in a sparse file, all-zero chunks are left as holes.
-fn restore_segment(repo: &Repository, job: &Job, progress: &Progress) -> Result<(), RepoError> {
+fn restore_segment(repo: &Repository, job: &Job, pending: &mut Pending, progress: &Progress) -> Result<(), RepoError> {
     let recipe = match &job.recipe {
         Some(r) => std::borrow::Cow::Borrowed(r),
         None => {
@@ -480,8 +494,7 @@ fn restore_segment(repo: &Repository, job: &Job, progress: &Progress) -> Result<
         }
     };
     let first = job.segments.first().map(|s| s.id).unwrap_or_default();
-    let mut pending: Vec<u8> = Vec::with_capacity(JOB_BYTES as usize);
-    let mut pending_at = job.offset;
+    pending.start(job.offset);
     let mut offset = job.offset;
     for_each_chunk_of(repo, &first, &recipe, &mut |plain| {
         if job.sparse {
@@ -494,31 +507,183 @@ fn restore_segment(repo: &Repository, job: &Job, progress: &Progress) -> Result<
                 let piece = &plain[i..end];
                 let whole = piece.len() as u64 == HOLE_BLOCK || at + piece.len() as u64 == job.file_size;
                 if whole && piece.iter().all(|b| *b == 0) {
-                    write_at(job, pending_at, &pending)?;
-                    pending.clear();
-                    pending_at = at + piece.len() as u64;
+                    pending.flush(job)?;
+                    pending.start(at + piece.len() as u64);
                 } else {
-                    pending.extend_from_slice(piece);
+                    pending.push(job, piece)?;
                 }
                 i = end;
             }
         } else {
-            pending.extend_from_slice(plain);
+            pending.push(job, plain)?;
         }
         offset += plain.len() as u64;
         progress.bytes_done.fetch_add(plain.len() as u64, Relaxed);
         Ok(())
     })?;
-    write_at(job, pending_at, &pending)
+    pending.flush(job)
 }
 
-fn write_at(job: &Job, offset: u64, bytes: &[u8]) -> Result<(), RepoError> {
+/// Opens `path` for writes that bypass the page cache; `None` where the filesystem does
+/// not support them (tmpfs, some FUSE and network filesystems).
+fn open_direct(path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path).ok()
+}
+
+/// A worker's write buffer. Byte `i` of the run starting at file offset `at` sits at an
+/// address congruent to `at + i` modulo [`ALIGN`], so every block-aligned part of a run
+/// can go straight to disk with `O_DIRECT`, without copying.
+struct Pending {
+    buf: Box<[u8]>,
+    /// Index of the first [`ALIGN`]-aligned address in `buf`.
+    base: usize,
+    /// File offset of the first gathered byte, and how many are gathered.
+    at: u64,
+    len: usize,
+}
+
+impl Pending {
+    fn new() -> Self {
+        let buf = vec![0u8; PENDING_BYTES + 2 * ALIGN].into_boxed_slice();
+        let base = (ALIGN - buf.as_ptr() as usize % ALIGN) % ALIGN;
+        Self { buf, base, at: 0, len: 0 }
+    }
+
+    /// Index in `buf` of the byte at file offset `at`.
+    fn lead(&self) -> usize {
+        self.base + (self.at % ALIGN as u64) as usize
+    }
+
+    /// Starts an empty run at file offset `at`.
+    fn start(&mut self, at: u64) {
+        self.at = at;
+        self.len = 0;
+    }
+
+    fn push(&mut self, job: &Job, mut bytes: &[u8]) -> Result<(), RepoError> {
+        while !bytes.is_empty() {
+            let from = self.lead() + self.len;
+            let room = self.base + PENDING_BYTES + ALIGN - from;
+            if room == 0 {
+                self.flush_aligned(job)?;
+                continue;
+            }
+            let n = room.min(bytes.len());
+            self.buf[from..from + n].copy_from_slice(&bytes[..n]);
+            self.len += n;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
+    /// Writes the run up to its last block boundary and keeps the rest (less than a
+    /// block) at the front of the buffer.
+    fn flush_aligned(&mut self, job: &Job) -> Result<(), RepoError> {
+        let end = self.at + self.len as u64;
+        let cut = end - end % ALIGN as u64;
+        if cut <= self.at {
+            return Ok(());
+        }
+        let lead = self.lead();
+        let n = (cut - self.at) as usize;
+        write_range(job, self.at, &self.buf[lead..lead + n])?;
+        let rest = self.len - n;
+        self.buf.copy_within(lead + n..lead + self.len, self.base);
+        self.at = cut;
+        self.len = rest;
+        Ok(())
+    }
+
+    /// Writes the whole run.
+    fn flush(&mut self, job: &Job) -> Result<(), RepoError> {
+        let lead = self.lead();
+        write_range(job, self.at, &self.buf[lead..lead + self.len])?;
+        self.start(self.at + self.len as u64);
+        Ok(())
+    }
+}
+
+/// Writes `bytes` (whose address is congruent to `offset` modulo [`ALIGN`]) at `offset`:
+/// the block-aligned middle through the direct handle when there is one, the rest
+/// through the page cache.
+fn write_range(job: &Job, offset: u64, bytes: &[u8]) -> Result<(), RepoError> {
+    let end = offset + bytes.len() as u64;
+    let align = ALIGN as u64;
+    let mid = offset.div_ceil(align) * align;
+    let mid_end = end - end % align;
+    match &job.direct {
+        Some(direct) if mid < mid_end => {
+            debug_assert_eq!(bytes[(mid - offset) as usize..].as_ptr() as usize % ALIGN, 0);
+            write_at(&job.file, job, offset, &bytes[..(mid - offset) as usize])?;
+            let middle = &bytes[(mid - offset) as usize..(mid_end - offset) as usize];
+            match direct.write_all_at(middle, mid) {
+                // Some filesystems accept O_DIRECT at open and refuse it at write time.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => write_at(&job.file, job, mid, middle)?,
+                r => r.map_err(|e| RepoError::Io { action: "write", path: job.path.to_string(), source: e })?,
+            }
+            write_at(&job.file, job, mid_end, &bytes[(mid_end - offset) as usize..])
+        }
+        _ => write_at(&job.file, job, offset, bytes),
+    }
+}
+
+fn write_at(file: &File, job: &Job, offset: u64, bytes: &[u8]) -> Result<(), RepoError> {
     if bytes.is_empty() {
         return Ok(());
     }
-    job.file.write_all_at(bytes, offset).map_err(|e| RepoError::Io {
+    file.write_all_at(bytes, offset).map_err(|e| RepoError::Io {
         action: "write",
         path: job.path.to_string(),
         source: e,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs of every alignment, with holes between them, through the gathering buffer and
+    /// the direct handle, read back byte for byte.
+    #[test]
+    fn pending_writes_unaligned_runs_and_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let size: u64 = 5 * PENDING_BYTES as u64 + 12_345;
+        let file = File::create(&path).unwrap();
+        file.set_len(size).unwrap();
+        let direct = open_direct(&path);
+        let job = Job {
+            file: Arc::new(file),
+            direct: direct.map(Arc::new),
+            path: Arc::from("f"),
+            offset: 0,
+            segments: Vec::new(),
+            recipe: None,
+            sparse: true,
+            file_size: size,
+        };
+        let mut expected = vec![0u8; size as usize];
+        let mut pending = Pending::new();
+        let mut at = 0u64;
+        let mut step = 0u64;
+        while at < size {
+            // A run, pushed in pieces of odd sizes, then a hole of odd size.
+            let run = (size - at).min(700_001 + step * 131_071);
+            pending.start(at);
+            let mut done = 0;
+            while done < run {
+                let n = (run - done).min(1 + (step * 7919 + done) % 200_000);
+                let piece: Vec<u8> = (0..n).map(|i| ((at + done + i) % 251) as u8 + 1).collect();
+                expected[(at + done) as usize..(at + done + n) as usize].copy_from_slice(&piece);
+                pending.push(&job, &piece).unwrap();
+                done += n;
+            }
+            pending.flush(&job).unwrap();
+            at += run + 1 + step * 4093;
+            step += 1;
+        }
+        drop(job);
+        assert!(std::fs::read(&path).unwrap() == expected, "file content differs");
+    }
 }
