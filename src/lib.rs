@@ -31,4 +31,5 @@ pub mod api;
 pub mod cli;
 pub mod repo;
 pub mod schema;
+pub mod sim;
 pub mod store;

@@ -27,6 +27,19 @@ enum Command {
         #[command(subcommand)]
         command: Box<lifeline::cli::repo::RepoCommand>,
     },
+    /// Run a simulated Kubernetes cluster in the foreground (for kubectl and trying Lifeline).
+    Sim {
+        /// API server port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Write a kubeconfig here once the server is ready.
+        #[arg(long, value_name = "PATH")]
+        kubeconfig: Option<PathBuf>,
+        /// `full` runs every simulated controller; `bare` is a control plane with no
+        /// nodes and no storage.
+        #[arg(long, value_enum, default_value_t = lifeline::sim::Profile::Full)]
+        profile: lifeline::sim::Profile,
+    },
     /// Check Lifeline manifests offline, as the API server and the controllers would.
     Validate {
         /// Files or directories of YAML manifests.
@@ -51,6 +64,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Repo { common, command } => {
             return ExitCode::from(lifeline::cli::repo::run(*command, &common) as u8);
+        }
+        Command::Sim { port, kubeconfig, profile } => {
+            lifeline::cli::sim(port, kubeconfig.as_deref(), profile).map(|()| ExitCode::SUCCESS)
         }
         Command::Crd { dir } => lifeline::cli::crd(dir.as_deref()).map(|()| ExitCode::SUCCESS),
         Command::Validate { files } => lifeline::cli::manifests::validate(&files)

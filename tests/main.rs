@@ -3,4 +3,5 @@
 mod api;
 mod cli;
 mod repo;
+mod sim;
 mod support;

@@ -38,3 +38,26 @@ pub fn crd(dir: Option<&Path>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `lifeline sim`: a simulated cluster in the foreground until interrupted.
+pub fn sim(port: u16, kubeconfig: Option<&Path>, profile: crate::sim::Profile) -> anyhow::Result<()> {
+    let cluster = crate::sim::Cluster::start(crate::sim::Options { port, profile })
+        .map_err(|e| anyhow::anyhow!("failed to start the simulated cluster on port {port}: {e}"))?;
+    if let Some(path) = kubeconfig {
+        cluster
+            .write_kubeconfig(path)
+            .map_err(|e| anyhow::anyhow!("failed to write the kubeconfig {}: {e}", path.display()))?;
+    }
+    println!("{}", cluster.url());
+    eprintln!("simulated cluster ({profile:?}) serving on {}; Ctrl-C stops it", cluster.url());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok::<(), std::io::Error>(())
+    })?;
+    Ok(())
+}

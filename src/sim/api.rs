@@ -1,0 +1,391 @@
+//! Request routing, discovery, and reads (get, list, tables) of the simulated API server.
+
+use super::errors::{ApiError, ApiResult};
+use super::registry::ResType;
+use super::selector::{FieldSelector, LabelSelector, selectable_fields};
+use super::store::Store;
+use super::{Server, write};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// An HTTP request, reduced to what the API server looks at.
+#[derive(Debug, Clone, Default)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub content_type: String,
+    pub accept: String,
+    pub user_agent: String,
+    pub body: bytes::Bytes,
+}
+
+impl Req {
+    pub fn q(&self, k: &str) -> Option<&str> {
+        self.query.get(k).map(String::as_str)
+    }
+
+    /// The field manager a write is recorded under.
+    pub fn manager(&self) -> String {
+        if let Some(m) = self.q("fieldManager") {
+            return m.to_string();
+        }
+        // The real server derives it from the User-Agent's program name.
+        let ua = self.user_agent.split('/').next().unwrap_or_default();
+        if ua.is_empty() { "unknown".into() } else { ua.to_string() }
+    }
+}
+
+/// What a request produces.
+pub enum Reply {
+    Json { code: u16, body: Value, warnings: Vec<String> },
+    Text { code: u16, body: String, content_type: &'static str },
+    Watch(super::watch::WatchReq),
+}
+
+impl From<ApiError> for Reply {
+    fn from(e: ApiError) -> Self {
+        match e.text {
+            Some(t) => Reply::Text { code: e.code, body: t.to_string(), content_type: "text/plain; charset=utf-8" },
+            None => Reply::Json { code: e.code, body: e.body, warnings: Vec::new() },
+        }
+    }
+}
+
+pub fn ok(code: u16, body: Value) -> Reply {
+    Reply::Json { code, body, warnings: Vec::new() }
+}
+
+/// Where a resource request points.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub rt: Arc<ResType>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub sub: Option<String>,
+}
+
+pub fn handle(server: &Server, req: Req) -> Reply {
+    match route(server, &req) {
+        Ok(r) => r,
+        Err(e) => e.into(),
+    }
+}
+
+fn route(server: &Server, req: &Req) -> ApiResult<Reply> {
+    let segs: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["version"] => return Ok(ok(200, version())),
+        ["healthz"] | ["livez"] | ["readyz"] => {
+            return Ok(Reply::Text { code: 200, body: "ok".into(), content_type: "text/plain; charset=utf-8" });
+        }
+        ["api"] => {
+            return Ok(ok(
+                200,
+                json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
+            ));
+        }
+        ["apis"] => return Ok(ok(200, group_list(&server.store()))),
+        ["openapi", rest @ ..] => return super::openapi::serve(server, rest, req),
+        _ => {}
+    }
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", g] => {
+            let store = server.store();
+            return if store.group_known(g) {
+                Ok(ok(200, group_doc(&store, g)))
+            } else {
+                Err(ApiError::page_not_found())
+            };
+        }
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(ApiError::page_not_found()),
+    };
+    let target = {
+        let store = server.store();
+        if !store.types.iter().any(|t| t.group == group && t.version == version) {
+            return Err(if store.group_known(group) && !group.is_empty() {
+                ApiError::no_resource()
+            } else {
+                ApiError::page_not_found()
+            });
+        }
+        if rest.is_empty() {
+            return Ok(ok(200, resource_list(&store, group, version)));
+        }
+        parse_target(&store, group, version, rest)?
+    };
+    if let Some(sub) = &target.sub
+        && !target.rt.has_sub(sub)
+    {
+        return Err(ApiError::no_resource());
+    }
+    server.authorize(req, &target)?;
+    dispatch(server, req, target)
+}
+
+fn parse_target(store: &Store, group: &str, version: &str, rest: &[&str]) -> ApiResult<Target> {
+    let find = |plural: &str| store.find(group, version, plural).ok_or_else(ApiError::no_resource);
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, r, tail @ ..]
+            if group.is_empty() && !matches!(*r, "status" | "finalize") || !group.is_empty() =>
+        {
+            let rt = find(r)?;
+            if rt.namespaced {
+                let mut t = vec![*r];
+                t.extend_from_slice(tail);
+                (Some(ns.to_string()), t)
+            } else {
+                return Err(ApiError::no_resource());
+            }
+        }
+        other => (None, other.to_vec()),
+    };
+    let rt = find(rest[0])?;
+    if rt.namespaced != namespace.is_some() && namespace.is_some() {
+        return Err(ApiError::no_resource());
+    }
+    if rest.len() > 3 {
+        return Err(ApiError::no_resource());
+    }
+    Ok(Target { rt, namespace, name: rest.get(1).map(|s| s.to_string()), sub: rest.get(2).map(|s| s.to_string()) })
+}
+
+fn dispatch(server: &Server, req: &Req, t: Target) -> ApiResult<Reply> {
+    let watch = matches!(req.q("watch"), Some("true" | "1"));
+    match (req.method.as_str(), &t.name, t.sub.as_deref()) {
+        ("GET", None, _) if watch => super::watch::start(server, req, &t),
+        ("GET", None, _) => list(server, req, &t),
+        ("GET", Some(name), Some("log")) => super::kubelet_api::logs(server, req, &t, name),
+        ("GET" | "POST", Some(name), Some("exec")) => super::kubelet_api::exec(server, req, &t, name),
+        ("GET", Some(name), Some("scale")) => write::get_scale(server, &t, name),
+        ("GET", Some(name), _) => get(server, req, &t, name),
+        ("POST", None, None) => write::create(server, req, &t),
+        ("PUT", Some(name), _) => write::update(server, req, &t, name),
+        ("PATCH", Some(name), _) => write::patch(server, req, &t, name),
+        ("DELETE", Some(name), None) => write::delete(server, req, &t, name),
+        ("DELETE", None, None) => write::delete_collection(server, req, &t),
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource".to_string(),
+        )),
+    }
+}
+
+fn version() -> Value {
+    json!({
+        "major": "1", "minor": "33", "emulationMajor": "1", "emulationMinor": "33",
+        "minCompatibilityMajor": "1", "minCompatibilityMinor": "32",
+        "gitVersion": "v1.33.0-lifeline-sim", "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24",
+        "compiler": "gc", "platform": "linux/amd64",
+    })
+}
+
+fn groups(store: &Store) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for t in &store.types {
+        if t.group.is_empty() {
+            continue;
+        }
+        match out.iter_mut().find(|(g, _)| *g == t.group) {
+            Some((_, vs)) => {
+                if !vs.contains(&t.version) {
+                    vs.push(t.version.clone());
+                }
+            }
+            None => out.push((t.group.clone(), vec![t.version.clone()])),
+        }
+    }
+    out
+}
+
+fn group_json(g: &str, versions: &[String]) -> Value {
+    json!({
+        "name": g,
+        "versions": versions.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect::<Vec<_>>(),
+        "preferredVersion": {"groupVersion": format!("{g}/{}", versions[0]), "version": versions[0]},
+    })
+}
+
+fn group_list(store: &Store) -> Value {
+    let groups: Vec<Value> = groups(store).iter().map(|(g, vs)| group_json(g, vs)).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn group_doc(store: &Store, g: &str) -> Value {
+    let vs = groups(store).into_iter().find(|(n, _)| n == g).map(|(_, v)| v).unwrap_or_default();
+    let mut doc = group_json(g, &vs);
+    doc["kind"] = json!("APIGroup");
+    doc["apiVersion"] = json!("v1");
+    doc
+}
+
+fn resource_list(store: &Store, group: &str, version: &str) -> Value {
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let resources: Vec<Value> =
+        store.types.iter().filter(|t| t.group == group && t.version == version).flat_map(|t| t.discovery()).collect();
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
+}
+
+/// An object as the API returns it: with `kind` and `apiVersion` of the requested version.
+pub fn present(rt: &ResType, obj: &Value) -> Value {
+    let mut o = obj.clone();
+    o["apiVersion"] = json!(rt.api_version());
+    o["kind"] = json!(rt.kind);
+    o
+}
+
+fn get(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Reply> {
+    let store = server.store();
+    let ns = t.namespace.as_deref().unwrap_or("");
+    let obj = store.get(&t.rt.key(), ns, name).ok_or_else(|| ApiError::not_found(&t.rt, name))?;
+    let obj = present(&t.rt, obj);
+    if wants_table(req) {
+        return Ok(ok(200, super::table::table(&t.rt, &[obj], None, req)));
+    }
+    Ok(ok(200, obj))
+}
+
+fn wants_table(req: &Req) -> bool {
+    req.accept.contains("as=Table")
+}
+
+/// A continue token: the list's resourceVersion and the key to start after.
+fn encode_continue(rv: u64, start: &str) -> String {
+    use base64::Engine;
+    let j = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{start}\u{0}")});
+    base64::engine::general_purpose::URL_SAFE.encode(j.to_string())
+}
+
+fn decode_continue(token: &str) -> ApiResult<(u64, String)> {
+    use base64::Engine;
+    let bad = |why: String| ApiError::bad_request(format!("invalid continue token: {why}"));
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
+        .map_err(|e| {
+            let at = match e {
+                base64::DecodeError::InvalidByte(i, _) => i,
+                base64::DecodeError::InvalidLength(i) => i,
+                base64::DecodeError::InvalidLastSymbol(i, _) => i,
+                base64::DecodeError::InvalidPadding => token.len(),
+            };
+            bad(format!("continue key is not valid: illegal base64 data at input byte {at}"))
+        })?;
+    let j: Value = serde_json::from_slice(&raw).map_err(|e| bad(format!("continue key is not valid: {e}")))?;
+    let rv = j["rv"].as_u64().ok_or_else(|| bad("continue key is not valid: missing rv".into()))?;
+    let start = j["start"].as_str().unwrap_or_default().trim_end_matches('\u{0}').to_string();
+    Ok((rv, start))
+}
+
+pub fn parse_selectors(req: &Req, rt: &ResType) -> ApiResult<(LabelSelector, FieldSelector)> {
+    let labels = LabelSelector::parse(req.q("labelSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
+    let fields = FieldSelector::parse(req.q("fieldSelector").unwrap_or(""), selectable_fields(&rt.kind))
+        .map_err(ApiError::bad_request)?;
+    Ok((labels, fields))
+}
+
+pub fn parse_rv(s: &str) -> ApiResult<u64> {
+    s.parse::<u64>().map_err(|_| {
+        ApiError::status(
+            500,
+            "InternalError",
+            format!("strconv.ParseUint: parsing {}: invalid syntax", crate::api::field::go_quote(s)),
+            Some(json!({"causes": [{"message": format!("strconv.ParseUint: parsing {}: invalid syntax", crate::api::field::go_quote(s))}]})),
+        )
+    })
+}
+
+fn list(server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
+    let (labels, fields) = parse_selectors(req, &t.rt)?;
+    let store = server.store();
+    let rv_param = req.q("resourceVersion").unwrap_or("");
+    if !rv_param.is_empty() {
+        let rv = parse_rv(rv_param)?;
+        if rv > store.rv && req.q("resourceVersionMatch").is_some() {
+            return Err(ApiError::status(504, "Timeout", "Too large resource version", None));
+        }
+    }
+    let limit: usize = req.q("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let (list_rv, start) = match req.q("continue").filter(|c| !c.is_empty()) {
+        Some(c) => {
+            let (rv, start) = decode_continue(c)?;
+            if rv < store.compacted {
+                return Err(ApiError::status(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                    None,
+                ));
+            }
+            (rv, Some(start))
+        }
+        None => (store.rv, None),
+    };
+    // resourceVersion=0 is served from the watch cache, which ignores limit.
+    let limit = if rv_param == "0" && start.is_none() { 0 } else { limit };
+    let mut items = Vec::new();
+    let mut next: Option<String> = None;
+    let mut remaining = 0usize;
+    let mut scanned_past_limit = false;
+    for obj in store.list(&t.rt.key(), t.namespace.as_deref()) {
+        let key = format!(
+            "{}/{}",
+            obj["metadata"]["namespace"].as_str().unwrap_or_default(),
+            obj["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        if let Some(s) = &start
+            && key.as_str() <= s.as_str()
+        {
+            continue;
+        }
+        if limit > 0 && items.len() == limit {
+            scanned_past_limit = true;
+            remaining += 1;
+            continue;
+        }
+        if !labels.matches(&obj["metadata"]["labels"]) || !fields.matches(obj) {
+            continue;
+        }
+        items.push(obj.clone());
+        if limit > 0 && items.len() == limit {
+            next = Some(key);
+        }
+    }
+    let custom = t.rt.is_custom();
+    let selective = !labels.is_empty() || !fields.is_empty();
+    let mut meta = json!({"resourceVersion": list_rv.to_string()});
+    if scanned_past_limit {
+        if let Some(k) = &next {
+            meta["continue"] = json!(encode_continue(list_rv, k));
+        }
+        if !selective {
+            meta["remainingItemCount"] = json!(remaining);
+        }
+    } else if custom {
+        meta["continue"] = json!("");
+    }
+    let items: Vec<Value> = items
+        .iter()
+        .map(|o| {
+            if custom {
+                present(&t.rt, o)
+            } else {
+                let mut o = o.clone();
+                if let Some(m) = o.as_object_mut() {
+                    m.remove("kind");
+                    m.remove("apiVersion");
+                }
+                o
+            }
+        })
+        .collect();
+    if wants_table(req) {
+        let full: Vec<Value> = items.iter().map(|o| present(&t.rt, o)).collect();
+        return Ok(ok(200, super::table::table(&t.rt, &full, Some(meta), req)));
+    }
+    let list_kind = format!("{}List", t.rt.kind);
+    Ok(ok(200, json!({"kind": list_kind, "apiVersion": t.rt.api_version(), "metadata": meta, "items": items})))
+}

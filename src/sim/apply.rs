@@ -1,0 +1,235 @@
+//! Server-side apply: the applied configuration is merged into the live object, fields
+//! another manager owns with a different value are conflicts (unless forced), and fields
+//! this manager stopped applying are removed when no one else owns them.
+
+use super::api::{Reply, Req, Target, present};
+use super::custom::FieldValidation;
+use super::errors::{ApiError, ApiResult};
+use super::managed::{self, Path};
+use super::{Server, meta, patch, write};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Reply> {
+    let Some(manager) = req.q("fieldManager").filter(|m| !m.is_empty()).map(String::from) else {
+        return Err(ApiError::status(
+            422,
+            "Invalid",
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            Some(
+                json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [{"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}]}),
+            ),
+        ));
+    };
+    let fv = FieldValidation::parse(req.q("fieldValidation"), "PatchOptions")?;
+    let force = req.q("force") == Some("true");
+    let text = String::from_utf8_lossy(&req.body);
+    let body: Value = serde_json::from_str(&text)
+        .or_else(|_| serde_saphyr::from_str(&text))
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    let body_name = body["metadata"]["name"].as_str().unwrap_or_default();
+    if body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let api_version = t.rt.api_version();
+    let sub = t.sub.as_deref();
+    let mut store = server.store();
+    let ns = t.namespace.clone().unwrap_or_default();
+    let applied: BTreeSet<Path> = managed::paths(&scoped(&body, sub));
+    let Some(live) = store.get(&t.rt.key(), &ns, name).cloned() else {
+        if sub.is_some() {
+            return Err(ApiError::not_found(&t.rt, name));
+        }
+        let (mut obj, warnings) = write::create_in(&mut store, req, t, body, fv)?;
+        obj["metadata"]["managedFields"] = json!([entry(&manager, &api_version, sub, &applied)]);
+        let key = t.rt.key();
+        let stored = if write_is_dry(req) { obj } else { store.put(&key, obj) };
+        return Ok(Reply::Json { code: 201, body: present(&t.rt, &stored), warnings });
+    };
+    let mut entries: Vec<Value> = live["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
+    let is_mine =
+        |e: &Value| e["manager"] == manager.as_str() && e["operation"] == "Apply" && e["subresource"].as_str() == sub;
+    // Conflicts: fields others own whose value this apply changes.
+    let mut conflicts: Vec<(String, String, Path)> = Vec::new();
+    for e in entries.iter().filter(|e| !is_mine(e) && e["subresource"].as_str() == sub) {
+        let theirs = managed::from_fields(&e["fieldsV1"]);
+        for p in theirs.intersection(&applied) {
+            if p.last().is_some_and(|l| l == ".") {
+                continue;
+            }
+            if value_at(&live, p) != value_at(&body, p) {
+                let who = e["manager"].as_str().unwrap_or_default().to_string();
+                // Update managers are named with the version they wrote through.
+                let how = if e["operation"] == "Update" {
+                    format!(" using {}", e["apiVersion"].as_str().unwrap_or_default())
+                } else {
+                    String::new()
+                };
+                conflicts.push((who, how, p.clone()));
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(conflict_error(&t.rt, name, &conflicts));
+    }
+    // Forced: the fields move to this manager.
+    for e in entries.iter_mut().filter(|e| !is_mine(e)) {
+        let mut set = managed::from_fields(&e["fieldsV1"]);
+        let before = set.len();
+        set.retain(|p| !conflicts.iter().any(|(_, _, c)| c == p));
+        if set.len() != before {
+            e["fieldsV1"] = managed::to_fields(&set);
+        }
+    }
+    entries.retain(|e| e["fieldsV1"].as_object().is_some_and(|m| !m.is_empty()));
+    let previous: BTreeSet<Path> =
+        entries.iter().find(|e| is_mine(e)).map(|e| managed::from_fields(&e["fieldsV1"])).unwrap_or_default();
+    let others: BTreeSet<Path> =
+        entries.iter().filter(|e| !is_mine(e)).flat_map(|e| managed::from_fields(&e["fieldsV1"])).collect();
+    let mut merged = present(&t.rt, &live);
+    if t.rt.is_custom() {
+        patch::merge(&mut merged, &strip_nulls(&body));
+    } else {
+        patch::strategic(&mut merged, &strip_nulls(&body));
+    }
+    for p in previous.difference(&applied) {
+        if !others.contains(p) && p.last().is_none_or(|l| l != ".") {
+            remove_path(&mut merged, p);
+        }
+    }
+    merged["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
+    let unchanged_entry =
+        entries.iter().find(|e| is_mine(e)).map(|e| managed::from_fields(&e["fieldsV1"])) == Some(applied.clone());
+    entries.retain(|e| !is_mine(e));
+    let mut mine = entry(&manager, &api_version, sub, &applied);
+    // An apply that changes nothing records no time.
+    let changes = {
+        let mut a = merged.clone();
+        let mut b = present(&t.rt, &live);
+        a["metadata"].as_object_mut().map(|m| m.remove("managedFields"));
+        b["metadata"].as_object_mut().map(|m| m.remove("managedFields"));
+        a != b
+    };
+    if !changes && !unchanged_entry {
+        mine.as_object_mut().map(|m| m.remove("time"));
+    }
+    if !changes && unchanged_entry {
+        return Ok(Reply::Json { code: 200, body: present(&t.rt, &live), warnings: vec![] });
+    }
+    entries.push(mine);
+    merged["metadata"]["managedFields"] = json!(entries);
+    let (obj, warnings, _) = write::update_in(&mut store, req, t, name, merged, fv, "Apply")?;
+    Ok(Reply::Json { code: 200, body: present(&t.rt, &obj), warnings })
+}
+
+fn write_is_dry(req: &Req) -> bool {
+    req.q("dryRun") == Some("All")
+}
+
+/// What an apply to a subresource may set.
+fn scoped(body: &Value, sub: Option<&str>) -> Value {
+    match sub {
+        Some("status") => json!({"status": body.get("status").cloned().unwrap_or(Value::Null)}),
+        _ => {
+            let mut b = body.clone();
+            if let Some(m) = b.as_object_mut() {
+                m.remove("status");
+            }
+            b
+        }
+    }
+}
+
+fn entry(manager: &str, api_version: &str, sub: Option<&str>, set: &BTreeSet<Path>) -> Value {
+    let mut e = json!({
+        "manager": manager, "operation": "Apply", "apiVersion": api_version, "time": meta::now(),
+        "fieldsType": "FieldsV1", "fieldsV1": managed::to_fields(set),
+    });
+    if let Some(s) = sub {
+        e["subresource"] = json!(s);
+    }
+    e
+}
+
+fn strip_nulls(v: &Value) -> Value {
+    v.clone()
+}
+
+fn value_at<'a>(v: &'a Value, p: &Path) -> Option<&'a Value> {
+    let mut cur = v;
+    let mut field = "";
+    for tok in p {
+        if let Some(n) = tok.strip_prefix("f:") {
+            cur = cur.get(n)?;
+            field = n;
+        } else if let Some(k) = tok.strip_prefix("k:") {
+            let want: Value = serde_json::from_str(k).ok()?;
+            let keys = managed::list_keys(field)?;
+            cur = cur.as_array()?.iter().find(|i| {
+                keys.iter().all(|key| i.get(*key) == want.get(*key) || (*key == "protocol" && i.get(*key).is_none()))
+            })?;
+        }
+    }
+    Some(cur)
+}
+
+fn remove_path(v: &mut Value, p: &Path) {
+    let Some((last, parents)) = p.split_last() else { return };
+    let mut cur = v;
+    for tok in parents {
+        let Some(n) = tok.strip_prefix("f:") else { return };
+        let Some(next) = cur.get_mut(n) else { return };
+        cur = next;
+    }
+    if let (Some(n), Some(m)) = (last.strip_prefix("f:"), cur.as_object_mut()) {
+        m.remove(n);
+    }
+}
+
+fn render_path(p: &Path) -> String {
+    p.iter()
+        .filter(|t| *t != ".")
+        .map(|t| match t.strip_prefix("f:") {
+            Some(n) => format!(".{n}"),
+            None => format!("[{}]", t.trim_start_matches("k:")),
+        })
+        .collect()
+}
+
+fn conflict_error(rt: &super::registry::ResType, name: &str, conflicts: &[(String, String, Path)]) -> ApiError {
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|(who, how, p)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {who:?}{how}"), "field": render_path(p)}))
+        .collect();
+    let mut by: Vec<(String, Vec<String>)> = Vec::new();
+    for (who, how, p) in conflicts {
+        let key = format!("{who:?}{how}");
+        match by.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(render_path(p)),
+            None => by.push((key, vec![render_path(p)])),
+        }
+    }
+    let n = conflicts.len();
+    let message = if n == 1 {
+        format!("Apply failed with 1 conflict: conflict with {}: {}", by[0].0, by[0].1[0])
+    } else {
+        let mut m = format!("Apply failed with {n} conflicts: ");
+        let parts: Vec<String> = by
+            .iter()
+            .map(|(k, paths)| {
+                let mut ps = paths.clone();
+                ps.sort();
+                format!("conflicts with {k}:\n{}", ps.iter().map(|p| format!("- {p}")).collect::<Vec<_>>().join("\n"))
+            })
+            .collect();
+        m.push_str(&parts.join("\n"));
+        m
+    };
+    let mut d = json!({"name": name, "kind": rt.plural, "causes": causes});
+    if !rt.group.is_empty() {
+        d["group"] = json!(rt.group);
+    }
+    ApiError::status(409, "Conflict", message, Some(d))
+}

@@ -1,0 +1,269 @@
+//! The control-plane controllers of the `bare` profile: CRD establishing and cleanup,
+//! namespace lifecycle (default ServiceAccount, root CA ConfigMap, termination), and the
+//! garbage collector (background, foreground and orphan deletion).
+
+use super::registry::{self, ResType};
+use super::store::Store;
+use super::write::{Delete, delete_in};
+use super::{Server, meta};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn run(server: Arc<Server>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let mut store = server.store();
+        crds(&mut store);
+        namespaces(&mut store);
+        garbage_collect(&mut store);
+    }
+}
+
+fn key(store: &Store, group: &str, plural: &str) -> Arc<ResType> {
+    store.types.iter().find(|t| t.group == group && t.plural == plural).cloned().expect("built-in type")
+}
+
+fn crds(store: &mut Store) {
+    let rt = key(store, "apiextensions.k8s.io", "customresourcedefinitions");
+    let all: Vec<Value> = store.list(&rt.key(), None).cloned().collect();
+    for crd in all {
+        let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        if crd["metadata"].get("deletionTimestamp").is_some() {
+            let types = registry::from_crd(&crd);
+            for t in &types {
+                store.drop_resource(&t.key());
+            }
+            let group = crd["spec"]["group"].clone();
+            let plural = crd["spec"]["names"]["plural"].clone();
+            store.types.retain(|t| !(t.is_custom() && json!(t.group) == group && json!(t.plural) == plural));
+            let mut c = crd.clone();
+            if let Some(f) = c["metadata"]["finalizers"].as_array_mut() {
+                f.retain(|x| x != "customresourcecleanup.apiextensions.k8s.io");
+            }
+            if c["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty()) {
+                store.remove(&rt.key(), "", &name);
+            } else if c != crd {
+                store.put(&rt.key(), c);
+            }
+            continue;
+        }
+        let established = crd["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
+        if !established {
+            let mut c = crd.clone();
+            let now = meta::now();
+            c["status"]["acceptedNames"] = c["spec"]["names"].clone();
+            c["status"]["conditions"] = json!([
+                {"type": "NamesAccepted", "status": "True", "lastTransitionTime": now, "reason": "NoConflicts", "message": "no conflicts found"},
+                {"type": "Established", "status": "True", "lastTransitionTime": now, "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"},
+            ]);
+            let stored = store.put(&rt.key(), c);
+            register(store, &stored);
+        } else if !store.types.iter().any(|t| {
+            t.crd.as_ref().is_some_and(|c| {
+                c["metadata"]["uid"] == crd["metadata"]["uid"]
+                    && c["metadata"]["generation"] == crd["metadata"]["generation"]
+            })
+        }) {
+            register(store, &crd);
+        }
+    }
+}
+
+fn register(store: &mut Store, crd: &Value) {
+    let group = crd["spec"]["group"].as_str().unwrap_or_default().to_string();
+    let plural = crd["spec"]["names"]["plural"].as_str().unwrap_or_default().to_string();
+    store.types.retain(|t| !(t.is_custom() && t.group == group && t.plural == plural));
+    store.types.extend(registry::from_crd(crd));
+}
+
+fn namespaces(store: &mut Store) {
+    let ns_rt = key(store, "", "namespaces");
+    let sa_rt = key(store, "", "serviceaccounts");
+    let cm_rt = key(store, "", "configmaps");
+    let all: Vec<Value> = store.list(&ns_rt.key(), None).cloned().collect();
+    for ns in all {
+        let name = ns["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        if ns["metadata"].get("deletionTimestamp").is_some() {
+            terminate(store, &ns_rt, &ns, &name);
+            continue;
+        }
+        if store.get(&sa_rt.key(), &name, "default").is_none() {
+            put_new(
+                store,
+                &sa_rt,
+                json!({"metadata": {"name": "default", "namespace": name}}),
+                "kube-controller-manager",
+            );
+        }
+        if store.get(&cm_rt.key(), &name, "kube-root-ca.crt").is_none() {
+            put_new(
+                store,
+                &cm_rt,
+                json!({"metadata": {"name": "kube-root-ca.crt", "namespace": name, "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
+                       "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\nMIIBlifelinesimulatedclusterrootca\n-----END CERTIFICATE-----\n"}}),
+                "kube-controller-manager",
+            );
+        }
+    }
+}
+
+/// Creates an object as a controller does (server-set metadata, managedFields).
+pub fn put_new(store: &mut Store, rt: &ResType, mut obj: Value, manager: &str) -> Value {
+    obj["apiVersion"] = json!(rt.api_version());
+    obj["kind"] = json!(rt.kind);
+    obj["metadata"]["uid"] = json!(meta::new_uid());
+    obj["metadata"]["creationTimestamp"] = json!(meta::now());
+    if rt.generation {
+        obj["metadata"]["generation"] = json!(1);
+    }
+    let w = super::managed::Writer { manager, operation: "Update", api_version: &rt.api_version(), subresource: None };
+    super::managed::record_update(None, &mut obj, &w, &meta::now());
+    store.put(&rt.key(), obj)
+}
+
+fn terminate(store: &mut Store, ns_rt: &ResType, ns: &Value, name: &str) {
+    let content = store.in_namespace(name);
+    let mut finalizers: Vec<String> = Vec::new();
+    let mut remaining: Vec<String> = Vec::new();
+    for (res, obj) in &content {
+        let Some(rt) = store.types.iter().find(|t| t.key() == *res).cloned() else { continue };
+        let oname = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        if obj["metadata"].get("deletionTimestamp").is_none() {
+            let _ = delete_in(store, &rt, name, &oname, &Delete::default(), false);
+        }
+        if let Some(o) = store.get(res, name, &oname) {
+            remaining.push(format!("{}.{}", rt.plural, rt.group));
+            for f in o["metadata"]["finalizers"].as_array().into_iter().flatten() {
+                finalizers.push(f.as_str().unwrap_or_default().to_string());
+            }
+        }
+    }
+    let now = meta::now();
+    let mut conditions = vec![
+        json!({"type": "NamespaceDeletionDiscoveryFailure", "status": "False", "lastTransitionTime": now, "reason": "ResourcesDiscovered", "message": "All resources successfully discovered"}),
+        json!({"type": "NamespaceDeletionGroupVersionParsingFailure", "status": "False", "lastTransitionTime": now, "reason": "ParsedGroupVersions", "message": "All legacy kube types successfully parsed"}),
+        json!({"type": "NamespaceDeletionContentFailure", "status": "False", "lastTransitionTime": now, "reason": "ContentDeleted", "message": "All content successfully deleted, may be waiting on finalization"}),
+    ];
+    if remaining.is_empty() {
+        store.remove(&ns_rt.key(), "", name);
+        return;
+    }
+    remaining.sort();
+    remaining.dedup();
+    let counts = |items: &[String]| -> String {
+        let mut uniq: Vec<&String> = items.iter().collect();
+        uniq.sort();
+        uniq.dedup();
+        uniq.iter()
+            .map(|u| format!("{u} has {} resource instances", items.iter().filter(|x| x == u).count()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    conditions.push(json!({"type": "NamespaceContentRemaining", "status": "True", "lastTransitionTime": now, "reason": "SomeResourcesRemain", "message": format!("Some resources are remaining: {}", counts(&remaining))}));
+    if !finalizers.is_empty() {
+        conditions.push(json!({"type": "NamespaceFinalizersRemaining", "status": "True", "lastTransitionTime": now, "reason": "SomeFinalizersRemain", "message": format!("Some content in the namespace has finalizers remaining: {}", counts(&finalizers))}));
+    }
+    let old_conds = ns["status"]["conditions"].clone();
+    let same = old_conds.as_array().is_some_and(|o| {
+        o.len() == conditions.len()
+            && o.iter().zip(&conditions).all(|(a, b)| a["type"] == b["type"] && a["message"] == b["message"])
+    });
+    if !same {
+        let mut n = ns.clone();
+        n["status"]["conditions"] = json!(conditions);
+        store.put(&ns_rt.key(), n);
+    }
+}
+
+fn garbage_collect(store: &mut Store) {
+    let uids: HashSet<String> =
+        store.all().filter_map(|(_, o)| o["metadata"]["uid"].as_str().map(String::from)).collect();
+    let all: Vec<(String, Value)> = store.all().map(|(r, o)| (r.clone(), o.clone())).collect();
+    for (res, obj) in &all {
+        let Some(refs) = obj["metadata"]["ownerReferences"].as_array() else { continue };
+        if refs.is_empty() || obj["metadata"].get("deletionTimestamp").is_some() {
+            continue;
+        }
+        if refs.iter().all(|r| !uids.contains(r["uid"].as_str().unwrap_or_default())) {
+            let Some(rt) = store.types.iter().find(|t| t.key() == *res).cloned() else { continue };
+            let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let _ = delete_in(store, &rt, &ns, &name, &Delete::default(), false);
+        }
+    }
+    // Owners being deleted in the foreground or orphaning their dependents.
+    for (res, owner) in &all {
+        let fins: Vec<String> = owner["metadata"]["finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str().map(String::from))
+            .collect();
+        if owner["metadata"].get("deletionTimestamp").is_none() {
+            continue;
+        }
+        let uid = owner["metadata"]["uid"].as_str().unwrap_or_default();
+        let dependents: Vec<(String, Value)> = all
+            .iter()
+            .filter(|(_, o)| {
+                o["metadata"]["ownerReferences"].as_array().is_some_and(|rs| rs.iter().any(|r| r["uid"] == uid))
+            })
+            .filter_map(|(r, o)| {
+                let ns = o["metadata"]["namespace"].as_str().unwrap_or_default();
+                let name = o["metadata"]["name"].as_str().unwrap_or_default();
+                store.get(r, ns, name).map(|cur| (r.clone(), cur.clone()))
+            })
+            .collect();
+        let Some(rt) = store.types.iter().find(|t| t.key() == *res).cloned() else { continue };
+        let drop_finalizer = |store: &mut Store, f: &str| {
+            let ns = owner["metadata"]["namespace"].as_str().unwrap_or_default();
+            let name = owner["metadata"]["name"].as_str().unwrap_or_default();
+            if let Some(mut o) = store.get(&rt.key(), ns, name).cloned() {
+                if let Some(list) = o["metadata"]["finalizers"].as_array_mut() {
+                    list.retain(|x| x != f);
+                }
+                if o["metadata"]["finalizers"].as_array().is_none_or(|l| l.is_empty()) {
+                    store.put(&rt.key(), o);
+                    store.remove(&rt.key(), ns, name);
+                } else {
+                    store.put(&rt.key(), o);
+                }
+            }
+        };
+        if fins.iter().any(|f| f == "orphan") {
+            for (r, mut d) in dependents {
+                if let Some(rs) = d["metadata"]["ownerReferences"].as_array_mut() {
+                    rs.retain(|x| x["uid"] != uid);
+                }
+                store.put(&r, d);
+            }
+            drop_finalizer(store, "orphan");
+        } else if fins.iter().any(|f| f == "foregroundDeletion") {
+            let mut blocking = false;
+            for (r, d) in &dependents {
+                let Some(drt) = store.types.iter().find(|t| t.key() == *r).cloned() else { continue };
+                let ns = d["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+                let name = d["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                if d["metadata"].get("deletionTimestamp").is_none() {
+                    let opts = Delete { policy: Some("Foreground".into()), ..Default::default() };
+                    let _ = delete_in(store, &drt, &ns, &name, &opts, false);
+                }
+                if store.get(r, &ns, &name).is_some()
+                    && d["metadata"]["ownerReferences"].as_array().is_some_and(|rs| {
+                        rs.iter().any(|x| x["uid"] == uid && x["blockOwnerDeletion"].as_bool() == Some(true))
+                    })
+                {
+                    blocking = true;
+                }
+            }
+            if !blocking {
+                drop_finalizer(store, "foregroundDeletion");
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Custom objects and CustomResourceDefinitions: schema validation with pruning and
+//! defaulting, CEL rules, and what the apiextensions server does to a new CRD.
+
+use super::errors::{ApiError, Cause};
+use super::registry::ResType;
+use crate::api::field::{FieldError, go_quote};
+use crate::schema::openapi;
+use serde_json::{Value, json};
+
+/// How unknown and duplicate fields are treated (`fieldValidation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    Warn,
+    Strict,
+}
+
+impl FieldValidation {
+    pub fn parse(v: Option<&str>, options_kind: &str) -> Result<Self, ApiError> {
+        match v.unwrap_or("") {
+            "" | "Warn" => Ok(Self::Warn),
+            "Ignore" => Ok(Self::Ignore),
+            "Strict" => Ok(Self::Strict),
+            other => Err(ApiError::status(
+                422,
+                "Invalid",
+                format!(
+                    "{options_kind}.meta.k8s.io \"\" is invalid: fieldValidation: Unsupported value: {}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\"",
+                    go_quote(other)
+                ),
+                Some(json!({"kind": options_kind, "group": "meta.k8s.io", "causes": [{
+                    "reason": "FieldValueNotSupported", "field": "fieldValidation",
+                    "message": format!("Unsupported value: {}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\"", go_quote(other)),
+                }]})),
+            )),
+        }
+    }
+}
+
+/// The `openAPIV3Schema` of the version a type serves.
+pub fn schema(rt: &ResType) -> Value {
+    let Some(crd) = &rt.crd else { return Value::Null };
+    crd["spec"]["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == rt.version.as_str())
+        .map(|v| v["schema"]["openAPIV3Schema"].clone())
+        .unwrap_or(Value::Null)
+}
+
+/// Unknown fields of a custom object, including under `metadata`.
+pub fn unknown_fields(rt: &ResType, obj: &Value) -> Vec<String> {
+    let schema = schema(rt);
+    let mut out = openapi::unknown_fields(&with_metadata(&schema), obj);
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The schema with `metadata` described as ObjectMeta, for unknown-field detection.
+fn with_metadata(schema: &Value) -> Value {
+    let mut s = schema.clone();
+    let meta = json!({"type": "object", "properties": {
+        "name": {"type": "string"}, "generateName": {"type": "string"}, "namespace": {"type": "string"},
+        "uid": {"type": "string"}, "resourceVersion": {"type": "string"}, "generation": {"type": "integer"},
+        "creationTimestamp": {"type": "string"}, "deletionTimestamp": {"type": "string"},
+        "deletionGracePeriodSeconds": {"type": "integer"},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+        "ownerReferences": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+        "finalizers": {"type": "array", "items": {"type": "string"}},
+        "managedFields": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+        "selfLink": {"type": "string"},
+    }});
+    if let Some(props) = s.get_mut("properties").and_then(Value::as_object_mut) {
+        props.insert("metadata".into(), meta);
+        props.entry("apiVersion").or_insert(json!({"type": "string"}));
+        props.entry("kind").or_insert(json!({"type": "string"}));
+    }
+    s
+}
+
+/// Prunes unknown fields (keeping metadata and the type fields), applies defaults.
+pub fn prune_and_default(rt: &ResType, obj: &mut Value) {
+    let schema = schema(rt);
+    let meta = obj.get("metadata").cloned();
+    let (api_version, kind) = (obj.get("apiVersion").cloned(), obj.get("kind").cloned());
+    openapi::prune(&schema, obj);
+    openapi::apply_defaults(&schema, obj);
+    if let Some(m) = obj.as_object_mut() {
+        if let Some(meta) = meta {
+            m.insert("metadata".into(), meta);
+        }
+        if let Some(a) = api_version {
+            m.insert("apiVersion".into(), a);
+        }
+        if let Some(k) = kind {
+            m.insert("kind".into(), k);
+        }
+    }
+}
+
+/// Schema and CEL errors of a custom object (after pruning and defaulting).
+pub fn validate(rt: &ResType, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    let schema = schema(rt);
+    let mut body = obj.clone();
+    if let Some(m) = body.as_object_mut() {
+        m.remove("metadata");
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    let mut errors: Vec<FieldError> = openapi::validate(&strip_meta_props(&schema), &body, "");
+    if errors.iter().any(|e| e.kind.blocks_cel()) {
+        errors.insert(
+            0,
+            FieldError::invalid(
+                "",
+                Some(Value::Null),
+                "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+            ),
+        );
+    } else {
+        errors.extend(crate::api::validate::cel_errors(&schema, obj, old));
+    }
+    errors.iter().map(to_cause).collect()
+}
+
+fn strip_meta_props(schema: &Value) -> Value {
+    let mut s = schema.clone();
+    if let Some(p) = s.get_mut("properties").and_then(Value::as_object_mut) {
+        p.remove("metadata");
+        p.remove("apiVersion");
+        p.remove("kind");
+    }
+    s
+}
+
+pub fn to_cause(e: &FieldError) -> Cause {
+    Cause::new(e.kind.reason(), e.path(), e.message())
+}
+
+/// What the apiextensions server fills in on a new CRD.
+pub fn default_crd(crd: &mut Value) {
+    let spec = &mut crd["spec"];
+    if spec.get("conversion").is_none() {
+        spec["conversion"] = json!({"strategy": "None"});
+    }
+    let kind = spec["names"]["kind"].as_str().unwrap_or_default().to_string();
+    if spec["names"].get("listKind").is_none() {
+        spec["names"]["listKind"] = json!(format!("{kind}List"));
+    }
+    if spec["names"].get("singular").is_none() {
+        spec["names"]["singular"] = json!(kind.to_lowercase());
+    }
+    if let Some(versions) = spec["versions"].as_array_mut() {
+        for v in versions {
+            if let Some(s) = v.get_mut("schema").and_then(|s| s.get_mut("openAPIV3Schema")) {
+                let _ = s;
+            }
+        }
+    }
+    let stored: Vec<Value> = spec["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["storage"].as_bool() == Some(true))
+        .map(|v| v["name"].clone())
+        .collect();
+    crd["status"] = json!({
+        "acceptedNames": {"kind": "", "plural": ""},
+        "conditions": [],
+        "storedVersions": stored,
+    });
+}
+
+/// Structural problems of a CRD, as 422 causes.
+pub fn crd_errors(crd: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let spec = &crd["spec"];
+    let group = spec["group"].as_str().unwrap_or_default();
+    let plural = spec["names"]["plural"].as_str().unwrap_or_default();
+    let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+    if name != format!("{plural}.{group}") {
+        causes.push(Cause::invalid("metadata.name", &json!(name), "must be spec.names.plural+\".\"+spec.group"));
+    }
+    if spec["names"]["kind"].as_str().unwrap_or_default().is_empty() {
+        causes.push(Cause::required("spec.names.kind", ""));
+    }
+    let versions = spec["versions"].as_array().cloned().unwrap_or_default();
+    if versions.is_empty() {
+        causes.push(Cause::required("spec.versions", "must have exactly one version marked as storage version"));
+    }
+    if versions.iter().filter(|v| v["storage"].as_bool() == Some(true)).count() != 1 && !versions.is_empty() {
+        causes.push(Cause::invalid(
+            "spec.versions",
+            &Value::Null,
+            "must have exactly one version marked as storage version",
+        ));
+    }
+    for (i, v) in versions.iter().enumerate() {
+        let s = &v["schema"]["openAPIV3Schema"];
+        if s.is_null() {
+            causes.push(Cause::required(format!("spec.versions[{i}].schema.openAPIV3Schema"), "schemas are required"));
+            continue;
+        }
+        for e in crate::schema::structural::check(s) {
+            causes.push(Cause::new("FieldValueInvalid", format!("spec.versions[{i}].schema.openAPIV3Schema"), e));
+        }
+    }
+    causes
+}

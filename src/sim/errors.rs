@@ -1,0 +1,151 @@
+//! `Status` error bodies, shaped as kube-apiserver shapes them.
+
+use super::registry::ResType;
+use serde_json::{Value, json};
+
+/// An API error: an HTTP code and a `Status` body (or plain text for unknown paths).
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: u16,
+    pub body: Value,
+    /// Plain-text body (the mux's `404 page not found`).
+    pub text: Option<&'static str>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn status(code: u16, reason: &str, message: impl Into<String>, details: Option<Value>) -> Self {
+        let mut body = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message.into(), "reason": reason, "code": code,
+        });
+        if let Some(d) = details {
+            body["details"] = d;
+        }
+        Self { code, body, text: None }
+    }
+
+    /// The mux's answer for a path no handler serves.
+    pub fn page_not_found() -> Self {
+        Self { code: 404, body: Value::Null, text: Some("404 page not found\n") }
+    }
+
+    pub fn no_resource() -> Self {
+        Self::status(404, "NotFound", "the server could not find the requested resource", Some(json!({})))
+    }
+
+    pub fn not_found(rt: &ResType, name: &str) -> Self {
+        Self::status(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", rt.qualified()),
+            Some(details(rt, name, &rt.plural)),
+        )
+    }
+
+    pub fn already_exists(rt: &ResType, name: &str) -> Self {
+        Self::status(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", rt.qualified()),
+            Some(details(rt, name, &rt.plural)),
+        )
+    }
+
+    /// 409 for a stale resourceVersion.
+    pub fn conflict(rt: &ResType, name: &str) -> Self {
+        Self::conflict_msg(
+            rt,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+
+    pub fn conflict_msg(rt: &ResType, name: &str, why: &str) -> Self {
+        Self::status(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {} \"{name}\": {why}", rt.qualified()),
+            Some(details(rt, name, &rt.plural)),
+        )
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::status(400, "BadRequest", message, None)
+    }
+
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::status(405, "MethodNotAllowed", message, Some(json!({})))
+    }
+
+    pub fn unsupported_media(message: impl Into<String>) -> Self {
+        Self::status(415, "UnsupportedMediaType", message, Some(json!({})))
+    }
+
+    /// 422 with one cause per field error; `kind` is the object's kind.
+    pub fn invalid(rt: &ResType, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
+        let mut causes = causes;
+        causes.sort_by(|a, b| (&a.field, &a.message).cmp(&(&b.field, &b.message)));
+        let rendered: Vec<String> = causes.iter().map(Cause::render).collect();
+        let list = if rendered.len() == 1 { rendered[0].clone() } else { format!("[{}]", rendered.join(", ")) };
+        let gk = if rt.group.is_empty() { kind.to_string() } else { format!("{kind}.{}", rt.group) };
+        let mut d = json!({"name": name, "kind": kind, "causes": causes.iter().map(Cause::json).collect::<Vec<_>>()});
+        if !rt.group.is_empty() {
+            d["group"] = json!(rt.group);
+        }
+        if name.is_empty() {
+            d.as_object_mut().unwrap().remove("name");
+        }
+        Self::status(422, "Invalid", format!("{gk} \"{name}\" is invalid: {list}"), Some(d))
+    }
+}
+
+/// One field error.
+#[derive(Debug, Clone)]
+pub struct Cause {
+    /// `FieldValueInvalid`, `FieldValueRequired`, ...
+    pub reason: String,
+    pub field: String,
+    /// Message without the field: `Invalid value: 0: ...`.
+    pub message: String,
+}
+
+impl Cause {
+    pub fn new(reason: &str, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { reason: reason.into(), field: field.into(), message: message.into() }
+    }
+    pub fn required(field: impl Into<String>, detail: &str) -> Self {
+        let m = if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };
+        Self::new("FieldValueRequired", field, m)
+    }
+    pub fn invalid(field: impl Into<String>, value: &Value, detail: &str) -> Self {
+        Self::new("FieldValueInvalid", field, format!("Invalid value: {}: {detail}", render_value(value)))
+    }
+    pub fn forbidden(field: impl Into<String>, detail: &str) -> Self {
+        Self::new("FieldValueForbidden", field, format!("Forbidden: {detail}"))
+    }
+    fn render(&self) -> String {
+        if self.field.is_empty() { self.message.clone() } else { format!("{}: {}", self.field, self.message) }
+    }
+    fn json(&self) -> Value {
+        json!({"reason": self.reason, "message": self.message, "field": self.field})
+    }
+}
+
+/// A value as Go's `%#v`-ish rendering in field errors: strings quoted, others as JSON.
+pub fn render_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        Value::Null => "null".into(),
+        other => other.to_string(),
+    }
+}
+
+fn details(rt: &ResType, name: &str, kind: &str) -> Value {
+    let mut d = json!({"name": name, "kind": kind});
+    if !rt.group.is_empty() {
+        d["group"] = json!(rt.group);
+    }
+    d
+}

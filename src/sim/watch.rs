@@ -1,0 +1,158 @@
+//! Watches: from a resourceVersion (replaying recorded changes), from 0 (synthetic ADDED
+//! for what exists), with selectors, bookmarks near the end, and 410 Expired as an ERROR
+//! event for a compacted version.
+
+use super::api::{Req, Target, parse_rv, parse_selectors, present};
+use super::errors::ApiResult;
+use super::selector::{FieldSelector, LabelSelector};
+use super::store::{Event, EventType};
+use super::{Server, api::Reply};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+pub struct WatchReq {
+    pub target: Target,
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    pub rv: Option<u64>,
+    pub timeout: Duration,
+    pub bookmarks: bool,
+}
+
+pub fn start(_server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
+    let (labels, fields) = parse_selectors(req, &t.rt)?;
+    let rv = match req.q("resourceVersion").filter(|s| !s.is_empty()) {
+        Some(s) => Some(parse_rv(s)?),
+        None => None,
+    };
+    let timeout = req.q("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).unwrap_or(1800);
+    Ok(Reply::Watch(WatchReq {
+        target: t.clone(),
+        labels,
+        fields,
+        rv,
+        timeout: Duration::from_secs(timeout),
+        bookmarks: matches!(req.q("allowWatchBookmarks"), Some("true" | "1")),
+    }))
+}
+
+impl WatchReq {
+    fn in_scope(&self, e: &Event) -> bool {
+        e.res == self.target.rt.key() && self.target.namespace.as_deref().is_none_or(|ns| ns == e.namespace)
+    }
+
+    fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches(&obj["metadata"]["labels"]) && self.fields.matches(obj)
+    }
+
+    /// The event a watcher sees for a change, given its selectors.
+    fn translate(&self, e: &Event) -> Option<Value> {
+        if !self.in_scope(e) {
+            return None;
+        }
+        let now = self.matches(&e.object);
+        let before = e.old.as_ref().is_some_and(|o| self.matches(o));
+        let (typ, obj) = match e.typ {
+            EventType::Added if now => ("ADDED", e.object.clone()),
+            EventType::Modified if now && before => ("MODIFIED", e.object.clone()),
+            EventType::Modified if now => ("ADDED", e.object.clone()),
+            EventType::Modified if before => {
+                // Leaving the selection: DELETED with the previous state and the new version.
+                let mut o = e.old.clone().unwrap_or_default();
+                o["metadata"]["resourceVersion"] = e.object["metadata"]["resourceVersion"].clone();
+                ("DELETED", o)
+            }
+            EventType::Deleted if before || now => ("DELETED", e.object.clone()),
+            _ => return None,
+        };
+        Some(json!({"type": typ, "object": present(&self.target.rt, &obj)}))
+    }
+}
+
+/// Streams a watch's events as JSON lines into `tx` until the timeout, the client going
+/// away, or the cluster stopping.
+pub async fn run(server: Arc<Server>, w: WatchReq, tx: mpsc::Sender<bytes::Bytes>) {
+    let send = |v: Value| {
+        let mut line = v.to_string().into_bytes();
+        line.push(b'\n');
+        tx.send(bytes::Bytes::from(line))
+    };
+    let deadline = tokio::time::Instant::now() + w.timeout;
+    let (initial, mut rx, start_rv, expired) = {
+        let store = server.store();
+        let rx = store.tx.subscribe();
+        let res = w.target.rt.key();
+        match w.rv {
+            Some(rv) if rv != 0 && rv < store.compacted => (Vec::new(), rx, rv, Some((rv, store.compacted))),
+            Some(rv) if rv != 0 => {
+                let evs: Vec<Value> = store.since(&res, rv).iter().filter_map(|e| w.translate(e)).collect();
+                (evs, rx, rv, None)
+            }
+            _ => {
+                let evs: Vec<Value> = store
+                    .list(&res, w.target.namespace.as_deref())
+                    .filter(|o| w.matches(o))
+                    .map(|o| json!({"type": "ADDED", "object": present(&w.target.rt, o)}))
+                    .collect();
+                (evs, rx, store.rv, None)
+            }
+        }
+    };
+    if let Some((rv, compacted)) = expired {
+        let _ = send(json!({"type": "ERROR", "object": {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("too old resource version: {rv} ({compacted})"), "reason": "Expired", "code": 410,
+        }}))
+        .await;
+        return;
+    }
+    let mut last_rv = start_rv;
+    for e in initial {
+        if let Some(rv) = e["object"]["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()) {
+            last_rv = last_rv.max(rv);
+        }
+        if send(e).await.is_err() {
+            return;
+        }
+    }
+    let mut changed = false;
+    let bookmark_at = deadline.checked_sub(Duration::from_secs(2)).unwrap_or(deadline);
+    let mut bookmarked = false;
+    loop {
+        let wake = if w.bookmarks && !bookmarked { bookmark_at.min(deadline) } else { deadline };
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return;
+                }
+                bookmarked = true;
+                let rv = { server.store().rv };
+                if changed || { server.store().changed_since(&w.target.rt.key(), start_rv) } {
+                    let mut b = json!({"type": "BOOKMARK", "object": {
+                        "kind": w.target.rt.kind, "apiVersion": w.target.rt.api_version(),
+                        "metadata": {"resourceVersion": rv.max(last_rv).to_string()},
+                    }});
+                    if !w.target.rt.is_custom() {
+                        b["object"]["metadata"]["creationTimestamp"] = Value::Null;
+                        b["object"]["metadata"].as_object_mut().map(|m| m.remove("creationTimestamp"));
+                    }
+                    if send(b).await.is_err() { return; }
+                }
+            }
+            r = rx.recv() => match r {
+                Ok(e) => {
+                    if e.rv <= last_rv { continue; }
+                    if w.in_scope(&e) { changed = true; }
+                    if let Some(v) = w.translate(&e) {
+                        last_rv = e.rv;
+                        if send(v).await.is_err() { return; }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = tx.closed() => return,
+        }
+    }
+}

@@ -1,0 +1,704 @@
+//! Writes: create, update, patch, delete, with admission (built-in rules, CRD schema and
+//! CEL), generation, managedFields, finalizers and preconditions.
+
+use super::api::{Reply, Req, Target, ok, present};
+use super::custom::{self, FieldValidation};
+use super::errors::{ApiError, ApiResult, Cause};
+use super::managed::{self, Writer};
+use super::registry::ResType;
+use super::store::Store;
+use super::{Server, builtin, meta, patch};
+use serde_json::{Value, json};
+
+/// Decodes a request body as JSON, with the server's message for malformed input.
+fn decode(req: &Req, rt: &ResType) -> ApiResult<Value> {
+    serde_json::from_slice(&req.body).map_err(|e| {
+        let text = String::from_utf8_lossy(&req.body);
+        let snippet: String = text.chars().take(30).collect();
+        let why = if e.is_eof() { "unexpected end of JSON input".to_string() } else { e.to_string() };
+        ApiError::bad_request(format!(
+            "the object provided is unrecognized (must be of type {}): couldn't get version/kind; json parse error: {why} ({snippet} ...)",
+            rt.kind
+        ))
+    })
+}
+
+fn check_kind(rt: &ResType, obj: &Value) -> ApiResult<()> {
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let av = obj["apiVersion"].as_str().unwrap_or_default();
+    if kind.is_empty() && av.is_empty() {
+        return Ok(());
+    }
+    if kind != rt.kind || (!av.is_empty() && av != rt.api_version()) {
+        let (g, v) = av.rsplit_once('/').unwrap_or(("", av));
+        let internal = if rt.group.is_empty() { "core" } else { rt.group.split('.').next().unwrap_or_default() };
+        let _ = g;
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version {v:?} cannot be handled as a {}: converting ({v}.{kind}) to ({internal}.{}): unknown conversion",
+            rt.kind, rt.kind
+        )));
+    }
+    Ok(())
+}
+
+/// Status subresource writers see only status; main resource writers never change it.
+fn has_spec_change(rt: &ResType, old: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("metadata");
+            m.remove("status");
+            m.remove("apiVersion");
+            m.remove("kind");
+        }
+        v
+    };
+    let _ = rt;
+    strip(old) != strip(new)
+}
+
+/// Runs kind-specific and schema admission; returns warnings.
+fn admit(
+    store: &Store,
+    rt: &ResType,
+    obj: &mut Value,
+    old: Option<&Value>,
+    fv: FieldValidation,
+    status_only: bool,
+) -> ApiResult<Vec<String>> {
+    let mut warnings = Vec::new();
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let mut causes = Vec::new();
+    if rt.is_custom() {
+        let unknown = custom::unknown_fields(rt, obj);
+        if !unknown.is_empty() {
+            match fv {
+                FieldValidation::Strict => {
+                    let list: Vec<String> =
+                        unknown.iter().map(|f| format!("unknown field {}", crate::api::field::go_quote(f))).collect();
+                    return Err(ApiError::bad_request(format!(
+                        "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
+                        rt.kind,
+                        rt.version,
+                        rt.kind,
+                        list.join(", ")
+                    )));
+                }
+                FieldValidation::Warn => {
+                    warnings.extend(unknown.iter().map(|f| format!("unknown field {}", crate::api::field::go_quote(f))))
+                }
+                FieldValidation::Ignore => {}
+            }
+        }
+        custom::prune_and_default(rt, obj);
+        let mut c = custom::validate(rt, obj, old);
+        if status_only {
+            c.retain(|c| c.field.starts_with("status") || c.field == "<nil>");
+            if c.len() == 1 && c[0].field == "<nil>" {
+                c.clear();
+            }
+        }
+        causes.extend(c);
+    } else {
+        builtin::default(rt, obj);
+        causes.extend(builtin::validate(store, rt, obj, old));
+    }
+    causes.extend(meta::validate(&obj["metadata"], rt.kind == "Namespace"));
+    if !causes.is_empty() {
+        let kind = rt.kind.clone();
+        return Err(ApiError::invalid(rt, &kind, &name, causes));
+    }
+    Ok(warnings)
+}
+
+fn now() -> String {
+    meta::now()
+}
+
+fn check_namespace(store: &Store, t: &Target, verb_create: bool) -> ApiResult<()> {
+    let Some(ns) = &t.namespace else { return Ok(()) };
+    let nsrt = store.find("", "v1", "namespaces").expect("namespaces");
+    match store.get("/namespaces", "", ns) {
+        None => Err(ApiError::not_found(&nsrt, ns)),
+        Some(n) if verb_create && n["metadata"].get("deletionTimestamp").is_some() => Err(ApiError::status(
+            403,
+            "Forbidden",
+            format!(
+                "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                t.rt.qualified(),
+                "NAME"
+            ),
+            Some(
+                json!({"name": "NAME", "kind": t.rt.plural, "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}),
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+fn dry_run(req: &Req) -> bool {
+    req.q("dryRun") == Some("All")
+}
+
+pub fn create(server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
+    let fv = FieldValidation::parse(req.q("fieldValidation"), "CreateOptions")?;
+    let obj = decode(req, &t.rt)?;
+    let mut store = server.store();
+    let (obj, warnings) = create_in(&mut store, req, t, obj, fv)?;
+    Ok(Reply::Json { code: 201, body: present(&t.rt, &obj), warnings })
+}
+
+/// The create path, shared with server-side apply of a new object.
+pub fn create_in(
+    store: &mut Store,
+    req: &Req,
+    t: &Target,
+    mut obj: Value,
+    fv: FieldValidation,
+) -> ApiResult<(Value, Vec<String>)> {
+    check_kind(&t.rt, &obj)?;
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the object provided is not an object"));
+    }
+    if !obj["metadata"].is_object() {
+        obj["metadata"] = json!({});
+    }
+    let body_ns = obj["metadata"]["namespace"].as_str().map(String::from);
+    if let (Some(b), Some(ns)) = (&body_ns, &t.namespace)
+        && !b.is_empty()
+        && b != ns
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    if obj["metadata"].get("resourceVersion").is_some_and(|v| !v.as_str().unwrap_or_default().is_empty()) {
+        return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+    }
+    let mut name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    if name.is_empty() {
+        if let Some(g) = obj["metadata"]["generateName"].as_str().filter(|g| !g.is_empty()) {
+            name = format!("{g}{}", meta::random_suffix());
+            obj["metadata"]["name"] = json!(name);
+        } else {
+            return Err(ApiError::invalid(
+                &t.rt,
+                &t.rt.kind.clone(),
+                "",
+                vec![Cause::required("metadata.name", "name or generateName is required")],
+            ));
+        }
+    }
+    if let Some(ns) = &t.namespace {
+        obj["metadata"]["namespace"] = json!(ns);
+    } else if let Some(m) = obj["metadata"].as_object_mut() {
+        m.remove("namespace");
+    }
+    check_namespace(store, t, true).map_err(|mut e| {
+        if e.code == 403 {
+            let msg = e.body["message"].as_str().unwrap_or_default().replace("\"NAME\"", &format!("{name:?}"));
+            e.body["message"] = json!(msg);
+            e.body["details"]["name"] = json!(name);
+        }
+        e
+    })?;
+    obj["apiVersion"] = json!(t.rt.api_version());
+    obj["kind"] = json!(t.rt.kind);
+    if t.rt.status
+        && let Some(m) = obj.as_object_mut()
+    {
+        // Status is set by controllers through the subresource, not on create.
+        if t.rt.is_custom() || !matches!(t.rt.kind.as_str(), "PersistentVolume" | "Node") {
+            m.remove("status");
+        }
+    }
+    let warnings = admit(store, &t.rt, &mut obj, None, fv, false)?;
+    let ns = t.namespace.clone().unwrap_or_default();
+    if store.get(&t.rt.key(), &ns, &name).is_some() {
+        return Err(ApiError::already_exists(&t.rt, &name));
+    }
+    let m = obj["metadata"].as_object_mut().expect("metadata");
+    m.insert("uid".into(), json!(meta::new_uid()));
+    m.insert("creationTimestamp".into(), json!(now()));
+    m.remove("deletionTimestamp");
+    m.remove("managedFields");
+    if t.rt.generation {
+        m.insert("generation".into(), json!(1));
+    } else {
+        m.remove("generation");
+    }
+    builtin::on_create(&t.rt, &mut obj);
+    let manager = req.manager();
+    let w = Writer { manager: &manager, operation: "Update", api_version: &t.rt.api_version(), subresource: None };
+    managed::record_update(None, &mut obj, &w, &now());
+    if dry_run(req) {
+        obj["metadata"]["resourceVersion"] = json!("");
+        return Ok((obj, warnings));
+    }
+    let stored = store.put(&t.rt.key(), obj);
+    Ok((stored, warnings))
+}
+
+pub fn update(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Reply> {
+    let fv = FieldValidation::parse(req.q("fieldValidation"), "UpdateOptions")?;
+    let obj = decode(req, &t.rt)?;
+    if t.sub.as_deref() == Some("scale") {
+        return update_scale(server, req, t, name, obj);
+    }
+    check_kind(&t.rt, &obj)?;
+    let body_name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    if body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let mut store = server.store();
+    let (obj, warnings, code) = update_in(&mut store, req, t, name, obj, fv, "Update")?;
+    Ok(Reply::Json { code, body: present(&t.rt, &obj), warnings })
+}
+
+/// Replaces an object (PUT, and the end of every patch). Returns the stored object.
+#[allow(clippy::too_many_arguments)]
+pub fn update_in(
+    store: &mut Store,
+    req: &Req,
+    t: &Target,
+    name: &str,
+    mut obj: Value,
+    fv: FieldValidation,
+    operation: &str,
+) -> ApiResult<(Value, Vec<String>, u16)> {
+    let ns = t.namespace.clone().unwrap_or_default();
+    let Some(old) = store.get(&t.rt.key(), &ns, name).cloned() else {
+        return Err(ApiError::not_found(&t.rt, name));
+    };
+    let status_sub = t.sub.as_deref() == Some("status");
+    if !obj["metadata"].is_object() {
+        obj["metadata"] = json!({});
+    }
+    match obj["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
+        Some(rv) => {
+            let _ = super::api::parse_rv(rv).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "resourceVersion: Invalid value: {}: strconv.ParseUint: parsing {}: invalid syntax",
+                    crate::api::field::go_quote(rv),
+                    crate::api::field::go_quote(rv)
+                ))
+            })?;
+            if Some(rv) != old["metadata"]["resourceVersion"].as_str() {
+                return Err(ApiError::conflict(&t.rt, name));
+            }
+        }
+        None if t.rt.is_custom() && operation == "Update" => {
+            return Err(ApiError::invalid(
+                &t.rt,
+                &t.rt.kind.clone(),
+                name,
+                vec![Cause::invalid("metadata.resourceVersion", &json!(0), "must be specified for an update")],
+            ));
+        }
+        None => {}
+    }
+    if let Some(uid) = obj["metadata"]["uid"].as_str().filter(|u| !u.is_empty())
+        && Some(uid) != old["metadata"]["uid"].as_str()
+    {
+        return Err(ApiError::conflict_msg(
+            &t.rt,
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                old["metadata"]["uid"].as_str().unwrap_or_default()
+            ),
+        ));
+    }
+    obj["apiVersion"] = json!(t.rt.api_version());
+    obj["kind"] = json!(t.rt.kind);
+    // What each side of the status subresource may change.
+    if t.rt.status {
+        if status_sub {
+            let status = obj.get("status").cloned();
+            let mut next = old.clone();
+            match status {
+                Some(s) => next["status"] = s,
+                None => {
+                    next.as_object_mut().expect("object").remove("status");
+                }
+            }
+            // Labels, annotations and finalizers are not changed through status either.
+            obj = next;
+        } else {
+            match old.get("status") {
+                Some(s) => obj["status"] = s.clone(),
+                None => {
+                    obj.as_object_mut().expect("object").remove("status");
+                }
+            }
+        }
+    }
+    // Server-owned metadata is kept from the stored object.
+    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace"]
+    {
+        match old["metadata"].get(k) {
+            Some(v) => obj["metadata"][k] = v.clone(),
+            None => {
+                obj["metadata"].as_object_mut().expect("metadata").remove(k);
+            }
+        }
+    }
+    obj["metadata"]["name"] = json!(name);
+    if obj["metadata"].get("managedFields").is_none()
+        && let Some(mf) = old["metadata"].get("managedFields")
+    {
+        obj["metadata"]["managedFields"] = mf.clone();
+    }
+    if let Some(m) = obj["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+    }
+    let warnings = admit(store, &t.rt, &mut obj, Some(&old), fv, status_sub)?;
+    builtin::on_update(&t.rt, &old, &mut obj)?;
+    // No new finalizers once deletion started.
+    if old["metadata"].get("deletionTimestamp").is_some() {
+        let before: Vec<&Value> =
+            old["metadata"]["finalizers"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+        let added: Vec<String> = obj["metadata"]["finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| !before.contains(f))
+            .map(|f| format!("{f}"))
+            .collect();
+        if !added.is_empty() {
+            let kind = t.rt.kind.clone();
+            return Err(ApiError::invalid(
+                &t.rt,
+                &kind,
+                name,
+                vec![Cause::forbidden(
+                    "metadata.finalizers",
+                    &format!(
+                        "no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                        added.join(", ")
+                    ),
+                )],
+            ));
+        }
+    }
+    if t.rt.generation && has_spec_change(&t.rt, &old, &obj) {
+        let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+        obj["metadata"]["generation"] = json!(g);
+    }
+    let mut cmp_old = old.clone();
+    cmp_old["metadata"].as_object_mut().expect("metadata").remove("resourceVersion");
+    if operation == "Update" {
+        let manager = req.manager();
+        let w = Writer {
+            manager: &manager,
+            operation: "Update",
+            api_version: &t.rt.api_version(),
+            subresource: t.sub.as_deref(),
+        };
+        managed::record_update(Some(&old), &mut obj, &w, &now());
+    }
+    if without_times(&obj) == without_times(&cmp_old) {
+        return Ok((old, warnings, 200));
+    }
+    if dry_run(req) {
+        return Ok((obj, warnings, 200));
+    }
+    let finalizers_empty = obj["metadata"]["finalizers"].as_array().is_none_or(|a| a.is_empty());
+    if obj["metadata"].get("deletionTimestamp").is_some() && finalizers_empty && t.rt.kind != "Namespace" {
+        let gone = store.put(&t.rt.key(), obj);
+        store.remove(&t.rt.key(), &ns, name);
+        return Ok((gone, warnings, 200));
+    }
+    Ok((store.put(&t.rt.key(), obj), warnings, 200))
+}
+
+/// managedFields timestamps do not make a change.
+fn without_times(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(mf) = v["metadata"]["managedFields"].as_array_mut() {
+        for e in mf {
+            if let Some(m) = e.as_object_mut() {
+                m.remove("time");
+            }
+        }
+    }
+    v
+}
+
+pub fn patch(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Reply> {
+    let ct = req.content_type.split(';').next().unwrap_or_default().trim();
+    if ct == "application/apply-patch+yaml" {
+        return super::apply::apply(server, req, t, name);
+    }
+    let fv = FieldValidation::parse(req.q("fieldValidation"), "PatchOptions")?;
+    let known =
+        ["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json"];
+    if !known.contains(&ct) || (ct == "application/strategic-merge-patch+json" && t.rt.is_custom()) {
+        let accepted = if t.rt.is_custom() {
+            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+        } else {
+            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
+        };
+        return Err(ApiError::unsupported_media(format!(
+            "the body of the request was in an unknown format - accepted media types include: {accepted}"
+        )));
+    }
+    let body: Value =
+        serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+    let mut store = server.store();
+    let ns = t.namespace.clone().unwrap_or_default();
+    let Some(current) = store.get(&t.rt.key(), &ns, name).cloned() else {
+        return Err(ApiError::not_found(&t.rt, name));
+    };
+    let mut next = present(&t.rt, &current);
+    match ct {
+        "application/json-patch+json" => patch::json_patch(&mut next, &body).map_err(|e| match e {
+            patch::JsonPatchError::Decode(m) => ApiError::bad_request(format!("error decoding patch: {m}")),
+            patch::JsonPatchError::Apply => ApiError::status(
+                422,
+                "Invalid",
+                "the server rejected our request due to an error in our request",
+                Some(json!({})),
+            ),
+        })?,
+        "application/merge-patch+json" => patch::merge(&mut next, &body),
+        _ => patch::strategic(&mut next, &body),
+    }
+    // A patch without a resourceVersion applies to whatever is current.
+    if body["metadata"].get("resourceVersion").is_none() && ct != "application/json-patch+json"
+        || ct == "application/json-patch+json"
+            && next["metadata"]["resourceVersion"] == current["metadata"]["resourceVersion"]
+    {
+        next["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+    }
+    let next_name = next["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    if next_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({next_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let (obj, warnings, code) = update_in(&mut store, req, t, name, next, fv, "Update")?;
+    Ok(Reply::Json { code, body: present(&t.rt, &obj), warnings })
+}
+
+#[derive(Debug, Default)]
+struct DeleteOptions {
+    uid: Option<String>,
+    rv: Option<String>,
+    policy: Option<String>,
+}
+
+fn delete_options(req: &Req) -> DeleteOptions {
+    let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    DeleteOptions {
+        uid: body["preconditions"]["uid"].as_str().map(String::from),
+        rv: body["preconditions"]["resourceVersion"].as_str().map(String::from),
+        policy: body["propagationPolicy"]
+            .as_str()
+            .map(String::from)
+            .or_else(|| req.q("propagationPolicy").map(String::from))
+            .or_else(|| match body["orphanDependents"].as_bool() {
+                Some(true) => Some("Orphan".into()),
+                _ => None,
+            }),
+    }
+}
+
+pub fn delete(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Reply> {
+    let opts = delete_options(req);
+    let mut store = server.store();
+    let (code, body) =
+        delete_in(&mut store, &t.rt, t.namespace.as_deref().unwrap_or(""), name, &opts_to(&opts), dry_run(req))?;
+    Ok(ok(code, body))
+}
+
+/// Options of a delete, for in-process callers too.
+#[derive(Debug, Default, Clone)]
+pub struct Delete {
+    pub uid: Option<String>,
+    pub rv: Option<String>,
+    pub policy: Option<String>,
+}
+
+fn opts_to(o: &DeleteOptions) -> Delete {
+    Delete { uid: o.uid.clone(), rv: o.rv.clone(), policy: o.policy.clone() }
+}
+
+/// Deletes (or starts deleting) an object; returns the reply code and body.
+pub fn delete_in(
+    store: &mut Store,
+    rt: &ResType,
+    ns: &str,
+    name: &str,
+    o: &Delete,
+    dry: bool,
+) -> ApiResult<(u16, Value)> {
+    let Some(old) = store.get(&rt.key(), ns, name).cloned() else {
+        return Err(ApiError::not_found(rt, name));
+    };
+    let precondition = |what: &str, want: &str, have: &str, tail: &str| {
+        ApiError::status(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} {name:?}: the {what} in the precondition ({want}) does not match the {what} in record ({have}). {tail}",
+                rt.kind
+            ),
+            Some(json!({"name": name, "kind": rt.kind})),
+        )
+    };
+    if let Some(uid) = &o.uid {
+        let have = old["metadata"]["uid"].as_str().unwrap_or_default();
+        if uid != have {
+            return Err(precondition("UID", uid, have, "The object might have been deleted and then recreated"));
+        }
+    }
+    if let Some(rv) = &o.rv {
+        let have = old["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+        if rv != have {
+            return Err(precondition("ResourceVersion", rv, have, "The object might have been modified"));
+        }
+    }
+    let mut obj = old.clone();
+    let mut finalizers: Vec<Value> = obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+    let default_policy = if rt.kind == "Job" || rt.kind == "CronJob" { "Orphan" } else { "Background" };
+    let policy = o.policy.as_deref().unwrap_or(default_policy);
+    let deleting = obj["metadata"].get("deletionTimestamp").is_some();
+    match policy {
+        "Foreground" if !finalizers.contains(&json!("foregroundDeletion")) => {
+            finalizers.push(json!("foregroundDeletion"))
+        }
+        "Orphan" if o.policy.is_some() && !finalizers.contains(&json!("orphan")) && !deleting => {
+            finalizers.push(json!("orphan"))
+        }
+        _ => {}
+    }
+    if rt.kind == "Namespace" {
+        if !deleting {
+            obj["metadata"]["deletionTimestamp"] = json!(now());
+            obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            obj["status"]["phase"] = json!("Terminating");
+            if dry {
+                return Ok((200, present(rt, &obj)));
+            }
+            obj = store.put(&rt.key(), obj);
+        }
+        return Ok((200, present(rt, &obj)));
+    }
+    if rt.kind == "CustomResourceDefinition" && !deleting {
+        if !finalizers.contains(&json!("customresourcecleanup.apiextensions.k8s.io")) {
+            finalizers.push(json!("customresourcecleanup.apiextensions.k8s.io"));
+        }
+        if let Some(conds) = obj["status"]["conditions"].as_array_mut() {
+            conds.push(json!({"type": "Terminating", "status": "True", "lastTransitionTime": now(), "reason": "InstanceDeletionPending", "message": "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon"}));
+        }
+    }
+    if !finalizers.is_empty() {
+        if deleting && obj["metadata"]["finalizers"].as_array().map(Vec::len) == Some(finalizers.len()) {
+            return Ok((200, present(rt, &old)));
+        }
+        obj["metadata"]["finalizers"] = json!(finalizers);
+        if !deleting {
+            obj["metadata"]["deletionTimestamp"] = json!(now());
+            obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            if rt.generation {
+                let g = obj["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+                obj["metadata"]["generation"] = json!(g);
+            }
+        }
+        if dry {
+            return Ok((200, present(rt, &obj)));
+        }
+        let stored = store.put(&rt.key(), obj);
+        return Ok((200, present(rt, &stored)));
+    }
+    if dry {
+        return Ok((200, success(rt, name, &old)));
+    }
+    store.remove(&rt.key(), ns, name);
+    Ok((200, success(rt, name, &old)))
+}
+
+fn success(rt: &ResType, name: &str, old: &Value) -> Value {
+    let mut d = json!({"name": name, "kind": rt.plural, "uid": old["metadata"]["uid"]});
+    if !rt.group.is_empty() {
+        d["group"] = json!(rt.group);
+    }
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": d})
+}
+
+pub fn delete_collection(server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
+    let (labels, fields) = super::api::parse_selectors(req, &t.rt)?;
+    let opts = opts_to(&delete_options(req));
+    let mut store = server.store();
+    let names: Vec<(String, String)> = store
+        .list(&t.rt.key(), t.namespace.as_deref())
+        .filter(|o| labels.matches(&o["metadata"]["labels"]) && fields.matches(o))
+        .map(|o| {
+            (
+                o["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
+                o["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let mut items = Vec::new();
+    for (ns, name) in names {
+        let before = store.get(&t.rt.key(), &ns, &name).cloned();
+        delete_in(&mut store, &t.rt, &ns, &name, &opts, dry_run(req))?;
+        if let Some(b) = before {
+            items.push(b);
+        }
+    }
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|mut o| {
+            if let Some(m) = o.as_object_mut()
+                && !t.rt.is_custom()
+            {
+                m.remove("kind");
+                m.remove("apiVersion");
+            }
+            o
+        })
+        .collect();
+    Ok(ok(
+        200,
+        json!({"kind": format!("{}List", t.rt.kind), "apiVersion": t.rt.api_version(), "metadata": {"resourceVersion": store.rv.to_string()}, "items": items}),
+    ))
+}
+
+/// `autoscaling/v1` Scale of a workload.
+pub fn get_scale(server: &Server, t: &Target, name: &str) -> ApiResult<Reply> {
+    let store = server.store();
+    let ns = t.namespace.clone().unwrap_or_default();
+    let obj = store.get(&t.rt.key(), &ns, name).ok_or_else(|| ApiError::not_found(&t.rt, name))?;
+    Ok(ok(200, scale_of(obj)))
+}
+
+fn scale_of(obj: &Value) -> Value {
+    let sel = super::selector_string(&obj["spec"]["selector"]);
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"],
+            "uid": obj["metadata"]["uid"], "resourceVersion": obj["metadata"]["resourceVersion"],
+            "creationTimestamp": obj["metadata"]["creationTimestamp"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": sel},
+    })
+}
+
+fn update_scale(server: &Server, req: &Req, t: &Target, name: &str, body: Value) -> ApiResult<Reply> {
+    let mut store = server.store();
+    let ns = t.namespace.clone().unwrap_or_default();
+    let Some(mut obj) = store.get(&t.rt.key(), &ns, name).cloned() else {
+        return Err(ApiError::not_found(&t.rt, name));
+    };
+    obj["spec"]["replicas"] = body["spec"]["replicas"].clone();
+    let main = Target { sub: None, ..t.clone() };
+    let (stored, _, _) = update_in(&mut store, req, &main, name, obj, FieldValidation::Ignore, "Update")?;
+    Ok(ok(200, scale_of(&stored)))
+}

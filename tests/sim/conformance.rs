@@ -1,0 +1,49 @@
+//! Replays the conformance kit (scenarios recorded from a real kube-apiserver) against
+//! `Profile::Bare`, when the kit is present next to the project. Every step listed in
+//! `tests/sim/conformance-passing.txt` must pass: the list only grows, until it holds
+//! every step of the kit.
+
+use lifeline::sim::{Cluster, Options, Profile};
+use std::collections::BTreeSet;
+use std::process::Command;
+
+#[test]
+fn conformance_kit_against_the_bare_profile() {
+    let kit = crate::support::root().join("../shared/conformance");
+    if !kit.join("run.py").exists() {
+        eprintln!("conformance kit not present at {}: skipped", kit.display());
+        return;
+    }
+    let cluster = Cluster::start(Options { port: 0, profile: Profile::Bare }).expect("start the simulated cluster");
+    let scenarios: Vec<String> = std::fs::read_dir(kit.join("scenarios"))
+        .expect("scenarios")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| format!("scenarios/{}", p.file_name().unwrap().to_string_lossy()))
+        .collect();
+    let out = Command::new("python3")
+        .arg("run.py")
+        .args(["--server", &cluster.url(), "--check", "golden"])
+        .args(&scenarios)
+        .current_dir(&kit)
+        .output()
+        .expect("run python3 run.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let passed: BTreeSet<&str> = stdout.lines().filter_map(|l| l.strip_prefix("PASS ")).map(str::trim).collect();
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL ")).collect();
+    let expected = std::fs::read_to_string(crate::support::path("tests/sim/conformance-passing.txt")).unwrap();
+    let regressed: Vec<&str> =
+        expected.lines().map(str::trim).filter(|l| !l.is_empty() && !passed.contains(l)).collect();
+    eprintln!("{}", stdout.lines().last().unwrap_or_default());
+    assert!(
+        regressed.is_empty(),
+        "steps that passed before now fail:\n{}\n\nfailures:\n{}",
+        regressed.join("\n"),
+        failed
+            .iter()
+            .filter(|f| regressed.iter().any(|r| f[5..].starts_with(r)))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

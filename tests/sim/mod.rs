@@ -1,0 +1,4 @@
+//! The simulated cluster, held to the real API server's recorded behaviour.
+
+mod conformance;
+mod server;
