@@ -101,20 +101,7 @@ fn admit_as<K: Validate + DeserializeOwned>(doc: &Value, old: Option<&Value>) ->
         o
     });
 
-    let mut errors = metadata_errors(&object);
-    errors.extend(openapi::validate(&schema, &object, ""));
-    if errors.iter().any(|e| e.kind.blocks_cel()) {
-        errors.insert(
-            0,
-            FieldError::invalid(
-            "",
-            Some(Value::Null),
-            "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
-        ),
-        );
-    } else {
-        errors.extend(api::validate::cel_errors(&schema, &object, old.as_ref()));
-    }
+    let errors = schema_and_cel_errors(&schema, &object, old.as_ref(), metadata_errors(&object));
     if !errors.is_empty() {
         return Err(invalid(errors));
     }
@@ -122,6 +109,31 @@ fn admit_as<K: Validate + DeserializeOwned>(doc: &Value, old: Option<&Value>) ->
         .map_err(|e| invalid(vec![FieldError::invalid("", None, format!("cannot be decoded: {e}"))]))?;
     let errors = typed.semantic_errors();
     if errors.is_empty() { Ok(object) } else { Err(invalid(errors)) }
+}
+
+/// The API server's schema step followed by its CEL step: `errors` (found earlier) plus
+/// the schema's errors; CEL rules run only when none of them blocks them, otherwise a
+/// root error says some rules were not checked.
+pub fn schema_and_cel_errors(
+    schema: &Value,
+    object: &Value,
+    old: Option<&Value>,
+    mut errors: Vec<FieldError>,
+) -> Vec<FieldError> {
+    errors.extend(openapi::validate(schema, object, ""));
+    if errors.iter().any(|e| e.kind.blocks_cel()) {
+        errors.insert(
+            0,
+            FieldError::invalid(
+                "",
+                Some(Value::Null),
+                "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+            ),
+        );
+    } else {
+        errors.extend(api::validate::cel_errors(schema, object, old));
+    }
+    errors
 }
 
 /// `metadata.name` rules the API server applies to custom objects.

@@ -130,7 +130,8 @@ fn parse_target(store: &Store, group: &str, version: &str, rest: &[&str]) -> Api
     let find = |plural: &str| store.find(group, version, plural).ok_or_else(ApiError::no_resource);
     let (namespace, rest) = match rest {
         ["namespaces", ns, r, tail @ ..]
-            if group.is_empty() && !matches!(*r, "status" | "finalize") || !group.is_empty() =>
+            // `/api/v1/namespaces/{name}/status|finalize` are the Namespace's own subresources.
+            if !(group.is_empty() && matches!(*r, "status" | "finalize")) =>
         {
             let rt = find(r)?;
             if rt.namespaced {
@@ -144,9 +145,6 @@ fn parse_target(store: &Store, group: &str, version: &str, rest: &[&str]) -> Api
         other => (None, other.to_vec()),
     };
     let rt = find(rest[0])?;
-    if rt.namespaced != namespace.is_some() && namespace.is_some() {
-        return Err(ApiError::no_resource());
-    }
     if rest.len() > 3 {
         return Err(ApiError::no_resource());
     }

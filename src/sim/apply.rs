@@ -45,7 +45,7 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
         let (mut obj, warnings) = write::create_in(&mut store, req, t, body, fv)?;
         obj["metadata"]["managedFields"] = json!([entry(&manager, &api_version, sub, &applied)]);
         let key = t.rt.key();
-        let stored = if write_is_dry(req) { obj } else { store.put(&key, obj) };
+        let stored = if write::dry_run(req) { obj } else { store.put(&key, obj) };
         return Ok(Reply::Json { code: 201, body: present(&t.rt, &stored), warnings });
     };
     let mut entries: Vec<Value> = live["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
@@ -59,7 +59,7 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
             if p.last().is_some_and(|l| l == ".") {
                 continue;
             }
-            if value_at(&live, p) != value_at(&body, p) {
+            if managed::value_at(&live, p) != managed::value_at(&body, p) {
                 let who = e["manager"].as_str().unwrap_or_default().to_string();
                 // Update managers are named with the version they wrote through.
                 let how = if e["operation"] == "Update" {
@@ -90,9 +90,9 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
         entries.iter().filter(|e| !is_mine(e)).flat_map(|e| managed::from_fields(&e["fieldsV1"])).collect();
     let mut merged = present(&t.rt, &live);
     if t.rt.is_custom() {
-        patch::merge(&mut merged, &strip_nulls(&body));
+        patch::merge(&mut merged, &body);
     } else {
-        patch::strategic(&mut merged, &strip_nulls(&body));
+        patch::strategic(&mut merged, &body);
     }
     for p in previous.difference(&applied) {
         if !others.contains(p) && p.last().is_none_or(|l| l != ".") {
@@ -124,10 +124,6 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
     Ok(Reply::Json { code: 200, body: present(&t.rt, &obj), warnings })
 }
 
-fn write_is_dry(req: &Req) -> bool {
-    req.q("dryRun") == Some("All")
-}
-
 /// What an apply to a subresource may set.
 fn scoped(body: &Value, sub: Option<&str>) -> Value {
     match sub {
@@ -151,28 +147,6 @@ fn entry(manager: &str, api_version: &str, sub: Option<&str>, set: &BTreeSet<Pat
         e["subresource"] = json!(s);
     }
     e
-}
-
-fn strip_nulls(v: &Value) -> Value {
-    v.clone()
-}
-
-fn value_at<'a>(v: &'a Value, p: &Path) -> Option<&'a Value> {
-    let mut cur = v;
-    let mut field = "";
-    for tok in p {
-        if let Some(n) = tok.strip_prefix("f:") {
-            cur = cur.get(n)?;
-            field = n;
-        } else if let Some(k) = tok.strip_prefix("k:") {
-            let want: Value = serde_json::from_str(k).ok()?;
-            let keys = managed::list_keys(field)?;
-            cur = cur.as_array()?.iter().find(|i| {
-                keys.iter().all(|key| i.get(*key) == want.get(*key) || (*key == "protocol" && i.get(*key).is_none()))
-            })?;
-        }
-    }
-    Some(cur)
 }
 
 fn remove_path(v: &mut Value, p: &Path) {

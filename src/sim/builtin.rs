@@ -1,7 +1,7 @@
 //! Defaults and validation of the built-in kinds, where the operator or the conformance
 //! kit depends on them.
 
-use super::errors::{ApiResult, Cause};
+use super::errors::Cause;
 use super::registry::ResType;
 use super::store::Store;
 use serde_json::{Value, json};
@@ -44,10 +44,6 @@ pub fn default(rt: &ResType, obj: &mut Value) {
             set_default(s, "completionMode", json!("NonIndexed"));
             set_default(s, "suspend", json!(false));
             set_default(s, "podReplacementPolicy", json!("TerminatingOrFailed"));
-            set_default(s, "manualSelector", Value::Null);
-            if s["manualSelector"].is_null() {
-                s.as_object_mut().map(|m| m.remove("manualSelector"));
-            }
             pod_spec_defaults(&mut s["template"]["spec"]);
         }
         "Pod" => pod_spec_defaults(&mut obj["spec"]),
@@ -78,9 +74,6 @@ fn pod_spec_defaults(spec: &mut Value) {
     set_default(spec, "schedulerName", json!("default-scheduler"));
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "terminationGracePeriodSeconds", json!(30));
-    if spec.get("restartPolicy").is_none() {
-        // Jobs require it explicitly (validated); other pods default to Always.
-    }
     for list in ["containers", "initContainers"] {
         if let Some(cs) = spec[list].as_array_mut() {
             for c in cs {
@@ -152,8 +145,9 @@ pub fn validate(_store: &Store, rt: &ResType, obj: &Value, old: Option<&Value>) 
                 c.push(Cause::required("spec.template", ""));
             }
         }
-        "Event" if rt.group == "events.k8s.io" && obj["eventTime"].is_null() => {
-            c.push(Cause::required("eventTime", ""));
+        // events.k8s.io Events are checked here only; the core rules below are for v1.
+        "Event" if rt.group == "events.k8s.io" => {
+            c.extend(obj["eventTime"].is_null().then(|| Cause::required("eventTime", "")));
         }
         "Event" => {
             let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
@@ -188,13 +182,9 @@ pub fn on_create(rt: &ResType, obj: &mut Value) {
     }
 }
 
-/// Rules of updates to built-in kinds.
-pub fn on_update(rt: &ResType, old: &Value, obj: &mut Value) -> ApiResult<()> {
-    if rt.kind == "Namespace" {
-        // The Namespace's phase is the server's.
-        if obj["status"].is_null() {
-            obj["status"] = old["status"].clone();
-        }
+/// Rules of updates to built-in kinds: a Namespace's phase is the server's.
+pub fn on_update(rt: &ResType, old: &Value, obj: &mut Value) {
+    if rt.kind == "Namespace" && obj["status"].is_null() {
+        obj["status"] = old["status"].clone();
     }
-    Ok(())
 }

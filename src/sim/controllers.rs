@@ -13,9 +13,15 @@ use std::time::Duration;
 
 pub async fn run(server: Arc<Server>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    // The controllers depend only on the stored objects: nothing to do until they change.
+    let mut seen = 0;
     loop {
         tick.tick().await;
         let mut store = server.store();
+        if store.rv == seen {
+            continue;
+        }
+        seen = store.rv;
         crds(&mut store);
         namespaces(&mut store);
         garbage_collect(&mut store);

@@ -103,37 +103,7 @@ pub fn prune_and_default(rt: &ResType, obj: &mut Value) {
 
 /// Schema and CEL errors of a custom object (after pruning and defaulting).
 pub fn validate(rt: &ResType, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-    let schema = schema(rt);
-    let mut body = obj.clone();
-    if let Some(m) = body.as_object_mut() {
-        m.remove("metadata");
-        m.remove("apiVersion");
-        m.remove("kind");
-    }
-    let mut errors: Vec<FieldError> = openapi::validate(&strip_meta_props(&schema), &body, "");
-    if errors.iter().any(|e| e.kind.blocks_cel()) {
-        errors.insert(
-            0,
-            FieldError::invalid(
-                "",
-                Some(Value::Null),
-                "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
-            ),
-        );
-    } else {
-        errors.extend(crate::api::validate::cel_errors(&schema, obj, old));
-    }
-    errors.iter().map(to_cause).collect()
-}
-
-fn strip_meta_props(schema: &Value) -> Value {
-    let mut s = schema.clone();
-    if let Some(p) = s.get_mut("properties").and_then(Value::as_object_mut) {
-        p.remove("metadata");
-        p.remove("apiVersion");
-        p.remove("kind");
-    }
-    s
+    crate::admission::schema_and_cel_errors(&schema(rt), obj, old, Vec::new()).iter().map(to_cause).collect()
 }
 
 pub fn to_cause(e: &FieldError) -> Cause {
@@ -152,13 +122,6 @@ pub fn default_crd(crd: &mut Value) {
     }
     if spec["names"].get("singular").is_none() {
         spec["names"]["singular"] = json!(kind.to_lowercase());
-    }
-    if let Some(versions) = spec["versions"].as_array_mut() {
-        for v in versions {
-            if let Some(s) = v.get_mut("schema").and_then(|s| s.get_mut("openAPIV3Schema")) {
-                let _ = s;
-            }
-        }
     }
     let stored: Vec<Value> = spec["versions"]
         .as_array()

@@ -36,12 +36,7 @@ impl ApiError {
     }
 
     pub fn not_found(rt: &ResType, name: &str) -> Self {
-        Self::status(
-            404,
-            "NotFound",
-            format!("{} \"{name}\" not found", rt.qualified()),
-            Some(details(rt, name, &rt.plural)),
-        )
+        Self::status(404, "NotFound", format!("{} \"{name}\" not found", rt.qualified()), Some(details(rt, name)))
     }
 
     pub fn already_exists(rt: &ResType, name: &str) -> Self {
@@ -49,7 +44,7 @@ impl ApiError {
             409,
             "AlreadyExists",
             format!("{} \"{name}\" already exists", rt.qualified()),
-            Some(details(rt, name, &rt.plural)),
+            Some(details(rt, name)),
         )
     }
 
@@ -67,7 +62,7 @@ impl ApiError {
             409,
             "Conflict",
             format!("Operation cannot be fulfilled on {} \"{name}\": {why}", rt.qualified()),
-            Some(details(rt, name, &rt.plural)),
+            Some(details(rt, name)),
         )
     }
 
@@ -142,8 +137,9 @@ pub fn render_value(v: &Value) -> String {
     }
 }
 
-fn details(rt: &ResType, name: &str, kind: &str) -> Value {
-    let mut d = json!({"name": name, "kind": kind});
+/// `details` of an error about one object: name, resource (as `kind`) and group.
+fn details(rt: &ResType, name: &str) -> Value {
+    let mut d = json!({"name": name, "kind": rt.plural});
     if !rt.group.is_empty() {
         d["group"] = json!(rt.group);
     }

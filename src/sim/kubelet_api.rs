@@ -16,7 +16,6 @@ pub fn exec(server: &Server, _req: &Req, t: &Target, name: &str) -> ApiResult<Re
 fn unscheduled(server: &Server, t: &Target, name: &str) -> ApiResult<Reply> {
     let store = server.store();
     let ns = t.namespace.clone().unwrap_or_default();
-    let pod = store.get(&t.rt.key(), &ns, name).ok_or_else(|| ApiError::not_found(&t.rt, name))?;
-    let _ = pod;
+    store.get(&t.rt.key(), &ns, name).ok_or_else(|| ApiError::not_found(&t.rt, name))?;
     Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")))
 }

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 /// A field path in FieldsV1 tokens (`f:spec`, `k:{"name":"a"}`, `.`).
 pub type Path = Vec<String>;
 
-/// Keys of associative lists, by field name (the built-in types' merge keys, plus
-/// `x-kubernetes-list-map-keys` handled by callers).
+/// Keys of associative lists of the built-in types, by field name: the identity of an
+/// item for managedFields and server-side apply; the first is the strategic-merge key.
 pub fn list_keys(field: &str) -> Option<&'static [&'static str]> {
     Some(match field {
         "containers"
@@ -23,7 +23,6 @@ pub fn list_keys(field: &str) -> Option<&'static [&'static str]> {
         "conditions" => &["type"],
         "ownerReferences" => &["uid"],
         "volumeDevices" => &["devicePath"],
-        "tolerations" => return None,
         _ => return None,
     })
 }
@@ -132,7 +131,7 @@ pub fn changed(old: &Value, new: &Value) -> (BTreeSet<Path>, BTreeSet<Path>) {
 }
 
 /// The value a path designates (maps and list items only by their `.`: compare leaves).
-fn value_at<'a>(v: &'a Value, p: &Path) -> Option<&'a Value> {
+pub fn value_at<'a>(v: &'a Value, p: &Path) -> Option<&'a Value> {
     let mut cur = v;
     let mut field: Option<&str> = None;
     for tok in p {

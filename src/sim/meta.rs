@@ -17,26 +17,24 @@ const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case a
 const NAME_PART_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 
-pub fn subdomain_errors(s: &str) -> Vec<String> {
+/// Errors of a name checked against a length limit and a pattern.
+fn pattern_errors(s: &str, max: usize, re: &regex::Regex, msg: &str) -> Vec<String> {
     let mut out = Vec::new();
-    if s.len() > 253 {
-        out.push("must be no more than 253 characters".into());
+    if s.len() > max {
+        out.push(format!("must be no more than {max} characters"));
     }
-    if !DNS1123_SUBDOMAIN.is_match(s) {
-        out.push(SUBDOMAIN_MSG.into());
+    if !re.is_match(s) {
+        out.push(msg.into());
     }
     out
 }
 
+pub fn subdomain_errors(s: &str) -> Vec<String> {
+    pattern_errors(s, 253, &DNS1123_SUBDOMAIN, SUBDOMAIN_MSG)
+}
+
 pub fn dns_label_errors(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if s.len() > 63 {
-        out.push("must be no more than 63 characters".into());
-    }
-    if !DNS1123_LABEL.is_match(s) {
-        out.push(LABEL_MSG.into());
-    }
-    out
+    pattern_errors(s, 63, &DNS1123_LABEL, LABEL_MSG)
 }
 
 /// A label or annotation key: `[prefix/]name`.

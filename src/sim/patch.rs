@@ -54,7 +54,7 @@ pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), JsonPatchError>
             }
             "replace" => {
                 let v = op.get("value").cloned().ok_or(JsonPatchError::Apply)?;
-                let slot = target.pointer_mut(&unescape_path(path)).ok_or(JsonPatchError::Apply)?;
+                let slot = target.pointer_mut(path).ok_or(JsonPatchError::Apply)?;
                 *slot = v;
             }
             "move" => {
@@ -77,10 +77,6 @@ pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), JsonPatchError>
         }
     }
     Ok(())
-}
-
-fn unescape_path(p: &str) -> String {
-    p.to_string()
 }
 
 fn split(path: &str) -> Result<(String, String), JsonPatchError> {
@@ -129,24 +125,10 @@ fn remove(target: &mut Value, path: &str) -> Result<Value, JsonPatchError> {
     }
 }
 
-/// Merge keys of the built-in types' lists, by field name.
+/// The strategic-merge key of a list: the first of its associative keys
+/// (`containerPort` for ports, whose apply identity also includes the protocol).
 fn merge_key(field: &str) -> Option<&'static str> {
-    Some(match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "volumes"
-        | "env"
-        | "volumeMounts"
-        | "imagePullSecrets"
-        | "volumeClaimTemplates" => "name",
-        "ports" => "containerPort",
-        "conditions" => "type",
-        "ownerReferences" => "uid",
-        "volumeDevices" => "devicePath",
-        "finalizers" => return None,
-        _ => return None,
-    })
+    super::managed::list_keys(field).map(|keys| keys[0])
 }
 
 /// Lists whose primitive items merge as a set.

@@ -46,7 +46,7 @@ impl Store {
         Self { rv: 1, types, objects: HashMap::new(), history: VecDeque::new(), compacted: 0, tx }
     }
 
-    /// The served type for a group, version and plural (or kind when `by_kind`).
+    /// The served type for a group, version and plural.
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResType>> {
         self.types.iter().find(|t| t.group == group && t.version == version && t.plural == plural).cloned()
     }

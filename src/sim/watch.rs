@@ -130,14 +130,10 @@ pub async fn run(server: Arc<Server>, w: WatchReq, tx: mpsc::Sender<bytes::Bytes
                 bookmarked = true;
                 let rv = { server.store().rv };
                 if changed || { server.store().changed_since(&w.target.rt.key(), start_rv) } {
-                    let mut b = json!({"type": "BOOKMARK", "object": {
+                    let b = json!({"type": "BOOKMARK", "object": {
                         "kind": w.target.rt.kind, "apiVersion": w.target.rt.api_version(),
                         "metadata": {"resourceVersion": rv.max(last_rv).to_string()},
                     }});
-                    if !w.target.rt.is_custom() {
-                        b["object"]["metadata"]["creationTimestamp"] = Value::Null;
-                        b["object"]["metadata"].as_object_mut().map(|m| m.remove("creationTimestamp"));
-                    }
                     if send(b).await.is_err() { return; }
                 }
             }

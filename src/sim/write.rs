@@ -30,9 +30,8 @@ fn check_kind(rt: &ResType, obj: &Value) -> ApiResult<()> {
         return Ok(());
     }
     if kind != rt.kind || (!av.is_empty() && av != rt.api_version()) {
-        let (g, v) = av.rsplit_once('/').unwrap_or(("", av));
+        let v = av.rsplit_once('/').map_or(av, |(_, v)| v);
         let internal = if rt.group.is_empty() { "core" } else { rt.group.split('.').next().unwrap_or_default() };
-        let _ = g;
         return Err(ApiError::bad_request(format!(
             "{kind} in version {v:?} cannot be handled as a {}: converting ({v}.{kind}) to ({internal}.{}): unknown conversion",
             rt.kind, rt.kind
@@ -41,8 +40,8 @@ fn check_kind(rt: &ResType, obj: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-/// Status subresource writers see only status; main resource writers never change it.
-fn has_spec_change(rt: &ResType, old: &Value, new: &Value) -> bool {
+/// Whether anything but metadata and status changed (what bumps `generation`).
+fn has_spec_change(old: &Value, new: &Value) -> bool {
     let strip = |v: &Value| {
         let mut v = v.clone();
         if let Some(m) = v.as_object_mut() {
@@ -53,7 +52,6 @@ fn has_spec_change(rt: &ResType, old: &Value, new: &Value) -> bool {
         }
         v
     };
-    let _ = rt;
     strip(old) != strip(new)
 }
 
@@ -115,28 +113,29 @@ fn now() -> String {
     meta::now()
 }
 
-fn check_namespace(store: &Store, t: &Target, verb_create: bool) -> ApiResult<()> {
+/// A new object's namespace must exist and not be terminating.
+fn check_namespace(store: &Store, t: &Target, name: &str) -> ApiResult<()> {
     let Some(ns) = &t.namespace else { return Ok(()) };
     let nsrt = store.find("", "v1", "namespaces").expect("namespaces");
-    match store.get("/namespaces", "", ns) {
+    match store.get(&nsrt.key(), "", ns) {
         None => Err(ApiError::not_found(&nsrt, ns)),
-        Some(n) if verb_create && n["metadata"].get("deletionTimestamp").is_some() => Err(ApiError::status(
+        Some(n) if n["metadata"].get("deletionTimestamp").is_some() => Err(ApiError::status(
             403,
             "Forbidden",
             format!(
-                "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                t.rt.qualified(),
-                "NAME"
+                "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                t.rt.qualified()
             ),
-            Some(
-                json!({"name": "NAME", "kind": t.rt.plural, "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}),
-            ),
+            Some(json!({"name": name, "kind": t.rt.plural, "causes": [{
+                "reason": "NamespaceTerminating", "field": "metadata.namespace",
+                "message": format!("namespace {ns} is being terminated"),
+            }]})),
         )),
         Some(_) => Ok(()),
     }
 }
 
-fn dry_run(req: &Req) -> bool {
+pub fn dry_run(req: &Req) -> bool {
     req.q("dryRun") == Some("All")
 }
 
@@ -194,14 +193,7 @@ pub fn create_in(
     } else if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("namespace");
     }
-    check_namespace(store, t, true).map_err(|mut e| {
-        if e.code == 403 {
-            let msg = e.body["message"].as_str().unwrap_or_default().replace("\"NAME\"", &format!("{name:?}"));
-            e.body["message"] = json!(msg);
-            e.body["details"]["name"] = json!(name);
-        }
-        e
-    })?;
+    check_namespace(store, t, &name)?;
     obj["apiVersion"] = json!(t.rt.api_version());
     obj["kind"] = json!(t.rt.kind);
     if t.rt.status
@@ -355,7 +347,7 @@ pub fn update_in(
         m.remove("resourceVersion");
     }
     let warnings = admit(store, &t.rt, &mut obj, Some(&old), fv, status_sub)?;
-    builtin::on_update(&t.rt, &old, &mut obj)?;
+    builtin::on_update(&t.rt, &old, &mut obj);
     // No new finalizers once deletion started.
     if old["metadata"].get("deletionTimestamp").is_some() {
         let before: Vec<&Value> =
@@ -383,7 +375,7 @@ pub fn update_in(
             ));
         }
     }
-    if t.rt.generation && has_spec_change(&t.rt, &old, &obj) {
+    if t.rt.generation && has_spec_change(&old, &obj) {
         let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
         obj["metadata"]["generation"] = json!(g);
     }
@@ -483,34 +475,24 @@ pub fn patch(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
     Ok(Reply::Json { code, body: present(&t.rt, &obj), warnings })
 }
 
-#[derive(Debug, Default)]
-struct DeleteOptions {
-    uid: Option<String>,
-    rv: Option<String>,
-    policy: Option<String>,
-}
-
-fn delete_options(req: &Req) -> DeleteOptions {
+/// DeleteOptions from the body (or the query), as the real server reads them.
+fn delete_options(req: &Req) -> Delete {
     let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-    DeleteOptions {
+    Delete {
         uid: body["preconditions"]["uid"].as_str().map(String::from),
         rv: body["preconditions"]["resourceVersion"].as_str().map(String::from),
         policy: body["propagationPolicy"]
             .as_str()
             .map(String::from)
             .or_else(|| req.q("propagationPolicy").map(String::from))
-            .or_else(|| match body["orphanDependents"].as_bool() {
-                Some(true) => Some("Orphan".into()),
-                _ => None,
-            }),
+            .or_else(|| (body["orphanDependents"].as_bool() == Some(true)).then(|| "Orphan".into())),
     }
 }
 
 pub fn delete(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Reply> {
     let opts = delete_options(req);
     let mut store = server.store();
-    let (code, body) =
-        delete_in(&mut store, &t.rt, t.namespace.as_deref().unwrap_or(""), name, &opts_to(&opts), dry_run(req))?;
+    let (code, body) = delete_in(&mut store, &t.rt, t.namespace.as_deref().unwrap_or(""), name, &opts, dry_run(req))?;
     Ok(ok(code, body))
 }
 
@@ -520,10 +502,6 @@ pub struct Delete {
     pub uid: Option<String>,
     pub rv: Option<String>,
     pub policy: Option<String>,
-}
-
-fn opts_to(o: &DeleteOptions) -> Delete {
-    Delete { uid: o.uid.clone(), rv: o.rv.clone(), policy: o.policy.clone() }
 }
 
 /// Deletes (or starts deleting) an object; returns the reply code and body.
@@ -631,7 +609,7 @@ fn success(rt: &ResType, name: &str, old: &Value) -> Value {
 
 pub fn delete_collection(server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
     let (labels, fields) = super::api::parse_selectors(req, &t.rt)?;
-    let opts = opts_to(&delete_options(req));
+    let opts = delete_options(req);
     let mut store = server.store();
     let names: Vec<(String, String)> = store
         .list(&t.rt.key(), t.namespace.as_deref())

@@ -86,7 +86,7 @@ fn kubectl_applies_gets_waits_and_deletes() {
     let (ok, out, err) = kubectl(&kc, &["delete", "widget", "w1"], None);
     assert!(ok && out.contains("deleted"), "{out}{err}");
     let (ok, _, err) = kubectl(&kc, &["get", "widget", "w1"], None);
-    assert!(!ok && err.contains("NotFound") || err.contains("not found"), "{err}");
+    assert!(!ok && (err.contains("NotFound") || err.contains("not found")), "{err}");
 }
 
 #[test]
