@@ -229,7 +229,7 @@ fn resource_list(store: &Store, group: &str, version: &str) -> Value {
 
 /// An object as the API returns it: with `kind` and `apiVersion` of the requested version.
 pub fn present(rt: &ResType, obj: &Value) -> Value {
-    let mut o = obj.clone();
+    let mut o = if rt.group == "events.k8s.io" { super::events::to_v1(obj) } else { obj.clone() };
     o["apiVersion"] = json!(rt.api_version());
     o["kind"] = json!(rt.kind);
     o
@@ -371,7 +371,7 @@ fn list(server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
             if custom {
                 present(&t.rt, o)
             } else {
-                let mut o = o.clone();
+                let mut o = present(&t.rt, o);
                 if let Some(m) = o.as_object_mut() {
                     m.remove("kind");
                     m.remove("apiVersion");

@@ -1,7 +1,7 @@
 //! Defaults and validation of the built-in kinds, where the operator or the conformance
 //! kit depends on them.
 
-use super::errors::Cause;
+use super::errors::{ApiError, ApiResult, Cause};
 use super::registry::ResType;
 use super::store::Store;
 use serde_json::{Value, json};
@@ -28,15 +28,18 @@ pub fn default(rt: &ResType, obj: &mut Value) {
                 json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
             );
             pod_spec_defaults(&mut s["template"]["spec"]);
+            set_default(&mut s["template"]["spec"], "restartPolicy", json!("Always"));
             if let Some(ts) = s["volumeClaimTemplates"].as_array_mut() {
                 for t in ts {
                     set_default(&mut t["spec"], "volumeMode", json!("Filesystem"));
                     t["apiVersion"] = json!("v1");
                     t["kind"] = json!("PersistentVolumeClaim");
+                    set_default(t, "status", json!({"phase": "Pending"}));
                 }
             }
         }
         "Job" => {
+            job_selector(obj);
             let s = &mut obj["spec"];
             set_default(s, "backoffLimit", json!(6));
             set_default(s, "completions", json!(1));
@@ -46,15 +49,157 @@ pub fn default(rt: &ResType, obj: &mut Value) {
             set_default(s, "podReplacementPolicy", json!("TerminatingOrFailed"));
             pod_spec_defaults(&mut s["template"]["spec"]);
         }
-        "Pod" => pod_spec_defaults(&mut obj["spec"]),
+        "Pod" => {
+            pod_spec_defaults(&mut obj["spec"]);
+            let s = &mut obj["spec"];
+            set_default(s, "restartPolicy", json!("Always"));
+            set_default(s, "enableServiceLinks", json!(true));
+            set_default(s, "priority", json!(0));
+            set_default(s, "preemptionPolicy", json!("PreemptLowerPriority"));
+        }
         "PersistentVolumeClaim" => set_default(&mut obj["spec"], "volumeMode", json!("Filesystem")),
         "Secret" => set_default(obj, "type", json!("Opaque")),
+        "Event" => super::events::canonical(obj),
         "Service" => {
             set_default(&mut obj["spec"], "type", json!("ClusterIP"));
             set_default(&mut obj["spec"], "sessionAffinity", json!("None"));
         }
         _ => {}
     }
+}
+
+/// A Job's generated selector and labels, from its uid (`manualSelector` unset or false),
+/// as the real server's Job strategy does.
+fn job_selector(obj: &mut Value) {
+    if obj["spec"]["manualSelector"].as_bool() == Some(true) {
+        return;
+    }
+    let uid = obj["metadata"]["uid"].clone();
+    let name = obj["metadata"]["name"].clone();
+    if uid.is_null() {
+        return;
+    }
+    obj["spec"]["manualSelector"] = json!(false);
+    if obj["spec"]["selector"].is_null() {
+        obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    }
+    let labels = &mut obj["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        if labels.get(k).is_none() {
+            labels[k] = v.clone();
+        }
+    }
+    if obj["metadata"]["labels"].as_object().is_none_or(|l| l.is_empty()) {
+        obj["metadata"]["labels"] = obj["spec"]["template"]["metadata"]["labels"].clone();
+    }
+}
+
+/// Admission plugins that look at other objects on create: a Pod gets its ServiceAccount
+/// (which must exist) and the projected API-access volume; a PersistentVolumeClaim or
+/// PersistentVolume gets its in-use protection finalizer.
+pub fn admit_create(store: &Store, rt: &ResType, obj: &mut Value) -> ApiResult<()> {
+    match rt.kind.as_str() {
+        "Pod" => service_account(store, obj),
+        "PersistentVolumeClaim" => {
+            add_finalizer(obj, "kubernetes.io/pvc-protection");
+            Ok(())
+        }
+        "PersistentVolume" => {
+            add_finalizer(obj, "kubernetes.io/pv-protection");
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn add_finalizer(obj: &mut Value, f: &str) {
+    let list = &mut obj["metadata"]["finalizers"];
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    let a = list.as_array_mut().expect("array");
+    if !a.iter().any(|x| x == f) {
+        a.push(json!(f));
+    }
+}
+
+const TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+fn service_account(store: &Store, pod: &mut Value) -> ApiResult<()> {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+    let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let spec = &mut pod["spec"];
+    let sa_name = spec["serviceAccountName"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .or_else(|| spec["serviceAccount"].as_str().filter(|s| !s.is_empty()))
+        .unwrap_or("default")
+        .to_string();
+    spec["serviceAccountName"] = json!(sa_name);
+    spec["serviceAccount"] = json!(sa_name);
+    let Some(sa) = store.get("/serviceaccounts", &ns, &sa_name) else {
+        return Err(ApiError::status(
+            403,
+            "Forbidden",
+            format!(
+                "pods {name:?} is forbidden: error looking up service account {ns}/{sa_name}: serviceaccount {sa_name:?} not found"
+            ),
+            Some(json!({"name": name, "kind": "pods"})),
+        ));
+    };
+    let automount = spec["automountServiceAccountToken"]
+        .as_bool()
+        .or_else(|| sa["automountServiceAccountToken"].as_bool())
+        .unwrap_or(true);
+    if !automount {
+        return Ok(());
+    }
+    let volume = format!("kube-api-access-{}", super::meta::random_suffix());
+    let mut used = false;
+    for list in ["initContainers", "containers"] {
+        for c in spec[list].as_array_mut().into_iter().flatten() {
+            let mounts = &mut c["volumeMounts"];
+            if !mounts.is_array() {
+                *mounts = json!([]);
+            }
+            let m = mounts.as_array_mut().expect("array");
+            if m.iter().any(|x| x["mountPath"] == TOKEN_PATH) {
+                continue;
+            }
+            m.push(json!({"name": volume, "readOnly": true, "mountPath": TOKEN_PATH}));
+            used = true;
+        }
+    }
+    if used {
+        if !spec["volumes"].is_array() {
+            spec["volumes"] = json!([]);
+        }
+        spec["volumes"].as_array_mut().expect("array").push(json!({
+            "name": volume,
+            "projected": {"defaultMode": 420, "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ]},
+        }));
+    }
+    // DefaultTolerationSeconds: tolerate an unready or unreachable node for 5 minutes.
+    let tolerations = &mut spec["tolerations"];
+    if !tolerations.is_array() {
+        *tolerations = json!([]);
+    }
+    let t = tolerations.as_array_mut().expect("array");
+    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        if !t.iter().any(|x| x["key"] == key) {
+            t.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+        }
+    }
+    Ok(())
 }
 
 fn set_default(obj: &mut Value, key: &str, v: Value) {
@@ -145,22 +290,7 @@ pub fn validate(_store: &Store, rt: &ResType, obj: &Value, old: Option<&Value>) 
                 c.push(Cause::required("spec.template", ""));
             }
         }
-        // events.k8s.io Events are checked here only; the core rules below are for v1.
-        "Event" if rt.group == "events.k8s.io" => {
-            c.extend(obj["eventTime"].is_null().then(|| Cause::required("eventTime", "")));
-        }
-        "Event" => {
-            let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
-            let io_ns = obj["involvedObject"]["namespace"].as_str().unwrap_or_default();
-            if io_ns != ns && !ns.is_empty() {
-                c.push(Cause::invalid("involvedObject.namespace", &json!(io_ns), "does not match event.namespace"));
-            }
-            if let Some(t) = obj["type"].as_str()
-                && !matches!(t, "Normal" | "Warning")
-            {
-                c.push(Cause::invalid("type", &json!(t), &format!("has invalid value: {t}")));
-            }
-        }
+        "Event" => c.extend(super::events::validate(obj, rt.group == "events.k8s.io", old)),
         _ => {}
     }
     c
@@ -174,6 +304,9 @@ pub fn on_create(rt: &ResType, obj: &mut Value) {
             obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
         }
         "PersistentVolumeClaim" => obj["status"] = json!({"phase": "Pending"}),
+        // Status is the controllers', but these start out serialized.
+        "Job" => obj["status"] = json!({}),
+        "StatefulSet" => obj["status"] = json!({"replicas": 0, "availableReplicas": 0}),
         "PersistentVolume" if obj["status"]["phase"].is_null() => {
             obj["status"] = json!({"phase": "Pending"});
         }

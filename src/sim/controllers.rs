@@ -14,17 +14,26 @@ use std::time::Duration;
 pub async fn run(server: Arc<Server>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     // The controllers depend only on the stored objects: nothing to do until they change.
+    // (or a controller asked to be woken, as a Job's back-off does).
     let mut seen = 0;
+    let mut state = super::workloads::State::default();
     loop {
         tick.tick().await;
         let mut store = server.store();
-        if store.rv == seen {
+        let due = state.wake_at.is_some_and(|t| t <= std::time::Instant::now());
+        if store.rv == seen && !due {
             continue;
         }
+        if due {
+            state.wake_at = None;
+        }
+        // Changes made by this pass trigger another: controllers react to each other.
         seen = store.rv;
         crds(&mut store);
         namespaces(&mut store);
         garbage_collect(&mut store);
+        super::workloads::jobs(&mut store, &mut state);
+        super::workloads::statefulsets(&mut store);
     }
 }
 

@@ -9,9 +9,11 @@
 mod api;
 mod apply;
 mod builtin;
+mod client;
 mod controllers;
 mod custom;
 mod errors;
+mod events;
 mod kubelet_api;
 mod managed;
 mod meta;
@@ -22,6 +24,7 @@ mod selector;
 mod store;
 mod table;
 mod watch;
+mod workloads;
 mod write;
 
 use api::{Reply, Req, Target};

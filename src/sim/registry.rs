@@ -46,8 +46,17 @@ impl ResType {
     }
 
     /// Key for storage: one entry per group and resource, whatever the version.
+    /// events.k8s.io Events are the core Events seen through another API (see `events`).
     pub fn key(&self) -> String {
+        if self.group == "events.k8s.io" {
+            return "/events".into();
+        }
         format!("{}/{}", self.group, self.plural)
+    }
+
+    /// The apiVersion objects are stored under.
+    pub fn storage_api_version(&self) -> String {
+        if self.group == "events.k8s.io" { "v1".into() } else { self.api_version() }
     }
 
     pub fn has_sub(&self, name: &str) -> bool {

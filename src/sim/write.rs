@@ -104,6 +104,14 @@ fn admit(
     causes.extend(meta::validate(&obj["metadata"], rt.kind == "Namespace"));
     if !causes.is_empty() {
         let kind = rt.kind.clone();
+        // Events are validated as the one internal type whichever API they came through.
+        let core;
+        let rt = if rt.kind == "Event" {
+            core = store.find("", "v1", "events").expect("events");
+            &*core
+        } else {
+            rt
+        };
         return Err(ApiError::invalid(rt, &kind, &name, causes));
     }
     Ok(warnings)
@@ -194,7 +202,10 @@ pub fn create_in(
         m.remove("namespace");
     }
     check_namespace(store, t, &name)?;
-    obj["apiVersion"] = json!(t.rt.api_version());
+    if t.rt.group == "events.k8s.io" {
+        obj = super::events::to_core(&obj);
+    }
+    obj["apiVersion"] = json!(t.rt.storage_api_version());
     obj["kind"] = json!(t.rt.kind);
     if t.rt.status
         && let Some(m) = obj.as_object_mut()
@@ -204,13 +215,17 @@ pub fn create_in(
             m.remove("status");
         }
     }
+    // The uid comes first: defaulting may use it (a Job's generated selector).
+    obj["metadata"]["uid"] = json!(meta::new_uid());
     let warnings = admit(store, &t.rt, &mut obj, None, fv, false)?;
     let ns = t.namespace.clone().unwrap_or_default();
     if store.get(&t.rt.key(), &ns, &name).is_some() {
         return Err(ApiError::already_exists(&t.rt, &name));
     }
+    if !t.rt.is_custom() {
+        builtin::admit_create(store, &t.rt, &mut obj)?;
+    }
     let m = obj["metadata"].as_object_mut().expect("metadata");
-    m.insert("uid".into(), json!(meta::new_uid()));
     m.insert("creationTimestamp".into(), json!(now()));
     m.remove("deletionTimestamp");
     m.remove("managedFields");
@@ -303,7 +318,10 @@ pub fn update_in(
             ),
         ));
     }
-    obj["apiVersion"] = json!(t.rt.api_version());
+    if t.rt.group == "events.k8s.io" {
+        obj = super::events::to_core(&obj);
+    }
+    obj["apiVersion"] = json!(t.rt.storage_api_version());
     obj["kind"] = json!(t.rt.kind);
     // What each side of the status subresource may change.
     if t.rt.status {
@@ -444,7 +462,8 @@ pub fn patch(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
     let Some(current) = store.get(&t.rt.key(), &ns, name).cloned() else {
         return Err(ApiError::not_found(&t.rt, name));
     };
-    let mut next = present(&t.rt, &current);
+    let scale = t.sub.as_deref() == Some("scale");
+    let mut next = if scale { scale_of(&current) } else { present(&t.rt, &current) };
     match ct {
         "application/json-patch+json" => patch::json_patch(&mut next, &body).map_err(|e| match e {
             patch::JsonPatchError::Decode(m) => ApiError::bad_request(format!("error decoding patch: {m}")),
@@ -464,6 +483,10 @@ pub fn patch(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
             && next["metadata"]["resourceVersion"] == current["metadata"]["resourceVersion"]
     {
         next["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+    }
+    if scale {
+        drop(store);
+        return update_scale(server, req, t, name, next);
     }
     let next_name = next["metadata"]["name"].as_str().unwrap_or_default().to_string();
     if next_name != name {
