@@ -106,7 +106,10 @@ fn route(server: &Server, req: &Req) -> ApiResult<Reply> {
     let target = {
         let store = server.store();
         if !store.types.iter().any(|t| t.group == group && t.version == version) {
-            return Err(if store.group_known(group) && !group.is_empty() {
+            // A built-in group answers for its unknown versions; a custom group's unknown
+            // version has no handler at all.
+            let builtin_group = store.types.iter().any(|t| t.group == group && !t.is_custom());
+            return Err(if builtin_group && !group.is_empty() {
                 ApiError::no_resource()
             } else {
                 ApiError::page_not_found()
@@ -262,14 +265,12 @@ fn decode_continue(token: &str) -> ApiResult<(u64, String)> {
     let bad = |why: String| ApiError::bad_request(format!("invalid continue token: {why}"));
     let raw = base64::engine::general_purpose::URL_SAFE
         .decode(token)
-        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
-        .map_err(|e| {
-            let at = match e {
-                base64::DecodeError::InvalidByte(i, _) => i,
-                base64::DecodeError::InvalidLength(i) => i,
-                base64::DecodeError::InvalidLastSymbol(i, _) => i,
-                base64::DecodeError::InvalidPadding => token.len(),
-            };
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token))
+        .map_err(|_| {
+            // Where Go's decoder gives up: the first byte outside the alphabet, else the
+            // start of a trailing quantum too short to decode.
+            let ok = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'=';
+            let at = token.bytes().position(|c| !ok(c)).unwrap_or(token.len() / 4 * 4);
             bad(format!("continue key is not valid: illegal base64 data at input byte {at}"))
         })?;
     let j: Value = serde_json::from_slice(&raw).map_err(|e| bad(format!("continue key is not valid: {e}")))?;
@@ -304,6 +305,14 @@ fn list(server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
         let rv = parse_rv(rv_param)?;
         if rv > store.rv && req.q("resourceVersionMatch").is_some() {
             return Err(ApiError::status(504, "Timeout", "Too large resource version", None));
+        }
+        if rv < store.compacted && req.q("resourceVersionMatch") == Some("Exact") {
+            return Err(ApiError::status(
+                410,
+                "Expired",
+                format!("too old resource version: {rv} ({})", store.compacted),
+                None,
+            ));
         }
     }
     let limit: usize = req.q("limit").and_then(|l| l.parse().ok()).unwrap_or(0);

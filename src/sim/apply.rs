@@ -27,6 +27,11 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
     let body: Value = serde_json::from_str(&text)
         .or_else(|_| serde_saphyr::from_str(&text))
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    let (av, kind) = (body["apiVersion"].as_str().unwrap_or_default(), body["kind"].as_str().unwrap_or_default());
+    if av.is_empty() || kind.is_empty() {
+        let (g, v) = av.rsplit_once('/').unwrap_or(("", av));
+        return Err(ApiError::bad_request(format!("invalid object type: {g}/{v}, Kind={kind}")));
+    }
     let body_name = body["metadata"]["name"].as_str().unwrap_or_default();
     if body_name != name {
         return Err(ApiError::bad_request(format!(
@@ -37,7 +42,7 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
     let sub = t.sub.as_deref();
     let mut store = server.store();
     let ns = t.namespace.clone().unwrap_or_default();
-    let applied: BTreeSet<Path> = managed::paths(&scoped(&body, sub));
+    let applied: BTreeSet<Path> = managed::applied_paths(&scoped(&body, sub));
     let Some(live) = store.get(&t.rt.key(), &ns, name).cloned() else {
         if sub.is_some() {
             return Err(ApiError::not_found(&t.rt, name));
@@ -72,7 +77,7 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
         }
     }
     if !conflicts.is_empty() && !force {
-        return Err(conflict_error(&t.rt, name, &conflicts));
+        return Err(conflict_error(&conflicts));
     }
     // Forced: the fields move to this manager.
     for e in entries.iter_mut().filter(|e| !is_mine(e)) {
@@ -89,11 +94,7 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
     let others: BTreeSet<Path> =
         entries.iter().filter(|e| !is_mine(e)).flat_map(|e| managed::from_fields(&e["fieldsV1"])).collect();
     let mut merged = present(&t.rt, &live);
-    if t.rt.is_custom() {
-        patch::merge(&mut merged, &body);
-    } else {
-        patch::strategic(&mut merged, &body);
-    }
+    patch::apply_merge(&mut merged, &body);
     for p in previous.difference(&applied) {
         if !others.contains(p) && p.last().is_none_or(|l| l != ".") {
             remove_path(&mut merged, p);
@@ -172,7 +173,7 @@ fn render_path(p: &Path) -> String {
         .collect()
 }
 
-fn conflict_error(rt: &super::registry::ResType, name: &str, conflicts: &[(String, String, Path)]) -> ApiError {
+fn conflict_error(conflicts: &[(String, String, Path)]) -> ApiError {
     let causes: Vec<Value> = conflicts
         .iter()
         .map(|(who, how, p)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {who:?}{how}"), "field": render_path(p)}))
@@ -201,9 +202,5 @@ fn conflict_error(rt: &super::registry::ResType, name: &str, conflicts: &[(Strin
         m.push_str(&parts.join("\n"));
         m
     };
-    let mut d = json!({"name": name, "kind": rt.plural, "causes": causes});
-    if !rt.group.is_empty() {
-        d["group"] = json!(rt.group);
-    }
-    ApiError::status(409, "Conflict", message, Some(d))
+    ApiError::status(409, "Conflict", message, Some(json!({"causes": causes})))
 }

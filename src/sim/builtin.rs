@@ -29,7 +29,7 @@ pub fn default(rt: &ResType, obj: &mut Value) {
             );
             pod_spec_defaults(&mut s["template"]["spec"]);
             set_default(&mut s["template"]["spec"], "restartPolicy", json!("Always"));
-            if let Some(ts) = s["volumeClaimTemplates"].as_array_mut() {
+            if let Some(ts) = s.get_mut("volumeClaimTemplates").and_then(Value::as_array_mut) {
                 for t in ts {
                     set_default(&mut t["spec"], "volumeMode", json!("Filesystem"));
                     t["apiVersion"] = json!("v1");
@@ -58,7 +58,20 @@ pub fn default(rt: &ResType, obj: &mut Value) {
             set_default(s, "preemptionPolicy", json!("PreemptLowerPriority"));
         }
         "PersistentVolumeClaim" => set_default(&mut obj["spec"], "volumeMode", json!("Filesystem")),
-        "Secret" => set_default(obj, "type", json!("Opaque")),
+        "Secret" => {
+            set_default(obj, "type", json!("Opaque"));
+            // stringData is write-only: merged into data, base64-encoded.
+            if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
+                use base64::Engine;
+                if !obj["data"].is_object() {
+                    obj["data"] = json!({});
+                }
+                for (k, v) in sd {
+                    let text = v.as_str().unwrap_or_default();
+                    obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+                }
+            }
+        }
         "Event" => super::events::canonical(obj),
         "Service" => {
             set_default(&mut obj["spec"], "type", json!("ClusterIP"));
@@ -162,7 +175,7 @@ fn service_account(store: &Store, pod: &mut Value) -> ApiResult<()> {
     let volume = format!("kube-api-access-{}", super::meta::random_suffix());
     let mut used = false;
     for list in ["initContainers", "containers"] {
-        for c in spec[list].as_array_mut().into_iter().flatten() {
+        for c in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
             let mounts = &mut c["volumeMounts"];
             if !mounts.is_array() {
                 *mounts = json!([]);
@@ -220,7 +233,7 @@ fn pod_spec_defaults(spec: &mut Value) {
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "terminationGracePeriodSeconds", json!(30));
     for list in ["containers", "initContainers"] {
-        if let Some(cs) = spec[list].as_array_mut() {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {
                 set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
                 set_default(c, "terminationMessagePolicy", json!("File"));
@@ -231,7 +244,7 @@ fn pod_spec_defaults(spec: &mut Value) {
                 };
                 set_default(c, "imagePullPolicy", json!(pull));
                 set_default(c, "resources", json!({}));
-                if let Some(ports) = c["ports"].as_array_mut() {
+                if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
                     for p in ports {
                         set_default(p, "protocol", json!("TCP"));
                     }

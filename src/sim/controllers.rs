@@ -170,18 +170,18 @@ fn terminate(store: &mut Store, ns_rt: &ResType, ns: &Value, name: &str) {
     }
     remaining.sort();
     remaining.dedup();
-    let counts = |items: &[String]| -> String {
+    let counts = |items: &[String], verb: &str| -> String {
         let mut uniq: Vec<&String> = items.iter().collect();
         uniq.sort();
         uniq.dedup();
         uniq.iter()
-            .map(|u| format!("{u} has {} resource instances", items.iter().filter(|x| x == u).count()))
+            .map(|u| format!("{u} {verb} {} resource instances", items.iter().filter(|x| x == u).count()))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    conditions.push(json!({"type": "NamespaceContentRemaining", "status": "True", "lastTransitionTime": now, "reason": "SomeResourcesRemain", "message": format!("Some resources are remaining: {}", counts(&remaining))}));
+    conditions.push(json!({"type": "NamespaceContentRemaining", "status": "True", "lastTransitionTime": now, "reason": "SomeResourcesRemain", "message": format!("Some resources are remaining: {}", counts(&remaining, "has"))}));
     if !finalizers.is_empty() {
-        conditions.push(json!({"type": "NamespaceFinalizersRemaining", "status": "True", "lastTransitionTime": now, "reason": "SomeFinalizersRemain", "message": format!("Some content in the namespace has finalizers remaining: {}", counts(&finalizers))}));
+        conditions.push(json!({"type": "NamespaceFinalizersRemaining", "status": "True", "lastTransitionTime": now, "reason": "SomeFinalizersRemain", "message": format!("Some content in the namespace has finalizers remaining: {}", counts(&finalizers, "in"))}));
     }
     let old_conds = ns["status"]["conditions"].clone();
     let same = old_conds.as_array().is_some_and(|o| {

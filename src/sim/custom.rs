@@ -52,7 +52,12 @@ pub fn schema(rt: &ResType) -> Value {
 /// Unknown fields of a custom object, including under `metadata`.
 pub fn unknown_fields(rt: &ResType, obj: &Value) -> Vec<String> {
     let schema = schema(rt);
-    let mut out = openapi::unknown_fields(&with_metadata(&schema), obj);
+    let with_meta = with_metadata(&schema);
+    let mut out = openapi::unknown_fields(&with_meta, obj);
+    // The shared checker leaves the implicit root fields alone; ObjectMeta is closed.
+    if let Some(meta) = with_meta.pointer("/properties/metadata") {
+        out.extend(openapi::unknown_fields(meta, &obj["metadata"]).into_iter().map(|f| format!("metadata.{f}")));
+    }
     out.sort();
     out.dedup();
     out
@@ -104,6 +109,27 @@ pub fn prune_and_default(rt: &ResType, obj: &mut Value) {
 /// Schema and CEL errors of a custom object (after pruning and defaulting).
 pub fn validate(rt: &ResType, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     crate::admission::schema_and_cel_errors(&schema(rt), obj, old, Vec::new()).iter().map(to_cause).collect()
+}
+
+/// Validation of a write through `/status`: the status against its own schema (messages
+/// name fields relative to it, as the real server's do), fields reported under `status`.
+pub fn validate_status(rt: &ResType, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    let schema = schema(rt);
+    let Some(sub) = schema.pointer("/properties/status") else { return Vec::new() };
+    let status = obj.get("status").cloned().unwrap_or(Value::Null);
+    if status.is_null() {
+        return Vec::new();
+    }
+    let old_status = old.and_then(|o| o.get("status")).filter(|s| !s.is_null());
+    crate::admission::schema_and_cel_errors(sub, &status, old_status, Vec::new())
+        .into_iter()
+        .map(|mut e| {
+            if !e.field.is_empty() {
+                e.field = format!("status.{}", e.field);
+            }
+            to_cause(&e)
+        })
+        .collect()
 }
 
 pub fn to_cause(e: &FieldError) -> Cause {
@@ -172,4 +198,67 @@ pub fn crd_errors(crd: &Value) -> Vec<Cause> {
         }
     }
     causes
+}
+
+/// The paths of keys that occur twice in one JSON object of `body` (the last one wins
+/// when decoding, as in Go), named as strict decoding names them.
+pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
+    use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+    struct Walk<'a> {
+        path: String,
+        out: &'a RefCell<Vec<String>>,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(k) = m.next_key::<String>()? {
+                let p = if self.path.is_empty() { k.clone() } else { format!("{}.{k}", self.path) };
+                if !seen.insert(k) {
+                    self.out.borrow_mut().push(p.clone());
+                }
+                m.next_value_seed(Walk { path: p, out: self.out })?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            while s.next_element_seed(Walk { path: format!("{}[{i}]", self.path), out: self.out })?.is_some() {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+    let out = RefCell::new(Vec::new());
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let _ = Walk { path: String::new(), out: &out }.deserialize(&mut de);
+    out.into_inner()
 }

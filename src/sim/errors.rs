@@ -26,6 +26,13 @@ impl ApiError {
         Self { code, body, text: None }
     }
 
+    /// 500 as storage errors come out: no reason, no details.
+    pub fn internal(message: impl Into<String>) -> Self {
+        let mut e = Self::status(500, "", message, None);
+        e.body.as_object_mut().expect("object").remove("reason");
+        e
+    }
+
     /// The mux's answer for a path no handler serves.
     pub fn page_not_found() -> Self {
         Self { code: 404, body: Value::Null, text: Some("404 page not found\n") }
@@ -74,15 +81,32 @@ impl ApiError {
         Self::status(405, "MethodNotAllowed", message, Some(json!({})))
     }
 
-    pub fn unsupported_media(message: impl Into<String>) -> Self {
-        Self::status(415, "UnsupportedMediaType", message, Some(json!({})))
+    /// 415 for a media type the server does not decode at all.
+    pub fn unsupported_media() -> Self {
+        Self::status(415, "UnsupportedMediaType", "415: Unsupported Media Type", Some(json!({})))
+    }
+
+    /// 415 for a patch type this resource does not take (strategic merge of a custom object).
+    pub fn patch_type_not_accepted(accepted: &str) -> Self {
+        Self::status(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: {accepted}"),
+            None,
+        )
     }
 
     /// 422 with one cause per field error; `kind` is the object's kind.
     pub fn invalid(rt: &ResType, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let mut causes = causes;
         causes.sort_by(|a, b| (&a.field, &a.message).cmp(&(&b.field, &b.message)));
-        let rendered: Vec<String> = causes.iter().map(Cause::render).collect();
+        // Like Go's error aggregate, the message lists each distinct error once.
+        let mut rendered: Vec<String> = Vec::new();
+        for r in causes.iter().map(Cause::render) {
+            if !rendered.contains(&r) {
+                rendered.push(r);
+            }
+        }
         let list = if rendered.len() == 1 { rendered[0].clone() } else { format!("[{}]", rendered.join(", ")) };
         let gk = if rt.group.is_empty() { kind.to_string() } else { format!("{kind}.{}", rt.group) };
         let mut d = json!({"name": name, "kind": kind, "causes": causes.iter().map(Cause::json).collect::<Vec<_>>()});

@@ -82,7 +82,7 @@ fn walk(v: &Value, path: &mut Vec<String>, field: Option<&str>, out: &mut BTreeS
                 }
                 path.push(format!("f:{k}"));
                 let nested = match child {
-                    Value::Object(c) => !c.is_empty(),
+                    Value::Object(c) => !c.is_empty() && !atomic(k, c),
                     Value::Array(_) => list_keys(k).is_some(),
                     _ => false,
                 };
@@ -114,6 +114,25 @@ fn walk(v: &Value, path: &mut Vec<String>, field: Option<&str>, out: &mut BTreeS
         }
         _ => {}
     }
+}
+
+/// Structs the built-in schemas mark atomic (`+structType=atomic`): owned as a whole.
+/// A label selector is one; a Service's `selector` (a plain string map) is not.
+fn atomic(field: &str, m: &Map<String, Value>) -> bool {
+    matches!(field, "selector" | "labelSelector" | "namespaceSelector")
+        && (m.contains_key("matchLabels") || m.contains_key("matchExpressions"))
+}
+
+/// The fields an applied configuration sets: like [`paths`], but a map is owned through
+/// its fields only (no `.`), while a list item is owned as an item too.
+pub fn applied_paths(v: &Value) -> BTreeSet<Path> {
+    paths(v)
+        .into_iter()
+        .filter(|p| {
+            let n = p.len();
+            !(n >= 2 && p[n - 1] == "." && p[n - 2].starts_with("f:"))
+        })
+        .collect()
 }
 
 /// Paths whose value differs between `old` and `new` (added or changed leaves, and the

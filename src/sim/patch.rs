@@ -212,14 +212,16 @@ fn strategic_map(target: &mut Value, patch: &Value) {
 }
 
 fn merge_list(field: &str, current: &mut Value, items: &[Value]) {
-    if items.len() == 1 && items[0].get("$patch").and_then(Value::as_str) == Some("replace") {
-        *current = Value::Array(Vec::new());
+    let is_replace = |i: &Value| i.get("$patch").and_then(Value::as_str) == Some("replace");
+    if items.iter().any(is_replace) {
+        *current = Value::Array(items.iter().filter(|i| !is_replace(i)).cloned().collect());
         return;
     }
     if let Some(key) = merge_key(field) {
         if !current.is_array() {
             *current = Value::Array(Vec::new());
         }
+        let original: Vec<Value> = current.as_array().cloned().unwrap_or_default();
         let list = current.as_array_mut().expect("array");
         for item in items {
             let id = item.get(key);
@@ -238,6 +240,24 @@ fn merge_list(field: &str, current: &mut Value, items: &[Value]) {
                     list.push(clean);
                 }
             }
+        }
+        // The order: the patch's items in patch order, with the items only the server has
+        // slotted in by their live order (apimachinery's normalizeElementOrder).
+        let patch_ids: Vec<&Value> = items.iter().filter_map(|i| i.get(key)).collect();
+        let live_pos = |x: &Value| original.iter().position(|o| o.get(key).is_some() && o.get(key) == x.get(key));
+        let (mut patched, server_only): (Vec<Value>, Vec<Value>) =
+            list.drain(..).partition(|x| x.get(key).is_some_and(|id| patch_ids.contains(&id)));
+        patched.sort_by_key(|x| patch_ids.iter().position(|id| Some(*id) == x.get(key)));
+        let (mut l, mut r) = (server_only.into_iter().peekable(), patched.into_iter().peekable());
+        loop {
+            let take_left = match (l.peek(), r.peek()) {
+                (Some(a), Some(b)) => matches!((live_pos(a), live_pos(b)), (Some(i), Some(j)) if i < j),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if take_left { l.next() } else { r.next() };
+            list.extend(next);
         }
     } else if primitive_merge(field) {
         let list = current.as_array_mut().expect("array");
@@ -263,4 +283,40 @@ fn reorder(field: &str, current: &mut Value, order: &[Value]) {
     let mut indexed: Vec<(usize, Value)> = list.drain(..).enumerate().collect();
     indexed.sort_by_key(|(i, x)| (pos(x).unwrap_or(usize::MAX), *i));
     list.extend(indexed.into_iter().map(|(_, x)| x));
+}
+
+/// The merge of server-side apply: maps field by field, keyed lists item by item (live
+/// items keep their places, new ones go last), anything else replaced.
+pub fn apply_merge(target: &mut Value, applied: &Value) {
+    match applied {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            let t = target.as_object_mut().expect("object");
+            for (k, v) in p {
+                match v {
+                    Value::Array(items) if merge_key(k).is_some() => {
+                        let key = merge_key(k).expect("key");
+                        let current = t.entry(k.clone()).or_insert(Value::Array(Vec::new()));
+                        if !current.is_array() {
+                            *current = Value::Array(Vec::new());
+                        }
+                        let list = current.as_array_mut().expect("array");
+                        for item in items {
+                            match list.iter_mut().find(|x| x.get(key).is_some() && x.get(key) == item.get(key)) {
+                                Some(x) => apply_merge(x, item),
+                                None => list.push(item.clone()),
+                            }
+                        }
+                    }
+                    Value::Object(_) => apply_merge(t.entry(k.clone()).or_insert(Value::Null), v),
+                    _ => {
+                        t.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        _ => *target = applied.clone(),
+    }
 }

@@ -79,7 +79,7 @@ fn parse_req(p: &str) -> Result<Req, String> {
             let inner = rest
                 .strip_prefix('(')
                 .and_then(|r| r.strip_suffix(')'))
-                .ok_or_else(|| format!("found '{rest}', expected: '('"))?;
+                .ok_or_else(|| format!("unable to parse requirement: found '{rest}' expected: '('"))?;
             check_key(k)?;
             let vals: Vec<String> = inner.split(',').map(|v| v.trim().to_string()).collect();
             for v in &vals {

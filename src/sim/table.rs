@@ -21,12 +21,9 @@ fn columns(rt: &ResType) -> Vec<(Value, Option<String>)> {
     });
     match printer {
         Some(pc) => {
-            let mut has_age = false;
+            // Declared columns are all there is: no Age unless the CRD declares it.
             for c in pc {
                 let path = c["jsonPath"].as_str().unwrap_or_default().to_string();
-                if path == ".metadata.creationTimestamp" {
-                    has_age = true;
-                }
                 let desc = c["description"]
                     .as_str()
                     .map(String::from)
@@ -34,12 +31,6 @@ fn columns(rt: &ResType) -> Vec<(Value, Option<String>)> {
                 cols.push((
                     json!({"name": c["name"], "type": c["type"], "format": c["format"].as_str().unwrap_or(""), "description": desc, "priority": c["priority"].as_i64().unwrap_or(0)}),
                     Some(path),
-                ));
-            }
-            if !has_age {
-                cols.push((
-                    json!({"name": "Age", "type": "date", "format": "", "description": AGE_DESC, "priority": 0}),
-                    Some(".metadata.creationTimestamp".into()),
                 ));
             }
         }

@@ -3,7 +3,7 @@
 //! event for a compacted version.
 
 use super::api::{Req, Target, parse_rv, parse_selectors, present};
-use super::errors::ApiResult;
+use super::errors::{ApiError, ApiResult};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{Event, EventType};
 use super::{Server, api::Reply};
@@ -24,7 +24,12 @@ pub struct WatchReq {
 pub fn start(_server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
     let (labels, fields) = parse_selectors(req, &t.rt)?;
     let rv = match req.q("resourceVersion").filter(|s| !s.is_empty()) {
-        Some(s) => Some(parse_rv(s)?),
+        Some(s) => Some(parse_rv(s).map_err(|_| {
+            let q = crate::api::field::go_quote(s);
+            ApiError::internal(format!(
+                "resourceVersion: Invalid value: {q}: strconv.ParseUint: parsing {q}: invalid syntax"
+            ))
+        })?),
         None => None,
     };
     let timeout = req.q("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).unwrap_or(1800);

@@ -63,40 +63,35 @@ fn admit(
     old: Option<&Value>,
     fv: FieldValidation,
     status_only: bool,
+    duplicates: &[String],
 ) -> ApiResult<Vec<String>> {
     let mut warnings = Vec::new();
     let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
     let mut causes = Vec::new();
+    let q = crate::api::field::go_quote;
+    let mut problems: Vec<String> = Vec::new();
     if rt.is_custom() {
-        let unknown = custom::unknown_fields(rt, obj);
-        if !unknown.is_empty() {
-            match fv {
-                FieldValidation::Strict => {
-                    let list: Vec<String> =
-                        unknown.iter().map(|f| format!("unknown field {}", crate::api::field::go_quote(f))).collect();
-                    return Err(ApiError::bad_request(format!(
-                        "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
-                        rt.kind,
-                        rt.version,
-                        rt.kind,
-                        list.join(", ")
-                    )));
-                }
-                FieldValidation::Warn => {
-                    warnings.extend(unknown.iter().map(|f| format!("unknown field {}", crate::api::field::go_quote(f))))
-                }
-                FieldValidation::Ignore => {}
+        problems.extend(custom::unknown_fields(rt, obj).iter().map(|f| format!("unknown field {}", q(f))));
+    }
+    problems.extend(duplicates.iter().map(|f| format!("duplicate field {}", q(f))));
+    if !problems.is_empty() {
+        match fv {
+            FieldValidation::Strict => {
+                return Err(ApiError::bad_request(format!(
+                    "{} in version {:?} cannot be handled as a {}: strict decoding error: {}",
+                    rt.kind,
+                    rt.version,
+                    rt.kind,
+                    problems.join(", ")
+                )));
             }
+            FieldValidation::Warn => warnings.extend(problems),
+            FieldValidation::Ignore => {}
         }
+    }
+    if rt.is_custom() {
         custom::prune_and_default(rt, obj);
-        let mut c = custom::validate(rt, obj, old);
-        if status_only {
-            c.retain(|c| c.field.starts_with("status") || c.field == "<nil>");
-            if c.len() == 1 && c[0].field == "<nil>" {
-                c.clear();
-            }
-        }
-        causes.extend(c);
+        causes.extend(if status_only { custom::validate_status(rt, obj, old) } else { custom::validate(rt, obj, old) });
     } else {
         builtin::default(rt, obj);
         causes.extend(builtin::validate(store, rt, obj, old));
@@ -115,6 +110,11 @@ fn admit(
         return Err(ApiError::invalid(rt, &kind, &name, causes));
     }
     Ok(warnings)
+}
+
+/// Keys given twice in a create or replace body (patches are decoded elsewhere).
+fn body_duplicates(req: &Req) -> Vec<String> {
+    if req.method == "PATCH" || req.body.is_empty() { Vec::new() } else { custom::duplicate_fields(&req.body) }
 }
 
 fn now() -> String {
@@ -180,7 +180,7 @@ pub fn create_in(
         ));
     }
     if obj["metadata"].get("resourceVersion").is_some_and(|v| !v.as_str().unwrap_or_default().is_empty()) {
-        return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+        return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
     }
     let mut name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
     if name.is_empty() {
@@ -217,7 +217,7 @@ pub fn create_in(
     }
     // The uid comes first: defaulting may use it (a Job's generated selector).
     obj["metadata"]["uid"] = json!(meta::new_uid());
-    let warnings = admit(store, &t.rt, &mut obj, None, fv, false)?;
+    let warnings = admit(store, &t.rt, &mut obj, None, fv, false, &body_duplicates(req))?;
     let ns = t.namespace.clone().unwrap_or_default();
     if store.get(&t.rt.key(), &ns, &name).is_some() {
         return Err(ApiError::already_exists(&t.rt, &name));
@@ -286,9 +286,8 @@ pub fn update_in(
     match obj["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
         Some(rv) => {
             let _ = super::api::parse_rv(rv).map_err(|_| {
-                ApiError::bad_request(format!(
-                    "resourceVersion: Invalid value: {}: strconv.ParseUint: parsing {}: invalid syntax",
-                    crate::api::field::go_quote(rv),
+                ApiError::internal(format!(
+                    "strconv.ParseUint: parsing {}: invalid syntax",
                     crate::api::field::go_quote(rv)
                 ))
             })?;
@@ -297,9 +296,10 @@ pub fn update_in(
             }
         }
         None if t.rt.is_custom() && operation == "Update" => {
+            // This one check names the resource, not the kind, on the real server.
             return Err(ApiError::invalid(
                 &t.rt,
-                &t.rt.kind.clone(),
+                &t.rt.plural.clone(),
                 name,
                 vec![Cause::invalid("metadata.resourceVersion", &json!(0), "must be specified for an update")],
             ));
@@ -334,7 +334,11 @@ pub fn update_in(
                     next.as_object_mut().expect("object").remove("status");
                 }
             }
-            // Labels, annotations and finalizers are not changed through status either.
+            // Labels, annotations and finalizers are not changed through status either;
+            // an apply's own managedFields are.
+            if operation == "Apply" {
+                next["metadata"]["managedFields"] = obj["metadata"]["managedFields"].clone();
+            }
             obj = next;
         } else {
             match old.get("status") {
@@ -364,7 +368,7 @@ pub fn update_in(
     if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("resourceVersion");
     }
-    let warnings = admit(store, &t.rt, &mut obj, Some(&old), fv, status_sub)?;
+    let warnings = admit(store, &t.rt, &mut obj, Some(&old), fv, status_sub, &body_duplicates(req))?;
     builtin::on_update(&t.rt, &old, &mut obj);
     // No new finalizers once deletion started.
     if old["metadata"].get("deletionTimestamp").is_some() {
@@ -379,17 +383,19 @@ pub fn update_in(
             .collect();
         if !added.is_empty() {
             let kind = t.rt.kind.clone();
+            let cause = Cause::forbidden(
+                "metadata.finalizers",
+                &format!(
+                    "no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                    added.join(", ")
+                ),
+            );
             return Err(ApiError::invalid(
                 &t.rt,
                 &kind,
                 name,
-                vec![Cause::forbidden(
-                    "metadata.finalizers",
-                    &format!(
-                        "no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
-                        added.join(", ")
-                    ),
-                )],
+                // The real server reports this twice (two validation passes each find it).
+                vec![cause.clone(), cause],
             ));
         }
     }
@@ -445,15 +451,13 @@ pub fn patch(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
     let fv = FieldValidation::parse(req.q("fieldValidation"), "PatchOptions")?;
     let known =
         ["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json"];
-    if !known.contains(&ct) || (ct == "application/strategic-merge-patch+json" && t.rt.is_custom()) {
-        let accepted = if t.rt.is_custom() {
-            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
-        } else {
-            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
-        };
-        return Err(ApiError::unsupported_media(format!(
-            "the body of the request was in an unknown format - accepted media types include: {accepted}"
-        )));
+    if !known.contains(&ct) {
+        return Err(ApiError::unsupported_media());
+    }
+    if ct == "application/strategic-merge-patch+json" && t.rt.is_custom() {
+        return Err(ApiError::patch_type_not_accepted(
+            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        ));
     }
     let body: Value =
         serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
