@@ -41,7 +41,7 @@ pub fn crd(dir: Option<&Path>) -> anyhow::Result<()> {
 
 /// `lifeline sim`: a simulated cluster in the foreground until interrupted.
 pub fn sim(port: u16, kubeconfig: Option<&Path>, profile: crate::sim::Profile) -> anyhow::Result<()> {
-    let cluster = crate::sim::Cluster::start(crate::sim::Options { port, profile })
+    let cluster = crate::sim::Cluster::start(crate::sim::Options { port, profile, ..Default::default() })
         .map_err(|e| anyhow::anyhow!("failed to start the simulated cluster on port {port}: {e}"))?;
     if let Some(path) = kubeconfig {
         cluster

@@ -120,6 +120,14 @@ pub fn admit_create(store: &Store, rt: &ResType, obj: &mut Value) -> ApiResult<(
         "Pod" => service_account(store, obj),
         "PersistentVolumeClaim" => {
             add_finalizer(obj, "kubernetes.io/pvc-protection");
+            // DefaultStorageClass: a claim without a class gets the default one, if any.
+            if obj["spec"].get("storageClassName").is_none()
+                && let Some(sc) = store
+                    .list("storage.k8s.io/storageclasses", None)
+                    .find(|c| c["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true")
+            {
+                obj["spec"]["storageClassName"] = sc["metadata"]["name"].clone();
+            }
             Ok(())
         }
         "PersistentVolume" => {

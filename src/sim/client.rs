@@ -42,9 +42,20 @@ pub fn create(store: &mut Store, rt: &Arc<ResType>, obj: Value) -> ApiResult<Val
 
 /// Replaces an object (or, with `sub`, its status) as read at `obj`'s resourceVersion.
 pub fn update(store: &mut Store, rt: &Arc<ResType>, obj: Value, sub: Option<&str>) -> ApiResult<Value> {
+    update_as(store, rt, obj, sub, MANAGER)
+}
+
+/// [`update`] under another field manager (the scheduler, the kubelet).
+pub fn update_as(
+    store: &mut Store,
+    rt: &Arc<ResType>,
+    obj: Value,
+    sub: Option<&str>,
+    manager: &str,
+) -> ApiResult<Value> {
     let (ns, name) = ns_name(&obj);
     let t = target(rt, &ns, sub);
-    let (stored, _, _) = write::update_in(store, &req(MANAGER), &t, &name, obj, FieldValidation::Ignore, "Update")?;
+    let (stored, _, _) = write::update_in(store, &req(manager), &t, &name, obj, FieldValidation::Ignore, "Update")?;
     Ok(stored)
 }
 

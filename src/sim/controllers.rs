@@ -5,7 +5,7 @@
 use super::registry::{self, ResType};
 use super::store::Store;
 use super::write::{Delete, delete_in};
-use super::{Server, meta};
+use super::{Controller, Server, meta};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,19 +21,32 @@ pub async fn run(server: Arc<Server>) {
         tick.tick().await;
         let mut store = server.store();
         let due = state.wake_at.is_some_and(|t| t <= std::time::Instant::now());
-        if store.rv == seen && !due {
-            continue;
+        if store.rv != seen || due {
+            if due {
+                state.wake_at = None;
+            }
+            // Changes made by this pass trigger another: controllers react to each other.
+            seen = store.rv;
+            crds(&mut store);
+            namespaces(&mut store);
+            if server.runs(Controller::GarbageCollector) {
+                garbage_collect(&mut store);
+            }
+            if server.runs(Controller::Jobs) {
+                super::workloads::jobs(&mut store, &mut state);
+            }
+            if server.runs(Controller::StatefulSets) {
+                super::workloads::statefulsets(&mut store);
+            }
+            super::storage::protect(&mut store);
+            if server.runs(Controller::Volumes) {
+                super::storage::run(&mut store, &server.dir);
+            }
         }
-        if due {
-            state.wake_at = None;
+        // Processes change state on their own: the kubelet looks at every tick.
+        if server.runs(Controller::Kubelet) {
+            server.kubelet().pass(&mut store);
         }
-        // Changes made by this pass trigger another: controllers react to each other.
-        seen = store.rv;
-        crds(&mut store);
-        namespaces(&mut store);
-        garbage_collect(&mut store);
-        super::workloads::jobs(&mut store, &mut state);
-        super::workloads::statefulsets(&mut store);
     }
 }
 

@@ -14,6 +14,7 @@ mod controllers;
 mod custom;
 mod errors;
 mod events;
+mod kubelet;
 mod kubelet_api;
 mod managed;
 mod meta;
@@ -21,6 +22,7 @@ mod openapi;
 mod patch;
 mod registry;
 mod selector;
+mod storage;
 mod store;
 mod table;
 mod watch;
@@ -30,7 +32,7 @@ mod write;
 use api::{Reply, Req, Target};
 use errors::ApiResult;
 use serde_json::{Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Which controllers run.
@@ -49,24 +51,69 @@ pub struct Options {
     /// 0 picks a free port.
     pub port: u16,
     pub profile: Profile,
+    /// Where volumes, Pod logs and files live; a fresh temporary directory (removed with
+    /// the cluster) when unset.
+    pub state_dir: Option<PathBuf>,
+    /// Controllers switched off, for tests that drive a step by hand.
+    pub disabled: Vec<Controller>,
+}
+
+/// The simulated cluster controllers that can be switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Controller {
+    GarbageCollector,
+    Jobs,
+    StatefulSets,
+    /// Provisioning and reclaiming volumes (profile `full`).
+    Volumes,
+    /// The scheduler and the kubelet (profile `full`).
+    Kubelet,
 }
 
 /// One API server's state.
 pub struct Server {
     store: Mutex<store::Store>,
+    kubelet: Mutex<kubelet::Kubelet>,
+    dir: PathBuf,
+    owns_dir: bool,
+    opts: Options,
 }
 
 impl Server {
-    fn new() -> Self {
+    fn new(opts: &Options) -> std::io::Result<Self> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let (dir, owns_dir) = match &opts.state_dir {
+            Some(d) => (d.clone(), false),
+            None => {
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (std::env::temp_dir().join(format!("lifeline-sim-{}-{n}", std::process::id())), true)
+            }
+        };
+        std::fs::create_dir_all(&dir)?;
         let mut s = store::Store::new(registry::builtin());
-        bootstrap(&mut s);
+        bootstrap(&mut s, opts.profile);
         // Etcd compacts its early history: a watch from resourceVersion 1 is too old.
         s.compact();
-        Self { store: Mutex::new(s) }
+        Ok(Self {
+            store: Mutex::new(s),
+            kubelet: Mutex::new(kubelet::Kubelet::new(&dir, dir.join("kubeconfig"))),
+            dir,
+            owns_dir,
+            opts: opts.clone(),
+        })
     }
 
     pub(crate) fn store(&self) -> MutexGuard<'_, store::Store> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn kubelet(&self) -> MutexGuard<'_, kubelet::Kubelet> {
+        self.kubelet.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn runs(&self, c: Controller) -> bool {
+        let node = matches!(c, Controller::Volumes | Controller::Kubelet);
+        !self.opts.disabled.contains(&c) && (self.opts.profile == Profile::Full || !node)
     }
 
     /// RBAC is not enforced yet: every request is allowed, as with the real server's
@@ -76,14 +123,30 @@ impl Server {
     }
 }
 
-/// The namespaces every cluster starts with.
-fn bootstrap(s: &mut store::Store) {
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kubelet().kill_all();
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// What every cluster starts with: its namespaces; with a node, the Node and the default
+/// StorageClass.
+fn bootstrap(s: &mut store::Store, profile: Profile) {
     let ns = s.find("", "v1", "namespaces").expect("namespaces");
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let mut obj = json!({"metadata": {"name": name}, "spec": {}});
         builtin::default(&ns, &mut obj);
         builtin::on_create(&ns, &mut obj);
         controllers::put_new(s, &ns, obj, "kube-apiserver");
+    }
+    if profile == Profile::Full {
+        let node = s.find("", "v1", "nodes").expect("nodes");
+        controllers::put_new(s, &node, kubelet::node(), "kubelet");
+        let sc = s.find("storage.k8s.io", "v1", "storageclasses").expect("storageclasses");
+        controllers::put_new(s, &sc, storage::default_class(), "kube-apiserver");
     }
 }
 
@@ -97,6 +160,12 @@ pub(crate) fn selector_string(sel: &Value) -> String {
     parts.join(",")
 }
 
+fn kubeconfig_for(url: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: lifeline-sim\n  cluster:\n    server: {url}\ncontexts:\n- name: lifeline-sim\n  context:\n    cluster: lifeline-sim\n    user: admin\n    namespace: default\ncurrent-context: lifeline-sim\nusers:\n- name: admin\n  user: {{}}\n"
+    )
+}
+
 /// A running simulated cluster.
 pub struct Cluster {
     server: Arc<Server>,
@@ -108,7 +177,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a cluster on 127.0.0.1; returns once it accepts requests.
     pub fn start(opts: Options) -> std::io::Result<Self> {
-        Self::start_with(Arc::new(Server::new()), opts)
+        Self::start_with(Arc::new(Server::new(&opts)?), opts)
     }
 
     fn start_with(server: Arc<Server>, opts: Options) -> std::io::Result<Self> {
@@ -119,6 +188,8 @@ impl Cluster {
             .build()?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", opts.port)))?;
         let port = listener.local_addr()?.port();
+        // Processes the kubelet runs reach the cluster through this file.
+        std::fs::write(server.dir.join("kubeconfig"), kubeconfig_for(&format!("http://127.0.0.1:{port}")))?;
         let app = axum::Router::new().fallback(http_handler).with_state(server.clone());
         runtime.spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -135,11 +206,18 @@ impl Cluster {
         self.port
     }
 
-    /// Stops the cluster abruptly: its API goes away and its tasks stop.
+    /// Stops the cluster abruptly: its API goes away, its tasks stop and the processes
+    /// of its Pods are killed.
     pub fn kill(&mut self) {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
+            self.server.kubelet().kill_all();
         }
+    }
+
+    /// The directory with the cluster's volumes, Pod logs and files.
+    pub fn state_dir(&self) -> &Path {
+        &self.server.dir
     }
 
     /// Starts a killed cluster again on the same port, with its state.
@@ -152,10 +230,7 @@ impl Cluster {
 
     /// A kubeconfig for this cluster (context `lifeline-sim`).
     pub fn kubeconfig(&self) -> String {
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: lifeline-sim\n  cluster:\n    server: {}\ncontexts:\n- name: lifeline-sim\n  context:\n    cluster: lifeline-sim\n    user: admin\n    namespace: default\ncurrent-context: lifeline-sim\nusers:\n- name: admin\n  user: {{}}\n",
-            self.url()
-        )
+        kubeconfig_for(&self.url())
     }
 
     /// Writes the kubeconfig atomically.
@@ -176,8 +251,10 @@ async fn http_handler(
     axum::extract::State(server): axum::extract::State<Arc<Server>>,
     request: axum::extract::Request,
 ) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    if let Some(resp) = exec_upgrade(&server, &mut parts).await {
+        return resp;
+    }
     let body = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
     let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let query =
@@ -192,6 +269,51 @@ async fn http_handler(
         body,
     };
     let reply = { api::handle(&server, req) };
+    render(&server, reply)
+}
+
+/// A websocket `pods/exec` request, served by the simulated kubelet.
+async fn exec_upgrade(
+    server: &Arc<Server>,
+    parts: &mut axum::http::request::Parts,
+) -> Option<axum::response::Response> {
+    use axum::extract::FromRequestParts;
+    use axum::response::IntoResponse;
+    let upgrade =
+        parts.headers.get("upgrade").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let path = parts.uri.path().to_string();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let ["api", "v1", "namespaces", ns, "pods", name, "exec"] = segs.as_slice() else { return None };
+    if !upgrade {
+        return None;
+    }
+    let query: Vec<(String, String)> =
+        parts.uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    let t = api::Target {
+        rt: server.store().find("", "v1", "pods").expect("pods"),
+        namespace: Some(ns.to_string()),
+        name: Some(name.to_string()),
+        sub: Some("exec".into()),
+    };
+    let prepared = kubelet_api::prepare_exec(server, &t, name, &query);
+    let exec = match prepared {
+        Ok(x) => x,
+        Err(e) => return Some(render(server, e.into())),
+    };
+    let ws = match axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, &()).await {
+        Ok(ws) => ws,
+        Err(rej) => return Some(rej.into_response()),
+    };
+    let server = server.clone();
+    Some(
+        ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
+            .on_upgrade(move |socket| kubelet_api::run_exec(socket, exec, server))
+            .into_response(),
+    )
+}
+
+fn render(server: &Arc<Server>, reply: Reply) -> axum::response::Response {
+    use axum::response::IntoResponse;
     match reply {
         Reply::Json { code, body, warnings } => {
             let mut resp = (

@@ -422,7 +422,9 @@ pub fn update_in(
         return Ok((obj, warnings, 200));
     }
     let finalizers_empty = obj["metadata"]["finalizers"].as_array().is_none_or(|a| a.is_empty());
-    if obj["metadata"].get("deletionTimestamp").is_some() && finalizers_empty && t.rt.kind != "Namespace" {
+    // A graceful deletion still running (a Pod being stopped) ends with its own delete.
+    let graceful = obj["metadata"]["deletionGracePeriodSeconds"].as_i64().is_some_and(|g| g > 0);
+    if obj["metadata"].get("deletionTimestamp").is_some() && finalizers_empty && t.rt.kind != "Namespace" && !graceful {
         let gone = store.put(&t.rt.key(), obj);
         store.remove(&t.rt.key(), &ns, name);
         return Ok((gone, warnings, 200));
@@ -513,6 +515,7 @@ fn delete_options(req: &Req) -> Delete {
             .map(String::from)
             .or_else(|| req.q("propagationPolicy").map(String::from))
             .or_else(|| (body["orphanDependents"].as_bool() == Some(true)).then(|| "Orphan".into())),
+        grace: body["gracePeriodSeconds"].as_i64().or_else(|| req.q("gracePeriodSeconds").and_then(|g| g.parse().ok())),
     }
 }
 
@@ -529,6 +532,8 @@ pub struct Delete {
     pub uid: Option<String>,
     pub rv: Option<String>,
     pub policy: Option<String>,
+    /// `gracePeriodSeconds`: how long a running Pod gets to stop.
+    pub grace: Option<i64>,
 }
 
 /// Deletes (or starts deleting) an object; returns the reply code and body.
@@ -579,6 +584,29 @@ pub fn delete_in(
             finalizers.push(json!("orphan"))
         }
         _ => {}
+    }
+    // A Pod running on a node is deleted gracefully: the kubelet stops its containers
+    // and then removes it (a Pod never scheduled, or finished, goes at once).
+    if rt.kind == "Pod" && !dry {
+        let on_node = obj["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+        let finished = matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+        let grace =
+            o.grace.unwrap_or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30)).max(0);
+        let current = obj["metadata"]["deletionGracePeriodSeconds"].as_i64();
+        if on_node && !finished && grace > 0 && current.is_none_or(|c| grace < c) {
+            let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+            obj["metadata"]["deletionTimestamp"] = json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+            obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+            obj["metadata"]["finalizers"] = json!(finalizers);
+            if finalizers.is_empty() {
+                obj["metadata"].as_object_mut().expect("metadata").remove("finalizers");
+            }
+            let stored = store.put(&rt.key(), obj);
+            return Ok((200, present(rt, &stored)));
+        }
+        if on_node && !finished && deleting && grace > 0 {
+            return Ok((200, present(rt, &old)));
+        }
     }
     if rt.kind == "Namespace" {
         if !deleting {

@@ -14,7 +14,8 @@ fn conformance_kit_against_the_bare_profile() {
         eprintln!("conformance kit not present at {}: skipped", kit.display());
         return;
     }
-    let cluster = Cluster::start(Options { port: 0, profile: Profile::Bare }).expect("start the simulated cluster");
+    let cluster =
+        Cluster::start(Options { profile: Profile::Bare, ..Default::default() }).expect("start the simulated cluster");
     let scenarios: Vec<String> = std::fs::read_dir(kit.join("scenarios"))
         .expect("scenarios")
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -54,7 +54,7 @@ spec:
 
 #[test]
 fn kubectl_applies_gets_waits_and_deletes() {
-    let cluster = Cluster::start(Options { port: 0, profile: Profile::Bare }).unwrap();
+    let cluster = Cluster::start(Options { profile: Profile::Bare, ..Default::default() }).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kubeconfig");
     cluster.write_kubeconfig(&kc).unwrap();

@@ -1,0 +1,846 @@
+//! The simulated node (profile `full`): a scheduler that binds Pods to the one node once
+//! their claims are bound, and a kubelet that runs each container's command as a real
+//! local process.
+//!
+//! Containers have no image: the command runs on this machine (a container without a
+//! `command` runs an idle process, so image-only Pods still start and become Ready).
+//! Volumes are not mounted; paths are mapped instead: every occurrence of a volume
+//! mount's `mountPath` in the command, arguments, environment values and `workingDir`
+//! is rewritten to the host directory behind the volume (a PVC's volume directory, a
+//! Secret's or ConfigMap's files, an emptyDir). Processes get `KUBECONFIG` pointing at
+//! the cluster (in-cluster configuration needs fixed paths a process cannot be given),
+//! their own process group, and logs in files read back through `pods/log`.
+
+use super::client::{self, ns_name};
+use super::meta;
+use super::store::Store;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const NODE: &str = "sim-node-0";
+const SCHEDULER: &str = "default-scheduler";
+/// The kubelet's first restart back-off; it doubles per restart up to five minutes.
+const RESTART_BACKOFF: Duration = Duration::from_secs(10);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// What a container runs with: the same for its main process and for `exec`.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub env: Vec<(String, String)>,
+    /// `(mountPath, host path)`, longest mount path first.
+    pub mapping: Vec<(String, PathBuf)>,
+    pub cwd: PathBuf,
+}
+
+impl Context {
+    /// Rewrites the mount paths a string mentions to their host paths.
+    pub fn map(&self, s: &str) -> String {
+        let mut out = s.to_string();
+        for (mount, host) in &self.mapping {
+            out = replace_path(&out, mount, &host.to_string_lossy());
+        }
+        out
+    }
+
+    /// A command ready to spawn: mapped, in its own process group.
+    pub fn command(&self, argv: &[String]) -> Command {
+        let argv: Vec<String> = argv.iter().map(|a| self.map(a)).collect();
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]).env_clear().envs(self.env.iter().cloned()).current_dir(&self.cwd).process_group(0);
+        cmd
+    }
+}
+
+/// Replaces `mount` where it stands as a whole path prefix (followed by `/`, the end, or
+/// a character that cannot be part of a path).
+fn replace_path(s: &str, mount: &str, host: &str) -> String {
+    if mount.is_empty() || mount == "/" {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(mount) {
+        let before_ok = out.is_empty() && i == 0
+            || rest[..i].chars().last().or_else(|| out.chars().last()).is_none_or(|c| !is_path_char(c));
+        let after = &rest[i + mount.len()..];
+        let after_ok = after.chars().next().is_none_or(|c| c == '/' || !is_path_char(c));
+        out.push_str(&rest[..i]);
+        if before_ok && after_ok {
+            out.push_str(host);
+        } else {
+            out.push_str(mount);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+fn is_path_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')
+}
+
+#[derive(Debug, Clone)]
+struct Term {
+    code: i32,
+    started: String,
+    finished: String,
+}
+
+#[derive(Debug)]
+struct Ctr {
+    name: String,
+    child: Option<Child>,
+    started: Option<String>,
+    restarts: i64,
+    term: Option<Term>,
+    last: Option<Term>,
+    next_start: Option<Instant>,
+    waiting: Option<(String, String)>,
+    ctx: Context,
+}
+
+impl Ctr {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            child: None,
+            started: None,
+            restarts: 0,
+            term: None,
+            last: None,
+            next_start: None,
+            waiting: Some(("ContainerCreating".into(), String::new())),
+            ctx: Context::default(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PodRun {
+    dir: PathBuf,
+    init: Vec<Ctr>,
+    main: Vec<Ctr>,
+    started: String,
+    term_sent: Option<Instant>,
+    killed: bool,
+}
+
+/// The node's running Pods.
+pub struct Kubelet {
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    pods: HashMap<String, PodRun>,
+}
+
+impl Kubelet {
+    pub fn new(dir: &Path, kubeconfig: PathBuf) -> Self {
+        Self { dir: dir.to_path_buf(), kubeconfig, pods: HashMap::new() }
+    }
+
+    /// Kills every process at once (the node is lost).
+    pub fn kill_all(&mut self) {
+        for run in self.pods.values_mut() {
+            for c in run.init.iter_mut().chain(run.main.iter_mut()) {
+                if let Some(ch) = &mut c.child {
+                    signal(ch, libc::SIGKILL);
+                    let _ = ch.wait();
+                }
+                c.child = None;
+            }
+        }
+        self.pods.clear();
+    }
+
+    /// The log file of a container (`previous`: the run before the last restart).
+    pub fn log_path(&self, uid: &str, container: &str, previous: bool) -> Option<PathBuf> {
+        let run = self.pods.get(uid)?;
+        let p = run.dir.join(format!("{container}.log{}", if previous { ".prev" } else { "" }));
+        Some(p)
+    }
+
+    /// How to run a command in a running container, for `exec`.
+    pub fn exec_context(&self, uid: &str, container: &str) -> Option<Context> {
+        let run = self.pods.get(uid)?;
+        let c = run.main.iter().find(|c| c.name == container)?;
+        c.child.as_ref()?;
+        Some(c.ctx.clone())
+    }
+
+    /// One pass: schedule, start, watch and stop processes, write Pod status.
+    pub fn pass(&mut self, store: &mut Store) {
+        schedule(store);
+        let pod_rt = client::rt(store, "", "pods");
+        let pods: Vec<Value> =
+            store.list(&pod_rt.key(), None).filter(|p| p["spec"]["nodeName"] == NODE).cloned().collect();
+        let mut seen = std::collections::HashSet::new();
+        for pod in pods {
+            let uid = pod["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+            seen.insert(uid.clone());
+            self.drive(store, &pod, &uid);
+        }
+        // Pods gone from the API: their processes go too.
+        let gone: Vec<String> = self.pods.keys().filter(|u| !seen.contains(*u)).cloned().collect();
+        for uid in gone {
+            if let Some(mut run) = self.pods.remove(&uid) {
+                for c in run.init.iter_mut().chain(run.main.iter_mut()) {
+                    if let Some(ch) = &mut c.child {
+                        signal(ch, libc::SIGKILL);
+                        let _ = ch.wait();
+                    }
+                }
+                let _ = std::fs::remove_dir_all(&run.dir);
+            }
+        }
+    }
+
+    fn drive(&mut self, store: &mut Store, pod: &Value, uid: &str) {
+        let terminal = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+        let deleting = pod["metadata"].get("deletionTimestamp").is_some_and(|v| !v.is_null());
+        if !self.pods.contains_key(uid) {
+            if terminal {
+                if deleting {
+                    finish_delete(store, pod);
+                }
+                return;
+            }
+            let dir = self.dir.join("pods").join(uid);
+            let _ = std::fs::create_dir_all(&dir);
+            let names = |k: &str| -> Vec<Ctr> {
+                pod["spec"][k]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| Ctr::new(c["name"].as_str().unwrap_or_default()))
+                    .collect()
+            };
+            self.pods.insert(
+                uid.to_string(),
+                PodRun {
+                    dir,
+                    init: names("initContainers"),
+                    main: names("containers"),
+                    started: meta::now(),
+                    term_sent: None,
+                    killed: false,
+                },
+            );
+        }
+        let kubeconfig = self.kubeconfig.clone();
+        let run = self.pods.get_mut(uid).expect("present");
+        // Reap what exited.
+        for c in run.init.iter_mut().chain(run.main.iter_mut()) {
+            if let Some(ch) = &mut c.child
+                && let Ok(Some(st)) = ch.try_wait()
+            {
+                let code =
+                    st.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(9));
+                c.term = Some(Term { code, started: c.started.clone().unwrap_or_default(), finished: meta::now() });
+                c.child = None;
+            }
+        }
+        if deleting {
+            let grace = pod["metadata"]["deletionGracePeriodSeconds"].as_u64().unwrap_or(30);
+            let running = run.init.iter().chain(run.main.iter()).any(|c| c.child.is_some());
+            match run.term_sent {
+                None => {
+                    for c in run.init.iter_mut().chain(run.main.iter_mut()) {
+                        if let Some(ch) = &mut c.child {
+                            signal(ch, libc::SIGTERM);
+                        }
+                    }
+                    run.term_sent = Some(Instant::now());
+                }
+                Some(at) if running && !run.killed && at.elapsed() >= Duration::from_secs(grace) => {
+                    for c in run.init.iter_mut().chain(run.main.iter_mut()) {
+                        if let Some(ch) = &mut c.child {
+                            signal(ch, libc::SIGKILL);
+                        }
+                    }
+                    run.killed = true;
+                }
+                _ => {}
+            }
+            if !running {
+                write_status(store, pod, run, true);
+                finish_delete(store, pod);
+            }
+            return;
+        }
+        if !terminal {
+            let policy = pod["spec"]["restartPolicy"].as_str().unwrap_or("Always").to_string();
+            advance(store, pod, run, &policy, &kubeconfig);
+        }
+        write_status(store, pod, run, false);
+    }
+}
+
+fn signal(ch: &Child, sig: i32) {
+    // The whole process group: a shell's children go too.
+    unsafe {
+        libc::kill(-(ch.id() as i32), sig);
+    }
+}
+
+/// Removes a Pod whose containers have all stopped (the kubelet's final delete).
+fn finish_delete(store: &mut Store, pod: &Value) {
+    let pod_rt = client::rt(store, "", "pods");
+    let (ns, name) = ns_name(pod);
+    let Some(cur) = store.get(&pod_rt.key(), &ns, &name).cloned() else { return };
+    if cur["metadata"]["uid"] != pod["metadata"]["uid"] {
+        return;
+    }
+    if cur["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty()) {
+        store.remove(&pod_rt.key(), &ns, &name);
+    } else if cur["metadata"]["deletionGracePeriodSeconds"] != 0 {
+        // Finalizers still hold it: it goes when they are removed.
+        let mut next = cur;
+        next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        store.put(&pod_rt.key(), next);
+    }
+}
+
+fn backoff(restarts: i64) -> Duration {
+    (RESTART_BACKOFF * 2u32.pow(restarts.clamp(0, 8) as u32)).min(RESTART_BACKOFF_MAX)
+}
+
+/// Starts init containers one by one, then every container; restarts per policy.
+fn advance(store: &Store, pod: &Value, run: &mut PodRun, policy: &str, kubeconfig: &Path) {
+    let specs = |k: &str| pod["spec"][k].as_array().cloned().unwrap_or_default();
+    let init_specs = specs("initContainers");
+    for (i, c) in run.init.iter_mut().enumerate() {
+        match &c.term {
+            Some(t) if t.code == 0 => continue,
+            Some(_) if policy == "Never" => return,
+            _ => {}
+        }
+        if c.child.is_some() {
+            return;
+        }
+        if c.term.is_some() {
+            // A failed init container restarts (after a back-off).
+            let at = *c.next_start.get_or_insert_with(|| Instant::now() + backoff(c.restarts));
+            if Instant::now() < at {
+                return;
+            }
+            c.restarts += 1;
+            c.last = c.term.take();
+        }
+        start(store, pod, &init_specs[i], c, &run.dir, kubeconfig);
+        return;
+    }
+    let main_specs = specs("containers");
+    for (i, c) in run.main.iter_mut().enumerate() {
+        if c.child.is_some() {
+            continue;
+        }
+        if let Some(t) = &c.term {
+            let again = match policy {
+                "Always" => true,
+                "OnFailure" => t.code != 0,
+                _ => false,
+            };
+            if !again {
+                continue;
+            }
+            let at = *c.next_start.get_or_insert_with(|| Instant::now() + backoff(c.restarts));
+            if Instant::now() < at {
+                c.waiting = Some((
+                    "CrashLoopBackOff".into(),
+                    format!(
+                        "back-off {}s restarting failed container={} pod={}",
+                        backoff(c.restarts).as_secs(),
+                        c.name,
+                        pod["metadata"]["name"].as_str().unwrap_or_default()
+                    ),
+                ));
+                continue;
+            }
+            c.restarts += 1;
+            c.last = c.term.take();
+            let log = run.dir.join(format!("{}.log", c.name));
+            let _ = std::fs::rename(&log, run.dir.join(format!("{}.log.prev", c.name)));
+        }
+        start(store, pod, &main_specs[i], c, &run.dir, kubeconfig);
+    }
+}
+
+fn start(store: &Store, pod: &Value, spec: &Value, c: &mut Ctr, dir: &Path, kubeconfig: &Path) {
+    c.next_start = None;
+    let ctx = match context(store, pod, spec, dir, kubeconfig) {
+        Ok(ctx) => ctx,
+        Err((reason, message)) => {
+            c.waiting = Some((reason, message));
+            return;
+        }
+    };
+    let mut argv: Vec<String> = Vec::new();
+    for k in ["command", "args"] {
+        argv.extend(spec[k].as_array().into_iter().flatten().filter_map(|v| v.as_str()).map(|s| expand(s, &ctx.env)));
+    }
+    if spec["command"].as_array().is_none_or(|a| a.is_empty()) {
+        // No image to take an entrypoint from: an idle process stands in.
+        argv = vec!["sleep".into(), "infinity".into()];
+    }
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{}.log", c.name)));
+    let (out, err) = match log.and_then(|f| Ok((f.try_clone()?, f))) {
+        Ok((a, b)) => (Stdio::from(a), Stdio::from(b)),
+        Err(_) => (Stdio::null(), Stdio::null()),
+    };
+    match ctx.command(&argv).stdin(Stdio::null()).stdout(out).stderr(err).spawn() {
+        Ok(child) => {
+            c.child = Some(child);
+            c.started = Some(meta::now());
+            c.waiting = None;
+        }
+        Err(e) => {
+            let now = meta::now();
+            c.term = Some(Term { code: 128, started: now.clone(), finished: now });
+            c.waiting =
+                Some(("StartError".into(), format!("failed to create containerd task: exec: {:?}: {e}", argv[0])));
+        }
+    }
+    c.ctx = ctx;
+}
+
+/// `$(VAR)` references expanded as the kubelet does (`$$` escapes).
+fn expand(s: &str, env: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(t) = tail.strip_prefix("$$") {
+            out.push('$');
+            rest = t;
+        } else if let Some(t) = tail.strip_prefix("$(")
+            && let Some(end) = t.find(')')
+        {
+            let name = &t[..end];
+            match env.iter().rev().find(|(k, _)| k == name) {
+                Some((_, v)) => out.push_str(v),
+                None => out.push_str(&tail[..end + 3]),
+            }
+            rest = &t[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn decode_b64(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap_or_default()
+}
+
+/// The value a key of a Secret (decoded) or ConfigMap holds.
+fn key_of(store: &Store, ns: &str, kind: &str, name: &str, key: &str) -> Result<Option<String>, String> {
+    let res = if kind == "secret" { "/secrets" } else { "/configmaps" };
+    let Some(obj) = store.get(res, ns, name) else { return Err(format!("{kind} {name:?} not found")) };
+    Ok(if kind == "secret" {
+        obj["data"][key].as_str().map(|v| String::from_utf8_lossy(&decode_b64(v)).into_owned())
+    } else {
+        obj["data"][key].as_str().map(String::from)
+    })
+}
+
+fn field_ref(pod: &Value, path: &str) -> String {
+    let v = match path {
+        "metadata.name" => &pod["metadata"]["name"],
+        "metadata.namespace" => &pod["metadata"]["namespace"],
+        "metadata.uid" => &pod["metadata"]["uid"],
+        "spec.nodeName" => &pod["spec"]["nodeName"],
+        "spec.serviceAccountName" => &pod["spec"]["serviceAccountName"],
+        "status.podIP" | "status.hostIP" => return "127.0.0.1".into(),
+        p => {
+            if let Some(k) = p.strip_prefix("metadata.labels['").and_then(|k| k.strip_suffix("']")) {
+                &pod["metadata"]["labels"][k]
+            } else if let Some(k) = p.strip_prefix("metadata.annotations['").and_then(|k| k.strip_suffix("']")) {
+                &pod["metadata"]["annotations"][k]
+            } else {
+                &Value::Null
+            }
+        }
+    };
+    v.as_str().unwrap_or_default().to_string()
+}
+
+type Waiting = (String, String);
+
+fn config_error(msg: String) -> Waiting {
+    ("CreateContainerConfigError".into(), msg)
+}
+
+/// Environment, path mapping and working directory of one container.
+fn context(store: &Store, pod: &Value, spec: &Value, dir: &Path, kubeconfig: &Path) -> Result<Context, Waiting> {
+    let (ns, name) = ns_name(pod);
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())),
+        ("HOSTNAME".into(), name.clone()),
+        ("KUBECONFIG".into(), kubeconfig.to_string_lossy().into_owned()),
+    ];
+    if let Ok(home) = std::env::var("HOME") {
+        env.push(("HOME".into(), home));
+    }
+    for from in spec["envFrom"].as_array().into_iter().flatten() {
+        let prefix = from["prefix"].as_str().unwrap_or_default();
+        for (kind, key) in [("secret", "secretRef"), ("configmap", "configMapRef")] {
+            let Some(n) = from[key]["name"].as_str() else { continue };
+            let res = if kind == "secret" { "/secrets" } else { "/configmaps" };
+            match store.get(res, &ns, n) {
+                Some(obj) => {
+                    for (k, v) in obj["data"].as_object().into_iter().flatten() {
+                        let v = v.as_str().unwrap_or_default();
+                        let v = if kind == "secret" {
+                            String::from_utf8_lossy(&decode_b64(v)).into_owned()
+                        } else {
+                            v.into()
+                        };
+                        env.push((format!("{prefix}{k}"), v));
+                    }
+                }
+                None if from[key]["optional"] == true => {}
+                None => return Err(config_error(format!("{kind} {n:?} not found"))),
+            }
+        }
+    }
+    for e in spec["env"].as_array().into_iter().flatten() {
+        let k = e["name"].as_str().unwrap_or_default().to_string();
+        let from = &e["valueFrom"];
+        let v = if let Some(v) = e["value"].as_str() {
+            expand(v, &env)
+        } else if !from["secretKeyRef"].is_null() || !from["configMapKeyRef"].is_null() {
+            let (kind, r) = if from["secretKeyRef"].is_null() {
+                ("configmap", &from["configMapKeyRef"])
+            } else {
+                ("secret", &from["secretKeyRef"])
+            };
+            let optional = r["optional"] == true;
+            let (n, key) = (r["name"].as_str().unwrap_or_default(), r["key"].as_str().unwrap_or_default());
+            match key_of(store, &ns, kind, n, key) {
+                Ok(Some(v)) => v,
+                _ if optional => continue,
+                Ok(None) => return Err(config_error(format!("couldn't find key {key} in {kind} {ns}/{n}"))),
+                Err(m) => return Err(config_error(m)),
+            }
+        } else if let Some(p) = from["fieldRef"]["fieldPath"].as_str() {
+            field_ref(pod, p)
+        } else {
+            String::new()
+        };
+        env.push((k, v));
+    }
+    let volumes = pod["spec"]["volumes"].as_array().cloned().unwrap_or_default();
+    let mut mapping = Vec::new();
+    for (list, path_key) in [("volumeMounts", "mountPath"), ("volumeDevices", "devicePath")] {
+        for m in spec[list].as_array().into_iter().flatten() {
+            let vname = m["name"].as_str().unwrap_or_default();
+            let Some(vol) = volumes.iter().find(|v| v["name"] == vname) else { continue };
+            let host = volume_host(store, pod, vol, dir)?;
+            let host = match m["subPath"].as_str().filter(|s| !s.is_empty()) {
+                Some(sub) => {
+                    let p = host.join(sub);
+                    let _ = std::fs::create_dir_all(&p);
+                    p
+                }
+                None => host,
+            };
+            mapping.push((m[path_key].as_str().unwrap_or_default().trim_end_matches('/').to_string(), host));
+        }
+    }
+    mapping.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
+    let mut ctx = Context { env, mapping, cwd: dir.to_path_buf() };
+    if let Some(wd) = spec["workingDir"].as_str().filter(|s| !s.is_empty()) {
+        let mapped = PathBuf::from(ctx.map(wd));
+        if mapped.is_dir() {
+            ctx.cwd = mapped;
+        }
+    }
+    let mapped: Vec<(String, String)> = ctx.env.iter().map(|(k, v)| (k.clone(), ctx.map(v))).collect();
+    ctx.env = mapped;
+    Ok(ctx)
+}
+
+fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (path, data) in files {
+        let p = dir.join(path);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(p, data)?;
+    }
+    Ok(())
+}
+
+/// The files a Secret or ConfigMap volume shows (all keys, or the listed `items`).
+fn object_files(obj: &Value, secret: bool, items: &Value) -> Vec<(String, Vec<u8>)> {
+    let mut data: Vec<(String, Vec<u8>)> = Vec::new();
+    for (k, v) in obj["data"].as_object().into_iter().flatten() {
+        let s = v.as_str().unwrap_or_default();
+        data.push((k.clone(), if secret { decode_b64(s) } else { s.as_bytes().to_vec() }));
+    }
+    for (k, v) in obj["binaryData"].as_object().into_iter().flatten() {
+        data.push((k.clone(), decode_b64(v.as_str().unwrap_or_default())));
+    }
+    match items.as_array() {
+        Some(items) => items
+            .iter()
+            .filter_map(|i| {
+                let key = i["key"].as_str()?;
+                let d = data.iter().find(|(k, _)| k == key)?;
+                Some((i["path"].as_str().unwrap_or(key).to_string(), d.1.clone()))
+            })
+            .collect(),
+        None => data,
+    }
+}
+
+/// The host path behind a Pod volume, prepared (files written) if needed.
+fn volume_host(store: &Store, pod: &Value, vol: &Value, dir: &Path) -> Result<PathBuf, Waiting> {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+    let name = vol["name"].as_str().unwrap_or_default();
+    let local = dir.join("volumes").join(name);
+    let io = |e: std::io::Error| ("CreateContainerConfigError".to_string(), format!("volume {name:?}: {e}"));
+    if let Some(claim) = vol["persistentVolumeClaim"]["claimName"].as_str() {
+        let pv = store
+            .get("/persistentvolumeclaims", ns, claim)
+            .and_then(|c| c["spec"]["volumeName"].as_str())
+            .and_then(|v| store.get("/persistentvolumes", "", v));
+        return pv
+            .and_then(super::storage::volume_path)
+            .ok_or_else(|| config_error(format!("persistentvolumeclaim {claim:?} is not bound")));
+    }
+    if let Some(p) = vol["hostPath"]["path"].as_str() {
+        return Ok(PathBuf::from(p));
+    }
+    if !vol["emptyDir"].is_null() {
+        std::fs::create_dir_all(&local).map_err(io)?;
+        return Ok(local);
+    }
+    for (key, secret) in [("secret", true), ("configMap", false)] {
+        let v = &vol[key];
+        if v.is_null() {
+            continue;
+        }
+        let n = v[if secret { "secretName" } else { "name" }].as_str().unwrap_or_default();
+        let res = if secret { "/secrets" } else { "/configmaps" };
+        let files = match store.get(res, ns, n) {
+            Some(obj) => object_files(obj, secret, &v["items"]),
+            None if v["optional"] == true => Vec::new(),
+            None => return Err(("ContainerCreating".into(), format!("{} {n:?} not found", key.to_lowercase()))),
+        };
+        write_files(&local, &files).map_err(io)?;
+        return Ok(local);
+    }
+    if let Some(sources) = vol["projected"]["sources"].as_array() {
+        let mut files = Vec::new();
+        for s in sources {
+            if let Some(p) = s["serviceAccountToken"]["path"].as_str() {
+                let sa = pod["spec"]["serviceAccountName"].as_str().unwrap_or("default");
+                files.push((p.to_string(), format!("sim-token:{ns}:{sa}").into_bytes()));
+            }
+            for (key, secret) in [("secret", true), ("configMap", false)] {
+                let n = s[key]["name"].as_str().unwrap_or_default();
+                if n.is_empty() {
+                    continue;
+                }
+                let res = if secret { "/secrets" } else { "/configmaps" };
+                if let Some(obj) = store.get(res, ns, n) {
+                    files.extend(object_files(obj, secret, &s[key]["items"]));
+                }
+            }
+            for i in s["downwardAPI"]["items"].as_array().into_iter().flatten() {
+                if let (Some(p), Some(f)) = (i["path"].as_str(), i["fieldRef"]["fieldPath"].as_str()) {
+                    files.push((p.to_string(), field_ref(pod, f).into_bytes()));
+                }
+            }
+        }
+        write_files(&local, &files).map_err(io)?;
+        return Ok(local);
+    }
+    if let Some(items) = vol["downwardAPI"]["items"].as_array() {
+        let files: Vec<(String, Vec<u8>)> = items
+            .iter()
+            .filter_map(|i| {
+                Some((
+                    i["path"].as_str()?.to_string(),
+                    field_ref(pod, i["fieldRef"]["fieldPath"].as_str()?).into_bytes(),
+                ))
+            })
+            .collect();
+        write_files(&local, &files).map_err(io)?;
+        return Ok(local);
+    }
+    std::fs::create_dir_all(&local).map_err(io)?;
+    Ok(local)
+}
+
+fn state_of(c: &Ctr) -> Value {
+    if c.child.is_some() {
+        return json!({"running": {"startedAt": c.started}});
+    }
+    if let Some((reason, message)) = &c.waiting {
+        let mut w = json!({"reason": reason});
+        if !message.is_empty() {
+            w["message"] = json!(message);
+        }
+        return json!({"waiting": w});
+    }
+    if let Some(t) = &c.term {
+        return json!({"terminated": term_json(t)});
+    }
+    json!({"waiting": {"reason": "PodInitializing"}})
+}
+
+fn term_json(t: &Term) -> Value {
+    json!({
+        "exitCode": t.code, "reason": if t.code == 0 { "Completed" } else { "Error" },
+        "startedAt": t.started, "finishedAt": t.finished, "containerID": "sim://terminated",
+    })
+}
+
+fn container_status(c: &Ctr, spec: &Value) -> Value {
+    let mut s = json!({
+        "name": c.name, "image": spec["image"], "imageID": "", "restartCount": c.restarts,
+        "ready": c.child.is_some(), "started": c.child.is_some(), "state": state_of(c),
+        "lastState": {},
+    });
+    if let Some(ch) = &c.child {
+        s["containerID"] = json!(format!("sim://{}", ch.id()));
+    }
+    if let Some(l) = &c.last {
+        s["lastState"] = json!({"terminated": term_json(l)});
+    }
+    s
+}
+
+fn write_status(store: &mut Store, pod: &Value, run: &PodRun, stopping: bool) {
+    let pod_rt = client::rt(store, "", "pods");
+    let policy = pod["spec"]["restartPolicy"].as_str().unwrap_or("Always");
+    let specs = |k: &str| pod["spec"][k].as_array().cloned().unwrap_or_default();
+    let (init_specs, main_specs) = (specs("initContainers"), specs("containers"));
+    let init_done = run.init.iter().all(|c| c.term.as_ref().is_some_and(|t| t.code == 0));
+    let init_failed = policy == "Never" && run.init.iter().any(|c| c.term.as_ref().is_some_and(|t| t.code != 0));
+    let all_done = !run.main.is_empty() && run.main.iter().all(|c| c.child.is_none() && c.term.is_some());
+    let restartable = |c: &Ctr| match policy {
+        "Always" => true,
+        "OnFailure" => c.term.as_ref().is_some_and(|t| t.code != 0),
+        _ => false,
+    };
+    let phase = if init_failed {
+        "Failed"
+    } else if all_done && (stopping || !run.main.iter().any(restartable)) {
+        if run.main.iter().all(|c| c.term.as_ref().is_some_and(|t| t.code == 0)) { "Succeeded" } else { "Failed" }
+    } else if init_done && run.main.iter().all(|c| c.started.is_some()) {
+        "Running"
+    } else {
+        "Pending"
+    };
+    let ready = phase == "Running" && run.main.iter().all(|c| c.child.is_some()) && !stopping;
+    let cond = |t: &str, ok: bool, reason: Option<&str>| {
+        let mut c = json!({"type": t, "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": run.started});
+        if let Some(r) = reason.filter(|_| !ok) {
+            c["reason"] = json!(r);
+        }
+        c
+    };
+    let running_any = run.main.iter().any(|c| c.child.is_some());
+    let mut status = json!({
+        "phase": phase,
+        "conditions": [
+            cond("PodReadyToStartContainers", !stopping || running_any, None),
+            cond("Initialized", init_done, Some("ContainersNotInitialized")),
+            cond("Ready", ready, Some(if matches!(phase, "Succeeded" | "Failed") { "PodCompleted" } else { "ContainersNotReady" })),
+            cond("ContainersReady", ready, Some(if matches!(phase, "Succeeded" | "Failed") { "PodCompleted" } else { "ContainersNotReady" })),
+            cond("PodScheduled", true, None),
+        ],
+        "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}], "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+        "startTime": run.started, "qosClass": pod["status"]["qosClass"].as_str().unwrap_or("BestEffort"),
+        "containerStatuses": run.main.iter().zip(&main_specs).map(|(c, s)| container_status(c, s)).collect::<Vec<_>>(),
+    });
+    if !run.init.is_empty() {
+        status["initContainerStatuses"] =
+            json!(run.init.iter().zip(&init_specs).map(|(c, s)| container_status(c, s)).collect::<Vec<_>>());
+    }
+    // Only a real change is written (timestamps of conditions stay put).
+    if status == pod["status"] {
+        return;
+    }
+    let (ns, name) = ns_name(pod);
+    if let Some(mut cur) = store.get(&pod_rt.key(), &ns, &name).cloned() {
+        if cur["status"] == status {
+            return;
+        }
+        cur["status"] = status;
+        let _ = client::update_as(store, &pod_rt, cur, Some("status"), "kubelet");
+    }
+}
+
+/// The scheduler: Pods without a node go to the node once their claims are bound.
+fn schedule(store: &mut Store) {
+    let pod_rt = client::rt(store, "", "pods");
+    let waiting: Vec<Value> = store
+        .list(&pod_rt.key(), None)
+        .filter(|p| {
+            p["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
+                && p["metadata"].get("deletionTimestamp").is_none_or(Value::is_null)
+                && p["spec"]["schedulerName"].as_str().is_none_or(|s| s == SCHEDULER)
+        })
+        .cloned()
+        .collect();
+    for pod in waiting {
+        let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+        let unbound: Vec<String> = pod["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
+            .filter(|c| store.get("/persistentvolumeclaims", ns, c).is_none_or(|c| c["status"]["phase"] != "Bound"))
+            .map(String::from)
+            .collect();
+        let mut next = pod.clone();
+        if unbound.is_empty() {
+            next["spec"]["nodeName"] = json!(NODE);
+            let Ok(mut bound) = client::update_as(store, &pod_rt, next, None, SCHEDULER) else { continue };
+            bound["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": meta::now()}]);
+            let _ = client::update_as(store, &pod_rt, bound, Some("status"), SCHEDULER);
+            client::event(
+                store,
+                &pod,
+                "Normal",
+                "Scheduled",
+                &format!(
+                    "Successfully assigned {ns}/{} to {NODE}",
+                    pod["metadata"]["name"].as_str().unwrap_or_default()
+                ),
+                SCHEDULER,
+            );
+        } else if pod["status"]["conditions"].as_array().is_none_or(|c| c.is_empty()) {
+            let msg = "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.";
+            next["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "lastProbeTime": null, "lastTransitionTime": meta::now(), "reason": "Unschedulable", "message": msg}]);
+            let _ = client::update_as(store, &pod_rt, next, Some("status"), SCHEDULER);
+        }
+    }
+}
+
+/// The Node object of a `full` cluster.
+pub fn node() -> Value {
+    let now = meta::now();
+    json!({
+        "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux", "kubernetes.io/arch": std::env::consts::ARCH, "node-role.kubernetes.io/control-plane": ""}},
+        "spec": {},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now}],
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": NODE}],
+            "nodeInfo": {"kubeletVersion": "v1.36.2", "operatingSystem": "linux", "architecture": std::env::consts::ARCH, "containerRuntimeVersion": "sim://1", "kernelVersion": "", "osImage": "", "kubeProxyVersion": "", "machineID": "", "systemUUID": "", "bootID": ""},
+        },
+    })
+}
