@@ -42,6 +42,9 @@ pub async fn run(server: Arc<Server>) {
             if server.runs(Controller::Volumes) {
                 super::storage::run(&mut store, &server.dir);
             }
+            if server.runs(Controller::Snapshots) {
+                super::snapshots::run(&mut store, &server.dir);
+            }
         }
         // Processes change state on their own: the kubelet looks at every tick.
         if server.runs(Controller::Kubelet) {
@@ -54,7 +57,7 @@ fn key(store: &Store, group: &str, plural: &str) -> Arc<ResType> {
     store.types.iter().find(|t| t.group == group && t.plural == plural).cloned().expect("built-in type")
 }
 
-fn crds(store: &mut Store) {
+pub fn crds(store: &mut Store) {
     let rt = key(store, "apiextensions.k8s.io", "customresourcedefinitions");
     let all: Vec<Value> = store.list(&rt.key(), None).cloned().collect();
     for crd in all {

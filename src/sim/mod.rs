@@ -22,6 +22,7 @@ mod openapi;
 mod patch;
 mod registry;
 mod selector;
+mod snapshots;
 mod storage;
 mod store;
 mod table;
@@ -66,6 +67,8 @@ pub enum Controller {
     StatefulSets,
     /// Provisioning and reclaiming volumes (profile `full`).
     Volumes,
+    /// The snapshot controller and the simulated CSI driver's snapshots (profile `full`).
+    Snapshots,
     /// The scheduler and the kubelet (profile `full`).
     Kubelet,
 }
@@ -112,7 +115,7 @@ impl Server {
     }
 
     fn runs(&self, c: Controller) -> bool {
-        let node = matches!(c, Controller::Volumes | Controller::Kubelet);
+        let node = matches!(c, Controller::Volumes | Controller::Snapshots | Controller::Kubelet);
         !self.opts.disabled.contains(&c) && (self.opts.profile == Profile::Full || !node)
     }
 
@@ -147,6 +150,16 @@ fn bootstrap(s: &mut store::Store, profile: Profile) {
         controllers::put_new(s, &node, kubelet::node(), "kubelet");
         let sc = s.find("storage.k8s.io", "v1", "storageclasses").expect("storageclasses");
         controllers::put_new(s, &sc, storage::default_class(), "kube-apiserver");
+        // The snapshot CRDs are installed and served from the start, as on a cluster
+        // with the external snapshotter.
+        let crd_rt = s.find("apiextensions.k8s.io", "v1", "customresourcedefinitions").expect("crds");
+        for mut crd in snapshots::crds() {
+            builtin::on_create(&crd_rt, &mut crd);
+            controllers::put_new(s, &crd_rt, crd, "kube-apiserver");
+        }
+        controllers::crds(s);
+        let vsc = s.find(snapshots::GROUP, "v1", "volumesnapshotclasses").expect("snapshot classes");
+        controllers::put_new(s, &vsc, snapshots::default_class(), "kube-apiserver");
     }
 }
 

@@ -68,8 +68,10 @@ pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), JsonPatchError>
                 add(target, path, v)?;
             }
             "test" => {
-                let v = target.pointer(path).ok_or(JsonPatchError::Apply)?;
-                if Some(v) != op.get("value") {
+                // A missing member tests equal to null (the real server's json-patch
+                // library does this; kube-runtime's finalizer helper relies on it).
+                let v = target.pointer(path).unwrap_or(&Value::Null);
+                if v != op.get("value").unwrap_or(&Value::Null) {
                     return Err(JsonPatchError::Apply);
                 }
             }

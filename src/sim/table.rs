@@ -72,8 +72,13 @@ pub fn table(rt: &ResType, items: &[Value], list_meta: Option<Value>, req: &Req)
         .map(|o| {
             let cells: Vec<Value> = cols
                 .iter()
-                .map(|(_, p)| match p {
+                .map(|(def, p)| match p {
                     None => o["metadata"]["name"].clone(),
+                    // Date columns are shown as an age, as the real server prints them.
+                    Some(p) if def["type"] == "date" => match cell(o, p, true).as_str() {
+                        Some(ts) => json!(age(ts)),
+                        None => Value::Null,
+                    },
                     Some(p) => cell(o, p, rt.is_custom()),
                 })
                 .collect();

@@ -1,4 +1,5 @@
 //! The simulated cluster, held to the real API server's recorded behaviour.
 
+mod cluster;
 mod conformance;
 mod server;
