@@ -39,6 +39,13 @@ enum Command {
         /// nodes and no storage.
         #[arg(long, value_enum, default_value_t = lifeline::sim::Profile::Full)]
         profile: lifeline::sim::Profile,
+        /// Keep volumes, snapshots and Pod logs here (default: a temporary directory,
+        /// removed on exit).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Switch a simulated controller off (repeatable), to drive its step by hand.
+        #[arg(long, value_enum, value_name = "CONTROLLER")]
+        disable: Vec<lifeline::sim::Controller>,
     },
     /// Check Lifeline manifests offline, as the API server and the controllers would.
     Validate {
@@ -65,8 +72,9 @@ fn main() -> ExitCode {
         Command::Repo { common, command } => {
             return ExitCode::from(lifeline::cli::repo::run(*command, &common) as u8);
         }
-        Command::Sim { port, kubeconfig, profile } => {
-            lifeline::cli::sim(port, kubeconfig.as_deref(), profile).map(|()| ExitCode::SUCCESS)
+        Command::Sim { port, kubeconfig, profile, state_dir, disable } => {
+            let opts = lifeline::sim::Options { port, profile, state_dir, disabled: disable };
+            lifeline::cli::sim(opts, kubeconfig.as_deref()).map(|()| ExitCode::SUCCESS)
         }
         Command::Crd { dir } => lifeline::cli::crd(dir.as_deref()).map(|()| ExitCode::SUCCESS),
         Command::Validate { files } => lifeline::cli::manifests::validate(&files)

@@ -40,8 +40,9 @@ pub fn crd(dir: Option<&Path>) -> anyhow::Result<()> {
 }
 
 /// `lifeline sim`: a simulated cluster in the foreground until interrupted.
-pub fn sim(port: u16, kubeconfig: Option<&Path>, profile: crate::sim::Profile) -> anyhow::Result<()> {
-    let cluster = crate::sim::Cluster::start(crate::sim::Options { port, profile, ..Default::default() })
+pub fn sim(opts: crate::sim::Options, kubeconfig: Option<&Path>) -> anyhow::Result<()> {
+    let (port, profile) = (opts.port, opts.profile);
+    let cluster = crate::sim::Cluster::start(opts)
         .map_err(|e| anyhow::anyhow!("failed to start the simulated cluster on port {port}: {e}"))?;
     if let Some(path) = kubeconfig {
         cluster
