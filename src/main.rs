@@ -46,6 +46,9 @@ enum Command {
         /// Switch a simulated controller off (repeatable), to drive its step by hand.
         #[arg(long, value_enum, value_name = "CONTROLLER")]
         disable: Vec<lifeline::sim::Controller>,
+        /// Require bearer tokens and enforce RBAC (the kubeconfig gets the admin token).
+        #[arg(long)]
+        rbac: bool,
     },
     /// Check Lifeline manifests offline, as the API server and the controllers would.
     Validate {
@@ -72,8 +75,8 @@ fn main() -> ExitCode {
         Command::Repo { common, command } => {
             return ExitCode::from(lifeline::cli::repo::run(*command, &common) as u8);
         }
-        Command::Sim { port, kubeconfig, profile, state_dir, disable } => {
-            let opts = lifeline::sim::Options { port, profile, state_dir, disabled: disable };
+        Command::Sim { port, kubeconfig, profile, state_dir, disable, rbac } => {
+            let opts = lifeline::sim::Options { port, profile, state_dir, disabled: disable, rbac };
             lifeline::cli::sim(opts, kubeconfig.as_deref()).map(|()| ExitCode::SUCCESS)
         }
         Command::Crd { dir } => lifeline::cli::crd(dir.as_deref()).map(|()| ExitCode::SUCCESS),

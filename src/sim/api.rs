@@ -18,6 +18,8 @@ pub struct Req {
     pub content_type: String,
     pub accept: String,
     pub user_agent: String,
+    /// The `Authorization` header.
+    pub authorization: String,
     pub body: bytes::Bytes,
 }
 
@@ -75,6 +77,7 @@ pub fn handle(server: &Server, req: Req) -> Reply {
 
 fn route(server: &Server, req: &Req) -> ApiResult<Reply> {
     let segs: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    server.authenticate(req)?;
     match segs.as_slice() {
         ["version"] => return Ok(ok(200, version())),
         ["healthz"] | ["livez"] | ["readyz"] => {

@@ -135,11 +135,19 @@ pub struct Kubelet {
     dir: PathBuf,
     kubeconfig: PathBuf,
     pods: HashMap<String, PodRun>,
+    /// The API server's URL, and whether Pods must authenticate as their ServiceAccount.
+    url: String,
+    rbac: bool,
 }
 
 impl Kubelet {
     pub fn new(dir: &Path, kubeconfig: PathBuf) -> Self {
-        Self { dir: dir.to_path_buf(), kubeconfig, pods: HashMap::new() }
+        Self { dir: dir.to_path_buf(), kubeconfig, pods: HashMap::new(), url: String::new(), rbac: false }
+    }
+
+    pub fn set_api(&mut self, url: &str, rbac: bool) {
+        self.url = url.to_string();
+        self.rbac = rbac;
     }
 
     /// Kills every process at once (the node is lost).
@@ -230,7 +238,18 @@ impl Kubelet {
                 },
             );
         }
-        let kubeconfig = self.kubeconfig.clone();
+        let mut kubeconfig = self.kubeconfig.clone();
+        if self.rbac {
+            // With RBAC, a Pod's processes act as its ServiceAccount.
+            let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+            let sa = pod["spec"]["serviceAccountName"].as_str().unwrap_or("default");
+            let token = super::rbac::service_account_token(store, ns, sa).unwrap_or_default();
+            let path = self.dir.join("pods").join(uid).join("kubeconfig");
+            if !path.exists() {
+                let _ = std::fs::write(&path, super::kubeconfig_for(&self.url, Some(&token), ns));
+            }
+            kubeconfig = path;
+        }
         let run = self.pods.get_mut(uid).expect("present");
         // Reap what exited.
         for c in run.init.iter_mut().chain(run.main.iter_mut()) {
@@ -645,7 +664,8 @@ fn volume_host(store: &Store, pod: &Value, vol: &Value, dir: &Path) -> Result<Pa
         for s in sources {
             if let Some(p) = s["serviceAccountToken"]["path"].as_str() {
                 let sa = pod["spec"]["serviceAccountName"].as_str().unwrap_or("default");
-                files.push((p.to_string(), format!("sim-token:{ns}:{sa}").into_bytes()));
+                let token = super::rbac::service_account_token(store, ns, sa).unwrap_or_default();
+                files.push((p.to_string(), token.into_bytes()));
             }
             for (key, secret) in [("secret", true), ("configMap", false)] {
                 let n = s[key]["name"].as_str().unwrap_or_default();

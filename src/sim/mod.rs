@@ -20,6 +20,7 @@ mod managed;
 mod meta;
 mod openapi;
 mod patch;
+mod rbac;
 mod registry;
 mod selector;
 mod snapshots;
@@ -57,6 +58,9 @@ pub struct Options {
     pub state_dir: Option<PathBuf>,
     /// Controllers switched off, for tests that drive a step by hand.
     pub disabled: Vec<Controller>,
+    /// Require bearer tokens and enforce RBAC (see `rbac`); otherwise every request is
+    /// allowed, as with `--authorization-mode=AlwaysAllow`.
+    pub rbac: bool,
 }
 
 /// The simulated cluster controllers that can be switched off.
@@ -119,10 +123,22 @@ impl Server {
         !self.opts.disabled.contains(&c) && (self.opts.profile == Profile::Full || !node)
     }
 
-    /// RBAC is not enforced yet: every request is allowed, as with the real server's
-    /// `--authorization-mode=AlwaysAllow`.
-    fn authorize(&self, _req: &Req, _t: &Target) -> ApiResult<()> {
+    /// With RBAC on, a request needs a valid token (401 otherwise).
+    fn authenticate(&self, req: &Req) -> ApiResult<()> {
+        if self.opts.rbac {
+            rbac::authenticate(&self.store(), &req.authorization)?;
+        }
         Ok(())
+    }
+
+    /// With RBAC on, a resource request needs a rule that allows it (403 otherwise).
+    fn authorize(&self, req: &Req, t: &Target) -> ApiResult<()> {
+        if !self.opts.rbac {
+            return Ok(());
+        }
+        let store = self.store();
+        let user = rbac::authenticate(&store, &req.authorization)?;
+        rbac::authorize(&store, &user, req, t)
     }
 }
 
@@ -144,6 +160,10 @@ fn bootstrap(s: &mut store::Store, profile: Profile) {
         builtin::default(&ns, &mut obj);
         builtin::on_create(&ns, &mut obj);
         controllers::put_new(s, &ns, obj, "kube-apiserver");
+    }
+    for (plural, obj) in rbac::bootstrap_objects() {
+        let rt = s.find("rbac.authorization.k8s.io", "v1", plural).expect("rbac types");
+        controllers::put_new(s, &rt, obj, "kube-apiserver");
     }
     if profile == Profile::Full {
         let node = s.find("", "v1", "nodes").expect("nodes");
@@ -173,9 +193,14 @@ pub(crate) fn selector_string(sel: &Value) -> String {
     parts.join(",")
 }
 
-fn kubeconfig_for(url: &str) -> String {
+/// A kubeconfig for `url`, authenticating with `token` if given, in namespace `ns`.
+pub(crate) fn kubeconfig_for(url: &str, token: Option<&str>, ns: &str) -> String {
+    let user = match token {
+        Some(t) => format!("{{token: {t}}}"),
+        None => "{}".into(),
+    };
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: lifeline-sim\n  cluster:\n    server: {url}\ncontexts:\n- name: lifeline-sim\n  context:\n    cluster: lifeline-sim\n    user: admin\n    namespace: default\ncurrent-context: lifeline-sim\nusers:\n- name: admin\n  user: {{}}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: lifeline-sim\n  cluster:\n    server: {url}\ncontexts:\n- name: lifeline-sim\n  context:\n    cluster: lifeline-sim\n    user: user\n    namespace: {ns}\ncurrent-context: lifeline-sim\nusers:\n- name: user\n  user: {user}\n"
     )
 }
 
@@ -202,7 +227,10 @@ impl Cluster {
         let listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", opts.port)))?;
         let port = listener.local_addr()?.port();
         // Processes the kubelet runs reach the cluster through this file.
-        std::fs::write(server.dir.join("kubeconfig"), kubeconfig_for(&format!("http://127.0.0.1:{port}")))?;
+        let url = format!("http://127.0.0.1:{port}");
+        let admin = opts.rbac.then_some(rbac::ADMIN_TOKEN);
+        std::fs::write(server.dir.join("kubeconfig"), kubeconfig_for(&url, admin, "default"))?;
+        server.kubelet().set_api(&url, opts.rbac);
         let app = axum::Router::new().fallback(http_handler).with_state(server.clone());
         runtime.spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -243,7 +271,14 @@ impl Cluster {
 
     /// A kubeconfig for this cluster (context `lifeline-sim`).
     pub fn kubeconfig(&self) -> String {
-        kubeconfig_for(&self.url())
+        kubeconfig_for(&self.url(), self.opts.rbac.then_some(rbac::ADMIN_TOKEN), "default")
+    }
+
+    /// A kubeconfig that authenticates as a ServiceAccount (which must exist), for running
+    /// a component with only the permissions its roles grant.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Option<String> {
+        let token = rbac::service_account_token(&self.server.store(), namespace, name)?;
+        Some(kubeconfig_for(&self.url(), Some(&token), namespace))
     }
 
     /// Writes the kubeconfig atomically.
@@ -279,6 +314,7 @@ async fn http_handler(
         content_type: header("content-type"),
         accept: header("accept"),
         user_agent: header("user-agent"),
+        authorization: header("authorization"),
         body,
     };
     let reply = { api::handle(&server, req) };
@@ -308,6 +344,15 @@ async fn exec_upgrade(
         name: Some(name.to_string()),
         sub: Some("exec".into()),
     };
+    let req = Req {
+        method: parts.method.as_str().to_string(),
+        path: path.clone(),
+        authorization: parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string(),
+        ..Req::default()
+    };
+    if let Err(e) = server.authorize(&req, &t) {
+        return Some(render(server, e.into()));
+    }
     let prepared = kubelet_api::prepare_exec(server, &t, name, &query);
     let exec = match prepared {
         Ok(x) => x,

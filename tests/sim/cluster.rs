@@ -455,3 +455,56 @@ fn killing_a_cluster_kills_its_processes() {
     });
     assert!(gone, "process {pid} survived the cluster");
 }
+
+async fn client_from(kubeconfig: &str) -> Client {
+    let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+    Client::try_from(cfg).unwrap()
+}
+
+#[test]
+fn rbac_allows_what_roles_grant_and_forbids_the_rest() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cluster = Cluster::start(Options { rbac: true, ..Default::default() }).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        // No token: 401.
+        let anonymous = client(&cluster);
+        let e = api_error(Api::<ConfigMap>::namespaced(anonymous, "default").list(&Default::default()).await.unwrap_err());
+        assert_eq!((e.code, e.reason.as_str()), (401, "Unauthorized"));
+
+        let admin = client_from(&cluster.kubeconfig()).await;
+        let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(admin.clone(), "default");
+        sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "op"}})).unwrap()).await.unwrap();
+        let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(admin.clone(), "default");
+        roles.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "cm-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]})).unwrap()).await.unwrap();
+        let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(admin.clone(), "default");
+        bindings.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "op-cm"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "default"}]})).unwrap()).await.unwrap();
+
+        let op = client_from(&cluster.service_account_kubeconfig("default", "op").unwrap()).await;
+        Api::<ConfigMap>::namespaced(op.clone(), "default").list(&Default::default()).await.unwrap();
+        let e = api_error(Api::<Secret>::namespaced(op.clone(), "default").list(&Default::default()).await.unwrap_err());
+        assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden"));
+        assert_eq!(
+            e.message,
+            r#"secrets is forbidden: User "system:serviceaccount:default:op" cannot list resource "secrets" in API group "" in the namespace "default""#
+        );
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+        let e = api_error(Api::<ConfigMap>::namespaced(op.clone(), "default").create(&PostParams::default(), &cm).await.unwrap_err());
+        assert_eq!(e.code, 403);
+        let e = api_error(Api::<ConfigMap>::namespaced(op.clone(), "kube-system").list(&Default::default()).await.unwrap_err());
+        assert!(e.message.ends_with(r#"in the namespace "kube-system""#), "{}", e.message);
+        let e = api_error(Api::<k8s_openapi::api::core::v1::Node>::all(op.clone()).get("sim-node-0").await.unwrap_err());
+        assert_eq!(
+            e.message,
+            r#"nodes "sim-node-0" is forbidden: User "system:serviceaccount:default:op" cannot get resource "nodes" in API group "" at the cluster scope"#
+        );
+        // A deleted ServiceAccount's token no longer authenticates.
+        sas.delete("op", &DeleteParams::default()).await.unwrap();
+        let e = api_error(Api::<ConfigMap>::namespaced(op, "default").list(&Default::default()).await.unwrap_err());
+        assert_eq!(e.code, 401);
+    });
+}
