@@ -18,6 +18,7 @@ mod kubelet;
 mod kubelet_api;
 mod managed;
 mod meta;
+mod network;
 mod openapi;
 mod patch;
 mod rbac;
@@ -34,6 +35,7 @@ mod write;
 use api::{Reply, Req, Target};
 use errors::ApiResult;
 use serde_json::{Value, json};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -84,6 +86,7 @@ pub struct Server {
     dir: PathBuf,
     owns_dir: bool,
     opts: Options,
+    links: Mutex<Vec<Arc<network::Link>>>,
 }
 
 impl Server {
@@ -107,6 +110,7 @@ impl Server {
             dir,
             owns_dir,
             opts: opts.clone(),
+            links: Mutex::new(Vec::new()),
         })
     }
 
@@ -236,7 +240,39 @@ impl Cluster {
             let _ = axum::serve(listener, app).await;
         });
         runtime.spawn(controllers::run(server.clone()));
+        // Links come back with the cluster, on their old ports.
+        let links: Vec<Arc<network::Link>> = server.links.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for link in links {
+            let l = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", link.port)))?;
+            let up = Arc::new(link.up.clone());
+            runtime.spawn(network::relay(l, link.target, up));
+        }
         Ok(Self { server, runtime: Some(runtime), port, opts: Options { port, ..opts } })
+    }
+
+    /// A network path from this cluster to `target` (an object-storage endpoint): the
+    /// address its workloads should use for it. The same target gets the same address.
+    pub fn link(&self, target: SocketAddr) -> std::io::Result<SocketAddr> {
+        let mut links = self.server.links.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = links.iter().find(|l| l.target == target) {
+            return Ok(SocketAddr::from(([127, 0, 0, 1], l.port)));
+        }
+        let rt = self.runtime.as_ref().ok_or_else(|| std::io::Error::other("the cluster is not running"))?;
+        let listener = rt.block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))?;
+        let port = listener.local_addr()?.port();
+        let (tx, _) = tokio::sync::watch::channel(true);
+        let link = Arc::new(network::Link { target, port, up: tx });
+        rt.spawn(network::relay(listener, target, Arc::new(link.up.clone())));
+        links.push(link);
+        Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// Cuts (`false`) or restores (`true`) the path to `target` made by [`Cluster::link`].
+    pub fn set_link(&self, target: SocketAddr, up: bool) {
+        let links = self.server.links.lock().unwrap_or_else(|e| e.into_inner());
+        for l in links.iter().filter(|l| l.target == target) {
+            l.up.send_replace(up);
+        }
     }
 
     pub fn url(&self) -> String {

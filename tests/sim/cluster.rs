@@ -508,3 +508,54 @@ fn rbac_allows_what_roles_grant_and_forbids_the_rest() {
         assert_eq!(e.code, 401);
     });
 }
+
+#[test]
+fn a_link_to_an_outside_endpoint_can_be_cut_and_restored() {
+    use std::io::{Read, Write};
+    // An outside endpoint: echoes what it reads.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = server.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in server.incoming() {
+            let Ok(mut c) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 || c.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let echo = |addr: std::net::SocketAddr| -> std::io::Result<String> {
+        let mut c = std::net::TcpStream::connect(addr)?;
+        c.set_read_timeout(Some(Duration::from_secs(5)))?;
+        c.write_all(b"ping")?;
+        let mut buf = [0u8; 4];
+        c.read_exact(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into())
+    };
+    let mut cluster = Cluster::start(Options::default()).unwrap();
+    let via = cluster.link(target).unwrap();
+    assert_eq!(cluster.link(target).unwrap(), via, "one link per endpoint");
+    assert_eq!(echo(via).unwrap(), "ping");
+
+    let mut open = std::net::TcpStream::connect(via).unwrap();
+    open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    open.write_all(b"x").unwrap();
+    let mut one = [0u8; 1];
+    open.read_exact(&mut one).unwrap();
+    cluster.set_link(target, false);
+    // Open connections are cut, new ones fail.
+    assert!(matches!(open.read(&mut one), Ok(0) | Err(_)));
+    assert!(echo(via).is_err());
+    cluster.set_link(target, true);
+    assert_eq!(echo(via).unwrap(), "ping");
+
+    // The link dies with the cluster and comes back with it.
+    cluster.kill();
+    assert!(echo(via).is_err());
+    cluster.restart().unwrap();
+    assert_eq!(echo(via).unwrap(), "ping");
+}
