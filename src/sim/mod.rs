@@ -208,6 +208,21 @@ pub(crate) fn kubeconfig_for(url: &str, token: Option<&str>, ns: &str) -> String
     )
 }
 
+/// Binds 127.0.0.1:`port`. A fixed port may still be held for a moment by a killed
+/// runtime winding down in the background, so that is retried for up to two seconds.
+async fn bind(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let mut tries = 0;
+    loop {
+        match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            Err(e) if port != 0 && e.kind() == std::io::ErrorKind::AddrInUse && tries < 40 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A running simulated cluster.
 pub struct Cluster {
     server: Arc<Server>,
@@ -228,7 +243,7 @@ impl Cluster {
             .thread_name("lifeline-sim")
             .enable_all()
             .build()?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", opts.port)))?;
+        let listener = runtime.block_on(bind(opts.port))?;
         let port = listener.local_addr()?.port();
         // Processes the kubelet runs reach the cluster through this file.
         let url = format!("http://127.0.0.1:{port}");
@@ -243,7 +258,7 @@ impl Cluster {
         // Links come back with the cluster, on their old ports.
         let links: Vec<Arc<network::Link>> = server.links.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for link in links {
-            let l = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", link.port)))?;
+            let l = runtime.block_on(bind(link.port))?;
             let up = Arc::new(link.up.clone());
             runtime.spawn(network::relay(l, link.target, up));
         }

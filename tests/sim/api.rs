@@ -1,0 +1,264 @@
+//! The simulated API server through a real `kube::Client`, written from the real server's
+//! documented behaviour (TESTING.md §4): watch and its 410, bookmarks, paging and
+//! selectors, the four patch types, server-side apply with managers and force, the status
+//! subresource and generation, kube's event recorder, Leases by server-side apply.
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use lifeline::sim::{Cluster, Options, Profile};
+use serde_json::json;
+use std::time::Duration;
+
+fn with_client(f: impl AsyncFnOnce(Client)) {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cluster = Cluster::start(Options { profile: Profile::Bare, ..Default::default() }).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = Client::try_from(kube::Config::new(cluster.url().parse().unwrap())).unwrap();
+        f(client).await;
+    });
+}
+
+fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}})).unwrap()
+}
+
+fn status_of(e: kube::Error) -> kube::core::Status {
+    match e {
+        kube::Error::Api(s) => *s,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[test]
+fn watch_streams_changes_from_a_version_and_expires_old_ones() {
+    with_client(async |client| {
+        let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+        let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+        cms.create(&PostParams::default(), &cm("a", json!({}))).await.unwrap();
+        cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "w"}}))).await.unwrap();
+        cms.delete("a", &Default::default()).await.unwrap();
+        let mut stream = cms.watch(&WatchParams::default().timeout(5), &rv).await.unwrap().boxed();
+        let mut kinds = Vec::new();
+        while let Some(ev) = stream.try_next().await.unwrap() {
+            kinds.push(match ev {
+                WatchEvent::Added(o) => format!("ADDED {}", o.data.unwrap()["k"]),
+                WatchEvent::Modified(o) => format!("MODIFIED {}", o.data.unwrap()["k"]),
+                WatchEvent::Deleted(_) => "DELETED".into(),
+                WatchEvent::Bookmark(_) => continue,
+                WatchEvent::Error(e) => panic!("{e:?}"),
+            });
+            if kinds.len() == 3 {
+                break;
+            }
+        }
+        assert_eq!(kinds, ["ADDED v", "MODIFIED w", "DELETED"]);
+
+        // A version etcd has compacted away: an ERROR event with 410 Expired.
+        let mut old = cms.watch(&WatchParams::default().timeout(5), "1").await.unwrap().boxed();
+        match old.try_next().await.unwrap() {
+            Some(WatchEvent::Error(e)) => {
+                assert_eq!((e.code, e.reason.as_str()), (410, "Expired"));
+                assert!(e.message.starts_with("too old resource version: 1 ("), "{}", e.message);
+            }
+            other => panic!("expected a 410 ERROR event, got {other:?}"),
+        }
+
+        // Bookmarks (kube asks for them): before the watch times out, once something
+        // happened in the resource since the watch began, with the latest resourceVersion.
+        let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+        let wp = WatchParams::default().timeout(3);
+        let mut s = cms.watch(&wp, &rv).await.unwrap().boxed();
+        cms.create(&PostParams::default(), &cm("b", json!({}))).await.unwrap();
+        let mut bookmark = None;
+        while let Some(ev) = s.try_next().await.unwrap() {
+            if let WatchEvent::Bookmark(b) = ev {
+                bookmark = Some(b.metadata.resource_version);
+                break;
+            }
+        }
+        assert!(bookmark.is_some_and(|v| !v.is_empty()), "no bookmark before the watch timed out");
+    });
+}
+
+#[test]
+fn lists_page_with_limit_and_continue_and_filter_by_selectors() {
+    with_client(async |client| {
+        let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+        for (i, tier) in ["web", "web", "db", "web", "db"].iter().enumerate() {
+            cms.create(&PostParams::default(), &cm(&format!("c{i}"), json!({"tier": tier}))).await.unwrap();
+        }
+        let lp = ListParams::default().labels("tier").limit(2);
+        let first = cms.list(&lp).await.unwrap();
+        let names = |l: &kube::core::ObjectList<ConfigMap>| l.items.iter().map(|c| c.name_any()).collect::<Vec<_>>();
+        assert_eq!(names(&first), ["c0", "c1"]);
+        assert_eq!(first.metadata.remaining_item_count, None, "a selective list does not count what is left");
+        let token = first.metadata.continue_.clone().unwrap();
+        let second = cms.list(&lp.clone().continue_token(&token)).await.unwrap();
+        assert_eq!(names(&second), ["c2", "c3"]);
+        let third = cms.list(&lp.clone().continue_token(&second.metadata.continue_.unwrap())).await.unwrap();
+        assert_eq!(names(&third), ["c4"]);
+        assert!(third.metadata.continue_.is_none_or(|c| c.is_empty()));
+
+        let db = cms.list(&ListParams::default().labels("tier in (db)")).await.unwrap();
+        assert_eq!(names(&db), ["c2", "c4"]);
+        let not_web = cms.list(&ListParams::default().labels("tier,tier!=web")).await.unwrap();
+        assert_eq!(names(&not_web), ["c2", "c4"]);
+        let by_name = cms.list(&ListParams::default().fields("metadata.name=c3")).await.unwrap();
+        assert_eq!(names(&by_name), ["c3"]);
+        let e = status_of(cms.list(&ListParams::default().labels("tier in web")).await.unwrap_err());
+        assert_eq!(e.code, 400);
+    });
+}
+
+fn sts() -> StatefulSet {
+    serde_json::from_value(json!({
+        "metadata": {"name": "s"},
+        "spec": {"replicas": 0, "serviceName": "s", "selector": {"matchLabels": {"app": "s"}},
+            "template": {"metadata": {"labels": {"app": "s"}}, "spec": {"containers": [
+                {"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}]},
+                {"name": "helper", "image": "helper:1"}]}}},
+    }))
+    .unwrap()
+}
+
+fn containers(s: &StatefulSet) -> Vec<(String, String)> {
+    s.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers
+        .iter()
+        .map(|c| (c.name.clone(), c.image.clone().unwrap()))
+        .collect()
+}
+
+#[test]
+fn the_four_patch_types_and_generation() {
+    with_client(async |client| {
+        let sets: Api<StatefulSet> = Api::namespaced(client, "default");
+        let created = sets.create(&PostParams::default(), &sts()).await.unwrap();
+        assert_eq!(created.metadata.generation, Some(1));
+        let pp = PatchParams::default();
+
+        // Strategic merge: containers merge by name.
+        let p = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2"}]}}}});
+        let s = sets.patch("s", &pp, &Patch::Strategic(p)).await.unwrap();
+        assert_eq!(containers(&s), [("app".into(), "app:2".into()), ("helper".into(), "helper:1".into())]);
+        assert_eq!(s.metadata.generation, Some(2));
+
+        // JSON merge patch: a list is replaced whole.
+        let p = json!({"spec": {"template": {"spec": {"containers": [{"name": "only", "image": "only:1"}]}}}});
+        let s = sets.patch("s", &pp, &Patch::Merge(p)).await.unwrap();
+        assert_eq!(containers(&s), [("only".into(), "only:1".into())]);
+
+        // JSON patch with a failing test: nothing changes, 422.
+        let jp: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": "/spec/replicas", "value": 5},
+            {"op": "replace", "path": "/spec/replicas", "value": 2},
+        ]))
+        .unwrap();
+        let e = status_of(sets.patch("s", &pp, &Patch::<()>::Json(jp)).await.unwrap_err());
+        assert_eq!(e.code, 422);
+        let jp: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": "/spec/replicas", "value": 0},
+            {"op": "replace", "path": "/spec/replicas", "value": 2},
+        ]))
+        .unwrap();
+        let s = sets.patch("s", &pp, &Patch::<()>::Json(jp)).await.unwrap();
+        assert_eq!(s.spec.unwrap().replicas, Some(2));
+
+        // Labels are metadata: no new generation.
+        let before = sets.get("s").await.unwrap().metadata.generation;
+        let s = sets.patch("s", &pp, &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))).await.unwrap();
+        assert_eq!(s.metadata.generation, before);
+
+        // The status subresource changes status only, the main resource never does.
+        let st = json!({"spec": {"replicas": 9}, "status": {"replicas": 7, "availableReplicas": 0}});
+        let s = sets.patch_status("s", &pp, &Patch::Merge(st)).await.unwrap();
+        assert_eq!((s.spec.as_ref().unwrap().replicas, s.status.as_ref().unwrap().replicas), (Some(2), 7));
+        let s = sets.patch("s", &pp, &Patch::Merge(json!({"status": {"replicas": 1}}))).await.unwrap();
+        assert_eq!(s.status.unwrap().replicas, 7);
+    });
+}
+
+#[test]
+fn server_side_apply_tracks_managers_conflicts_and_force() {
+    with_client(async |client| {
+        let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+        let a = PatchParams::apply("manager-a");
+        let b = PatchParams::apply("manager-b");
+        let body = |data: serde_json::Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": data});
+        cms.patch("ssa", &a, &Patch::Apply(body(json!({"shared": "a", "mine": "a"})))).await.unwrap();
+        let e = status_of(cms.patch("ssa", &b, &Patch::Apply(body(json!({"shared": "b"})))).await.unwrap_err());
+        assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
+        assert!(e.message.contains(r#"conflict with "manager-a": .data.shared"#), "{}", e.message);
+
+        let forced = cms.patch("ssa", &b.clone().force(), &Patch::Apply(body(json!({"shared": "b"})))).await.unwrap();
+        assert_eq!(forced.data.as_ref().unwrap()["shared"], "b");
+        let managers: Vec<(String, String)> = forced
+            .managed_fields()
+            .iter()
+            .map(|m| (m.manager.clone().unwrap(), m.operation.clone().unwrap()))
+            .collect();
+        assert_eq!(managers, [("manager-a".into(), "Apply".into()), ("manager-b".into(), "Apply".into())]);
+
+        // A manager that stops applying a field it alone owns removes it.
+        let left = cms.patch("ssa", &a, &Patch::Apply(body(json!({})))).await.unwrap();
+        let data = left.data.unwrap();
+        assert!(!data.contains_key("mine"));
+        assert_eq!(data["shared"], "b");
+    });
+}
+
+#[test]
+fn kube_event_recorder_and_lease_apply_work_as_on_a_real_cluster() {
+    with_client(async |client| {
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let target = cms.create(&PostParams::default(), &cm("target", json!({}))).await.unwrap();
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter { controller: "lifeline".into(), instance: Some("lifeline-0".into()) },
+        );
+        let ev = Event {
+            type_: EventType::Normal,
+            reason: "BackupStarted".into(),
+            note: Some("backup of target started".into()),
+            action: "Backup".into(),
+            secondary: None,
+        };
+        recorder.publish(&ev, &target.object_ref(&())).await.unwrap();
+        recorder.publish(&ev, &target.object_ref(&())).await.unwrap();
+        // The same Event read through the core API, with its series.
+        let core: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+        let list = core.list(&ListParams::default().fields("involvedObject.name=target")).await.unwrap();
+        assert_eq!(list.items.len(), 1);
+        let e = &list.items[0];
+        assert_eq!(e.reason.as_deref(), Some("BackupStarted"));
+        assert_eq!(e.message.as_deref(), Some("backup of target started"));
+        assert_eq!(e.reporting_component.as_deref(), Some("lifeline"));
+        assert_eq!(e.series.as_ref().and_then(|s| s.count), Some(2));
+
+        // Leader election's lease: taken by apply, a contender conflicts until it forces.
+        let leases: Api<Lease> = Api::namespaced(client, "default");
+        let lease = |holder: &str| {
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "leader"},
+                "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15}})
+        };
+        leases.patch("leader", &PatchParams::apply("a"), &Patch::Apply(lease("a"))).await.unwrap();
+        let e =
+            status_of(leases.patch("leader", &PatchParams::apply("b"), &Patch::Apply(lease("b"))).await.unwrap_err());
+        assert_eq!(e.code, 409);
+        let taken = leases.patch("leader", &PatchParams::apply("b").force(), &Patch::Apply(lease("b"))).await.unwrap();
+        assert_eq!(taken.spec.unwrap().holder_identity.as_deref(), Some("b"));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    });
+}
