@@ -458,20 +458,28 @@ fn create_sts_pod(store: &mut Store, sts: &Value, ord: i64, rev: &str) -> Result
     if !volumes.is_empty() {
         spec["volumes"] = json!(volumes);
     }
-    let res = client::create(store, &pod_rt, json!({"metadata": meta, "spec": spec}));
-    let (typ, reason, msg) = match &res {
-        Ok(_) => ("Normal", "SuccessfulCreate", format!("Create Pod {pod_name} in StatefulSet {name} successful")),
+    let res = client::create(store, &pod_rt, json!({"metadata": meta, "spec": spec})).map(|_| ());
+    pod_event(store, sts, "Create", &pod_name, &res);
+    res.map_err(|_| ())
+}
+
+/// The StatefulSet controller's event for creating or deleting a Pod.
+fn pod_event(store: &mut Store, sts: &Value, verb: &str, pod_name: &str, res: &super::errors::ApiResult<()>) {
+    let name = sts["metadata"]["name"].as_str().unwrap_or_default();
+    let (typ, reason, msg) = match res {
+        Ok(()) => {
+            ("Normal", format!("Successful{verb}"), format!("{verb} Pod {pod_name} in StatefulSet {name} successful"))
+        }
         Err(e) => (
             "Warning",
-            "FailedCreate",
+            format!("Failed{verb}"),
             format!(
-                "Create Pod {pod_name} in StatefulSet {name} failed error: {}",
+                "{verb} Pod {pod_name} in StatefulSet {name} failed error: {}",
                 e.body["message"].as_str().unwrap_or_default()
             ),
         ),
     };
-    client::event(store, sts, typ, reason, &msg, "statefulset-controller");
-    res.map(|_| ()).map_err(|_| ())
+    client::event(store, sts, typ, &reason, &msg, "statefulset-controller");
 }
 
 fn delete_sts_pod(store: &mut Store, sts: &Value, pod: &Value, scaled_away: bool) {
@@ -480,18 +488,7 @@ fn delete_sts_pod(store: &mut Store, sts: &Value, pod: &Value, scaled_away: bool
     let (ns, pod_name) = ns_name(pod);
     let (_, name) = ns_name(sts);
     let res = client::delete(store, &pod_rt, &ns, &pod_name);
-    let (typ, reason, msg) = match &res {
-        Ok(_) => ("Normal", "SuccessfulDelete", format!("Delete Pod {pod_name} in StatefulSet {name} successful")),
-        Err(e) => (
-            "Warning",
-            "FailedDelete",
-            format!(
-                "Delete Pod {pod_name} in StatefulSet {name} failed error: {}",
-                e.body["message"].as_str().unwrap_or_default()
-            ),
-        ),
-    };
-    client::event(store, sts, typ, reason, &msg, "statefulset-controller");
+    pod_event(store, sts, "Delete", &pod_name, &res);
     if scaled_away
         && res.is_ok()
         && sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Delete"
