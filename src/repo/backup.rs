@@ -27,7 +27,14 @@ const WINDOW: u64 = 64 << 20;
 const RUN_CHUNKS_CAP: usize = 1 << 18;
 /// Segments of a file held in memory while their chunks are stored.
 const MAX_PENDING_SEGMENTS: usize = 3;
-const READ_BLOCK: usize = 4 << 20;
+const READ_BLOCK: usize = 2 << 20;
+/// Read blocks in memory at once (chunks in flight hold them): bounds backup memory.
+const READ_BLOCKS: usize = 8;
+/// Files of one directory whose last chunks may still be being stored while the next
+/// files are read (the workers stay busy across small files).
+const MAX_PARKED: usize = 8;
+/// Files smaller than this are read into a buffer of their own size.
+const SMALL_FILE: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Default)]
 pub struct BackupOptions {
@@ -225,7 +232,7 @@ impl Engine {
             hardlinks: HashMap::new(),
             summary: Summary::default(),
             progress,
-            blocks: super::buffers::Pool::new(READ_BLOCK + repo_max_chunk, 16),
+            blocks: super::buffers::Pool::with_limit(READ_BLOCK + repo_max_chunk, READ_BLOCKS, READ_BLOCKS),
         }
     }
 
@@ -275,6 +282,8 @@ impl Engine {
         entries.sort_by_key(|e| e.file_name());
         let mut tree = Tree::default();
         self.summary.dirs += 1;
+        // Files whose last chunks are still being stored while the next file is read.
+        let mut parked: VecDeque<(usize, FileContent)> = VecDeque::new();
         for entry in entries {
             let name = entry.file_name();
             let path = entry.path();
@@ -288,20 +297,58 @@ impl Engine {
             let old = parent.get(&name);
             match node.kind {
                 Some(NodeKind::Dir) => {
+                    self.settle(&mut parked, &mut tree, 0)?;
                     node.subtree = Some(self.dir(&path, &child_rel, old.and_then(|o| o.subtree))?);
                 }
-                Some(NodeKind::File) => self.file(&path, &child_rel, &mut node, old)?,
+                Some(NodeKind::File) => {
+                    if let Some(fc) = self.file(&path, &child_rel, &mut node, old)? {
+                        parked.push_back((tree.nodes.len(), fc));
+                    }
+                }
                 _ => {}
             }
             tree.nodes.push(node);
+            self.settle(&mut parked, &mut tree, MAX_PARKED)?;
         }
+        self.settle(&mut parked, &mut tree, 0)?;
         let json = serde_json::to_vec(&tree).map_err(RepoError::encode)?;
         let id = self.repo.chunker().id(&json);
         self.save_meta(BlobKind::Tree, id, &json)?;
         Ok(id)
     }
 
-    fn file(&mut self, path: &Path, rel: &str, node: &mut Node, old: Option<&Node>) -> Result<(), RepoError> {
+    /// Finishes parked files that are done, and waits for the oldest ones until at most
+    /// `keep` remain; their content goes into their tree nodes.
+    fn settle(
+        &mut self,
+        parked: &mut VecDeque<(usize, FileContent)>,
+        tree: &mut Tree,
+        keep: usize,
+    ) -> Result<(), RepoError> {
+        let tx = self.jobs.clone().ok_or_else(|| RepoError::Invalid("backup engine stopped".into()))?;
+        for (_, fc) in parked.iter_mut() {
+            fc.drain(self, &tx, false)?;
+        }
+        while let Some((i, mut fc)) = parked.pop_front() {
+            if parked.len() < keep && !fc.finished() {
+                parked.push_front((i, fc));
+                break;
+            }
+            fc.wait(self, &tx)?;
+            tree.nodes[i].content = fc.content;
+        }
+        Ok(())
+    }
+
+    /// Backs up a file; its content may still be being stored when this returns (the
+    /// file is then returned, to be settled).
+    fn file(
+        &mut self,
+        path: &Path,
+        rel: &str,
+        node: &mut Node,
+        old: Option<&Node>,
+    ) -> Result<Option<FileContent>, RepoError> {
         self.summary.files += 1;
         self.summary.bytes += node.size;
         self.progress.files.fetch_add(1, Relaxed);
@@ -310,7 +357,7 @@ impl Engine {
             let key = (node.device, node.inode);
             if let Some(first) = self.hardlinks.get(&key) {
                 node.hardlink_to = Some(first.clone());
-                return Ok(());
+                return Ok(None);
             }
             self.hardlinks.insert(key, rel.to_string());
         }
@@ -318,14 +365,14 @@ impl Engine {
             node.content = old.content.clone();
             self.summary.unchanged_files += 1;
             self.progress.bytes_done.fetch_add(node.size, Relaxed);
-            return Ok(());
+            return Ok(None);
         }
         let parent_content =
             old.filter(|o| o.kind == Some(NodeKind::File)).map(|o| o.content.as_slice()).unwrap_or_default();
-        let (content, size) = self.content(path, parent_content)?;
-        node.content = content;
+        let mut file = std::fs::File::open(path).map_err(|e| RepoError::io("open", path, e))?;
+        let (fc, size) = self.start_content(&mut file, path, parent_content, node.size)?;
         node.size = size;
-        Ok(())
+        Ok(Some(fc))
     }
 
     /// Stores a file's content; returns its segments and length.
@@ -341,10 +388,26 @@ impl Engine {
         path: &Path,
         parent: &[SegRef],
     ) -> Result<(Vec<SegRef>, u64), RepoError> {
+        let (mut fc, size) = self.start_content(reader, path, parent, 0)?;
+        let tx = self.jobs.clone().ok_or_else(|| RepoError::Invalid("backup engine stopped".into()))?;
+        fc.wait(self, &tx)?;
+        Ok((fc.content, size))
+    }
+
+    /// Reads and cuts all of `reader`, sends its chunks to the workers and ends its last
+    /// segment; returns the file's assembly, whose last segments may still be being
+    /// stored, and the content's length.
+    fn start_content(
+        &mut self,
+        reader: &mut dyn Read,
+        path: &Path,
+        parent: &[SegRef],
+        size_hint: u64,
+    ) -> Result<(FileContent, u64), RepoError> {
         let tx = self.jobs.clone().ok_or_else(|| RepoError::Invalid("backup engine stopped".into()))?;
         let mut window = ParentWindow::new(parent);
         let (done_tx, done_rx) = channel();
-        let mut fc = FileContent::new(path, done_rx);
+        let mut fc = FileContent::new(path, done_rx, done_tx);
         let max = self.repo.chunker().params().max as usize;
         let mut offset = 0u64;
         // Blocks are read into fresh capacity (no zero-fill) and cut into chunks that
@@ -353,13 +416,16 @@ impl Engine {
         let mut carry: Vec<u8> = Vec::new();
         let mut eof = false;
         while !eof || !carry.is_empty() {
-            let mut block = self.blocks.take();
+            // A small file gets a buffer of its own size, so that while it waits to be
+            // stored it does not hold a whole read block.
+            let small = offset == 0 && carry.is_empty() && size_hint > 0 && size_hint < SMALL_FILE;
+            let mut block = if small { Vec::with_capacity(size_hint as usize + 1) } else { self.blocks.take() };
             block.append(&mut carry);
             let want = (READ_BLOCK + max).saturating_sub(block.len()) as u64;
             let n = reader.take(want).read_to_end(&mut block).map_err(|e| RepoError::io("read", path, e))?;
             eof = (n as u64) < want;
             self.summary.bytes_read += n as u64;
-            let block = self.blocks.freeze(block);
+            let block = if small { Bytes::from(block) } else { self.blocks.freeze(block) };
             let mut pos = 0;
             while pos < block.len() && (eof || block.len() - pos >= max) {
                 window.advance(self, offset)?;
@@ -368,19 +434,20 @@ impl Engine {
                 pos += len;
                 offset += len as u64;
                 self.progress.bytes_done.fetch_add(len as u64, Relaxed);
-                tx.send((Job::Hash { seq: fc.sent, data }, done_tx.clone()))
+                tx.send((Job::Hash { seq: fc.sent, data }, fc.reply.clone()))
                     .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
                 fc.sent += 1;
-                fc.drain(self, &tx, &done_tx, false)?;
+                fc.drain(self, &tx, false)?;
                 while fc.pending.len() >= MAX_PENDING_SEGMENTS {
-                    fc.drain(self, &tx, &done_tx, true)?;
+                    fc.drain(self, &tx, true)?;
                 }
             }
             carry = block[pos..].to_vec();
         }
-        fc.close(self, &tx, &done_tx)?;
+        // The last segment is matched against the parent's chunks before they are forgotten.
+        fc.seal(self, &tx)?;
         window.clear(self);
-        Ok((fc.content, offset))
+        Ok((fc, offset))
     }
 }
 
@@ -530,9 +597,11 @@ struct PendingSegment {
 }
 
 /// The in-order assembly of one file's chunks into segments.
-struct FileContent<'p> {
-    path: &'p Path,
+struct FileContent {
+    path: std::path::PathBuf,
     rx: Receiver<Done>,
+    /// Where the workers answer this file's jobs.
+    reply: Sender<Done>,
     sent: u64,
     next: u64,
     reorder: BTreeMap<u64, (Id, u32, Option<ChunkRef>, Option<Bytes>)>,
@@ -545,11 +614,12 @@ struct FileContent<'p> {
     content: Vec<SegRef>,
 }
 
-impl<'p> FileContent<'p> {
-    fn new(path: &'p Path, rx: Receiver<Done>) -> Self {
+impl FileContent {
+    fn new(path: &Path, rx: Receiver<Done>, reply: Sender<Done>) -> Self {
         Self {
-            path,
+            path: path.to_path_buf(),
             rx,
+            reply,
             sent: 0,
             next: 0,
             reorder: BTreeMap::new(),
@@ -565,14 +635,13 @@ impl<'p> FileContent<'p> {
         self.next < self.sent || !self.inflight.is_empty()
     }
 
+    /// Everything of this file is stored and its segments are recorded.
+    fn finished(&self) -> bool {
+        !self.outstanding() && self.pending.is_empty()
+    }
+
     /// Handles finished jobs; blocks for one if `wait`.
-    fn drain(
-        &mut self,
-        e: &Engine,
-        tx: &SyncSender<(Job, Sender<Done>)>,
-        reply: &Sender<Done>,
-        wait: bool,
-    ) -> Result<(), RepoError> {
+    fn drain(&mut self, e: &Engine, tx: &SyncSender<(Job, Sender<Done>)>, wait: bool) -> Result<(), RepoError> {
         let mut first = wait;
         loop {
             let msg = if first {
@@ -587,17 +656,11 @@ impl<'p> FileContent<'p> {
                     Err(_) => return Ok(()),
                 }
             };
-            self.handle(e, tx, reply, msg)?;
+            self.handle(e, tx, msg)?;
         }
     }
 
-    fn handle(
-        &mut self,
-        e: &Engine,
-        tx: &SyncSender<(Job, Sender<Done>)>,
-        reply: &Sender<Done>,
-        msg: Done,
-    ) -> Result<(), RepoError> {
+    fn handle(&mut self, e: &Engine, tx: &SyncSender<(Job, Sender<Done>)>, msg: Done) -> Result<(), RepoError> {
         match msg {
             Done::Failed(err) => return Err(err),
             Done::Hashed { seq, id, len, known, data } => {
@@ -606,7 +669,7 @@ impl<'p> FileContent<'p> {
                     self.next += 1;
                     self.current.push(SegChunk { id, len, known, data });
                     if e.repo.chunker().ends_segment(&id, self.current.len()) {
-                        self.close_segment(e, tx, reply)?;
+                        self.close_segment(e, tx)?;
                     }
                 }
             }
@@ -637,12 +700,7 @@ impl<'p> FileContent<'p> {
 
     /// Ends the current segment: reuse it if known, else store its unknown chunks as
     /// one data blob.
-    fn close_segment(
-        &mut self,
-        e: &Engine,
-        tx: &SyncSender<(Job, Sender<Done>)>,
-        reply: &Sender<Done>,
-    ) -> Result<(), RepoError> {
+    fn close_segment(&mut self, e: &Engine, tx: &SyncSender<(Job, Sender<Done>)>) -> Result<(), RepoError> {
         let mut chunks = std::mem::take(&mut self.current);
         if chunks.is_empty() {
             return Ok(());
@@ -676,7 +734,7 @@ impl<'p> FileContent<'p> {
             chunks.iter_mut().for_each(|c| c.data = None);
         }
         if !new_chunks.is_empty() {
-            tx.send((Job::Store { chunks: new_chunks }, reply.clone()))
+            tx.send((Job::Store { chunks: new_chunks }, self.reply.clone()))
                 .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
         }
         self.pending.push_back(PendingSegment { chunks, missing, exists });
@@ -704,25 +762,24 @@ impl<'p> FileContent<'p> {
         Ok(())
     }
 
-    /// Waits for everything of this file and ends its last segment.
-    fn close(
-        &mut self,
-        e: &Engine,
-        tx: &SyncSender<(Job, Sender<Done>)>,
-        reply: &Sender<Done>,
-    ) -> Result<(), RepoError> {
+    /// Waits for the hashes of the last chunks and ends the last segment.
+    fn seal(&mut self, e: &Engine, tx: &SyncSender<(Job, Sender<Done>)>) -> Result<(), RepoError> {
         while self.next < self.sent {
-            self.drain(e, tx, reply, true)?;
+            self.drain(e, tx, true)?;
         }
-        self.close_segment(e, tx, reply)?;
-        while self.outstanding() || !self.pending.is_empty() {
+        self.close_segment(e, tx)
+    }
+
+    /// Waits until everything of this (sealed) file is stored.
+    fn wait(&mut self, e: &Engine, tx: &SyncSender<(Job, Sender<Done>)>) -> Result<(), RepoError> {
+        while !self.finished() {
             if !self.outstanding() {
                 return Err(RepoError::Invalid(format!(
                     "internal: segments of {} left unfinished",
                     self.path.display()
                 )));
             }
-            self.drain(e, tx, reply, true)?;
+            self.drain(e, tx, true)?;
         }
         Ok(())
     }

@@ -2,33 +2,69 @@
 //! memory instead of fragmenting the heap or faulting in fresh pages.
 
 use bytes::Bytes;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 /// Buffers of one size class.
 pub struct Pool {
-    free: Mutex<Vec<Vec<u8>>>,
+    state: Mutex<State>,
+    returned: Condvar,
     capacity: usize,
     keep: usize,
+    /// Buffers out at once before [`Pool::take`] waits for one to come back.
+    limit: usize,
 }
+
+struct State {
+    free: Vec<Vec<u8>>,
+    out: usize,
+}
+
+/// How long [`Pool::take`] waits at the limit before allocating anyway: the limit bounds
+/// memory in the steady state, it must never stall a pipeline that holds buffers itself.
+const LIMIT_WAIT: Duration = Duration::from_millis(500);
 
 impl Pool {
     /// Buffers of `capacity` bytes; at most `keep` idle ones are kept.
     pub fn new(capacity: usize, keep: usize) -> Arc<Self> {
-        Arc::new(Self { free: Mutex::new(Vec::new()), capacity, keep })
+        Self::with_limit(capacity, keep, usize::MAX)
+    }
+
+    /// Like [`Pool::new`], and [`Pool::take`] waits (a while) when `limit` buffers are out.
+    pub fn with_limit(capacity: usize, keep: usize, limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State { free: Vec::new(), out: 0 }),
+            returned: Condvar::new(),
+            capacity,
+            keep,
+            limit,
+        })
     }
 
     /// An empty buffer with at least the pool's capacity.
     pub fn take(&self) -> Vec<u8> {
-        let reused = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.out >= self.limit {
+            st = self
+                .returned
+                .wait_timeout_while(st, LIMIT_WAIT, |s| s.out >= self.limit)
+                .map_or_else(|e| e.into_inner().0, |r| r.0);
+        }
+        st.out += 1;
+        let reused = st.free.pop();
+        drop(st);
         reused.unwrap_or_else(|| Vec::with_capacity(self.capacity))
     }
 
     fn give(&self, mut buf: Vec<u8>) {
         buf.clear();
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        if buf.capacity() >= self.capacity && free.len() < self.keep {
-            free.push(buf);
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.out = st.out.saturating_sub(1);
+        if buf.capacity() >= self.capacity && st.free.len() < self.keep {
+            st.free.push(buf);
         }
+        drop(st);
+        self.returned.notify_one();
     }
 
     /// Freezes `buf` into `Bytes` that return the memory to the pool when the last
@@ -68,7 +104,7 @@ mod tests {
         let bytes = pool.freeze(b);
         let slice = bytes.slice(10..20);
         drop(bytes);
-        assert!(pool.free.lock().unwrap().is_empty(), "still referenced by a slice");
+        assert!(pool.state.lock().unwrap().free.is_empty(), "still referenced by a slice");
         assert_eq!(&slice[..], &[7; 10]);
         drop(slice);
         let again = pool.take();

@@ -12,9 +12,6 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// The largest data blob: a segment of maximal chunks, plus its header.
-const MAX_BLOB: usize = 128 * (128 << 10) + (64 << 10);
-
 /// A finished pack on its way to storage: id, bytes, what it holds, and the packs its
 /// segments point into (it is indexed only once those are stored).
 type Finished = (Id, Bytes, Vec<BlobEntry>, HashSet<Id>);
@@ -39,14 +36,27 @@ impl PackWriter {
     }
 
     fn add(&mut self, kind: BlobKind, id: Id, raw_len: u32, compression: Compression, sealed: &[u8]) -> BlobLoc {
+        self.add_with(kind, id, raw_len, compression, |buf| buf.extend_from_slice(sealed))
+    }
+
+    /// Adds a blob that `write` appends to the pack's buffer.
+    fn add_with(
+        &mut self,
+        kind: BlobKind,
+        id: Id,
+        raw_len: u32,
+        compression: Compression,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> BlobLoc {
+        let offset = self.buf.len();
+        write(&mut self.buf);
         let loc = BlobLoc {
             pack: self.id,
-            offset: self.buf.len() as u32,
-            stored_len: sealed.len() as u32,
+            offset: offset as u32,
+            stored_len: (self.buf.len() - offset) as u32,
             raw_len,
             compression,
         };
-        self.buf.extend_from_slice(sealed);
         self.entries.push(BlobEntry { kind, id, loc });
         loc
     }
@@ -75,6 +85,15 @@ thread_local! {
 /// on PostgreSQL WAL this stores 20 % less at the same speed, and on the whole benchmark
 /// dataset level 1 with it is as small as level 3 at 0.7 s less CPU per 2.6 GB (FORMAT.md).
 pub fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    compress_into(data, level, &mut out).then_some(out)
+}
+
+/// [`compress`] into `out` (cleared first), reusing its memory; false when the data
+/// does not shrink enough (then `out` holds nothing useful).
+pub fn compress_into(data: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    out.reserve(zstd::zstd_safe::compress_bound(data.len()));
     ZSTD.with(|cell| {
         let mut cell = cell.borrow_mut();
         if cell.as_ref().is_none_or(|(l, _)| *l != level) {
@@ -85,9 +104,10 @@ pub fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
             *cell = Some((level, c));
         }
         let (_, c) = cell.as_mut()?;
-        let out = c.compress(data).ok()?;
-        (out.len() + data.len() / 32 < data.len()).then_some(out)
+        c.compress_to_buffer(data, out).ok()?;
+        Some(out.len() + data.len() / 32 < data.len())
     })
+    .unwrap_or(false)
 }
 
 /// Figures of what a saver wrote.
@@ -154,8 +174,9 @@ impl Saver {
             queue: Mutex::new(Some(tx)),
             uploaders: Mutex::new(uploaders),
             shared,
-            // Room for the largest blob past the target, so a buffer never grows.
-            packs: Pool::new(repo_pack_size + MAX_BLOB + (64 << 10), uploads + 2),
+            // Room for the target and the pack header: a pack is closed before a blob would
+            // take it past the target, so a buffer grows only for a blob larger than that.
+            packs: Pool::new(repo_pack_size + (64 << 10), uploads + 2),
             index_every: 32,
         })
     }
@@ -184,28 +205,53 @@ impl Saver {
         deps: impl IntoIterator<Item = Id>,
     ) -> Result<BlobLoc, RepoError> {
         self.check()?;
-        let compressed = compress(plain, self.repo.config().zstd_level);
-        let (body, compression) = match &compressed {
-            Some(c) => (c.as_slice(), Compression::Zstd),
-            None => (plain, Compression::None),
+        let mut compressed = Vec::new();
+        self.pack_blob(kind, id, plain, deps, &mut compressed)
+    }
+
+    /// Compresses `plain` into `scratch` and seals it straight into the open pack (no
+    /// copy of the sealed blob).
+    fn pack_blob(
+        &self,
+        kind: BlobKind,
+        id: Id,
+        plain: &[u8],
+        deps: impl IntoIterator<Item = Id>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<BlobLoc, RepoError> {
+        let (body, compression) = if compress_into(plain, self.repo.config().zstd_level, scratch) {
+            (scratch.as_slice(), Compression::Zstd)
+        } else {
+            (plain, Compression::None)
         };
-        let sealed = self.repo.cipher().seal(body, &blob_aad(kind, &id));
+        let aad = blob_aad(kind, &id);
         let target = self.repo.config().pack_size as usize;
         let slot = if kind == BlobKind::Chunk { &self.data } else { &self.meta };
-        let full = {
+        let mut full = Vec::new();
+        let loc = {
             let mut w = slot.lock().unwrap_or_else(|e| e.into_inner());
+            // A blob that would take the pack past its target starts a new one, so a pack
+            // buffer holds about the target, not the target plus a whole blob.
+            let need = body.len() + super::crypto::OVERHEAD;
+            if w.as_ref().is_some_and(|p| !p.entries.is_empty() && p.buf.len() + need > target) {
+                full.extend(w.take());
+            }
             let pool = (kind == BlobKind::Chunk).then(|| self.packs.clone());
             let writer = w.get_or_insert_with(|| PackWriter::new(pool));
-            let loc = writer.add(kind, id, plain.len() as u32, compression, &sealed);
+            let cipher = self.repo.cipher();
+            let loc =
+                writer.add_with(kind, id, plain.len() as u32, compression, |buf| cipher.seal_into(body, &aad, buf));
             writer.deps.extend(deps);
             let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             s.stats.blobs += 1;
             s.stats.raw_bytes += plain.len() as u64;
             drop(s);
-            let full = if writer.buf.len() >= target { w.take() } else { None };
-            (loc, full)
+            if writer.buf.len() >= target {
+                full.extend(w.take());
+            }
+            loc
         };
-        if let Some(pack) = full.1 {
+        for pack in full {
             self.send(pack)?;
             // Send the recipes with their data, so an interrupted run leaves segments the
             // next run can reuse.
@@ -216,7 +262,7 @@ impl Saver {
                 }
             }
         }
-        Ok(full.0)
+        Ok(loc)
     }
 
     /// Packs a blob that is already compressed and sealed (moving it between packs:

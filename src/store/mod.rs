@@ -4,6 +4,7 @@
 
 mod error;
 mod faulty;
+mod local;
 mod metered;
 mod object;
 mod retrying;
