@@ -38,6 +38,8 @@ print()
 print("| operation | Lifeline (wall / throughput / peak RSS) | restic | Lifeline vs restic |")
 print("|---|---|---|---|")
 row("full backup", "full", f["bytes_a"])
+if ("coldfull", "lifeline") in runs:
+    row("full backup, cold page cache", "coldfull", f["bytes_a"])
 row("unchanged re-backup", "unchanged", f["bytes_a"])
 row("backup after ~1 % change", "incremental", f["bytes_b"])
 row("restore", "restore", f["bytes_b"])

@@ -24,6 +24,13 @@ measure() {
   printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$tool" "$secs" "$kb" "$out" >> "$results"
 }
 
+# The page cache is put in the same state for both tools before the full backups:
+# warm (every file read once just before), and, when run as root, cold (caches dropped).
+# Without this the first tool reads freshly generated data the kernel may have evicted
+# and the second reads what the first just cached.
+warm() { find "$1" -type f -print0 | xargs -0 cat > /dev/null; }
+cold() { sync; if [ "$(id -u)" = 0 ]; then echo 3 > /proc/sys/vm/drop_caches; fi; }
+
 echo "generating the dataset (PostgreSQL with pgbench, random files, JSON logs)..." >&2
 rm -rf "$work/data" "$work/repo-"* "$work/restore-"*
 "$root/bench/dataset.sh" "$work"
@@ -37,9 +44,17 @@ restic init -q -r "$work/repo-r"
 "$lifeline" repo init "file://$work/repo-lpg" >/dev/null 2>&1
 restic init -q -r "$work/repo-rpg"
 
+if [ "$(id -u)" = 0 ]; then
+  echo "full backup from a cold page cache..." >&2
+  "$lifeline" repo init "file://$work/repo-lc" >/dev/null 2>&1
+  restic init -q -r "$work/repo-rc"
+  cold; measure coldfull lifeline "$lifeline" repo backup --json "file://$work/repo-lc" "$data"
+  cold; measure coldfull restic restic -r "$work/repo-rc" backup --json "$data"
+  rm -rf "$work/repo-lc" "$work/repo-rc"
+fi
 echo "full backup..." >&2
-measure full lifeline "$lifeline" repo backup --json "file://$work/repo-l" "$data"
-measure full restic restic -r "$work/repo-r" backup --json "$data"
+warm "$data"; measure full lifeline "$lifeline" repo backup --json "file://$work/repo-l" "$data"
+warm "$data"; measure full restic restic -r "$work/repo-r" backup --json "$data"
 size_l_full=$(du -sb "$work/repo-l" | cut -f1); size_r_full=$(du -sb "$work/repo-r" | cut -f1)
 echo "unchanged re-backup..." >&2
 measure unchanged lifeline "$lifeline" repo backup --json "file://$work/repo-l" "$data"
