@@ -24,7 +24,7 @@ use std::time::Instant;
 /// How the parent window reaches around the current offset.
 const WINDOW: u64 = 64 << 20;
 /// Chunks remembered across files of one run before the memory is reset.
-const RUN_CHUNKS_CAP: usize = 1 << 18;
+const RUN_CHUNKS_CAP: usize = 1 << 17;
 /// Segments of a file held in memory while their chunks are stored.
 const MAX_PENDING_SEGMENTS: usize = 3;
 const READ_BLOCK: usize = 2 << 20;
@@ -530,15 +530,14 @@ fn worker(rx: &Mutex<Receiver<(Job, Sender<Done>)>>, repo: &Repository, saver: &
 /// Stores consecutive new chunks as one data blob (one compression window, one seal).
 fn store_blob(repo: &Repository, saver: &Saver, chunks: &[(Id, Bytes)]) -> Result<Vec<ChunkRef>, RepoError> {
     let lens: Vec<u32> = chunks.iter().map(|(_, d)| d.len() as u32).collect();
-    let mut plain = super::format::encode_data_header(&lens);
-    let header = plain.len() as u32;
-    plain.reserve(lens.iter().map(|l| *l as usize).sum());
-    for (_, d) in chunks {
-        plain.extend_from_slice(d);
-    }
+    let head = super::format::encode_data_header(&lens);
+    let header = head.len() as u32;
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(chunks.len() + 1);
+    parts.push(&head);
+    parts.extend(chunks.iter().map(|(_, d)| &d[..]));
     let key: Vec<(Id, u32)> = chunks.iter().map(|(id, d)| (*id, d.len() as u32)).collect();
     let blob = repo.chunker().data_blob_id(&key);
-    let loc = saver.save(BlobKind::Chunk, blob, &plain)?;
+    let loc = saver.save_parts(BlobKind::Chunk, blob, &parts)?;
     let mut offset = header;
     Ok(chunks
         .iter()

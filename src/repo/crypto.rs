@@ -123,11 +123,18 @@ impl Cipher {
 
     /// Encrypts `plain` bound to `aad`, appending to `out`.
     pub fn seal_into(&self, plain: &[u8], aad: &[u8], out: &mut Vec<u8>) {
+        self.seal_parts_into(&[plain], aad, out)
+    }
+
+    /// Appends the sealed concatenation of `parts` to `out` (encrypted in place there).
+    pub fn seal_parts_into(&self, parts: &[&[u8]], aad: &[u8], out: &mut Vec<u8>) {
         let nonce = random_bytes::<NONCE_LEN>();
-        out.reserve(plain.len() + OVERHEAD);
+        out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + OVERHEAD);
         out.extend_from_slice(&nonce);
         let start = out.len();
-        out.extend_from_slice(plain);
+        for p in parts {
+            out.extend_from_slice(p);
+        }
         let tag = self
             .key
             .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut out[start..])

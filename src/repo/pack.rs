@@ -92,8 +92,16 @@ pub fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
 /// [`compress`] into `out` (cleared first), reusing its memory; false when the data
 /// does not shrink enough (then `out` holds nothing useful).
 pub fn compress_into(data: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
+    compress_parts(&[data], level, out)
+}
+
+/// Compresses the concatenation of `parts` into `out` as one zstd frame, without
+/// concatenating them first; false when the data does not shrink by 1/32.
+pub fn compress_parts(parts: &[&[u8]], level: i32, out: &mut Vec<u8>) -> bool {
+    use zstd::zstd_safe::{InBuffer, OutBuffer, ResetDirective, zstd_sys::ZSTD_EndDirective};
+    let total: usize = parts.iter().map(|p| p.len()).sum();
     out.clear();
-    out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+    out.reserve(zstd::zstd_safe::compress_bound(total) + 1024);
     ZSTD.with(|cell| {
         let mut cell = cell.borrow_mut();
         if cell.as_ref().is_none_or(|(l, _)| *l != level) {
@@ -104,8 +112,30 @@ pub fn compress_into(data: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
             *cell = Some((level, c));
         }
         let (_, c) = cell.as_mut()?;
-        c.compress_to_buffer(data, out).ok()?;
-        Some(out.len() + data.len() / 32 < data.len())
+        let cctx = c.context_mut();
+        cctx.reset(ResetDirective::SessionOnly).ok()?;
+        cctx.set_pledged_src_size(Some(total as u64)).ok()?;
+        let mut output = OutBuffer::around(out);
+        let last = parts.len().saturating_sub(1);
+        for (i, part) in parts.iter().enumerate() {
+            let mut input = InBuffer::around(part);
+            let end = if i == last { ZSTD_EndDirective::ZSTD_e_end } else { ZSTD_EndDirective::ZSTD_e_continue };
+            loop {
+                let remaining = cctx.compress_stream2(&mut output, &mut input, end).ok()?;
+                let done = if i == last { remaining == 0 } else { input.pos() == part.len() };
+                if done {
+                    break;
+                }
+                // The output is sized for the worst case; running out means no gain.
+                if output.pos() >= output.capacity() {
+                    return None;
+                }
+            }
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        Some(out.len() + total / 32 < total)
     })
     .unwrap_or(false)
 }
@@ -205,25 +235,32 @@ impl Saver {
         deps: impl IntoIterator<Item = Id>,
     ) -> Result<BlobLoc, RepoError> {
         self.check()?;
-        let mut compressed = Vec::new();
-        self.pack_blob(kind, id, plain, deps, &mut compressed)
+        self.pack_blob(kind, id, &[plain], deps)
     }
 
-    /// Compresses `plain` into `scratch` and seals it straight into the open pack (no
-    /// copy of the sealed blob).
+    /// [`Saver::save`] of a blob given as consecutive parts (a data blob's header and its
+    /// chunks), which are never copied into one plaintext buffer.
+    pub fn save_parts(&self, kind: BlobKind, id: Id, parts: &[&[u8]]) -> Result<BlobLoc, RepoError> {
+        self.check()?;
+        self.pack_blob(kind, id, parts, std::iter::empty())
+    }
+
+    /// Compresses the blob (given as parts) and seals it straight into the open pack:
+    /// the only copies are the compressed output and the sealed bytes in the pack.
     fn pack_blob(
         &self,
         kind: BlobKind,
         id: Id,
-        plain: &[u8],
+        parts: &[&[u8]],
         deps: impl IntoIterator<Item = Id>,
-        scratch: &mut Vec<u8>,
     ) -> Result<BlobLoc, RepoError> {
-        let (body, compression) = if compress_into(plain, self.repo.config().zstd_level, scratch) {
-            (scratch.as_slice(), Compression::Zstd)
-        } else {
-            (plain, Compression::None)
-        };
+        let raw_len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut compressed = Vec::new();
+        let zstd = compress_parts(parts, self.repo.config().zstd_level, &mut compressed);
+        let one = [compressed.as_slice()];
+        let (body, compression): (&[&[u8]], _) =
+            if zstd { (&one, Compression::Zstd) } else { (parts, Compression::None) };
+        let body_len: usize = body.iter().map(|p| p.len()).sum();
         let aad = blob_aad(kind, &id);
         let target = self.repo.config().pack_size as usize;
         let slot = if kind == BlobKind::Chunk { &self.data } else { &self.meta };
@@ -232,7 +269,7 @@ impl Saver {
             let mut w = slot.lock().unwrap_or_else(|e| e.into_inner());
             // A blob that would take the pack past its target starts a new one, so a pack
             // buffer holds about the target, not the target plus a whole blob.
-            let need = body.len() + super::crypto::OVERHEAD;
+            let need = body_len + super::crypto::OVERHEAD;
             if w.as_ref().is_some_and(|p| !p.entries.is_empty() && p.buf.len() + need > target) {
                 full.extend(w.take());
             }
@@ -240,11 +277,11 @@ impl Saver {
             let writer = w.get_or_insert_with(|| PackWriter::new(pool));
             let cipher = self.repo.cipher();
             let loc =
-                writer.add_with(kind, id, plain.len() as u32, compression, |buf| cipher.seal_into(body, &aad, buf));
+                writer.add_with(kind, id, raw_len as u32, compression, |buf| cipher.seal_parts_into(body, &aad, buf));
             writer.deps.extend(deps);
             let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             s.stats.blobs += 1;
-            s.stats.raw_bytes += plain.len() as u64;
+            s.stats.raw_bytes += raw_len as u64;
             drop(s);
             if writer.buf.len() >= target {
                 full.extend(w.take());
