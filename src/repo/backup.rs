@@ -205,9 +205,9 @@ pub(super) fn recover_unindexed(repo: &Repository, excluded: &HashSet<Id>) -> Re
 impl Engine {
     pub(super) fn start(repo: Arc<Repository>, workers: usize, progress: Arc<Progress>) -> Self {
         let n = if workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { workers };
-        // A local directory takes packs as fast as one thread writes them; remote
-        // locations get two uploads in flight.
-        let uploads = if repo.url().starts_with("file://") { 1 } else { 2 };
+        // Two packs in flight: remote uploads overlap their latency, and local packs are
+        // written with O_DIRECT, which waits for the device.
+        let uploads = 2;
         let saver = Saver::new(repo.clone(), uploads);
         let known = Arc::new(RwLock::new(Known::default()));
         let repo_max_chunk = repo.config().chunker.max as usize;
