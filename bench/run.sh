@@ -50,7 +50,6 @@ if [ "$(id -u)" = 0 ]; then
   restic init -q -r "$work/repo-rc"
   cold; measure coldfull lifeline "$lifeline" repo backup --json "file://$work/repo-lc" "$data"
   cold; measure coldfull restic restic -r "$work/repo-rc" backup --json "$data"
-  rm -rf "$work/repo-lc" "$work/repo-rc"
 fi
 echo "full backup..." >&2
 warm "$data"; measure full lifeline "$lifeline" repo backup --json "file://$work/repo-l" "$data"
@@ -92,7 +91,9 @@ measure s3full lifeline "$lifeline" repo backup --json s3://bench/l "$data"
 measure s3full restic restic -r "s3:$endpoint/bench/r" backup --json "$data"
 measure s3restore lifeline "$lifeline" repo restore --json s3://bench/l latest "$work/restore-l"
 measure s3restore restic restic -r "s3:$endpoint/bench/r" restore latest --target "$work/restore-r"
-rm -rf "$work/restore-l" "$work/restore-r" "$work/pg-a"
+# Deleting gigabytes makes the filesystem discard their blocks (the root filesystem here
+# is mounted with `discard`), which loads the disk for a while: only at the end.
+rm -rf "$work/restore-l" "$work/restore-r" "$work/pg-a" "$work/repo-lc" "$work/repo-rc"
 
 python3 "$root/bench/report.py" "$results" "$work/results.json" \
   bytes_a="$bytes_a" bytes_b="$bytes_b" pg_bytes="$pg_bytes" \
