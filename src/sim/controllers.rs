@@ -36,7 +36,7 @@ pub async fn run(server: Arc<Server>) {
                 super::workloads::jobs(&mut store, &mut state);
             }
             if server.runs(Controller::StatefulSets) {
-                super::workloads::statefulsets(&mut store);
+                super::workloads::statefulsets(&mut store, &mut state);
             }
             super::storage::protect(&mut store);
             if server.runs(Controller::Volumes) {

@@ -18,6 +18,31 @@ pub struct State {
     job_failures: HashMap<String, (i64, Instant)>,
     /// When a pass is due even if nothing changed (a back-off running out).
     pub wake_at: Option<Instant>,
+    /// Per owner uid: no new Pod before this, after a create failed (the failure's event
+    /// would otherwise trigger the next attempt at once, over and over).
+    create_retry: HashMap<String, Instant>,
+}
+
+/// How long a controller waits after a failed create before trying again.
+const CREATE_RETRY: Duration = Duration::from_secs(5);
+
+impl State {
+    fn may_create(&mut self, owner: &str) -> bool {
+        match self.create_retry.get(owner) {
+            Some(t) if *t > Instant::now() => {
+                let t = *t;
+                wake(self, t);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    fn create_failed(&mut self, owner: &str) {
+        let at = Instant::now() + CREATE_RETRY;
+        self.create_retry.insert(owner.to_string(), at);
+        wake(self, at);
+    }
 }
 
 /// The Job controller's first back-off step; it doubles per failure up to six minutes.
@@ -95,6 +120,7 @@ pub fn jobs(store: &mut Store, state: &mut State) {
         let _ = client::drop_finalizer(store, &pod_rt, &p, JOB_TRACKING);
     }
     state.job_failures.retain(|uid, _| live.contains(uid));
+    state.create_retry.retain(|_, t| *t > Instant::now());
     for job in all {
         if !deleting(&job) {
             job_pass(store, state, &job);
@@ -231,7 +257,7 @@ fn job_pass(store: &mut Store, state: &mut State, job: &Value) {
                 });
                 if want > 0 && ready_at.is_some_and(|t| t > Instant::now()) {
                     wake(state, ready_at.expect("some"));
-                } else {
+                } else if want > 0 && state.may_create(&uid) {
                     for _ in 0..want.max(0) {
                         match create_job_pod(store, job) {
                             Ok(pod) => {
@@ -243,6 +269,7 @@ fn job_pass(store: &mut Store, state: &mut State, job: &Value) {
                             Err(e) => {
                                 let msg = format!("Error creating: {}", e.body["message"].as_str().unwrap_or_default());
                                 client::event(store, job, "Warning", "FailedCreate", &msg, "job-controller");
+                                state.create_failed(&uid);
                                 break;
                             }
                         }
@@ -309,12 +336,12 @@ fn create_job_pod(store: &mut Store, job: &Value) -> super::errors::ApiResult<Va
 // StatefulSets
 // ---------------------------------------------------------------------------------------
 
-pub fn statefulsets(store: &mut Store) {
+pub fn statefulsets(store: &mut Store, state: &mut State) {
     let sts_rt = client::rt(store, "apps", "statefulsets");
     let all: Vec<Value> = store.list(&sts_rt.key(), None).cloned().collect();
     for sts in all {
         if !deleting(&sts) {
-            sts_pass(store, &sts);
+            sts_pass(store, state, &sts);
         }
     }
 }
@@ -500,7 +527,7 @@ fn delete_sts_pod(store: &mut Store, sts: &Value, pod: &Value, scaled_away: bool
     }
 }
 
-fn sts_pass(store: &mut Store, sts: &Value) {
+fn sts_pass(store: &mut Store, state: &mut State, sts: &Value) {
     let sts_rt = client::rt(store, "apps", "statefulsets");
     let (ns, name) = ns_name(sts);
     let uid = sts["metadata"]["uid"].as_str().unwrap_or_default().to_string();
@@ -515,7 +542,14 @@ fn sts_pass(store: &mut Store, sts: &Value) {
         for ord in 0..replicas {
             match pods.get(&ord) {
                 None => {
-                    if create_sts_pod(store, sts, ord, &rev).is_err() || monotonic {
+                    if !state.may_create(&uid) {
+                        break 'work;
+                    }
+                    if create_sts_pod(store, sts, ord, &rev).is_err() {
+                        state.create_failed(&uid);
+                        break 'work;
+                    }
+                    if monotonic {
                         break 'work;
                     }
                 }

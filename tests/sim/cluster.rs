@@ -6,7 +6,7 @@
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, AttachParams, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -558,4 +558,26 @@ fn a_link_to_an_outside_endpoint_can_be_cut_and_restored() {
     assert!(echo(via).is_err());
     cluster.restart().unwrap();
     assert_eq!(echo(via).unwrap(), "ping");
+}
+
+#[test]
+fn a_job_that_cannot_create_its_pod_reports_it_without_spinning() {
+    let (cluster, rt) = start();
+    rt.block_on(async {
+        let client = client(&cluster);
+        let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+        let mut j = job("orphan-sa", "true", 1);
+        j.spec.as_mut().unwrap().template.spec.as_mut().unwrap().service_account_name = Some("missing".into());
+        jobs.create(&PostParams::default(), &j).await.unwrap();
+        let events: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+        let lp = kube::api::ListParams::default().fields("involvedObject.name=orphan-sa,reason=FailedCreate");
+        let first =
+            eventually(10, "a FailedCreate event", || async { events.list(&lp).await.ok()?.items.into_iter().next() })
+                .await;
+        assert!(first.message.as_deref().unwrap_or_default().contains(r#"serviceaccount "missing" not found"#));
+        // Retries are spaced out (every few seconds), not made on every pass.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let attempts: i32 = events.list(&lp).await.unwrap().items.iter().map(|e| e.count.unwrap_or(1)).sum();
+        assert!(attempts <= 2, "{attempts} attempts in about two seconds");
+    });
 }
