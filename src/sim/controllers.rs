@@ -53,12 +53,8 @@ pub async fn run(server: Arc<Server>) {
     }
 }
 
-fn key(store: &Store, group: &str, plural: &str) -> Arc<ResType> {
-    store.types.iter().find(|t| t.group == group && t.plural == plural).cloned().expect("built-in type")
-}
-
 pub fn crds(store: &mut Store) {
-    let rt = key(store, "apiextensions.k8s.io", "customresourcedefinitions");
+    let rt = super::client::rt(store, "apiextensions.k8s.io", "customresourcedefinitions");
     let all: Vec<Value> = store.list(&rt.key(), None).cloned().collect();
     for crd in all {
         let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
@@ -113,9 +109,9 @@ fn register(store: &mut Store, crd: &Value) {
 }
 
 fn namespaces(store: &mut Store) {
-    let ns_rt = key(store, "", "namespaces");
-    let sa_rt = key(store, "", "serviceaccounts");
-    let cm_rt = key(store, "", "configmaps");
+    let ns_rt = super::client::rt(store, "", "namespaces");
+    let sa_rt = super::client::rt(store, "", "serviceaccounts");
+    let cm_rt = super::client::rt(store, "", "configmaps");
     let all: Vec<Value> = store.list(&ns_rt.key(), None).cloned().collect();
     for ns in all {
         let name = ns["metadata"]["name"].as_str().unwrap_or_default().to_string();

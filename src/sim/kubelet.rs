@@ -130,6 +130,25 @@ struct PodRun {
     killed: bool,
 }
 
+impl PodRun {
+    /// Signals every running process of the Pod.
+    fn signal(&self, sig: i32) {
+        for ch in self.init.iter().chain(self.main.iter()).filter_map(|c| c.child.as_ref()) {
+            signal(ch, sig);
+        }
+    }
+
+    /// Kills every process of the Pod at once and reaps it.
+    fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        for c in self.init.iter_mut().chain(self.main.iter_mut()) {
+            if let Some(mut ch) = c.child.take() {
+                let _ = ch.wait();
+            }
+        }
+    }
+}
+
 /// The node's running Pods.
 pub struct Kubelet {
     dir: PathBuf,
@@ -153,13 +172,7 @@ impl Kubelet {
     /// Kills every process at once (the node is lost).
     pub fn kill_all(&mut self) {
         for run in self.pods.values_mut() {
-            for c in run.init.iter_mut().chain(run.main.iter_mut()) {
-                if let Some(ch) = &mut c.child {
-                    signal(ch, libc::SIGKILL);
-                    let _ = ch.wait();
-                }
-                c.child = None;
-            }
+            run.kill();
         }
         self.pods.clear();
     }
@@ -195,12 +208,7 @@ impl Kubelet {
         let gone: Vec<String> = self.pods.keys().filter(|u| !seen.contains(*u)).cloned().collect();
         for uid in gone {
             if let Some(mut run) = self.pods.remove(&uid) {
-                for c in run.init.iter_mut().chain(run.main.iter_mut()) {
-                    if let Some(ch) = &mut c.child {
-                        signal(ch, libc::SIGKILL);
-                        let _ = ch.wait();
-                    }
-                }
+                run.kill();
                 let _ = std::fs::remove_dir_all(&run.dir);
             }
         }
@@ -267,19 +275,11 @@ impl Kubelet {
             let running = run.init.iter().chain(run.main.iter()).any(|c| c.child.is_some());
             match run.term_sent {
                 None => {
-                    for c in run.init.iter_mut().chain(run.main.iter_mut()) {
-                        if let Some(ch) = &mut c.child {
-                            signal(ch, libc::SIGTERM);
-                        }
-                    }
+                    run.signal(libc::SIGTERM);
                     run.term_sent = Some(Instant::now());
                 }
                 Some(at) if running && !run.killed && at.elapsed() >= Duration::from_secs(grace) => {
-                    for c in run.init.iter_mut().chain(run.main.iter_mut()) {
-                        if let Some(ch) = &mut c.child {
-                            signal(ch, libc::SIGKILL);
-                        }
-                    }
+                    run.signal(libc::SIGKILL);
                     run.killed = true;
                 }
                 _ => {}

@@ -48,7 +48,6 @@ pub fn logs(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Rep
     let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
     let previous = req.q("previous") == Some("true");
     let path = server.kubelet().log_path(uid, &container, previous);
-    let ns = t.namespace.clone().unwrap_or_default();
     let Some(text) = path.and_then(|p| std::fs::read(p).ok()) else {
         return Err(ApiError::bad_request(if previous {
             format!("previous terminated container {container:?} in pod {name:?} not found")
@@ -56,7 +55,6 @@ pub fn logs(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Rep
             format!("container {container:?} in pod {name:?} is waiting to start: ContainerCreating")
         }));
     };
-    let _ = ns;
     let mut text = String::from_utf8_lossy(&text).into_owned();
     if let Some(n) = req.q("tailLines").and_then(|n| n.parse::<usize>().ok()) {
         let lines: Vec<&str> = text.lines().collect();

@@ -111,33 +111,19 @@ fn owner_reference_errors(refs: &Value) -> Vec<Cause> {
     let Some(refs) = refs.as_array() else { return Vec::new() };
     let mut causes = Vec::new();
     for r in refs {
-        if r["uid"].as_str().unwrap_or_default().is_empty() {
-            causes.push(Cause::invalid(
-                "metadata.ownerReferences.uid",
-                &Value::String(String::new()),
-                "must not be empty",
-            ));
-        }
-        if r["apiVersion"].as_str().unwrap_or_default().is_empty() {
-            causes.push(Cause::invalid(
-                "metadata.ownerReferences.apiVersion",
-                &Value::String(String::new()),
-                "version must not be empty",
-            ));
-        }
-        if r["kind"].as_str().unwrap_or_default().is_empty() {
-            causes.push(Cause::invalid(
-                "metadata.ownerReferences.kind",
-                &Value::String(String::new()),
-                "must not be empty",
-            ));
-        }
-        if r["name"].as_str().unwrap_or_default().is_empty() {
-            causes.push(Cause::invalid(
-                "metadata.ownerReferences.name",
-                &Value::String(String::new()),
-                "must not be empty",
-            ));
+        for (field, detail) in [
+            ("uid", "must not be empty"),
+            ("apiVersion", "version must not be empty"),
+            ("kind", "must not be empty"),
+            ("name", "must not be empty"),
+        ] {
+            if r[field].as_str().unwrap_or_default().is_empty() {
+                causes.push(Cause::invalid(
+                    format!("metadata.ownerReferences.{field}"),
+                    &Value::String(String::new()),
+                    detail,
+                ));
+            }
         }
     }
     let controllers: Vec<&Value> = refs.iter().filter(|r| r["controller"].as_bool() == Some(true)).collect();
