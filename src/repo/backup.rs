@@ -33,6 +33,9 @@ const READ_BLOCKS: usize = 8;
 /// Files of one directory whose last chunks may still be being stored while the next
 /// files are read (the workers stay busy across small files).
 const MAX_PARKED: usize = 8;
+/// Chunks go to the workers in batches of about this many bytes: one message and one
+/// wake-up per batch instead of per chunk.
+const HASH_BATCH: usize = 256 << 10;
 /// Files smaller than this are read into a buffer of their own size.
 const SMALL_FILE: u64 = 1 << 20;
 
@@ -71,19 +74,21 @@ impl Known {
 }
 
 enum Job {
-    Hash {
-        seq: u64,
-        data: Bytes,
-    },
+    /// Hash consecutive chunks of a file, the first being number `seq`.
+    Hash { seq: u64, chunks: Vec<Bytes> },
     /// Store the new chunks of one segment as one data blob.
-    Store {
-        chunks: Vec<(Id, Bytes)>,
-    },
+    Store { chunks: Vec<(Id, Bytes)> },
 }
 
 enum Done {
-    Hashed { seq: u64, id: Id, len: u32, known: Option<ChunkRef>, data: Option<Bytes> },
-    Stored { chunks: Vec<ChunkRef> },
+    /// A [`Job::Hash`]'s chunks, in order.
+    Hashed {
+        seq: u64,
+        chunks: Vec<SegChunk>,
+    },
+    Stored {
+        chunks: Vec<ChunkRef>,
+    },
     Failed(RepoError),
 }
 
@@ -100,6 +105,11 @@ pub(super) struct Engine {
     progress: Arc<Progress>,
     /// Read blocks, reused once every chunk cut from them is done.
     blocks: Arc<super::buffers::Pool>,
+    /// Files of the current directory whose last chunks may still be being stored while
+    /// the next files are read, with their place in the directory's tree.
+    parked: VecDeque<(usize, FileContent)>,
+    /// Parked files finished outside [`Engine::settle`], for it to put into the tree.
+    settled: Vec<(usize, Vec<SegRef>)>,
 }
 
 /// Runs a backup of `path` and records a restore point.
@@ -233,6 +243,8 @@ impl Engine {
             summary: Summary::default(),
             progress,
             blocks: super::buffers::Pool::with_limit(READ_BLOCK + repo_max_chunk, READ_BLOCKS, READ_BLOCKS),
+            parked: VecDeque::new(),
+            settled: Vec::new(),
         }
     }
 
@@ -282,8 +294,6 @@ impl Engine {
         entries.sort_by_key(|e| e.file_name());
         let mut tree = Tree::default();
         self.summary.dirs += 1;
-        // Files whose last chunks are still being stored while the next file is read.
-        let mut parked: VecDeque<(usize, FileContent)> = VecDeque::new();
         for entry in entries {
             let name = entry.file_name();
             let path = entry.path();
@@ -297,20 +307,20 @@ impl Engine {
             let old = parent.get(&name);
             match node.kind {
                 Some(NodeKind::Dir) => {
-                    self.settle(&mut parked, &mut tree, 0)?;
+                    self.settle(&mut tree, 0)?;
                     node.subtree = Some(self.dir(&path, &child_rel, old.and_then(|o| o.subtree))?);
                 }
                 Some(NodeKind::File) => {
                     if let Some(fc) = self.file(&path, &child_rel, &mut node, old)? {
-                        parked.push_back((tree.nodes.len(), fc));
+                        self.parked.push_back((tree.nodes.len(), fc));
                     }
                 }
                 _ => {}
             }
             tree.nodes.push(node);
-            self.settle(&mut parked, &mut tree, MAX_PARKED)?;
+            self.settle(&mut tree, MAX_PARKED)?;
         }
-        self.settle(&mut parked, &mut tree, 0)?;
+        self.settle(&mut tree, 0)?;
         let json = serde_json::to_vec(&tree).map_err(RepoError::encode)?;
         let id = self.repo.chunker().id(&json);
         self.save_meta(BlobKind::Tree, id, &json)?;
@@ -319,13 +329,9 @@ impl Engine {
 
     /// Finishes parked files that are done, and waits for the oldest ones until at most
     /// `keep` remain; their content goes into their tree nodes.
-    fn settle(
-        &mut self,
-        parked: &mut VecDeque<(usize, FileContent)>,
-        tree: &mut Tree,
-        keep: usize,
-    ) -> Result<(), RepoError> {
+    fn settle(&mut self, tree: &mut Tree, keep: usize) -> Result<(), RepoError> {
         let tx = self.jobs.clone().ok_or_else(|| RepoError::Invalid("backup engine stopped".into()))?;
+        let mut parked = std::mem::take(&mut self.parked);
         for (_, fc) in parked.iter_mut() {
             fc.drain(self, &tx, false)?;
         }
@@ -335,9 +341,35 @@ impl Engine {
                 break;
             }
             fc.wait(self, &tx)?;
-            tree.nodes[i].content = fc.content;
+            self.settled.push((i, fc.content));
+        }
+        self.parked = parked;
+        for (i, content) in self.settled.drain(..) {
+            tree.nodes[i].content = content;
         }
         Ok(())
+    }
+
+    /// A read block for `fc`, the file being read. When all are out, chunks cut from them
+    /// are held by parked files and by `fc`'s results, which only this thread handles
+    /// (waiting for a block without handling them would wait forever): the oldest parked
+    /// file is finished first, then `fc`'s results are handled. Only when nothing is in
+    /// flight (the open segments themselves hold every block) does the read go over the
+    /// limit.
+    fn take_block(&mut self, fc: &mut FileContent, tx: &SyncSender<(Job, Sender<Done>)>) -> Result<Vec<u8>, RepoError> {
+        loop {
+            if let Some(block) = self.blocks.try_take() {
+                return Ok(block);
+            }
+            if let Some((i, mut parked)) = self.parked.pop_front() {
+                parked.wait(self, tx)?;
+                self.settled.push((i, parked.content));
+            } else if fc.outstanding() {
+                fc.drain(self, tx, true)?;
+            } else {
+                return Ok(self.blocks.take());
+            }
+        }
     }
 
     /// Backs up a file; its content may still be being stored when this returns (the
@@ -377,8 +409,11 @@ impl Engine {
 
     /// Stores a file's content; returns its segments and length.
     fn content(&mut self, path: &Path, parent: &[SegRef]) -> Result<(Vec<SegRef>, u64), RepoError> {
-        let mut file = std::fs::File::open(path).map_err(|e| RepoError::io("open", path, e))?;
-        self.content_from(&mut file, path, parent)
+        let file = std::fs::File::open(path).map_err(|e| RepoError::io("open", path, e))?;
+        let (mut fc, size) = self.start_content(&mut Prefetch::new(file), path, parent, 0)?;
+        let tx = self.jobs.clone().ok_or_else(|| RepoError::Invalid("backup engine stopped".into()))?;
+        fc.wait(self, &tx)?;
+        Ok((fc.content, size))
     }
 
     /// Stores content read from `reader` (named `path` in messages).
@@ -388,7 +423,7 @@ impl Engine {
         path: &Path,
         parent: &[SegRef],
     ) -> Result<(Vec<SegRef>, u64), RepoError> {
-        let (mut fc, size) = self.start_content(reader, path, parent, 0)?;
+        let (mut fc, size) = self.start_content(&mut AnyReader(reader), path, parent, 0)?;
         let tx = self.jobs.clone().ok_or_else(|| RepoError::Invalid("backup engine stopped".into()))?;
         fc.wait(self, &tx)?;
         Ok((fc.content, size))
@@ -399,7 +434,7 @@ impl Engine {
     /// stored, and the content's length.
     fn start_content(
         &mut self,
-        reader: &mut dyn Read,
+        reader: &mut dyn Fill,
         path: &Path,
         parent: &[SegRef],
         size_hint: u64,
@@ -419,27 +454,37 @@ impl Engine {
             // A small file gets a buffer of its own size, so that while it waits to be
             // stored it does not hold a whole read block.
             let small = offset == 0 && carry.is_empty() && size_hint > 0 && size_hint < SMALL_FILE;
-            let mut block = if small { Vec::with_capacity(size_hint as usize + 1) } else { self.blocks.take() };
+            let mut block =
+                if small { Vec::with_capacity(size_hint as usize + 1) } else { self.take_block(&mut fc, &tx)? };
             block.append(&mut carry);
-            let want = (READ_BLOCK + max).saturating_sub(block.len()) as u64;
-            let n = reader.take(want).read_to_end(&mut block).map_err(|e| RepoError::io("read", path, e))?;
-            eof = (n as u64) < want;
+            let want = (READ_BLOCK + max).saturating_sub(block.len());
+            let n = reader.fill(&mut block, want).map_err(|e| RepoError::io("read", path, e))?;
+            eof = n < want;
             self.summary.bytes_read += n as u64;
             let block = if small { Bytes::from(block) } else { self.blocks.freeze(block) };
             let mut pos = 0;
+            let mut batch = Vec::new();
+            let mut batch_bytes = 0;
             while pos < block.len() && (eof || block.len() - pos >= max) {
                 window.advance(self, offset)?;
                 let len = self.repo.chunker().cut(&block[pos..]);
-                let data = block.slice(pos..pos + len);
+                batch.push(block.slice(pos..pos + len));
+                batch_bytes += len;
                 pos += len;
                 offset += len as u64;
                 self.progress.bytes_done.fetch_add(len as u64, Relaxed);
-                tx.send((Job::Hash { seq: fc.sent, data }, fc.reply.clone()))
-                    .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
-                fc.sent += 1;
-                fc.drain(self, &tx, false)?;
-                while fc.pending.len() >= MAX_PENDING_SEGMENTS {
-                    fc.drain(self, &tx, true)?;
+                let last = pos == block.len() || (!eof && block.len() - pos < max);
+                if batch_bytes >= HASH_BATCH || last {
+                    let chunks = std::mem::take(&mut batch);
+                    batch_bytes = 0;
+                    let seq = fc.sent;
+                    fc.sent += chunks.len() as u64;
+                    tx.send((Job::Hash { seq, chunks }, fc.reply.clone()))
+                        .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
+                    fc.drain(self, &tx, false)?;
+                    while fc.pending.len() >= MAX_PENDING_SEGMENTS {
+                        fc.drain(self, &tx, true)?;
+                    }
                 }
             }
             carry = block[pos..].to_vec();
@@ -486,12 +531,48 @@ impl Prefetch {
     }
 }
 
-impl Read for Prefetch {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read(buf)?;
-        self.pos += n as u64;
-        self.advise();
-        Ok(n)
+/// A source of content: appends up to `want` bytes to `buf`, fewer only at the end.
+trait Fill {
+    fn fill(&mut self, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize>;
+}
+
+impl Fill for Prefetch {
+    /// Reads straight into the buffer's spare capacity: `Read` would have it zeroed first.
+    fn fill(&mut self, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        buf.reserve(want);
+        let mut got = 0;
+        while got < want {
+            let spare = buf.spare_capacity_mut();
+            let len = (want - got).min(spare.len());
+            // SAFETY: the kernel writes at most `len` bytes into the spare capacity.
+            let n = unsafe { libc::read(self.file.as_raw_fd(), spare.as_mut_ptr().cast(), len) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                break;
+            }
+            // SAFETY: the `n` bytes after the old length were just written.
+            unsafe { buf.set_len(buf.len() + n as usize) };
+            got += n as usize;
+            self.pos += n as u64;
+            self.advise();
+        }
+        Ok(got)
+    }
+}
+
+/// Any reader (content read from another repository, for example).
+struct AnyReader<'a>(&'a mut dyn Read);
+
+impl Fill for AnyReader<'_> {
+    fn fill(&mut self, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
+        self.0.take(want as u64).read_to_end(buf)
     }
 }
 
@@ -512,11 +593,19 @@ fn worker(rx: &Mutex<Receiver<(Job, Sender<Done>)>>, repo: &Repository, saver: &
         let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok((job, reply)) = next else { return };
         let done = match job {
-            Job::Hash { seq, data } => {
-                let id = repo.chunker().id(&data);
-                let known = known.read().unwrap_or_else(|e| e.into_inner()).get(&id);
-                let len = data.len() as u32;
-                Done::Hashed { seq, id, len, known, data: known.is_none().then_some(data) }
+            Job::Hash { seq, chunks } => {
+                let ids: Vec<Id> = chunks.iter().map(|d| repo.chunker().id(d)).collect();
+                let k = known.read().unwrap_or_else(|e| e.into_inner());
+                let chunks = ids
+                    .into_iter()
+                    .zip(chunks)
+                    .map(|(id, data)| {
+                        let known = k.get(&id);
+                        SegChunk { id, len: data.len() as u32, known, data: known.is_none().then_some(data) }
+                    })
+                    .collect();
+                drop(k);
+                Done::Hashed { seq, chunks }
             }
             Job::Store { chunks } => match store_blob(repo, saver, &chunks) {
                 Ok(refs) => Done::Stored { chunks: refs },
@@ -629,6 +718,7 @@ struct SegChunk {
     id: Id,
     len: u32,
     known: Option<ChunkRef>,
+    /// The bytes, kept only while the chunk is not known to be stored.
     data: Option<Bytes>,
 }
 
@@ -647,7 +737,8 @@ struct FileContent {
     reply: Sender<Done>,
     sent: u64,
     next: u64,
-    reorder: BTreeMap<u64, (Id, u32, Option<ChunkRef>, Option<Bytes>)>,
+    /// Hashed batches that arrived before an earlier one, by first sequence number.
+    reorder: BTreeMap<u64, Vec<SegChunk>>,
     current: Vec<SegChunk>,
     pending: VecDeque<PendingSegment>,
     /// Sequence number of `pending[0]`.
@@ -706,13 +797,16 @@ impl FileContent {
     fn handle(&mut self, e: &Engine, tx: &SyncSender<(Job, Sender<Done>)>, msg: Done) -> Result<(), RepoError> {
         match msg {
             Done::Failed(err) => return Err(err),
-            Done::Hashed { seq, id, len, known, data } => {
-                self.reorder.insert(seq, (id, len, known, data));
-                while let Some((id, len, known, data)) = self.reorder.remove(&self.next) {
-                    self.next += 1;
-                    self.current.push(SegChunk { id, len, known, data });
-                    if e.repo.chunker().ends_segment(&id, self.current.len()) {
-                        self.close_segment(e, tx)?;
+            Done::Hashed { seq, chunks } => {
+                self.reorder.insert(seq, chunks);
+                while let Some(batch) = self.reorder.remove(&self.next) {
+                    self.next += batch.len() as u64;
+                    for c in batch {
+                        let id = c.id;
+                        self.current.push(c);
+                        if e.repo.chunker().ends_segment(&id, self.current.len()) {
+                            self.close_segment(e, tx)?;
+                        }
                     }
                 }
             }
@@ -831,4 +925,55 @@ impl FileContent {
 /// Paths of a restore point's files, for messages: joins relative paths.
 pub fn join_rel(rel: &str, name: &str) -> String {
     if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::Secret;
+    use crate::store::{LocationOptions, open};
+
+    /// Every read block out, held by chunks whose hashes the workers have answered but
+    /// the reader has not handled yet: the reader must handle them to get a block back
+    /// (waiting would never end; going over the limit would unbound memory).
+    #[test]
+    fn a_read_block_comes_back_from_results_only_the_reader_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let backend = open(&url, &LocationOptions { create: true, ..Default::default() }).unwrap();
+        let secret = Secret::RawKey(zeroize::Zeroizing::new(vec![7; 32]));
+        let repo = Arc::new(Repository::init(backend, &secret).unwrap());
+        let mut engine = Engine::start(repo, 1, Arc::default());
+        let tx = engine.jobs.clone().unwrap();
+        let (done_tx, done_rx) = channel();
+        let mut fc = FileContent::new(Path::new("f"), done_rx, done_tx);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        while let Some(mut block) = engine.blocks.try_take() {
+            block.extend((0..READ_BLOCK).map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            }));
+            let block = engine.blocks.freeze(block);
+            let mut chunks = Vec::new();
+            let mut pos = 0;
+            while pos < block.len() {
+                let len = engine.repo.chunker().cut(&block[pos..]);
+                chunks.push(block.slice(pos..pos + len));
+                pos += len;
+            }
+            let seq = fc.sent;
+            fc.sent += chunks.len() as u64;
+            tx.send((Job::Hash { seq, chunks }, fc.reply.clone())).unwrap();
+        }
+        assert_eq!(engine.blocks.out(), READ_BLOCKS);
+        let block = engine.take_block(&mut fc, &tx).unwrap();
+        assert!(engine.blocks.out() <= READ_BLOCKS, "went over the limit instead of handling results");
+        drop(block);
+        fc.seal(&engine, &tx).unwrap();
+        fc.wait(&engine, &tx).unwrap();
+        drop(tx);
+        engine.finish().unwrap();
+    }
 }

@@ -2,16 +2,14 @@
 //! memory instead of fragmenting the heap or faulting in fresh pages.
 
 use bytes::Bytes;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 /// Buffers of one size class.
 pub struct Pool {
     state: Mutex<State>,
-    returned: Condvar,
     capacity: usize,
     keep: usize,
-    /// Buffers out at once before [`Pool::take`] waits for one to come back.
+    /// Buffers out at once before [`Pool::try_take`] declines.
     limit: usize,
 }
 
@@ -20,36 +18,37 @@ struct State {
     out: usize,
 }
 
-/// How long [`Pool::take`] waits at the limit before allocating anyway: the limit bounds
-/// memory in the steady state, it must never stall a pipeline that holds buffers itself.
-const LIMIT_WAIT: Duration = Duration::from_millis(500);
-
 impl Pool {
     /// Buffers of `capacity` bytes; at most `keep` idle ones are kept.
     pub fn new(capacity: usize, keep: usize) -> Arc<Self> {
         Self::with_limit(capacity, keep, usize::MAX)
     }
 
-    /// Like [`Pool::new`], and [`Pool::take`] waits (a while) when `limit` buffers are out.
+    /// Like [`Pool::new`], and [`Pool::try_take`] declines when `limit` buffers are out.
+    /// The pool never waits: the user knows what returns buffers (see the backup's read
+    /// blocks) and does that, or goes over the limit with [`Pool::take`].
     pub fn with_limit(capacity: usize, keep: usize, limit: usize) -> Arc<Self> {
-        Arc::new(Self {
-            state: Mutex::new(State { free: Vec::new(), out: 0 }),
-            returned: Condvar::new(),
-            capacity,
-            keep,
-            limit,
-        })
+        Arc::new(Self { state: Mutex::new(State { free: Vec::new(), out: 0 }), capacity, keep, limit })
     }
 
-    /// An empty buffer with at least the pool's capacity.
+    /// An empty buffer with at least the pool's capacity, over the limit if need be.
     pub fn take(&self) -> Vec<u8> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.out >= self.limit {
-            st = self
-                .returned
-                .wait_timeout_while(st, LIMIT_WAIT, |s| s.out >= self.limit)
-                .map_or_else(|e| e.into_inner().0, |r| r.0);
-        }
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.hand_out(st)
+    }
+
+    /// Like [`Pool::take`], but `None` when `limit` buffers are out.
+    pub fn try_take(&self) -> Option<Vec<u8>> {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (st.out < self.limit).then(|| self.hand_out(st))
+    }
+
+    /// Buffers out now.
+    pub fn out(&self) -> usize {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).out
+    }
+
+    fn hand_out(&self, mut st: std::sync::MutexGuard<'_, State>) -> Vec<u8> {
         st.out += 1;
         let reused = st.free.pop();
         drop(st);
@@ -63,8 +62,6 @@ impl Pool {
         if buf.capacity() >= self.capacity && st.free.len() < self.keep {
             st.free.push(buf);
         }
-        drop(st);
-        self.returned.notify_one();
     }
 
     /// Freezes `buf` into `Bytes` that return the memory to the pool when the last
@@ -109,5 +106,17 @@ mod tests {
         drop(slice);
         let again = pool.take();
         assert_eq!(again.as_ptr(), ptr, "the same memory is reused");
+    }
+
+    #[test]
+    fn at_the_limit_try_take_declines_and_take_goes_over() {
+        let pool = Pool::with_limit(64, 2, 1);
+        let held = pool.freeze(pool.try_take().expect("below the limit"));
+        assert!(pool.try_take().is_none(), "at the limit");
+        let extra = pool.freeze(pool.take());
+        assert_eq!(pool.out(), 2);
+        drop((held, extra));
+        assert_eq!(pool.out(), 0);
+        assert!(pool.try_take().is_some(), "a returned buffer frees a place");
     }
 }
