@@ -34,6 +34,8 @@ pub fn add_slot(backend: &dyn Backend, master: &MasterKey, secret: &Secret) -> R
     let json = serde_json::to_vec_pretty(&slot).map_err(RepoError::encode)?;
     let id = Id::of_content(&json);
     backend.put_new(&format!("keys/{}", id.hex()), Bytes::from(json))?;
+    // A new key may be the only one left after the next `key remove`.
+    backend.flush()?;
     Ok(id)
 }
 

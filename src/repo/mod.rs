@@ -88,6 +88,7 @@ impl Repository {
             StoreError::AlreadyExists { url, .. } => RepoError::AlreadyInitialized { url },
             other => other.into(),
         })?;
+        backend.flush()?;
         Ok(Self::assemble(backend, config, master))
     }
 
@@ -174,6 +175,8 @@ impl Repository {
         let sealed = self.cipher.seal(&format::encode_index(packs), AAD_INDEX);
         let key = format!("index/{}", Id::of_content(&sealed).hex());
         let len = sealed.len() as u64;
+        // The packs it lists are durable before it is.
+        self.backend.flush()?;
         match self.backend.put_new(&key, Bytes::from(sealed)) {
             Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -320,7 +323,10 @@ impl Repository {
         let json = serde_json::to_vec(snap).map_err(RepoError::encode)?;
         let sealed = self.cipher.seal(&json, AAD_SNAPSHOT);
         let id = Id::of_content(&sealed);
+        // Everything it refers to is durable before it is, and it is before it counts.
+        self.backend.flush()?;
         self.backend.put_new(&format!("snapshots/{}", id.hex()), Bytes::from(sealed))?;
+        self.backend.flush()?;
         Ok(id)
     }
 

@@ -77,6 +77,7 @@ impl PackWriter {
 
 thread_local! {
     static ZSTD: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    static COMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Compresses the concatenation of `parts` into `out` as one zstd frame at `level`,
@@ -243,7 +244,8 @@ impl Saver {
         deps: impl IntoIterator<Item = Id>,
     ) -> Result<BlobLoc, RepoError> {
         let raw_len: usize = parts.iter().map(|p| p.len()).sum();
-        let mut compressed = Vec::new();
+        // The thread's compression buffer, lent out for this blob.
+        let mut compressed = COMPRESSED.with_borrow_mut(std::mem::take);
         let zstd = compress_parts(parts, self.repo.config().zstd_level, &mut compressed);
         let one = [compressed.as_slice()];
         let (body, compression): (&[&[u8]], _) =
@@ -276,6 +278,10 @@ impl Saver {
             }
             loc
         };
+        // Kept for the thread's next blob, unless a rare huge blob grew it.
+        if compressed.capacity() <= 4 << 20 {
+            COMPRESSED.with_borrow_mut(|c| *c = compressed);
+        }
         for pack in full {
             self.send(pack)?;
             // Send the recipes with their data, so an interrupted run leaves segments the

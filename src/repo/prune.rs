@@ -387,6 +387,8 @@ fn rewrite_index_without(repo: &Repository, gone: &HashSet<Id>, replaced: &HashS
     for batch in all.chunks(4096) {
         written.insert(repo.write_index(batch)?.0);
     }
+    // The new index files are durable before the old ones go.
+    repo.backend().flush()?;
     // An old file with exactly the new content has the same key and stays.
     for obj in old.into_iter().filter(|o| !written.contains(&o.key)) {
         repo.backend().delete(&obj.key)?;

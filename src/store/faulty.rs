@@ -83,4 +83,7 @@ impl<B: Backend> Backend for Faulty<B> {
     fn url(&self) -> &str {
         self.inner.url()
     }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
 }

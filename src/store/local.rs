@@ -3,28 +3,43 @@
 //! block-aligned bulk goes to disk with `O_DIRECT` instead of through the page cache (the
 //! kernel's copy into the cache was a sixth of a backup's CPU time), and it appears
 //! under its key with a no-replace rename, so writes stay create-only.
+//!
+//! Durability: each new file's data is synced before its rename; the directories that
+//! got new names are synced by [`Backend::flush`], which the repository calls before an
+//! index or restore point names what was written (one directory sync per batch, not one
+//! per object).
 
 use super::object::ObjectBackend;
 use super::{Backend, ObjectInfo, StoreError};
 use bytes::Bytes;
+use std::collections::BTreeSet;
 use std::fs::OpenOptions;
-use std::io::Write;
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 const ALIGN: usize = 4096;
 /// The aligned buffer a write goes through.
 const BOUNCE: usize = 1 << 20;
+thread_local! {
+    static BOUNCE_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 /// Smaller objects (segments, trees, index files) take the ordinary path.
 const DIRECT_MIN: usize = 256 << 10;
 
 pub struct LocalBackend {
-    pub(super) inner: ObjectBackend,
-    pub(super) dir: PathBuf,
+    inner: ObjectBackend,
+    dir: PathBuf,
+    /// Directories with new names not yet synced.
+    unsynced: Mutex<BTreeSet<PathBuf>>,
 }
 
 impl LocalBackend {
+    pub(super) fn new(inner: ObjectBackend, dir: PathBuf) -> Self {
+        Self { inner, dir, unsynced: Mutex::default() }
+    }
+
     fn io(&self, key: &str, e: std::io::Error) -> StoreError {
         let url = self.inner.url().to_string();
         match e.kind() {
@@ -41,26 +56,29 @@ impl LocalBackend {
 /// filesystem takes it, the rest (or everything, elsewhere) through the page cache.
 fn write_new(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let aligned = if data.len() >= DIRECT_MIN { data.len() - data.len() % ALIGN } else { 0 };
-    let mut plain = OpenOptions::new().write(true).create_new(true).mode(0o644).open(path)?;
+    let plain = OpenOptions::new().write(true).create_new(true).mode(0o644).open(path)?;
     let mut written = 0;
     if aligned > 0
         && let Ok(direct) = OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path)
     {
-        let mut raw = vec![0u8; BOUNCE + ALIGN];
-        let start = (ALIGN - raw.as_ptr() as usize % ALIGN) % ALIGN;
-        let bounce = &mut raw[start..start + BOUNCE];
-        while written < aligned {
-            let n = (aligned - written).min(BOUNCE);
-            bounce[..n].copy_from_slice(&data[written..written + n]);
-            // Some filesystems accept O_DIRECT at open and refuse it at write time.
-            if direct.write_all_at(&bounce[..n], written as u64).is_err() {
-                break;
+        BOUNCE_BUF.with_borrow_mut(|raw| {
+            // Allocated once per writing thread.
+            raw.resize(BOUNCE + ALIGN, 0);
+            let start = (ALIGN - raw.as_ptr() as usize % ALIGN) % ALIGN;
+            let bounce = &mut raw[start..start + BOUNCE];
+            while written < aligned {
+                let n = (aligned - written).min(BOUNCE);
+                bounce[..n].copy_from_slice(&data[written..written + n]);
+                // Some filesystems accept O_DIRECT at open and refuse it at write time.
+                if direct.write_all_at(&bounce[..n], written as u64).is_err() {
+                    break;
+                }
+                written += n;
             }
-            written += n;
-        }
+        });
     }
     plain.write_all_at(&data[written..], written as u64)?;
-    plain.flush()
+    plain.sync_data()
 }
 
 /// Renames `from` to `to` unless `to` exists.
@@ -88,8 +106,12 @@ impl Backend for LocalBackend {
         if path.exists() {
             return Err(StoreError::AlreadyExists { url: self.inner.url().to_string(), key: key.into() });
         }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| self.io(key, e))?;
+        let parent = path.parent().unwrap_or(&self.dir).to_path_buf();
+        if !parent.is_dir() {
+            std::fs::create_dir_all(&parent).map_err(|e| self.io(key, e))?;
+            // New directories are names in their parents, up to the location's root.
+            let mut unsynced = self.unsynced.lock().unwrap_or_else(|e| e.into_inner());
+            unsynced.extend(parent.ancestors().skip(1).take_while(|d| d.starts_with(&self.dir)).map(Path::to_path_buf));
         }
         // `#` marks a file being written: the local store's listing skips such names.
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -98,8 +120,24 @@ impl Backend for LocalBackend {
         let result = write_new(&tmp, &data).and_then(|()| rename_new(&tmp, &path));
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
+        } else {
+            self.unsynced.lock().unwrap_or_else(|e| e.into_inner()).insert(parent);
         }
         result.map_err(|e| self.io(key, e))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let dirs = std::mem::take(&mut *self.unsynced.lock().unwrap_or_else(|e| e.into_inner()));
+        // Deepest first: a new directory's own entries before its name in its parent.
+        for dir in dirs.iter().rev() {
+            let synced = std::fs::File::open(dir).and_then(|d| d.sync_all());
+            if let Err(e) = synced {
+                self.unsynced.lock().unwrap_or_else(|e| e.into_inner()).extend(dirs.iter().cloned());
+                let key = dir.strip_prefix(&self.dir).unwrap_or(dir).display().to_string();
+                return Err(self.io(&key, e));
+            }
+        }
+        Ok(())
     }
 
     fn get(&self, key: &str) -> Result<Bytes, StoreError> {
@@ -145,6 +183,8 @@ mod tests {
         loc.put_new("small", b"tiny".to_vec().into()).unwrap();
         assert_eq!(&loc.get("data/ab/big").unwrap()[..], &big[..]);
         assert_eq!(&loc.get("small").unwrap()[..], b"tiny");
+        // The new names (and the new directories data/ and data/ab/) are synced.
+        loc.flush().unwrap();
         // Create-only: a second write of a key fails and changes nothing.
         match loc.put_new("data/ab/big", b"overwrite".to_vec().into()) {
             Err(StoreError::AlreadyExists { key, .. }) => assert_eq!(key, "data/ab/big"),

@@ -74,4 +74,7 @@ impl<B: Backend> Backend for Metered<B> {
     fn url(&self) -> &str {
         self.inner.url()
     }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
 }

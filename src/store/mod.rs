@@ -40,6 +40,13 @@ pub trait Backend: Send + Sync {
     fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// The location, for messages (`s3://bucket/prefix`).
     fn url(&self) -> &str;
+    /// Makes every object written so far durable, names included. Object stores have
+    /// nothing to do (a put that returned is durable); a local directory syncs the
+    /// directories that got new names. Called before an index or restore point names
+    /// what was written, and before anything is deleted in favour of it.
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
@@ -60,5 +67,8 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn url(&self) -> &str {
         (**self).url()
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        (**self).flush()
     }
 }

@@ -74,7 +74,7 @@ pub fn open(url: &str, options: &LocationOptions) -> Result<Arc<dyn Backend>, St
             }
             let fs = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(|e| config(e.to_string()))?;
             let inner = ObjectBackend { store: Arc::new(fs), prefix: String::new(), url: url.to_string() };
-            return Ok(Arc::new(super::local::LocalBackend { inner, dir: dir.to_path_buf() }));
+            return Ok(Arc::new(super::local::LocalBackend::new(inner, dir.to_path_buf())));
         }
         "s3" => Arc::new(s3(&parsed, options).map_err(|e| config(e.to_string()))?),
         "gs" => Arc::new(

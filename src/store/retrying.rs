@@ -68,4 +68,7 @@ impl<B: Backend> Backend for Retrying<B> {
     fn url(&self) -> &str {
         self.inner.url()
     }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
 }
