@@ -555,9 +555,11 @@ where
     T: Send,
 {
     let tty = std::io::stderr().is_terminal();
-    let stop = std::sync::atomic::AtomicBool::new(false);
+    // Dropping the sender stops the reporter at once (a sleep would make every command
+    // wait up to a tick after its work is done).
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|scope| {
-        let reporter = scope.spawn(|| {
+        let reporter = scope.spawn(move || {
             let bar = tty.then(|| {
                 let b = indicatif::ProgressBar::new(0);
                 b.set_style(
@@ -572,8 +574,8 @@ where
             });
             let started = Instant::now();
             let mut last_line = Instant::now();
-            while !stop.load(Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_millis(100))
+            {
                 let (d, t) = (done.load(Relaxed), total.load(Relaxed));
                 if let Some(b) = &bar {
                     b.set_length(t.max(d));
@@ -592,7 +594,7 @@ where
             }
         });
         let r = work();
-        stop.store(true, Relaxed);
+        drop(stop);
         let _ = reporter.join();
         r
     })
