@@ -68,6 +68,7 @@ JSON
       -volume.max=1000 -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
       ${buckets:+-bucket="$buckets"} >>"$dir/weed.log" 2>&1 < /dev/null &
     echo $! > "$dir/pid"
+    echo "$port" > "$dir/port"
     for _ in $(seq 1 300); do
       if curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && buckets_ready "$port" "$buckets"; then
         warm_up "$port" "$buckets"
@@ -94,6 +95,14 @@ stop() {
   for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -9 -- -"$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
   rm -f "$dir/pid"
+  # SeaweedFS leaves a unix socket per server in /tmp (fixed paths, named by port).
+  if [ -f "$dir/port" ]; then
+    local port p; port=$(cat "$dir/port")
+    for p in $(seq "$port" $((port + 4))) $(seq $((port + 10000)) $((port + 10004))); do
+      rm -f /tmp/seaweedfs-*-"$p".sock
+    done
+    rm -f "$dir/port"
+  fi
 }
 
 cmd=${1:-}; shift || true
