@@ -237,7 +237,8 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
         }
         RepoCommand::Backup { url, path, tags, parent, host } => backup_cmd(&url, &path, tags, parent, host, common),
         RepoCommand::Restore { url, point, target, include, overwrite } => {
-            let repo = open(&url, common)?;
+            let (backend, meters) = location(&url, common)?;
+            let repo = Arc::new(Repository::open(backend, &secret(common)?)?);
             let (id, snap) = repo.find_snapshot(&point)?;
             let progress = Arc::new(restore::Progress::default());
             let opts = RestoreOptions { include, overwrite, workers: 0 };
@@ -254,7 +255,13 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
                 human(summary.bytes),
                 target.display()
             );
-            Ok(json!({"restorePoint": id.hex(), "target": target.display().to_string(), "summary": summary}))
+            Ok(json!({
+                "restorePoint": id.hex(),
+                "target": target.display().to_string(),
+                "summary": summary,
+                "downloadedBytes": meters.downloaded(),
+                "requests": meters.request_count(),
+            }))
         }
         RepoCommand::Points { url } => {
             let repo = open(&url, common)?;

@@ -3,6 +3,7 @@
 
 use super::format::{BlobKind, BlobLoc, ChunkRef, Id, Node, NodeKind, SegRef, Snapshot, SourceKind};
 use super::{RepoError, Repository, source};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -61,8 +62,15 @@ struct Job {
 const PREFETCH_SEGMENTS: usize = 4096;
 /// Granularity of holes restored in sparse files.
 const HOLE_BLOCK: u64 = 4096;
-/// Content of one job, at most (bounds each worker's memory to about twice this).
+/// Content of one job, at most (bounds each worker's memory to about twice this); small
+/// files are sent in batches of about this much.
 const JOB_BYTES: u64 = 2 << 20;
+/// Files in one batch, at most.
+const BATCH_FILES: usize = 64;
+/// Unneeded bytes between two needed blobs of a pack that are read rather than costing a
+/// second request, and the most one request reads.
+const READ_GAP: u64 = 256 << 10;
+const READ_MAX: u64 = 8 << 20;
 /// Files at least this large are written with `O_DIRECT` where the filesystem supports it:
 /// a restore then costs no page-cache copy (the largest CPU cost of a buffered restore)
 /// and does not evict the node's page cache. Unaligned heads and tails are buffered.
@@ -124,7 +132,10 @@ struct Restorer {
     summary: RestoreSummary,
     chown: bool,
     root: PathBuf,
-    tx: Option<std::sync::mpsc::SyncSender<Job>>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<Job>>>,
+    /// Jobs of small files sent to the workers together (see [`BATCH_FILES`]).
+    batch: Vec<Job>,
+    batch_bytes: u64,
     workers: Vec<std::thread::JoinHandle<()>>,
     error: Arc<Mutex<Option<RepoError>>>,
     /// Files and directories whose metadata is applied once their content is complete.
@@ -143,7 +154,7 @@ impl Restorer {
             0 => 4,
             n => n,
         };
-        let (tx, rx) = sync_channel::<Job>(16);
+        let (tx, rx) = sync_channel::<Vec<Job>>(16);
         let rx = Arc::new(Mutex::new(rx));
         let error = Arc::new(Mutex::new(None));
         let workers = (0..n)
@@ -163,6 +174,8 @@ impl Restorer {
             chown: source::can_chown(),
             root: PathBuf::new(),
             tx: Some(tx),
+            batch: Vec::new(),
+            batch_bytes: 0,
             workers,
             error,
             files: Vec::new(),
@@ -310,10 +323,33 @@ impl Restorer {
         self.send(job.take())
     }
 
-    fn send(&self, job: Option<Job>) -> Result<(), RepoError> {
+    /// Sends a job, or adds a small file's whole job to the batch being gathered.
+    fn send(&mut self, job: Option<Job>) -> Result<(), RepoError> {
         let Some(job) = job else { return Ok(()) };
+        let bytes: u64 = job.segments.iter().map(|s| s.size).sum();
+        if job.offset == 0 && bytes == job.file_size && bytes < JOB_BYTES && job.recipe.is_some() {
+            self.batch_bytes += bytes;
+            self.batch.push(job);
+            if self.batch_bytes >= JOB_BYTES || self.batch.len() >= BATCH_FILES {
+                self.flush_batch()?;
+            }
+            return Ok(());
+        }
+        self.send_batch(vec![job])
+    }
+
+    fn flush_batch(&mut self) -> Result<(), RepoError> {
+        self.batch_bytes = 0;
+        let batch = std::mem::take(&mut self.batch);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.send_batch(batch)
+    }
+
+    fn send_batch(&self, jobs: Vec<Job>) -> Result<(), RepoError> {
         let tx = self.tx.as_ref().ok_or_else(|| RepoError::Invalid("restore stopped".into()))?;
-        tx.send(job)
+        tx.send(jobs)
             .map_err(|_| self.failed().err().unwrap_or_else(|| RepoError::Invalid("restore workers stopped".into())))
     }
 
@@ -344,6 +380,7 @@ impl Restorer {
     }
 
     fn wait(&mut self) -> Result<(), RepoError> {
+        self.flush_batch()?;
         self.tx.take();
         for h in self.workers.drain(..) {
             let _ = h.join();
@@ -398,22 +435,29 @@ fn remove_existing(path: &Path, overwrite: bool) -> Result<(), RepoError> {
     }
 }
 
-fn worker(repo: &Repository, rx: &Mutex<Receiver<Job>>, error: &Mutex<Option<RepoError>>, progress: &Progress) {
+fn worker(repo: &Repository, rx: &Mutex<Receiver<Vec<Job>>>, error: &Mutex<Option<RepoError>>, progress: &Progress) {
     let mut pending = Pending::new();
     loop {
         let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-        let Ok(job) = next else { return };
+        let Ok(jobs) = next else { return };
         if error.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
             continue;
         }
-        if let Err(e) = restore_segment(repo, &job, &mut pending, progress) {
+        if let Err(e) = restore_jobs(repo, &jobs, &mut pending, progress) {
             let e = match e {
-                RepoError::BadBlob { kind, id, pack, detail } => RepoError::BadBlob {
-                    kind,
-                    id,
-                    pack,
-                    detail: format!("{detail}; refusing to restore {} from it", job.path),
-                },
+                RepoError::BadBlob { kind, id, pack, detail } => {
+                    // Named after the file the bad blob belongs to.
+                    let path = jobs
+                        .iter()
+                        .find(|j| j.recipe.as_ref().is_none_or(|r| r.iter().any(|c| c.blob == id)))
+                        .map_or_else(String::new, |j| j.path.to_string());
+                    RepoError::BadBlob {
+                        kind,
+                        id,
+                        pack,
+                        detail: format!("{detail}; refusing to restore {path} from it"),
+                    }
+                }
                 other => other,
             };
             error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
@@ -439,43 +483,66 @@ pub fn for_each_chunk_of(
     chunks: &[super::format::ChunkRef],
     f: &mut dyn FnMut(&[u8]) -> Result<(), RepoError>,
 ) -> Result<(), RepoError> {
-    // Distinct blobs in first-use order.
-    let mut blobs: Vec<(Id, BlobLoc)> = Vec::new();
-    for c in chunks {
-        if blobs.last().is_none_or(|(b, _)| *b != c.blob) && !blobs.iter().any(|(b, _)| *b == c.blob) {
-            blobs.push((c.blob, c.loc));
-        }
-    }
-    let mut plain: std::collections::HashMap<Id, Vec<u8>> = std::collections::HashMap::new();
-    let mut i = 0;
-    while i < blobs.len() {
-        let first = blobs[i].1;
-        let mut j = i + 1;
-        let mut end = first.offset as u64 + first.stored_len as u64;
-        while j < blobs.len()
-            && blobs[j].1.pack == first.pack
-            && blobs[j].1.offset as u64 == end
-            && end - (first.offset as u64) < (4 << 20)
-        {
-            end += blobs[j].1.stored_len as u64;
-            j += 1;
-        }
-        let data = repo.backend().get_range(&super::format::pack_key(&first.pack), first.offset as u64..end)?;
-        for (id, loc) in &blobs[i..j] {
-            let start = (loc.offset - first.offset) as usize;
-            let sealed = data.get(start..start + loc.stored_len as usize).ok_or_else(|| {
-                RepoError::corrupt(&super::format::pack_key(&loc.pack), "shorter than its index says")
-            })?;
-            plain.insert(*id, repo.decode_blob(BlobKind::Chunk, id, loc, sealed)?);
-        }
-        i = j;
-    }
+    let plain = fetch_blobs(repo, chunks)?;
     for c in chunks {
         let blob = &plain[&c.blob];
         let bytes = blob
             .get(c.offset as usize..(c.offset + c.len) as usize)
             .ok_or_else(|| RepoError::corrupt(&format!("segment {seg:?}"), "chunk beyond its blob"))?;
         f(bytes)?;
+    }
+    Ok(())
+}
+
+/// Reads, authenticates and checks the data blobs `chunks` are in, each once, with one
+/// range request per stretch of a pack (blobs sorted by place; gaps of up to
+/// [`READ_GAP`] between needed blobs are read and skipped rather than requested apart).
+fn fetch_blobs(repo: &Repository, chunks: &[ChunkRef]) -> Result<HashMap<Id, Vec<u8>>, RepoError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut blobs: Vec<(Id, BlobLoc)> =
+        chunks.iter().filter(|c| seen.insert(c.blob)).map(|c| (c.blob, c.loc)).collect();
+    blobs.sort_by_key(|(_, loc)| (loc.pack, loc.offset));
+    let mut plain = HashMap::with_capacity(blobs.len());
+    let mut i = 0;
+    while i < blobs.len() {
+        let first = blobs[i].1;
+        let start = first.offset as u64;
+        let mut end = start + first.stored_len as u64;
+        let mut j = i + 1;
+        while j < blobs.len() {
+            let loc = blobs[j].1;
+            let (at, to) = (loc.offset as u64, loc.offset as u64 + loc.stored_len as u64);
+            if loc.pack != first.pack || at < end || at - end > READ_GAP || to - start > READ_MAX {
+                break;
+            }
+            end = to;
+            j += 1;
+        }
+        let data = repo.backend().get_range(&super::format::pack_key(&first.pack), start..end)?;
+        for (id, loc) in &blobs[i..j] {
+            let at = (loc.offset as u64 - start) as usize;
+            let sealed = data.get(at..at + loc.stored_len as usize).ok_or_else(|| {
+                RepoError::corrupt(&super::format::pack_key(&loc.pack), "shorter than its index says")
+            })?;
+            plain.insert(*id, repo.decode_blob(BlobKind::Chunk, id, loc, sealed)?);
+        }
+        i = j;
+    }
+    Ok(plain)
+}
+
+/// Restores jobs sent together: the blobs of all of them are fetched at once (small files
+/// backed up one after the other sit side by side in a pack: one request for many).
+fn restore_jobs(repo: &Repository, jobs: &[Job], pending: &mut Pending, progress: &Progress) -> Result<(), RepoError> {
+    if let [job] = jobs {
+        return restore_segment(repo, job, pending, progress);
+    }
+    let recipes: Vec<&[ChunkRef]> = jobs.iter().map(|j| j.recipe.as_deref().unwrap_or_default()).collect();
+    let all: Vec<ChunkRef> = recipes.iter().flat_map(|r| r.iter().copied()).collect();
+    let plain = fetch_blobs(repo, &all)?;
+    drop(all);
+    for (job, recipe) in jobs.iter().zip(recipes) {
+        write_chunks(job, recipe, &plain, pending, progress)?;
     }
     Ok(())
 }
@@ -493,10 +560,25 @@ fn restore_segment(repo: &Repository, job: &Job, pending: &mut Pending, progress
             )
         }
     };
-    let first = job.segments.first().map(|s| s.id).unwrap_or_default();
+    let plain = fetch_blobs(repo, &recipe)?;
+    write_chunks(job, &recipe, &plain, pending, progress)
+}
+
+/// Writes `job`'s chunks (`recipe`) from their decoded blobs.
+fn write_chunks(
+    job: &Job,
+    recipe: &[ChunkRef],
+    blobs: &HashMap<Id, Vec<u8>>,
+    pending: &mut Pending,
+    progress: &Progress,
+) -> Result<(), RepoError> {
     pending.start(job.offset);
     let mut offset = job.offset;
-    for_each_chunk_of(repo, &first, &recipe, &mut |plain| {
+    for c in recipe {
+        let plain = blobs
+            .get(&c.blob)
+            .and_then(|b| b.get(c.offset as usize..(c.offset + c.len) as usize))
+            .ok_or_else(|| RepoError::corrupt(&job.path, "a chunk lies beyond its blob"))?;
         if job.sparse {
             // Holes at filesystem-block granularity: all-zero 4 KiB blocks (aligned to
             // the file) are skipped, everything else is gathered and written.
@@ -519,8 +601,7 @@ fn restore_segment(repo: &Repository, job: &Job, pending: &mut Pending, progress
         }
         offset += plain.len() as u64;
         progress.bytes_done.fetch_add(plain.len() as u64, Relaxed);
-        Ok(())
-    })?;
+    }
     pending.flush(job)
 }
 

@@ -84,3 +84,34 @@ fn on_local_directories() {
     };
     life_of_a_repository(open("a"), open("b"));
 }
+
+/// Small files backed up one after another sit side by side in a pack: a restore fetches
+/// them together, a few requests for a whole directory instead of one or more per file.
+#[test]
+fn a_directory_of_small_files_restores_in_few_requests() {
+    let (a, _) = s3::regions();
+    let url = format!("s3://lifeline/{}", s3::unique("small"));
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("volume");
+    std::fs::create_dir_all(src.join("conf")).unwrap();
+    for i in 0..200u64 {
+        let len = 1_000 + (i as usize * 997) % 30_000;
+        std::fs::write(src.join(format!("conf/f{i:03}")), bytes(len, i, i % 2 == 0)).unwrap();
+    }
+    let (id, snap) = backup(&init(a.open(&url)), &src);
+
+    let metered = Arc::new(store::Metered::new(a.open(&url)));
+    let meters = metered.meters.clone();
+    let repo = Arc::new(Repository::open(metered, &super::secret()).unwrap());
+    let before = meters.request_count();
+    let out = tmp.path().join("restored");
+    restore(&repo, &repo.read_snapshot(&id).unwrap(), &out);
+    assert_eq!(describe(&out), describe(&src));
+    let requests = meters.request_count() - before;
+    // The index, trees and recipes take a few; the 200 files' data a handful more.
+    assert!(
+        requests <= 20,
+        "{requests} requests to restore 200 small files ({} stored bytes)",
+        snap.summary.stored_bytes
+    );
+}
