@@ -144,6 +144,9 @@ pub fn forget(repo: &Arc<Repository>, r: &Retention, dry_run: bool) -> Result<Ve
     Ok(out)
 }
 
+/// Temporary files at least this old (or the grace period, if longer) are leftovers.
+const INCOMPLETE_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// What a prune did.
 #[derive(Debug, Clone, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -160,6 +163,8 @@ pub struct PruneReport {
     /// Packs whose used blobs were moved to new packs (the old ones are then marked).
     pub packs_repacked: u64,
     pub bytes_repacked: u64,
+    /// Leftovers of writes a crash interrupted (temporary files in a `file://` location).
+    pub incomplete_removed: u64,
 }
 
 /// Two-phase prune. Phase one marks packs no restore point references; a later prune,
@@ -170,6 +175,8 @@ pub struct PruneReport {
 pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<PruneReport, RepoError> {
     let _lock = lock::acquire_prune(repo.backend().clone())?;
     lock::remove_stale(&**repo.backend())?;
+    // No live writer takes an hour over one object.
+    let incomplete_removed = repo.backend().remove_incomplete(grace.max(INCOMPLETE_AGE))?;
     repo.load_index(&HashSet::new())?;
     let u = usage(repo)?;
     let mut referenced: HashSet<Id> = u.packs.keys().copied().collect();
@@ -177,6 +184,7 @@ pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<Prune
     let mut report = PruneReport {
         packs_total: stored.len() as u64,
         packs_referenced: referenced.len() as u64,
+        incomplete_removed,
         ..Default::default()
     };
     let now = lock::now();

@@ -113,10 +113,8 @@ impl Backend for LocalBackend {
             let mut unsynced = self.unsynced.lock().unwrap_or_else(|e| e.into_inner());
             unsynced.extend(parent.ancestors().skip(1).take_while(|d| d.starts_with(&self.dir)).map(Path::to_path_buf));
         }
-        // `#` marks a file being written: the local store's listing skips such names.
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let suffix: u64 = rand_suffix();
-        let tmp = path.with_file_name(format!("{name}#{suffix:016x}"));
+        let tmp = path.with_file_name(temp_name(&name));
         let result = write_new(&tmp, &data).and_then(|()| rename_new(&tmp, &path));
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
@@ -140,6 +138,30 @@ impl Backend for LocalBackend {
         Ok(())
     }
 
+    fn remove_incomplete(&self, older_than: std::time::Duration) -> Result<u64, StoreError> {
+        let cutoff = std::time::SystemTime::now().checked_sub(older_than).unwrap_or(std::time::UNIX_EPOCH);
+        let mut removed = 0;
+        let mut dirs = vec![self.dir.clone()];
+        while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.io(&dir.display().to_string(), e)),
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    dirs.push(entry.path());
+                } else if entry.file_name().to_string_lossy().contains('#') && meta.modified().is_ok_and(|m| m < cutoff)
+                {
+                    std::fs::remove_file(entry.path()).map_err(|e| self.io(&entry.path().display().to_string(), e))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     fn get(&self, key: &str) -> Result<Bytes, StoreError> {
         self.inner.get(key)
     }
@@ -159,6 +181,12 @@ impl Backend for LocalBackend {
     fn url(&self) -> &str {
         self.inner.url()
     }
+}
+
+/// The name `name` is written under until it is complete: `#` and digits mark it, and the
+/// local store's listing skips such names (a suffix with letters would be listed).
+fn temp_name(name: &str) -> String {
+    format!("{name}#{}", rand_suffix())
 }
 
 fn rand_suffix() -> u64 {
@@ -195,5 +223,16 @@ mod tests {
         assert_eq!(keys, ["data/ab/big", "small"]);
         let files: Vec<_> = std::fs::read_dir(dir.path().join("data/ab")).unwrap().collect();
         assert_eq!(files.len(), 1, "no temporary file left");
+
+        // What a crashed writer leaves: removed once old enough, never listed.
+        let old = dir.path().join("data/ab").join(super::temp_name("cafe"));
+        let young = dir.path().join("data/ab").join(super::temp_name("beef"));
+        std::fs::write(&old, b"half a pack").unwrap();
+        std::fs::write(&young, b"being written").unwrap();
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options().write(true).open(&old).unwrap().set_modified(hour_ago).unwrap();
+        assert_eq!(loc.list("data/").unwrap().len(), 1, "temporary files are not objects");
+        assert_eq!(loc.remove_incomplete(std::time::Duration::from_secs(600)).unwrap(), 1);
+        assert!(!old.exists() && young.exists(), "only the old one goes");
     }
 }

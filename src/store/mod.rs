@@ -47,6 +47,12 @@ pub trait Backend: Send + Sync {
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Removes what writes interrupted by a crash left behind (never visible as objects)
+    /// and older than `older_than`; returns how many. Object stores have nothing to do.
+    fn remove_incomplete(&self, older_than: std::time::Duration) -> Result<u64, StoreError> {
+        let _ = older_than;
+        Ok(0)
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
@@ -70,5 +76,8 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn flush(&self) -> Result<(), StoreError> {
         (**self).flush()
+    }
+    fn remove_incomplete(&self, older_than: std::time::Duration) -> Result<u64, StoreError> {
+        (**self).remove_incomplete(older_than)
     }
 }

@@ -71,4 +71,7 @@ impl<B: Backend> Backend for Retrying<B> {
     fn flush(&self) -> Result<(), StoreError> {
         self.inner.flush()
     }
+    fn remove_incomplete(&self, older_than: std::time::Duration) -> Result<u64, StoreError> {
+        self.inner.remove_incomplete(older_than)
+    }
 }
