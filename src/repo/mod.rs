@@ -223,9 +223,7 @@ impl Repository {
         let plain = self.cipher.open(sealed, &blob_aad(kind, id)).map_err(|e| bad(e.to_string()))?;
         let plain = match loc.compression {
             Compression::None => plain,
-            Compression::Zstd => {
-                zstd::bulk::decompress(&plain, loc.raw_len as usize).map_err(|e| bad(e.to_string()))?
-            }
+            Compression::Zstd => decompress(&plain, loc.raw_len as usize).map_err(|e| bad(e.to_string()))?,
         };
         if plain.len() != loc.raw_len as usize || self.content_id(kind, &plain) != Some(*id) {
             return Err(bad("content does not match its id".into()));
@@ -360,4 +358,21 @@ pub fn b64(data: &[u8]) -> String {
 
 pub fn unb64(s: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(s).ok()
+}
+
+thread_local! {
+    /// A decompression context per thread: creating one per blob showed in restores.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Decompresses a zstd frame of at most `capacity` bytes.
+fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with_borrow_mut(|d| {
+        let d = match d {
+            Some(d) => d,
+            None => d.insert(zstd::bulk::Decompressor::new()?),
+        };
+        d.decompress(data, capacity)
+    })
 }
