@@ -415,10 +415,7 @@ impl Engine {
     /// Stores a file's content; returns its segments and length.
     fn content(&mut self, path: &Path, parent: &[SegRef]) -> Result<(Vec<SegRef>, u64), RepoError> {
         let file = std::fs::File::open(path).map_err(|e| RepoError::io("open", path, e))?;
-        let (mut fc, size) = self.start_content(&mut Prefetch::new(file), path, parent, 0)?;
-        let tx = self.jobs.clone().ok_or_else(|| RepoError::Invalid("backup engine stopped".into()))?;
-        fc.wait(self, &tx)?;
-        Ok((fc.content, size))
+        self.stored_content(&mut Prefetch::new(file), path, parent)
     }
 
     /// Stores content read from `reader` (named `path` in messages).
@@ -428,7 +425,16 @@ impl Engine {
         path: &Path,
         parent: &[SegRef],
     ) -> Result<(Vec<SegRef>, u64), RepoError> {
-        let (mut fc, size) = self.start_content(&mut AnyReader(reader), path, parent, 0)?;
+        self.stored_content(&mut AnyReader(reader), path, parent)
+    }
+
+    fn stored_content(
+        &mut self,
+        reader: &mut dyn Fill,
+        path: &Path,
+        parent: &[SegRef],
+    ) -> Result<(Vec<SegRef>, u64), RepoError> {
+        let (mut fc, size) = self.start_content(reader, path, parent, 0)?;
         let tx = self.jobs.clone().ok_or_else(|| RepoError::Invalid("backup engine stopped".into()))?;
         fc.wait(self, &tx)?;
         Ok((fc.content, size))
