@@ -152,7 +152,8 @@ impl Backend for LocalBackend {
                 let Ok(meta) = entry.metadata() else { continue };
                 if meta.is_dir() {
                     dirs.push(entry.path());
-                } else if entry.file_name().to_string_lossy().contains('#') && meta.modified().is_ok_and(|m| m < cutoff)
+                } else if is_temp_name(&entry.file_name().to_string_lossy())
+                    && meta.modified().is_ok_and(|m| m < cutoff)
                 {
                     std::fs::remove_file(entry.path()).map_err(|e| self.io(&entry.path().display().to_string(), e))?;
                     removed += 1;
@@ -187,6 +188,10 @@ impl Backend for LocalBackend {
 /// local store's listing skips such names (a suffix with letters would be listed).
 fn temp_name(name: &str) -> String {
     format!("{name}#{}", rand_suffix())
+}
+
+fn is_temp_name(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn rand_suffix() -> u64 {
