@@ -302,8 +302,13 @@ impl Engine {
             ahead.advise(&entries, at, &parent);
             let name = entry.file_name();
             let path = entry.path();
-            let meta = std::fs::symlink_metadata(&path).map_err(|e| RepoError::io("read", &path, e))?;
-            let mut node = source::node_from(&name, &path, &meta)?;
+            let mut node = match ahead.node(at) {
+                Some(node) => node,
+                None => {
+                    let meta = std::fs::symlink_metadata(&path).map_err(|e| RepoError::io("read", &path, e))?;
+                    source::node_from(&name, &path, &meta)?
+                }
+            };
             let child_rel = if rel.is_empty() {
                 name.to_string_lossy().into_owned()
             } else {
@@ -509,12 +514,15 @@ impl Engine {
 
 /// The next small files of a directory that will be read, announced to the kernel: on a
 /// cold page cache their data is read from disk while the current files are cut (one
-/// reading thread would otherwise wait for each small file in turn).
+/// reading thread would otherwise wait for each small file in turn). The entries it looks
+/// at are described once, here, for the directory walk to take ([`ReadAhead::node`]).
 #[derive(Default)]
 struct ReadAhead {
     next: usize,
     advised: VecDeque<(usize, u64)>,
     bytes: u64,
+    /// Nodes of the entries looked at and not yet taken, by entry index.
+    nodes: VecDeque<(usize, Node)>,
 }
 
 /// How far ahead: files, bytes, and the largest file announced whole (a larger one reads
@@ -537,16 +545,15 @@ impl ReadAhead {
         while self.next < entries.len() && self.next < at + AHEAD_FILES && self.bytes < AHEAD_BYTES {
             let i = self.next;
             self.next += 1;
-            let path = entries[i].path();
+            let (path, name) = (entries[i].path(), entries[i].file_name());
+            // An entry that cannot be described is left to the walk, which reports it.
             let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
-            if !meta.is_file() || meta.len() == 0 || meta.len() > AHEAD_MAX_FILE {
-                continue;
-            }
+            let Ok(node) = source::node_from(&name, &path, &meta) else { continue };
+            let (file, size) = (node.kind == Some(NodeKind::File), node.size);
             // Files that will be skipped as unchanged are not read at all.
-            let name = entries[i].file_name();
-            if let Some(old) = parent.get(&name)
-                && source::node_from(&name, &path, &meta).is_ok_and(|node| unchanged(old, &node))
-            {
+            let skipped = parent.get(&name).is_some_and(|old| unchanged(old, &node));
+            self.nodes.push_back((i, node));
+            if !file || size == 0 || size > AHEAD_MAX_FILE || skipped {
                 continue;
             }
             if let Ok(file) = std::fs::File::open(&path) {
@@ -554,9 +561,20 @@ impl ReadAhead {
                 unsafe {
                     libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
                 }
-                self.advised.push_back((i, meta.len()));
-                self.bytes += meta.len();
+                self.advised.push_back((i, size));
+                self.bytes += size;
             }
+        }
+    }
+
+    /// The node of entry `at`, if it was looked at.
+    fn node(&mut self, at: usize) -> Option<Node> {
+        while self.nodes.front().is_some_and(|(i, _)| *i < at) {
+            self.nodes.pop_front();
+        }
+        match self.nodes.front() {
+            Some((i, _)) if *i == at => self.nodes.pop_front().map(|(_, n)| n),
+            _ => None,
         }
     }
 }
