@@ -412,7 +412,7 @@ fn key_cmd(cmd: KeyCommand, common: &Common) -> anyhow::Result<Value> {
     match cmd {
         KeyCommand::Add { url, new_password_file, new_key_file } => {
             let (backend, _) = location(&url, common)?;
-            let master = keys::unlock(&*backend, &secret(common)?)?;
+            let current = secret(common)?;
             let new = if new_password_file.is_some() || new_key_file.is_some() {
                 secret(&Common { password_file: new_password_file, key_file: new_key_file, ..common.clone() })?
             } else {
@@ -424,13 +424,13 @@ fn key_cmd(cmd: KeyCommand, common: &Common) -> anyhow::Result<Value> {
                 anyhow::ensure!(!p.is_empty(), "LIFELINE_NEW_PASSWORD is empty");
                 Secret::Passphrase(zeroize::Zeroizing::new(p.into_bytes()))
             };
-            let id = keys::add_slot(&*backend, &master, &new)?;
+            let id = keys::add(backend, &current, &new)?;
             eprintln!("added key slot {}", id.short());
             Ok(json!({"added": id.hex()}))
         }
         KeyCommand::Remove { url, id } => {
             let (backend, _) = location(&url, common)?;
-            let removed = keys::remove(&*backend, &secret(common)?, &id)?;
+            let removed = keys::remove(backend, &secret(common)?, &id)?;
             eprintln!("removed key slot {}", removed.short());
             Ok(json!({"removed": removed.hex()}))
         }

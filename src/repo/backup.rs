@@ -11,7 +11,7 @@
 
 use super::format::{BlobKind, ChunkRef, Id, Node, NodeKind, SegRef, Snapshot, SourceKind, Summary, Tree};
 use super::pack::Saver;
-use super::{RepoError, Repository, lock, source};
+use super::{RepoError, Repository, source};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Read;
@@ -123,8 +123,7 @@ pub fn run(
     progress: Arc<Progress>,
 ) -> Result<(Id, Snapshot), RepoError> {
     let started = Instant::now();
-    let _lock = lock::acquire(repo.backend().clone(), "backup", false)?;
-    let excluded = super::prune::marked_packs(&repo)?;
+    let (lock, excluded) = super::prune::register_writer(&repo, "backup")?;
     repo.load_index(&excluded)?;
     recover_unindexed(&repo, &excluded)?;
     let host = opts.host.clone().unwrap_or_else(super::keys::hostname);
@@ -169,7 +168,7 @@ pub fn run(
         summary,
         program: format!("lifeline {}", env!("CARGO_PKG_VERSION")),
     };
-    let id = repo.write_snapshot(&snap)?;
+    let id = super::prune::commit_point(&repo, &lock, &snap)?;
     Ok((id, snap))
 }
 
@@ -758,6 +757,8 @@ impl<'a> ParentWindow<'a> {
             if self.next + 1 < self.segs.len() && !self.prefetched.contains_key(&self.segs[self.next + 1].id) {
                 self.prefetched.clear();
             }
+            // Chunks in packs a prune has marked are not built on: they are stored again.
+            let chunks: Vec<ChunkRef> = chunks.into_iter().filter(|c| !e.repo.is_excluded(&c.loc.pack)).collect();
             let mut k = e.known.write().unwrap_or_else(|e| e.into_inner());
             for c in &chunks {
                 k.parent.entry(c.id).or_insert((*c, 0)).1 += 1;

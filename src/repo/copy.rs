@@ -9,7 +9,7 @@
 
 use super::backup::{Engine, Progress, recover_unindexed};
 use super::format::{BlobKind, Id, Node, NodeKind, SegRef, Snapshot, Tree};
-use super::{RepoError, Repository, lock, source};
+use super::{RepoError, Repository, source};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Read;
@@ -42,14 +42,13 @@ pub fn run(
     progress: Arc<Progress>,
 ) -> Result<(Id, CopyReport), RepoError> {
     let mut report = CopyReport { source_point: id.hex(), ..Default::default() };
-    let _lock = lock::acquire(dst.backend().clone(), "copy", false)?;
+    let (lock, excluded) = super::prune::register_writer(dst, "copy")?;
     if let Some((existing, _)) = dst.snapshots()?.into_iter().find(|(_, s)| same_point(s, snap)) {
         report.destination_point = existing.hex();
         report.already_present = true;
         return Ok((existing, report));
     }
     src.load_index(&Default::default())?;
-    let excluded = super::prune::marked_packs(dst)?;
     dst.load_index(&excluded)?;
     recover_unindexed(dst, &excluded)?;
     let parent = dst.snapshots()?.into_iter().rev().find(|(_, s)| s.host == snap.host && s.path == snap.path);
@@ -69,7 +68,7 @@ pub fn run(
         report.packs_verified += 1;
     }
     let copy = Snapshot { root, parent: parent.map(|(id, _)| id), ..snap.clone() };
-    let new_id = dst.write_snapshot(&copy)?;
+    let new_id = super::prune::commit_point(dst, &lock, &copy)?;
     report.destination_point = new_id.hex();
     Ok((new_id, report))
 }

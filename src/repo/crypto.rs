@@ -59,6 +59,16 @@ impl MasterKey {
         u64::from_le_bytes(k[..8].try_into().unwrap_or_default())
     }
 
+    /// What `config.keyCheck` holds for this master secret: HKDF-SHA256 with the
+    /// repository id as salt and info `lifeline v1 key check`, in hex. A key slot whose
+    /// secret does not give it belongs to another repository (a lost `init` race).
+    pub fn key_check(&self, repository_id: &str) -> String {
+        self.derive(Some(repository_id.as_bytes()), "lifeline v1 key check")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// The data key of one repository (location).
     pub fn data_key(&self, repository_id: &str) -> Cipher {
         Cipher::new(&self.derive(Some(repository_id.as_bytes()), "lifeline v1 data"))

@@ -28,6 +28,10 @@ pub enum RepoError {
     Corrupt { what: String, detail: String },
     #[error("repository at {url} is locked: {detail}")]
     Locked { url: String, detail: String },
+    #[error(
+        "the {operation} at {url} lost its lock (it expired and a prune removed it: was the process paused or cut off for more than 5 minutes?); nothing was recorded, run it again"
+    )]
+    LockLost { url: String, operation: String },
     #[error("failed to {action} {path}: {source}")]
     Io { action: &'static str, path: String, source: std::io::Error },
     #[error("target {path} is not empty: restore into an empty directory, or pass --overwrite")]
@@ -61,7 +65,7 @@ impl RepoError {
             Self::WrongKey { .. } => "WrongKey",
             Self::NoSnapshots { .. } | Self::SnapshotNotFound { .. } | Self::AmbiguousSnapshot { .. } => "NotFound",
             Self::MissingBlob { .. } | Self::BadBlob { .. } | Self::Corrupt { .. } => "Corrupted",
-            Self::Locked { .. } => "Locked",
+            Self::Locked { .. } | Self::LockLost { .. } => "Locked",
             Self::Io { .. } => "IoError",
             Self::TargetNotEmpty { .. } | Self::Invalid(_) => "InvalidArgument",
             Self::Encode(_) => "Internal",
@@ -72,7 +76,7 @@ impl RepoError {
     pub fn retryable(&self) -> bool {
         match self {
             Self::Store(e) => e.retryable(),
-            Self::Locked { .. } => true,
+            Self::Locked { .. } | Self::LockLost { .. } => true,
             _ => false,
         }
     }

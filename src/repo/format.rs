@@ -93,6 +93,11 @@ pub struct Config {
     pub zstd_level: i32,
     /// Packs are closed when they reach this many bytes.
     pub pack_size: u32,
+    /// Proves which master secret this repository has (see `MasterKey::key_check`):
+    /// a key slot whose secret does not match is ignored. Absent in repositories made
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_check: Option<String>,
 }
 
 /// Content-defined chunking parameters. Changing them moves every boundary, so they
@@ -569,6 +574,11 @@ pub struct Lock {
     pub expires: i64,
     pub exclusive: bool,
     pub operation: String,
+    /// Writers only (backup, copy): the keys of the prune marks (`prune/<id>`) the
+    /// writer read after registering. Absent while it is registering: a prune then
+    /// deletes nothing, since it cannot tell what the writer will reuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marks_seen: Option<Vec<String>>,
 }
 
 /// `prune/<id>`: packs a prune found unused, to delete after the grace period.

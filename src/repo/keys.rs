@@ -1,10 +1,11 @@
 //! Key slots: `key add`, `key remove`, `key list`, and unlocking.
 
 use super::crypto::{self, Argon2Params, MasterKey, kek_from_passphrase, kek_from_raw};
-use super::format::{Id, Kdf, KeySlot};
+use super::format::{Config, Id, Kdf, KeySlot};
 use super::{RepoError, Secret, b64, unb64};
 use crate::store::Backend;
 use bytes::Bytes;
+use std::sync::Arc;
 
 const AAD_SLOT: &[u8] = b"lifeline key slot";
 
@@ -80,22 +81,46 @@ fn try_slot(slot: &KeySlot, secret: &Secret) -> Option<MasterKey> {
     Some(MasterKey::from_bytes(plain.try_into().ok()?))
 }
 
-/// Finds the slot `secret` opens and returns the master secret with that slot's id.
-pub fn unlock_slot(backend: &dyn Backend, secret: &Secret) -> Result<(Id, MasterKey), RepoError> {
+/// Finds the slot `secret` opens, among the slots whose master secret is this
+/// repository's (`config.keyCheck`), and returns it with that slot's id.
+pub fn unlock_slot_for(backend: &dyn Backend, config: &Config, secret: &Secret) -> Result<(Id, MasterKey), RepoError> {
     list(backend)?
         .iter()
-        .find_map(|(id, slot)| try_slot(slot, secret).map(|m| (*id, m)))
+        .filter_map(|(id, slot)| try_slot(slot, secret).map(|m| (*id, m)))
+        .find(|(_, m)| config.key_check.as_ref().is_none_or(|check| *check == m.key_check(&config.id)))
         .ok_or_else(|| RepoError::WrongKey { url: backend.url().into() })
+}
+
+/// [`unlock_slot_for`] with the location's config.
+pub fn unlock_slot(backend: &dyn Backend, secret: &Secret) -> Result<(Id, MasterKey), RepoError> {
+    unlock_slot_for(backend, &super::Repository::read_config(backend)?, secret)
+}
+
+pub fn unlock_for(backend: &dyn Backend, config: &Config, secret: &Secret) -> Result<MasterKey, RepoError> {
+    unlock_slot_for(backend, config, secret).map(|(_, m)| m)
 }
 
 pub fn unlock(backend: &dyn Backend, secret: &Secret) -> Result<MasterKey, RepoError> {
     unlock_slot(backend, secret).map(|(_, m)| m)
 }
 
-/// Removes a slot; refuses to remove the last one, or the one in use.
-pub fn remove(backend: &dyn Backend, secret: &Secret, id_prefix: &str) -> Result<Id, RepoError> {
-    let (current, _) = unlock_slot(backend, secret)?;
-    let slots = list(backend)?;
+/// Adds a slot for `new`, opening the repository with `secret`. Key changes run one at a
+/// time (a `key` lock).
+pub fn add(backend: Arc<dyn Backend>, secret: &Secret, new: &Secret) -> Result<Id, RepoError> {
+    let _lock = super::lock::acquire_sole(backend.clone(), "key")?;
+    let master = unlock(&*backend, secret)?;
+    add_slot(&*backend, &master, new)
+}
+
+/// Removes a slot; refuses to remove the last one, or the one in use. Key changes run
+/// one at a time (a `key` lock); and if the slot in use has vanished all the same (a
+/// concurrent removal that did not respect the lock), it is written again, so at least
+/// one key always opens the repository.
+pub fn remove(backend: Arc<dyn Backend>, secret: &Secret, id_prefix: &str) -> Result<Id, RepoError> {
+    let _lock = super::lock::acquire_sole(backend.clone(), "key")?;
+    let config = super::Repository::read_config(&*backend)?;
+    let (current, master) = unlock_slot_for(&*backend, &config, secret)?;
+    let slots = list(&*backend)?;
     let hits: Vec<Id> = slots.iter().map(|(id, _)| *id).filter(|id| id.hex().starts_with(id_prefix)).collect();
     let target = match hits.as_slice() {
         [one] => *one,
@@ -108,5 +133,13 @@ pub fn remove(backend: &dyn Backend, secret: &Secret, id_prefix: &str) -> Result
         ));
     }
     backend.delete(&format!("keys/{}", target.hex()))?;
+    if unlock_slot_for(&*backend, &config, secret).is_err() {
+        let again = add_slot(&*backend, &master, secret)?;
+        return Err(RepoError::Invalid(format!(
+            "key slot {} was removed, but a concurrent key change removed the slot in use too; it was written again as {}",
+            target.short(),
+            again.short()
+        )));
+    }
     Ok(target)
 }

@@ -1,6 +1,8 @@
 //! Repository locks: an object per holder with an owner and an expiry, refreshed while
-//! the holder runs. Writers (backup, copy) take shared locks, prune takes an exclusive
-//! one, readers take none. A crashed holder's lock simply expires.
+//! the holder runs. Writers (backup, copy) take shared locks that also record which prune
+//! marks they have seen; prunes and key changes exclude their own kind; readers take
+//! none. A crashed holder's lock expires, and a prune removes it. The protocol between
+//! writers and prune is written down in `docs/FORMAT.md` ("Concurrency").
 
 use super::format::{Id, Lock};
 use super::{RepoError, keys};
@@ -15,14 +17,24 @@ use std::time::Duration;
 pub const TTL: Duration = Duration::from_secs(300);
 const REFRESH: Duration = Duration::from_secs(60);
 
+/// Operations whose locks never hold back a prune's deletions: they create no
+/// references to data.
+const NON_WRITERS: [&str; 3] = ["prune", "forget", "key"];
+
 pub fn now() -> i64 {
     jiff::Timestamp::now().as_second()
+}
+
+/// The lock object a holder currently has, and its content.
+struct Held {
+    key: String,
+    lock: Lock,
 }
 
 /// A held lock; released on drop.
 pub struct LockGuard {
     backend: Arc<dyn Backend>,
-    key: Arc<Mutex<String>>,
+    held: Arc<Mutex<Held>>,
     /// Dropping it wakes and stops the refresher at once.
     stop: Option<Sender<()>>,
     refresher: Option<JoinHandle<()>>,
@@ -34,35 +46,49 @@ fn write(backend: &dyn Backend, lock: &Lock) -> Result<String, RepoError> {
     Ok(key)
 }
 
-/// Every lock that has not expired, with its key.
-pub fn live(backend: &dyn Backend) -> Result<Vec<(String, Lock)>, RepoError> {
+/// Every lock object present, with its content (`None` if it cannot be read or parsed:
+/// such a lock is treated as a writer that has seen nothing).
+pub fn present(backend: &dyn Backend) -> Result<Vec<(String, Option<Lock>)>, RepoError> {
     let mut out = Vec::new();
-    let t = now();
     for obj in backend.list("locks/")? {
-        let Ok(raw) = backend.get(&obj.key) else { continue };
-        let Ok(lock) = serde_json::from_slice::<Lock>(&raw) else { continue };
-        if lock.expires > t {
-            out.push((obj.key, lock));
+        match backend.get(&obj.key) {
+            Ok(raw) => out.push((obj.key, serde_json::from_slice::<Lock>(&raw).ok())),
+            // Released or replaced by a refresh since the listing.
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(out)
 }
 
-/// Deletes expired locks (left by crashed holders).
+/// Every lock that has not expired, with its key.
+pub fn live(backend: &dyn Backend) -> Result<Vec<(String, Lock)>, RepoError> {
+    let t = now();
+    Ok(present(backend)?.into_iter().filter_map(|(k, l)| l.filter(|l| l.expires > t).map(|l| (k, l))).collect())
+}
+
+/// Deletes expired locks (left by crashed holders). A prune treats every lock it did not
+/// delete here as live, so a writer whose lock still exists is always accounted for.
 pub fn remove_stale(backend: &dyn Backend) -> Result<usize, RepoError> {
     let t = now();
     let mut n = 0;
-    for obj in backend.list("locks/")? {
-        let stale = match backend.get(&obj.key) {
-            Ok(raw) => serde_json::from_slice::<Lock>(&raw).map(|l| l.expires <= t).unwrap_or(true),
-            Err(_) => false,
-        };
-        if stale {
-            backend.delete(&obj.key)?;
+    for (key, lock) in present(backend)? {
+        if lock.is_none_or(|l| l.expires <= t) {
+            backend.delete(&key)?;
             n += 1;
         }
     }
     Ok(n)
+}
+
+/// Whether a lock holds back the deletion of the packs of the prune mark `mark_key`: a
+/// writer that had not seen the mark when it loaded the index may build on those packs.
+pub fn blocks_deletion(lock: Option<&Lock>, mark_key: &str) -> bool {
+    match lock {
+        None => true,
+        Some(l) if NON_WRITERS.contains(&l.operation.as_str()) => false,
+        Some(l) => !l.marks_seen.as_ref().is_some_and(|seen| seen.iter().any(|k| k == mark_key)),
+    }
 }
 
 /// Takes a lock for `operation`. An exclusive lock needs no other live lock; a shared
@@ -77,46 +103,81 @@ pub fn acquire(backend: Arc<dyn Backend>, operation: &str, exclusive: bool) -> R
         expires: created + TTL.as_secs() as i64,
         exclusive,
         operation: operation.into(),
+        marks_seen: None,
     };
     let key = write(&*backend, &lock)?;
     let conflict = live(&*backend)?.into_iter().find(|(k, l)| *k != key && (exclusive || l.exclusive));
     if let Some((_, other)) = conflict {
         let _ = backend.delete(&key);
-        let until = jiff::Timestamp::from_second(other.expires).map(|t| t.to_string()).unwrap_or_default();
-        return Err(RepoError::Locked {
-            url: backend.url().into(),
-            detail: format!(
-                "{} lock held by {} (pid {}) for {} until {until}; it expires by itself if that process is gone",
-                if other.exclusive { "an exclusive" } else { "a" },
-                other.owner,
-                other.pid,
-                other.operation
-            ),
-        });
+        return Err(locked(&*backend, &other));
     }
-    let key = Arc::new(Mutex::new(key));
+    let held = Arc::new(Mutex::new(Held { key, lock }));
     let (stop, stopped) = channel::<()>();
     let refresher = {
-        let (backend, key) = (backend.clone(), key.clone());
+        let (backend, held) = (backend.clone(), held.clone());
         std::thread::Builder::new()
             .name("lifeline-lock".into())
             .spawn(move || {
-                let mut lock = lock;
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH) {
-                    refresh(&*backend, &key, &mut lock);
+                    let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
+                    let _ = replace(&*backend, &mut h, |_| {});
                 }
             })
             .ok()
     };
-    Ok(LockGuard { backend, key, stop: Some(stop), refresher })
+    Ok(LockGuard { backend, held, stop: Some(stop), refresher })
 }
 
-/// Keeps the lock alive: writes a fresh lock object, then removes the old one.
-fn refresh(backend: &dyn Backend, key: &Mutex<String>, lock: &mut Lock) {
+fn locked(backend: &dyn Backend, other: &Lock) -> RepoError {
+    let until = jiff::Timestamp::from_second(other.expires).map(|t| t.to_string()).unwrap_or_default();
+    RepoError::Locked {
+        url: backend.url().into(),
+        detail: format!(
+            "{} lock held by {} (pid {}) for {} until {until}; it expires by itself if that process is gone",
+            if other.exclusive { "an exclusive" } else { "a" },
+            other.owner,
+            other.pid,
+            other.operation
+        ),
+    }
+}
+
+/// Writes a changed lock object with a fresh expiry, then removes the old one.
+fn replace(backend: &dyn Backend, h: &mut Held, change: impl FnOnce(&mut Lock)) -> Result<(), RepoError> {
+    let mut lock = h.lock.clone();
+    change(&mut lock);
     lock.expires = now() + TTL.as_secs() as i64;
-    if let Ok(new_key) = write(backend, lock) {
-        let old = std::mem::replace(&mut *key.lock().unwrap_or_else(|e| e.into_inner()), new_key);
-        let _ = backend.delete(&old);
+    let new_key = write(backend, &lock)?;
+    let old = std::mem::replace(&mut h.key, new_key);
+    h.lock = lock;
+    backend.delete(&old)?;
+    Ok(())
+}
+
+impl LockGuard {
+    /// Records the prune marks this writer has seen (after registering, before loading
+    /// the index).
+    pub fn set_marks_seen(&self, marks: Vec<String>) -> Result<(), RepoError> {
+        let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        replace(&*self.backend, &mut h, |l| l.marks_seen = Some(marks))
+    }
+
+    /// Checks that this lock still exists. A prune removes only expired locks, and
+    /// treats every other one as live; a writer whose lock was removed (its process was
+    /// paused past the expiry, or could not refresh) may have built on deleted data.
+    pub fn confirm(&self) -> Result<(), RepoError> {
+        let h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        match self.backend.get(&h.key) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => {
+                Err(RepoError::LockLost { url: self.backend.url().into(), operation: h.lock.operation.clone() })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn key(&self) -> String {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).key.clone()
     }
 }
 
@@ -126,21 +187,59 @@ impl Drop for LockGuard {
         if let Some(h) = self.refresher.take() {
             let _ = h.join();
         }
-        let key = self.key.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let _ = self.backend.delete(&key);
+        let _ = self.backend.delete(&self.key());
     }
 }
 
-/// The lock of a prune: prunes exclude each other and exclusive holders, but run beside
-/// backups (the two-phase mark and grace period protect those).
-pub fn acquire_prune(backend: Arc<dyn Backend>) -> Result<LockGuard, RepoError> {
-    let guard = acquire(backend.clone(), "prune", false)?;
-    let own = guard.key.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    if let Some((_, other)) = live(&*backend)?.into_iter().find(|(k, l)| *k != own && l.operation == "prune") {
+/// A lock for an operation of which only one may run at a time (`prune`, `key`): it
+/// excludes exclusive holders and other holders of the same operation, and runs beside
+/// everything else. Two that start together may both be refused; never both admitted.
+pub fn acquire_sole(backend: Arc<dyn Backend>, operation: &str) -> Result<LockGuard, RepoError> {
+    let guard = acquire(backend.clone(), operation, false)?;
+    let own = guard.key();
+    if let Some((_, other)) = live(&*backend)?.into_iter().find(|(k, l)| *k != own && l.operation == operation) {
         return Err(RepoError::Locked {
             url: backend.url().into(),
-            detail: format!("another prune is running ({} pid {})", other.owner, other.pid),
+            detail: format!("another {operation} is running ({} pid {})", other.owner, other.pid),
         });
     }
     Ok(guard)
+}
+
+/// The lock of a prune: prunes exclude each other and exclusive holders, but run beside
+/// backups (the two-phase mark and the writers' seen marks protect those).
+pub fn acquire_prune(backend: Arc<dyn Backend>) -> Result<LockGuard, RepoError> {
+    acquire_sole(backend, "prune")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock(op: &str, seen: Option<&[&str]>) -> Lock {
+        Lock {
+            owner: "u@h".into(),
+            host: "h".into(),
+            pid: 1,
+            created: 0,
+            expires: 1,
+            exclusive: false,
+            operation: op.into(),
+            marks_seen: seen.map(|s| s.iter().map(|k| k.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn only_writers_that_have_not_seen_a_mark_hold_back_its_deletion() {
+        let m = "prune/aa";
+        assert!(blocks_deletion(None, m), "an unreadable lock is a writer that has seen nothing");
+        assert!(blocks_deletion(Some(&lock("backup", None)), m), "still registering");
+        assert!(blocks_deletion(Some(&lock("backup", Some(&["prune/bb"]))), m));
+        assert!(!blocks_deletion(Some(&lock("backup", Some(&["prune/bb", m]))), m));
+        assert!(blocks_deletion(Some(&lock("copy", Some(&[]))), m));
+        assert!(blocks_deletion(Some(&lock("something-new", None)), m), "unknown operations count as writers");
+        for op in ["prune", "forget", "key"] {
+            assert!(!blocks_deletion(Some(&lock(op, None)), m), "{op}");
+        }
+    }
 }

@@ -43,7 +43,40 @@ pub enum Secret {
 #[derive(Default)]
 pub struct Index {
     pub blobs: HashMap<Id, BlobLoc>,
+    /// Further places of blobs stored more than once (by concurrent writers, or a repack
+    /// whose old entries a prune has not removed yet). Rare; prune keeps every copy's data.
+    pub extra: HashMap<Id, Vec<BlobLoc>>,
     pub packs: HashSet<Id>,
+    /// Packs left out because a prune marked them: a writer never builds on them.
+    pub excluded: HashSet<Id>,
+    /// Index files that could not be read; their packs were indexed from pack headers.
+    pub damaged: Vec<String>,
+}
+
+impl Index {
+    fn insert(&mut self, id: Id, loc: BlobLoc) {
+        match self.blobs.entry(id) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(loc);
+            }
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let first = *o.get();
+                if (first.pack, first.offset) != (loc.pack, loc.offset) {
+                    let extra = self.extra.entry(id).or_default();
+                    if !extra.iter().any(|l| (l.pack, l.offset) == (loc.pack, loc.offset)) {
+                        extra.push(loc);
+                    }
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, pack: Id, entries: Vec<BlobEntry>) {
+        self.packs.insert(pack);
+        for e in entries.into_iter().filter(|e| e.kind != BlobKind::Chunk) {
+            self.insert(e.id, e.loc);
+        }
+    }
 }
 
 pub struct Repository {
@@ -76,18 +109,25 @@ impl Repository {
         let id = Id::random().hex()[..32].to_string();
         let config = Config {
             version: format::VERSION,
+            key_check: Some(master.key_check(&id)),
             id,
             created: now_rfc3339(),
             chunker: format::ChunkerParams::default(),
             zstd_level: 1,
             pack_size: 8 << 20,
         };
-        keys::add_slot(&*backend, &master, secret)?;
+        // The slot first, then the config (create-only): of two concurrent inits, the one
+        // whose config lost removes its slot, and a slot left by a crash is ignored, since
+        // its secret does not give the config's key check.
+        let slot = keys::add_slot(&*backend, &master, secret)?;
         let json = serde_json::to_vec_pretty(&config).map_err(RepoError::encode)?;
-        backend.put_new("config", Bytes::from(json)).map_err(|e| match e {
-            StoreError::AlreadyExists { url, .. } => RepoError::AlreadyInitialized { url },
-            other => other.into(),
-        })?;
+        if let Err(e) = backend.put_new("config", Bytes::from(json)) {
+            let _ = backend.delete(&format!("keys/{}", slot.hex()));
+            return Err(match e {
+                StoreError::AlreadyExists { url, .. } => RepoError::AlreadyInitialized { url },
+                other => other.into(),
+            });
+        }
         backend.flush()?;
         Ok(Self::assemble(backend, config, master))
     }
@@ -95,7 +135,7 @@ impl Repository {
     /// Opens an existing repository with `secret`.
     pub fn open(backend: Arc<dyn Backend>, secret: &Secret) -> Result<Self, RepoError> {
         let config = Self::read_config(&*backend)?;
-        let master = keys::unlock(&*backend, secret)?;
+        let master = keys::unlock_for(&*backend, &config, secret)?;
         Ok(Self::assemble(backend, config, master))
     }
 
@@ -143,22 +183,72 @@ impl Repository {
     }
 
     /// Loads every index file. Packs in `exclude` (marked for deletion by prune) are
-    /// left out, so a writer never reuses data a prune is about to delete.
+    /// left out, so a writer never reuses data a prune is about to delete. An index file
+    /// that cannot be read does not block the rest: it is reported in
+    /// [`Index::damaged`], and the packs no readable index lists are indexed from their
+    /// own headers. An index file that a prune replaced while it was being read makes the
+    /// whole load start again (the prune wrote its replacement first).
     pub fn load_index(&self, exclude: &HashSet<Id>) -> Result<(), RepoError> {
-        let mut idx = Index::default();
+        let mut attempts = 0;
+        let idx = loop {
+            attempts += 1;
+            match self.try_load_index(exclude) {
+                Err(RepoError::Store(e)) if e.is_not_found() && attempts < 5 => continue,
+                other => break other?,
+            }
+        };
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = idx;
+        Ok(())
+    }
+
+    fn try_load_index(&self, exclude: &HashSet<Id>) -> Result<Index, RepoError> {
+        let mut idx = Index { excluded: exclude.clone(), ..Default::default() };
         for obj in self.backend.list("index/")? {
-            for (pack, entries) in self.read_index_file(&obj.key)? {
-                if exclude.contains(&pack) {
+            match self.read_index_file(&obj.key) {
+                Ok(packs) => {
+                    for (pack, entries) in packs {
+                        if !exclude.contains(&pack) {
+                            idx.add(pack, entries);
+                        }
+                    }
+                }
+                Err(e @ RepoError::Corrupt { .. }) => {
+                    tracing::warn!(object = %obj.key, error = %e, "damaged index file skipped; its packs are read from their headers (`lifeline repo repair` rebuilds the index)");
+                    idx.damaged.push(obj.key);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !idx.damaged.is_empty() {
+            for (pack, size) in self.stored_packs()? {
+                if idx.packs.contains(&pack) || exclude.contains(&pack) {
                     continue;
                 }
-                idx.packs.insert(pack);
-                for e in entries.into_iter().filter(|e| e.kind != BlobKind::Chunk) {
-                    idx.blobs.insert(e.id, e.loc);
+                match pack::read_pack_header(self, &pack, size) {
+                    Ok(entries) => idx.add(pack, entries),
+                    Err(e) => tracing::warn!(pack = %pack.short(), error = %e, "unreadable pack header"),
                 }
             }
         }
-        *self.index.write().unwrap_or_else(|e| e.into_inner()) = idx;
-        Ok(())
+        Ok(idx)
+    }
+
+    /// Index files found damaged by the last [`Repository::load_index`].
+    pub fn damaged_index_files(&self) -> Vec<String> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).damaged.clone()
+    }
+
+    /// Whether a prune has marked `pack` (as loaded by the last [`Repository::load_index`]).
+    pub fn is_excluded(&self, pack: &Id) -> bool {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).excluded.contains(pack)
+    }
+
+    /// Every place `id` is stored at, per the index.
+    pub fn locations(&self, id: &Id) -> Vec<BlobLoc> {
+        let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<BlobLoc> = idx.blobs.get(id).copied().into_iter().collect();
+        out.extend(idx.extra.get(id).into_iter().flatten().copied());
+        out
     }
 
     pub fn read_index_file(&self, key: &str) -> Result<Vec<(Id, Vec<BlobEntry>)>, RepoError> {
@@ -183,10 +273,7 @@ impl Repository {
         }
         let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
         for (pack, entries) in packs {
-            idx.packs.insert(*pack);
-            for e in entries.iter().filter(|e| e.kind != BlobKind::Chunk) {
-                idx.blobs.insert(e.id, e.loc);
-            }
+            idx.add(*pack, entries.clone());
         }
         Ok((key, len))
     }

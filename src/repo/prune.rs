@@ -4,23 +4,44 @@ use super::format::{Id, PruneMark};
 use super::{RepoError, Repository};
 use std::collections::HashSet;
 
-/// Packs a prune has marked for deletion: writers must not reuse them.
-pub fn marked_packs(repo: &Repository) -> Result<HashSet<Id>, RepoError> {
-    let mut out = HashSet::new();
-    for (_, mark) in marks(repo)? {
-        out.extend(mark.packs);
-    }
-    Ok(out)
-}
-
+/// Every prune mark with its key. A mark deleted while it is read (by a prune that
+/// finished it) is left out: its packs are gone from the index already.
 pub fn marks(repo: &Repository) -> Result<Vec<(String, PruneMark)>, RepoError> {
     let mut out = Vec::new();
     for obj in repo.backend().list("prune/")? {
-        let raw = repo.backend().get(&obj.key)?;
+        let raw = match repo.backend().get(&obj.key) {
+            Ok(raw) => raw,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
         let mark: PruneMark = serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt(&obj.key, e))?;
         out.push((obj.key, mark));
     }
     Ok(out)
+}
+
+/// Registers a writer (backup, copy) before it reads anything: a shared lock, then the
+/// prune marks, then the lock rewritten to say which marks the writer has seen. Returns
+/// the lock and the marked packs, which the writer must leave out of everything it
+/// builds on (index, parent recipes, unindexed packs). See `docs/FORMAT.md`.
+pub fn register_writer(repo: &Repository, operation: &str) -> Result<(lock::LockGuard, HashSet<Id>), RepoError> {
+    let guard = lock::acquire(repo.backend().clone(), operation, false)?;
+    let marks = marks(repo)?;
+    guard.set_marks_seen(marks.iter().map(|(k, _)| k.clone()).collect())?;
+    Ok((guard, marks.into_iter().flat_map(|(_, m)| m.packs).collect()))
+}
+
+/// Records a writer's restore point: only while its lock still exists, and the lock is
+/// checked again afterwards. If it was lost (removed as expired by a prune), a prune may
+/// have deleted data the point needs, so the point is removed again and the run fails.
+pub fn commit_point(repo: &Repository, guard: &lock::LockGuard, snap: &Snapshot) -> Result<Id, RepoError> {
+    guard.confirm()?;
+    let id = repo.write_snapshot(snap)?;
+    if let Err(e) = guard.confirm() {
+        let _ = repo.backend().delete(&format!("snapshots/{}", id.hex()));
+        return Err(e);
+    }
+    Ok(id)
 }
 
 use super::format::{BlobKind, Snapshot};
@@ -167,17 +188,29 @@ pub struct PruneReport {
     pub incomplete_removed: u64,
 }
 
-/// Two-phase prune. Phase one marks packs no restore point references; a later prune,
-/// once `grace` has passed since the mark and no writer that started before the mark is
-/// still running, deletes those that are still unreferenced. Writers never reuse marked
-/// packs, so a concurrent backup cannot lose data. Runs beside backups; only one prune
-/// runs at a time.
+/// Two-phase prune. Phase one marks packs no restore point references (and packs it is
+/// about to repack) *before* it changes anything; a later prune deletes a mark's packs
+/// that are still unreferenced once `grace` has passed since the mark and every writer
+/// whose lock exists has seen the mark. Writers leave marked packs out of everything they
+/// build on, so a concurrent backup or copy never records a point that needs them. Runs
+/// beside backups; only one prune runs at a time. The protocol and why it is safe are in
+/// `docs/FORMAT.md` ("Concurrency").
 pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<PruneReport, RepoError> {
     let _lock = lock::acquire_prune(repo.backend().clone())?;
     lock::remove_stale(&**repo.backend())?;
     // No live writer takes an hour over one object.
     let incomplete_removed = repo.backend().remove_incomplete(grace.max(INCOMPLETE_AGE))?;
+    // Locks before restore points and index: a writer whose lock is gone wrote its
+    // restore point (and index) before releasing it, so they are read below.
+    let locks = lock::present(&**repo.backend())?;
+    let marks = marks(repo)?;
     repo.load_index(&HashSet::new())?;
+    if let Some(damaged) = repo.damaged_index_files().first() {
+        return Err(RepoError::Corrupt {
+            what: damaged.clone(),
+            detail: "the index is damaged; prune deletes nothing until `lifeline repo repair` has rebuilt it".into(),
+        });
+    }
     let u = usage(repo)?;
     let mut referenced: HashSet<Id> = u.packs.keys().copied().collect();
     let stored: HashMap<Id, u64> = repo.stored_packs()?;
@@ -188,15 +221,14 @@ pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<Prune
         ..Default::default()
     };
     let now = lock::now();
-    let writers = lock::live(&**repo.backend())?;
     let mut already = HashSet::new();
     let mut deletable = HashSet::new();
     let mut finished_marks = Vec::new();
-    for (key, mark) in marks(repo)? {
+    for (key, mark) in marks {
         let still: Vec<Id> =
             mark.packs.iter().copied().filter(|p| !referenced.contains(p) && stored.contains_key(p)).collect();
-        let old_writer = writers.iter().any(|(_, l)| l.operation != "prune" && l.created <= mark.marked);
-        if now - mark.marked >= grace.as_secs() as i64 && !old_writer {
+        let writer_behind = locks.iter().any(|(_, l)| lock::blocks_deletion(l.as_ref(), &key));
+        if now - mark.marked >= grace.as_secs() as i64 && !writer_behind {
             deletable.extend(still.iter().copied());
             finished_marks.push(key);
         } else {
@@ -204,8 +236,26 @@ pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<Prune
             already.extend(still);
         }
     }
-    // Repack wasteful packs; the emptied ones are marked below like unreferenced ones.
-    let repacked = repack(repo, &u, &stored, &already)?;
+    let index_files = read_all_index(repo)?;
+    let wasteful = wasteful_packs(&u, &stored, &index_files, &already);
+    // The mark goes out before the repack writes anything: a writer that starts from
+    // now on sees it and leaves the marked packs alone.
+    let mut new: Vec<Id> = stored
+        .keys()
+        .copied()
+        .filter(|p| !referenced.contains(p) && !already.contains(p) && !deletable.contains(p))
+        .collect();
+    new.extend(wasteful.iter().copied());
+    new.sort();
+    if !new.is_empty() {
+        report.packs_marked = new.len() as u64;
+        let mark = PruneMark { marked: now, packs: new };
+        let json = serde_json::to_vec(&mark).map_err(RepoError::encode)?;
+        repo.backend().flush()?;
+        repo.backend().put_new(&format!("prune/{}", Id::random().hex()), Bytes::from(json))?;
+        repo.backend().flush()?;
+    }
+    let repacked = repack(repo, &u, &stored, &wasteful)?;
     report.packs_repacked = repacked.emptied.len() as u64;
     report.bytes_repacked = repacked.bytes;
     for p in &repacked.emptied {
@@ -215,36 +265,75 @@ pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<Prune
     if !deletable.is_empty() || !repacked.replaced.is_empty() {
         rewrite_index_without(repo, &deletable, &repacked.replaced)?;
     }
-    if !deletable.is_empty() {
-        for p in &deletable {
-            repo.backend().delete(&super::format::pack_key(p))?;
-            report.packs_deleted += 1;
-            report.bytes_deleted += stored.get(p).copied().unwrap_or(0);
-        }
+    for p in &deletable {
+        repo.backend().delete(&super::format::pack_key(p))?;
+        report.packs_deleted += 1;
+        report.bytes_deleted += stored.get(p).copied().unwrap_or(0);
     }
     for key in finished_marks {
         repo.backend().delete(&key)?;
     }
-    let new: Vec<Id> = stored
-        .keys()
-        .copied()
-        .filter(|p| !referenced.contains(p) && !already.contains(p) && !deletable.contains(p))
-        .collect();
-    if !new.is_empty() {
-        report.packs_marked = new.len() as u64;
-        let mark = PruneMark { marked: now, packs: new };
-        let json = serde_json::to_vec(&mark).map_err(RepoError::encode)?;
-        repo.backend().put_new(&format!("prune/{}", Id::random().hex()), Bytes::from(json))?;
-    }
     Ok(report)
 }
 
+/// Every index file's content, by pack.
+fn read_all_index(repo: &Repository) -> Result<BTreeMap<Id, Vec<super::format::BlobEntry>>, RepoError> {
+    let mut by_pack: BTreeMap<Id, Vec<super::format::BlobEntry>> = BTreeMap::new();
+    for obj in repo.backend().list("index/")? {
+        for (p, entries) in repo.read_index_file(&obj.key)? {
+            let list = by_pack.entry(p).or_default();
+            for e in entries {
+                if !list.iter().any(|x| x.id == e.id && x.loc.offset == e.loc.offset) {
+                    list.push(e);
+                }
+            }
+        }
+    }
+    Ok(by_pack)
+}
+
+/// Packs to repack: referenced packs more than [`REPACK_WASTE`] unused (the header
+/// counts as used, so small packs do not churn), and referenced packs holding a segment
+/// no restore point uses. Such a segment may point into data about to be deleted, and a
+/// writer could otherwise reuse it by id; repacking moves the used blobs out and marks
+/// the pack, so writers stop seeing that segment at all.
+fn wasteful_packs(
+    u: &Usage,
+    stored: &HashMap<Id, u64>,
+    index: &BTreeMap<Id, Vec<super::format::BlobEntry>>,
+    skip: &HashSet<Id>,
+) -> HashSet<Id> {
+    u.packs
+        .iter()
+        .filter(|(p, (used, in_use))| {
+            let size = stored.get(p).copied().unwrap_or(0);
+            if skip.contains(p) || size == 0 {
+                return false;
+            }
+            let entries = index.get(p).map(Vec::as_slice).unwrap_or_default();
+            let header = PACK_HEADER_OVERHEAD + PACK_HEADER_PER_BLOB * entries.len() as u64;
+            let unused = size.saturating_sub(used + header);
+            let stale_segment =
+                entries.iter().any(|e| e.kind == BlobKind::Segment && !in_use.contains(&(e.id, e.loc.offset)));
+            stale_segment || (unused as f64) > (size as f64) * REPACK_WASTE
+        })
+        .map(|(p, _)| *p)
+        .collect()
+}
+
+/// A pack header's size: magic, version, count, seal and length; and per blob.
+const PACK_HEADER_OVERHEAD: u64 = 4 + 1 + 4 + 12 + 16 + 4;
+const PACK_HEADER_PER_BLOB: u64 = 1 + 1 + 32 + 4 + 4;
+
 /// Everything restore points need: per pack, the bytes and blobs in use; and the recipe
-/// of every segment (to rewrite those whose chunks move).
+/// of every segment (to rewrite those whose chunks move). A segment stored more than
+/// once counts with every copy and every copy's data: readers may resolve it to any.
 #[derive(Default)]
 struct Usage {
     packs: HashMap<Id, (u64, HashSet<(Id, u32)>)>,
     segments: HashMap<Id, Vec<super::format::ChunkRef>>,
+    /// The data packs each segment's copies point into.
+    segment_data: HashMap<Id, HashSet<Id>>,
 }
 
 impl Usage {
@@ -270,20 +359,35 @@ fn mark_snapshot(repo: &Repository, snap: &Snapshot, seen: &mut HashSet<Id>, u: 
     while let Some(node) = stack.pop() {
         for seg in &node.content {
             if seen.insert(seg.id) {
-                let loc = repo.lookup(&seg.id).ok_or(RepoError::MissingBlob { kind: BlobKind::Segment, id: seg.id })?;
-                u.use_blob(seg.id, &loc);
-                let chunks = repo.read_segment(&seg.id)?;
-                for c in &chunks {
-                    u.use_blob(c.blob, &c.loc);
+                let copies = repo.locations(&seg.id);
+                if copies.is_empty() {
+                    return Err(RepoError::MissingBlob { kind: BlobKind::Segment, id: seg.id });
                 }
-                u.segments.insert(seg.id, chunks);
+                for (i, loc) in copies.iter().enumerate() {
+                    u.use_blob(seg.id, loc);
+                    let raw = repo.read_blob(BlobKind::Segment, &seg.id, loc)?;
+                    let chunks = super::format::decode_segment(&raw)
+                        .map_err(|e| RepoError::corrupt(&format!("segment {:?}", seg.id), e))?;
+                    for c in &chunks {
+                        u.use_blob(c.blob, &c.loc);
+                        u.segment_data.entry(seg.id).or_default().insert(c.loc.pack);
+                    }
+                    if i == 0 {
+                        u.segments.insert(seg.id, chunks);
+                    }
+                }
             }
         }
         if let Some(tree) = node.subtree
             && seen.insert(tree)
         {
-            let loc = repo.lookup(&tree).ok_or(RepoError::MissingBlob { kind: BlobKind::Tree, id: tree })?;
-            u.use_blob(tree, &loc);
+            let copies = repo.locations(&tree);
+            if copies.is_empty() {
+                return Err(RepoError::MissingBlob { kind: BlobKind::Tree, id: tree });
+            }
+            for loc in &copies {
+                u.use_blob(tree, loc);
+            }
             stack.extend(repo.read_tree(&tree)?.nodes);
         }
     }
@@ -304,37 +408,29 @@ struct Repacked {
     bytes: u64,
 }
 
-/// Moves the used blobs of wasteful packs into new packs and rewrites the segments that
-/// point into them.
+/// Moves the used blobs of `wasteful` packs into new packs and rewrites the segments
+/// that point into them.
 fn repack(
     repo: &Arc<Repository>,
     u: &Usage,
     stored: &HashMap<Id, u64>,
-    skip: &HashSet<Id>,
+    wasteful: &HashSet<Id>,
 ) -> Result<Repacked, RepoError> {
-    let wasteful: HashSet<Id> = u
-        .packs
-        .iter()
-        .filter(|(p, (used, _))| {
-            let size = stored.get(p).copied().unwrap_or(0);
-            !skip.contains(p) && size > 0 && (*used as f64) < (size as f64) * (1.0 - REPACK_WASTE)
-        })
-        .map(|(p, _)| *p)
-        .collect();
     let mut out = Repacked { emptied: HashSet::new(), replaced: HashSet::new(), written: HashSet::new(), bytes: 0 };
     if wasteful.is_empty() {
         return Ok(out);
     }
+    // Every copy of a segment that points into a repacked pack is replaced by one recipe.
     let rewrite: Vec<Id> = u
-        .segments
+        .segment_data
         .iter()
-        .filter(|(_, chunks)| chunks.iter().any(|c| wasteful.contains(&c.loc.pack)))
+        .filter(|(_, packs)| packs.iter().any(|p| wasteful.contains(p)))
         .map(|(id, _)| *id)
         .collect();
     let rewrite_set: HashSet<Id> = rewrite.iter().copied().collect();
     let saver = super::pack::Saver::new(repo.clone(), 2);
     let mut moved: HashMap<(Id, u32), super::format::BlobLoc> = HashMap::new();
-    for pack in &wasteful {
+    for pack in wasteful {
         let entries = super::pack::read_pack_header(repo, pack, stored[pack])?;
         let data = repo.backend().get(&super::format::pack_key(pack))?;
         let used = &u.packs[pack].1;
@@ -357,14 +453,14 @@ fn repack(
                 ..*c
             })
             .collect();
-        if let Some(old) = repo.lookup(&seg) {
+        for old in repo.locations(&seg) {
             out.replaced.insert((seg, old.pack));
         }
         let deps: Vec<Id> = recipe.iter().map(|c| c.loc.pack).collect();
         saver.save_with_deps(BlobKind::Segment, seg, &super::format::encode_segment(&recipe), deps)?;
     }
     let stats = saver.finish()?;
-    out.emptied = wasteful;
+    out.emptied = wasteful.clone();
     out.written = stats.pack_ids.into_iter().collect();
     out.bytes = stats.stored_bytes;
     Ok(out)

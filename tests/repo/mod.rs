@@ -1,3 +1,4 @@
+mod concurrency;
 mod faults;
 mod locations;
 mod roundtrip;
