@@ -80,6 +80,9 @@ pub enum RepoCommand {
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100))]
         sample: u32,
     },
+    /// Rebuild the index from the packs, set damaged restore points aside and move used
+    /// blobs out of damaged packs. Never deletes pack data.
+    Repair { url: String },
     /// Remove restore points by retention rules (the union of all rules is kept).
     Forget {
         url: String,
@@ -142,6 +145,22 @@ pub enum KeyCommand {
     List { url: String },
 }
 
+/// A command that failed but has a result to report (what `verify` found, say).
+#[derive(Debug)]
+pub struct FailedWith {
+    pub category: &'static str,
+    pub message: String,
+    pub result: Value,
+}
+
+impl std::fmt::Display for FailedWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for FailedWith {}
+
 /// Runs a repo command; returns the process exit code.
 pub fn run(cmd: RepoCommand, common: &Common) -> i32 {
     let started = Instant::now();
@@ -154,9 +173,15 @@ pub fn run(cmd: RepoCommand, common: &Common) -> i32 {
                 .downcast_ref::<RepoError>()
                 .map(RepoError::category)
                 .or_else(|| e.downcast_ref::<store::StoreError>().map(store::StoreError::category))
+                .or_else(|| e.downcast_ref::<FailedWith>().map(|f| f.category))
                 .unwrap_or("Error");
             eprintln!("error: {e:#}");
-            (1, json!({"ok": false, "command": name, "error": {"category": category, "message": format!("{e:#}")}}))
+            let mut v =
+                json!({"ok": false, "command": name, "error": {"category": category, "message": format!("{e:#}")}});
+            if let Some(f) = e.downcast_ref::<FailedWith>() {
+                v["result"] = f.result.clone();
+            }
+            (1, v)
         }
     };
     if let Some(path) = &common.result_file
@@ -179,6 +204,7 @@ fn command_name(cmd: &RepoCommand) -> &'static str {
         RepoCommand::Points { .. } => "points",
         RepoCommand::Ls { .. } => "ls",
         RepoCommand::Verify { .. } => "verify",
+        RepoCommand::Repair { .. } => "repair",
         RepoCommand::Forget { .. } => "forget",
         RepoCommand::Prune { .. } => "prune",
         RepoCommand::Copy { .. } => "copy",
@@ -265,7 +291,8 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
         }
         RepoCommand::Points { url } => {
             let repo = open(&url, common)?;
-            let points = repo.snapshots()?;
+            let all = repo.points()?;
+            let points = all.good;
             let human_out = std::io::stdout().is_terminal() && !common.json;
             if human_out {
                 println!("{:<10} {:<26} {:<14} {:>10} {:>10}  path / tags", "ID", "TIME", "HOST", "SIZE", "NEW");
@@ -287,11 +314,17 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
                 }
                 list.push(point_json(id, s));
             }
-            Ok(json!({"points": list}))
+            for d in &all.damaged {
+                eprintln!(
+                    "warning: restore point object {} cannot be read ({}): run `lifeline repo verify`",
+                    d.key, d.detail
+                );
+            }
+            Ok(json!({"points": list, "damaged": all.damaged}))
         }
         RepoCommand::Ls { url, point } => {
             let repo = open(&url, common)?;
-            repo.load_index(&Default::default())?;
+            repo.load_index_for_reading()?;
             let (id, snap) = repo.find_snapshot(&point)?;
             let mut files = Vec::new();
             let human_out = std::io::stdout().is_terminal() && !common.json;
@@ -315,19 +348,48 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
                 report.blobs_checked,
                 human(report.bytes_read),
                 report.snapshots_checked,
-                if report.ok() { "no errors".to_string() } else { format!("{} bad blobs", report.bad_blobs.len()) }
+                report.summary()
             );
+            for d in &report.damaged_points {
+                eprintln!("restore point object {} cannot be read: {}", d.key, d.detail);
+            }
+            for f in &report.damaged_index_files {
+                eprintln!("index file {f} cannot be read");
+            }
             for a in &report.affected {
-                eprintln!("restore point {} ({}) is damaged:", &a.restore_point[..8], a.time);
+                let how = if a.restorable { "restorable, but only until repaired" } else { "NOT restorable" };
+                eprintln!("restore point {} ({}) is {how}:", &a.restore_point[..8], a.time);
+                for p in a.problems.iter().take(10) {
+                    eprintln!("  {p}");
+                }
                 for p in a.paths.iter().take(50) {
                     eprintln!("  {p}");
                 }
             }
-            anyhow::ensure!(
-                report.ok(),
-                "verification failed: {} bad blobs at {url}, affecting {} restore points (see above)",
-                report.bad_blobs.len(),
-                report.affected.len()
+            let value = serde_json::to_value(&report)?;
+            if !report.ok() {
+                let hint = "`lifeline repo repair` rebuilds the index and sets damaged restore points aside";
+                return Err(FailedWith {
+                    category: "Corrupted",
+                    message: format!("verification failed at {url}: {}; {hint}", report.summary()),
+                    result: value,
+                }
+                .into());
+            }
+            Ok(value)
+        }
+        RepoCommand::Repair { url } => {
+            let repo = open(&url, common)?;
+            let report = crate::repo::repair::run(&repo)?;
+            eprintln!(
+                "repair: {} restore points set aside, index rebuilt from {} packs ({} index files replaced, {} damaged), {} packs with a damaged header ({} repacked), {} unreadable",
+                report.points_set_aside.len(),
+                report.packs_indexed,
+                report.index_files_before,
+                report.index_files_damaged,
+                report.packs_with_damaged_header.len(),
+                report.packs_repacked,
+                report.packs_unreadable.len()
             );
             Ok(serde_json::to_value(&report)?)
         }

@@ -132,7 +132,7 @@ pub fn run(
     let path_str = path.display().to_string();
     let parent = match opts.parent {
         Some(id) => Some((id, repo.read_snapshot(&id)?)),
-        None => repo.snapshots()?.into_iter().rev().find(|(_, s)| s.host == host && s.path == path_str),
+        None => repo.points()?.good.into_iter().rev().find(|(_, s)| s.host == host && s.path == path_str),
     };
     let mut engine = Engine::start(repo.clone(), opts.workers, progress);
     let meta = std::fs::metadata(path).map_err(|e| RepoError::io("read", path, e))?;

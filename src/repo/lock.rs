@@ -19,7 +19,7 @@ const REFRESH: Duration = Duration::from_secs(60);
 
 /// Operations whose locks never hold back a prune's deletions: they create no
 /// references to data.
-const NON_WRITERS: [&str; 3] = ["prune", "forget", "key"];
+const NON_WRITERS: [&str; 4] = ["prune", "repair", "forget", "key"];
 
 pub fn now() -> i64 {
     jiff::Timestamp::now().as_second()
@@ -195,12 +195,16 @@ impl Drop for LockGuard {
 /// excludes exclusive holders and other holders of the same operation, and runs beside
 /// everything else. Two that start together may both be refused; never both admitted.
 pub fn acquire_sole(backend: Arc<dyn Backend>, operation: &str) -> Result<LockGuard, RepoError> {
+    // A repair and a prune both rewrite the index and write marks: one class.
+    let class = |op: &str| if op == "repair" { "prune".to_string() } else { op.to_string() };
     let guard = acquire(backend.clone(), operation, false)?;
     let own = guard.key();
-    if let Some((_, other)) = live(&*backend)?.into_iter().find(|(k, l)| *k != own && l.operation == operation) {
+    if let Some((_, other)) =
+        live(&*backend)?.into_iter().find(|(k, l)| *k != own && class(&l.operation) == class(operation))
+    {
         return Err(RepoError::Locked {
             url: backend.url().into(),
-            detail: format!("another {operation} is running ({} pid {})", other.owner, other.pid),
+            detail: format!("a {} is running ({} pid {})", other.operation, other.owner, other.pid),
         });
     }
     Ok(guard)

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod lock;
 pub mod pack;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod source;
 pub mod verify;
@@ -49,8 +50,10 @@ pub struct Index {
     pub packs: HashSet<Id>,
     /// Packs left out because a prune marked them: a writer never builds on them.
     pub excluded: HashSet<Id>,
-    /// Index files that could not be read; their packs were indexed from pack headers.
+    /// Index files that could not be read.
     pub damaged: Vec<String>,
+    /// Packs no readable index file lists, indexed from their own headers (readers only).
+    pub unindexed: HashSet<Id>,
 }
 
 impl Index {
@@ -78,6 +81,23 @@ impl Index {
         }
     }
 }
+
+/// Restore points as listed: the readable ones, oldest first, and the damaged objects.
+#[derive(Default)]
+pub struct Points {
+    pub good: Vec<(Id, Snapshot)>,
+    pub damaged: Vec<DamagedObject>,
+}
+
+/// An object that could not be read, and why.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DamagedObject {
+    pub key: String,
+    pub detail: String,
+}
+
+/// Index entries by pack.
+pub type PackEntries = std::collections::BTreeMap<Id, Vec<BlobEntry>>;
 
 pub struct Repository {
     backend: Arc<dyn Backend>,
@@ -182,17 +202,30 @@ impl Repository {
         self.backend.url()
     }
 
-    /// Loads every index file. Packs in `exclude` (marked for deletion by prune) are
-    /// left out, so a writer never reuses data a prune is about to delete. An index file
-    /// that cannot be read does not block the rest: it is reported in
-    /// [`Index::damaged`], and the packs no readable index lists are indexed from their
-    /// own headers. An index file that a prune replaced while it was being read makes the
-    /// whole load start again (the prune wrote its replacement first).
+    /// Loads every index file, for a writer. Packs in `exclude` (marked for deletion by
+    /// prune) are left out, so a writer never reuses data a prune is about to delete. An
+    /// index file that cannot be read does not block the rest: it is reported in
+    /// [`Index::damaged`] (a writer then indexes its packs again from their headers, see
+    /// `backup::recover_unindexed`). An index file that a prune replaced while it was
+    /// being read makes the whole load start again (the prune wrote its replacement
+    /// first).
     pub fn load_index(&self, exclude: &HashSet<Id>) -> Result<(), RepoError> {
+        self.load(exclude, false)
+    }
+
+    /// Loads the index for reading (restore, ls, verify, a copy's source): every index
+    /// file, and the headers of packs no readable index file lists (a run interrupted
+    /// before its index, or an index file lost or damaged), so one missing or damaged
+    /// index file blocks no restore.
+    pub fn load_index_for_reading(&self) -> Result<(), RepoError> {
+        self.load(&HashSet::new(), true)
+    }
+
+    fn load(&self, exclude: &HashSet<Id>, headers: bool) -> Result<(), RepoError> {
         let mut attempts = 0;
         let idx = loop {
             attempts += 1;
-            match self.try_load_index(exclude) {
+            match self.try_load_index(exclude, headers) {
                 Err(RepoError::Store(e)) if e.is_not_found() && attempts < 5 => continue,
                 other => break other?,
             }
@@ -201,7 +234,7 @@ impl Repository {
         Ok(())
     }
 
-    fn try_load_index(&self, exclude: &HashSet<Id>) -> Result<Index, RepoError> {
+    fn try_load_index(&self, exclude: &HashSet<Id>, headers: bool) -> Result<Index, RepoError> {
         let mut idx = Index { excluded: exclude.clone(), ..Default::default() };
         for obj in self.backend.list("index/")? {
             match self.read_index_file(&obj.key) {
@@ -213,24 +246,58 @@ impl Repository {
                     }
                 }
                 Err(e @ RepoError::Corrupt { .. }) => {
-                    tracing::warn!(object = %obj.key, error = %e, "damaged index file skipped; its packs are read from their headers (`lifeline repo repair` rebuilds the index)");
+                    tracing::warn!(object = %obj.key, error = %e, "damaged index file skipped (`lifeline repo repair` rebuilds the index)");
                     idx.damaged.push(obj.key);
                 }
                 Err(e) => return Err(e),
             }
         }
-        if !idx.damaged.is_empty() {
+        if headers {
             for (pack, size) in self.stored_packs()? {
                 if idx.packs.contains(&pack) || exclude.contains(&pack) {
                     continue;
                 }
                 match pack::read_pack_header(self, &pack, size) {
-                    Ok(entries) => idx.add(pack, entries),
+                    Ok(entries) => {
+                        idx.add(pack, entries);
+                        idx.unindexed.insert(pack);
+                    }
+                    Err(RepoError::Store(e)) if e.is_not_found() => {}
                     Err(e) => tracing::warn!(pack = %pack.short(), error = %e, "unreadable pack header"),
                 }
             }
         }
         Ok(idx)
+    }
+
+    /// Every readable index file's entries, by pack (a blob listed twice once), and the
+    /// index files that could not be read.
+    pub fn index_entries(&self) -> Result<(PackEntries, Vec<String>), RepoError> {
+        let mut by_pack: std::collections::BTreeMap<Id, Vec<BlobEntry>> = Default::default();
+        let mut damaged = Vec::new();
+        for obj in self.backend.list("index/")? {
+            match self.read_index_file(&obj.key) {
+                Ok(packs) => {
+                    for (p, entries) in packs {
+                        let list = by_pack.entry(p).or_default();
+                        for e in entries {
+                            if !list.iter().any(|x| x.id == e.id && x.loc.offset == e.loc.offset) {
+                                list.push(e);
+                            }
+                        }
+                    }
+                }
+                Err(RepoError::Store(e)) if e.is_not_found() => {}
+                Err(RepoError::Corrupt { .. }) => damaged.push(obj.key),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((by_pack, damaged))
+    }
+
+    /// Packs the last [`Repository::load_index_for_reading`] found in no index file.
+    pub fn unindexed_packs(&self) -> HashSet<Id> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).unindexed.clone()
     }
 
     /// Index files found damaged by the last [`Repository::load_index`].
@@ -386,14 +453,36 @@ impl Repository {
         Ok(out)
     }
 
-    /// All restore points, oldest first.
+    /// All restore points, oldest first; fails if any restore-point object cannot be read
+    /// (what must see every point, such as prune, uses this).
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>, RepoError> {
-        let mut out = Vec::new();
+        let points = self.points()?;
+        if let Some(d) = points.damaged.first() {
+            return Err(RepoError::Corrupt {
+                what: d.key.clone(),
+                detail: format!("{}; `lifeline repo repair` sets damaged restore points aside", d.detail),
+            });
+        }
+        Ok(points.good)
+    }
+
+    /// All readable restore points, oldest first, and the objects that could not be
+    /// read: one damaged point never hides the others.
+    pub fn points(&self) -> Result<Points, RepoError> {
+        let mut out = Points::default();
         for obj in self.backend.list("snapshots/")? {
             let Some(id) = obj.key.strip_prefix("snapshots/").and_then(Id::parse) else { continue };
-            out.push((id, self.read_snapshot(&id)?));
+            match self.read_snapshot(&id) {
+                Ok(s) => out.good.push((id, s)),
+                // Forgotten since the listing.
+                Err(RepoError::Store(e)) if e.is_not_found() => {}
+                Err(e @ RepoError::Corrupt { .. }) => {
+                    out.damaged.push(DamagedObject { key: obj.key, detail: e.to_string() });
+                }
+                Err(e) => return Err(e),
+            }
         }
-        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        out.good.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok(out)
     }
 
@@ -417,7 +506,7 @@ impl Repository {
 
     /// Finds a restore point by full id, unique prefix, or `latest`.
     pub fn find_snapshot(&self, name: &str) -> Result<(Id, Snapshot), RepoError> {
-        let all = self.snapshots()?;
+        let all = self.points()?.good;
         if name == "latest" {
             return all.into_iter().last().ok_or(RepoError::NoSnapshots { url: self.url().into() });
         }

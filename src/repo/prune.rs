@@ -236,7 +236,7 @@ pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<Prune
             already.extend(still);
         }
     }
-    let index_files = read_all_index(repo)?;
+    let (index_files, _) = repo.index_entries()?;
     let wasteful = wasteful_packs(&u, &stored, &index_files, &already);
     // The mark goes out before the repack writes anything: a writer that starts from
     // now on sees it and leaves the marked packs alone.
@@ -255,7 +255,7 @@ pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<Prune
         repo.backend().put_new(&format!("prune/{}", Id::random().hex()), Bytes::from(json))?;
         repo.backend().flush()?;
     }
-    let repacked = repack(repo, &u, &stored, &wasteful)?;
+    let repacked = repack(repo, &u, &index_files, &wasteful)?;
     report.packs_repacked = repacked.emptied.len() as u64;
     report.bytes_repacked = repacked.bytes;
     for p in &repacked.emptied {
@@ -274,22 +274,6 @@ pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<Prune
         repo.backend().delete(&key)?;
     }
     Ok(report)
-}
-
-/// Every index file's content, by pack.
-fn read_all_index(repo: &Repository) -> Result<BTreeMap<Id, Vec<super::format::BlobEntry>>, RepoError> {
-    let mut by_pack: BTreeMap<Id, Vec<super::format::BlobEntry>> = BTreeMap::new();
-    for obj in repo.backend().list("index/")? {
-        for (p, entries) in repo.read_index_file(&obj.key)? {
-            let list = by_pack.entry(p).or_default();
-            for e in entries {
-                if !list.iter().any(|x| x.id == e.id && x.loc.offset == e.loc.offset) {
-                    list.push(e);
-                }
-            }
-        }
-    }
-    Ok(by_pack)
 }
 
 /// Packs to repack: referenced packs more than [`REPACK_WASTE`] unused (the header
@@ -329,14 +313,19 @@ const PACK_HEADER_PER_BLOB: u64 = 1 + 1 + 32 + 4 + 4;
 /// of every segment (to rewrite those whose chunks move). A segment stored more than
 /// once counts with every copy and every copy's data: readers may resolve it to any.
 #[derive(Default)]
-struct Usage {
-    packs: HashMap<Id, (u64, HashSet<(Id, u32)>)>,
+pub(super) struct Usage {
+    pub packs: HashMap<Id, (u64, HashSet<(Id, u32)>)>,
     segments: HashMap<Id, Vec<super::format::ChunkRef>>,
     /// The data packs each segment's copies point into.
     segment_data: HashMap<Id, HashSet<Id>>,
 }
 
 impl Usage {
+    /// The data blobs the recipes read point into: (blob id, place).
+    pub(super) fn segment_chunks(&self) -> impl Iterator<Item = (Id, super::format::BlobLoc)> + '_ {
+        self.segments.values().flatten().map(|c| (c.blob, c.loc))
+    }
+
     fn use_blob(&mut self, id: Id, loc: &super::format::BlobLoc) {
         let entry = self.packs.entry(loc.pack).or_default();
         if entry.1.insert((id, loc.offset)) {
@@ -345,7 +334,7 @@ impl Usage {
     }
 }
 
-fn usage(repo: &Repository) -> Result<Usage, RepoError> {
+pub(super) fn usage(repo: &Repository) -> Result<Usage, RepoError> {
     let mut u = Usage::default();
     let mut seen = HashSet::new();
     for (_, snap) in repo.snapshots()? {
@@ -354,7 +343,12 @@ fn usage(repo: &Repository) -> Result<Usage, RepoError> {
     Ok(u)
 }
 
-fn mark_snapshot(repo: &Repository, snap: &Snapshot, seen: &mut HashSet<Id>, u: &mut Usage) -> Result<(), RepoError> {
+pub(super) fn mark_snapshot(
+    repo: &Repository,
+    snap: &Snapshot,
+    seen: &mut HashSet<Id>,
+    u: &mut Usage,
+) -> Result<(), RepoError> {
     let mut stack: Vec<super::format::Node> = vec![snap.root.clone()];
     while let Some(node) = stack.pop() {
         for seg in &node.content {
@@ -398,22 +392,22 @@ fn mark_snapshot(repo: &Repository, snap: &Snapshot, seen: &mut HashSet<Id>, u: 
 const REPACK_WASTE: f64 = 0.2;
 
 /// What a repack did.
-struct Repacked {
+pub(super) struct Repacked {
     /// Packs whose used blobs now live elsewhere: to be marked.
-    emptied: HashSet<Id>,
+    pub emptied: HashSet<Id>,
     /// Index entries (blob id, pack) that now live elsewhere.
-    replaced: HashSet<(Id, Id)>,
+    pub replaced: HashSet<(Id, Id)>,
     /// Packs the repack wrote.
-    written: HashSet<Id>,
+    pub written: HashSet<Id>,
     bytes: u64,
 }
 
 /// Moves the used blobs of `wasteful` packs into new packs and rewrites the segments
 /// that point into them.
-fn repack(
+pub(super) fn repack(
     repo: &Arc<Repository>,
     u: &Usage,
-    stored: &HashMap<Id, u64>,
+    index: &BTreeMap<Id, Vec<super::format::BlobEntry>>,
     wasteful: &HashSet<Id>,
 ) -> Result<Repacked, RepoError> {
     let mut out = Repacked { emptied: HashSet::new(), replaced: HashSet::new(), written: HashSet::new(), bytes: 0 };
@@ -431,7 +425,7 @@ fn repack(
     let saver = super::pack::Saver::new(repo.clone(), 2);
     let mut moved: HashMap<(Id, u32), super::format::BlobLoc> = HashMap::new();
     for pack in wasteful {
-        let entries = super::pack::read_pack_header(repo, pack, stored[pack])?;
+        let entries = index.get(pack).map(Vec::as_slice).unwrap_or_default();
         let data = repo.backend().get(&super::format::pack_key(pack))?;
         let used = &u.packs[pack].1;
         for e in entries.iter().filter(|e| used.contains(&(e.id, e.loc.offset))) {
@@ -468,7 +462,11 @@ fn repack(
 
 /// Replaces every index file with one that leaves out the packs `gone` and the
 /// entries `replaced` (blob id, pack) that now live elsewhere.
-fn rewrite_index_without(repo: &Repository, gone: &HashSet<Id>, replaced: &HashSet<(Id, Id)>) -> Result<(), RepoError> {
+pub(super) fn rewrite_index_without(
+    repo: &Repository,
+    gone: &HashSet<Id>,
+    replaced: &HashSet<(Id, Id)>,
+) -> Result<(), RepoError> {
     let old = repo.backend().list("index/")?;
     let mut keep = Vec::new();
     for obj in &old {

@@ -88,7 +88,7 @@ pub fn run(
     opts: &RestoreOptions,
     progress: Arc<Progress>,
 ) -> Result<RestoreSummary, RepoError> {
-    repo.load_index(&Default::default())?;
+    repo.load_index_for_reading()?;
     let mut r = Restorer::new(repo, opts, progress);
     match snap.source {
         SourceKind::Filesystem => {

@@ -1,4 +1,5 @@
 mod concurrency;
+mod damage;
 mod faults;
 mod locations;
 mod roundtrip;
