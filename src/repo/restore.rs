@@ -5,7 +5,7 @@ use super::format::{BlobKind, BlobLoc, ChunkRef, Id, Node, NodeKind, SegRef, Sna
 use super::{RepoError, Repository, source};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, sync_channel};
@@ -92,9 +92,19 @@ pub fn run(
     let mut r = Restorer::new(repo, opts, progress);
     match snap.source {
         SourceKind::Filesystem => {
-            prepare_dir(target, opts.overwrite)?;
             let tree =
                 snap.root.subtree.ok_or_else(|| RepoError::corrupt("restore point", "directory without a tree"))?;
+            r.top = tree;
+            // Every --include names something, before anything is written.
+            for inc in &opts.include {
+                let rel = inc.trim_matches('/');
+                if rel.is_empty() || r.node_at(rel)?.is_none() {
+                    return Err(RepoError::Invalid(format!(
+                        "--include {inc:?}: no such path in the restore point (paths are relative to its root; see `lifeline repo ls`)"
+                    )));
+                }
+            }
+            prepare_dir(target, opts.overwrite)?;
             r.dir(&tree, target, "")?;
             r.wait()?;
             r.finish_dirs()?;
@@ -143,6 +153,12 @@ struct Restorer {
     dirs: Vec<(PathBuf, Node)>,
     /// Recipes prefetched for the directory being restored.
     recipes: std::collections::HashMap<Id, Vec<ChunkRef>>,
+    /// The restore point's top tree.
+    top: Id,
+    /// Regular files restored, by path relative to the root: hard links point to them.
+    restored: std::collections::HashSet<String>,
+    /// For a hard link whose first path was not selected: where its content was restored.
+    link_alias: HashMap<String, PathBuf>,
 }
 
 impl Restorer {
@@ -181,6 +197,9 @@ impl Restorer {
             files: Vec::new(),
             dirs: Vec::new(),
             recipes: std::collections::HashMap::new(),
+            top: Id([0; 32]),
+            restored: Default::default(),
+            link_alias: HashMap::new(),
         }
     }
 
@@ -202,6 +221,26 @@ impl Restorer {
         });
         let leads = self.opts.include.iter().any(|i| i.trim_matches('/').starts_with(&format!("{rel}/")));
         (inside, leads)
+    }
+
+    /// The node at `rel` (a `/`-separated path from the root), if there is one.
+    fn node_at(&self, rel: &str) -> Result<Option<Node>, RepoError> {
+        let mut tree = self.top;
+        let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+        for (i, part) in parts.iter().enumerate() {
+            let nodes = self.repo.read_tree(&tree)?.nodes;
+            let Some(node) = nodes.into_iter().find(|n| source::name_of(n).to_string_lossy() == *part) else {
+                return Ok(None);
+            };
+            if i + 1 == parts.len() {
+                return Ok(Some(node));
+            }
+            match node.subtree {
+                Some(sub) => tree = sub,
+                None => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     fn dir(&mut self, tree: &Id, dir: &Path, rel: &str) -> Result<(), RepoError> {
@@ -226,7 +265,7 @@ impl Restorer {
     fn dir_nodes(&mut self, nodes: Vec<Node>, dir: &Path, rel: &str) -> Result<(), RepoError> {
         for node in nodes {
             self.failed()?;
-            let name = source::name_of(&node);
+            let name = safe_name(&node)?;
             let child_rel = super::backup::join_rel(rel, &name.to_string_lossy());
             let (inside, leads) = self.selected(&child_rel);
             if !inside && !leads {
@@ -235,10 +274,16 @@ impl Restorer {
             let path = dir.join(&name);
             match node.kind {
                 Some(NodeKind::Dir) => {
-                    match std::fs::create_dir(&path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
-                        Err(e) => return Err(RepoError::io("create directory", &path, e)),
+                    // Never into a symlink: it could lead out of the target.
+                    match std::fs::symlink_metadata(&path) {
+                        Ok(m) if m.is_dir() => {}
+                        Ok(_) => {
+                            remove_existing(&path, self.opts.overwrite)?;
+                            std::fs::create_dir(&path).map_err(|e| RepoError::io("create directory", &path, e))?;
+                        }
+                        Err(_) => {
+                            std::fs::create_dir(&path).map_err(|e| RepoError::io("create directory", &path, e))?
+                        }
                     }
                     if let Some(sub) = node.subtree {
                         self.dir(&sub, &path, &child_rel)?;
@@ -249,7 +294,10 @@ impl Restorer {
                     }
                 }
                 _ if !inside => {}
-                Some(NodeKind::File) => self.file(&path, node)?,
+                Some(NodeKind::File) => {
+                    self.restored.insert(child_rel.clone());
+                    self.file(&path, node)?
+                }
                 Some(NodeKind::Symlink) => {
                     remove_existing(&path, self.opts.overwrite)?;
                     std::os::unix::fs::symlink(source::link_target_of(&node), &path)
@@ -272,17 +320,65 @@ impl Restorer {
     fn file(&mut self, path: &Path, node: Node) -> Result<(), RepoError> {
         remove_existing(path, self.opts.overwrite)?;
         self.summary.files += 1;
-        if let Some(first) = &node.hardlink_to {
-            let original = self.root.join(first);
-            std::fs::hard_link(&original, path).map_err(|e| RepoError::io("create hard link", path, e))?;
-            return Ok(());
+        if let Some(first) = node.hardlink_to.clone() {
+            return self.hard_link(&first, path);
         }
-        let file = File::create(path).map_err(|e| RepoError::io("create", path, e))?;
+        // Created new, never through a symlink.
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| RepoError::io("create", path, e))?;
         file.set_len(node.size).map_err(|e| RepoError::io("resize", path, e))?;
         let direct = if node.size >= DIRECT_MIN { open_direct(path) } else { None };
         self.queue(file, direct, path, &node)?;
         self.files.push((path.to_path_buf(), node));
         Ok(())
+    }
+
+    /// A hard link to the file first restored at `first`. The link's source is checked
+    /// to be a regular file inside the target reached through no symlink. When `first`
+    /// was not selected (a partial restore), its content is restored here instead, and
+    /// later links to it link to this file.
+    fn hard_link(&mut self, first: &str, path: &Path) -> Result<(), RepoError> {
+        let parts: Vec<&str> = first.split('/').collect();
+        if parts.iter().any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains('\0')) {
+            return Err(RepoError::corrupt(
+                "restore point",
+                format!("hard link to {first:?} leads outside the restore point"),
+            ));
+        }
+        if let Some(alias) = self.link_alias.get(first) {
+            // A file this restore created itself.
+            return std::fs::hard_link(alias, path).map_err(|e| RepoError::io("create hard link", path, e));
+        }
+        let original = match self.restored.contains(first) {
+            true => self.root.join(first),
+            false => {
+                let node = self.node_at(first)?.filter(|n| n.kind == Some(NodeKind::File) && n.hardlink_to.is_none());
+                let node = node.ok_or_else(|| {
+                    RepoError::corrupt("restore point", format!("hard link to {first:?}, which is not a file in it"))
+                })?;
+                self.link_alias.insert(first.to_string(), path.to_path_buf());
+                self.summary.files -= 1;
+                return self.file(path, node);
+            }
+        };
+        // Every step from the root is a real directory, and the end a regular file.
+        let mut at = self.root.clone();
+        for (i, part) in parts.iter().enumerate() {
+            at.push(part);
+            let m = std::fs::symlink_metadata(&at).map_err(|e| RepoError::io("find", &at, e))?;
+            let fine = if i + 1 == parts.len() { m.file_type().is_file() } else { m.is_dir() };
+            if !fine {
+                return Err(RepoError::Invalid(format!(
+                    "{}: not a regular file reached without symlinks; no hard link made to it",
+                    at.display()
+                )));
+            }
+        }
+        std::fs::hard_link(&original, path).map_err(|e| RepoError::io("create hard link", path, e))
     }
 
     fn queue(&mut self, file: File, direct: Option<File>, path: &Path, node: &Node) -> Result<(), RepoError> {
@@ -425,6 +521,16 @@ fn current_uid() -> u32 {
 fn current_gid() -> u32 {
     // SAFETY: getgid has no preconditions.
     unsafe { libc::getgid() }
+}
+
+/// A node's name, refused if it could lead out of its directory.
+fn safe_name(node: &Node) -> Result<std::ffi::OsString, RepoError> {
+    let name = source::name_of(node);
+    let b = std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str());
+    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0) {
+        return Err(RepoError::corrupt("restore point", format!("entry name {name:?} is not a plain file name")));
+    }
+    Ok(name)
 }
 
 fn remove_existing(path: &Path, overwrite: bool) -> Result<(), RepoError> {
@@ -608,8 +714,7 @@ fn write_chunks(
 /// Opens `path` for writes that bypass the page cache; `None` where the filesystem does
 /// not support them (tmpfs, some FUSE and network filesystems).
 fn open_direct(path: &Path) -> Option<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path).ok()
+    OpenOptions::new().write(true).custom_flags(libc::O_DIRECT | libc::O_NOFOLLOW).open(path).ok()
 }
 
 /// A worker's write buffer. Byte `i` of the run starting at file offset `at` sits at an

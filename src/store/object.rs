@@ -63,7 +63,7 @@ pub fn open(url: &str, options: &LocationOptions) -> Result<Arc<dyn Backend>, St
     let prefix = parsed.path().trim_matches('/').to_string();
     let store: Arc<dyn ObjectStore> = match parsed.scheme() {
         "file" => {
-            let dir = std::path::Path::new(parsed.path());
+            let dir = &file_path(url).map_err(config)?;
             if options.create {
                 std::fs::create_dir_all(dir).map_err(|e| config(format!("cannot create {}: {e}", dir.display())))?;
             } else if !dir.is_dir() {
@@ -92,6 +92,29 @@ pub fn open(url: &str, options: &LocationOptions) -> Result<Arc<dyn Backend>, St
         other => return Err(config(format!("unsupported scheme {other:?}: use s3://, gs://, az:// or file://"))),
     };
     Ok(Arc::new(ObjectBackend { store, prefix, url: url.to_string() }))
+}
+
+/// The directory of a `file://` URL, as RFC 8089 reads it: `file:///abs/path` or
+/// `file://localhost/abs/path`, percent-decoded. Another host, a relative path or the
+/// filesystem root is an error (never a directory somewhere else).
+pub fn file_path(raw: &str) -> Result<std::path::PathBuf, String> {
+    if !raw.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("file://")) {
+        return Err("a file URL starts with file:// and an absolute path: file:///path".into());
+    }
+    let parsed = url::Url::parse(raw).map_err(|e| e.to_string())?;
+    match parsed.host_str() {
+        None | Some("") | Some("localhost") => {}
+        Some(host) => {
+            return Err(format!(
+                "file URLs name a local path (file:///path or file://localhost/path), not host {host:?}: to use another machine's disk, mount it and give the local path"
+            ));
+        }
+    }
+    let path = parsed.to_file_path().map_err(|()| "not a local absolute path".to_string())?;
+    if path.parent().is_none() {
+        return Err("refusing the filesystem root as a location: give a directory".into());
+    }
+    Ok(path)
 }
 
 fn s3(url: &url::Url, o: &LocationOptions) -> object_store::Result<object_store::aws::AmazonS3> {

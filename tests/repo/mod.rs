@@ -1,6 +1,7 @@
 mod concurrency;
 mod damage;
 mod faults;
+mod hostile;
 mod locations;
 mod roundtrip;
 
