@@ -56,6 +56,10 @@ pub enum RepoCommand {
         /// Host name to record (default: this host).
         #[arg(long)]
         host: Option<String>,
+        /// Fail when a file or directory vanishes or cannot be read during the backup
+        /// (by default it is left out, and counted and named in the result).
+        #[arg(long)]
+        strict: bool,
     },
     /// Restore a restore point (or `latest`) into an empty directory or an image file.
     Restore {
@@ -261,7 +265,9 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
             eprintln!("created repository {} at {url}", repo.config().id);
             Ok(json!({"repository": repo.config().id, "url": url}))
         }
-        RepoCommand::Backup { url, path, tags, parent, host } => backup_cmd(&url, &path, tags, parent, host, common),
+        RepoCommand::Backup { url, path, tags, parent, host, strict } => {
+            backup_cmd(&url, &path, tags, parent, host, strict, common)
+        }
         RepoCommand::Restore { url, point, target, include, overwrite } => {
             let (backend, meters) = location(&url, common)?;
             let repo = Arc::new(Repository::open(backend, &secret(common)?)?);
@@ -539,11 +545,12 @@ fn backup_cmd(
     tags: Vec<String>,
     parent: Option<String>,
     host: Option<String>,
+    strict: bool,
     common: &Common,
 ) -> anyhow::Result<Value> {
     let (backend, meters) = location(url, common)?;
     let repo = Arc::new(Repository::open(backend, &secret(common)?)?);
-    let mut opts = BackupOptions { host, ..Default::default() };
+    let mut opts = BackupOptions { host, strict, ..Default::default() };
     for t in tags {
         let (k, v) = t.split_once('=').ok_or_else(|| anyhow::anyhow!("--tag {t:?}: use KEY=VALUE"))?;
         opts.tags.insert(k.to_string(), v.to_string());
@@ -556,6 +563,9 @@ fn backup_cmd(
         backup::run(repo.clone(), path, &opts, progress.clone())
     })?;
     let s = &snap.summary;
+    for p in &s.skipped_paths {
+        eprintln!("warning: left out: {p}");
+    }
     eprintln!(
         "restore point {} saved: {} files ({} unchanged), {} read, {} new, {} stored, {:.2}s",
         id.short(),

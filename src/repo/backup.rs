@@ -15,7 +15,7 @@ use super::{RepoError, Repository, source};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
@@ -50,6 +50,24 @@ pub struct BackupOptions {
     pub host: Option<String>,
     /// Worker threads; 0 = one per CPU.
     pub workers: usize,
+    /// Fail on an entry that vanishes or cannot be read while the backup runs, instead
+    /// of leaving it out with a warning (counted and named in the summary).
+    pub strict: bool,
+}
+
+/// Paths longer than this are reached through an open handle of their directory
+/// (`/proc/self/fd/N/…`), so a tree of any depth backs up and restores.
+pub(super) const LONG_PATH: usize = 3000;
+
+/// An I/O path for `path` (a directory) that stays short: `path` itself, or, when it is
+/// long, the handle of the open directory (kept alive by the returned file).
+pub(super) fn short_dir(path: &Path) -> std::io::Result<(PathBuf, Option<std::fs::File>)> {
+    use std::os::fd::AsRawFd;
+    if path.as_os_str().len() <= LONG_PATH {
+        return Ok((path.to_path_buf(), None));
+    }
+    let f = std::fs::File::open(path)?;
+    Ok((PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())), Some(f)))
 }
 
 /// Live counters, for progress reporting.
@@ -108,6 +126,10 @@ pub(super) struct Engine {
     progress: Arc<Progress>,
     /// Read blocks, reused once every chunk cut from them is done.
     blocks: Arc<super::buffers::Pool>,
+    /// See [`BackupOptions::strict`].
+    strict: bool,
+    /// The backed-up path, for messages.
+    root: PathBuf,
     /// Files of the current directory whose last chunks may still be being stored while
     /// the next files are read, with their place in the directory's tree.
     parked: VecDeque<(usize, FileContent)>,
@@ -135,11 +157,14 @@ pub fn run(
         None => repo.points()?.good.into_iter().rev().find(|(_, s)| s.host == host && s.path == path_str),
     };
     let mut engine = Engine::start(repo.clone(), opts.workers, progress);
+    engine.strict = opts.strict;
+    engine.root = path.clone();
     let meta = std::fs::metadata(path).map_err(|e| RepoError::io("read", path, e))?;
     let parent_root = parent.as_ref().map(|(_, s)| &s.root);
     let (root, kind) = if meta.is_dir() {
         let mut root = source::node_from(path.file_name().unwrap_or_default(), path, &meta)?;
-        root.subtree = Some(engine.dir(path, "", parent_root.and_then(|n| n.subtree))?);
+        let tree = engine.dir(path, "", parent_root.and_then(|n| n.subtree))?;
+        root.subtree = Some(tree.ok_or_else(|| RepoError::Invalid(format!("cannot list {}", path.display())))?);
         (root, SourceKind::Filesystem)
     } else {
         let mut root = source::node_from(path.file_name().unwrap_or_default(), path, &meta)?;
@@ -247,7 +272,29 @@ impl Engine {
             blocks: super::buffers::Pool::with_limit(READ_BLOCK + repo_max_chunk, READ_BLOCKS, READ_BLOCKS),
             parked: VecDeque::new(),
             settled: Vec::new(),
+            strict: false,
+            root: PathBuf::new(),
         }
+    }
+
+    /// An entry that vanished or cannot be read: left out with a warning, or the end of
+    /// the run when strict.
+    fn skip(&mut self, rel: &str, action: &'static str, e: std::io::Error) -> Result<(), RepoError> {
+        let shown = self.root.join(rel);
+        if self.strict {
+            return Err(RepoError::io(action, &shown, e));
+        }
+        let reason = if e.kind() == std::io::ErrorKind::NotFound {
+            "vanished during the backup".to_string()
+        } else {
+            e.to_string()
+        };
+        tracing::warn!(path = %shown.display(), reason = %reason, "left out of the restore point");
+        self.summary.skipped += 1;
+        if self.summary.skipped_paths.len() < 100 {
+            self.summary.skipped_paths.push(format!("{rel}: {reason}"));
+        }
+        Ok(())
     }
 
     pub(super) fn finish(&mut self) -> Result<super::pack::SaveStats, RepoError> {
@@ -283,16 +330,23 @@ impl Engine {
         self.repo.lookup(id).is_some() || self.saved_meta.lock().unwrap_or_else(|e| e.into_inner()).contains_key(id)
     }
 
-    /// Backs up a directory's entries; returns its tree id.
-    fn dir(&mut self, dir: &Path, rel: &str, parent_tree: Option<Id>) -> Result<Id, RepoError> {
+    /// Backs up a directory's entries; returns its tree id, or `None` if the directory
+    /// vanished or cannot be listed (it is then left out, see [`Engine::skip`]). `dir` is
+    /// the path to use for I/O (short, see [`short_dir`]); `rel` names it.
+    fn dir(&mut self, dir: &Path, rel: &str, parent_tree: Option<Id>) -> Result<Option<Id>, RepoError> {
         let parent: HashMap<std::ffi::OsString, Node> = match parent_tree {
             Some(id) => self.repo.read_tree(&id)?.nodes.into_iter().map(|n| (source::name_of(&n), n)).collect(),
             None => HashMap::new(),
         };
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| RepoError::io("list", dir, e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| RepoError::io("list", dir, e))?;
+        let listed = std::fs::read_dir(dir).and_then(|it| it.collect::<Result<Vec<_>, _>>());
+        let mut entries = match listed {
+            Ok(entries) => entries,
+            Err(e) if rel.is_empty() => return Err(RepoError::io("list", dir, e)),
+            Err(e) => {
+                self.skip(rel, "list", e)?;
+                return Ok(None);
+            }
+        };
         entries.sort_by_key(|e| e.file_name());
         let mut tree = Tree::default();
         self.summary.dirs += 1;
@@ -301,29 +355,58 @@ impl Engine {
             ahead.advise(&entries, at, &parent);
             let name = entry.file_name();
             let path = entry.path();
-            let mut node = match ahead.node(at) {
-                Some(node) => node,
-                None => {
-                    let meta = std::fs::symlink_metadata(&path).map_err(|e| RepoError::io("read", &path, e))?;
-                    source::node_from(&name, &path, &meta)?
-                }
-            };
             let child_rel = if rel.is_empty() {
                 name.to_string_lossy().into_owned()
             } else {
                 format!("{rel}/{}", name.to_string_lossy())
             };
+            let mut node = match ahead.node(at) {
+                Some(node) => node,
+                None => {
+                    let described = std::fs::symlink_metadata(&path).and_then(|meta| {
+                        source::node_from(&name, &path, &meta).map_err(|e| match e {
+                            RepoError::Io { source, .. } => source,
+                            other => std::io::Error::other(other.to_string()),
+                        })
+                    });
+                    match described {
+                        Ok(node) => node,
+                        Err(e) => {
+                            self.skip(&child_rel, "read", e)?;
+                            continue;
+                        }
+                    }
+                }
+            };
             let old = parent.get(&name);
             match node.kind {
                 Some(NodeKind::Dir) => {
                     self.settle(&mut tree, 0)?;
-                    node.subtree = Some(self.dir(&path, &child_rel, old.and_then(|o| o.subtree))?);
-                }
-                Some(NodeKind::File) => {
-                    if let Some(fc) = self.file(&path, &child_rel, &mut node, old)? {
-                        self.parked.push_back((tree.nodes.len(), fc));
+                    let (io, _handle) = match short_dir(&path) {
+                        Ok(short) => short,
+                        Err(e) => {
+                            self.skip(&child_rel, "open", e)?;
+                            continue;
+                        }
+                    };
+                    match self.dir(&io, &child_rel, old.and_then(|o| o.subtree))? {
+                        Some(sub) => node.subtree = Some(sub),
+                        None => continue,
                     }
                 }
+                Some(NodeKind::File) => match self.file(&path, &child_rel, &mut node, old) {
+                    Ok(Some(fc)) => self.parked.push_back((tree.nodes.len(), fc)),
+                    Ok(None) => {}
+                    // Opening failed: nothing was read yet, the entry is left out.
+                    Err(RepoError::Io { action: "open", source, .. }) => {
+                        self.hardlinks.retain(|_, first| *first != child_rel);
+                        self.summary.files -= 1;
+                        self.summary.bytes -= node.size;
+                        self.skip(&child_rel, "open", source)?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
                 _ => {}
             }
             tree.nodes.push(node);
@@ -333,7 +416,7 @@ impl Engine {
         let json = serde_json::to_vec(&tree).map_err(RepoError::encode)?;
         let id = self.repo.chunker().id(&json);
         self.save_meta(BlobKind::Tree, id, &json)?;
-        Ok(id)
+        Ok(Some(id))
     }
 
     /// Finishes parked files that are done, and waits for the oldest ones until at most

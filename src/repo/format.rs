@@ -502,6 +502,11 @@ pub struct Node {
     /// snapshot with the same inode: this entry is a hard link to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardlink_to: Option<String>,
+    /// Extended attributes, name to value in base64: every namespace the backup could
+    /// read (`user.*`, `security.*` such as file capabilities and SELinux labels,
+    /// `trusted.*` as root, and POSIX ACLs as `system.posix_acl_*`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub xattrs: BTreeMap<String, String>,
 }
 
 /// A tree blob: a directory's entries sorted by name bytes.
@@ -538,6 +543,16 @@ pub struct Summary {
     /// Bytes this run added to the repository (packs and index).
     pub stored_bytes: u64,
     pub duration_ms: u64,
+    /// Entries left out because they vanished or could not be read while the backup ran.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: u64,
+    /// The first of them (up to 100), with why, as `path: reason`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_paths: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `snapshots/<id>`: a restore point. JSON, encrypted.

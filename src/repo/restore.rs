@@ -155,8 +155,11 @@ struct Restorer {
     recipes: std::collections::HashMap<Id, Vec<ChunkRef>>,
     /// The restore point's top tree.
     top: Id,
-    /// Regular files restored, by path relative to the root: hard links point to them.
-    restored: std::collections::HashSet<String>,
+    /// Regular files restored, by path relative to the root, with the path to reach them
+    /// by: hard links point to them.
+    restored: HashMap<String, PathBuf>,
+    /// Open handles of deep directories (see `backup::short_dir`), kept until the end.
+    handles: Vec<File>,
     /// For a hard link whose first path was not selected: where its content was restored.
     link_alias: HashMap<String, PathBuf>,
 }
@@ -198,7 +201,8 @@ impl Restorer {
             dirs: Vec::new(),
             recipes: std::collections::HashMap::new(),
             top: Id([0; 32]),
-            restored: Default::default(),
+            restored: HashMap::new(),
+            handles: Vec::new(),
             link_alias: HashMap::new(),
         }
     }
@@ -286,7 +290,10 @@ impl Restorer {
                         }
                     }
                     if let Some(sub) = node.subtree {
-                        self.dir(&sub, &path, &child_rel)?;
+                        let (io, handle) =
+                            super::backup::short_dir(&path).map_err(|e| RepoError::io("open", &path, e))?;
+                        self.handles.extend(handle);
+                        self.dir(&sub, &io, &child_rel)?;
                     }
                     self.summary.dirs += 1;
                     if inside {
@@ -295,7 +302,9 @@ impl Restorer {
                 }
                 _ if !inside => {}
                 Some(NodeKind::File) => {
-                    self.restored.insert(child_rel.clone());
+                    if node.hardlink_to.is_none() {
+                        self.restored.insert(child_rel.clone(), path.clone());
+                    }
                     self.file(&path, node)?
                 }
                 Some(NodeKind::Symlink) => {
@@ -353,9 +362,9 @@ impl Restorer {
             // A file this restore created itself.
             return std::fs::hard_link(alias, path).map_err(|e| RepoError::io("create hard link", path, e));
         }
-        let original = match self.restored.contains(first) {
-            true => self.root.join(first),
-            false => {
+        let original = match self.restored.get(first) {
+            Some(original) => original.clone(),
+            None => {
                 let node = self.node_at(first)?.filter(|n| n.kind == Some(NodeKind::File) && n.hardlink_to.is_none());
                 let node = node.ok_or_else(|| {
                     RepoError::corrupt("restore point", format!("hard link to {first:?}, which is not a file in it"))
@@ -365,18 +374,14 @@ impl Restorer {
                 return self.file(path, node);
             }
         };
-        // Every step from the root is a real directory, and the end a regular file.
-        let mut at = self.root.clone();
-        for (i, part) in parts.iter().enumerate() {
-            at.push(part);
-            let m = std::fs::symlink_metadata(&at).map_err(|e| RepoError::io("find", &at, e))?;
-            let fine = if i + 1 == parts.len() { m.file_type().is_file() } else { m.is_dir() };
-            if !fine {
-                return Err(RepoError::Invalid(format!(
-                    "{}: not a regular file reached without symlinks; no hard link made to it",
-                    at.display()
-                )));
-            }
+        // A file this restore created (in directories it checked or made), still a
+        // regular file.
+        let m = std::fs::symlink_metadata(&original).map_err(|e| RepoError::io("find", &original, e))?;
+        if !m.file_type().is_file() {
+            return Err(RepoError::Invalid(format!(
+                "{}: no longer a regular file; no hard link made to it",
+                original.display()
+            )));
         }
         std::fs::hard_link(&original, path).map_err(|e| RepoError::io("create hard link", path, e))
     }
@@ -499,6 +504,11 @@ impl Restorer {
     fn meta(&mut self, path: &Path, node: &Node) -> Result<(), RepoError> {
         if let Err(e) = source::apply_metadata(path, node, self.chown) {
             self.summary.warnings.push(e.to_string());
+        }
+        for w in source::write_xattrs(path, node) {
+            if self.summary.warnings.len() < 100 {
+                self.summary.warnings.push(w);
+            }
         }
         if !self.chown && (node.uid != current_uid() || node.gid != current_gid()) && self.summary.warnings.len() < 100
         {

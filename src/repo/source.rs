@@ -43,6 +43,7 @@ pub fn node_from(name: &OsStr, path: &Path, meta: &Metadata) -> Result<Node, Rep
         ..Node::default()
     };
     set_name(&mut node, name);
+    node.xattrs = read_xattrs(path);
     match kind {
         NodeKind::File => node.sparse = meta.blocks() * 512 < meta.size(),
         NodeKind::Symlink => {
@@ -125,6 +126,65 @@ pub fn apply_metadata(path: &Path, node: &Node, chown: bool) -> Result<(), RepoE
     // relative path is allowed.
     let r = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
     check(r, "set times of", path)
+}
+
+/// A file's extended attributes (not following a symlink), name to base64 value. Names
+/// that are not UTF-8 and attributes that cannot be read are left out.
+pub fn read_xattrs(path: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(c) = cpath(path) else { return out };
+    let mut names = vec![0u8; 1024];
+    let len = loop {
+        // SAFETY: valid path and buffer of the given length.
+        let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+        if n >= 0 {
+            break n as usize;
+        }
+        if std::io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE) && names.len() < 1 << 20 {
+            names.resize(names.len() * 4, 0);
+            continue;
+        }
+        return out;
+    };
+    for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let (Ok(text), Ok(cname)) = (std::str::from_utf8(name), CString::new(name)) else { continue };
+        let mut value = vec![0u8; 256];
+        loop {
+            // SAFETY: valid path, name and buffer of the given length.
+            let n = unsafe { libc::lgetxattr(c.as_ptr(), cname.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+            if n >= 0 {
+                value.truncate(n as usize);
+                out.insert(text.to_string(), b64(&value));
+                break;
+            }
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE) && value.len() < 1 << 20 {
+                value.resize(value.len() * 16, 0);
+                continue;
+            }
+            break;
+        }
+    }
+    out
+}
+
+/// Sets a node's extended attributes on `path` (not following a symlink); returns the
+/// ones that could not be set, with why.
+pub fn write_xattrs(path: &Path, node: &Node) -> Vec<String> {
+    let mut failed = Vec::new();
+    let Ok(c) = cpath(path) else { return failed };
+    for (name, value) in &node.xattrs {
+        let (Ok(cname), Some(value)) = (CString::new(name.as_bytes()), unb64(value)) else { continue };
+        // SAFETY: valid path, name and value buffer.
+        let r = unsafe { libc::lsetxattr(c.as_ptr(), cname.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        if r != 0 {
+            failed.push(format!(
+                "{}: extended attribute {name} not restored: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    failed
 }
 
 /// Whether this process may give files away to other owners.

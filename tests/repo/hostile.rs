@@ -98,3 +98,151 @@ fn file_urls_are_read_as_rfc_8089_says() {
     assert!(!std::path::Path::new(&format!("{base}/x")).exists());
     assert!(!std::path::Path::new("/relrepo").exists());
 }
+
+/// Deletes paths when the first pack is written: entries that vanish while a backup runs.
+struct Vanish {
+    inner: std::sync::Arc<dyn lifeline::store::Backend>,
+    paths: std::sync::Mutex<Vec<std::path::PathBuf>>,
+}
+
+impl lifeline::store::Backend for Vanish {
+    fn put_new(&self, key: &str, data: bytes::Bytes) -> Result<(), lifeline::store::StoreError> {
+        if key.starts_with("data/") {
+            for p in self.paths.lock().unwrap().drain(..) {
+                let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+            }
+        }
+        self.inner.put_new(key, data)
+    }
+    fn get(&self, key: &str) -> Result<bytes::Bytes, lifeline::store::StoreError> {
+        self.inner.get(key)
+    }
+    fn get_range(&self, key: &str, r: std::ops::Range<u64>) -> Result<bytes::Bytes, lifeline::store::StoreError> {
+        self.inner.get_range(key, r)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<lifeline::store::ObjectInfo>, lifeline::store::StoreError> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<(), lifeline::store::StoreError> {
+        self.inner.delete(key)
+    }
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+    fn flush(&self) -> Result<(), lifeline::store::StoreError> {
+        self.inner.flush()
+    }
+}
+
+/// Finding: a file or directory deleted while the backup ran failed the whole backup.
+#[test]
+fn entries_that_vanish_during_a_backup_are_left_out_and_named() {
+    use lifeline::repo::backup::{self, BackupOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let backend = local(&tmp.path().join("repo"));
+    init(backend.clone());
+    let make = |src: &std::path::Path, seed: u64| {
+        std::fs::create_dir_all(src.join("zz-dir")).unwrap();
+        std::fs::write(src.join("aa-big"), bytes(12 << 20, seed, false)).unwrap();
+        for i in 0..200 {
+            std::fs::write(src.join(format!("m{i:03}")), bytes(100, i, true)).unwrap();
+        }
+        std::fs::write(src.join("zz-file"), b"soon gone").unwrap();
+        std::fs::write(src.join("zz-dir/inner"), b"soon gone").unwrap();
+    };
+    let open = |paths: Vec<std::path::PathBuf>| {
+        let b = Arc::new(Vanish { inner: backend.clone(), paths: std::sync::Mutex::new(paths) });
+        Arc::new(lifeline::repo::Repository::open(b, &super::secret()).unwrap())
+    };
+    let src = tmp.path().join("src");
+    make(&src, 5);
+    let (_, snap) = backup::run(
+        open(vec![src.join("zz-file"), src.join("zz-dir")]),
+        &src,
+        &BackupOptions::default(),
+        Arc::default(),
+    )
+    .unwrap();
+    assert_eq!(snap.summary.skipped, 2, "{:?}", snap.summary);
+    assert!(snap.summary.skipped_paths.iter().any(|p| p.starts_with("zz-file: vanished")), "{:?}", snap.summary);
+    let out = tmp.path().join("out");
+    super::restore(&open(vec![]), &snap, &out);
+    assert_eq!(describe(&out), describe(&src), "everything that was still there is in the point");
+
+    // --strict makes it fatal.
+    make(&src, 6);
+    let strict = BackupOptions { strict: true, ..Default::default() };
+    let err = backup::run(open(vec![src.join("zz-file")]), &src, &strict, Arc::default()).unwrap_err();
+    assert!(err.to_string().contains("zz-file"), "{err}");
+}
+
+/// Finding: a path longer than 4096 bytes failed the whole backup.
+#[test]
+fn paths_of_any_length_back_up_and_restore() {
+    use std::os::fd::AsRawFd;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init(local(&tmp.path().join("repo")));
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let name = "d".repeat(200);
+    // 30 levels of 200 bytes: about 6000 bytes of path, made through directory handles.
+    let mut handles = vec![std::fs::File::open(&src).unwrap()];
+    for _ in 0..30 {
+        let here = format!("/proc/self/fd/{}", handles.last().unwrap().as_raw_fd());
+        std::fs::create_dir(format!("{here}/{name}")).unwrap();
+        handles.push(std::fs::File::open(format!("{here}/{name}")).unwrap());
+    }
+    let deepest = format!("/proc/self/fd/{}", handles.last().unwrap().as_raw_fd());
+    std::fs::write(format!("{deepest}/leaf"), b"deep down").unwrap();
+    drop(handles);
+
+    let (_, snap) = super::backup(&repo, &src);
+    assert_eq!(snap.summary.skipped, 0);
+    let out = tmp.path().join("out");
+    super::restore(&repo, &snap, &out);
+    let mut at = std::fs::File::open(&out).unwrap();
+    for level in 0..30 {
+        at = std::fs::File::open(format!("/proc/self/fd/{}/{name}", at.as_raw_fd()))
+            .unwrap_or_else(|e| panic!("level {level}: {e}"));
+    }
+    assert_eq!(std::fs::read(format!("/proc/self/fd/{}/leaf", at.as_raw_fd())).unwrap(), b"deep down");
+}
+
+fn xattrs(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    lifeline::repo::source::read_xattrs(path)
+}
+
+/// Finding: extended attributes (`user.*`, `security.capability`) were dropped silently.
+#[test]
+fn extended_attributes_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init(local(&tmp.path().join("repo")));
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("dir")).unwrap();
+    std::fs::write(src.join("dir/tool"), b"#!/bin/sh\n").unwrap();
+    let set = |p: &std::path::Path, name: &str, value: &[u8]| {
+        let (c, n) =
+            (std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap(), std::ffi::CString::new(name).unwrap());
+        // SAFETY: valid strings and buffer.
+        let r = unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        assert_eq!(r, 0, "{name}: {}", std::io::Error::last_os_error());
+    };
+    set(&src.join("dir/tool"), "user.origin", b"build 42");
+    set(&src.join("dir"), "user.team", b"payments");
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        // CAP_NET_BIND_SERVICE, permitted and effective (VFS_CAP_REVISION_2).
+        let cap = [1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        set(&src.join("dir/tool"), "security.capability", &cap);
+    }
+    let (_, snap) = super::backup(&repo, &src);
+    let out = tmp.path().join("out");
+    super::restore(&repo, &snap, &out);
+    assert_eq!(xattrs(&out.join("dir")), xattrs(&src.join("dir")));
+    let restored = xattrs(&out.join("dir/tool"));
+    assert_eq!(restored, xattrs(&src.join("dir/tool")));
+    assert!(restored.contains_key("user.origin"));
+    if root {
+        assert!(restored.contains_key("security.capability"), "{restored:?}");
+    }
+}
