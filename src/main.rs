@@ -66,11 +66,22 @@ fn main() -> ExitCode {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LIFELINE_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        // `lifeline repo …` answers bad arguments with a JSON result like any failure.
+        Err(e) if args.get(1).is_some_and(|a| a == "repo") && e.use_stderr() => {
+            return ExitCode::from(lifeline::cli::repo::argument_error(&args, &e.to_string()) as u8);
+        }
+        Err(e) => e.exit(),
+    };
+    // On a terminal, readable lines; otherwise (a Pod's log, a pipe) JSON lines only.
+    let filter = || tracing_subscriber::EnvFilter::try_from_env("LIFELINE_LOG").unwrap_or_else(|_| "warn".into());
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr).init();
+    } else {
+        tracing_subscriber::fmt().json().with_env_filter(filter()).with_writer(std::io::stderr).init();
+    }
     let result = match cli.command {
         Command::Repo { common, command } => {
             return ExitCode::from(lifeline::cli::repo::run(*command, &common) as u8);

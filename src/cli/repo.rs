@@ -149,6 +149,84 @@ pub enum KeyCommand {
     List { url: String },
 }
 
+/// Exit codes, one per error category, so a script or a data mover can tell them apart
+/// without parsing (the JSON result's `error.category` says the same):
+///
+/// | code | category |
+/// | --- | --- |
+/// | 0 | success |
+/// | 1 | Error, Internal, StorageError (unexpected) |
+/// | 2 | InvalidArgument, InvalidLocation (bad arguments, also from argument parsing) |
+/// | 3 | WrongKey |
+/// | 4 | NotInitialized |
+/// | 5 | AlreadyInitialized, AlreadyExists |
+/// | 6 | NotFound |
+/// | 7 | Locked (retry later) |
+/// | 8 | Corrupted (verify found damage, or data failed its check) |
+/// | 9 | LocationUnreachable (retry later) |
+/// | 10 | PermissionDenied |
+/// | 11 | BucketMissing |
+/// | 12 | IoError (local files) |
+/// | 13 | UnsupportedVersion |
+/// | 14 | the command's own result could not be written to `--result-file` |
+pub fn exit_code(category: &str) -> i32 {
+    match category {
+        "InvalidArgument" | "InvalidLocation" => 2,
+        "WrongKey" => 3,
+        "NotInitialized" => 4,
+        "AlreadyInitialized" | "AlreadyExists" => 5,
+        "NotFound" => 6,
+        "Locked" => 7,
+        "Corrupted" => 8,
+        "LocationUnreachable" => 9,
+        "PermissionDenied" => 10,
+        "BucketMissing" => 11,
+        "IoError" => 12,
+        "UnsupportedVersion" => 13,
+        _ => 1,
+    }
+}
+
+/// The exit code when the result file cannot be written.
+pub const EXIT_RESULT_FILE: i32 = 14;
+
+/// A line for people on stderr: plain on a terminal, else a JSON line
+/// (`{"level":…,"message":…}`), so stderr off a terminal is JSON lines only.
+pub fn say_line(level: &str, message: &str) {
+    if std::io::stderr().is_terminal() {
+        match level {
+            "info" => eprintln!("{message}"),
+            other => eprintln!("{other}: {message}"),
+        }
+    } else {
+        eprintln!("{}", json!({"level": level, "message": message}));
+    }
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        match line.split_once(": ") {
+            Some(("error", rest)) => say_line("error", rest),
+            Some(("warning", rest)) => say_line("warning", rest),
+            _ => say_line("info", &line),
+        }
+    }};
+}
+
+/// An error with its causes, each said once (a cause already in the message is not
+/// repeated).
+fn message_of(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out = format!("{out}: {c}");
+        }
+    }
+    out
+}
+
 /// A command that failed but has a result to report (what `verify` found, say).
 #[derive(Debug)]
 pub struct FailedWith {
@@ -179,25 +257,66 @@ pub fn run(cmd: RepoCommand, common: &Common) -> i32 {
                 .or_else(|| e.downcast_ref::<store::StoreError>().map(store::StoreError::category))
                 .or_else(|| e.downcast_ref::<FailedWith>().map(|f| f.category))
                 .unwrap_or("Error");
-            eprintln!("error: {e:#}");
-            let mut v =
-                json!({"ok": false, "command": name, "error": {"category": category, "message": format!("{e:#}")}});
+            let message = message_of(&e);
+            say_line("error", &message);
+            let mut v = json!({"ok": false, "command": name, "error": {"category": category, "message": message}});
             if let Some(f) = e.downcast_ref::<FailedWith>() {
                 v["result"] = f.result.clone();
             }
-            (1, v)
+            (exit_code(category), v)
         }
     };
-    if let Some(path) = &common.result_file
-        && let Err(e) = std::fs::write(path, serde_json::to_vec_pretty(&value).unwrap_or_default())
-    {
-        eprintln!("error: failed to write result file {}: {e}", path.display());
-        return 1;
-    }
-    if common.json || !std::io::stdout().is_terminal() {
+    finish(&value, code, common.json, common.result_file.as_deref())
+}
+
+/// Prints the result (stdout off a terminal, or with `--json`) and writes the result
+/// file: to a temporary name, then renamed, so a reader never sees half a result. The
+/// result goes to stdout even if the file cannot be written; the exit code then says so.
+pub fn finish(value: &Value, code: i32, json: bool, result_file: Option<&std::path::Path>) -> i32 {
+    if json || !std::io::stdout().is_terminal() {
         println!("{value}");
     }
+    if let Some(path) = result_file
+        && let Err(e) = write_result_file(path, value)
+    {
+        say_line("error", &format!("failed to write the result file {}: {e}", path.display()));
+        return EXIT_RESULT_FILE;
+    }
     code
+}
+
+fn write_result_file(path: &std::path::Path, value: &Value) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("not a file name"))?;
+    let tmp = path.with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(value).unwrap_or_default())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// A command line `lifeline repo …` that could not be parsed: the same result as any
+/// other failure (category InvalidArgument, exit code 2), on stdout and in the result
+/// file if one was named, instead of only clap's usage text.
+pub fn argument_error(args: &[std::ffi::OsString], message: &str) -> i32 {
+    let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let json_flag = args.iter().any(|a| a == "--json");
+    let result_file = args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--result-file=")
+            .map(str::to_string)
+            .or_else(|| (a == "--result-file").then(|| args.get(i + 1).cloned()).flatten())
+    });
+    let command = args.iter().skip_while(|a| *a != "repo").nth(1).filter(|c| !c.starts_with('-')).cloned();
+    let message = message.trim_end().trim_start_matches("error: ");
+    say_line("error", message);
+    let value = json!({"ok": false, "command": command, "error": {"category": "InvalidArgument", "message": message}});
+    finish(&value, 2, json_flag, result_file.as_deref().map(std::path::Path::new))
 }
 
 fn command_name(cmd: &RepoCommand) -> &'static str {
@@ -262,7 +381,7 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
         RepoCommand::Init { url } => {
             let (backend, _) = location_with(&url, common, true)?;
             let repo = Repository::init(backend, &secret(common)?)?;
-            eprintln!("created repository {} at {url}", repo.config().id);
+            say!("created repository {} at {url}", repo.config().id);
             Ok(json!({"repository": repo.config().id, "url": url}))
         }
         RepoCommand::Backup { url, path, tags, parent, host, strict } => {
@@ -278,9 +397,9 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
                 restore::run(repo.clone(), &snap, &target, &opts, progress.clone())
             })?;
             for w in summary.warnings.iter().take(20) {
-                eprintln!("warning: {w}");
+                say!("warning: {w}");
             }
-            eprintln!(
+            say!(
                 "restored {} ({} files, {}) into {}",
                 id.short(),
                 summary.files,
@@ -321,9 +440,10 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
                 list.push(point_json(id, s));
             }
             for d in &all.damaged {
-                eprintln!(
+                say!(
                     "warning: restore point object {} cannot be read ({}): run `lifeline repo verify`",
-                    d.key, d.detail
+                    d.key,
+                    d.detail
                 );
             }
             Ok(json!({"points": list, "damaged": all.damaged}))
@@ -347,7 +467,7 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
         RepoCommand::Verify { url, sample } => {
             let repo = open(&url, common)?;
             let report = verify::run(&repo, sample)?;
-            eprintln!(
+            say!(
                 "checked {} of {} packs ({} blobs, {}) and {} restore points: {}",
                 report.packs_checked,
                 report.packs_total,
@@ -357,19 +477,19 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
                 report.summary()
             );
             for d in &report.damaged_points {
-                eprintln!("restore point object {} cannot be read: {}", d.key, d.detail);
+                say!("restore point object {} cannot be read: {}", d.key, d.detail);
             }
             for f in &report.damaged_index_files {
-                eprintln!("index file {f} cannot be read");
+                say!("index file {f} cannot be read");
             }
             for a in &report.affected {
                 let how = if a.restorable { "restorable, but only until repaired" } else { "NOT restorable" };
-                eprintln!("restore point {} ({}) is {how}:", &a.restore_point[..8], a.time);
+                say!("restore point {} ({}) is {how}:", &a.restore_point[..8], a.time);
                 for p in a.problems.iter().take(10) {
-                    eprintln!("  {p}");
+                    say!("  {p}");
                 }
                 for p in a.paths.iter().take(50) {
-                    eprintln!("  {p}");
+                    say!("  {p}");
                 }
             }
             let value = serde_json::to_value(&report)?;
@@ -387,7 +507,7 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
         RepoCommand::Repair { url } => {
             let repo = open(&url, common)?;
             let report = crate::repo::repair::run(&repo)?;
-            eprintln!(
+            say!(
                 "repair: {} restore points set aside, index rebuilt from {} packs ({} index files replaced, {} damaged), {} packs with a damaged header ({} repacked), {} unreadable",
                 report.points_set_aside.len(),
                 report.packs_indexed,
@@ -424,7 +544,7 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
             };
             let decisions = prune::forget(&repo, &rules, dry_run)?;
             let removed = decisions.iter().filter(|d| !d.keep).count();
-            eprintln!(
+            say!(
                 "{} restore points kept, {removed} {}",
                 decisions.len() - removed,
                 if dry_run { "would be removed" } else { "removed" }
@@ -450,7 +570,7 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
             let dst = match Repository::open(dst_backend.clone(), &secret) {
                 Ok(r) => r,
                 Err(RepoError::NotInitialized { .. }) => {
-                    eprintln!("creating repository at {to} with the same key");
+                    say!("creating repository at {to} with the same key");
                     Repository::init_with_master(dst_backend, &secret, src.master().clone())?
                 }
                 Err(e) => return Err(e.into()),
@@ -461,7 +581,7 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
             let (new_id, report) = with_progress("copying", &progress.bytes_done, &progress.bytes_total, || {
                 copy::run(&src, &dst, &id, &snap, progress.clone())
             })?;
-            eprintln!(
+            say!(
                 "copied {} to {to} as {}: {} files reused, {} copied, {} uploaded, {} packs verified",
                 id.short(),
                 new_id.short(),
@@ -493,13 +613,13 @@ fn key_cmd(cmd: KeyCommand, common: &Common) -> anyhow::Result<Value> {
                 Secret::Passphrase(zeroize::Zeroizing::new(p.into_bytes()))
             };
             let id = keys::add(backend, &current, &new)?;
-            eprintln!("added key slot {}", id.short());
+            say!("added key slot {}", id.short());
             Ok(json!({"added": id.hex()}))
         }
         KeyCommand::Remove { url, id } => {
             let (backend, _) = location(&url, common)?;
             let removed = keys::remove(backend, &secret(common)?, &id)?;
-            eprintln!("removed key slot {}", removed.short());
+            say!("removed key slot {}", removed.short());
             Ok(json!({"removed": removed.hex()}))
         }
         KeyCommand::List { url } => {
@@ -509,7 +629,7 @@ fn key_cmd(cmd: KeyCommand, common: &Common) -> anyhow::Result<Value> {
             let mut out = Vec::new();
             for (id, slot) in &slots {
                 let mark = if *id == current { "*" } else { " " };
-                eprintln!("{mark} {} {} {} {:?}", id.short(), slot.created, slot.owner, slot.kdf);
+                say!("{mark} {} {} {} {:?}", id.short(), slot.created, slot.owner, slot.kdf);
                 out.push(
                     json!({"id": id.hex(), "created": slot.created, "owner": slot.owner, "inUse": *id == current}),
                 );
@@ -520,7 +640,7 @@ fn key_cmd(cmd: KeyCommand, common: &Common) -> anyhow::Result<Value> {
 }
 
 fn print_prune(r: &prune::PruneReport) {
-    eprintln!(
+    say!(
         "prune: {} packs, {} referenced, {} newly marked, {} deleted ({}), {} waiting for the grace period or older writers",
         r.packs_total,
         r.packs_referenced,
@@ -564,9 +684,9 @@ fn backup_cmd(
     })?;
     let s = &snap.summary;
     for p in &s.skipped_paths {
-        eprintln!("warning: left out: {p}");
+        say!("warning: left out: {p}");
     }
-    eprintln!(
+    say!(
         "restore point {} saved: {} files ({} unchanged), {} read, {} new, {} stored, {:.2}s",
         id.short(),
         s.files,
@@ -662,7 +782,7 @@ where
                 } else if last_line.elapsed() >= Duration::from_secs(2) {
                     last_line = Instant::now();
                     let rate = d as f64 / started.elapsed().as_secs_f64().max(0.001);
-                    eprintln!(
+                    say!(
                         "{}",
                         json!({"progress": what, "bytesDone": d, "bytesTotal": t, "bytesPerSecond": rate as u64})
                     );

@@ -99,7 +99,8 @@ fn failures_exit_non_zero_with_a_category_and_advice() {
         assert_eq!(r["error"]["category"], category, "{args:?}: {r}");
         let message = r["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(advice), "{args:?}: {message}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("error:"), "{args:?}: the error is also on stderr");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(r#""level":"error""#), "{args:?}: the error is also on stderr: {stderr}");
     }
 }
 
@@ -148,4 +149,76 @@ fn crd_and_validate_commands() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stdout).contains("spec.rpo: Invalid value"));
+}
+
+/// Every stderr line off a terminal is a JSON object.
+fn stderr_is_json_lines(out: &Output) {
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("stderr line is not JSON ({e}): {line}"));
+        assert!(v.is_object(), "{line}");
+    }
+}
+
+/// Finding: argument errors exited 2 with only clap's usage text (no JSON result, no
+/// result file); tracing lines were ANSI-coloured off a terminal; an unwritable result
+/// file lost a successful backup's result; a failed verify said "(see above)".
+#[test]
+fn the_output_contract_holds_for_every_outcome() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = url(&tmp.path().join("repo"));
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), vec![7u8; 300_000]).unwrap();
+    assert!(lifeline(&["repo", "init", &repo], Some("pw")).status.success());
+
+    // Argument errors: exit 2, one JSON result, the result file too.
+    let rf = tmp.path().join("args.json");
+    let out = lifeline(&["repo", "backup", "--bogus", &repo, "--result-file", rf.to_str().unwrap()], Some("pw"));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    let r = result(&out);
+    assert_eq!((r["ok"].as_bool(), r["error"]["category"].as_str()), (Some(false), Some("InvalidArgument")));
+    assert!(r["error"]["message"].as_str().unwrap().contains("--bogus"));
+    let from_file: Value = serde_json::from_slice(&std::fs::read(&rf).unwrap()).unwrap();
+    assert_eq!(from_file, r);
+    stderr_is_json_lines(&out);
+
+    // Logs at every level are JSON lines, never coloured.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeline"));
+    cmd.args(["repo", "backup", &repo, src.to_str().unwrap()])
+        .env("LIFELINE_PASSWORD", "pw")
+        .env("LIFELINE_LOG", "debug");
+    let out = cmd.output().unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains('\u{1b}'), "ANSI escapes on stderr");
+    stderr_is_json_lines(&out);
+
+    // A result file that cannot be written: the result still reaches stdout, exit 14.
+    let nowhere = tmp.path().join("no/such/dir/result.json");
+    let out = lifeline(
+        &["repo", "backup", &repo, src.to_str().unwrap(), "--result-file", nowhere.to_str().unwrap()],
+        Some("pw"),
+    );
+    assert_eq!(out.status.code(), Some(14));
+    assert_eq!(result(&out)["ok"], true, "the backup's result is not lost");
+    assert!(!tmp.path().join("no").exists());
+
+    // Distinct exit codes per category.
+    assert_eq!(lifeline(&["repo", "points", &repo], Some("wrong")).status.code(), Some(3));
+    assert_eq!(lifeline(&["repo", "restore", &repo, "ffffffff", "/tmp/x"], Some("pw")).status.code(), Some(6));
+    let empty = url(&tmp.path().join("empty"));
+    std::fs::create_dir_all(tmp.path().join("empty")).unwrap();
+    assert_eq!(lifeline(&["repo", "points", &empty], Some("pw")).status.code(), Some(4));
+
+    // A failed verify names the damaged restore point in its JSON result.
+    let points = result(&lifeline(&["repo", "points", &repo], Some("pw")));
+    let first = points["result"]["points"][0]["id"].as_str().unwrap().to_string();
+    std::fs::write(tmp.path().join("repo/snapshots").join(&first), b"").unwrap();
+    let out = lifeline(&["repo", "verify", &repo], Some("pw"));
+    assert_eq!(out.status.code(), Some(8));
+    let r = result(&out);
+    assert_eq!(r["error"]["category"], "Corrupted");
+    assert!(r["error"]["message"].as_str().unwrap().contains(&first[..8]), "{r}");
+    assert_eq!(r["result"]["damagedPoints"][0]["key"], format!("snapshots/{first}"));
+    stderr_is_json_lines(&out);
 }
