@@ -29,6 +29,9 @@ pub fn now() -> i64 {
 struct Held {
     key: String,
     lock: Lock,
+    /// The lock object vanished at some point (a prune removed it as expired): the
+    /// holder was unprotected for a while, whatever lock it holds now.
+    lost: bool,
 }
 
 /// A held lock; released on drop.
@@ -111,7 +114,7 @@ pub fn acquire(backend: Arc<dyn Backend>, operation: &str, exclusive: bool) -> R
         let _ = backend.delete(&key);
         return Err(locked(&*backend, &other));
     }
-    let held = Arc::new(Mutex::new(Held { key, lock }));
+    let held = Arc::new(Mutex::new(Held { key, lock, lost: false }));
     let (stop, stopped) = channel::<()>();
     let refresher = {
         let (backend, held) = (backend.clone(), held.clone());
@@ -142,12 +145,19 @@ fn locked(backend: &dyn Backend, other: &Lock) -> RepoError {
     }
 }
 
-/// Writes a changed lock object with a fresh expiry, then removes the old one.
+/// Writes a changed lock object with a fresh expiry, then removes the old one. If the old
+/// one is gone by then, the lock was lost (see [`Held::lost`]): a prune that removed it
+/// may have listed the locks before the new one existed.
 fn replace(backend: &dyn Backend, h: &mut Held, change: impl FnOnce(&mut Lock)) -> Result<(), RepoError> {
     let mut lock = h.lock.clone();
     change(&mut lock);
     lock.expires = now() + TTL.as_secs() as i64;
     let new_key = write(backend, &lock)?;
+    match backend.get(&h.key) {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => h.lost = true,
+        Err(e) => return Err(e.into()),
+    }
     let old = std::mem::replace(&mut h.key, new_key);
     h.lock = lock;
     backend.delete(&old)?;
@@ -167,11 +177,13 @@ impl LockGuard {
     /// paused past the expiry, or could not refresh) may have built on deleted data.
     pub fn confirm(&self) -> Result<(), RepoError> {
         let h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let lost = || RepoError::LockLost { url: self.backend.url().into(), operation: h.lock.operation.clone() };
+        if h.lost {
+            return Err(lost());
+        }
         match self.backend.get(&h.key) {
             Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => {
-                Err(RepoError::LockLost { url: self.backend.url().into(), operation: h.lock.operation.clone() })
-            }
+            Err(e) if e.is_not_found() => Err(lost()),
             Err(e) => Err(e.into()),
         }
     }

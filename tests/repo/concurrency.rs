@@ -256,3 +256,28 @@ fn prunes_of_small_packs_settle() {
     let repo = open(backend);
     assert!(verify::run(&repo, 100).unwrap().ok());
 }
+
+/// A writer whose lock was removed as expired (its process paused past the expiry while
+/// a prune ran) must not record a point, even after its refresher wrote a new lock.
+#[test]
+fn a_writer_that_lost_its_lock_records_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let backend = local(&tmp.path().join("repo"));
+    let repo = init(backend.clone());
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), bytes(10_000, 1, false)).unwrap();
+    let (_, snap) = super::backup(&repo, &src);
+
+    let (guard, _) = prune::register_writer(&repo, "backup").unwrap();
+    for obj in backend.list("locks/").unwrap() {
+        backend.delete(&obj.key).unwrap();
+    }
+    // The refresher runs when the process resumes: a new lock object appears.
+    guard.set_marks_seen(Vec::new()).unwrap();
+    assert_eq!(backend.list("locks/").unwrap().len(), 1);
+    let later = lifeline::repo::format::Snapshot { time: "2030-01-01T00:00:00Z".into(), ..snap };
+    let err = prune::commit_point(&repo, &guard, &later).unwrap_err();
+    assert_eq!(err.category(), "Locked", "{err}");
+    assert_eq!(repo.points().unwrap().good.len(), 1, "no point was recorded");
+}
