@@ -221,4 +221,13 @@ fn the_output_contract_holds_for_every_outcome() {
     assert!(r["error"]["message"].as_str().unwrap().contains(&first[..8]), "{r}");
     assert_eq!(r["result"]["damagedPoints"][0]["key"], format!("snapshots/{first}"));
     stderr_is_json_lines(&out);
+
+    // repair sets it aside; the other points stay, and verify is clean again.
+    let out = lifeline(&["repo", "repair", &repo], Some("pw"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(result(&out)["result"]["pointsSetAside"][0]["key"], format!("snapshots/{first}"));
+    assert!(tmp.path().join("repo/damaged/snapshots").join(&first).exists());
+    assert!(lifeline(&["repo", "verify", &repo], Some("pw")).status.success());
+    let left = result(&lifeline(&["repo", "points", &repo], Some("pw")));
+    assert_eq!(left["result"]["points"].as_array().unwrap().len(), 1);
 }
