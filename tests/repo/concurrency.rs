@@ -87,7 +87,17 @@ fn files_equal(a: &Path, b: &Path) {
 #[test]
 fn a_backup_that_starts_during_a_repack_stays_restorable() {
     let tmp = tempfile::tempdir().unwrap();
-    let backend = local(&tmp.path().join("repo"));
+    repack_race(local(&tmp.path().join("repo")));
+}
+
+#[test]
+fn a_backup_that_starts_during_a_repack_stays_restorable_on_s3() {
+    let (server, _) = crate::support::s3::regions();
+    repack_race(server.open(&format!("s3://lifeline/{}", crate::support::s3::unique("race"))));
+}
+
+fn repack_race(backend: Arc<dyn Backend>) {
+    let tmp = tempfile::tempdir().unwrap();
     let repo = init(backend.clone());
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
