@@ -1,30 +1,41 @@
 //! Writers, prunes and key changes at the same time on one repository: a restore point
 //! reported as saved stays restorable, and some key always opens the repository.
 
-use super::{bytes, init, local, secret};
+use super::{OnPut, bytes, init, local, secret};
 use lifeline::repo::backup::{self, BackupOptions};
 use lifeline::repo::format::Id;
 use lifeline::repo::prune::{self, Retention};
 use lifeline::repo::{Repository, Secret, keys, verify};
-use lifeline::store::{Backend, ObjectInfo, StoreError};
-use std::ops::Range;
+use lifeline::store::Backend;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-/// A backend that holds the first put of a key under `prefix` until released, so a test
-/// can stop an operation at an exact point and run others meanwhile.
+/// Holds the first put of a key under a prefix until released, so a test can stop an
+/// operation at an exact point and run others meanwhile.
 pub struct Gate {
-    inner: Arc<dyn Backend>,
-    prefix: String,
     /// (armed, held, released)
     state: Mutex<(bool, bool, bool)>,
     cv: Condvar,
 }
 
 impl Gate {
-    pub fn new(inner: Arc<dyn Backend>, prefix: &str) -> Arc<Self> {
-        Arc::new(Self { inner, prefix: prefix.into(), state: Mutex::new((true, false, false)), cv: Condvar::new() })
+    /// The gate, and a backend over `inner` that stops at it.
+    pub fn new(inner: Arc<dyn Backend>, prefix: &str) -> (Arc<Self>, Arc<dyn Backend>) {
+        let gate = Arc::new(Self { state: Mutex::new((true, false, false)), cv: Condvar::new() });
+        let (g, prefix) = (gate.clone(), prefix.to_string());
+        let hook = move |key: &str| {
+            if key.starts_with(&prefix) {
+                let mut s = g.state.lock().unwrap();
+                if s.0 {
+                    s.0 = false;
+                    s.1 = true;
+                    g.cv.notify_all();
+                    let _s = g.cv.wait_while(s, |s| !s.2).unwrap();
+                }
+            }
+        };
+        (gate, Arc::new(OnPut { inner, hook: Box::new(hook) }))
     }
 
     /// Waits until a put is being held.
@@ -37,39 +48,6 @@ impl Gate {
     pub fn release(&self) {
         self.state.lock().unwrap().2 = true;
         self.cv.notify_all();
-    }
-}
-
-impl Backend for Gate {
-    fn put_new(&self, key: &str, data: bytes::Bytes) -> Result<(), StoreError> {
-        if key.starts_with(&self.prefix) {
-            let mut g = self.state.lock().unwrap();
-            if g.0 {
-                g.0 = false;
-                g.1 = true;
-                self.cv.notify_all();
-                let _g = self.cv.wait_while(g, |s| !s.2).unwrap();
-            }
-        }
-        self.inner.put_new(key, data)
-    }
-    fn get(&self, key: &str) -> Result<bytes::Bytes, StoreError> {
-        self.inner.get(key)
-    }
-    fn get_range(&self, key: &str, range: Range<u64>) -> Result<bytes::Bytes, StoreError> {
-        self.inner.get_range(key, range)
-    }
-    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
-        self.inner.list(prefix)
-    }
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key)
-    }
-    fn url(&self) -> &str {
-        self.inner.url()
-    }
-    fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flush()
     }
 }
 
@@ -112,9 +90,9 @@ fn repack_race(backend: Arc<dyn Backend>) {
     prune::forget(&repo, &Retention { keep_last: Some(1), ..Default::default() }, false).unwrap();
 
     // The prune stops at its repack's first new pack.
-    let prune_gate = Gate::new(backend.clone(), "data/");
+    let (prune_gate, gated) = Gate::new(backend.clone(), "data/");
     let pruner = {
-        let repo = open(prune_gate.clone());
+        let repo = open(gated);
         std::thread::spawn(move || prune::prune(&repo, Duration::ZERO))
     };
     prune_gate.wait_held();
@@ -128,9 +106,9 @@ fn repack_race(backend: Arc<dyn Backend>) {
         std::fs::write(&p, data).unwrap();
     }
     std::fs::write(src.join("new"), bytes(12 << 20, 999, false)).unwrap();
-    let backup_gate = Gate::new(backend.clone(), "data/");
+    let (backup_gate, gated) = Gate::new(backend.clone(), "data/");
     let writer = {
-        let repo = open(backup_gate.clone());
+        let repo = open(gated);
         let src = src.clone();
         std::thread::spawn(move || {
             let opts = BackupOptions { parent: Some(kept), ..Default::default() };

@@ -99,41 +99,6 @@ fn file_urls_are_read_as_rfc_8089_says() {
     assert!(!std::path::Path::new("/relrepo").exists());
 }
 
-/// Deletes paths when the first pack is written: entries that vanish while a backup runs.
-struct Vanish {
-    inner: std::sync::Arc<dyn lifeline::store::Backend>,
-    paths: std::sync::Mutex<Vec<std::path::PathBuf>>,
-}
-
-impl lifeline::store::Backend for Vanish {
-    fn put_new(&self, key: &str, data: bytes::Bytes) -> Result<(), lifeline::store::StoreError> {
-        if key.starts_with("data/") {
-            for p in self.paths.lock().unwrap().drain(..) {
-                let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
-            }
-        }
-        self.inner.put_new(key, data)
-    }
-    fn get(&self, key: &str) -> Result<bytes::Bytes, lifeline::store::StoreError> {
-        self.inner.get(key)
-    }
-    fn get_range(&self, key: &str, r: std::ops::Range<u64>) -> Result<bytes::Bytes, lifeline::store::StoreError> {
-        self.inner.get_range(key, r)
-    }
-    fn list(&self, prefix: &str) -> Result<Vec<lifeline::store::ObjectInfo>, lifeline::store::StoreError> {
-        self.inner.list(prefix)
-    }
-    fn delete(&self, key: &str) -> Result<(), lifeline::store::StoreError> {
-        self.inner.delete(key)
-    }
-    fn url(&self) -> &str {
-        self.inner.url()
-    }
-    fn flush(&self) -> Result<(), lifeline::store::StoreError> {
-        self.inner.flush()
-    }
-}
-
 /// Finding: a file or directory deleted while the backup ran failed the whole backup.
 #[test]
 fn entries_that_vanish_during_a_backup_are_left_out_and_named() {
@@ -150,8 +115,17 @@ fn entries_that_vanish_during_a_backup_are_left_out_and_named() {
         std::fs::write(src.join("zz-file"), b"soon gone").unwrap();
         std::fs::write(src.join("zz-dir/inner"), b"soon gone").unwrap();
     };
+    // Deletes `paths` when the first pack is written: entries that vanish mid-backup.
     let open = |paths: Vec<std::path::PathBuf>| {
-        let b = Arc::new(Vanish { inner: backend.clone(), paths: std::sync::Mutex::new(paths) });
+        let paths = std::sync::Mutex::new(paths);
+        let hook = move |key: &str| {
+            if key.starts_with("data/") {
+                for p in paths.lock().unwrap().drain(..) {
+                    let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+                }
+            }
+        };
+        let b = Arc::new(super::OnPut { inner: backend.clone(), hook: Box::new(hook) });
         Arc::new(lifeline::repo::Repository::open(b, &super::secret()).unwrap())
     };
     let src = tmp.path().join("src");

@@ -70,3 +70,35 @@ pub fn change_pages(file: &Path, pages: usize, seed: u64) {
         f.write_all_at(&bytes(8192, seed + i, false), page * 8192).unwrap();
     }
 }
+
+/// A backend that calls `hook(key)` before each put: for tests that act at an exact
+/// point of an operation (hold it, delete files under it).
+pub struct OnPut {
+    pub inner: Arc<dyn Backend>,
+    pub hook: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+impl Backend for OnPut {
+    fn put_new(&self, key: &str, data: bytes::Bytes) -> Result<(), lifeline::store::StoreError> {
+        (self.hook)(key);
+        self.inner.put_new(key, data)
+    }
+    fn get(&self, key: &str) -> Result<bytes::Bytes, lifeline::store::StoreError> {
+        self.inner.get(key)
+    }
+    fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<bytes::Bytes, lifeline::store::StoreError> {
+        self.inner.get_range(key, range)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<lifeline::store::ObjectInfo>, lifeline::store::StoreError> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<(), lifeline::store::StoreError> {
+        self.inner.delete(key)
+    }
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+    fn flush(&self) -> Result<(), lifeline::store::StoreError> {
+        self.inner.flush()
+    }
+}
