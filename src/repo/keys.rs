@@ -55,14 +55,22 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Every slot with its id.
+/// Every readable slot with its id. A slot that cannot be parsed opens nothing and is
+/// left out with a warning (so it never keeps the other keys from opening the
+/// repository); one removed since the listing too.
 pub fn list(backend: &dyn Backend) -> Result<Vec<(Id, KeySlot)>, RepoError> {
     let mut out = Vec::new();
     for obj in backend.list("keys/")? {
         let Some(id) = obj.key.strip_prefix("keys/").and_then(Id::parse) else { continue };
-        let raw = backend.get(&obj.key)?;
-        let slot: KeySlot = serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt(&obj.key, e))?;
-        out.push((id, slot));
+        let raw = match backend.get(&obj.key) {
+            Ok(raw) => raw,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match serde_json::from_slice::<KeySlot>(&raw) {
+            Ok(slot) => out.push((id, slot)),
+            Err(e) => tracing::warn!(object = %obj.key, error = %e, "damaged key slot ignored"),
+        }
     }
     Ok(out)
 }

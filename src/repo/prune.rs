@@ -5,7 +5,9 @@ use super::{RepoError, Repository};
 use std::collections::HashSet;
 
 /// Every prune mark with its key. A mark deleted while it is read (by a prune that
-/// finished it) is left out: its packs are gone from the index already.
+/// finished it) is left out: its packs are gone from the index already. So is a mark
+/// that cannot be parsed (with a warning; `repair` sets it aside): no prune can read it
+/// either, so nothing is ever deleted on its account.
 pub fn marks(repo: &Repository) -> Result<Vec<(String, PruneMark)>, RepoError> {
     let mut out = Vec::new();
     for obj in repo.backend().list("prune/")? {
@@ -14,8 +16,12 @@ pub fn marks(repo: &Repository) -> Result<Vec<(String, PruneMark)>, RepoError> {
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e.into()),
         };
-        let mark: PruneMark = serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt(&obj.key, e))?;
-        out.push((obj.key, mark));
+        match serde_json::from_slice::<PruneMark>(&raw) {
+            Ok(mark) => out.push((obj.key, mark)),
+            Err(e) => {
+                tracing::warn!(object = %obj.key, error = %e, "damaged prune mark ignored (`lifeline repo repair` sets it aside)")
+            }
+        }
     }
     Ok(out)
 }

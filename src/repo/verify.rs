@@ -63,6 +63,9 @@ pub struct VerifyReport {
     /// Packs no index file lists (left by interrupted runs; harmless unless a point
     /// needs them, which is then reported in `affected`).
     pub unindexed_packs: u64,
+    /// Prune marks that cannot be parsed: ignored by everyone (nothing is deleted on
+    /// their account), set aside by `repair`. They do not fail a verify.
+    pub damaged_marks: Vec<String>,
     pub affected: Vec<Affected>,
 }
 
@@ -80,7 +83,7 @@ impl VerifyReport {
 
     /// One line for people and for the error of a failed run.
     pub fn summary(&self) -> String {
-        let unused = if self.bad_blobs.is_empty() && self.damaged_packs.is_empty() {
+        let mut unused = if self.bad_blobs.is_empty() && self.damaged_packs.is_empty() {
             String::new()
         } else {
             format!(
@@ -90,6 +93,10 @@ impl VerifyReport {
                 if self.ok() { ", none that a restore point needs (prune removes them)" } else { "" }
             )
         };
+        if !self.damaged_marks.is_empty() {
+            let marks = format!("{} damaged prune marks (repair sets them aside)", self.damaged_marks.len());
+            unused = if unused.is_empty() { marks } else { format!("{unused}; {marks}") };
+        }
         if self.ok() {
             return if unused.is_empty() {
                 "no errors".into()
@@ -189,6 +196,13 @@ pub fn run(repo: &Arc<Repository>, sample_percent: u32) -> Result<VerifyReport, 
     report.bad_blobs = std::mem::take(&mut found.bad);
     report.damaged_packs = std::mem::take(&mut found.damaged);
 
+    for obj in repo.backend().list("prune/")? {
+        if let Ok(raw) = repo.backend().get(&obj.key)
+            && serde_json::from_slice::<format::PruneMark>(&raw).is_err()
+        {
+            report.damaged_marks.push(obj.key);
+        }
+    }
     let points = repo.points()?;
     report.damaged_points = points.damaged;
     report.snapshots_checked = (points.good.len() + report.damaged_points.len()) as u64;

@@ -76,6 +76,8 @@ fn case(name: &str, damage: impl FnOnce(&Fixture)) {
     damage(&f);
     let before = verify::run(&open(&f.dir), 100).unwrap();
     assert!(!before.ok(), "{name}: verify found nothing: {before:?}");
+    // Finding: verify once said "checked 22 of 21 packs".
+    assert!(before.packs_checked <= before.packs_total, "{name}: {before:?}");
     let failed = failing(&f);
     assert_eq!(reported(&before), failed, "{name}: verify must name exactly the points a restore fails on: {before:?}");
     // Listing works, with the readable points.
@@ -165,4 +167,27 @@ fn one_flipped_byte_anywhere() {
         case(&format!("{what} byte of a data pack"), |f| flip(&packs(f, true)[0], at));
         case(&format!("{what} byte of a metadata pack"), |f| flip(&packs(f, false)[0], at));
     }
+}
+
+/// A prune mark or a key slot that cannot be parsed blocks nothing: backups, prunes and
+/// the other keys go on; verify names the mark and repair sets it aside.
+#[test]
+fn a_damaged_prune_mark_or_key_slot_blocks_nothing() {
+    let f = fixture();
+    std::fs::create_dir_all(f.dir.join("prune")).unwrap();
+    let mark = f.dir.join("prune").join("ab".repeat(32));
+    std::fs::write(&mark, b"{\"marked\": 1, \"packs\": [tr").unwrap();
+    std::fs::write(f.dir.join("keys").join("cd".repeat(32)), b"not a key slot").unwrap();
+    let repo = open(&f.dir);
+    let (_, snap) = super::backup(&repo, &f.points[0].2);
+    lifeline::repo::prune::prune(&repo, std::time::Duration::ZERO).unwrap();
+    let report = verify::run(&open(&f.dir), 100).unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.damaged_marks, vec![format!("prune/{}", "ab".repeat(32))]);
+    let out = f.dir.parent().unwrap().join("after-damaged-mark");
+    super::restore(&open(&f.dir), &snap, &out);
+    assert_eq!(describe(&out), describe(&f.points[0].2));
+    repair::run(&open(&f.dir)).unwrap();
+    assert!(!mark.exists() && f.dir.join("damaged/prune").join("ab".repeat(32)).exists());
+    assert!(verify::run(&open(&f.dir), 100).unwrap().damaged_marks.is_empty());
 }
