@@ -268,7 +268,7 @@ fn round(w: &mut World, rng: &mut Rng, seed: u64, round: u32) {
                 60..=79 => {
                     Fate::Pause { after_ms: rng.below(400), for_ms: 100 + rng.below(900), locked: rng.chance(70) }
                 }
-                80..=87 => Fate::LoseLock { after_ms: rng.below(300) },
+                80..=87 => Fate::LoseLock { after_ms: rng.below(40) },
                 _ => Fate::Kill { after_ms: rng.below(600), locked: rng.chance(70) },
             };
             let password = w.password(rng);
