@@ -203,15 +203,11 @@ pub fn say_line(level: &str, message: &str) {
     }
 }
 
+/// An informational [`say_line`].
 macro_rules! say {
-    ($($arg:tt)*) => {{
-        let line = format!($($arg)*);
-        match line.split_once(": ") {
-            Some(("error", rest)) => say_line("error", rest),
-            Some(("warning", rest)) => say_line("warning", rest),
-            _ => say_line("info", &line),
-        }
-    }};
+    ($($arg:tt)*) => {
+        say_line("info", &format!($($arg)*))
+    };
 }
 
 /// An error with its causes, each said once (a cause already in the message is not
@@ -397,7 +393,7 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
                 restore::run(repo.clone(), &snap, &target, &opts, progress.clone())
             })?;
             for w in summary.warnings.iter().take(20) {
-                say!("warning: {w}");
+                say_line("warning", w);
             }
             say!(
                 "restored {} ({} files, {}) into {}",
@@ -440,10 +436,12 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
                 list.push(point_json(id, s));
             }
             for d in &all.damaged {
-                say!(
-                    "warning: restore point object {} cannot be read ({}): run `lifeline repo verify`",
-                    d.key,
-                    d.detail
+                say_line(
+                    "warning",
+                    &format!(
+                        "restore point object {} cannot be read ({}): run `lifeline repo verify`",
+                        d.key, d.detail
+                    ),
                 );
             }
             Ok(json!({"points": list, "damaged": all.damaged}))
@@ -684,7 +682,7 @@ fn backup_cmd(
     })?;
     let s = &snap.summary;
     for p in &s.skipped_paths {
-        say!("warning: left out: {p}");
+        say_line("warning", &format!("left out: {p}"));
     }
     say!(
         "restore point {} saved: {} files ({} unchanged), {} read, {} new, {} stored, {:.2}s",

@@ -55,6 +55,16 @@ pub struct BackupOptions {
     pub strict: bool,
 }
 
+/// What became of a file in the walk.
+enum FileStep {
+    /// Recorded (unchanged, or a further hard link).
+    Done,
+    /// Its content may still be being stored: settled later.
+    Pending(Box<FileContent>),
+    /// It could not be opened (vanished, no permission): nothing was recorded.
+    Unreadable(std::io::Error),
+}
+
 /// Paths longer than this are reached through an open handle of their directory
 /// (`/proc/self/fd/N/…`), so a tree of any depth backs up and restores.
 pub(super) const LONG_PATH: usize = 3000;
@@ -394,18 +404,13 @@ impl Engine {
                         None => continue,
                     }
                 }
-                Some(NodeKind::File) => match self.file(&path, &child_rel, &mut node, old) {
-                    Ok(Some(fc)) => self.parked.push_back((tree.nodes.len(), fc)),
-                    Ok(None) => {}
-                    // Opening failed: nothing was read yet, the entry is left out.
-                    Err(RepoError::Io { action: "open", source, .. }) => {
-                        self.hardlinks.retain(|_, first| *first != child_rel);
-                        self.summary.files -= 1;
-                        self.summary.bytes -= node.size;
-                        self.skip(&child_rel, "open", source)?;
+                Some(NodeKind::File) => match self.file(&path, &child_rel, &mut node, old)? {
+                    FileStep::Pending(fc) => self.parked.push_back((tree.nodes.len(), *fc)),
+                    FileStep::Done => {}
+                    FileStep::Unreadable(e) => {
+                        self.skip(&child_rel, "open", e)?;
                         continue;
                     }
-                    Err(e) => return Err(e),
                 },
                 _ => {}
             }
@@ -464,39 +469,45 @@ impl Engine {
         }
     }
 
-    /// Backs up a file; its content may still be being stored when this returns (the
-    /// file is then returned, to be settled).
-    fn file(
-        &mut self,
-        path: &Path,
-        rel: &str,
-        node: &mut Node,
-        old: Option<&Node>,
-    ) -> Result<Option<FileContent>, RepoError> {
+    /// Backs up a file. It is counted (and becomes the target of later hard links to it)
+    /// only once it is known to be readable or unchanged.
+    fn file(&mut self, path: &Path, rel: &str, node: &mut Node, old: Option<&Node>) -> Result<FileStep, RepoError> {
+        let link = (node.nlink > 1).then_some((node.device, node.inode));
+        if let Some(first) = link.and_then(|k| self.hardlinks.get(&k)).cloned() {
+            node.hardlink_to = Some(first);
+            self.count(node);
+            return Ok(FileStep::Done);
+        }
+        let reuse = old.filter(|o| unchanged(o, node) && o.content.iter().all(|s| self.meta_exists(&s.id)));
+        let file = match reuse {
+            Some(_) => None,
+            None => match std::fs::File::open(path) {
+                Ok(f) => Some(f),
+                Err(e) => return Ok(FileStep::Unreadable(e)),
+            },
+        };
+        if let Some(k) = link {
+            self.hardlinks.insert(k, rel.to_string());
+        }
+        self.count(node);
+        let Some(file) = file else {
+            node.content = reuse.map(|o| o.content.clone()).unwrap_or_default();
+            self.summary.unchanged_files += 1;
+            self.progress.bytes_done.fetch_add(node.size, Relaxed);
+            return Ok(FileStep::Done);
+        };
+        let parent_content =
+            old.filter(|o| o.kind == Some(NodeKind::File)).map(|o| o.content.as_slice()).unwrap_or_default();
+        let (fc, size) = self.start_content(&mut Prefetch::new(file), path, parent_content, node.size)?;
+        node.size = size;
+        Ok(FileStep::Pending(Box::new(fc)))
+    }
+
+    fn count(&mut self, node: &Node) {
         self.summary.files += 1;
         self.summary.bytes += node.size;
         self.progress.files.fetch_add(1, Relaxed);
         self.progress.bytes_total.fetch_add(node.size, Relaxed);
-        if node.nlink > 1 {
-            let key = (node.device, node.inode);
-            if let Some(first) = self.hardlinks.get(&key) {
-                node.hardlink_to = Some(first.clone());
-                return Ok(None);
-            }
-            self.hardlinks.insert(key, rel.to_string());
-        }
-        if let Some(old) = old.filter(|o| unchanged(o, node) && o.content.iter().all(|s| self.meta_exists(&s.id))) {
-            node.content = old.content.clone();
-            self.summary.unchanged_files += 1;
-            self.progress.bytes_done.fetch_add(node.size, Relaxed);
-            return Ok(None);
-        }
-        let parent_content =
-            old.filter(|o| o.kind == Some(NodeKind::File)).map(|o| o.content.as_slice()).unwrap_or_default();
-        let file = std::fs::File::open(path).map_err(|e| RepoError::io("open", path, e))?;
-        let (fc, size) = self.start_content(&mut Prefetch::new(file), path, parent_content, node.size)?;
-        node.size = size;
-        Ok(Some(fc))
     }
 
     /// Stores a file's content; returns its segments and length.

@@ -104,10 +104,6 @@ pub fn unlock_slot(backend: &dyn Backend, secret: &Secret) -> Result<(Id, Master
     unlock_slot_for(backend, &super::Repository::read_config(backend)?, secret)
 }
 
-pub fn unlock_for(backend: &dyn Backend, config: &Config, secret: &Secret) -> Result<MasterKey, RepoError> {
-    unlock_slot_for(backend, config, secret).map(|(_, m)| m)
-}
-
 pub fn unlock(backend: &dyn Backend, secret: &Secret) -> Result<MasterKey, RepoError> {
     unlock_slot(backend, secret).map(|(_, m)| m)
 }

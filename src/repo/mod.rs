@@ -50,8 +50,6 @@ pub struct Index {
     pub packs: HashSet<Id>,
     /// Packs left out because a prune marked them: a writer never builds on them.
     pub excluded: HashSet<Id>,
-    /// Index files that could not be read.
-    pub damaged: Vec<String>,
     /// Packs no readable index file lists, indexed from their own headers (readers only).
     pub unindexed: HashSet<Id>,
 }
@@ -98,6 +96,16 @@ pub struct DamagedObject {
 
 /// Index entries by pack.
 pub type PackEntries = std::collections::BTreeMap<Id, Vec<BlobEntry>>;
+
+/// What the index files hold, as [`Repository::index_files`] read them.
+#[derive(Default)]
+pub struct IndexFiles {
+    pub entries: PackEntries,
+    /// Keys of the files read.
+    pub read: Vec<String>,
+    /// Keys of the files that could not be read.
+    pub damaged: Vec<String>,
+}
 
 pub struct Repository {
     backend: Arc<dyn Backend>,
@@ -155,7 +163,7 @@ impl Repository {
     /// Opens an existing repository with `secret`.
     pub fn open(backend: Arc<dyn Backend>, secret: &Secret) -> Result<Self, RepoError> {
         let config = Self::read_config(&*backend)?;
-        let master = keys::unlock_for(&*backend, &config, secret)?;
+        let (_, master) = keys::unlock_slot_for(&*backend, &config, secret)?;
         Ok(Self::assemble(backend, config, master))
     }
 
@@ -247,7 +255,6 @@ impl Repository {
                 }
                 Err(e @ RepoError::Corrupt { .. }) => {
                     tracing::warn!(object = %obj.key, error = %e, "damaged index file skipped (`lifeline repo repair` rebuilds the index)");
-                    idx.damaged.push(obj.key);
                 }
                 Err(e) => return Err(e),
             }
@@ -270,39 +277,49 @@ impl Repository {
         Ok(idx)
     }
 
-    /// Every readable index file's entries, by pack (a blob listed twice once), and the
-    /// index files that could not be read.
-    pub fn index_entries(&self) -> Result<(PackEntries, Vec<String>), RepoError> {
-        let mut by_pack: std::collections::BTreeMap<Id, Vec<BlobEntry>> = Default::default();
-        let mut damaged = Vec::new();
+    /// Every index file: the readable ones' entries by pack (a blob listed twice once),
+    /// the keys read, and the keys that could not be read.
+    pub fn index_files(&self) -> Result<IndexFiles, RepoError> {
+        let mut out = IndexFiles::default();
         for obj in self.backend.list("index/")? {
             match self.read_index_file(&obj.key) {
                 Ok(packs) => {
                     for (p, entries) in packs {
-                        let list = by_pack.entry(p).or_default();
+                        let list = out.entries.entry(p).or_default();
                         for e in entries {
                             if !list.iter().any(|x| x.id == e.id && x.loc.offset == e.loc.offset) {
                                 list.push(e);
                             }
                         }
                     }
+                    out.read.push(obj.key);
                 }
+                // Replaced by a prune since the listing.
                 Err(RepoError::Store(e)) if e.is_not_found() => {}
-                Err(RepoError::Corrupt { .. }) => damaged.push(obj.key),
+                Err(RepoError::Corrupt { .. }) => out.damaged.push(obj.key),
                 Err(e) => return Err(e),
             }
         }
-        Ok((by_pack, damaged))
+        Ok(out)
+    }
+
+    /// Writes `entries` as new index files, makes them durable, then deletes the files
+    /// `old` that they replace (a file whose content is exactly a new one stays).
+    pub fn replace_index(&self, entries: &[(Id, Vec<BlobEntry>)], old: &[String]) -> Result<usize, RepoError> {
+        let mut written = HashSet::new();
+        for batch in entries.chunks(4096) {
+            written.insert(self.write_index(batch)?.0);
+        }
+        self.backend.flush()?;
+        for key in old.iter().filter(|k| !written.contains(*k)) {
+            self.backend.delete(key)?;
+        }
+        Ok(written.len())
     }
 
     /// Packs the last [`Repository::load_index_for_reading`] found in no index file.
     pub fn unindexed_packs(&self) -> HashSet<Id> {
         self.index.read().unwrap_or_else(|e| e.into_inner()).unindexed.clone()
-    }
-
-    /// Index files found damaged by the last [`Repository::load_index`].
-    pub fn damaged_index_files(&self) -> Vec<String> {
-        self.index.read().unwrap_or_else(|e| e.into_inner()).damaged.clone()
     }
 
     /// Whether a prune has marked `pack` (as loaded by the last [`Repository::load_index`]).

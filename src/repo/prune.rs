@@ -1,15 +1,24 @@
 //! Forget (retention) and two-phase prune.
 
 use super::format::{Id, PruneMark};
-use super::{RepoError, Repository};
+use super::{PackEntries, RepoError, Repository};
 use std::collections::HashSet;
 
-/// Every prune mark with its key. A mark deleted while it is read (by a prune that
-/// finished it) is left out: its packs are gone from the index already. So is a mark
-/// that cannot be parsed (with a warning; `repair` sets it aside): no prune can read it
-/// either, so nothing is ever deleted on its account.
-pub fn marks(repo: &Repository) -> Result<Vec<(String, PruneMark)>, RepoError> {
-    let mut out = Vec::new();
+/// The prune marks as listed.
+#[derive(Default)]
+pub struct Marks {
+    /// Every readable mark with its key.
+    pub readable: Vec<(String, PruneMark)>,
+    /// Keys of marks that cannot be parsed. Everyone ignores them (with a warning;
+    /// `repair` sets them aside): no prune can read them either, so nothing is ever
+    /// deleted on their account.
+    pub damaged: Vec<String>,
+}
+
+/// Every prune mark. A mark deleted while it is read (by a prune that finished it) is
+/// left out: its packs are gone from the index already.
+pub fn marks(repo: &Repository) -> Result<Marks, RepoError> {
+    let mut out = Marks::default();
     for obj in repo.backend().list("prune/")? {
         let raw = match repo.backend().get(&obj.key) {
             Ok(raw) => raw,
@@ -17,13 +26,24 @@ pub fn marks(repo: &Repository) -> Result<Vec<(String, PruneMark)>, RepoError> {
             Err(e) => return Err(e.into()),
         };
         match serde_json::from_slice::<PruneMark>(&raw) {
-            Ok(mark) => out.push((obj.key, mark)),
+            Ok(mark) => out.readable.push((obj.key, mark)),
             Err(e) => {
-                tracing::warn!(object = %obj.key, error = %e, "damaged prune mark ignored (`lifeline repo repair` sets it aside)")
+                tracing::warn!(object = %obj.key, error = %e, "damaged prune mark ignored (`lifeline repo repair` sets it aside)");
+                out.damaged.push(obj.key);
             }
         }
     }
     Ok(out)
+}
+
+/// Writes a new mark for `packs`, made durable before and after (everything it names
+/// exists before it does; it counts before anything it allows is written).
+pub(super) fn write_mark(repo: &Repository, packs: Vec<Id>) -> Result<(), RepoError> {
+    let json = serde_json::to_vec(&PruneMark { marked: lock::now(), packs }).map_err(RepoError::encode)?;
+    repo.backend().flush()?;
+    repo.backend().put_new(&format!("prune/{}", Id::random().hex()), Bytes::from(json))?;
+    repo.backend().flush()?;
+    Ok(())
 }
 
 /// Registers a writer (backup, copy) before it reads anything: a shared lock, then the
@@ -32,7 +52,7 @@ pub fn marks(repo: &Repository) -> Result<Vec<(String, PruneMark)>, RepoError> {
 /// builds on (index, parent recipes, unindexed packs). See `docs/FORMAT.md`.
 pub fn register_writer(repo: &Repository, operation: &str) -> Result<(lock::LockGuard, HashSet<Id>), RepoError> {
     let guard = lock::acquire(repo.backend().clone(), operation, false)?;
-    let marks = marks(repo)?;
+    let marks = marks(repo)?.readable;
     guard.set_marks_seen(marks.iter().map(|(k, _)| k.clone()).collect())?;
     Ok((guard, marks.into_iter().flat_map(|(_, m)| m.packs).collect()))
 }
@@ -209,9 +229,10 @@ pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<Prune
     // Locks before restore points and index: a writer whose lock is gone wrote its
     // restore point (and index) before releasing it, so they are read below.
     let locks = lock::present(&**repo.backend())?;
-    let marks = marks(repo)?;
+    let marks = marks(repo)?.readable;
     repo.load_index(&HashSet::new())?;
-    if let Some(damaged) = repo.damaged_index_files().first() {
+    let index_files = repo.index_files()?;
+    if let Some(damaged) = index_files.damaged.first() {
         return Err(RepoError::Corrupt {
             what: damaged.clone(),
             detail: "the index is damaged; prune deletes nothing until `lifeline repo repair` has rebuilt it".into(),
@@ -242,8 +263,7 @@ pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<Prune
             already.extend(still);
         }
     }
-    let (index_files, _) = repo.index_entries()?;
-    let wasteful = wasteful_packs(&u, &stored, &index_files, &already);
+    let wasteful = wasteful_packs(&u, &stored, &index_files.entries, &already);
     // The mark goes out before the repack writes anything: a writer that starts from
     // now on sees it and leaves the marked packs alone.
     let mut new: Vec<Id> = stored
@@ -255,13 +275,9 @@ pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<Prune
     new.sort();
     if !new.is_empty() {
         report.packs_marked = new.len() as u64;
-        let mark = PruneMark { marked: now, packs: new };
-        let json = serde_json::to_vec(&mark).map_err(RepoError::encode)?;
-        repo.backend().flush()?;
-        repo.backend().put_new(&format!("prune/{}", Id::random().hex()), Bytes::from(json))?;
-        repo.backend().flush()?;
+        write_mark(repo, new)?;
     }
-    let repacked = repack(repo, &u, &index_files, &wasteful)?;
+    let repacked = repack(repo, &u, &index_files.entries, &wasteful)?;
     report.packs_repacked = repacked.emptied.len() as u64;
     report.bytes_repacked = repacked.bytes;
     for p in &repacked.emptied {
@@ -287,12 +303,7 @@ pub fn prune(repo: &Arc<Repository>, grace: std::time::Duration) -> Result<Prune
 /// no restore point uses. Such a segment may point into data about to be deleted, and a
 /// writer could otherwise reuse it by id; repacking moves the used blobs out and marks
 /// the pack, so writers stop seeing that segment at all.
-fn wasteful_packs(
-    u: &Usage,
-    stored: &HashMap<Id, u64>,
-    index: &BTreeMap<Id, Vec<super::format::BlobEntry>>,
-    skip: &HashSet<Id>,
-) -> HashSet<Id> {
+fn wasteful_packs(u: &Usage, stored: &HashMap<Id, u64>, index: &PackEntries, skip: &HashSet<Id>) -> HashSet<Id> {
     u.packs
         .iter()
         .filter(|(p, (used, in_use))| {
@@ -340,7 +351,7 @@ impl Usage {
     }
 }
 
-pub(super) fn usage(repo: &Repository) -> Result<Usage, RepoError> {
+fn usage(repo: &Repository) -> Result<Usage, RepoError> {
     let mut u = Usage::default();
     let mut seen = HashSet::new();
     for (_, snap) in repo.snapshots()? {
@@ -404,7 +415,7 @@ pub(super) struct Repacked {
     /// Index entries (blob id, pack) that now live elsewhere.
     pub replaced: HashSet<(Id, Id)>,
     /// Packs the repack wrote.
-    pub written: HashSet<Id>,
+    written: HashSet<Id>,
     bytes: u64,
 }
 
@@ -413,7 +424,7 @@ pub(super) struct Repacked {
 pub(super) fn repack(
     repo: &Arc<Repository>,
     u: &Usage,
-    index: &BTreeMap<Id, Vec<super::format::BlobEntry>>,
+    index: &PackEntries,
     wasteful: &HashSet<Id>,
 ) -> Result<Repacked, RepoError> {
     let mut out = Repacked { emptied: HashSet::new(), replaced: HashSet::new(), written: HashSet::new(), bytes: 0 };
@@ -473,34 +484,18 @@ pub(super) fn rewrite_index_without(
     gone: &HashSet<Id>,
     replaced: &HashSet<(Id, Id)>,
 ) -> Result<(), RepoError> {
-    let old = repo.backend().list("index/")?;
-    let mut keep = Vec::new();
-    for obj in &old {
-        for (p, entries) in repo.read_index_file(&obj.key)? {
-            if gone.contains(&p) {
-                continue;
-            }
-            let entries: Vec<_> = entries.into_iter().filter(|e| !replaced.contains(&(e.id, p))).collect();
-            if !entries.is_empty() {
-                keep.push((p, entries));
-            }
-        }
+    let files = repo.index_files()?;
+    if let Some(damaged) = files.damaged.first() {
+        return Err(RepoError::corrupt(damaged, "index file cannot be read; run `lifeline repo repair`"));
     }
-    let mut by_pack: BTreeMap<Id, Vec<super::format::BlobEntry>> = BTreeMap::new();
-    for (p, e) in keep {
-        by_pack.entry(p).or_default().extend(e);
-    }
-    let all: Vec<_> = by_pack.into_iter().collect();
-    let mut written = HashSet::new();
-    for batch in all.chunks(4096) {
-        written.insert(repo.write_index(batch)?.0);
-    }
-    // The new index files are durable before the old ones go.
-    repo.backend().flush()?;
-    // An old file with exactly the new content has the same key and stays.
-    for obj in old.into_iter().filter(|o| !written.contains(&o.key)) {
-        repo.backend().delete(&obj.key)?;
-    }
+    let keep: Vec<(Id, Vec<super::format::BlobEntry>)> = files
+        .entries
+        .into_iter()
+        .filter(|(p, _)| !gone.contains(p))
+        .map(|(p, entries)| (p, entries.into_iter().filter(|e| !replaced.contains(&(e.id, p))).collect::<Vec<_>>()))
+        .filter(|(_, entries)| !entries.is_empty())
+        .collect();
+    repo.replace_index(&keep, &files.read)?;
     Ok(())
 }
 

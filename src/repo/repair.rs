@@ -14,9 +14,8 @@
 //!
 //! A repair runs beside backups (with the same protocol as prune), never beside a prune.
 
-use super::format::{self, BlobEntry, BlobKind, Id, PruneMark};
+use super::format::{self, BlobEntry, BlobKind, Id};
 use super::{DamagedObject, RepoError, Repository, lock, prune};
-use bytes::Bytes;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -43,30 +42,22 @@ pub struct RepairReport {
 
 /// Repairs the repository; see the module documentation.
 pub fn run(repo: &Arc<Repository>) -> Result<RepairReport, RepoError> {
-    let backend = repo.backend().clone();
-    let _lock = lock::acquire_sole(backend.clone(), "repair")?;
+    let _lock = lock::acquire_sole(repo.backend().clone(), "repair")?;
     let mut report = RepairReport::default();
 
     for d in repo.points()?.damaged {
         set_aside(repo, &d.key)?;
         report.points_set_aside.push(d);
     }
-    for obj in backend.list("prune/")? {
-        let readable = match backend.get(&obj.key) {
-            Ok(raw) => serde_json::from_slice::<PruneMark>(&raw).is_ok(),
-            Err(e) if e.is_not_found() => true,
-            Err(e) => return Err(e.into()),
-        };
-        if !readable {
-            set_aside(repo, &obj.key)?;
-            report.marks_set_aside += 1;
-        }
+    for key in prune::marks(repo)?.damaged {
+        set_aside(repo, &key)?;
+        report.marks_set_aside += 1;
     }
 
-    let old_files = backend.list("index/")?;
-    let (old, damaged) = repo.index_entries()?;
-    report.index_files_before = old_files.len() as u64;
-    report.index_files_damaged = damaged.len() as u64;
+    let files = repo.index_files()?;
+    let old = &files.entries;
+    report.index_files_before = (files.read.len() + files.damaged.len()) as u64;
+    report.index_files_damaged = files.damaged.len() as u64;
     let stored = repo.stored_packs()?;
     let mut fresh: BTreeMap<Id, Vec<BlobEntry>> = BTreeMap::new();
     let mut bad_header = HashSet::new();
@@ -95,15 +86,8 @@ pub fn run(repo: &Arc<Repository>) -> Result<RepairReport, RepoError> {
 
     // The new index, then the old files go (damaged ones too).
     let all: Vec<(Id, Vec<BlobEntry>)> = fresh.iter().map(|(p, e)| (*p, e.clone())).collect();
-    let mut written = HashSet::new();
-    for batch in all.chunks(4096) {
-        written.insert(repo.write_index(batch)?.0);
-    }
-    report.index_files_written = written.len() as u64;
-    backend.flush()?;
-    for obj in old_files.into_iter().filter(|o| !written.contains(&o.key)) {
-        backend.delete(&obj.key)?;
-    }
+    let old_keys: Vec<String> = files.read.iter().chain(&files.damaged).cloned().collect();
+    report.index_files_written = repo.replace_index(&all, &old_keys)? as u64;
 
     // Move what points use out of packs with a damaged header.
     repo.load_index(&HashSet::new())?;
@@ -118,11 +102,7 @@ pub fn run(repo: &Arc<Repository>) -> Result<RepairReport, RepoError> {
     if !bad_header.is_empty() {
         let mut packs: Vec<Id> = bad_header.iter().copied().collect();
         packs.sort();
-        let mark = PruneMark { marked: lock::now(), packs };
-        let json = serde_json::to_vec(&mark).map_err(RepoError::encode)?;
-        backend.flush()?;
-        backend.put_new(&format!("prune/{}", Id::random().hex()), Bytes::from(json))?;
-        backend.flush()?;
+        prune::write_mark(repo, packs)?;
     }
     if !used_bad.is_empty() {
         // A data pack in no readable index: its used blobs are known from the recipes.

@@ -141,7 +141,6 @@ struct Restorer {
     progress: Arc<Progress>,
     summary: RestoreSummary,
     chown: bool,
-    root: PathBuf,
     tx: Option<std::sync::mpsc::SyncSender<Vec<Job>>>,
     /// Jobs of small files sent to the workers together (see [`BATCH_FILES`]).
     batch: Vec<Job>,
@@ -191,7 +190,6 @@ impl Restorer {
             progress,
             summary: RestoreSummary::default(),
             chown: source::can_chown(),
-            root: PathBuf::new(),
             tx: Some(tx),
             batch: Vec::new(),
             batch_bytes: 0,
@@ -248,9 +246,6 @@ impl Restorer {
     }
 
     fn dir(&mut self, tree: &Id, dir: &Path, rel: &str) -> Result<(), RepoError> {
-        if self.root.as_os_str().is_empty() {
-            self.root = dir.to_path_buf();
-        }
         let nodes = self.repo.read_tree(tree)?.nodes;
         // Small files' recipes in one go: they sit side by side in the metadata packs.
         let ids: Vec<Id> = nodes
@@ -329,10 +324,14 @@ impl Restorer {
     fn file(&mut self, path: &Path, node: Node) -> Result<(), RepoError> {
         remove_existing(path, self.opts.overwrite)?;
         self.summary.files += 1;
-        if let Some(first) = node.hardlink_to.clone() {
-            return self.hard_link(&first, path);
+        match node.hardlink_to.clone() {
+            Some(first) => self.hard_link(&first, path),
+            None => self.create(path, node),
         }
-        // Created new, never through a symlink.
+    }
+
+    /// A regular file with its content, created new, never through a symlink.
+    fn create(&mut self, path: &Path, node: Node) -> Result<(), RepoError> {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -370,8 +369,7 @@ impl Restorer {
                     RepoError::corrupt("restore point", format!("hard link to {first:?}, which is not a file in it"))
                 })?;
                 self.link_alias.insert(first.to_string(), path.to_path_buf());
-                self.summary.files -= 1;
-                return self.file(path, node);
+                return self.create(path, node);
             }
         };
         // A file this restore created (in directories it checked or made), still a

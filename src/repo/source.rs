@@ -129,42 +129,43 @@ pub fn apply_metadata(path: &Path, node: &Node, chown: bool) -> Result<(), RepoE
 }
 
 /// A file's extended attributes (not following a symlink), name to base64 value. Names
-/// that are not UTF-8 and attributes that cannot be read are left out.
+/// that are not UTF-8 and attributes that cannot be read are left out. A file without
+/// any costs one system call and no allocation.
 pub fn read_xattrs(path: &Path) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
     let Ok(c) = cpath(path) else { return out };
-    let mut names = vec![0u8; 1024];
-    let len = loop {
-        // SAFETY: valid path and buffer of the given length.
-        let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-        if n >= 0 {
-            break n as usize;
-        }
-        if std::io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE) && names.len() < 1 << 20 {
-            names.resize(names.len() * 4, 0);
-            continue;
-        }
+    // SAFETY (both calls): a valid path, and a buffer valid for the length given (or
+    // null with length 0, which asks for the size).
+    let Some(names) = sized(|buf, len| unsafe { libc::llistxattr(c.as_ptr(), buf.cast(), len) }) else {
         return out;
     };
-    for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let (Ok(text), Ok(cname)) = (std::str::from_utf8(name), CString::new(name)) else { continue };
-        let mut value = vec![0u8; 256];
-        loop {
-            // SAFETY: valid path, name and buffer of the given length.
-            let n = unsafe { libc::lgetxattr(c.as_ptr(), cname.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
-            if n >= 0 {
-                value.truncate(n as usize);
-                out.insert(text.to_string(), b64(&value));
-                break;
-            }
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE) && value.len() < 1 << 20 {
-                value.resize(value.len() * 16, 0);
-                continue;
-            }
-            break;
+        if let Some(value) = sized(|buf, len| unsafe { libc::lgetxattr(c.as_ptr(), cname.as_ptr(), buf.cast(), len) }) {
+            out.insert(text.to_string(), b64(&value));
         }
     }
     out
+}
+
+/// The bytes a `*xattr` call returns: asks for the size, then reads, again if it grew in
+/// between. `None` on an error.
+fn sized(call: impl Fn(*mut u8, usize) -> isize) -> Option<Vec<u8>> {
+    loop {
+        let want = call(std::ptr::null_mut(), 0);
+        if want <= 0 {
+            return (want == 0).then(Vec::new);
+        }
+        let mut buf = vec![0u8; want as usize];
+        let n = call(buf.as_mut_ptr(), buf.len());
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Some(buf);
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) {
+            return None;
+        }
+    }
 }
 
 /// Sets a node's extended attributes on `path` (not following a symlink); returns the

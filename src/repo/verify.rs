@@ -147,14 +147,15 @@ struct Packs {
 pub fn run(repo: &Arc<Repository>, sample_percent: u32) -> Result<VerifyReport, RepoError> {
     let sample_percent = sample_percent.clamp(1, 100);
     repo.load_index_for_reading()?;
-    let (indexed, damaged_index_files) = repo.index_entries()?;
+    let files = repo.index_files()?;
+    let indexed = files.entries;
     let stored: HashMap<Id, u64> = repo.stored_packs()?;
     let mut all: BTreeSet<Id> = stored.keys().copied().collect();
     all.extend(indexed.keys().copied());
     let mut report = VerifyReport {
         sample_percent,
         packs_total: all.len() as u64,
-        damaged_index_files,
+        damaged_index_files: files.damaged,
         unindexed_packs: stored.keys().filter(|p| !indexed.contains_key(p)).count() as u64,
         ..Default::default()
     };
@@ -196,13 +197,7 @@ pub fn run(repo: &Arc<Repository>, sample_percent: u32) -> Result<VerifyReport, 
     report.bad_blobs = std::mem::take(&mut found.bad);
     report.damaged_packs = std::mem::take(&mut found.damaged);
 
-    for obj in repo.backend().list("prune/")? {
-        if let Ok(raw) = repo.backend().get(&obj.key)
-            && serde_json::from_slice::<format::PruneMark>(&raw).is_err()
-        {
-            report.damaged_marks.push(obj.key);
-        }
-    }
+    report.damaged_marks = super::prune::marks(repo)?.damaged;
     let points = repo.points()?;
     report.damaged_points = points.damaged;
     report.snapshots_checked = (points.good.len() + report.damaged_points.len()) as u64;

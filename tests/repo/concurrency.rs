@@ -148,7 +148,6 @@ fn concurrent_key_removals_always_leave_a_key() {
     Repository::init(backend.clone(), &pass("alice")).unwrap();
     for round in 0..4 {
         // Both keys present.
-        let slots = keys::list(&*backend).unwrap();
         let opens = |p: &str| keys::unlock_slot(&*backend, &pass(p)).ok().map(|(id, _)| id);
         if opens("bob").is_none() {
             keys::add(backend.clone(), &pass("alice"), &pass("bob")).unwrap();
@@ -157,7 +156,6 @@ fn concurrent_key_removals_always_leave_a_key() {
             keys::add(backend.clone(), &pass("bob"), &pass("alice")).unwrap();
         }
         let (a, b) = (opens("alice").unwrap(), opens("bob").unwrap());
-        let _ = slots;
         let barrier = Arc::new(std::sync::Barrier::new(2));
         let run = |who: &'static str, other: Id| {
             let (backend, barrier) = (backend.clone(), barrier.clone());

@@ -116,7 +116,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 /// Packs by whether they hold data or metadata.
 fn packs(f: &Fixture, kind_data: bool) -> Vec<PathBuf> {
-    let (entries, _) = open(&f.dir).index_entries().unwrap();
+    let entries = open(&f.dir).index_files().unwrap().entries;
     let mut out: Vec<PathBuf> = entries
         .iter()
         .filter(|(_, e)| e.iter().any(|e| e.kind == BlobKind::Chunk) == kind_data)
