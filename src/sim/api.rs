@@ -158,6 +158,13 @@ fn parse_target(store: &Store, group: &str, version: &str, rest: &[&str]) -> Api
 }
 
 fn dispatch(server: &Server, req: &Req, t: Target) -> ApiResult<Reply> {
+    let transcoded;
+    let req = if super::protobuf::is_protobuf(&req.content_type) && !req.body.is_empty() {
+        transcoded = from_protobuf(req, &t)?;
+        &transcoded
+    } else {
+        req
+    };
     let watch = matches!(req.q("watch"), Some("true" | "1"));
     match (req.method.as_str(), &t.name, t.sub.as_deref()) {
         ("GET", None, _) if watch => super::watch::start(server, req, &t),
@@ -175,6 +182,27 @@ fn dispatch(server: &Server, req: &Req, t: Target) -> ApiResult<Reply> {
             "the server does not allow this method on the requested resource".to_string(),
         )),
     }
+}
+
+/// A protobuf body, as the JSON body a JSON client would have sent. Custom resources
+/// have no protobuf encoding (apiextensions-apiserver serves JSON, YAML and CBOR only).
+fn from_protobuf(req: &Req, t: &Target) -> ApiResult<Req> {
+    if t.rt.is_custom() || !matches!(req.method.as_str(), "POST" | "PUT" | "DELETE") {
+        return Err(ApiError::status(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml{}",
+                if t.rt.is_custom() { "" } else { ", application/vnd.kubernetes.protobuf" }
+            ),
+            None,
+        ));
+    }
+    let obj = super::protobuf::decode(&req.body).map_err(|why| {
+        // handlers/create.go transformDecodeError
+        ApiError::bad_request(format!("the object provided is unrecognized (must be of type {}): {why}", t.rt.kind))
+    })?;
+    Ok(Req { content_type: "application/json".into(), body: obj.to_string().into(), ..req.clone() })
 }
 
 fn version() -> Value {

@@ -21,6 +21,7 @@ mod meta;
 mod network;
 mod openapi;
 mod patch;
+mod protobuf;
 mod rbac;
 mod registry;
 mod selector;

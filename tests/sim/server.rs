@@ -1,28 +1,9 @@
 //! The simulated API server's own behaviour, written from the real server's documented
 //! behaviour (TESTING.md §4), checked through plain HTTP and through `kubectl`.
 
+use super::kubectl;
 use lifeline::sim::{Cluster, Options, Profile};
 use std::process::Command;
-
-fn kubectl(kubeconfig: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    use std::io::Write;
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    } else {
-        drop(child.stdin.take());
-    }
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
 
 const CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
