@@ -20,6 +20,9 @@ pub struct Req {
     pub user_agent: String,
     /// The `Authorization` header.
     pub authorization: String,
+    /// `Impersonate-User` and `Impersonate-Group` headers (`kubectl --as`, `--as-group`).
+    pub impersonate_user: String,
+    pub impersonate_groups: Vec<String>,
     pub body: bytes::Bytes,
 }
 
@@ -166,7 +169,16 @@ fn dispatch(server: &Server, req: &Req, t: Target) -> ApiResult<Reply> {
         req
     };
     let watch = matches!(req.q("watch"), Some("true" | "1"));
+    if super::registry::is_review(&t.rt.plural) {
+        return match (req.method.as_str(), &t.name) {
+            ("POST", None) => super::review::create(server, req, &t),
+            _ => Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource".to_string(),
+            )),
+        };
+    }
     match (req.method.as_str(), &t.name, t.sub.as_deref()) {
+        ("POST", Some(name), Some("token")) => super::review::token(server, req, &t, name),
         ("GET", None, _) if watch => super::watch::start(server, req, &t),
         ("GET", None, _) => list(server, req, &t),
         ("GET", Some(name), Some("log")) => super::kubelet_api::logs(server, req, &t, name),

@@ -128,11 +128,14 @@ fn namespaces(store: &mut Store) {
             );
         }
         if store.get(&cm_rt.key(), &name, "kube-root-ca.crt").is_none() {
+            let ca = store.ca_pem.clone().unwrap_or_else(|| {
+                "-----BEGIN CERTIFICATE-----\nMIIBlifelinesimulatedclusterrootca\n-----END CERTIFICATE-----\n".into()
+            });
             put_new(
                 store,
                 &cm_rt,
                 json!({"metadata": {"name": "kube-root-ca.crt", "namespace": name, "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
-                       "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\nMIIBlifelinesimulatedclusterrootca\n-----END CERTIFICATE-----\n"}}),
+                       "data": {"ca.crt": ca}}),
                 "kube-controller-manager",
             );
         }

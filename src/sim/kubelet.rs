@@ -156,16 +156,26 @@ pub struct Kubelet {
     pods: HashMap<String, PodRun>,
     /// The API server's URL, and whether Pods must authenticate as their ServiceAccount.
     url: String,
+    /// The API server's CA (`certificate-authority-data`) when it serves HTTPS.
+    ca_data: Option<String>,
     rbac: bool,
 }
 
 impl Kubelet {
     pub fn new(dir: &Path, kubeconfig: PathBuf) -> Self {
-        Self { dir: dir.to_path_buf(), kubeconfig, pods: HashMap::new(), url: String::new(), rbac: false }
+        Self {
+            dir: dir.to_path_buf(),
+            kubeconfig,
+            pods: HashMap::new(),
+            url: String::new(),
+            ca_data: None,
+            rbac: false,
+        }
     }
 
-    pub fn set_api(&mut self, url: &str, rbac: bool) {
+    pub fn set_api(&mut self, url: &str, ca_data: Option<String>, rbac: bool) {
         self.url = url.to_string();
+        self.ca_data = ca_data;
         self.rbac = rbac;
     }
 
@@ -254,7 +264,8 @@ impl Kubelet {
             let token = super::rbac::service_account_token(store, ns, sa).unwrap_or_default();
             let path = self.dir.join("pods").join(uid).join("kubeconfig");
             if !path.exists() {
-                let _ = std::fs::write(&path, super::kubeconfig_for(&self.url, Some(&token), ns));
+                let _ =
+                    std::fs::write(&path, super::kubeconfig_for(&self.url, self.ca_data.as_deref(), Some(&token), ns));
             }
             kubeconfig = path;
         }

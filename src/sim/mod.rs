@@ -24,11 +24,13 @@ mod patch;
 mod protobuf;
 mod rbac;
 mod registry;
+mod review;
 mod selector;
 mod snapshots;
 mod storage;
 mod store;
 mod table;
+mod tls;
 mod watch;
 mod workloads;
 mod write;
@@ -88,6 +90,8 @@ pub struct Server {
     owns_dir: bool,
     opts: Options,
     links: Mutex<Vec<Arc<network::Link>>>,
+    /// With authentication on, the cluster serves HTTPS (see `tls`).
+    tls: Option<tls::Tls>,
 }
 
 impl Server {
@@ -101,7 +105,9 @@ impl Server {
             }
         };
         std::fs::create_dir_all(&dir)?;
+        let tls = if opts.rbac { Some(tls::Tls::new()?) } else { None };
         let mut s = store::Store::new(registry::builtin());
+        s.ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
         bootstrap(&mut s, opts.profile);
         // Etcd compacts its early history: a watch from resourceVersion 1 is too old.
         s.compact();
@@ -112,6 +118,7 @@ impl Server {
             owns_dir,
             opts: opts.clone(),
             links: Mutex::new(Vec::new()),
+            tls,
         })
     }
 
@@ -130,10 +137,19 @@ impl Server {
 
     /// With RBAC on, a request needs a valid token (401 otherwise).
     fn authenticate(&self, req: &Req) -> ApiResult<()> {
-        if self.opts.rbac {
-            rbac::authenticate(&self.store(), &req.authorization)?;
-        }
-        Ok(())
+        self.user(req).map(|_| ())
+    }
+
+    /// Who a request acts as: with RBAC off every request is the admin (or whom it
+    /// impersonates); with RBAC on, its token's user.
+    pub(crate) fn user(&self, req: &Req) -> ApiResult<rbac::User> {
+        let store = self.store();
+        let real = if self.opts.rbac { rbac::authenticate(&store, &req.authorization)? } else { rbac::User::admin() };
+        rbac::impersonate(&store, self.opts.rbac, real, req)
+    }
+
+    pub(crate) fn rbac(&self) -> bool {
+        self.opts.rbac
     }
 
     /// With RBAC on, a resource request needs a rule that allows it (403 otherwise).
@@ -141,9 +157,8 @@ impl Server {
         if !self.opts.rbac {
             return Ok(());
         }
-        let store = self.store();
-        let user = rbac::authenticate(&store, &req.authorization)?;
-        rbac::authorize(&store, &user, req, t)
+        let user = self.user(req)?;
+        rbac::authorize(&self.store(), &user, req, t)
     }
 }
 
@@ -199,13 +214,14 @@ pub(crate) fn selector_string(sel: &Value) -> String {
 }
 
 /// A kubeconfig for `url`, authenticating with `token` if given, in namespace `ns`.
-pub(crate) fn kubeconfig_for(url: &str, token: Option<&str>, ns: &str) -> String {
+pub(crate) fn kubeconfig_for(url: &str, ca_data: Option<&str>, token: Option<&str>, ns: &str) -> String {
     let user = match token {
         Some(t) => format!("{{token: {t}}}"),
         None => "{}".into(),
     };
+    let ca = ca_data.map(|c| format!("\n    certificate-authority-data: {c}")).unwrap_or_default();
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: lifeline-sim\n  cluster:\n    server: {url}\ncontexts:\n- name: lifeline-sim\n  context:\n    cluster: lifeline-sim\n    user: user\n    namespace: {ns}\ncurrent-context: lifeline-sim\nusers:\n- name: user\n  user: {user}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: lifeline-sim\n  cluster:\n    server: {url}{ca}\ncontexts:\n- name: lifeline-sim\n  context:\n    cluster: lifeline-sim\n    user: user\n    namespace: {ns}\ncurrent-context: lifeline-sim\nusers:\n- name: user\n  user: {user}\n"
     )
 }
 
@@ -247,14 +263,23 @@ impl Cluster {
         let listener = runtime.block_on(bind(opts.port))?;
         let port = listener.local_addr()?.port();
         // Processes the kubelet runs reach the cluster through this file.
-        let url = format!("http://127.0.0.1:{port}");
+        let scheme = if server.tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{port}");
+        let ca = server.tls.as_ref().map(tls::Tls::ca_data);
         let admin = opts.rbac.then_some(rbac::ADMIN_TOKEN);
-        std::fs::write(server.dir.join("kubeconfig"), kubeconfig_for(&url, admin, "default"))?;
-        server.kubelet().set_api(&url, opts.rbac);
+        std::fs::write(server.dir.join("kubeconfig"), kubeconfig_for(&url, ca.as_deref(), admin, "default"))?;
+        server.kubelet().set_api(&url, ca.clone(), opts.rbac);
         let app = axum::Router::new().fallback(http_handler).with_state(server.clone());
-        runtime.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        match &server.tls {
+            Some(t) => {
+                runtime.spawn(tls::serve(listener, t.acceptor.clone(), app));
+            }
+            None => {
+                runtime.spawn(async move {
+                    let _ = axum::serve(listener, app).await;
+                });
+            }
+        }
         runtime.spawn(controllers::run(server.clone()));
         // Links come back with the cluster, on their old ports.
         let links: Vec<Arc<network::Link>> = server.links.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -291,8 +316,24 @@ impl Cluster {
         }
     }
 
+    /// The API server's URL: `https://` when authentication is on (see `tls`).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.server.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA of the cluster's serving certificate (PEM), when it serves HTTPS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.server.tls.as_ref().map(|t| t.ca_pem.as_str())
+    }
+
+    fn ca_data(&self) -> Option<String> {
+        self.server.tls.as_ref().map(tls::Tls::ca_data)
+    }
+
+    /// A kubeconfig with no credentials (an anonymous client).
+    pub fn anonymous_kubeconfig(&self) -> String {
+        kubeconfig_for(&self.url(), self.ca_data().as_deref(), None, "default")
     }
 
     pub fn port(&self) -> u16 {
@@ -323,14 +364,14 @@ impl Cluster {
 
     /// A kubeconfig for this cluster (context `lifeline-sim`).
     pub fn kubeconfig(&self) -> String {
-        kubeconfig_for(&self.url(), self.opts.rbac.then_some(rbac::ADMIN_TOKEN), "default")
+        kubeconfig_for(&self.url(), self.ca_data().as_deref(), self.opts.rbac.then_some(rbac::ADMIN_TOKEN), "default")
     }
 
     /// A kubeconfig that authenticates as a ServiceAccount (which must exist), for running
     /// a component with only the permissions its roles grant.
     pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Option<String> {
         let token = rbac::service_account_token(&self.server.store(), namespace, name)?;
-        Some(kubeconfig_for(&self.url(), Some(&token), namespace))
+        Some(kubeconfig_for(&self.url(), self.ca_data().as_deref(), Some(&token), namespace))
     }
 
     /// Writes the kubeconfig atomically.
@@ -367,6 +408,13 @@ async fn http_handler(
         accept: header("accept"),
         user_agent: header("user-agent"),
         authorization: header("authorization"),
+        impersonate_user: header("impersonate-user"),
+        impersonate_groups: parts
+            .headers
+            .get_all("impersonate-group")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(String::from))
+            .collect(),
         body,
     };
     let reply = { api::handle(&server, req) };
@@ -400,6 +448,12 @@ async fn exec_upgrade(
         method: parts.method.as_str().to_string(),
         path: path.clone(),
         authorization: parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string(),
+        impersonate_user: parts
+            .headers
+            .get("impersonate-user")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
         ..Req::default()
     };
     if let Err(e) = server.authorize(&req, &t) {

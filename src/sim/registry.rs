@@ -105,6 +105,13 @@ fn storage_hash(key: &str) -> String {
 const RW: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 const RW_NO_COLLECTION: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
+const CREATE_ONLY: &[&str] = &["create"];
+
+/// The review kinds: created to ask a question, answered in the response, never stored.
+pub fn is_review(plural: &str) -> bool {
+    plural.ends_with("accessreviews")
+        || matches!(plural, "selfsubjectrulesreviews" | "selfsubjectreviews" | "tokenreviews")
+}
 
 struct B {
     group: &'static str,
@@ -401,6 +408,72 @@ const BUILTIN: &[B] = &[
         generation: true,
         status: true,
     },
+    B {
+        group: "authorization.k8s.io",
+        kind: "LocalSubjectAccessReview",
+        plural: "localsubjectaccessreviews",
+        namespaced: true,
+        short: &[],
+        all: false,
+        subs: &[],
+        generation: false,
+        status: false,
+    },
+    B {
+        group: "authorization.k8s.io",
+        kind: "SelfSubjectAccessReview",
+        plural: "selfsubjectaccessreviews",
+        namespaced: false,
+        short: &[],
+        all: false,
+        subs: &[],
+        generation: false,
+        status: false,
+    },
+    B {
+        group: "authorization.k8s.io",
+        kind: "SelfSubjectRulesReview",
+        plural: "selfsubjectrulesreviews",
+        namespaced: false,
+        short: &[],
+        all: false,
+        subs: &[],
+        generation: false,
+        status: false,
+    },
+    B {
+        group: "authorization.k8s.io",
+        kind: "SubjectAccessReview",
+        plural: "subjectaccessreviews",
+        namespaced: false,
+        short: &[],
+        all: false,
+        subs: &[],
+        generation: false,
+        status: false,
+    },
+    B {
+        group: "authentication.k8s.io",
+        kind: "SelfSubjectReview",
+        plural: "selfsubjectreviews",
+        namespaced: false,
+        short: &[],
+        all: false,
+        subs: &[],
+        generation: false,
+        status: false,
+    },
+    B {
+        group: "authentication.k8s.io",
+        kind: "TokenReview",
+        plural: "tokenreviews",
+        namespaced: false,
+        short: &[],
+        all: false,
+        subs: &[],
+        generation: false,
+        status: false,
+    },
 ];
 
 fn sub_verbs(name: &str) -> &'static [&'static str] {
@@ -419,7 +492,13 @@ pub fn builtin() -> Vec<Arc<ResType>> {
     BUILTIN
         .iter()
         .map(|b| {
-            let verbs = if matches!(b.plural, "namespaces" | "services") { RW_NO_COLLECTION } else { RW };
+            let verbs = if matches!(b.plural, "namespaces" | "services") {
+                RW_NO_COLLECTION
+            } else if is_review(b.plural) {
+                CREATE_ONLY
+            } else {
+                RW
+            };
             Arc::new(ResType {
                 group: b.group.into(),
                 version: "v1".into(),

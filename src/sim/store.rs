@@ -38,12 +38,27 @@ pub struct Store {
     /// Changes up to this resourceVersion are no longer available to watches.
     pub compacted: u64,
     pub tx: broadcast::Sender<Arc<Event>>,
+    /// The key service-account tokens are signed with (random per cluster).
+    pub token_key: [u8; 32],
+    /// The CA of the API server's serving certificate, when it serves HTTPS.
+    pub ca_pem: Option<String>,
 }
 
 impl Store {
     pub fn new(types: Vec<Arc<ResType>>) -> Self {
         let (tx, _) = broadcast::channel(4096);
-        Self { rv: 1, types, objects: HashMap::new(), history: VecDeque::new(), compacted: 0, tx }
+        let mut token_key = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut token_key).expect("system randomness");
+        Self {
+            rv: 1,
+            types,
+            objects: HashMap::new(),
+            history: VecDeque::new(),
+            compacted: 0,
+            tx,
+            token_key,
+            ca_pem: None,
+        }
     }
 
     /// The served type for a group, version and plural.

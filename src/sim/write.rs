@@ -11,7 +11,7 @@ use super::{Server, builtin, meta, patch};
 use serde_json::{Value, json};
 
 /// Decodes a request body as JSON, with the server's message for malformed input.
-fn decode(req: &Req, rt: &ResType) -> ApiResult<Value> {
+pub(super) fn decode(req: &Req, rt: &ResType) -> ApiResult<Value> {
     serde_json::from_slice(&req.body).map_err(|e| {
         let text = String::from_utf8_lossy(&req.body);
         let snippet: String = text.chars().take(30).collect();
@@ -23,7 +23,7 @@ fn decode(req: &Req, rt: &ResType) -> ApiResult<Value> {
     })
 }
 
-fn check_kind(rt: &ResType, obj: &Value) -> ApiResult<()> {
+pub(super) fn check_kind(rt: &ResType, obj: &Value) -> ApiResult<()> {
     let kind = obj["kind"].as_str().unwrap_or_default();
     let av = obj["apiVersion"].as_str().unwrap_or_default();
     if kind.is_empty() && av.is_empty() {

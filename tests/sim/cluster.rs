@@ -468,8 +468,10 @@ fn rbac_allows_what_roles_grant_and_forbids_the_rest() {
     let cluster = Cluster::start(Options { rbac: true, ..Default::default() }).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
+        // The cluster serves HTTPS (client-go sends no token over plain HTTP).
+        assert!(cluster.url().starts_with("https://"), "{}", cluster.url());
         // No token: 401.
-        let anonymous = client(&cluster);
+        let anonymous = client_from(&cluster.anonymous_kubeconfig()).await;
         let e = api_error(Api::<ConfigMap>::namespaced(anonymous, "default").list(&Default::default()).await.unwrap_err());
         assert_eq!((e.code, e.reason.as_str()), (401, "Unauthorized"));
 

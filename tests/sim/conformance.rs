@@ -9,13 +9,26 @@ use std::process::Command;
 
 #[test]
 fn conformance_kit_against_the_bare_profile() {
+    replay(false);
+}
+
+/// The same steps with authentication and RBAC on: over HTTPS, as the admin.
+#[test]
+fn conformance_kit_against_the_bare_profile_with_rbac() {
+    replay(true);
+}
+
+fn replay(rbac: bool) {
     let kit = crate::support::root().join("../shared/conformance");
     if !kit.join("run.py").exists() {
         eprintln!("conformance kit not present at {}: skipped", kit.display());
         return;
     }
-    let cluster =
-        Cluster::start(Options { profile: Profile::Bare, ..Default::default() }).expect("start the simulated cluster");
+    let cluster = Cluster::start(Options { profile: Profile::Bare, rbac, ..Default::default() })
+        .expect("start the simulated cluster");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    cluster.write_kubeconfig(&kubeconfig).unwrap();
     let scenarios: Vec<String> = std::fs::read_dir(kit.join("scenarios"))
         .expect("scenarios")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -24,7 +37,9 @@ fn conformance_kit_against_the_bare_profile() {
         .collect();
     let out = Command::new("python3")
         .arg("run.py")
-        .args(["--server", &cluster.url(), "--check", "golden"])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--check", "golden"])
         .args(&scenarios)
         .current_dir(&kit)
         .output()
