@@ -1,6 +1,6 @@
 //! Request routing, discovery, and reads (get, list, tables) of the simulated API server.
 
-use super::errors::{ApiError, ApiResult};
+use super::errors::{ApiError, ApiResult, Cause};
 use super::registry::ResType;
 use super::selector::{FieldSelector, LabelSelector, selectable_fields};
 use super::store::Store;
@@ -340,26 +340,82 @@ pub fn parse_rv(s: &str) -> ApiResult<u64> {
     })
 }
 
+/// `ValidateListOptions` (apimachinery pkg/apis/meta/internalversion/validation):
+/// a 422 on `ListOptions.meta.k8s.io`.
+fn validate_list_options(req: &Req) -> ApiResult<()> {
+    let mut causes = Vec::new();
+    let rv = req.q("resourceVersion").unwrap_or("");
+    if let Some(m) = req.q("resourceVersionMatch").filter(|m| !m.is_empty()) {
+        if rv.is_empty() {
+            causes.push(Cause::forbidden(
+                "resourceVersionMatch",
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ));
+        }
+        if req.q("continue").is_some_and(|c| !c.is_empty()) {
+            causes.push(Cause::forbidden(
+                "resourceVersionMatch",
+                "resourceVersionMatch is forbidden when continue is provided",
+            ));
+        }
+        if m != "Exact" && m != "NotOlderThan" {
+            causes.push(Cause::new(
+                "FieldValueNotSupported",
+                "resourceVersionMatch",
+                format!(
+                    "Unsupported value: {}: supported values: \"Exact\", \"NotOlderThan\", \"\"",
+                    crate::api::field::go_quote(m)
+                ),
+            ));
+        }
+        if m == "Exact" && rv == "0" {
+            causes.push(Cause::forbidden(
+                "resourceVersionMatch",
+                "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+            ));
+        }
+    }
+    if req.q("sendInitialEvents").is_some() {
+        causes.push(Cause::forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"));
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid_in("meta.k8s.io", "ListOptions", "", causes))
+}
+
+/// Lists follow the real server's resource-version semantics (apiserver
+/// `pkg/storage/cacher`, `pkg/storage/etcd3/store.go` GetList): no resourceVersion is the
+/// latest state; `0` is any state (the watch cache: `limit` ignored); `N` with
+/// `NotOlderThan` (or no match) is a state at least as new as N; `N` with `Exact` is the
+/// state at N (410 Expired once compacted away); a continue token is the state at the
+/// first page's resourceVersion, so a paged list is one consistent snapshot.
 fn list(server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
+    validate_list_options(req)?;
     let (labels, fields) = parse_selectors(req, &t.rt)?;
     let store = server.store();
     let rv_param = req.q("resourceVersion").unwrap_or("");
+    let exact = req.q("resourceVersionMatch") == Some("Exact");
+    let mut at: Option<u64> = None;
     if !rv_param.is_empty() {
         let rv = parse_rv(rv_param)?;
         if rv > store.rv && req.q("resourceVersionMatch").is_some() {
             return Err(ApiError::status(504, "Timeout", "Too large resource version", None));
         }
-        if rv < store.compacted && req.q("resourceVersionMatch") == Some("Exact") {
-            return Err(ApiError::status(
-                410,
-                "Expired",
-                format!("too old resource version: {rv} ({})", store.compacted),
-                None,
-            ));
+        if exact {
+            if rv < store.compacted {
+                return Err(ApiError::status(
+                    410,
+                    "Expired",
+                    format!("too old resource version: {rv} ({})", store.compacted),
+                    None,
+                ));
+            }
+            at = Some(rv);
         }
     }
     let limit: usize = req.q("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
-    let (list_rv, start) = match req.q("continue").filter(|c| !c.is_empty()) {
+    let start = match req.q("continue").filter(|c| !c.is_empty()) {
         Some(c) => {
             let (rv, start) = decode_continue(c)?;
             if rv < store.compacted {
@@ -370,17 +426,23 @@ fn list(server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
                     None,
                 ));
             }
-            (rv, Some(start))
+            at = Some(rv);
+            Some(start)
         }
-        None => (store.rv, None),
+        None => None,
     };
+    let list_rv = at.unwrap_or(store.rv);
     // resourceVersion=0 is served from the watch cache, which ignores limit.
     let limit = if rv_param == "0" && start.is_none() { 0 } else { limit };
+    let snapshot: Vec<Value> = match at.filter(|rv| *rv < store.rv) {
+        Some(rv) => store.list_at(&t.rt.key(), t.namespace.as_deref(), rv).unwrap_or_default(),
+        None => store.list(&t.rt.key(), t.namespace.as_deref()).cloned().collect(),
+    };
     let mut items = Vec::new();
     let mut next: Option<String> = None;
     let mut remaining = 0usize;
     let mut scanned_past_limit = false;
-    for obj in store.list(&t.rt.key(), t.namespace.as_deref()) {
+    for obj in &snapshot {
         let key = format!(
             "{}/{}",
             obj["metadata"]["namespace"].as_str().unwrap_or_default(),

@@ -5,8 +5,8 @@
 use super::api::{Reply, Req, Target, present};
 use super::custom::FieldValidation;
 use super::errors::{ApiError, ApiResult};
-use super::managed::{self, Path};
-use super::{Server, meta, patch, write};
+use super::managed::{self, Path, Schema};
+use super::{Server, meta, write};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -21,6 +21,7 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
             ),
         ));
     };
+    write::validate_options(req, "PatchOptions", Some("application/apply-patch+yaml"))?;
     let fv = FieldValidation::parse(req.q("fieldValidation"), "PatchOptions")?;
     let force = req.q("force") == Some("true");
     let text = String::from_utf8_lossy(&req.body);
@@ -40,9 +41,19 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
     }
     let api_version = t.rt.api_version();
     let sub = t.sub.as_deref();
-    let mut store = server.store();
     let ns = t.namespace.clone().unwrap_or_default();
-    let applied: BTreeSet<Path> = managed::applied_paths(&scoped(&body, sub));
+    let schema_doc = super::custom::schema(&t.rt);
+    let schema = Schema::of(&schema_doc);
+    // The applied configuration must be a valid typed object: no duplicate keys
+    // (fieldmanager/internal/structuredmerge.go; not a Status error, so a 500).
+    managed::merge(&mut Value::Null, &body, schema).map_err(|e| {
+        let (g, v) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+        let gvk =
+            if g.is_empty() { format!("/{v}, Kind={}", t.rt.kind) } else { format!("{g}/{v}, Kind={}", t.rt.kind) };
+        ApiError::internal(format!("failed to create typed patch object ({ns}/{name}; {gvk}): {e}"))
+    })?;
+    let mut store = server.store();
+    let applied: BTreeSet<Path> = managed::applied_paths(&scoped(&body, sub), schema);
     let Some(live) = store.get(&t.rt.key(), &ns, name).cloned() else {
         if sub.is_some() {
             return Err(ApiError::not_found(&t.rt, name));
@@ -64,7 +75,7 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
             if p.last().is_some_and(|l| l == ".") {
                 continue;
             }
-            if managed::value_at(&live, p) != managed::value_at(&body, p) {
+            if managed::value_at(&live, p, schema) != managed::value_at(&body, p, schema) {
                 let who = e["manager"].as_str().unwrap_or_default().to_string();
                 // Update managers are named with the version they wrote through.
                 let how = if e["operation"] == "Update" {
@@ -94,10 +105,15 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
     let others: BTreeSet<Path> =
         entries.iter().filter(|e| !is_mine(e)).flat_map(|e| managed::from_fields(&e["fieldsV1"])).collect();
     let mut merged = present(&t.rt, &live);
-    patch::apply_merge(&mut merged, &body);
+    managed::merge(&mut merged, &body, schema).map_err(ApiError::internal)?;
+    // Fields this manager stopped applying go, unless another manager owns them (or
+    // something inside them); a map's own `.` goes with its last field.
     for p in previous.difference(&applied) {
-        if !others.contains(p) && p.last().is_none_or(|l| l != ".") {
-            remove_path(&mut merged, p);
+        let base: Vec<String> = p.iter().filter(|t| *t != ".").cloned().collect();
+        let owned_by_others = others.iter().any(|o| o.starts_with(&base));
+        let map_itself = p.last().is_some_and(|l| l == ".") && base.last().is_some_and(|l| l.starts_with("f:"));
+        if !owned_by_others && !map_itself {
+            managed::remove_path(&mut merged, &base, schema);
         }
     }
     merged["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
@@ -150,40 +166,17 @@ fn entry(manager: &str, api_version: &str, sub: Option<&str>, set: &BTreeSet<Pat
     e
 }
 
-fn remove_path(v: &mut Value, p: &Path) {
-    let Some((last, parents)) = p.split_last() else { return };
-    let mut cur = v;
-    for tok in parents {
-        let Some(n) = tok.strip_prefix("f:") else { return };
-        let Some(next) = cur.get_mut(n) else { return };
-        cur = next;
-    }
-    if let (Some(n), Some(m)) = (last.strip_prefix("f:"), cur.as_object_mut()) {
-        m.remove(n);
-    }
-}
-
-fn render_path(p: &Path) -> String {
-    p.iter()
-        .filter(|t| *t != ".")
-        .map(|t| match t.strip_prefix("f:") {
-            Some(n) => format!(".{n}"),
-            None => format!("[{}]", t.trim_start_matches("k:")),
-        })
-        .collect()
-}
-
 fn conflict_error(conflicts: &[(String, String, Path)]) -> ApiError {
     let causes: Vec<Value> = conflicts
         .iter()
-        .map(|(who, how, p)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {who:?}{how}"), "field": render_path(p)}))
+        .map(|(who, how, p)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {who:?}{how}"), "field": managed::render_path(p)}))
         .collect();
     let mut by: Vec<(String, Vec<String>)> = Vec::new();
     for (who, how, p) in conflicts {
         let key = format!("{who:?}{how}");
         match by.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => v.push(render_path(p)),
-            None => by.push((key, vec![render_path(p)])),
+            Some((_, v)) => v.push(managed::render_path(p)),
+            None => by.push((key, vec![managed::render_path(p)])),
         }
     }
     let n = conflicts.len();

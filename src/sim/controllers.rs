@@ -151,7 +151,14 @@ pub fn put_new(store: &mut Store, rt: &ResType, mut obj: Value, manager: &str) -
     if rt.generation {
         obj["metadata"]["generation"] = json!(1);
     }
-    let w = super::managed::Writer { manager, operation: "Update", api_version: &rt.api_version(), subresource: None };
+    let schema = super::custom::schema(rt);
+    let w = super::managed::Writer {
+        schema: &schema,
+        manager,
+        operation: "Update",
+        api_version: &rt.api_version(),
+        subresource: None,
+    };
     super::managed::record_update(None, &mut obj, &w, &meta::now());
     store.put(&rt.key(), obj)
 }
@@ -164,7 +171,9 @@ fn terminate(store: &mut Store, ns_rt: &ResType, ns: &Value, name: &str) {
         let Some(rt) = store.types.iter().find(|t| t.key() == *res).cloned() else { continue };
         let oname = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
         if obj["metadata"].get("deletionTimestamp").is_none() {
-            let _ = delete_in(store, &rt, name, &oname, &Delete::default(), false);
+            // The namespace deleter deletes with propagationPolicy=Background.
+            let opts = Delete { policy: Some("Background".into()), ..Default::default() };
+            let _ = delete_in(store, &rt, name, &oname, &opts, false);
         }
         if let Some(o) = store.get(res, name, &oname) {
             remaining.push(format!("{}.{}", rt.plural, rt.group));
@@ -210,6 +219,45 @@ fn terminate(store: &mut Store, ns_rt: &ResType, ns: &Value, name: &str) {
     }
 }
 
+/// What the garbage collector's patch does to a dependent of an orphaning owner
+/// (kube-controller-manager `garbagecollector/patch.go`): the owner's reference goes,
+/// and the list with it when it was the last (an empty list is not written); the fields
+/// are no longer anyone's in managedFields.
+fn drop_owner_ref(store: &mut Store, res: &str, dependent: &Value, owner_uid: &str) {
+    let Some(rt) = store.types.iter().find(|t| t.key() == res).cloned() else { return };
+    let mut d = dependent.clone();
+    if let Some(rs) = d["metadata"]["ownerReferences"].as_array_mut() {
+        rs.retain(|x| x["uid"] != owner_uid);
+        if rs.is_empty() {
+            d["metadata"].as_object_mut().map(|m| m.remove("ownerReferences"));
+        }
+    }
+    let schema = super::custom::schema(&rt);
+    let w = super::managed::Writer {
+        schema: &schema,
+        manager: "kube-controller-manager",
+        operation: "Update",
+        api_version: &rt.api_version(),
+        subresource: None,
+    };
+    super::managed::record_update(Some(dependent), &mut d, &w, &meta::now());
+    store.put(res, d);
+}
+
+/// How the garbage collector deletes an object whose owners are gone
+/// (`attemptToDeleteItem`): by the policy its own finalizers ask for, else Background.
+fn gc_delete(obj: &Value) -> Delete {
+    let fins = obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+    let policy = if fins.contains(&json!("orphan")) {
+        "Orphan"
+    } else if fins.contains(&json!("foregroundDeletion")) {
+        "Foreground"
+    } else {
+        "Background"
+    };
+    Delete { policy: Some(policy.into()), ..Default::default() }
+}
+
 fn garbage_collect(store: &mut Store) {
     let uids: HashSet<String> =
         store.all().filter_map(|(_, o)| o["metadata"]["uid"].as_str().map(String::from)).collect();
@@ -223,7 +271,7 @@ fn garbage_collect(store: &mut Store) {
             let Some(rt) = store.types.iter().find(|t| t.key() == *res).cloned() else { continue };
             let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
             let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            let _ = delete_in(store, &rt, &ns, &name, &Delete::default(), false);
+            let _ = delete_in(store, &rt, &ns, &name, &gc_delete(obj), false);
         }
     }
     // Owners being deleted in the foreground or orphaning their dependents.
@@ -266,11 +314,8 @@ fn garbage_collect(store: &mut Store) {
             }
         };
         if fins.iter().any(|f| f == "orphan") {
-            for (r, mut d) in dependents {
-                if let Some(rs) = d["metadata"]["ownerReferences"].as_array_mut() {
-                    rs.retain(|x| x["uid"] != uid);
-                }
-                store.put(&r, d);
+            for (r, d) in dependents {
+                drop_owner_ref(store, &r, &d, uid);
             }
             drop_finalizer(store, "orphan");
         } else if fins.iter().any(|f| f == "foregroundDeletion") {
@@ -280,7 +325,24 @@ fn garbage_collect(store: &mut Store) {
                 let ns = d["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
                 let name = d["metadata"]["name"].as_str().unwrap_or_default().to_string();
                 if d["metadata"].get("deletionTimestamp").is_none() {
-                    let opts = Delete { policy: Some("Foreground".into()), ..Default::default() };
+                    // garbagecollector.go attemptToDeleteItem: a dependent with
+                    // dependents of its own is deleted in the foreground too; one
+                    // without, by its own finalizers' policy (Background by default).
+                    let duid = d["metadata"]["uid"].as_str().unwrap_or_default();
+                    let has_dependents = all.iter().any(|(_, o)| {
+                        o["metadata"]["ownerReferences"]
+                            .as_array()
+                            .is_some_and(|rs| rs.iter().any(|r| r["uid"] == duid))
+                    });
+                    let fins = d["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+                    let policy = if has_dependents || fins.contains(&json!("foregroundDeletion")) {
+                        "Foreground"
+                    } else if fins.contains(&json!("orphan")) {
+                        "Orphan"
+                    } else {
+                        "Background"
+                    };
+                    let opts = Delete { policy: Some(policy.into()), ..Default::default() };
                     let _ = delete_in(store, &drt, &ns, &name, &opts, false);
                 }
                 if store.get(r, &ns, &name).is_some()

@@ -98,6 +98,11 @@ impl ApiError {
 
     /// 422 with one cause per field error; `kind` is the object's kind.
     pub fn invalid(rt: &ResType, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
+        Self::invalid_in(&rt.group, kind, name, causes)
+    }
+
+    /// 422 for a kind of group `group` (`ListOptions` of `meta.k8s.io`, …).
+    pub fn invalid_in(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let mut causes = causes;
         causes.sort_by(|a, b| (&a.field, &a.message).cmp(&(&b.field, &b.message)));
         // Like Go's error aggregate, the message lists each distinct error once.
@@ -108,10 +113,10 @@ impl ApiError {
             }
         }
         let list = if rendered.len() == 1 { rendered[0].clone() } else { format!("[{}]", rendered.join(", ")) };
-        let gk = if rt.group.is_empty() { kind.to_string() } else { format!("{kind}.{}", rt.group) };
+        let gk = if group.is_empty() { kind.to_string() } else { format!("{kind}.{}", group) };
         let mut d = json!({"name": name, "kind": kind, "causes": causes.iter().map(Cause::json).collect::<Vec<_>>()});
-        if !rt.group.is_empty() {
-            d["group"] = json!(rt.group);
+        if !group.is_empty() {
+            d["group"] = json!(group);
         }
         if name.is_empty() {
             d.as_object_mut().unwrap().remove("name");

@@ -27,6 +27,100 @@ pub fn list_keys(field: &str) -> Option<&'static [&'static str]> {
     })
 }
 
+/// How a list merges and is owned (`x-kubernetes-list-type`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListType {
+    /// Owned and replaced as a whole (the default for custom resources).
+    Atomic,
+    /// Scalars, owned one by one (`v:<value>`).
+    Set,
+    /// Items identified by these keys (`k:{...}`), owned and merged one by one.
+    Map(Vec<String>),
+}
+
+/// The schema a value is read with, for managedFields and server-side apply
+/// (structured-merge-diff's type information).
+#[derive(Debug, Clone, Copy)]
+pub enum Schema<'a> {
+    /// Built-in kinds: associative lists and atomic structs known by field name, and
+    /// every object's `metadata` (ObjectMeta).
+    Builtin,
+    /// A node of a custom resource's structural schema; `None` where the schema says
+    /// nothing (under `x-kubernetes-preserve-unknown-fields`): maps are granular and
+    /// lists atomic there, as structured-merge-diff treats untyped values.
+    Crd(Option<&'a Value>),
+}
+
+impl<'a> Schema<'a> {
+    /// The schema of an object: its CRD's `openAPIV3Schema`, or the built-in rules.
+    pub fn of(schema: &'a Value) -> Self {
+        if schema.is_object() { Schema::Crd(Some(schema)) } else { Schema::Builtin }
+    }
+
+    fn field(self, name: &str, root: bool) -> Self {
+        match self {
+            Schema::Builtin => Schema::Builtin,
+            Schema::Crd(_) if root && name == "metadata" => Schema::Builtin,
+            Schema::Crd(node) => Schema::Crd(node.and_then(|n| {
+                n["properties"].get(name).or_else(|| n.get("additionalProperties").filter(|a| a.is_object()))
+            })),
+        }
+    }
+
+    fn items(self) -> Self {
+        match self {
+            Schema::Builtin => Schema::Builtin,
+            Schema::Crd(node) => Schema::Crd(node.and_then(|n| n.get("items"))),
+        }
+    }
+
+    /// The list type of field `field` (this schema being the list's own node).
+    pub fn list_type(self, field: &str) -> ListType {
+        match self {
+            Schema::Builtin => match list_keys(field) {
+                Some(keys) => ListType::Map(keys.iter().map(|k| k.to_string()).collect()),
+                None if field == "finalizers" => ListType::Set,
+                None => ListType::Atomic,
+            },
+            Schema::Crd(node) => match node.and_then(|n| n["x-kubernetes-list-type"].as_str()) {
+                Some("map") => ListType::Map(
+                    node.and_then(|n| n["x-kubernetes-list-map-keys"].as_array())
+                        .map(|ks| ks.iter().filter_map(|k| k.as_str().map(String::from)).collect())
+                        .unwrap_or_default(),
+                ),
+                Some("set") => ListType::Set,
+                _ => ListType::Atomic,
+            },
+        }
+    }
+
+    /// Whether a map is owned as a whole (`x-kubernetes-map-type: atomic`, or a
+    /// built-in `+structType=atomic` selector).
+    fn atomic_map(self, field: &str, m: &Map<String, Value>) -> bool {
+        match self {
+            Schema::Builtin => atomic(field, m),
+            Schema::Crd(node) => node.is_some_and(|n| n["x-kubernetes-map-type"] == "atomic"),
+        }
+    }
+}
+
+/// The `k:{...}` token of an item (keys in order, as structured-merge-diff sorts them).
+fn item_token(item: &Value, keys: &[String]) -> Option<String> {
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    key_token(item, &keys)
+}
+
+/// Whether a `k:{...}` token names these key values (compared as JSON, whatever the
+/// order of the keys in the token).
+fn token_is(token: &str, want: &Value) -> bool {
+    token.strip_prefix("k:").and_then(|t| serde_json::from_str::<Value>(t).ok()).is_some_and(|v| v == *want)
+}
+
+/// The `v:<json>` token of a set item.
+fn set_token(item: &Value) -> String {
+    format!("v:{item}")
+}
+
 fn key_token(item: &Value, keys: &[&str]) -> Option<String> {
     let mut m = Map::new();
     for k in keys {
@@ -67,52 +161,64 @@ fn ignored(path: &[String], name: &str) -> bool {
 }
 
 /// Every field path set in `v` (leaves, and `.` for maps and list items that are set).
-pub fn paths(v: &Value) -> BTreeSet<Path> {
+pub fn paths(v: &Value, schema: Schema) -> BTreeSet<Path> {
     let mut out = BTreeSet::new();
-    walk(v, &mut Vec::new(), None, &mut out);
+    walk(v, &mut Vec::new(), schema, &mut out);
     out
 }
 
-fn walk(v: &Value, path: &mut Vec<String>, field: Option<&str>, out: &mut BTreeSet<Path>) {
-    match v {
-        Value::Object(m) => {
-            for (k, child) in m {
-                if ignored(path, k) {
-                    continue;
-                }
-                path.push(format!("f:{k}"));
-                let nested = match child {
-                    Value::Object(c) => !c.is_empty() && !atomic(k, c),
-                    Value::Array(_) => list_keys(k).is_some(),
-                    _ => false,
-                };
-                if nested {
-                    // The map or list itself is owned, except the top-level metadata.
-                    if !(path.len() == 1 && k == "metadata") {
-                        let mut p = path.clone();
-                        p.push(".".into());
-                        out.insert(p);
-                    }
-                    walk(child, path, Some(k), out);
-                } else {
-                    out.insert(path.clone());
-                }
-                path.pop();
-            }
+fn walk(v: &Value, path: &mut Vec<String>, schema: Schema, out: &mut BTreeSet<Path>) {
+    let Value::Object(m) = v else { return };
+    for (k, child) in m {
+        if ignored(path, k) {
+            continue;
         }
-        Value::Array(items) => {
-            let Some(keys) = field.and_then(list_keys) else { return };
+        let cs = schema.field(k, path.is_empty());
+        path.push(format!("f:{k}"));
+        let nested = match child {
+            Value::Object(c) => !c.is_empty() && !cs.atomic_map(k, c),
+            Value::Array(a) => !a.is_empty() && cs.list_type(k) != ListType::Atomic,
+            _ => false,
+        };
+        if nested {
+            // The map or list itself is owned, except the top-level metadata.
+            if !(path.len() == 1 && k == "metadata") {
+                let mut p = path.clone();
+                p.push(".".into());
+                out.insert(p);
+            }
+            match child {
+                Value::Array(items) => walk_list(items, path, cs, k, out),
+                _ => walk(child, path, cs, out),
+            }
+        } else {
+            out.insert(path.clone());
+        }
+        path.pop();
+    }
+}
+
+fn walk_list(items: &[Value], path: &mut Vec<String>, schema: Schema, field: &str, out: &mut BTreeSet<Path>) {
+    match schema.list_type(field) {
+        ListType::Map(keys) => {
             for item in items {
-                let Some(tok) = key_token(item, keys) else { continue };
+                let Some(tok) = item_token(item, &keys) else { continue };
                 path.push(tok);
                 let mut p = path.clone();
                 p.push(".".into());
                 out.insert(p);
-                walk(item, path, None, out);
+                walk(item, path, schema.items(), out);
                 path.pop();
             }
         }
-        _ => {}
+        ListType::Set => {
+            for item in items {
+                let mut p = path.clone();
+                p.push(set_token(item));
+                out.insert(p);
+            }
+        }
+        ListType::Atomic => {}
     }
 }
 
@@ -125,8 +231,8 @@ fn atomic(field: &str, m: &Map<String, Value>) -> bool {
 
 /// The fields an applied configuration sets: like [`paths`], but a map is owned through
 /// its fields only (no `.`), while a list item is owned as an item too.
-pub fn applied_paths(v: &Value) -> BTreeSet<Path> {
-    paths(v)
+pub fn applied_paths(v: &Value, schema: Schema) -> BTreeSet<Path> {
+    paths(v, schema)
         .into_iter()
         .filter(|p| {
             let n = p.len();
@@ -137,11 +243,11 @@ pub fn applied_paths(v: &Value) -> BTreeSet<Path> {
 
 /// Paths whose value differs between `old` and `new` (added or changed leaves, and the
 /// `.` of maps that appear), plus the paths that were removed.
-pub fn changed(old: &Value, new: &Value) -> (BTreeSet<Path>, BTreeSet<Path>) {
-    let (po, pn) = (paths(old), paths(new));
+pub fn changed(old: &Value, new: &Value, schema: Schema) -> (BTreeSet<Path>, BTreeSet<Path>) {
+    let (po, pn) = (paths(old, schema), paths(new, schema));
     let mut changed = BTreeSet::new();
     for p in &pn {
-        if !po.contains(p) || value_at(old, p) != value_at(new, p) {
+        if !po.contains(p) || value_at(old, p, schema) != value_at(new, p, schema) {
             changed.insert(p.clone());
         }
     }
@@ -150,9 +256,11 @@ pub fn changed(old: &Value, new: &Value) -> (BTreeSet<Path>, BTreeSet<Path>) {
 }
 
 /// The value a path designates (maps and list items only by their `.`: compare leaves).
-pub fn value_at<'a>(v: &'a Value, p: &Path) -> Option<&'a Value> {
+pub fn value_at<'a>(v: &'a Value, p: &Path, schema: Schema) -> Option<&'a Value> {
     let mut cur = v;
     let mut field: Option<&str> = None;
+    let mut schema = schema;
+    let mut root = true;
     for tok in p {
         if tok == "." {
             // Presence of the map or item itself: equal whenever both exist.
@@ -160,15 +268,249 @@ pub fn value_at<'a>(v: &'a Value, p: &Path) -> Option<&'a Value> {
         }
         if let Some(name) = tok.strip_prefix("f:") {
             cur = cur.get(name)?;
+            schema = schema.field(name, root);
             field = Some(name);
         } else if let Some(k) = tok.strip_prefix("k:") {
-            let keys = field.and_then(list_keys)?;
+            let ListType::Map(keys) = schema.list_type(field?) else { return None };
             let want: Value = serde_json::from_str(k).ok()?;
-            cur = cur.as_array()?.iter().find(|i| key_token(i, keys).is_some_and(|t| t[2..] == want))?;
+            cur = cur.as_array()?.iter().find(|i| item_token(i, &keys).is_some_and(|t| token_is(&t, &want)))?;
+            schema = schema.items();
+            field = None;
+        } else if let Some(item) = tok.strip_prefix("v:") {
+            let want: Value = serde_json::from_str(item).ok()?;
+            cur = cur.as_array()?.iter().find(|i| **i == want)?;
             field = None;
         }
+        root = false;
     }
     Some(cur)
+}
+
+/// Removes what a path designates: a field, a keyed item or a set value. A list left
+/// empty goes too (custom resources drop nulls of non-nullable fields).
+pub fn remove_path(v: &mut Value, p: &Path, schema: Schema) {
+    let p: Path = p.iter().filter(|t| *t != ".").cloned().collect();
+    if remove_one(v, &p, schema) {
+        remove_path(v, &p[..p.len() - 1].to_vec(), schema);
+    }
+}
+
+/// Removes one path's target; true when that emptied the list it was in.
+fn remove_one(v: &mut Value, p: &[String], schema: Schema) -> bool {
+    let Some((last, parents)) = p.split_last() else { return false };
+    let mut cur = v;
+    let mut schema = schema;
+    let mut field: Option<String> = None;
+    for (i, tok) in parents.iter().enumerate() {
+        if let Some(name) = tok.strip_prefix("f:") {
+            schema = schema.field(name, i == 0);
+            field = Some(name.to_string());
+            let Some(next) = cur.get_mut(name) else { return false };
+            cur = next;
+        } else if let Some(k) = tok.strip_prefix("k:") {
+            let ListType::Map(keys) = field.as_deref().map_or(ListType::Atomic, |f| schema.list_type(f)) else {
+                return false;
+            };
+            let Ok(want) = serde_json::from_str::<Value>(k) else { return false };
+            let Some(next) = cur
+                .as_array_mut()
+                .and_then(|a| a.iter_mut().find(|i| item_token(i, &keys).is_some_and(|t| token_is(&t, &want))))
+            else {
+                return false;
+            };
+            cur = next;
+            schema = schema.items();
+            field = None;
+        } else {
+            return false;
+        }
+    }
+    if let Some(n) = last.strip_prefix("f:") {
+        if let Some(m) = cur.as_object_mut() {
+            m.remove(n);
+        }
+        return false;
+    }
+    let Some(a) = cur.as_array_mut() else { return false };
+    let before = a.len();
+    if let Some(k) = last.strip_prefix("k:") {
+        let ListType::Map(keys) = field.as_deref().map_or(ListType::Atomic, |f| schema.list_type(f)) else {
+            return false;
+        };
+        let Ok(want) = serde_json::from_str::<Value>(k) else { return false };
+        a.retain(|i| item_token(i, &keys).is_none_or(|t| !token_is(&t, &want)));
+    } else if let Some(item) = last.strip_prefix("v:") {
+        let Ok(want) = serde_json::from_str::<Value>(item) else { return false };
+        a.retain(|i| *i != want);
+    }
+    a.is_empty() && before > 0
+}
+
+/// A path as structured-merge-diff prints it (`fieldpath/element.go`):
+/// `.spec.routes[name="web"].port`, `.spec.ports[containerPort=80,protocol="TCP"]`,
+/// `.metadata.finalizers[="a"]`.
+pub fn render_path(p: &Path) -> String {
+    p.iter()
+        .filter(|t| *t != ".")
+        .map(|t| {
+            if let Some(n) = t.strip_prefix("f:") {
+                format!(".{n}")
+            } else if let Some(k) = t.strip_prefix("k:") {
+                let keys: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
+                let parts: Vec<String> = keys.iter().map(|(n, v)| format!("{n}={}", smd_string(v))).collect();
+                format!("[{}]", parts.join(","))
+            } else if let Some(v) = t.strip_prefix("v:") {
+                format!("[={}]", serde_json::from_str::<Value>(v).map(|v| smd_string(&v)).unwrap_or_default())
+            } else {
+                t.clone()
+            }
+        })
+        .collect()
+}
+
+/// `value.ToString` of structured-merge-diff: strings quoted, numbers and bools bare.
+fn smd_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => crate::api::field::go_quote(s),
+        Value::Null => "null".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The merge of server-side apply (structured-merge-diff `typed/merge.go`): maps field
+/// by field, associative lists item by item and sets value by value in the merged
+/// order of `visitListItems`, anything atomic replaced. Errors name duplicate keys in
+/// the applied configuration.
+pub fn merge(target: &mut Value, applied: &Value, schema: Schema) -> Result<(), String> {
+    merge_at(target, applied, schema, "", None, true)
+}
+
+fn merge_at(
+    target: &mut Value,
+    applied: &Value,
+    schema: Schema,
+    at: &str,
+    field: Option<&str>,
+    root: bool,
+) -> Result<(), String> {
+    match applied {
+        Value::Object(p) if !field.is_some_and(|f| schema.atomic_map(f, p)) => {
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            let t = target.as_object_mut().expect("object");
+            for (k, v) in p {
+                let cs = schema.field(k, root);
+                let here = format!("{at}.{k}");
+                match v {
+                    Value::Null => {
+                        t.remove(k);
+                    }
+                    Value::Object(_) | Value::Array(_) => {
+                        merge_at(t.entry(k.clone()).or_insert(Value::Null), v, cs, &here, Some(k), false)?
+                    }
+                    _ => {
+                        t.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            Ok(())
+        }
+        Value::Array(rhs) => {
+            let lt = field.map_or(ListType::Atomic, |f| schema.list_type(f));
+            let lhs: Vec<Value> = target.as_array().cloned().unwrap_or_default();
+            if lt == ListType::Atomic || (lhs.is_empty() && rhs.is_empty()) {
+                *target = applied.clone();
+                return Ok(());
+            }
+            let token = |i: &Value| match &lt {
+                ListType::Map(keys) => item_token(i, keys),
+                _ => Some(set_token(i)),
+            };
+            let mut seen = BTreeSet::new();
+            for r in rhs {
+                if let Some(t) = token(r)
+                    && !seen.insert(t.clone())
+                {
+                    return Err(format!("{at}: duplicate entries for key {}", render_path(&vec![t])));
+                }
+            }
+            *target = Value::Array(merge_list(&lhs, rhs, token, |l, r| {
+                let mut out = l.clone();
+                if matches!(lt, ListType::Map(_)) {
+                    merge_at(&mut out, r, schema.items(), at, None, false).map(|_| out)
+                } else {
+                    Ok(r.clone())
+                }
+            })?);
+            Ok(())
+        }
+        _ => {
+            *target = applied.clone();
+            Ok(())
+        }
+    }
+}
+
+/// `visitListItems`: items both sides have are merged in the applied order, live-only
+/// items keep their places, new items follow the item before them.
+fn merge_list(
+    lhs: &[Value],
+    rhs: &[Value],
+    token: impl Fn(&Value) -> Option<String>,
+    mut merge_item: impl FnMut(&Value, &Value) -> Result<Value, String>,
+) -> Result<Vec<Value>, String> {
+    let lt: Vec<Option<String>> = lhs.iter().map(&token).collect();
+    let rt: Vec<Option<String>> = rhs.iter().map(&token).collect();
+    let in_rhs = |t: &Option<String>| t.is_some() && rt.contains(t);
+    let in_lhs = |t: &Option<String>| t.is_some() && lt.contains(t);
+    let mut shared: std::collections::VecDeque<&Option<String>> = rt.iter().filter(|t| in_lhs(t)).collect();
+    let mut next_shared = shared.pop_front();
+    let mut merged: BTreeSet<String> = BTreeSet::new();
+    let mut out = Vec::new();
+    let (mut li, mut ri) = (0, 0);
+    let find_l = |t: &Option<String>| lt.iter().position(|x| x == t).map(|i| &lhs[i]);
+    while li < lhs.len() || ri < rhs.len() {
+        if li < lhs.len() && ri < rhs.len() {
+            if lt[li].is_some() && lt[li] == rt[ri] {
+                merged.insert(lt[li].clone().unwrap_or_default());
+                out.push(merge_item(&lhs[li], &rhs[ri])?);
+                li += 1;
+                ri += 1;
+                next_shared = shared.pop_front();
+                continue;
+            }
+            if in_rhs(&lt[li]) && next_shared.is_some_and(|n| *n != lt[li]) {
+                li += 1;
+                continue;
+            }
+        }
+        if li < lhs.len() {
+            if !in_rhs(&lt[li]) {
+                out.push(lhs[li].clone());
+                li += 1;
+                continue;
+            } else if lt[li].as_ref().is_some_and(|t| merged.contains(t)) {
+                li += 1;
+            }
+        }
+        if ri < rhs.len() {
+            let t = &rt[ri];
+            if let Some(t) = t {
+                merged.insert(t.clone());
+            }
+            let item = match find_l(t).filter(|_| t.is_some()) {
+                Some(l) => merge_item(l, &rhs[ri])?,
+                None => merge_item(&Value::Null, &rhs[ri])?,
+            };
+            out.push(item);
+            ri += 1;
+            if next_shared.is_some_and(|n| n == t) {
+                next_shared = shared.pop_front();
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// FieldsV1 tree from paths.
@@ -205,6 +547,8 @@ pub fn from_fields(v: &Value) -> BTreeSet<Path> {
 /// Who writes, for managedFields.
 #[derive(Debug, Clone)]
 pub struct Writer<'a> {
+    /// A custom resource's `openAPIV3Schema` (`Value::Null` for built-in kinds).
+    pub schema: &'a Value,
     pub manager: &'a str,
     /// `Update` or `Apply`.
     pub operation: &'a str,
@@ -218,9 +562,12 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer, now: &str
     let mut entries: Vec<Value> =
         old.and_then(|o| o["metadata"]["managedFields"].as_array().cloned()).unwrap_or_default();
     let empty = json!({});
-    let (changed, removed) = changed(old.unwrap_or(&empty), &strip(new));
+    let schema = Schema::of(w.schema);
+    let (changed, removed) = changed(old.unwrap_or(&empty), &strip(new), schema);
     if changed.is_empty() && removed.is_empty() && old.is_some() {
-        new["metadata"]["managedFields"] = json!(entries);
+        if !entries.is_empty() {
+            new["metadata"]["managedFields"] = json!(entries);
+        }
         return;
     }
     let sub = w.subresource.unwrap_or("");
@@ -251,7 +598,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer, now: &str
     mine.retain(|p| !removed.contains(p));
     mine.extend(changed);
     // A map whose every field is gone is no longer owned as a map either.
-    let live = paths(&strip(new));
+    let live = paths(&strip(new), schema);
     mine.retain(|p| live.contains(p));
     if !mine.is_empty() {
         let mut e = json!({
@@ -263,7 +610,14 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer, now: &str
         }
         entries.push(e);
     }
-    new["metadata"]["managedFields"] = json!(entries);
+    // No manager left owning anything: the list is not written at all.
+    if entries.is_empty() {
+        if let Some(m) = new["metadata"].as_object_mut() {
+            m.remove("managedFields");
+        }
+    } else {
+        new["metadata"]["managedFields"] = json!(entries);
+    }
 }
 
 /// The object without its managedFields (they are not fields of the object).

@@ -286,39 +286,3 @@ fn reorder(field: &str, current: &mut Value, order: &[Value]) {
     indexed.sort_by_key(|(i, x)| (pos(x).unwrap_or(usize::MAX), *i));
     list.extend(indexed.into_iter().map(|(_, x)| x));
 }
-
-/// The merge of server-side apply: maps field by field, keyed lists item by item (live
-/// items keep their places, new ones go last), anything else replaced.
-pub fn apply_merge(target: &mut Value, applied: &Value) {
-    match applied {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = Value::Object(Map::new());
-            }
-            let t = target.as_object_mut().expect("object");
-            for (k, v) in p {
-                match v {
-                    Value::Array(items) if merge_key(k).is_some() => {
-                        let key = merge_key(k).expect("key");
-                        let current = t.entry(k.clone()).or_insert(Value::Array(Vec::new()));
-                        if !current.is_array() {
-                            *current = Value::Array(Vec::new());
-                        }
-                        let list = current.as_array_mut().expect("array");
-                        for item in items {
-                            match list.iter_mut().find(|x| x.get(key).is_some() && x.get(key) == item.get(key)) {
-                                Some(x) => apply_merge(x, item),
-                                None => list.push(item.clone()),
-                            }
-                        }
-                    }
-                    Value::Object(_) => apply_merge(t.entry(k.clone()).or_insert(Value::Null), v),
-                    _ => {
-                        t.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
-        _ => *target = applied.clone(),
-    }
-}

@@ -82,6 +82,41 @@ impl Store {
             .flat_map(move |m| m.iter().filter(move |((n, _), _)| ns.is_none_or(|ns| ns == n)).map(|(_, v)| v))
     }
 
+    /// Objects of a resource as they were at resourceVersion `rv`, in key order: the
+    /// current ones with every later change undone. `None` once `rv` is compacted away.
+    pub fn list_at(&self, res: &str, ns: Option<&str>, rv: u64) -> Option<Vec<Value>> {
+        if rv < self.compacted {
+            return None;
+        }
+        let mut objs: BTreeMap<(String, String), Value> = self
+            .objects
+            .get(res)
+            .map(|m| {
+                m.iter()
+                    .filter(|((n, _), _)| ns.is_none_or(|ns| ns == n))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for e in self.history.iter().rev().take_while(|e| e.rv > rv) {
+            if e.res != res || ns.is_some_and(|ns| ns != e.namespace) {
+                continue;
+            }
+            let name = e.object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let key = (e.namespace.clone(), name);
+            match (&e.typ, &e.old) {
+                (EventType::Added, _) => {
+                    objs.remove(&key);
+                }
+                (_, Some(old)) => {
+                    objs.insert(key, old.clone());
+                }
+                (_, None) => {}
+            }
+        }
+        Some(objs.into_values().collect())
+    }
+
     /// Every object of a namespace, across resources (for namespace deletion).
     pub fn in_namespace(&self, ns: &str) -> Vec<(String, Value)> {
         let mut out = Vec::new();

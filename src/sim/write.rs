@@ -147,7 +147,52 @@ pub fn dry_run(req: &Req) -> bool {
     req.q("dryRun") == Some("All")
 }
 
+/// `ValidateCreateOptions`, `ValidateUpdateOptions`, `ValidatePatchOptions` of
+/// apimachinery `pkg/apis/meta/v1/validation/validation.go`: the query options of a
+/// write, refused together as a 422 on `<kind>.meta.k8s.io ""`.
+pub fn validate_options(req: &Req, kind: &str, patch_type: Option<&str>) -> ApiResult<()> {
+    let mut causes = Vec::new();
+    if let Some(pt) = patch_type
+        && pt != "application/apply-patch+yaml"
+        && req.q("force").is_some()
+    {
+        causes.push(Cause::forbidden("force", "may not be specified for non-apply patch"));
+    }
+    let fm = req.q("fieldManager").unwrap_or("");
+    if fm.len() > 128 {
+        causes.push(Cause::new("FieldValueTooLong", "fieldManager", "Too long: may not be more than 128 bytes"));
+    }
+    for (i, c) in fm.chars().enumerate() {
+        if c.is_control() {
+            causes.push(Cause::invalid(
+                "fieldManager",
+                &json!(fm),
+                &format!("invalid character U+{:04X} (at position {i})", c as u32),
+            ));
+        }
+    }
+    causes.extend(dry_run_cause(req.q("dryRun")));
+    if let Err(e) = FieldValidation::parse(req.q("fieldValidation"), kind) {
+        let c = &e.body["details"]["causes"][0];
+        causes.push(Cause::new("FieldValueNotSupported", "fieldValidation", c["message"].as_str().unwrap_or_default()));
+    }
+    if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid_in("meta.k8s.io", kind, "", causes)) }
+}
+
+/// `ValidateDryRun`: only `All` (the value printed as the list it is).
+fn dry_run_cause(v: Option<&str>) -> Option<Cause> {
+    let v = v?;
+    (v != "All").then(|| {
+        Cause::new(
+            "FieldValueNotSupported",
+            "dryRun",
+            format!("Unsupported value: [{}]: supported values: \"All\"", crate::api::field::go_quote(v)),
+        )
+    })
+}
+
 pub fn create(server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
+    validate_options(req, "CreateOptions", None)?;
     let fv = FieldValidation::parse(req.q("fieldValidation"), "CreateOptions")?;
     let obj = decode(req, &t.rt)?;
     let mut store = server.store();
@@ -236,10 +281,21 @@ pub fn create_in(
     }
     builtin::on_create(&t.rt, &mut obj);
     let manager = req.manager();
-    let w = Writer { manager: &manager, operation: "Update", api_version: &t.rt.api_version(), subresource: None };
+    let schema = custom::schema(&t.rt);
+    let w = Writer {
+        schema: &schema,
+        manager: &manager,
+        operation: "Update",
+        api_version: &t.rt.api_version(),
+        subresource: None,
+    };
     managed::record_update(None, &mut obj, &w, &now());
     if dry_run(req) {
-        obj["metadata"]["resourceVersion"] = json!("");
+        // Nothing is stored, so there is no resourceVersion (registry/generic/registry/
+        // dryrun.go copies the object as it would have been created).
+        if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("resourceVersion");
+        }
         return Ok((obj, warnings));
     }
     let stored = store.put(&t.rt.key(), obj);
@@ -247,6 +303,7 @@ pub fn create_in(
 }
 
 pub fn update(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Reply> {
+    validate_options(req, "UpdateOptions", None)?;
     let fv = FieldValidation::parse(req.q("fieldValidation"), "UpdateOptions")?;
     let obj = decode(req, &t.rt)?;
     if t.sub.as_deref() == Some("scale") {
@@ -407,7 +464,9 @@ pub fn update_in(
     cmp_old["metadata"].as_object_mut().expect("metadata").remove("resourceVersion");
     if operation == "Update" {
         let manager = req.manager();
+        let schema = custom::schema(&t.rt);
         let w = Writer {
+            schema: &schema,
             manager: &manager,
             operation: "Update",
             api_version: &t.rt.api_version(),
@@ -450,12 +509,13 @@ pub fn patch(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
     if ct == "application/apply-patch+yaml" {
         return super::apply::apply(server, req, t, name);
     }
-    let fv = FieldValidation::parse(req.q("fieldValidation"), "PatchOptions")?;
     let known =
         ["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json"];
     if !known.contains(&ct) {
         return Err(ApiError::unsupported_media());
     }
+    validate_options(req, "PatchOptions", Some(ct))?;
+    let fv = FieldValidation::parse(req.q("fieldValidation"), "PatchOptions")?;
     if ct == "application/strategic-merge-patch+json" && t.rt.is_custom() {
         return Err(ApiError::patch_type_not_accepted(
             "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
@@ -504,25 +564,58 @@ pub fn patch(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
     Ok(Reply::Json { code, body: present(&t.rt, &obj), warnings })
 }
 
-/// DeleteOptions from the body (or the query), as the real server reads them.
-fn delete_options(req: &Req) -> Delete {
+/// DeleteOptions from the body (or the query), as the real server reads them, checked
+/// by `ValidateDeleteOptions` (apimachinery `pkg/apis/meta/v1/validation`).
+fn delete_options(req: &Req) -> ApiResult<(Delete, bool)> {
     let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-    Delete {
+    let policy =
+        body["propagationPolicy"].as_str().map(String::from).or_else(|| req.q("propagationPolicy").map(String::from));
+    let orphan =
+        body["orphanDependents"].as_bool().or_else(|| req.q("orphanDependents").and_then(|v| v.parse::<bool>().ok()));
+    let dry: Option<String> = body["dryRun"]
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .map(String::from)
+        .or_else(|| req.q("dryRun").map(String::from));
+    let mut causes = Vec::new();
+    if let (Some(_), Some(p)) = (orphan, &policy) {
+        causes.push(Cause::invalid(
+            "propagationPolicy",
+            &json!(p),
+            "orphanDependents and deletionPropagation cannot be both set",
+        ));
+    }
+    if let Some(p) = &policy
+        && !matches!(p.as_str(), "Foreground" | "Background" | "Orphan")
+    {
+        causes.push(Cause::new(
+            "FieldValueNotSupported",
+            "propagationPolicy",
+            format!(
+                "Unsupported value: {}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\"",
+                crate::api::field::go_quote(p)
+            ),
+        ));
+    }
+    causes.extend(dry_run_cause(dry.as_deref()));
+    if !causes.is_empty() {
+        return Err(ApiError::invalid_in("meta.k8s.io", "DeleteOptions", "", causes));
+    }
+    let opts = Delete {
         uid: body["preconditions"]["uid"].as_str().map(String::from),
         rv: body["preconditions"]["resourceVersion"].as_str().map(String::from),
-        policy: body["propagationPolicy"]
-            .as_str()
-            .map(String::from)
-            .or_else(|| req.q("propagationPolicy").map(String::from))
-            .or_else(|| (body["orphanDependents"].as_bool() == Some(true)).then(|| "Orphan".into())),
+        // orphanDependents=false is Background in effect (shouldOrphanDependents).
+        policy: policy.or_else(|| orphan.map(|o| if o { "Orphan".into() } else { "Background".into() })),
         grace: body["gracePeriodSeconds"].as_i64().or_else(|| req.q("gracePeriodSeconds").and_then(|g| g.parse().ok())),
-    }
+    };
+    Ok((opts, dry.as_deref() == Some("All")))
 }
 
 pub fn delete(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Reply> {
-    let opts = delete_options(req);
+    let (opts, dry) = delete_options(req)?;
     let mut store = server.store();
-    let (code, body) = delete_in(&mut store, &t.rt, t.namespace.as_deref().unwrap_or(""), name, &opts, dry_run(req))?;
+    let (code, body) = delete_in(&mut store, &t.rt, t.namespace.as_deref().unwrap_or(""), name, &opts, dry)?;
     Ok(ok(code, body))
 }
 
@@ -534,6 +627,39 @@ pub struct Delete {
     pub policy: Option<String>,
     /// `gracePeriodSeconds`: how long a running Pod gets to stop.
     pub grace: Option<i64>,
+}
+
+/// The finalizers a delete leaves on an object for the garbage collector (apiserver
+/// `registry/generic/registry/store.go` `deletionFinalizersForGarbageCollection`): an
+/// explicit policy wins, then an `orphan` or `foregroundDeletion` finalizer already
+/// there, then the type's default (batch/v1 Jobs orphan their Pods,
+/// `pkg/registry/batch/job/strategy.go`). The list only changes when the set does.
+fn gc_finalizers(rt: &ResType, existing: &[Value], policy: Option<&str>) -> Vec<Value> {
+    let first = existing.iter().find_map(|f| match f.as_str() {
+        Some(x @ ("orphan" | "foregroundDeletion")) => Some(x),
+        _ => None,
+    });
+    let default_orphan = rt.group == "batch" && rt.kind == "Job";
+    let (orphan, foreground) = match policy {
+        Some("Orphan") => (true, false),
+        Some("Foreground") => (false, true),
+        Some(_) => (false, false),
+        None => match first {
+            Some("orphan") => (true, false),
+            Some("foregroundDeletion") => (false, true),
+            _ => (default_orphan, false),
+        },
+    };
+    let mut next: Vec<Value> =
+        existing.iter().filter(|f| !matches!(f.as_str(), Some("orphan" | "foregroundDeletion"))).cloned().collect();
+    if orphan {
+        next.push(json!("orphan"));
+    }
+    if foreground {
+        next.push(json!("foregroundDeletion"));
+    }
+    let set = |v: &[Value]| v.iter().map(|x| x.to_string()).collect::<std::collections::BTreeSet<_>>();
+    if set(&next) == set(existing) { existing.to_vec() } else { next }
 }
 
 /// Deletes (or starts deleting) an object; returns the reply code and body.
@@ -573,18 +699,8 @@ pub fn delete_in(
     }
     let mut obj = old.clone();
     let mut finalizers: Vec<Value> = obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
-    let default_policy = if rt.kind == "Job" || rt.kind == "CronJob" { "Orphan" } else { "Background" };
-    let policy = o.policy.as_deref().unwrap_or(default_policy);
     let deleting = obj["metadata"].get("deletionTimestamp").is_some();
-    match policy {
-        "Foreground" if !finalizers.contains(&json!("foregroundDeletion")) => {
-            finalizers.push(json!("foregroundDeletion"))
-        }
-        "Orphan" if o.policy.is_some() && !finalizers.contains(&json!("orphan")) && !deleting => {
-            finalizers.push(json!("orphan"))
-        }
-        _ => {}
-    }
+    finalizers = gc_finalizers(rt, &finalizers, o.policy.as_deref());
     // A Pod running on a node is deleted gracefully: the kubelet stops its containers
     // and then removes it (a Pod never scheduled, or finished, goes at once).
     if rt.kind == "Pod" && !dry {
@@ -629,7 +745,7 @@ pub fn delete_in(
         }
     }
     if !finalizers.is_empty() {
-        if deleting && obj["metadata"]["finalizers"].as_array().map(Vec::len) == Some(finalizers.len()) {
+        if deleting && obj["metadata"]["finalizers"].as_array().is_some_and(|f| *f == finalizers) {
             return Ok((200, present(rt, &old)));
         }
         obj["metadata"]["finalizers"] = json!(finalizers);
@@ -664,7 +780,7 @@ fn success(rt: &ResType, name: &str, old: &Value) -> Value {
 
 pub fn delete_collection(server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
     let (labels, fields) = super::api::parse_selectors(req, &t.rt)?;
-    let opts = delete_options(req);
+    let (opts, dry) = delete_options(req)?;
     let mut store = server.store();
     let names: Vec<(String, String)> = store
         .list(&t.rt.key(), t.namespace.as_deref())
@@ -679,7 +795,7 @@ pub fn delete_collection(server: &Server, req: &Req, t: &Target) -> ApiResult<Re
     let mut items = Vec::new();
     for (ns, name) in names {
         let before = store.get(&t.rt.key(), &ns, &name).cloned();
-        delete_in(&mut store, &t.rt, &ns, &name, &opts, dry_run(req))?;
+        delete_in(&mut store, &t.rt, &ns, &name, &opts, dry)?;
         if let Some(b) = before {
             items.push(b);
         }

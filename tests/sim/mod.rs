@@ -4,6 +4,7 @@ mod api;
 mod cluster;
 mod conformance;
 mod kubectl;
+mod rules;
 mod server;
 
 /// Runs the installed kubectl against a kubeconfig: (success, stdout, stderr).
