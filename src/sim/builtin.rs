@@ -38,6 +38,25 @@ pub fn default(rt: &ResType, obj: &mut Value) {
                 }
             }
         }
+        "Deployment" | "ReplicaSet" => {
+            let deployment = rt.kind == "Deployment";
+            let s = &mut obj["spec"];
+            set_default(s, "replicas", json!(1));
+            if deployment {
+                // apps/v1 SetDefaults_Deployment
+                if s["strategy"]["type"].is_null() {
+                    s["strategy"]["type"] = json!("RollingUpdate");
+                }
+                if s["strategy"]["type"] == "RollingUpdate" {
+                    set_default(&mut s["strategy"]["rollingUpdate"], "maxUnavailable", json!("25%"));
+                    set_default(&mut s["strategy"]["rollingUpdate"], "maxSurge", json!("25%"));
+                }
+                set_default(s, "revisionHistoryLimit", json!(10));
+                set_default(s, "progressDeadlineSeconds", json!(600));
+            }
+            pod_spec_defaults(&mut s["template"]["spec"]);
+            set_default(&mut s["template"]["spec"], "restartPolicy", json!("Always"));
+        }
         "Job" => {
             job_selector(obj);
             let s = &mut obj["spec"];
@@ -311,6 +330,26 @@ pub fn validate(_store: &Store, rt: &ResType, obj: &Value, old: Option<&Value>) 
                 c.push(Cause::required("spec.template", ""));
             }
         }
+        "Deployment" | "ReplicaSet" => {
+            // apps validation: a selector, and template labels it selects.
+            let sel = &obj["spec"]["selector"];
+            if sel.is_null() {
+                c.push(Cause::required("spec.selector", ""));
+            } else {
+                let labels = &obj["spec"]["template"]["metadata"]["labels"];
+                let matches = sel["matchLabels"].as_object().is_none_or(|m| m.iter().all(|(k, v)| labels[k] == *v));
+                if !matches {
+                    c.push(Cause::invalid(
+                        "spec.template.metadata.labels",
+                        labels,
+                        "`selector` does not match template `labels`",
+                    ));
+                }
+            }
+            if obj["spec"]["replicas"].as_i64().is_some_and(|r| r < 0) {
+                c.push(Cause::invalid("spec.replicas", &obj["spec"]["replicas"], "must be greater than or equal to 0"));
+            }
+        }
         "Event" => c.extend(super::events::validate(obj, rt.group == "events.k8s.io", old)),
         _ => {}
     }
@@ -328,6 +367,8 @@ pub fn on_create(rt: &ResType, obj: &mut Value) {
         // Status is the controllers', but these start out serialized.
         "Job" => obj["status"] = json!({}),
         "StatefulSet" => obj["status"] = json!({"replicas": 0, "availableReplicas": 0}),
+        "Deployment" => obj["status"] = json!({}),
+        "ReplicaSet" => obj["status"] = json!({"replicas": 0}),
         "PersistentVolume" if obj["status"]["phase"].is_null() => {
             obj["status"] = json!({"phase": "Pending"});
         }

@@ -38,6 +38,9 @@ pub async fn run(server: Arc<Server>) {
             if server.runs(Controller::StatefulSets) {
                 super::workloads::statefulsets(&mut store, &mut state);
             }
+            if server.runs(Controller::Deployments) {
+                super::deployments::deployments(&mut store, &mut state);
+            }
             super::storage::protect(&mut store);
             if server.runs(Controller::Volumes) {
                 super::storage::run(&mut store, &server.dir);

@@ -12,6 +12,7 @@ mod builtin;
 mod client;
 mod controllers;
 mod custom;
+mod deployments;
 mod errors;
 mod events;
 mod kubelet;
@@ -19,7 +20,7 @@ mod kubelet_api;
 mod managed;
 mod meta;
 mod network;
-mod openapi;
+pub(crate) mod openapi;
 mod patch;
 mod protobuf;
 mod rbac;
@@ -74,6 +75,8 @@ pub enum Controller {
     GarbageCollector,
     Jobs,
     StatefulSets,
+    /// Deployments and their ReplicaSets.
+    Deployments,
     /// Provisioning and reclaiming volumes (profile `full`).
     Volumes,
     /// The snapshot controller and the simulated CSI driver's snapshots (profile `full`).

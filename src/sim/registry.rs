@@ -288,6 +288,17 @@ const BUILTIN: &[B] = &[
         status: true,
     },
     B {
+        group: "apps",
+        kind: "ReplicaSet",
+        plural: "replicasets",
+        namespaced: true,
+        short: &["rs"],
+        all: true,
+        subs: &[("status", "ReplicaSet"), ("scale", "Scale")],
+        generation: true,
+        status: true,
+    },
+    B {
         group: "batch",
         kind: "Job",
         plural: "jobs",

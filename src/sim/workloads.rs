@@ -27,7 +27,7 @@ pub struct State {
 const CREATE_RETRY: Duration = Duration::from_secs(5);
 
 impl State {
-    fn may_create(&mut self, owner: &str) -> bool {
+    pub(super) fn may_create(&mut self, owner: &str) -> bool {
         match self.create_retry.get(owner) {
             Some(t) if *t > Instant::now() => {
                 let t = *t;
@@ -38,7 +38,7 @@ impl State {
         }
     }
 
-    fn create_failed(&mut self, owner: &str) {
+    pub(super) fn create_failed(&mut self, owner: &str) {
         let at = Instant::now() + CREATE_RETRY;
         self.create_retry.insert(owner.to_string(), at);
         wake(self, at);
@@ -54,11 +54,11 @@ fn phase(pod: &Value) -> &str {
     pod["status"]["phase"].as_str().unwrap_or("Pending")
 }
 
-fn terminal(pod: &Value) -> bool {
+pub(super) fn terminal(pod: &Value) -> bool {
     matches!(phase(pod), "Succeeded" | "Failed")
 }
 
-fn deleting(obj: &Value) -> bool {
+pub(super) fn deleting(obj: &Value) -> bool {
     obj["metadata"].get("deletionTimestamp").is_some_and(|v| !v.is_null())
 }
 
@@ -68,7 +68,7 @@ fn condition_true(obj: &Value, typ: &str) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c["type"] == typ && c["status"] == "True"))
 }
 
-fn running_and_ready(pod: &Value) -> bool {
+pub(super) fn running_and_ready(pod: &Value) -> bool {
     phase(pod) == "Running" && condition_true(pod, "Ready")
 }
 
@@ -93,7 +93,7 @@ fn set_condition(status: &mut Value, typ: &str, st: &str, reason: &str, message:
     }
 }
 
-fn owned_pods(store: &Store, ns: &str, uid: &str) -> Vec<Value> {
+pub(super) fn owned_pods(store: &Store, ns: &str, uid: &str) -> Vec<Value> {
     store.list("/pods", Some(ns)).filter(|p| controller_uid(p) == Some(uid)).cloned().collect()
 }
 
@@ -347,7 +347,7 @@ pub fn statefulsets(store: &mut Store, state: &mut State) {
 }
 
 /// The revision hash of a Pod template, spelt as the real controller spells hashes.
-fn template_hash(tmpl: &Value, collisions: i64) -> String {
+pub(super) fn template_hash(tmpl: &Value, collisions: i64) -> String {
     const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut h = blake3::Hasher::new();
     h.update(tmpl.to_string().as_bytes());

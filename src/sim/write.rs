@@ -72,6 +72,10 @@ fn admit(
     let mut problems: Vec<String> = Vec::new();
     if rt.is_custom() {
         problems.extend(custom::unknown_fields(rt, obj).iter().map(|f| format!("unknown field {}", q(f))));
+    } else if rt.kind != "Event" {
+        // (Events are checked by their own rules: the two APIs share one storage shape.)
+        let unknown = super::openapi::drop_unknown_builtin_fields(&rt.group, &rt.kind, obj);
+        problems.extend(unknown.iter().map(|f| format!("unknown field {}", q(f))));
     }
     problems.extend(duplicates.iter().map(|f| format!("duplicate field {}", q(f))));
     if !problems.is_empty() {
@@ -140,6 +144,25 @@ fn check_namespace(store: &Store, t: &Target, name: &str) -> ApiResult<()> {
             }]})),
         )),
         Some(_) => Ok(()),
+    }
+}
+
+/// A built-in object is decoded into Go types, where a JSON `null` is no value: it is
+/// not stored (an embedded template's `creationTimestamp: null`, which clients send,
+/// would otherwise make two equal templates differ).
+fn drop_nulls(rt: &ResType, obj: &mut Value) {
+    fn go(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.retain(|_, x| !x.is_null());
+                m.values_mut().for_each(go);
+            }
+            Value::Array(a) => a.iter_mut().for_each(go),
+            _ => {}
+        }
+    }
+    if !rt.is_custom() {
+        go(obj);
     }
 }
 
@@ -212,6 +235,7 @@ pub fn create_in(
     if !obj.is_object() {
         return Err(ApiError::bad_request("the object provided is not an object"));
     }
+    drop_nulls(&t.rt, &mut obj);
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
@@ -336,6 +360,7 @@ pub fn update_in(
     let Some(old) = store.get(&t.rt.key(), &ns, name).cloned() else {
         return Err(ApiError::not_found(&t.rt, name));
     };
+    drop_nulls(&t.rt, &mut obj);
     let status_sub = t.sub.as_deref() == Some("status");
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
