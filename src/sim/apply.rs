@@ -23,7 +23,7 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
     };
     write::validate_options(req, "PatchOptions", Some("application/apply-patch+yaml"))?;
     let fv = FieldValidation::parse(req.q("fieldValidation"), "PatchOptions")?;
-    let force = req.q("force") == Some("true");
+    let mut force = req.q("force") == Some("true");
     let text = String::from_utf8_lossy(&req.body);
     let body: Value = serde_json::from_str(&text)
         .or_else(|_| serde_saphyr::from_str(&text))
@@ -84,6 +84,30 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
                     String::new()
                 };
                 conflicts.push((who, how, p.clone()));
+            }
+        }
+    }
+    // kubectl moving from client-side to server-side apply (apimachinery
+    // `managedfields/internal/lastappliedmanager.go`): conflicts on fields the
+    // last-applied annotation set, still at those values, do not count.
+    if !conflicts.is_empty() && !force && manager == "kubectl" {
+        let last = live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .and_then(|a| serde_json::from_str::<Value>(a).ok())
+            .filter(|l| l["apiVersion"] == api_version.as_str());
+        if let Some(last) = last {
+            let allowed: BTreeSet<Path> = managed::paths(&last, schema)
+                .into_iter()
+                .filter(|p| {
+                    let here = managed::value_at(&live, p, schema);
+                    here.is_some() && here == managed::value_at(&last, p, schema)
+                })
+                .collect();
+            if conflicts.iter().all(|(_, _, p)| allowed.contains(p)) {
+                // Applied with force: the fields move to kubectl.
+                force = true;
+            } else {
+                conflicts.retain(|(_, _, p)| !allowed.contains(p));
             }
         }
     }

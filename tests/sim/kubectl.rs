@@ -155,3 +155,99 @@ fn auth_can_i_tokens_and_impersonation_with_rbac_on() {
     let (listed, _, err) = run(&[&with_token, "-n", "app", "get", "configmaps"], None);
     assert!(!listed && err.contains("Unauthorized"), "{err}");
 }
+
+fn k_stdin(args: &[&str], stdin: &str) -> String {
+    let (ok, out, err) = super::kubectl(&shared().kubeconfig, args, Some(stdin));
+    assert!(ok, "kubectl {} failed:\n{out}{err}", args.join(" "));
+    out
+}
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: everyday}
+spec:
+  replicas: REPLICAS
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: nginx}]}
+";
+
+/// The everyday commands: each checked on what kubectl prints or what the object becomes.
+#[test]
+fn everyday_commands_do_what_they_do_on_a_real_cluster() {
+    let ns = ["-n", "everyday"];
+    let with = |args: &[&str]| -> Vec<String> { ns.iter().chain(args).map(|s| s.to_string()).collect() };
+    let k_ns = |args: &[&str]| {
+        let a = with(args);
+        k(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    k(&["create", "namespace", "everyday"]);
+
+    // get / label / annotate / patch (all three types) / describe
+    k_ns(&["create", "configmap", "c", "--from-literal=a=1"]);
+    k_ns(&["label", "configmap", "c", "tier=web"]);
+    k_ns(&["annotate", "configmap", "c", "note=hi"]);
+    assert_eq!(k_ns(&["get", "configmap", "-l", "tier=web", "-o", "name"]).trim(), "configmap/c");
+    k_ns(&["patch", "configmap", "c", "-p", r#"{"data":{"b":"2"}}"#]);
+    k_ns(&["patch", "configmap", "c", "--type=merge", "-p", r#"{"data":{"c":"3"}}"#]);
+    k_ns(&["patch", "configmap", "c", "--type=json", "-p", r#"[{"op":"remove","path":"/data/a"}]"#]);
+    assert_eq!(k_ns(&["get", "configmap", "c", "-o", "jsonpath={.data}"]), r#"{"b":"2","c":"3"}"#);
+    let described = k_ns(&["describe", "configmap", "c"]);
+    assert!(described.contains("Labels:       tier=web") && described.contains("note: hi"), "{described}");
+
+    // apply (client-side), diff, apply --server-side, rollout status, scale
+    k_stdin(&["apply", "-f", "-"], &DEPLOYMENT.replace("REPLICAS", "2"));
+    let (same, out, err) =
+        super::kubectl(&shared().kubeconfig, &["diff", "-f", "-"], Some(&DEPLOYMENT.replace("REPLICAS", "2")));
+    assert!(same && out.is_empty(), "no difference expected: {out}{err}");
+    let (same, out, _) =
+        super::kubectl(&shared().kubeconfig, &["diff", "-f", "-"], Some(&DEPLOYMENT.replace("REPLICAS", "3")));
+    assert!(!same && out.contains("-  replicas: 2") && out.contains("+  replicas: 3"), "{out}");
+    let applied = k_stdin(&["apply", "--server-side", "-f", "-"], &DEPLOYMENT.replace("REPLICAS", "3"));
+    assert_eq!(applied.trim(), "deployment.apps/web serverside-applied");
+    let status = k_ns(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    assert!(status.contains(r#"deployment "web" successfully rolled out"#), "{status}");
+    assert_eq!(k_ns(&["get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"]), "3");
+    k_ns(&["scale", "deployment/web", "--replicas=1"]);
+    k_ns(&["wait", "deployment/web", "--for=jsonpath={.status.replicas}=1", "--timeout=30s"]);
+    assert_eq!(k_ns(&["get", "replicasets", "-l", "app=web", "-o", "jsonpath={.items[0].spec.replicas}"]), "1");
+
+    // explain (the built-in kinds' OpenAPI)
+    let explained = k(&["explain", "statefulset.spec"]);
+    assert!(explained.contains("FIELD: spec <StatefulSetSpec>") && explained.contains("serviceName"), "{explained}");
+
+    // run, wait, exec, cp, logs, delete --wait
+    k_ns(&["run", "sh", "--image=busybox", "--command", "--", "sleep", "1000"]);
+    k_ns(&["wait", "--for=condition=Ready", "pod/sh", "--timeout=30s"]);
+    assert_eq!(k_ns(&["exec", "sh", "--", "echo", "hello"]), "hello\n");
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("in.txt");
+    std::fs::write(&local, "copied\n").unwrap();
+    let remote = format!("sh:{}", dir.path().join("remote.txt").display());
+    k_ns(&["cp", local.to_str().unwrap(), &remote]);
+    let back = dir.path().join("back.txt");
+    k_ns(&["cp", &remote, back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied\n");
+    k_ns(&[
+        "run",
+        "once",
+        "--image=busybox",
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "echo out-line; echo err-line >&2",
+    ]);
+    k_ns(&["wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/once", "--timeout=30s"]);
+    assert_eq!(k_ns(&["logs", "once"]), "out-line\nerr-line\n");
+    assert_eq!(k_ns(&["delete", "pod", "sh", "--wait", "--timeout=60s"]).trim(), r#"pod "sh" deleted"#);
+    let err = k_fails(&["-n", "everyday", "get", "pod", "sh"]);
+    assert!(err.contains(r#"pods "sh" not found"#), "{err}");
+
+    // auth can-i (RBAC off: everything is allowed) and create token
+    assert_eq!(k(&["auth", "can-i", "delete", "nodes"]).trim(), "yes");
+    let token = k_ns(&["create", "token", "default"]);
+    assert_eq!(token.trim().split('.').count(), 3, "{token}");
+}
