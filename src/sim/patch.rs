@@ -31,7 +31,12 @@ pub enum JsonPatchError {
     Apply,
 }
 
-/// RFC 6902.
+/// RFC 6902, as the real server applies it (`gopkg.in/evanphx/json-patch.v4`
+/// `patch.go`): paths are resolved by `findObject` (every segment but the last must lead
+/// to an object or array; the root itself cannot be added to or removed), array indexes
+/// may be negative (counted from the end), a missing `value` is null, `replace` of a
+/// missing object member adds it, `copy` of a missing member copies null, and `test`
+/// compares scalars by their JSON text.
 pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), JsonPatchError> {
     let Some(ops) = ops.as_array() else {
         let what = match ops {
@@ -46,84 +51,185 @@ pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), JsonPatchError>
         )));
     };
     for op in ops {
-        let path = op["path"].as_str().ok_or(JsonPatchError::Apply)?;
-        match op["op"].as_str().unwrap_or_default() {
-            "add" => add(target, path, op.get("value").cloned().ok_or(JsonPatchError::Apply)?)?,
-            "remove" => {
-                remove(target, path)?;
-            }
-            "replace" => {
-                let v = op.get("value").cloned().ok_or(JsonPatchError::Apply)?;
-                let slot = target.pointer_mut(path).ok_or(JsonPatchError::Apply)?;
-                *slot = v;
-            }
-            "move" => {
-                let from = op["from"].as_str().ok_or(JsonPatchError::Apply)?;
-                let v = remove(target, from)?;
-                add(target, path, v)?;
-            }
-            "copy" => {
-                let from = op["from"].as_str().ok_or(JsonPatchError::Apply)?;
-                let v = target.pointer(from).cloned().ok_or(JsonPatchError::Apply)?;
-                add(target, path, v)?;
-            }
-            "test" => {
-                // A missing member tests equal to null (the real server's json-patch
-                // library does this; kube-runtime's finalizer helper relies on it).
-                let v = target.pointer(path).unwrap_or(&Value::Null);
-                if v != op.get("value").unwrap_or(&Value::Null) {
-                    return Err(JsonPatchError::Apply);
-                }
-            }
-            _ => return Err(JsonPatchError::Apply),
-        }
+        apply_op(target, op).ok_or(JsonPatchError::Apply)?;
     }
     Ok(())
 }
 
-fn split(path: &str) -> Result<(String, String), JsonPatchError> {
-    let i = path.rfind('/').ok_or(JsonPatchError::Apply)?;
-    Ok((path[..i].to_string(), path[i + 1..].replace("~1", "/").replace("~0", "~")))
-}
-
-fn add(target: &mut Value, path: &str, v: Value) -> Result<(), JsonPatchError> {
-    if path.is_empty() {
-        *target = v;
-        return Ok(());
-    }
-    let (parent, last) = split(path)?;
-    match target.pointer_mut(&parent).ok_or(JsonPatchError::Apply)? {
-        Value::Object(m) => {
-            m.insert(last, v);
+fn apply_op(doc: &mut Value, op: &Value) -> Option<()> {
+    let kind = op["op"].as_str()?;
+    let path = || op["path"].as_str();
+    let value = || op.get("value").cloned().unwrap_or(Value::Null);
+    match kind {
+        "add" => {
+            let (con, key) = find_object(doc, path()?)?;
+            container_add(con, &key, value())
         }
-        Value::Array(a) => {
-            if last == "-" {
-                a.push(v);
+        "remove" => {
+            let (con, key) = find_object(doc, path()?)?;
+            container_remove(con, &key).map(|_| ())
+        }
+        "replace" => {
+            let p = path()?;
+            if p.is_empty() {
+                let v = value();
+                if !(v.is_object() || v.is_array()) {
+                    return None;
+                }
+                *doc = v;
+                return Some(());
+            }
+            let (con, key) = find_object(doc, p)?;
+            match con {
+                Value::Object(m) => {
+                    m.insert(key, value());
+                }
+                Value::Array(a) => {
+                    let i = array_index(a.len(), &key)?;
+                    a[i] = value();
+                }
+                _ => return None,
+            }
+            Some(())
+        }
+        "move" => {
+            let (con, key) = find_object(doc, op["from"].as_str()?)?;
+            let v = container_remove(con, &key)?;
+            let (con, key) = find_object(doc, path()?)?;
+            container_add(con, &key, v)
+        }
+        "copy" => {
+            let (con, key) = find_object(doc, op["from"].as_str()?)?;
+            let v = container_get(con, &key)?.cloned().unwrap_or(Value::Null);
+            let (con, key) = find_object(doc, path()?)?;
+            container_add(con, &key, v)
+        }
+        "test" => {
+            let p = path()?;
+            let want = op.get("value").unwrap_or(&Value::Null);
+            let have = if p.is_empty() {
+                Some(&*doc)
             } else {
-                let i: usize = last.parse().map_err(|_| JsonPatchError::Apply)?;
-                if i > a.len() {
-                    return Err(JsonPatchError::Apply);
-                }
-                a.insert(i, v);
+                let (con, key) = find_object(doc, p)?;
+                container_get(con, &key)?
+            };
+            match have.filter(|h| !h.is_null()) {
+                // A missing (or null) member equals a missing or null value.
+                None => want.is_null().then_some(()),
+                Some(h) => json_equal(h, want).then_some(()),
             }
         }
-        _ => return Err(JsonPatchError::Apply),
+        _ => None,
     }
-    Ok(())
 }
 
-fn remove(target: &mut Value, path: &str) -> Result<Value, JsonPatchError> {
-    let (parent, last) = split(path)?;
-    match target.pointer_mut(&parent).ok_or(JsonPatchError::Apply)? {
-        Value::Object(m) => m.remove(&last).ok_or(JsonPatchError::Apply),
-        Value::Array(a) => {
-            let i: usize = last.parse().map_err(|_| JsonPatchError::Apply)?;
-            if i >= a.len() {
-                return Err(JsonPatchError::Apply);
+/// `findObject`: the container the last segment of `path` is in, and that segment.
+fn find_object<'a>(doc: &'a mut Value, path: &str) -> Option<(&'a mut Value, String)> {
+    let split: Vec<&str> = path.split('/').collect();
+    if split.len() < 2 {
+        return None;
+    }
+    let key = decode_key(split[split.len() - 1]);
+    let mut cur = doc;
+    for part in &split[1..split.len() - 1] {
+        let part = decode_key(part);
+        cur = match cur {
+            Value::Object(m) => m.get_mut(&part)?,
+            Value::Array(a) => {
+                let i = array_index(a.len(), &part)?;
+                &mut a[i]
             }
-            Ok(a.remove(i))
+            _ => return None,
+        };
+        if !(cur.is_object() || cur.is_array()) {
+            return None;
         }
-        _ => Err(JsonPatchError::Apply),
+    }
+    Some((cur, key))
+}
+
+fn decode_key(k: &str) -> String {
+    k.replace("~1", "/").replace("~0", "~")
+}
+
+/// Go's `strconv.Atoi`: an optional sign, then decimal digits.
+fn atoi(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// An existing element's index; negative ones count from the end.
+fn array_index(len: usize, key: &str) -> Option<usize> {
+    let len = len as i64;
+    let mut i = atoi(key)?;
+    if i < 0 {
+        if i < -len {
+            return None;
+        }
+        i += len;
+    }
+    (i < len).then_some(i as usize)
+}
+
+fn container_get<'a>(con: &'a Value, key: &str) -> Option<Option<&'a Value>> {
+    match con {
+        Value::Object(m) => Some(m.get(key)),
+        Value::Array(a) => Some(Some(&a[array_index(a.len(), key)?])),
+        _ => None,
+    }
+}
+
+fn container_add(con: &mut Value, key: &str, v: Value) -> Option<()> {
+    match con {
+        Value::Object(m) => {
+            m.insert(key.to_string(), v);
+        }
+        Value::Array(a) => {
+            if key == "-" {
+                a.push(v);
+                return Some(());
+            }
+            let size = a.len() as i64 + 1;
+            let mut i = atoi(key)?;
+            if i >= size {
+                return None;
+            }
+            if i < 0 {
+                if i < -size {
+                    return None;
+                }
+                i += size;
+            }
+            a.insert(i as usize, v);
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+fn container_remove(con: &mut Value, key: &str) -> Option<Value> {
+    match con {
+        Value::Object(m) => m.remove(key),
+        Value::Array(a) => {
+            let i = array_index(a.len(), key)?;
+            Some(a.remove(i))
+        }
+        _ => None,
+    }
+}
+
+/// `lazyNode.equal`: objects and arrays structurally, scalars by their compact JSON.
+fn json_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(v, w)| json_equal(v, w)),
+        (Value::Object(_) | Value::Array(_), _) | (_, Value::Object(_) | Value::Array(_)) => false,
+        _ => a.to_string() == b.to_string(),
     }
 }
 
@@ -285,4 +391,83 @@ fn reorder(field: &str, current: &mut Value, order: &[Value]) {
     let mut indexed: Vec<(usize, Value)> = list.drain(..).enumerate().collect();
     indexed.sort_by_key(|(i, x)| (pos(x).unwrap_or(usize::MAX), *i));
     list.extend(indexed.into_iter().map(|(_, x)| x));
+}
+
+#[cfg(test)]
+mod json_patch_tests {
+    //! Cases from the behaviour of `gopkg.in/evanphx/json-patch.v4` (`patch.go`), the
+    //! library the real server applies JSON patches with.
+    use super::json_patch;
+    use serde_json::{Value, json};
+
+    fn run(doc: Value, ops: Value) -> Option<Value> {
+        let mut d = doc;
+        json_patch(&mut d, &ops).ok().map(|_| d)
+    }
+
+    #[test]
+    fn arrays_take_negative_indexes_and_reject_out_of_range() {
+        let doc = json!({"a": [1, 2, 3]});
+        assert_eq!(
+            run(doc.clone(), json!([{"op": "add", "path": "/a/-1", "value": 9}])),
+            Some(json!({"a": [1, 2, 3, 9]}))
+        );
+        assert_eq!(
+            run(doc.clone(), json!([{"op": "add", "path": "/a/3", "value": 9}])),
+            Some(json!({"a": [1, 2, 3, 9]}))
+        );
+        assert_eq!(run(doc.clone(), json!([{"op": "add", "path": "/a/4", "value": 9}])), None);
+        assert_eq!(run(doc.clone(), json!([{"op": "remove", "path": "/a/-1"}])), Some(json!({"a": [1, 2]})));
+        assert_eq!(
+            run(doc.clone(), json!([{"op": "replace", "path": "/a/-3", "value": 0}])),
+            Some(json!({"a": [0, 2, 3]}))
+        );
+        assert_eq!(run(doc.clone(), json!([{"op": "remove", "path": "/a/3"}])), None);
+        assert_eq!(run(doc, json!([{"op": "add", "path": "/a/x", "value": 9}])), None);
+    }
+
+    #[test]
+    fn replace_of_a_missing_member_adds_it_and_missing_values_are_null() {
+        let doc = json!({"a": 1});
+        assert_eq!(
+            run(doc.clone(), json!([{"op": "replace", "path": "/b", "value": 2}])),
+            Some(json!({"a": 1, "b": 2}))
+        );
+        assert_eq!(run(doc.clone(), json!([{"op": "add", "path": "/b"}])), Some(json!({"a": 1, "b": null})));
+        assert_eq!(
+            run(doc.clone(), json!([{"op": "copy", "from": "/zz", "path": "/c"}])),
+            Some(json!({"a": 1, "c": null}))
+        );
+        // The root cannot be added to or removed; it can be replaced by an object or array.
+        assert_eq!(run(doc.clone(), json!([{"op": "add", "path": "", "value": {}}])), None);
+        assert_eq!(run(doc.clone(), json!([{"op": "remove", "path": ""}])), None);
+        assert_eq!(run(doc.clone(), json!([{"op": "replace", "path": "", "value": {"x": 1}}])), Some(json!({"x": 1})));
+        assert_eq!(run(doc, json!([{"op": "replace", "path": "", "value": 3}])), None);
+    }
+
+    #[test]
+    fn move_copy_and_test() {
+        let doc = json!({"a": {"b": 1}, "l": [1, 2]});
+        assert_eq!(
+            run(doc.clone(), json!([{"op": "move", "from": "/a/b", "path": "/c"}])),
+            Some(json!({"a": {}, "c": 1, "l": [1, 2]}))
+        );
+        // Into its own child: the source is gone when the destination is looked up.
+        assert_eq!(run(doc.clone(), json!([{"op": "move", "from": "/a", "path": "/a/x"}])), None);
+        assert_eq!(run(doc.clone(), json!([{"op": "move", "from": "/nope", "path": "/c"}])), None);
+        assert_eq!(
+            run(doc.clone(), json!([{"op": "copy", "from": "/l", "path": "/l/0"}])),
+            Some(json!({"a": {"b": 1}, "l": [[1, 2], 1, 2]}))
+        );
+        assert!(run(doc.clone(), json!([{"op": "test", "path": "/a", "value": {"b": 1}}])).is_some());
+        assert!(
+            run(doc.clone(), json!([{"op": "test", "path": "/a/b", "value": 1.0}])).is_none(),
+            "1 and 1.0 differ as text"
+        );
+        assert!(run(doc.clone(), json!([{"op": "test", "path": "/missing", "value": null}])).is_some());
+        assert!(run(doc.clone(), json!([{"op": "test", "path": "/missing", "value": 0}])).is_none());
+        assert!(run(doc.clone(), json!([{"op": "test", "path": "", "value": {"a": {"b": 1}, "l": [1, 2]}}])).is_some());
+        assert!(run(doc.clone(), json!([{"op": "test", "path": "/l/5", "value": null}])).is_none());
+        assert!(run(doc, json!([{"op": "frobnicate", "path": "/a"}])).is_none());
+    }
 }
