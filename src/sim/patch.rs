@@ -229,7 +229,7 @@ fn json_equal(a: &Value, b: &Value) -> bool {
         }
         (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(v, w)| json_equal(v, w)),
         (Value::Object(_) | Value::Array(_), _) | (_, Value::Object(_) | Value::Array(_)) => false,
-        _ => a.to_string() == b.to_string(),
+        _ => serde_json::to_string(a).ok() == serde_json::to_string(b).ok(),
     }
 }
 
