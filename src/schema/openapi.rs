@@ -28,7 +28,8 @@ fn walk(schema: &Value, value: &Value, path: &str, root: bool, errors: &mut Vec<
     }
     if flag(s, "x-kubernetes-int-or-string") {
         if !(value.is_i64() || value.is_u64() || value.is_string()) {
-            errors.push(type_error(path, "integer-or-string", value));
+            // apiextensions converts the flag to `type: [integer, string]` (validation.go).
+            errors.push(type_error(path, "integer,string", value));
         }
         return;
     }
@@ -53,7 +54,12 @@ fn walk(schema: &Value, value: &Value, path: &str, root: bool, errors: &mut Vec<
         Value::String(text) => check_string(s, text, path, errors),
         Value::Number(_) => check_number(s, value, path, errors),
         Value::Array(items) => check_array(s, items, path, errors),
-        Value::Object(fields) => check_object(s, fields, path, root, errors),
+        Value::Object(fields) => {
+            if flag(s, "x-kubernetes-embedded-resource") {
+                check_embedded(fields, path, errors);
+            }
+            check_object(s, fields, path, root, errors)
+        }
         Value::Bool(_) | Value::Null => {}
     }
 }
@@ -243,6 +249,43 @@ fn check_list_type(s: &Map<String, Value>, items: &[Value], path: &str, errors: 
     }
 }
 
+/// `validateEmbeddedResource` (apiextensions-apiserver `schema/objectmeta/validation.go`):
+/// an embedded object needs a non-empty `apiVersion` and `kind`.
+fn check_embedded(fields: &Map<String, Value>, path: &str, errors: &mut Vec<FieldError>) {
+    for key in ["apiVersion", "kind"] {
+        let at = child(path, key);
+        match fields.get(key) {
+            None => errors.push(FieldError::required(at, "")),
+            Some(Value::String(v)) if v.is_empty() => {
+                errors.push(FieldError::invalid(at, Some(Value::String(String::new())), "must not be empty"))
+            }
+            Some(Value::String(v)) if key == "apiVersion" && v.matches('/').count() > 1 => errors.push(FieldError::invalid(
+                at,
+                Some(Value::String(v.clone())),
+                format!("unexpected GroupVersion string: {v}"),
+            )),
+            Some(Value::String(v)) if key == "kind" && !dns1035_label(&v.to_lowercase()) => {
+                errors.push(FieldError::invalid(
+                    at,
+                    Some(Value::String(v.clone())),
+                    "may have mixed case, but should otherwise match: a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+                ))
+            }
+            Some(Value::String(_)) => {}
+            Some(other) => errors.push(FieldError::invalid(at, Some(other.clone()), "must be a string")),
+        }
+    }
+}
+
+fn dns1035_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[b.len() - 1] != b'-'
+}
+
 fn check_object(
     s: &Map<String, Value>,
     fields: &Map<String, Value>,
@@ -312,79 +355,57 @@ pub fn apply_defaults(schema: &Value, value: &mut Value) {
 /// Paths of fields the schema does not know (what the API server would prune, or reject
 /// with `fieldValidation=Strict`), sorted. `metadata` is not inspected.
 pub fn unknown_fields(schema: &Value, value: &Value) -> Vec<String> {
+    let mut copy = value.clone();
     let mut out = Vec::new();
-    collect_unknown(schema, value, "", true, &mut out);
+    prune_at(&mut copy, Some(schema), "", true, false, &mut out);
     out.sort();
     out
 }
 
-fn collect_unknown(schema: &Value, value: &Value, path: &str, root: bool, out: &mut Vec<String>) {
-    let Some(s) = schema.as_object() else { return };
-    if flag(s, "x-kubernetes-preserve-unknown-fields") {
-        return;
-    }
-    match value {
-        Value::Object(fields) => {
-            let props = s.get("properties").and_then(Value::as_object);
-            let additional = s.get("additionalProperties");
-            for (name, v) in fields {
-                if root && ROOT_IMPLICIT.contains(&name.as_str()) {
-                    continue;
-                }
-                match (props.and_then(|p| p.get(name)), additional) {
-                    (Some(sub), _) => collect_unknown(sub, v, &child(path, name), false, out),
-                    (None, Some(Value::Object(_))) => {
-                        collect_unknown(additional.unwrap_or(&Value::Null), v, &child(path, name), false, out)
-                    }
-                    (None, Some(Value::Bool(true))) => {}
-                    (None, _) => out.push(child(path, name)),
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(sub) = s.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    collect_unknown(sub, item, &index(path, i), false, out);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
 /// Removes the fields [`unknown_fields`] reports.
 pub fn prune(schema: &Value, value: &mut Value) {
-    prune_inner(schema, value, true);
+    prune_at(value, Some(schema), "", true, false, &mut Vec::new());
 }
 
-fn prune_inner(schema: &Value, value: &mut Value, root: bool) {
-    let Some(s) = schema.as_object() else { return };
-    if flag(s, "x-kubernetes-preserve-unknown-fields") {
-        return;
-    }
+/// The pruning algorithm of apiextensions-apiserver (`schema/pruning/algorithm.go`):
+/// fields a schema does not describe go, except under
+/// `x-kubernetes-preserve-unknown-fields`, where only the typed properties inside are
+/// pruned (`skipPrune`); `apiVersion`, `kind` and `metadata` of the object itself and of
+/// `x-kubernetes-embedded-resource` objects are left to the ObjectMeta rules.
+fn prune_at(value: &mut Value, schema: Option<&Value>, path: &str, embedded: bool, skip: bool, out: &mut Vec<String>) {
+    let s = schema.and_then(Value::as_object);
+    let embedded = embedded || s.is_some_and(|s| flag(s, "x-kubernetes-embedded-resource"));
+    let preserve = skip || s.is_some_and(|s| flag(s, "x-kubernetes-preserve-unknown-fields"));
     match value {
         Value::Object(fields) => {
-            let props = s.get("properties").and_then(Value::as_object);
-            let additional = s.get("additionalProperties");
-            fields.retain(|name, _| {
-                (root && ROOT_IMPLICIT.contains(&name.as_str()))
-                    || props.is_some_and(|p| p.contains_key(name))
-                    || matches!(additional, Some(Value::Object(_)) | Some(Value::Bool(true)))
-            });
-            for (name, v) in fields.iter_mut() {
-                if root && ROOT_IMPLICIT.contains(&name.as_str()) {
+            let props = s.and_then(|s| s.get("properties")).and_then(Value::as_object);
+            let additional = s.and_then(|s| s.get("additionalProperties"));
+            let mut unknown = Vec::new();
+            for (k, v) in fields.iter_mut() {
+                if embedded && ROOT_IMPLICIT.contains(&k.as_str()) {
                     continue;
                 }
-                if let Some(sub) = props.and_then(|p| p.get(name)).or(additional.filter(|a| a.is_object())) {
-                    prune_inner(sub, v, false);
+                let sub = props.and_then(|p| p.get(k)).or(additional.filter(|a| a.is_object()));
+                match sub {
+                    Some(sub) => prune_at(v, Some(sub), &child(path, k), false, false, out),
+                    None if preserve || matches!(additional, Some(Value::Bool(true))) => {}
+                    None => unknown.push(k.clone()),
                 }
+            }
+            for k in unknown {
+                fields.remove(&k);
+                out.push(child(path, &k));
             }
         }
         Value::Array(items) => {
-            if let Some(sub) = s.get("items") {
-                for item in items {
-                    prune_inner(sub, item, false);
+            let sub = s.and_then(|s| s.get("items"));
+            for (i, item) in items.iter_mut().enumerate() {
+                // Items of a preserved list stay preserved, their typed properties
+                // pruned (skipPrune); with no item schema there is nothing to prune.
+                if sub.is_none() && preserve {
+                    continue;
                 }
+                prune_at(item, sub, &index(path, i), false, preserve, out);
             }
         }
         _ => {}
@@ -491,5 +512,50 @@ mod tests {
             errs.iter().map(ToString::to_string).collect::<Vec<_>>(),
             vec![r#"spec.l[1]: Duplicate value: map[string]interface {}{"name":"a"}"#]
         );
+    }
+
+    /// apiextensions-apiserver `schema/pruning/algorithm.go`: under
+    /// x-kubernetes-preserve-unknown-fields unknown fields stay, typed ones are still
+    /// pruned inside; embedded resources keep apiVersion, kind and metadata.
+    #[test]
+    fn preserved_subtrees_still_prune_their_typed_properties() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {
+                "typed": {"type": "object", "properties": {"a": {"type": "integer"}}}}},
+            "list": {"type": "array", "x-kubernetes-preserve-unknown-fields": true,
+                     "items": {"type": "object", "properties": {"t": {"type": "object", "properties": {"x": {"type": "string"}}}}}},
+            "inner": {"type": "object", "x-kubernetes-embedded-resource": true, "properties": {"spec": {"type": "object"}}}}}}});
+        let obj = json!({"spec": {
+            "free": {"anything": 1, "typed": {"a": 1, "b": 2}},
+            "list": [{"extra": true, "t": {"x": "y", "z": 1}}],
+            "inner": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n"}, "spec": {}, "junk": 1},
+            "stray": 1}});
+        assert_eq!(
+            unknown_fields(&schema, &obj),
+            ["spec.free.typed.b", "spec.inner.junk", "spec.list[0].t.z", "spec.stray"]
+        );
+        let mut pruned = obj.clone();
+        prune(&schema, &mut pruned);
+        assert_eq!(pruned["spec"]["free"], json!({"anything": 1, "typed": {"a": 1}}));
+        assert_eq!(pruned["spec"]["inner"]["metadata"], json!({"name": "n"}));
+    }
+
+    /// `validateEmbeddedResource` and the int-or-string type (`type: [integer, string]`).
+    #[test]
+    fn embedded_resources_need_api_version_and_kind_and_int_or_string_is_two_types() {
+        let schema = json!({"type": "object", "properties": {
+            "inner": {"type": "object", "x-kubernetes-embedded-resource": true, "x-kubernetes-preserve-unknown-fields": true},
+            "port": {"x-kubernetes-int-or-string": true}}});
+        let messages =
+            |v: Value| -> Vec<String> { validate(&schema, &v, "spec").iter().map(|e| e.to_string()).collect() };
+        assert_eq!(
+            messages(json!({"inner": {"kind": "Bad_Kind"}, "port": true})),
+            [
+                "spec.inner.apiVersion: Required value",
+                "spec.inner.kind: Invalid value: \"Bad_Kind\": may have mixed case, but should otherwise match: a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+                "spec.port: Invalid value: \"boolean\": spec.port in body must be of type integer,string: \"boolean\"",
+            ]
+        );
+        assert!(messages(json!({"inner": {"apiVersion": "v1", "kind": "Pod"}, "port": "http"})).is_empty());
     }
 }
