@@ -177,6 +177,26 @@ fn dispatch(server: &Server, req: &Req, t: Target) -> ApiResult<Reply> {
             )),
         };
     }
+    // A verb the resource does not serve has no route (namespaces and services have
+    // no deletecollection).
+    if t.sub.is_none() {
+        let verb = match (req.method.as_str(), t.name.is_some()) {
+            ("GET", false) if watch => "watch",
+            ("GET", false) => "list",
+            ("GET", true) => "get",
+            ("POST", false) => "create",
+            ("PUT", true) => "update",
+            ("PATCH", true) => "patch",
+            ("DELETE", true) => "delete",
+            ("DELETE", false) => "deletecollection",
+            _ => "",
+        };
+        if !verb.is_empty() && !t.rt.verbs.contains(&verb) {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource".to_string(),
+            ));
+        }
+    }
     match (req.method.as_str(), &t.name, t.sub.as_deref()) {
         ("POST", Some(name), Some("token")) => super::review::token(server, req, &t, name),
         ("GET", None, _) if watch => super::watch::start(server, req, &t),

@@ -503,6 +503,9 @@ pub fn update_in(
         return Ok((old, warnings, 200));
     }
     if dry_run(req) {
+        // Nothing is written: the object keeps the stored resourceVersion
+        // (registry/generic/registry/dryrun.go GuaranteedUpdate).
+        obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
         return Ok((obj, warnings, 200));
     }
     let finalizers_empty = obj["metadata"]["finalizers"].as_array().is_none_or(|a| a.is_empty());

@@ -260,8 +260,23 @@ fn a_dry_run_create_stores_nothing_and_returns_no_resource_version() {
         r#"CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: ["Bogus"]: supported values: "All""#
     );
 
+    // A dry-run update or patch answers with the stored resourceVersion and changes nothing.
+    let (_, kept) = http.post(cms, json!({"metadata": {"name": "kept"}, "data": {"v": "1"}}));
+    let rv = kept["metadata"]["resourceVersion"].clone();
+    let (code, out) = http.call(
+        "PUT",
+        &format!("{cms}/kept?dryRun=All"),
+        "application/json",
+        &json!({"metadata": {"name": "kept"}, "data": {"v": "2"}}).to_string(),
+    );
+    assert_eq!(code, 200, "{out}");
+    assert_eq!((out["metadata"]["resourceVersion"].clone(), out["data"]["v"].clone()), (rv.clone(), json!("2")));
+    let (code, out) =
+        http.call("PATCH", &format!("{cms}/kept?dryRun=All"), "application/merge-patch+json", r#"{"data":{"v":"3"}}"#);
+    assert_eq!((code, out["metadata"]["resourceVersion"].clone()), (200, rv.clone()));
+    assert_eq!(http.get(&format!("{cms}/kept")).1["data"]["v"], "1");
+
     // A dry-run delete answers as a delete would and keeps the object.
-    http.post(cms, json!({"metadata": {"name": "kept"}}));
     let (code, _) = http.delete(&format!("{cms}/kept?dryRun=All"));
     assert_eq!(code, 200);
     assert_eq!(http.get(&format!("{cms}/kept")).0, 200);
