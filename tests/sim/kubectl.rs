@@ -212,6 +212,13 @@ fn everyday_commands_do_what_they_do_on_a_real_cluster() {
     k_ns(&["scale", "deployment/web", "--replicas=1"]);
     k_ns(&["wait", "deployment/web", "--for=jsonpath={.status.replicas}=1", "--timeout=30s"]);
     assert_eq!(k_ns(&["get", "replicasets", "-l", "app=web", "-o", "jsonpath={.items[0].spec.replicas}"]), "1");
+    // `kubectl get` prints the server's columns for built-in kinds.
+    k_ns(&["wait", "deployment/web", "--for=jsonpath={.status.availableReplicas}=1", "--timeout=30s"]);
+    let table = k_ns(&["get", "deployment", "web"]);
+    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], "{table}");
+    let row: Vec<&str> = table.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    assert_eq!(row[..4], ["web", "1/1", "1", "1"], "{table}");
 
     // explain (the built-in kinds' OpenAPI)
     let explained = k(&["explain", "statefulset.spec"]);
