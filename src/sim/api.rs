@@ -419,8 +419,21 @@ fn list(server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
     let mut at: Option<u64> = None;
     if !rv_param.is_empty() {
         let rv = parse_rv(rv_param)?;
-        if rv > store.rv && req.q("resourceVersionMatch").is_some() {
-            return Err(ApiError::status(504, "Timeout", "Too large resource version", None));
+        if rv > store.rv {
+            // storage/errors.go NewTooLargeResourceVersionError: the watch cache gives up
+            // (retry after 1 s) on a state it has not reached; an exact read is etcd's
+            // future-revision error (no retry hint).
+            let mut details =
+                json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}]});
+            if !exact {
+                details["retryAfterSeconds"] = json!(1);
+            }
+            return Err(ApiError::status(
+                504,
+                "Timeout",
+                format!("Timeout: Too large resource version: {rv}, current: {}", store.rv),
+                Some(details),
+            ));
         }
         if exact {
             if rv < store.compacted {

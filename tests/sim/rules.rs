@@ -319,6 +319,15 @@ fn resource_version_match_exact_lists_the_older_state() {
     assert!(page2["items"].as_array().unwrap().iter().any(|i| i["metadata"]["name"] == "c"), "{page2}");
     assert_eq!(page2["metadata"]["resourceVersion"], page1["metadata"]["resourceVersion"]);
 
+    // A state the server has not reached yet: 504 with the ResourceVersionTooLarge cause.
+    let (code, out) = http.get(&format!("{cms}?resourceVersion=999999&resourceVersionMatch=NotOlderThan"));
+    assert_eq!((code, out["reason"].as_str()), (504, Some("Timeout")), "{out}");
+    assert!(
+        out["message"].as_str().unwrap().starts_with("Timeout: Too large resource version: 999999, current: "),
+        "{out}"
+    );
+    assert_eq!(out["details"]["causes"][0]["reason"], "ResourceVersionTooLarge");
+
     for (query, message) in [
         (
             "resourceVersionMatch=Exact",
