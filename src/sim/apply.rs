@@ -43,7 +43,7 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
     let sub = t.sub.as_deref();
     let ns = t.namespace.clone().unwrap_or_default();
     let schema_doc = super::custom::schema(&t.rt);
-    let schema = Schema::of(&schema_doc);
+    let schema = Schema::for_type(&t.rt, &schema_doc);
     // The applied configuration must be a valid typed object: no duplicate keys
     // (fieldmanager/internal/structuredmerge.go; not a Status error, so a 500).
     managed::merge(&mut Value::Null, &body, schema).map_err(|e| {

@@ -156,7 +156,7 @@ pub fn put_new(store: &mut Store, rt: &ResType, mut obj: Value, manager: &str) -
     }
     let schema = super::custom::schema(rt);
     let w = super::managed::Writer {
-        schema: &schema,
+        schema: super::managed::Schema::for_type(&rt, &schema),
         manager,
         operation: "Update",
         api_version: &rt.api_version(),
@@ -237,7 +237,7 @@ fn drop_owner_ref(store: &mut Store, res: &str, dependent: &Value, owner_uid: &s
     }
     let schema = super::custom::schema(&rt);
     let w = super::managed::Writer {
-        schema: &schema,
+        schema: super::managed::Schema::for_type(&rt, &schema),
         manager: "kube-controller-manager",
         operation: "Update",
         api_version: &rt.api_version(),

@@ -11,14 +11,8 @@ pub type Path = Vec<String>;
 /// item for managedFields and server-side apply; the first is the strategic-merge key.
 pub fn list_keys(field: &str) -> Option<&'static [&'static str]> {
     Some(match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "volumes"
-        | "env"
-        | "volumeMounts"
-        | "imagePullSecrets"
-        | "volumeClaimTemplates" => &["name"],
+        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets" => &["name"],
+        "volumeMounts" => &["mountPath"],
         "ports" => &["containerPort", "protocol"],
         "conditions" => &["type"],
         "ownerReferences" => &["uid"],
@@ -42,25 +36,59 @@ pub enum ListType {
 /// (structured-merge-diff's type information).
 #[derive(Debug, Clone, Copy)]
 pub enum Schema<'a> {
-    /// Built-in kinds: associative lists and atomic structs known by field name, and
-    /// every object's `metadata` (ObjectMeta).
-    Builtin,
+    /// Built-in kinds and every object's `metadata` (ObjectMeta): the Go type at this
+    /// place (a message of the embedded protobuf descriptors) and the field it was
+    /// reached through, whose `+listType`/`+patchStrategy` markers say how lists merge.
+    /// Unknown types fall back to associative lists known by field name.
+    Builtin(Typed),
     /// A node of a custom resource's structural schema; `None` where the schema says
     /// nothing (under `x-kubernetes-preserve-unknown-fields`): maps are granular and
     /// lists atomic there, as structured-merge-diff treats untyped values.
     Crd(Option<&'a Value>),
 }
 
+/// Where a built-in value is: its message, and the (message, field number) it is in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Typed {
+    msg: Option<usize>,
+    via: Option<(usize, u32)>,
+}
+
+impl Typed {
+    fn object_meta() -> Self {
+        Typed { msg: super::protobuf::message_index("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"), via: None }
+    }
+
+    fn markers(&self) -> &'static Value {
+        match self.via {
+            Some((m, f)) => super::protobuf::field_markers(m, f),
+            None => &Value::Null,
+        }
+    }
+}
+
 impl<'a> Schema<'a> {
     /// The schema of an object: its CRD's `openAPIV3Schema`, or the built-in rules.
     pub fn of(schema: &'a Value) -> Self {
-        if schema.is_object() { Schema::Crd(Some(schema)) } else { Schema::Builtin }
+        if schema.is_object() { Schema::Crd(Some(schema)) } else { Schema::Builtin(Typed::default()) }
+    }
+
+    /// The schema of an object of a type: typed for the built-in kinds.
+    pub fn for_type(rt: &super::registry::ResType, crd_schema: &'a Value) -> Self {
+        if rt.is_custom() {
+            return Schema::of(crd_schema);
+        }
+        Schema::Builtin(Typed { msg: super::protobuf::kind_index(&rt.api_version(), &rt.kind), via: None })
     }
 
     fn field(self, name: &str, root: bool) -> Self {
         match self {
-            Schema::Builtin => Schema::Builtin,
-            Schema::Crd(_) if root && name == "metadata" => Schema::Builtin,
+            Schema::Builtin(t) => match t.msg.and_then(|m| super::protobuf::field_of(m, name).map(|f| (m, f))) {
+                Some((m, (number, child))) => Schema::Builtin(Typed { msg: child, via: Some((m, number)) }),
+                None if root && name == "metadata" => Schema::Builtin(Typed::object_meta()),
+                None => Schema::Builtin(Typed::default()),
+            },
+            Schema::Crd(_) if root && name == "metadata" => Schema::Builtin(Typed::object_meta()),
             Schema::Crd(node) => Schema::Crd(node.and_then(|n| {
                 n["properties"].get(name).or_else(|| n.get("additionalProperties").filter(|a| a.is_object()))
             })),
@@ -69,7 +97,8 @@ impl<'a> Schema<'a> {
 
     fn items(self) -> Self {
         match self {
-            Schema::Builtin => Schema::Builtin,
+            // A repeated field's message is already its items' type.
+            Schema::Builtin(t) => Schema::Builtin(Typed { msg: t.msg, via: None }),
             Schema::Crd(node) => Schema::Crd(node.and_then(|n| n.get("items"))),
         }
     }
@@ -77,7 +106,27 @@ impl<'a> Schema<'a> {
     /// The list type of field `field` (this schema being the list's own node).
     pub fn list_type(self, field: &str) -> ListType {
         match self {
-            Schema::Builtin => match list_keys(field) {
+            Schema::Builtin(t) if t.via.is_some() => {
+                // kube-openapi schemaconv: `+listType`, else a `merge` patch strategy makes
+                // the list associative on its patch merge key (a set without one).
+                let m = t.markers();
+                let keys = |v: &Value| -> Vec<String> {
+                    v.as_array().into_iter().flatten().filter_map(|k| k.as_str().map(String::from)).collect()
+                };
+                match m["listType"].as_str() {
+                    Some("map") => ListType::Map(keys(&m["listMapKeys"])),
+                    Some("set") => ListType::Set,
+                    Some(_) => ListType::Atomic,
+                    None if m["patchStrategy"].as_str().is_some_and(|s| s.split(',').any(|x| x == "merge")) => {
+                        match m["patchMergeKey"].as_str() {
+                            Some(k) => ListType::Map(vec![k.to_string()]),
+                            None => ListType::Set,
+                        }
+                    }
+                    None => ListType::Atomic,
+                }
+            }
+            Schema::Builtin(_) => match list_keys(field) {
                 Some(keys) => ListType::Map(keys.iter().map(|k| k.to_string()).collect()),
                 None if field == "finalizers" => ListType::Set,
                 None => ListType::Atomic,
@@ -98,7 +147,13 @@ impl<'a> Schema<'a> {
     /// built-in `+structType=atomic` selector).
     fn atomic_map(self, field: &str, m: &Map<String, Value>) -> bool {
         match self {
-            Schema::Builtin => atomic(field, m),
+            Schema::Builtin(t) if t.via.is_some() => {
+                let mk = t.markers();
+                mk["mapType"] == "atomic"
+                    || mk["structType"] == "atomic"
+                    || t.msg.is_some_and(super::protobuf::message_atomic)
+            }
+            Schema::Builtin(_) => atomic(field, m),
             Schema::Crd(node) => node.is_some_and(|n| n["x-kubernetes-map-type"] == "atomic"),
         }
     }
@@ -547,8 +602,8 @@ pub fn from_fields(v: &Value) -> BTreeSet<Path> {
 /// Who writes, for managedFields.
 #[derive(Debug, Clone)]
 pub struct Writer<'a> {
-    /// A custom resource's `openAPIV3Schema` (`Value::Null` for built-in kinds).
-    pub schema: &'a Value,
+    /// How the object's fields merge (`Schema::for_type`).
+    pub schema: Schema<'a>,
     pub manager: &'a str,
     /// `Update` or `Apply`.
     pub operation: &'a str,
@@ -562,7 +617,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer, now: &str
     let mut entries: Vec<Value> =
         old.and_then(|o| o["metadata"]["managedFields"].as_array().cloned()).unwrap_or_default();
     let empty = json!({});
-    let schema = Schema::of(w.schema);
+    let schema = w.schema;
     let (changed, removed) = changed(old.unwrap_or(&empty), &strip(new), schema);
     if changed.is_empty() && removed.is_empty() && old.is_some() {
         if !entries.is_empty() {

@@ -39,6 +39,56 @@ static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
     DescriptorPool::decode(include_bytes!("proto/k8s.binpb").as_ref()).expect("the embedded descriptor set is valid")
 });
 
+/// The messages of the pool by index (types the apply machinery walks, see `managed`).
+static MESSAGES: LazyLock<Vec<MessageDescriptor>> = LazyLock::new(|| POOL.all_messages().collect());
+
+/// The `+listType`, `+listMapKey`, `+patchMergeKey`, `+patchStrategy`, `+mapType` and
+/// `+structType` markers of the same files, by message and field
+/// (`scripts/k8s-list-types.py` writes it).
+static MARKERS: LazyLock<Value> = LazyLock::new(|| {
+    serde_json::from_str(include_str!("proto/k8s-lists.json")).expect("the embedded marker table is valid")
+});
+
+/// The message index of a built-in kind (`apps/v1`, `Deployment`).
+pub fn kind_index(api_version: &str, kind: &str) -> Option<usize> {
+    let desc = kind_message(api_version, kind)?;
+    MESSAGES.iter().position(|m| m.full_name() == desc.full_name())
+}
+
+/// The message index of a type by its full name.
+pub fn message_index(full_name: &str) -> Option<usize> {
+    MESSAGES.iter().position(|m| m.full_name() == full_name)
+}
+
+/// A field of a message: its number and the message its values are (a list's items, a
+/// map's values), if they are messages.
+pub fn field_of(msg: usize, name: &str) -> Option<(u32, Option<usize>)> {
+    let f = MESSAGES.get(msg)?.get_field_by_name(name)?;
+    let value_kind = if f.is_map() {
+        f.kind().as_message().and_then(|entry| entry.get_field_by_name("value")).map(|v| v.kind())
+    } else {
+        Some(f.kind())
+    };
+    let child = match value_kind {
+        Some(prost_reflect::Kind::Message(m)) => message_index(m.full_name()),
+        _ => None,
+    };
+    Some((f.number(), child))
+}
+
+/// The markers of a field (`{}` when it has none).
+pub fn field_markers(msg: usize, number: u32) -> &'static Value {
+    static NONE: Value = Value::Null;
+    let Some(m) = MESSAGES.get(msg) else { return &NONE };
+    let Some(f) = m.get_field(number) else { return &NONE };
+    &MARKERS[m.full_name()]["fields"][f.name()]
+}
+
+/// Whether a message is `+structType=atomic` (owned and replaced as a whole).
+pub fn message_atomic(msg: usize) -> bool {
+    MESSAGES.get(msg).is_some_and(|m| MARKERS[m.full_name()]["atomic"] == true)
+}
+
 /// Whether a `Content-Type` names the protobuf encoding.
 pub fn is_protobuf(content_type: &str) -> bool {
     content_type.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case(MEDIA_TYPE)

@@ -307,7 +307,7 @@ pub fn create_in(
     let manager = req.manager();
     let schema = custom::schema(&t.rt);
     let w = Writer {
-        schema: &schema,
+        schema: managed::Schema::for_type(&t.rt, &schema),
         manager: &manager,
         operation: "Update",
         api_version: &t.rt.api_version(),
@@ -491,7 +491,7 @@ pub fn update_in(
         let manager = req.manager();
         let schema = custom::schema(&t.rt);
         let w = Writer {
-            schema: &schema,
+            schema: managed::Schema::for_type(&t.rt, &schema),
             manager: &manager,
             operation: "Update",
             api_version: &t.rt.api_version(),

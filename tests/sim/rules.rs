@@ -351,3 +351,54 @@ fn resource_version_match_exact_lists_the_older_state() {
         assert_eq!(out["message"], format!(r#"ListOptions.meta.k8s.io "" is invalid: {message}"#), "{query}");
     }
 }
+
+fn deployment(spec_pod: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+           "spec": {"selector": {"matchLabels": {"app": "d"}},
+                    "template": {"metadata": {"labels": {"app": "d"}}, "spec": spec_pod}}})
+}
+
+/// Built-in kinds merge as their Go types' markers say (`+listType`, `+listMapKey`,
+/// `+mapType=atomic`, else a `merge` patch strategy on the patch merge key; read from
+/// the upstream generated.proto files): env items by name, volume mounts by mount path,
+/// tolerations and node selectors as a whole.
+#[test]
+fn server_side_apply_on_built_ins_follows_their_markers() {
+    let (_cluster, http) = start();
+    let d = "/apis/apps/v1/namespaces/default/deployments/d";
+    let (code, out) = http.apply(
+        d,
+        "alpha",
+        deployment(json!({"containers": [{"name": "c", "image": "x", "env": [{"name": "A", "value": "1"}],
+                                          "volumeMounts": [{"name": "v", "mountPath": "/data"}]}],
+                          "volumes": [{"name": "v", "emptyDir": {}}],
+                          "tolerations": [{"key": "k", "operator": "Exists"}], "nodeSelector": {"disk": "ssd"}})),
+        false,
+    );
+    assert_eq!(code, 201, "{out}");
+    let (code, out) = http.apply(
+        d,
+        "beta",
+        deployment(json!({"containers": [{"name": "c", "image": "x", "env": [{"name": "B", "value": "2"}]}]})),
+        false,
+    );
+    assert_eq!(code, 200, "{out}");
+    let env = &out["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(*env, json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]));
+    let alpha = out["metadata"]["managedFields"].as_array().unwrap().iter().find(|e| e["manager"] == "alpha").unwrap();
+    let c = &alpha["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"];
+    assert!(c["f:volumeMounts"].get("k:{\"mountPath\":\"/data\"}").is_some(), "{c}");
+    let pod = &alpha["fieldsV1"]["f:spec"]["f:template"]["f:spec"];
+    assert_eq!(pod["f:tolerations"], json!({}), "an atomic list is one leaf: {pod}");
+    assert_eq!(pod["f:nodeSelector"], json!({}), "an atomic map is one leaf: {pod}");
+
+    // Different values for an atomic list conflict as a whole.
+    let (code, out) = http.apply(
+        d,
+        "beta",
+        deployment(json!({"containers": [{"name": "c", "image": "x"}], "tolerations": []})),
+        false,
+    );
+    assert_eq!(code, 409, "{out}");
+    assert_eq!(out["details"]["causes"][0]["field"], ".spec.template.spec.tolerations");
+}
