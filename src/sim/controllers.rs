@@ -156,7 +156,7 @@ pub fn put_new(store: &mut Store, rt: &ResType, mut obj: Value, manager: &str) -
     }
     let schema = super::custom::schema(rt);
     let w = super::managed::Writer {
-        schema: super::managed::Schema::for_type(&rt, &schema),
+        schema: super::managed::Schema::for_type(rt, &schema),
         manager,
         operation: "Update",
         api_version: &rt.api_version(),
