@@ -21,6 +21,16 @@ pub fn list_keys(field: &str) -> Option<&'static [&'static str]> {
     })
 }
 
+/// How a strategic merge patch merges a list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatchStrategy {
+    Replace,
+    /// Items identified by this key are merged one by one.
+    MergeKeyed(String),
+    /// Scalars, merged as a set.
+    MergePrimitive,
+}
+
 /// How a list merges and is owned (`x-kubernetes-list-type`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ListType {
@@ -81,7 +91,30 @@ impl<'a> Schema<'a> {
         Schema::Builtin(Typed { msg: super::protobuf::kind_index(&rt.api_version(), &rt.kind), via: None })
     }
 
-    fn field(self, name: &str, root: bool) -> Self {
+    /// How a strategic merge patch merges this field (its `+patchStrategy` and
+    /// `+patchMergeKey`; known lists by field name where the type is not known).
+    pub fn patch_strategy(self, field: &str) -> PatchStrategy {
+        match self {
+            Schema::Builtin(t) if t.via.is_some() => {
+                let m = t.markers();
+                if m["patchStrategy"].as_str().is_some_and(|s| s.split(',').any(|x| x == "merge")) {
+                    match m["patchMergeKey"].as_str() {
+                        Some(k) => PatchStrategy::MergeKeyed(k.to_string()),
+                        None => PatchStrategy::MergePrimitive,
+                    }
+                } else {
+                    PatchStrategy::Replace
+                }
+            }
+            _ => match list_keys(field) {
+                Some(keys) => PatchStrategy::MergeKeyed(keys[0].to_string()),
+                None if field == "finalizers" => PatchStrategy::MergePrimitive,
+                None => PatchStrategy::Replace,
+            },
+        }
+    }
+
+    pub fn field(self, name: &str, root: bool) -> Self {
         match self {
             Schema::Builtin(t) => match t.msg.and_then(|m| super::protobuf::field_of(m, name).map(|f| (m, f))) {
                 Some((m, (number, child))) => Schema::Builtin(Typed { msg: child, via: Some((m, number)) }),
@@ -95,7 +128,7 @@ impl<'a> Schema<'a> {
         }
     }
 
-    fn items(self) -> Self {
+    pub fn items(self) -> Self {
         match self {
             // A repeated field's message is already its items' type.
             Schema::Builtin(t) => Schema::Builtin(Typed { msg: t.msg, via: None }),

@@ -2,6 +2,7 @@
 //! strategic merge patch (merge keys for the built-in types' lists, `$patch`,
 //! `$setElementOrder`, `$retainKeys`, `$deleteFromPrimitiveList`).
 
+use super::managed::{PatchStrategy, Schema};
 use serde_json::{Map, Value};
 
 /// RFC 7386.
@@ -233,23 +234,14 @@ fn json_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// The strategic-merge key of a list: the first of its associative keys
-/// (`containerPort` for ports, whose apply identity also includes the protocol).
-fn merge_key(field: &str) -> Option<&'static str> {
-    super::managed::list_keys(field).map(|keys| keys[0])
-}
-
-/// Lists whose primitive items merge as a set.
-fn primitive_merge(field: &str) -> bool {
-    matches!(field, "finalizers")
-}
-
 /// Strategic merge patch.
-pub fn strategic(target: &mut Value, patch: &Value) {
-    strategic_map(target, patch)
+/// A strategic merge patch (apimachinery `util/strategicpatch`), merging each list as its
+/// Go type's `+patchStrategy`/`+patchMergeKey` markers say (`schema`).
+pub fn strategic(target: &mut Value, patch: &Value, schema: Schema) {
+    strategic_map(target, patch, schema, true)
 }
 
-fn strategic_map(target: &mut Value, patch: &Value) {
+fn strategic_map(target: &mut Value, patch: &Value, schema: Schema, root: bool) {
     let Value::Object(p) = patch else {
         *target = patch.clone();
         return;
@@ -291,15 +283,16 @@ fn strategic_map(target: &mut Value, patch: &Value) {
             t.remove(k);
             continue;
         }
+        let cs = schema.field(k, root);
         match v {
             Value::Array(items) => {
                 let current = t.entry(k.clone()).or_insert(Value::Array(Vec::new()));
-                merge_list(k, current, items);
+                merge_list(k, current, items, cs);
                 if let Some(order) = p.get(&format!("$setElementOrder/{k}")).and_then(Value::as_array) {
-                    reorder(k, current, order);
+                    reorder(current, order, &cs.patch_strategy(k));
                 }
             }
-            Value::Object(_) => strategic_map(t.entry(k.clone()).or_insert(Value::Null), v),
+            Value::Object(_) => strategic_map(t.entry(k.clone()).or_insert(Value::Null), v, cs, false),
             _ => {
                 t.insert(k.clone(), v.clone());
             }
@@ -311,7 +304,7 @@ fn strategic_map(target: &mut Value, patch: &Value) {
             && !p.contains_key(field)
             && let (Some(current), Some(order)) = (target.get_mut(field), order.as_array())
         {
-            reorder(field, current, order);
+            reorder(current, order, &schema.field(field, root).patch_strategy(field));
         }
     }
     if let (Some(keep), Some(t)) = (retain, target.as_object_mut()) {
@@ -319,13 +312,15 @@ fn strategic_map(target: &mut Value, patch: &Value) {
     }
 }
 
-fn merge_list(field: &str, current: &mut Value, items: &[Value]) {
+fn merge_list(field: &str, current: &mut Value, items: &[Value], schema: Schema) {
     let is_replace = |i: &Value| i.get("$patch").and_then(Value::as_str) == Some("replace");
     if items.iter().any(is_replace) {
         *current = Value::Array(items.iter().filter(|i| !is_replace(i)).cloned().collect());
         return;
     }
-    if let Some(key) = merge_key(field) {
+    let strategy = schema.patch_strategy(field);
+    if let PatchStrategy::MergeKeyed(key) = &strategy {
+        let key = key.as_str();
         if !current.is_array() {
             *current = Value::Array(Vec::new());
         }
@@ -341,10 +336,10 @@ fn merge_list(field: &str, current: &mut Value, items: &[Value]) {
                 continue;
             }
             match pos {
-                Some(i) => strategic_map(&mut list[i], item),
+                Some(i) => strategic_map(&mut list[i], item, schema.items(), false),
                 None => {
                     let mut clean = Value::Null;
-                    strategic_map(&mut clean, item);
+                    strategic_map(&mut clean, item, schema.items(), false);
                     list.push(clean);
                 }
             }
@@ -367,7 +362,7 @@ fn merge_list(field: &str, current: &mut Value, items: &[Value]) {
             let next = if take_left { l.next() } else { r.next() };
             list.extend(next);
         }
-    } else if primitive_merge(field) {
+    } else if strategy == PatchStrategy::MergePrimitive {
         let list = current.as_array_mut().expect("array");
         for item in items {
             if !list.contains(item) {
@@ -379,9 +374,12 @@ fn merge_list(field: &str, current: &mut Value, items: &[Value]) {
     }
 }
 
-fn reorder(field: &str, current: &mut Value, order: &[Value]) {
+fn reorder(current: &mut Value, order: &[Value], strategy: &PatchStrategy) {
     let Some(list) = current.as_array_mut() else { return };
-    let key = merge_key(field);
+    let key = match strategy {
+        PatchStrategy::MergeKeyed(k) => Some(k.as_str()),
+        _ => None,
+    };
     let pos = |x: &Value| {
         order.iter().position(|o| match key {
             Some(k) => o.get(k) == x.get(k),

@@ -569,7 +569,10 @@ pub fn patch(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
             ),
         })?,
         "application/merge-patch+json" => patch::merge(&mut next, &body),
-        _ => patch::strategic(&mut next, &body),
+        _ => {
+            let crd = custom::schema(&t.rt);
+            patch::strategic(&mut next, &body, managed::Schema::for_type(&t.rt, &crd))
+        }
     }
     // A patch without a resourceVersion applies to whatever is current.
     if body["metadata"].get("resourceVersion").is_none() && ct != "application/json-patch+json"

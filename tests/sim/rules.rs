@@ -402,3 +402,53 @@ fn server_side_apply_on_built_ins_follows_their_markers() {
     assert_eq!(code, 409, "{out}");
     assert_eq!(out["details"]["causes"][0]["field"], ".spec.template.spec.tolerations");
 }
+
+/// A strategic merge patch merges each list on its type's patch merge key
+/// (`+patchMergeKey`): a Service's ports by `port`, a container's volume mounts by
+/// `mountPath`; a list without a merge strategy is replaced.
+#[test]
+fn strategic_merge_patch_uses_each_types_merge_key() {
+    let (_cluster, http) = start();
+    let svcs = "/api/v1/namespaces/default/services";
+    let (code, out) = http.post(
+        svcs,
+        json!({"metadata": {"name": "s"}, "spec": {"selector": {"app": "x"},
+               "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}]}}),
+    );
+    assert_eq!(code, 201, "{out}");
+    let (code, out) = http.call(
+        "PATCH",
+        &format!("{svcs}/s"),
+        "application/strategic-merge-patch+json",
+        r#"{"spec":{"ports":[{"port":443,"targetPort":8443}]}}"#,
+    );
+    assert_eq!(code, 200, "{out}");
+    let ports: Vec<(i64, i64)> = out["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["port"].as_i64().unwrap(), p["targetPort"].as_i64().unwrap_or(p["port"].as_i64().unwrap())))
+        .collect();
+    assert_eq!(ports, [(80, 80), (443, 8443)]);
+
+    let deploys = "/apis/apps/v1/namespaces/default/deployments";
+    let (code, out) = http.post(
+        deploys,
+        deployment(json!({"containers": [{"name": "c", "image": "x", "args": ["a", "b"],
+                          "volumeMounts": [{"name": "v", "mountPath": "/one"}]}],
+                          "volumes": [{"name": "v", "emptyDir": {}}]})),
+    );
+    assert_eq!(code, 201, "{out}");
+    let (code, out) = http.call(
+        "PATCH",
+        &format!("{deploys}/d"),
+        "application/strategic-merge-patch+json",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"c","args":["z"],"volumeMounts":[{"name":"v","mountPath":"/two"}]}]}}}}"#,
+    );
+    assert_eq!(code, 200, "{out}");
+    let c = &out["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["args"], json!(["z"]), "args have no merge strategy: replaced");
+    let mounts: Vec<&str> =
+        c["volumeMounts"].as_array().unwrap().iter().map(|m| m["mountPath"].as_str().unwrap()).collect();
+    assert_eq!(mounts, ["/two", "/one"], "merged by mountPath, patch items first");
+}
