@@ -259,7 +259,7 @@ fn pod_spec_defaults(spec: &mut Value) {
     set_default(spec, "schedulerName", json!("default-scheduler"));
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "terminationGracePeriodSeconds", json!(30));
-    for list in ["containers", "initContainers"] {
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
         if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {
                 set_default(c, "terminationMessagePath", json!("/dev/termination-log"));

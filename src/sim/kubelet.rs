@@ -125,6 +125,8 @@ struct PodRun {
     dir: PathBuf,
     init: Vec<Ctr>,
     main: Vec<Ctr>,
+    /// Ephemeral containers (`kubectl debug`), started once each, never restarted.
+    ephemeral: Vec<Ctr>,
     started: String,
     term_sent: Option<Instant>,
     killed: bool,
@@ -133,15 +135,19 @@ struct PodRun {
 impl PodRun {
     /// Signals every running process of the Pod.
     fn signal(&self, sig: i32) {
-        for ch in self.init.iter().chain(self.main.iter()).filter_map(|c| c.child.as_ref()) {
+        for ch in self.all().filter_map(|c| c.child.as_ref()) {
             signal(ch, sig);
         }
     }
 
     /// Kills every process of the Pod at once and reaps it.
+    fn all(&self) -> impl Iterator<Item = &Ctr> {
+        self.init.iter().chain(self.main.iter()).chain(self.ephemeral.iter())
+    }
+
     fn kill(&mut self) {
         self.signal(libc::SIGKILL);
-        for c in self.init.iter_mut().chain(self.main.iter_mut()) {
+        for c in self.init.iter_mut().chain(self.main.iter_mut()).chain(self.ephemeral.iter_mut()) {
             if let Some(mut ch) = c.child.take() {
                 let _ = ch.wait();
             }
@@ -197,7 +203,7 @@ impl Kubelet {
     /// How to run a command in a running container, for `exec`.
     pub fn exec_context(&self, uid: &str, container: &str) -> Option<Context> {
         let run = self.pods.get(uid)?;
-        let c = run.main.iter().find(|c| c.name == container)?;
+        let c = run.main.iter().chain(run.ephemeral.iter()).find(|c| c.name == container)?;
         c.child.as_ref()?;
         Some(c.ctx.clone())
     }
@@ -250,6 +256,7 @@ impl Kubelet {
                     dir,
                     init: names("initContainers"),
                     main: names("containers"),
+                    ephemeral: Vec::new(),
                     started: meta::now(),
                     term_sent: None,
                     killed: false,
@@ -270,8 +277,15 @@ impl Kubelet {
             kubeconfig = path;
         }
         let run = self.pods.get_mut(uid).expect("present");
+        // Ephemeral containers are added to a running Pod.
+        for e in pod["spec"]["ephemeralContainers"].as_array().into_iter().flatten() {
+            let n = e["name"].as_str().unwrap_or_default();
+            if !run.ephemeral.iter().any(|c| c.name == n) {
+                run.ephemeral.push(Ctr::new(n));
+            }
+        }
         // Reap what exited.
-        for c in run.init.iter_mut().chain(run.main.iter_mut()) {
+        for c in run.init.iter_mut().chain(run.main.iter_mut()).chain(run.ephemeral.iter_mut()) {
             if let Some(ch) = &mut c.child
                 && let Ok(Some(st)) = ch.try_wait()
             {
@@ -283,7 +297,7 @@ impl Kubelet {
         }
         if deleting {
             let grace = pod["metadata"]["deletionGracePeriodSeconds"].as_u64().unwrap_or(30);
-            let running = run.init.iter().chain(run.main.iter()).any(|c| c.child.is_some());
+            let running = run.all().any(|c| c.child.is_some());
             match run.term_sent {
                 None => {
                     run.signal(libc::SIGTERM);
@@ -396,6 +410,12 @@ fn advance(store: &Store, pod: &Value, run: &mut PodRun, policy: &str, kubeconfi
             let _ = std::fs::rename(&log, run.dir.join(format!("{}.log.prev", c.name)));
         }
         start(store, pod, &main_specs[i], c, &run.dir, kubeconfig);
+    }
+    let eph_specs = specs("ephemeralContainers");
+    for c in run.ephemeral.iter_mut().filter(|c| c.child.is_none() && c.term.is_none() && c.started.is_none()) {
+        if let Some(spec) = eph_specs.iter().find(|s| s["name"] == c.name.as_str()) {
+            start(store, pod, spec, c, &run.dir, kubeconfig);
+        }
     }
 }
 
@@ -800,6 +820,15 @@ fn write_status(store: &mut Store, pod: &Value, run: &PodRun, stopping: bool) {
     if !run.init.is_empty() {
         status["initContainerStatuses"] =
             json!(run.init.iter().zip(&init_specs).map(|(c, s)| container_status(c, s)).collect::<Vec<_>>());
+    }
+    let eph_specs = specs("ephemeralContainers");
+    let eph: Vec<Value> = run
+        .ephemeral
+        .iter()
+        .filter_map(|c| eph_specs.iter().find(|s| s["name"] == c.name.as_str()).map(|s| container_status(c, s)))
+        .collect();
+    if !eph.is_empty() {
+        status["ephemeralContainerStatuses"] = json!(eph);
     }
     // Only a real change is written (timestamps of conditions stay put).
     if status == pod["status"] {

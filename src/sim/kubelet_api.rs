@@ -25,6 +25,7 @@ fn pod_and_container(server: &Server, t: &Target, name: &str, container: Option<
         .into_iter()
         .flatten()
         .chain(pod["spec"]["initContainers"].as_array().into_iter().flatten())
+        .chain(pod["spec"]["ephemeralContainers"].as_array().into_iter().flatten())
         .filter_map(|c| c["name"].as_str().map(String::from))
         .collect();
     let container = match container {

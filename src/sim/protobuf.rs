@@ -174,6 +174,22 @@ fn field_i64(m: &DynamicMessage, name: &str) -> i64 {
     }
 }
 
+/// Embedded Go structs (`json:""`): their fields are the parent's in JSON, but a field of
+/// their own in protobuf. Found with `json:""` in kubernetes/api `*/types.go`.
+const INLINE: &[(&str, &str)] = &[
+    ("k8s.io.api.core.v1.Volume", "volumeSource"),
+    ("k8s.io.api.core.v1.PersistentVolumeSpec", "persistentVolumeSource"),
+    ("k8s.io.api.core.v1.SecretProjection", "localObjectReference"),
+    ("k8s.io.api.core.v1.ConfigMapVolumeSource", "localObjectReference"),
+    ("k8s.io.api.core.v1.ConfigMapProjection", "localObjectReference"),
+    ("k8s.io.api.core.v1.ConfigMapKeySelector", "localObjectReference"),
+    ("k8s.io.api.core.v1.SecretKeySelector", "localObjectReference"),
+    ("k8s.io.api.core.v1.ConfigMapEnvSource", "localObjectReference"),
+    ("k8s.io.api.core.v1.SecretEnvSource", "localObjectReference"),
+    ("k8s.io.api.core.v1.Probe", "handler"),
+    ("k8s.io.api.core.v1.EphemeralContainer", "ephemeralContainerCommon"),
+];
+
 /// A message as Go's JSON encoding writes the type it was generated from.
 fn to_json(m: &DynamicMessage) -> Value {
     let desc = m.descriptor();
@@ -183,6 +199,14 @@ fn to_json(m: &DynamicMessage) -> Value {
     }
     let mut out = Map::new();
     for (field, value) in m.fields() {
+        if let PValue::Message(inner) = value
+            && INLINE.contains(&(name, field.name()))
+        {
+            if let Value::Object(fields) = to_json(inner) {
+                out.extend(fields);
+            }
+            continue;
+        }
         let v = match value {
             PValue::List(items) => {
                 if items.is_empty() {
@@ -367,6 +391,19 @@ mod tests {
         let mut out = PREFIX.to_vec();
         out.extend(env.encode_to_vec());
         out
+    }
+
+    #[test]
+    fn embedded_structs_are_inlined() {
+        let mut vol = DynamicMessage::new(message("k8s.io.api.core.v1.Volume").unwrap());
+        vol.set_field_by_name("name", PValue::String("v".into()));
+        let mut src = DynamicMessage::new(message("k8s.io.api.core.v1.VolumeSource").unwrap());
+        src.set_field_by_name(
+            "emptyDir",
+            PValue::Message(DynamicMessage::new(message("k8s.io.api.core.v1.EmptyDirVolumeSource").unwrap())),
+        );
+        vol.set_field_by_name("volumeSource", PValue::Message(src));
+        assert_eq!(to_json(&vol), json!({"name": "v", "emptyDir": {}}));
     }
 
     #[test]

@@ -213,6 +213,7 @@ const BUILTIN: &[B] = &[
         all: true,
         subs: &[
             ("status", "Pod"),
+            ("ephemeralcontainers", "Pod"),
             ("log", "Pod"),
             ("exec", "PodExecOptions"),
             ("eviction", "Eviction"),
@@ -489,7 +490,7 @@ const BUILTIN: &[B] = &[
 
 fn sub_verbs(name: &str) -> &'static [&'static str] {
     match name {
-        "status" | "scale" => STATUS_VERBS,
+        "status" | "scale" | "ephemeralcontainers" => STATUS_VERBS,
         "finalize" => &["update"],
         "log" => &["get"],
         "exec" => &["create", "get"],

@@ -405,8 +405,57 @@ pub fn update_in(
     }
     obj["apiVersion"] = json!(t.rt.storage_api_version());
     obj["kind"] = json!(t.rt.kind);
-    // What each side of the status subresource may change.
-    if t.rt.status {
+    // The ephemeralcontainers subresource changes that list only, and only by adding
+    // (core validation ValidatePodEphemeralContainersUpdate).
+    if t.sub.as_deref() == Some("ephemeralcontainers") {
+        let wanted = obj["spec"]["ephemeralContainers"].as_array().cloned().unwrap_or_default();
+        let before = old["spec"]["ephemeralContainers"].as_array().cloned().unwrap_or_default();
+        let mut causes = Vec::new();
+        for e in &before {
+            let n = e["name"].as_str().unwrap_or_default();
+            match wanted.iter().find(|w| w["name"] == n) {
+                None => causes.push(Cause::forbidden(
+                    "spec.ephemeralContainers",
+                    &format!("existing ephemeral containers {n:?} may not be removed"),
+                )),
+                Some(w) if w != e => causes.push(Cause::forbidden(
+                    "spec.ephemeralContainers",
+                    &format!("existing ephemeral containers {n:?} may not be changed"),
+                )),
+                Some(_) => {}
+            }
+        }
+        let mut names: Vec<String> = ["containers", "initContainers"]
+            .iter()
+            .flat_map(|k| old["spec"][*k].as_array().cloned().unwrap_or_default())
+            .filter_map(|c| c["name"].as_str().map(String::from))
+            .collect();
+        for (i, e) in wanted.iter().enumerate() {
+            let n = e["name"].as_str().unwrap_or_default();
+            if n.is_empty() {
+                causes.push(Cause::required(format!("spec.ephemeralContainers[{i}].name"), ""));
+            } else if names.iter().any(|x| x == n) {
+                causes.push(Cause::new(
+                    "FieldValueDuplicate",
+                    format!("spec.ephemeralContainers[{i}].name"),
+                    format!("Duplicate value: {}", crate::api::field::go_quote(n)),
+                ));
+            }
+            names.push(n.to_string());
+            if e["image"].as_str().is_none_or(str::is_empty) {
+                causes.push(Cause::required(format!("spec.ephemeralContainers[{i}].image"), ""));
+            }
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&t.rt, &t.rt.kind, name, causes));
+        }
+        let mut next = old.clone();
+        next["spec"]["ephemeralContainers"] = json!(wanted);
+        if operation == "Apply" {
+            next["metadata"]["managedFields"] = obj["metadata"]["managedFields"].clone();
+        }
+        obj = next;
+    } else if t.rt.status {
         if status_sub {
             let status = obj.get("status").cloned();
             let mut next = old.clone();

@@ -249,6 +249,31 @@ fn everyday_commands_do_what_they_do_on_a_real_cluster() {
     ]);
     k_ns(&["wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/once", "--timeout=30s"]);
     assert_eq!(k_ns(&["logs", "once"]), "out-line\nerr-line\n");
+    // debug: an ephemeral container in the running Pod, and a copy of the Pod.
+    k_ns(&["debug", "sh", "--image=busybox", "-c", "dbg", "--profile=general", "--", "sh", "-c", "echo from-debug"]);
+    k_ns(&[
+        "wait",
+        "pod/sh",
+        "--for=jsonpath={.status.ephemeralContainerStatuses[0].state.terminated.reason}=Completed",
+        "--timeout=30s",
+    ]);
+    assert_eq!(k_ns(&["logs", "sh", "-c", "dbg"]), "from-debug\n");
+    let err =
+        k_fails(&["-n", "everyday", "debug", "sh", "--image=busybox", "-c", "dbg", "--profile=general", "--", "true"]);
+    assert!(err.contains(r#"existing ephemeral containers "dbg" may not be changed"#), "{err}");
+    k_ns(&[
+        "debug",
+        "sh",
+        "--image=busybox",
+        "--copy-to=sh-copy",
+        "--container=dbg2",
+        "--profile=general",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    k_ns(&["wait", "--for=condition=Ready", "pod/sh-copy", "--timeout=30s"]);
+    assert_eq!(k_ns(&["get", "pod", "sh-copy", "-o", "jsonpath={.spec.containers[*].name}"]), "sh dbg2");
     assert_eq!(k_ns(&["delete", "pod", "sh", "--wait", "--timeout=60s"]).trim(), r#"pod "sh" deleted"#);
     let err = k_fails(&["-n", "everyday", "get", "pod", "sh"]);
     assert!(err.contains(r#"pods "sh" not found"#), "{err}");
