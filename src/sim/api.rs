@@ -379,14 +379,8 @@ fn validate_list_options(req: &Req) -> ApiResult<()> {
             ));
         }
         if m != "Exact" && m != "NotOlderThan" {
-            causes.push(Cause::new(
-                "FieldValueNotSupported",
-                "resourceVersionMatch",
-                format!(
-                    "Unsupported value: {}: supported values: \"Exact\", \"NotOlderThan\", \"\"",
-                    crate::api::field::go_quote(m)
-                ),
-            ));
+            let value = crate::api::field::go_quote(m);
+            causes.push(Cause::not_supported("resourceVersionMatch", &value, &["Exact", "NotOlderThan", ""]));
         }
         if m == "Exact" && rv == "0" {
             causes.push(Cause::forbidden(

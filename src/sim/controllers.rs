@@ -154,15 +154,7 @@ pub fn put_new(store: &mut Store, rt: &ResType, mut obj: Value, manager: &str) -
     if rt.generation {
         obj["metadata"]["generation"] = json!(1);
     }
-    let schema = super::custom::schema(rt);
-    let w = super::managed::Writer {
-        schema: super::managed::Schema::for_type(rt, &schema),
-        manager,
-        operation: "Update",
-        api_version: &rt.api_version(),
-        subresource: None,
-    };
-    super::managed::record_update(None, &mut obj, &w, &meta::now());
+    super::managed::record_write(rt, None, &mut obj, manager, None);
     store.put(&rt.key(), obj)
 }
 
@@ -235,15 +227,7 @@ fn drop_owner_ref(store: &mut Store, res: &str, dependent: &Value, owner_uid: &s
             d["metadata"].as_object_mut().map(|m| m.remove("ownerReferences"));
         }
     }
-    let schema = super::custom::schema(&rt);
-    let w = super::managed::Writer {
-        schema: super::managed::Schema::for_type(&rt, &schema),
-        manager: "kube-controller-manager",
-        operation: "Update",
-        api_version: &rt.api_version(),
-        subresource: None,
-    };
-    super::managed::record_update(Some(dependent), &mut d, &w, &meta::now());
+    super::managed::record_write(&rt, Some(dependent), &mut d, "kube-controller-manager", None);
     store.put(res, d);
 }
 

@@ -146,6 +146,16 @@ impl Cause {
     pub fn invalid(field: impl Into<String>, value: &Value, detail: &str) -> Self {
         Self::new("FieldValueInvalid", field, format!("Invalid value: {}: {detail}", render_value(value)))
     }
+    /// `field.NotSupported`: `value` as the real server renders it (a quoted string, or
+    /// a JSON list), then the supported values quoted.
+    pub fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) -> Self {
+        let list: Vec<String> = supported.iter().map(|s| crate::api::field::go_quote(s)).collect();
+        Self::new(
+            "FieldValueNotSupported",
+            field,
+            format!("Unsupported value: {value}: supported values: {}", list.join(", ")),
+        )
+    }
     pub fn forbidden(field: impl Into<String>, detail: &str) -> Self {
         Self::new("FieldValueForbidden", field, format!("Forbidden: {detail}"))
     }

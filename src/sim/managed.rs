@@ -634,19 +634,39 @@ pub fn from_fields(v: &Value) -> BTreeSet<Path> {
 
 /// Who writes, for managedFields.
 #[derive(Debug, Clone)]
-pub struct Writer<'a> {
+struct Writer<'a> {
     /// How the object's fields merge (`Schema::for_type`).
-    pub schema: Schema<'a>,
-    pub manager: &'a str,
+    schema: Schema<'a>,
+    manager: &'a str,
     /// `Update` or `Apply`.
-    pub operation: &'a str,
-    pub api_version: &'a str,
+    operation: &'a str,
+    api_version: &'a str,
     /// `status` for writes through the status subresource.
-    pub subresource: Option<&'a str>,
+    subresource: Option<&'a str>,
+}
+
+/// Records an Update by `manager` of an object of type `rt` (`old` is `None` on create),
+/// through `subresource` if given, in `new`'s managedFields.
+pub fn record_write(
+    rt: &super::registry::ResType,
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: Option<&str>,
+) {
+    let crd = super::custom::schema(rt);
+    let w = Writer {
+        schema: Schema::for_type(rt, &crd),
+        manager,
+        operation: "Update",
+        api_version: &rt.api_version(),
+        subresource,
+    };
+    record_update(old, new, &w, &super::meta::now());
 }
 
 /// Records an Update-style write (`old` is `None` on create) in `new`'s managedFields.
-pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer, now: &str) {
+fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer, now: &str) {
     let mut entries: Vec<Value> =
         old.and_then(|o| o["metadata"]["managedFields"].as_array().cloned()).unwrap_or_default();
     let empty = json!({});

@@ -4,7 +4,7 @@
 use super::api::{Reply, Req, Target, ok, present};
 use super::custom::{self, FieldValidation};
 use super::errors::{ApiError, ApiResult, Cause};
-use super::managed::{self, Writer};
+use super::managed;
 use super::registry::ResType;
 use super::store::Store;
 use super::{Server, builtin, meta, patch};
@@ -205,13 +205,7 @@ pub fn validate_options(req: &Req, kind: &str, patch_type: Option<&str>) -> ApiR
 /// `ValidateDryRun`: only `All` (the value printed as the list it is).
 fn dry_run_cause(v: Option<&str>) -> Option<Cause> {
     let v = v?;
-    (v != "All").then(|| {
-        Cause::new(
-            "FieldValueNotSupported",
-            "dryRun",
-            format!("Unsupported value: [{}]: supported values: \"All\"", crate::api::field::go_quote(v)),
-        )
-    })
+    (v != "All").then(|| Cause::not_supported("dryRun", &format!("[{}]", crate::api::field::go_quote(v)), &["All"]))
 }
 
 pub fn create(server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
@@ -304,16 +298,7 @@ pub fn create_in(
         m.remove("generation");
     }
     builtin::on_create(&t.rt, &mut obj);
-    let manager = req.manager();
-    let schema = custom::schema(&t.rt);
-    let w = Writer {
-        schema: managed::Schema::for_type(&t.rt, &schema),
-        manager: &manager,
-        operation: "Update",
-        api_version: &t.rt.api_version(),
-        subresource: None,
-    };
-    managed::record_update(None, &mut obj, &w, &now());
+    managed::record_write(&t.rt, None, &mut obj, &req.manager(), None);
     if dry_run(req) {
         // Nothing is stored, so there is no resourceVersion (registry/generic/registry/
         // dryrun.go copies the object as it would have been created).
@@ -537,16 +522,7 @@ pub fn update_in(
     let mut cmp_old = old.clone();
     cmp_old["metadata"].as_object_mut().expect("metadata").remove("resourceVersion");
     if operation == "Update" {
-        let manager = req.manager();
-        let schema = custom::schema(&t.rt);
-        let w = Writer {
-            schema: managed::Schema::for_type(&t.rt, &schema),
-            manager: &manager,
-            operation: "Update",
-            api_version: &t.rt.api_version(),
-            subresource: t.sub.as_deref(),
-        };
-        managed::record_update(Some(&old), &mut obj, &w, &now());
+        managed::record_write(&t.rt, Some(&old), &mut obj, &req.manager(), t.sub.as_deref());
     }
     if without_times(&obj) == without_times(&cmp_old) {
         return Ok((old, warnings, 200));
@@ -669,14 +645,8 @@ fn delete_options(req: &Req) -> ApiResult<(Delete, bool)> {
     if let Some(p) = &policy
         && !matches!(p.as_str(), "Foreground" | "Background" | "Orphan")
     {
-        causes.push(Cause::new(
-            "FieldValueNotSupported",
-            "propagationPolicy",
-            format!(
-                "Unsupported value: {}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\"",
-                crate::api::field::go_quote(p)
-            ),
-        ));
+        let value = crate::api::field::go_quote(p);
+        causes.push(Cause::not_supported("propagationPolicy", &value, &["Foreground", "Background", "Orphan", "nil"]));
     }
     causes.extend(dry_run_cause(dry.as_deref()));
     if !causes.is_empty() {
