@@ -12,6 +12,23 @@ use axum::extract::ws::{Message, WebSocket};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+/// The Pod of a port-forward, which must be running on the node.
+pub fn pod_on_node(server: &Server, t: &Target, name: &str) -> ApiResult<()> {
+    let store = server.store();
+    let ns = t.namespace.clone().unwrap_or_default();
+    let pod = store.get(&t.rt.key(), &ns, name).ok_or_else(|| ApiError::not_found(&t.rt, name))?;
+    if pod["spec"]["nodeName"] != NODE {
+        return Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")));
+    }
+    if pod["status"]["phase"] != "Running" {
+        let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
+        return Err(ApiError::bad_request(format!(
+            "unable to forward port because pod is not running. Current status={phase}"
+        )));
+    }
+    Ok(())
+}
+
 /// The Pod, and the container a request names (or the only one).
 fn pod_and_container(server: &Server, t: &Target, name: &str, container: Option<&str>) -> ApiResult<(Value, String)> {
     let store = server.store();

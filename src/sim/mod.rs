@@ -22,6 +22,7 @@ mod meta;
 mod network;
 pub(crate) mod openapi;
 mod patch;
+mod portforward;
 mod protobuf;
 mod rbac;
 mod registry;
@@ -435,7 +436,10 @@ async fn exec_upgrade(
         parts.headers.get("upgrade").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let path = parts.uri.path().to_string();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let ["api", "v1", "namespaces", ns, "pods", name, "exec"] = segs.as_slice() else { return None };
+    let (ns, name, sub) = match segs.as_slice() {
+        ["api", "v1", "namespaces", ns, "pods", name, sub @ ("exec" | "portforward")] => (*ns, *name, *sub),
+        _ => return None,
+    };
     if !upgrade {
         return None;
     }
@@ -445,7 +449,7 @@ async fn exec_upgrade(
         rt: server.store().find("", "v1", "pods").expect("pods"),
         namespace: Some(ns.to_string()),
         name: Some(name.to_string()),
-        sub: Some("exec".into()),
+        sub: Some(sub.into()),
     };
     let req = Req {
         method: parts.method.as_str().to_string(),
@@ -461,6 +465,16 @@ async fn exec_upgrade(
     };
     if let Err(e) = server.authorize(&req, &t) {
         return Some(render(server, e.into()));
+    }
+    if sub == "portforward" {
+        if let Err(e) = kubelet_api::pod_on_node(server, &t, name) {
+            return Some(render(server, e.into()));
+        }
+        let ws = match axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, &()).await {
+            Ok(ws) => ws,
+            Err(rej) => return Some(rej.into_response()),
+        };
+        return Some(ws.protocols([portforward::PROTOCOL]).on_upgrade(portforward::run).into_response());
     }
     let prepared = kubelet_api::prepare_exec(server, &t, name, &query);
     let exec = match prepared {

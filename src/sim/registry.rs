@@ -214,6 +214,7 @@ const BUILTIN: &[B] = &[
         subs: &[
             ("status", "Pod"),
             ("ephemeralcontainers", "Pod"),
+            ("portforward", "PodPortForwardOptions"),
             ("log", "Pod"),
             ("exec", "PodExecOptions"),
             ("eviction", "Eviction"),
@@ -493,7 +494,7 @@ fn sub_verbs(name: &str) -> &'static [&'static str] {
         "status" | "scale" | "ephemeralcontainers" => STATUS_VERBS,
         "finalize" => &["update"],
         "log" => &["get"],
-        "exec" => &["create", "get"],
+        "exec" | "portforward" => &["create", "get"],
         "eviction" | "binding" | "token" => &["create"],
         _ => &["get"],
     }

@@ -249,6 +249,40 @@ fn everyday_commands_do_what_they_do_on_a_real_cluster() {
     ]);
     k_ns(&["wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/once", "--timeout=30s"]);
     assert_eq!(k_ns(&["logs", "once"]), "out-line\nerr-line\n");
+    // port-forward: a local port joined to the Pod's (SPDY tunnelled over a WebSocket).
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (pod_port, local_port) = (free_port(), free_port());
+    let server = format!("python3 -m http.server {pod_port} --bind 127.0.0.1");
+    k_ns(&["run", "web", "--image=python", "--command", "--", "sh", "-c", &server]);
+    k_ns(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"]);
+    let mut forward = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&shared().kubeconfig)
+        .args(["-n", "everyday", "port-forward", "pod/web", &format!("{local_port}:{pod_port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let get = || -> Option<String> {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", local_port)).ok()?;
+        c.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut out = String::new();
+        c.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let mut answer = None;
+    for _ in 0..100 {
+        answer = get().filter(|a| a.starts_with("HTTP/1.0 200"));
+        if answer.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = forward.kill();
+    let _ = forward.wait();
+    assert!(answer.is_some_and(|a| a.contains("Directory listing")), "no answer through the forwarded port");
+
     // debug: an ephemeral container in the running Pod, and a copy of the Pod.
     k_ns(&["debug", "sh", "--image=busybox", "-c", "dbg", "--profile=general", "--", "sh", "-c", "echo from-debug"]);
     k_ns(&[
