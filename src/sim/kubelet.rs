@@ -102,7 +102,12 @@ struct Ctr {
     next_start: Option<Instant>,
     waiting: Option<(String, String)>,
     ctx: Context,
+    /// The process's stdin, for `attach`, when the container asks for one (`stdin`).
+    stdin: Option<Stdin>,
 }
+
+/// A container's stdin, shared with attach sessions.
+pub type Stdin = std::sync::Arc<std::sync::Mutex<Option<std::process::ChildStdin>>>;
 
 impl Ctr {
     fn new(name: &str) -> Self {
@@ -116,6 +121,7 @@ impl Ctr {
             next_start: None,
             waiting: Some(("ContainerCreating".into(), String::new())),
             ctx: Context::default(),
+            stdin: None,
         }
     }
 }
@@ -198,6 +204,19 @@ impl Kubelet {
         let run = self.pods.get(uid)?;
         let p = run.dir.join(format!("{container}.log{}", if previous { ".prev" } else { "" }));
         Some(p)
+    }
+
+    /// What `attach` joins: the container's log (its output) and stdin, while it runs.
+    pub fn attach_target(&self, uid: &str, container: &str) -> Option<(PathBuf, Option<Stdin>)> {
+        let run = self.pods.get(uid)?;
+        let c = run.all().find(|c| c.name == container)?;
+        c.child.as_ref()?;
+        Some((run.dir.join(format!("{container}.log")), c.stdin.clone()))
+    }
+
+    /// Whether a container's process is running.
+    pub fn running(&self, uid: &str, container: &str) -> bool {
+        self.pods.get(uid).and_then(|r| r.all().find(|c| c.name == container)).is_some_and(|c| c.child.is_some())
     }
 
     /// How to run a command in a running container, for `exec`.
@@ -441,8 +460,11 @@ fn start(store: &Store, pod: &Value, spec: &Value, c: &mut Ctr, dir: &Path, kube
         Ok((a, b)) => (Stdio::from(a), Stdio::from(b)),
         Err(_) => (Stdio::null(), Stdio::null()),
     };
-    match ctx.command(&argv).stdin(Stdio::null()).stdout(out).stderr(err).spawn() {
-        Ok(child) => {
+    let wants_stdin = spec["stdin"].as_bool() == Some(true);
+    let stdin = if wants_stdin { Stdio::piped() } else { Stdio::null() };
+    match ctx.command(&argv).stdin(stdin).stdout(out).stderr(err).spawn() {
+        Ok(mut child) => {
+            c.stdin = child.stdin.take().map(|s| std::sync::Arc::new(std::sync::Mutex::new(Some(s))));
             c.child = Some(child);
             c.started = Some(meta::now());
             c.waiting = None;

@@ -91,6 +91,98 @@ pub fn exec(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Rep
     Err(ApiError::bad_request("Upgrade request required"))
 }
 
+/// What an attach session joins.
+pub struct AttachRequest {
+    uid: String,
+    container: String,
+    log: std::path::PathBuf,
+    stdin: Option<super::kubelet::Stdin>,
+    stdin_once: bool,
+}
+
+/// Checks an attach request before the upgrade: the Pod and its running container.
+pub fn prepare_attach(server: &Server, t: &Target, name: &str, query: &[(String, String)]) -> ApiResult<AttachRequest> {
+    let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let (pod, container) = pod_and_container(server, t, name, q("container"))?;
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    let (log, stdin) = server.kubelet().attach_target(&uid, &container).ok_or_else(|| {
+        ApiError::bad_request(format!("unable to upgrade connection: container {container} not found in pod {name}"))
+    })?;
+    let spec = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(pod["spec"]["ephemeralContainers"].as_array().into_iter().flatten())
+        .find(|c| c["name"] == container.as_str())
+        .cloned()
+        .unwrap_or_default();
+    let wants_stdin = matches!(q("stdin"), Some("true" | "1"));
+    Ok(AttachRequest {
+        uid,
+        container,
+        log,
+        stdin: stdin.filter(|_| wants_stdin),
+        stdin_once: spec["stdinOnce"].as_bool() == Some(true),
+    })
+}
+
+/// Streams what the container writes from now on, and feeds it what the client sends,
+/// until the container stops or the client goes.
+pub async fn run_attach(mut socket: WebSocket, req: AttachRequest, server: Arc<Server>) {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let Ok(mut log) = tokio::fs::File::open(&req.log).await else { return };
+    let _ = log.seek(std::io::SeekFrom::End(0)).await;
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+    let write_stdin = |data: Option<Vec<u8>>| {
+        let Some(stdin) = &req.stdin else { return };
+        let stdin = stdin.clone();
+        let close = data.is_none() && req.stdin_once;
+        // Pipe writes block: off the runtime.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut guard = stdin.lock().unwrap_or_else(|e| e.into_inner());
+            match (data, guard.as_mut()) {
+                (Some(d), Some(s)) => {
+                    let _ = s.write_all(&d).and_then(|_| s.flush());
+                }
+                (None, _) if close => *guard = None,
+                _ => {}
+            }
+        });
+    };
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                // Output so far, then stop once the process has.
+                let running = server.kubelet().running(&req.uid, &req.container);
+                loop {
+                    match log.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => if socket.send(frame(1, &buf[..n])).await.is_err() { return },
+                    }
+                }
+                if !running {
+                    break;
+                }
+            }
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Binary(b))) if !b.is_empty() => match b[0] {
+                    0 => write_stdin(Some(b[1..].to_vec())),
+                    255 if b.get(1) == Some(&0) => write_stdin(None),
+                    _ => {}
+                },
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    write_stdin(None);
+                    return;
+                }
+                _ => {}
+            },
+        }
+    }
+    let _ = socket.send(Message::Close(Some(axum::extract::ws::CloseFrame { code: 1000, reason: "".into() }))).await;
+}
+
 /// What an exec request asks for.
 pub struct ExecRequest {
     pub argv: Vec<String>,

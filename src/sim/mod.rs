@@ -437,7 +437,7 @@ async fn exec_upgrade(
     let path = parts.uri.path().to_string();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (ns, name, sub) = match segs.as_slice() {
-        ["api", "v1", "namespaces", ns, "pods", name, sub @ ("exec" | "portforward")] => (*ns, *name, *sub),
+        ["api", "v1", "namespaces", ns, "pods", name, sub @ ("exec" | "portforward" | "attach")] => (*ns, *name, *sub),
         _ => return None,
     };
     if !upgrade {
@@ -475,6 +475,22 @@ async fn exec_upgrade(
             Err(rej) => return Some(rej.into_response()),
         };
         return Some(ws.protocols([portforward::PROTOCOL]).on_upgrade(portforward::run).into_response());
+    }
+    if sub == "attach" {
+        let attach = match kubelet_api::prepare_attach(server, &t, name, &query) {
+            Ok(a) => a,
+            Err(e) => return Some(render(server, e.into())),
+        };
+        let ws = match axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, &()).await {
+            Ok(ws) => ws,
+            Err(rej) => return Some(rej.into_response()),
+        };
+        let server = server.clone();
+        return Some(
+            ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
+                .on_upgrade(move |socket| kubelet_api::run_attach(socket, attach, server))
+                .into_response(),
+        );
     }
     let prepared = kubelet_api::prepare_exec(server, &t, name, &query);
     let exec = match prepared {

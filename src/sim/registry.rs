@@ -215,6 +215,7 @@ const BUILTIN: &[B] = &[
             ("status", "Pod"),
             ("ephemeralcontainers", "Pod"),
             ("portforward", "PodPortForwardOptions"),
+            ("attach", "PodAttachOptions"),
             ("log", "Pod"),
             ("exec", "PodExecOptions"),
             ("eviction", "Eviction"),
@@ -494,7 +495,7 @@ fn sub_verbs(name: &str) -> &'static [&'static str] {
         "status" | "scale" | "ephemeralcontainers" => STATUS_VERBS,
         "finalize" => &["update"],
         "log" => &["get"],
-        "exec" | "portforward" => &["create", "get"],
+        "exec" | "portforward" | "attach" => &["create", "get"],
         "eviction" | "binding" | "token" => &["create"],
         _ => &["get"],
     }

@@ -283,6 +283,13 @@ fn everyday_commands_do_what_they_do_on_a_real_cluster() {
     let _ = forward.wait();
     assert!(answer.is_some_and(|a| a.contains("Directory listing")), "no answer through the forwarded port");
 
+    // run -i --rm: attach to the container's stdin and output, then the Pod goes.
+    let out = k_stdin(
+        &["-n", "everyday", "run", "-i", "--rm", "cat", "--image=busybox", "--restart=Never", "--command", "--", "cat"],
+        "hello from stdin\n",
+    );
+    assert!(out.contains("hello from stdin") && out.contains(r#"pod "cat" deleted"#), "{out}");
+
     // debug: an ephemeral container in the running Pod, and a copy of the Pod.
     k_ns(&["debug", "sh", "--image=busybox", "-c", "dbg", "--profile=general", "--", "sh", "-c", "echo from-debug"]);
     k_ns(&[
