@@ -397,7 +397,7 @@ async fn http_handler(
     request: axum::extract::Request,
 ) -> axum::response::Response {
     let (mut parts, body) = request.into_parts();
-    if let Some(resp) = exec_upgrade(&server, &mut parts).await {
+    if let Some(resp) = kubelet_upgrade(&server, &mut parts).await {
         return resp;
     }
     let body = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
@@ -425,8 +425,9 @@ async fn http_handler(
     render(&server, reply)
 }
 
-/// A websocket `pods/exec` request, served by the simulated kubelet.
-async fn exec_upgrade(
+/// A websocket `pods/exec`, `pods/attach` or `pods/portforward` request, served by the
+/// simulated kubelet.
+async fn kubelet_upgrade(
     server: &Arc<Server>,
     parts: &mut axum::http::request::Parts,
 ) -> Option<axum::response::Response> {
@@ -466,47 +467,35 @@ async fn exec_upgrade(
     if let Err(e) = server.authorize(&req, &t) {
         return Some(render(server, e.into()));
     }
-    if sub == "portforward" {
-        if let Err(e) = kubelet_api::pod_on_node(server, &t, name) {
-            return Some(render(server, e.into()));
-        }
-        let ws = match axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, &()).await {
-            Ok(ws) => ws,
-            Err(rej) => return Some(rej.into_response()),
-        };
-        return Some(ws.protocols([portforward::PROTOCOL]).on_upgrade(portforward::run).into_response());
+    enum Session {
+        Exec(kubelet_api::ExecRequest),
+        Attach(kubelet_api::AttachRequest),
+        PortForward,
     }
-    if sub == "attach" {
-        let attach = match kubelet_api::prepare_attach(server, &t, name, &query) {
-            Ok(a) => a,
-            Err(e) => return Some(render(server, e.into())),
-        };
-        let ws = match axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, &()).await {
-            Ok(ws) => ws,
-            Err(rej) => return Some(rej.into_response()),
-        };
-        let server = server.clone();
-        return Some(
-            ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
-                .on_upgrade(move |socket| kubelet_api::run_attach(socket, attach, server))
-                .into_response(),
-        );
-    }
-    let prepared = kubelet_api::prepare_exec(server, &t, name, &query);
-    let exec = match prepared {
-        Ok(x) => x,
+    let session = match sub {
+        "portforward" => kubelet_api::pod_on_node(server, &t, name).map(|_| Session::PortForward),
+        "attach" => kubelet_api::prepare_attach(server, &t, name, &query).map(Session::Attach),
+        _ => kubelet_api::prepare_exec(server, &t, name, &query).map(Session::Exec),
+    };
+    let session = match session {
+        Ok(s) => s,
         Err(e) => return Some(render(server, e.into())),
     };
     let ws = match axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, &()).await {
         Ok(ws) => ws,
         Err(rej) => return Some(rej.into_response()),
     };
+    const CHANNELS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
     let server = server.clone();
-    Some(
-        ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
-            .on_upgrade(move |socket| kubelet_api::run_exec(socket, exec, server))
-            .into_response(),
-    )
+    Some(match session {
+        Session::PortForward => ws.protocols([portforward::PROTOCOL]).on_upgrade(portforward::run).into_response(),
+        Session::Attach(a) => {
+            ws.protocols(CHANNELS).on_upgrade(move |socket| kubelet_api::run_attach(socket, a, server)).into_response()
+        }
+        Session::Exec(x) => {
+            ws.protocols(CHANNELS).on_upgrade(move |socket| kubelet_api::run_exec(socket, x, server)).into_response()
+        }
+    })
 }
 
 fn render(server: &Arc<Server>, reply: Reply) -> axum::response::Response {
