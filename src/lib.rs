@@ -17,10 +17,14 @@
 //!   readable with no cluster.
 //! - [`cli`] — user-facing verbs that need no cluster (`crd`, `validate`, `repo …`).
 //!
+//! - [`mover`] — the seam to the controllers: the typed result every data-path run
+//!   writes, and the one bridge for light repository calls from async code.
+//! - [`sim`] — the simulated cluster, named only by `main.rs`, `cli` and tests.
+//!
 //! Arriving with later work, in the layout of STYLE.md: `controller/` (fetch → validate →
 //! plan → apply → status, long runs as state machines in status), `k8s/` (server-side
-//! apply, conditions, events, leader election), `mover/` (data-mover Jobs), `telemetry/`,
-//! and `sim/` (the simulated cluster, used only by `main.rs` and tests).
+//! apply, conditions, events, leader election), `telemetry/`.
+//! `tests/rooms/` keeps these rooms apart.
 //!
 //! Data flows one way: a `BackupPolicy` schedules runs; each run is a `RestorePoint`
 //! whose status is its state machine; movers write to the `BackupLocation`s; a
@@ -29,6 +33,7 @@
 pub mod admission;
 pub mod api;
 pub mod cli;
+pub mod mover;
 pub mod repo;
 pub mod schema;
 pub mod sim;

@@ -3,5 +3,6 @@
 mod api;
 mod cli;
 mod repo;
+mod rooms;
 mod sim;
 mod support;

@@ -6,6 +6,7 @@
 //! with `--json`), and in `--result-file` if given: the operator reads that file and never
 //! trusts an exit code alone.
 
+use crate::mover::{MoverError, MoverResult};
 use crate::repo::backup::{self, BackupOptions};
 use crate::repo::format::{Id, Node, NodeKind, Snapshot};
 use crate::repo::prune::{self, Retention};
@@ -210,17 +211,19 @@ macro_rules! say {
     };
 }
 
-/// An error with its causes, each said once (a cause already in the message is not
-/// repeated).
-fn message_of(e: &anyhow::Error) -> String {
-    let mut out = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !out.contains(&c) {
-            out = format!("{out}: {c}");
+/// An error line on stderr, with what to do about it: two lines on a terminal, else one
+/// JSON line with a `hint`.
+fn say_error(message: &str, hint: &str) {
+    if std::io::stderr().is_terminal() {
+        eprintln!("error: {message}");
+        if !hint.is_empty() {
+            eprintln!("hint: {hint}");
         }
+    } else if hint.is_empty() {
+        eprintln!("{}", json!({"level": "error", "message": message}));
+    } else {
+        eprintln!("{}", json!({"level": "error", "message": message, "hint": hint}));
     }
-    out
 }
 
 /// A command that failed but has a result to report (what `verify` found, say).
@@ -244,24 +247,19 @@ pub fn run(cmd: RepoCommand, common: &Common) -> i32 {
     let started = Instant::now();
     let name = command_name(&cmd);
     let result = dispatch(cmd, common);
-    let (code, value) = match result {
-        Ok(v) => (0, json!({"ok": true, "command": name, "result": v, "seconds": started.elapsed().as_secs_f64()})),
+    let outcome = match result {
+        Ok(v) => MoverResult::success(name, v, started.elapsed().as_secs_f64()),
         Err(e) => {
-            let category = e
-                .downcast_ref::<RepoError>()
-                .map(RepoError::category)
-                .or_else(|| e.downcast_ref::<store::StoreError>().map(store::StoreError::category))
-                .or_else(|| e.downcast_ref::<FailedWith>().map(|f| f.category))
-                .unwrap_or("Error");
-            let message = message_of(&e);
-            say_line("error", &message);
-            let mut v = json!({"ok": false, "command": name, "error": {"category": category, "message": message}});
-            if let Some(f) = e.downcast_ref::<FailedWith>() {
-                v["result"] = f.result.clone();
-            }
-            (exit_code(category), v)
+            let (error, result) = match e.downcast_ref::<FailedWith>() {
+                Some(f) => (MoverError::new(f.category, &e, "", false), Some(f.result.clone())),
+                None => (MoverError::of(&e), None),
+            };
+            say_error(&error.message, &error.hint);
+            MoverResult::failure(name, error, result)
         }
     };
+    let code = outcome.error.as_ref().map_or(0, |e| exit_code(&e.category));
+    let value = serde_json::to_value(&outcome).unwrap_or_default();
     finish(&value, code, common.json, common.result_file.as_deref())
 }
 
@@ -310,8 +308,12 @@ pub fn argument_error(args: &[std::ffi::OsString], message: &str) -> i32 {
     });
     let command = args.iter().skip_while(|a| *a != "repo").nth(1).filter(|c| !c.starts_with('-')).cloned();
     let message = message.trim_end().trim_start_matches("error: ");
-    say_line("error", message);
-    let value = json!({"ok": false, "command": command, "error": {"category": "InvalidArgument", "message": message}});
+    let hint = "see `lifeline repo --help`";
+    say_error(message, hint);
+    let error =
+        MoverError { category: "InvalidArgument".into(), message: message.into(), hint: hint.into(), retryable: false };
+    let value =
+        serde_json::to_value(MoverResult::failure(&command.unwrap_or_default(), error, None)).unwrap_or_default();
     finish(&value, 2, json_flag, result_file.as_deref().map(std::path::Path::new))
 }
 

@@ -6,21 +6,21 @@ use crate::store::StoreError;
 pub enum RepoError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("no repository at {url}: run `lifeline repo init {url}` first")]
+    #[error("no repository at {url}")]
     NotInitialized { url: String },
     #[error("a repository already exists at {url}")]
     AlreadyInitialized { url: String },
-    #[error("repository format version {version} is not supported by this lifeline; upgrade lifeline")]
+    #[error("repository format version {version} is not supported by this version of Lifeline")]
     UnsupportedVersion { version: u32 },
-    #[error("wrong key: the passphrase (LIFELINE_PASSWORD or --password-file) does not open any key slot at {url}")]
+    #[error("wrong key: the passphrase does not open any key slot at {url}")]
     WrongKey { url: String },
     #[error("no restore points at {url}")]
     NoSnapshots { url: String },
-    #[error("no restore point {name:?} at {url}: list them with `lifeline repo points {url}`")]
+    #[error("no restore point {name:?} at {url}")]
     SnapshotNotFound { name: String, url: String },
-    #[error("restore point prefix {name:?} is ambiguous: give more characters")]
+    #[error("restore point prefix {name:?} is ambiguous")]
     AmbiguousSnapshot { name: String },
-    #[error("{kind:?} blob {id:?} is missing from the index: run `lifeline repo verify`")]
+    #[error("{kind:?} blob {id:?} is missing from the index")]
     MissingBlob { kind: BlobKind, id: Id },
     #[error("corrupted data: {kind:?} blob {id:?} in pack {pack:?} failed verification ({detail})")]
     BadBlob { kind: BlobKind, id: Id, pack: Id, detail: String },
@@ -29,12 +29,12 @@ pub enum RepoError {
     #[error("repository at {url} is locked: {detail}")]
     Locked { url: String, detail: String },
     #[error(
-        "the {operation} at {url} lost its lock (it expired and a prune removed it: was the process paused or cut off for more than 5 minutes?); nothing was recorded, run it again"
+        "the {operation} at {url} lost its lock (it expired and a prune removed it: was the process paused or cut off for more than 5 minutes?); nothing was recorded"
     )]
     LockLost { url: String, operation: String },
     #[error("failed to {action} {path}: {source}")]
     Io { action: &'static str, path: String, source: std::io::Error },
-    #[error("target {path} is not empty: restore into an empty directory, or pass --overwrite")]
+    #[error("target {path} is not empty")]
     TargetNotEmpty { path: String },
     #[error("{0}")]
     Invalid(String),
@@ -69,6 +69,30 @@ impl RepoError {
             Self::Io { .. } => "IoError",
             Self::TargetNotEmpty { .. } | Self::Invalid(_) => "InvalidArgument",
             Self::Encode(_) => "Internal",
+        }
+    }
+
+    /// What the user can do about it, in words that fit a terminal and a Kubernetes
+    /// Event alike: the messages say what happened, hints what to do.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            Self::Store(e) => e.hint(),
+            Self::NotInitialized { .. } => "initialise the location first (an empty location holds no repository)",
+            Self::AlreadyInitialized { .. } => "open the existing repository instead, or use an empty location",
+            Self::UnsupportedVersion { .. } => "upgrade Lifeline to a version that reads this repository",
+            Self::WrongKey { .. } => "use the passphrase the repository was created with, or a key added to it",
+            Self::NoSnapshots { .. } => "run a backup first",
+            Self::SnapshotNotFound { .. } => "list the restore points at the location and use one of their ids",
+            Self::AmbiguousSnapshot { .. } => "give more characters of the restore point's id",
+            Self::MissingBlob { .. } | Self::BadBlob { .. } | Self::Corrupt { .. } => {
+                "verify the repository to see what is affected; a repair rebuilds the index and sets damaged restore points aside"
+            }
+            Self::Locked { .. } => "another operation holds the repository: retry when it has finished",
+            Self::LockLost { .. } => "run the operation again",
+            Self::Io { .. } => "check the local path and its permissions",
+            Self::TargetNotEmpty { .. } => "restore into an empty directory, or allow overwriting",
+            Self::Invalid(_) => "fix the argument the message names",
+            Self::Encode(_) => "this is a bug in Lifeline: please report it with the message",
         }
     }
 

@@ -486,7 +486,7 @@ pub(super) fn rewrite_index_without(
 ) -> Result<(), RepoError> {
     let files = repo.index_files()?;
     if let Some(damaged) = files.damaged.first() {
-        return Err(RepoError::corrupt(damaged, "index file cannot be read; run `lifeline repo repair`"));
+        return Err(RepoError::corrupt(damaged, "index file cannot be read"));
     }
     let keep: Vec<(Id, Vec<super::format::BlobEntry>)> = files
         .entries

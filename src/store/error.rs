@@ -61,10 +61,11 @@ impl StoreError {
         matches!(self, Self::NotFound { .. })
     }
 
-    /// What the user should do.
+    /// What the user should do, in words that fit a terminal and a Kubernetes Event
+    /// alike (no command line).
     pub fn hint(&self) -> &'static str {
         match self {
-            Self::NotFound { .. } => "the object is missing: run `lifeline repo verify` to see what is affected",
+            Self::NotFound { .. } => "the object is missing: verify the repository to see what is affected",
             Self::AlreadyExists { .. } => {
                 "objects are never overwritten; if this is a fresh location, another repository is already there"
             }
@@ -89,8 +90,7 @@ impl fmt::Display for StoreError {
             Self::Unreachable { url, detail } => write!(f, "location {url} is unreachable: {detail}"),
             Self::Config { url, detail } => write!(f, "invalid location {url}: {detail}"),
             Self::Other { url, detail } => write!(f, "storage error at {url}: {detail}"),
-        }?;
-        write!(f, " ({})", self.hint())
+        }
     }
 }
 
