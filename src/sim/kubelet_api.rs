@@ -134,22 +134,30 @@ pub async fn run_attach(mut socket: WebSocket, req: AttachRequest, server: Arc<S
     let _ = log.seek(std::io::SeekFrom::End(0)).await;
     let mut buf = vec![0u8; 32 * 1024];
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
-    let write_stdin = |data: Option<Vec<u8>>| {
-        let Some(stdin) = &req.stdin else { return };
-        let stdin = stdin.clone();
-        let close = data.is_none() && req.stdin_once;
-        // Pipe writes block: off the runtime.
+    // Pipe writes block, and must keep their order (data, then the close): one writer
+    // thread per session, fed in order.
+    let (stdin_tx, stdin_rx) = std::sync::mpsc::channel::<Option<Vec<u8>>>();
+    if let Some(stdin) = req.stdin.clone() {
+        let close_on_eof = req.stdin_once;
         std::thread::spawn(move || {
             use std::io::Write;
-            let mut guard = stdin.lock().unwrap_or_else(|e| e.into_inner());
-            match (data, guard.as_mut()) {
-                (Some(d), Some(s)) => {
-                    let _ = s.write_all(&d).and_then(|_| s.flush());
+            for msg in stdin_rx {
+                let mut guard = stdin.lock().unwrap_or_else(|e| e.into_inner());
+                match (msg, guard.as_mut()) {
+                    (Some(d), Some(s)) => {
+                        let _ = s.write_all(&d).and_then(|_| s.flush());
+                    }
+                    (None, _) if close_on_eof => {
+                        *guard = None;
+                        break;
+                    }
+                    _ => {}
                 }
-                (None, _) if close => *guard = None,
-                _ => {}
             }
         });
+    }
+    let write_stdin = |data: Option<Vec<u8>>| {
+        let _ = stdin_tx.send(data);
     };
     loop {
         tokio::select! {
