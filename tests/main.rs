@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod mover;
 mod repo;
 mod rooms;
 mod sim;

@@ -89,6 +89,8 @@ struct Term {
     code: i32,
     started: String,
     finished: String,
+    /// The termination message (`state.terminated.message`).
+    message: Option<String>,
 }
 
 #[derive(Debug)]
@@ -304,13 +306,21 @@ impl Kubelet {
             }
         }
         // Reap what exited.
+        let dir = run.dir.clone();
         for c in run.init.iter_mut().chain(run.main.iter_mut()).chain(run.ephemeral.iter_mut()) {
             if let Some(ch) = &mut c.child
                 && let Ok(Some(st)) = ch.try_wait()
             {
                 let code =
                     st.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(9));
-                c.term = Some(Term { code, started: c.started.clone().unwrap_or_default(), finished: meta::now() });
+                let spec = ["containers", "initContainers", "ephemeralContainers"]
+                    .iter()
+                    .flat_map(|k| pod["spec"][*k].as_array().cloned().unwrap_or_default())
+                    .find(|s| s["name"] == c.name.as_str())
+                    .unwrap_or_default();
+                let message = termination_message(&dir, &spec, code);
+                c.term =
+                    Some(Term { code, started: c.started.clone().unwrap_or_default(), finished: meta::now(), message });
                 c.child = None;
             }
         }
@@ -460,6 +470,8 @@ fn start(store: &Store, pod: &Value, spec: &Value, c: &mut Ctr, dir: &Path, kube
         Ok((a, b)) => (Stdio::from(a), Stdio::from(b)),
         Err(_) => (Stdio::null(), Stdio::null()),
     };
+    // Each run of a container starts with an empty termination message.
+    let _ = std::fs::remove_file(termination_file(dir, &c.name));
     let wants_stdin = spec["stdin"].as_bool() == Some(true);
     let stdin = if wants_stdin { Stdio::piped() } else { Stdio::null() };
     match ctx.command(&argv).stdin(stdin).stdout(out).stderr(err).spawn() {
@@ -471,7 +483,7 @@ fn start(store: &Store, pod: &Value, spec: &Value, c: &mut Ctr, dir: &Path, kube
         }
         Err(e) => {
             let now = meta::now();
-            c.term = Some(Term { code: 128, started: now.clone(), finished: now });
+            c.term = Some(Term { code: 128, started: now.clone(), finished: now, message: None });
             c.waiting =
                 Some(("StartError".into(), format!("failed to create containerd task: exec: {:?}: {e}", argv[0])));
         }
@@ -627,6 +639,9 @@ fn context(store: &Store, pod: &Value, spec: &Value, dir: &Path, kubeconfig: &Pa
             mapping.push((m[path_key].as_str().unwrap_or_default().trim_end_matches('/').to_string(), host));
         }
     }
+    // The termination-message file is the container's own file on the node.
+    let tm = spec["terminationMessagePath"].as_str().unwrap_or("/dev/termination-log");
+    mapping.push((tm.to_string(), termination_file(dir, spec["name"].as_str().unwrap_or_default())));
     mapping.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
     let mut ctx = Context { env, mapping, cwd: dir.to_path_buf() };
     if let Some(wd) = spec["workingDir"].as_str().filter(|s| !s.is_empty()) {
@@ -638,6 +653,27 @@ fn context(store: &Store, pod: &Value, spec: &Value, dir: &Path, kubeconfig: &Pa
     let mapped: Vec<(String, String)> = ctx.env.iter().map(|(k, v)| (k.clone(), ctx.map(v))).collect();
     ctx.env = mapped;
     Ok(ctx)
+}
+
+/// Where a container's termination message is written on the node.
+fn termination_file(dir: &Path, container: &str) -> PathBuf {
+    dir.join(format!("{container}.termination-log"))
+}
+
+/// The termination message as the kubelet reads it (`kuberuntime_container.go`): the
+/// file, at most 4096 bytes; with `FallbackToLogsOnError`, an empty file after a
+/// failure falls back to the end of the log (80 lines, 2048 bytes).
+fn termination_message(dir: &Path, spec: &Value, code: i32) -> Option<String> {
+    let name = spec["name"].as_str().unwrap_or_default();
+    let file = std::fs::read(termination_file(dir, name)).unwrap_or_default();
+    let mut msg = String::from_utf8_lossy(&file[..file.len().min(4096)]).to_string();
+    if msg.is_empty() && code != 0 && spec["terminationMessagePolicy"] == "FallbackToLogsOnError" {
+        let log = std::fs::read(dir.join(format!("{name}.log"))).unwrap_or_default();
+        let text = String::from_utf8_lossy(&log[log.len().saturating_sub(2048)..]).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        msg = lines[lines.len().saturating_sub(80)..].join("\n");
+    }
+    (!msg.is_empty()).then_some(msg)
 }
 
 fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
@@ -774,10 +810,14 @@ fn state_of(c: &Ctr) -> Value {
 }
 
 fn term_json(t: &Term) -> Value {
-    json!({
+    let mut v = json!({
         "exitCode": t.code, "reason": if t.code == 0 { "Completed" } else { "Error" },
         "startedAt": t.started, "finishedAt": t.finished, "containerID": "sim://terminated",
-    })
+    });
+    if let Some(m) = &t.message {
+        v["message"] = json!(m);
+    }
+    v
 }
 
 fn container_status(c: &Ctr, spec: &Value) -> Value {
