@@ -19,11 +19,13 @@
 //!
 //! - [`mover`] — the seam to the controllers: the typed result every data-path run
 //!   writes, and the one bridge for light repository calls from async code.
+//! - [`controller`] — the controllers; so far their pure parts: the clock they read
+//!   (controllable in tests) and when a policy's run is due.
 //! - [`sim`] — the simulated cluster, named only by `main.rs`, `cli` and tests.
 //!
-//! Arriving with later work, in the layout of STYLE.md: `controller/` (fetch → validate →
-//! plan → apply → status, long runs as state machines in status), `k8s/` (server-side
-//! apply, conditions, events, leader election), `telemetry/`.
+//! Arriving with later work, in the layout of STYLE.md: the controllers themselves
+//! (fetch → validate → plan → apply → status, long runs as state machines in status),
+//! `k8s/` (server-side apply, conditions, events, leader election), `telemetry/`.
 //! `tests/rooms/` keeps these rooms apart.
 //!
 //! Data flows one way: a `BackupPolicy` schedules runs; each run is a `RestorePoint`
@@ -33,6 +35,7 @@
 pub mod admission;
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod mover;
 pub mod repo;
 pub mod schema;

@@ -1,0 +1,3 @@
+//! The BackupPolicy controller's pure parts.
+
+pub mod plan;
