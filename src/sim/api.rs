@@ -80,7 +80,7 @@ pub fn handle(server: &Server, req: Req) -> Reply {
 
 fn route(server: &Server, req: &Req) -> ApiResult<Reply> {
     let segs: Vec<&str> = req.path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
-    server.authenticate(req)?;
+    let user = server.user(req)?;
     match segs.as_slice() {
         ["version"] => return Ok(ok(200, version())),
         ["healthz"] | ["livez"] | ["readyz"] => {
@@ -131,8 +131,8 @@ fn route(server: &Server, req: &Req) -> ApiResult<Reply> {
     {
         return Err(ApiError::no_resource());
     }
-    server.authorize(req, &target)?;
-    dispatch(server, req, target)
+    server.authorize(&user, req, &target)?;
+    dispatch(server, req, target, &user)
 }
 
 fn parse_target(store: &Store, group: &str, version: &str, rest: &[&str]) -> ApiResult<Target> {
@@ -160,7 +160,7 @@ fn parse_target(store: &Store, group: &str, version: &str, rest: &[&str]) -> Api
     Ok(Target { rt, namespace, name: rest.get(1).map(|s| s.to_string()), sub: rest.get(2).map(|s| s.to_string()) })
 }
 
-fn dispatch(server: &Server, req: &Req, t: Target) -> ApiResult<Reply> {
+fn dispatch(server: &Server, req: &Req, t: Target, user: &super::rbac::User) -> ApiResult<Reply> {
     let transcoded;
     let req = if super::protobuf::is_protobuf(&req.content_type) && !req.body.is_empty() {
         transcoded = from_protobuf(req, &t)?;
@@ -171,7 +171,7 @@ fn dispatch(server: &Server, req: &Req, t: Target) -> ApiResult<Reply> {
     let watch = matches!(req.q("watch"), Some("true" | "1"));
     if super::registry::is_review(&t.rt.plural) {
         return match (req.method.as_str(), &t.name) {
-            ("POST", None) => super::review::create(server, req, &t),
+            ("POST", None) => super::review::create(server, req, &t, user),
             _ => Err(ApiError::method_not_allowed(
                 "the server does not allow this method on the requested resource".to_string(),
             )),

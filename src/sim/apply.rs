@@ -3,7 +3,6 @@
 //! this manager stopped applying are removed when no one else owns them.
 
 use super::api::{Reply, Req, Target, present};
-use super::custom::FieldValidation;
 use super::errors::{ApiError, ApiResult};
 use super::managed::{self, Path, Schema};
 use super::{Server, meta, write};
@@ -11,18 +10,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
 pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Reply> {
-    let Some(manager) = req.q("fieldManager").filter(|m| !m.is_empty()).map(String::from) else {
-        return Err(ApiError::status(
-            422,
-            "Invalid",
-            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
-            Some(
-                json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [{"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}]}),
-            ),
-        ));
-    };
-    write::validate_options(req, "PatchOptions", Some("application/apply-patch+yaml"))?;
-    let fv = FieldValidation::parse(req.q("fieldValidation"), "PatchOptions")?;
+    let fv = write::validate_options(req, "PatchOptions", Some(write::APPLY_PATCH))?;
+    let manager = req.q("fieldManager").unwrap_or_default().to_string();
     let mut force = req.q("force") == Some("true");
     let text = String::from_utf8_lossy(&req.body);
     let body: Value = serde_json::from_str(&text)
@@ -42,8 +31,7 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
     let api_version = t.rt.api_version();
     let sub = t.sub.as_deref();
     let ns = t.namespace.clone().unwrap_or_default();
-    let schema_doc = super::custom::schema(&t.rt);
-    let schema = Schema::for_type(&t.rt, &schema_doc);
+    let schema = Schema::for_type(&t.rt);
     // The applied configuration must be a valid typed object: no duplicate keys
     // (fieldmanager/internal/structuredmerge.go; not a Status error, so a 500).
     managed::merge(&mut Value::Null, &body, schema).map_err(|e| {

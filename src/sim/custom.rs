@@ -37,22 +37,21 @@ impl FieldValidation {
     }
 }
 
-/// The `openAPIV3Schema` of the version a type serves.
-pub fn schema(rt: &ResType) -> Value {
-    let Some(crd) = &rt.crd else { return Value::Null };
+/// The `openAPIV3Schema` of the version a type serves (null for built-in kinds).
+pub fn schema(rt: &ResType) -> &Value {
+    static NONE: Value = Value::Null;
+    let Some(crd) = &rt.crd else { return &NONE };
     crd["spec"]["versions"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|v| v["name"] == rt.version.as_str())
-        .map(|v| v["schema"]["openAPIV3Schema"].clone())
-        .unwrap_or(Value::Null)
+        .map_or(&NONE, |v| &v["schema"]["openAPIV3Schema"])
 }
 
 /// Unknown fields of a custom object, including under `metadata`.
 pub fn unknown_fields(rt: &ResType, obj: &Value) -> Vec<String> {
-    let schema = schema(rt);
-    let with_meta = with_metadata(&schema);
+    let with_meta = with_metadata(schema(rt));
     let mut out = openapi::unknown_fields(&with_meta, obj);
     // The shared checker leaves the implicit root fields alone; ObjectMeta is closed.
     if let Some(meta) = with_meta.pointer("/properties/metadata") {
@@ -91,8 +90,8 @@ pub fn prune_and_default(rt: &ResType, obj: &mut Value) {
     let schema = schema(rt);
     let meta = obj.get("metadata").cloned();
     let (api_version, kind) = (obj.get("apiVersion").cloned(), obj.get("kind").cloned());
-    openapi::prune(&schema, obj);
-    openapi::apply_defaults(&schema, obj);
+    openapi::prune(schema, obj);
+    openapi::apply_defaults(schema, obj);
     if let Some(m) = obj.as_object_mut() {
         if let Some(meta) = meta {
             m.insert("metadata".into(), meta);
@@ -108,7 +107,7 @@ pub fn prune_and_default(rt: &ResType, obj: &mut Value) {
 
 /// Schema and CEL errors of a custom object (after pruning and defaulting).
 pub fn validate(rt: &ResType, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
-    crate::admission::schema_and_cel_errors(&schema(rt), obj, old, Vec::new()).iter().map(to_cause).collect()
+    crate::admission::schema_and_cel_errors(schema(rt), obj, old, Vec::new()).iter().map(to_cause).collect()
 }
 
 /// Validation of a write through `/status`: the status against its own schema (messages

@@ -57,6 +57,11 @@ pub enum Schema<'a> {
     Crd(Option<&'a Value>),
 }
 
+/// A built-in field's `+patchStrategy=merge`, with its `+patchMergeKey` if it has one.
+fn merge_strategy(m: &Value) -> Option<Option<&str>> {
+    m["patchStrategy"].as_str().filter(|s| s.split(',').any(|x| x == "merge")).map(|_| m["patchMergeKey"].as_str())
+}
+
 /// Where a built-in value is: its message, and the (message, field number) it is in.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Typed {
@@ -78,34 +83,24 @@ impl Typed {
 }
 
 impl<'a> Schema<'a> {
-    /// The schema of an object: its CRD's `openAPIV3Schema`, or the built-in rules.
-    pub fn of(schema: &'a Value) -> Self {
-        if schema.is_object() { Schema::Crd(Some(schema)) } else { Schema::Builtin(Typed::default()) }
-    }
-
-    /// The schema of an object of a type: typed for the built-in kinds.
-    pub fn for_type(rt: &super::registry::ResType, crd_schema: &'a Value) -> Self {
-        if rt.is_custom() {
-            return Schema::of(crd_schema);
+    /// The schema of an object of a type: its CRD's `openAPIV3Schema`, or the Go type of
+    /// a built-in kind.
+    pub fn for_type(rt: &'a super::registry::ResType) -> Self {
+        match super::custom::schema(rt) {
+            s if s.is_object() => Schema::Crd(Some(s)),
+            _ => Schema::Builtin(Typed { msg: super::protobuf::kind_index(&rt.api_version(), &rt.kind), via: None }),
         }
-        Schema::Builtin(Typed { msg: super::protobuf::kind_index(&rt.api_version(), &rt.kind), via: None })
     }
 
     /// How a strategic merge patch merges this field (its `+patchStrategy` and
     /// `+patchMergeKey`; known lists by field name where the type is not known).
     pub fn patch_strategy(self, field: &str) -> PatchStrategy {
         match self {
-            Schema::Builtin(t) if t.via.is_some() => {
-                let m = t.markers();
-                if m["patchStrategy"].as_str().is_some_and(|s| s.split(',').any(|x| x == "merge")) {
-                    match m["patchMergeKey"].as_str() {
-                        Some(k) => PatchStrategy::MergeKeyed(k.to_string()),
-                        None => PatchStrategy::MergePrimitive,
-                    }
-                } else {
-                    PatchStrategy::Replace
-                }
-            }
+            Schema::Builtin(t) if t.via.is_some() => match merge_strategy(t.markers()) {
+                Some(Some(k)) => PatchStrategy::MergeKeyed(k.to_string()),
+                Some(None) => PatchStrategy::MergePrimitive,
+                None => PatchStrategy::Replace,
+            },
             _ => match list_keys(field) {
                 Some(keys) => PatchStrategy::MergeKeyed(keys[0].to_string()),
                 None if field == "finalizers" => PatchStrategy::MergePrimitive,
@@ -150,13 +145,11 @@ impl<'a> Schema<'a> {
                     Some("map") => ListType::Map(keys(&m["listMapKeys"])),
                     Some("set") => ListType::Set,
                     Some(_) => ListType::Atomic,
-                    None if m["patchStrategy"].as_str().is_some_and(|s| s.split(',').any(|x| x == "merge")) => {
-                        match m["patchMergeKey"].as_str() {
-                            Some(k) => ListType::Map(vec![k.to_string()]),
-                            None => ListType::Set,
-                        }
-                    }
-                    None => ListType::Atomic,
+                    None => match merge_strategy(m) {
+                        Some(Some(k)) => ListType::Map(vec![k.to_string()]),
+                        Some(None) => ListType::Set,
+                        None => ListType::Atomic,
+                    },
                 }
             }
             Schema::Builtin(_) => match list_keys(field) {
@@ -654,9 +647,8 @@ pub fn record_write(
     manager: &str,
     subresource: Option<&str>,
 ) {
-    let crd = super::custom::schema(rt);
     let w = Writer {
-        schema: Schema::for_type(rt, &crd),
+        schema: Schema::for_type(rt),
         manager,
         operation: "Update",
         api_version: &rt.api_version(),

@@ -140,10 +140,6 @@ impl Server {
     }
 
     /// With RBAC on, a request needs a valid token (401 otherwise).
-    fn authenticate(&self, req: &Req) -> ApiResult<()> {
-        self.user(req).map(|_| ())
-    }
-
     /// Who a request acts as: with RBAC off every request is the admin (or whom it
     /// impersonates); with RBAC on, its token's user.
     pub(crate) fn user(&self, req: &Req) -> ApiResult<rbac::User> {
@@ -156,13 +152,13 @@ impl Server {
         self.opts.rbac
     }
 
-    /// With RBAC on, a resource request needs a rule that allows it (403 otherwise).
-    fn authorize(&self, req: &Req, t: &Target) -> ApiResult<()> {
+    /// With RBAC on, `user` needs a rule that allows the resource request (403
+    /// otherwise).
+    fn authorize(&self, user: &rbac::User, req: &Req, t: &Target) -> ApiResult<()> {
         if !self.opts.rbac {
             return Ok(());
         }
-        let user = self.user(req)?;
-        rbac::authorize(&self.store(), &user, req, t)
+        rbac::authorize(&self.store(), user, req, t)
     }
 }
 
@@ -464,7 +460,7 @@ async fn kubelet_upgrade(
             .to_string(),
         ..Req::default()
     };
-    if let Err(e) = server.authorize(&req, &t) {
+    if let Err(e) = server.user(&req).and_then(|user| server.authorize(&user, &req, &t)) {
         return Some(render(server, e.into()));
     }
     enum Session {

@@ -188,7 +188,7 @@ pub fn serve(server: &Server, rest: &[&str], _req: &Req) -> ApiResult<Reply> {
                 definitions.insert(name.clone(), to_v2(d));
             }
             for t in store.types.iter().filter(|t| t.is_custom()) {
-                let mut schema = super::custom::schema(t);
+                let mut schema = super::custom::schema(t).clone();
                 schema["x-kubernetes-group-version-kind"] =
                     json!([{"group": t.group, "kind": t.kind, "version": t.version}]);
                 definitions.insert(format!("{}.{}.{}", reverse(&t.group), t.version, t.kind), schema);
@@ -236,7 +236,7 @@ pub fn serve(server: &Server, rest: &[&str], _req: &Req) -> ApiResult<Reply> {
                     }
                     _ => {
                         let mut schema = match &t.crd {
-                            Some(_) => super::custom::schema(t),
+                            Some(_) => super::custom::schema(t).clone(),
                             None => json!({"type": "object"}),
                         };
                         schema["x-kubernetes-group-version-kind"] =

@@ -39,8 +39,11 @@ static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
     DescriptorPool::decode(include_bytes!("proto/k8s.binpb").as_ref()).expect("the embedded descriptor set is valid")
 });
 
-/// The messages of the pool by index (types the apply machinery walks, see `managed`).
+/// The messages of the pool by index (types the apply machinery walks, see `managed`),
+/// and the index of each full name (looked up on every field of every write).
 static MESSAGES: LazyLock<Vec<MessageDescriptor>> = LazyLock::new(|| POOL.all_messages().collect());
+static INDEX: LazyLock<std::collections::HashMap<String, usize>> =
+    LazyLock::new(|| MESSAGES.iter().enumerate().map(|(i, m)| (m.full_name().to_string(), i)).collect());
 
 /// The `+listType`, `+listMapKey`, `+patchMergeKey`, `+patchStrategy`, `+mapType` and
 /// `+structType` markers of the same files, by message and field
@@ -51,13 +54,12 @@ static MARKERS: LazyLock<Value> = LazyLock::new(|| {
 
 /// The message index of a built-in kind (`apps/v1`, `Deployment`).
 pub fn kind_index(api_version: &str, kind: &str) -> Option<usize> {
-    let desc = kind_message(api_version, kind)?;
-    MESSAGES.iter().position(|m| m.full_name() == desc.full_name())
+    message_index(kind_message(api_version, kind)?.full_name())
 }
 
 /// The message index of a type by its full name.
 pub fn message_index(full_name: &str) -> Option<usize> {
-    MESSAGES.iter().position(|m| m.full_name() == full_name)
+    INDEX.get(full_name).copied()
 }
 
 /// A field of a message: its number and the message its values are (a list's items, a

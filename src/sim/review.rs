@@ -15,15 +15,15 @@ use super::{Server, write};
 use serde_json::{Value, json};
 
 /// `POST` of a review kind.
-pub fn create(server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
+/// `me` is who asks (impersonation applied).
+pub fn create(server: &Server, req: &Req, t: &Target, me: &User) -> ApiResult<Reply> {
     let obj = write::decode(req, &t.rt)?;
     write::check_kind(&t.rt, &obj)?;
-    let me = server.user(req)?;
     let spec = obj["spec"].clone();
     let status = match t.rt.kind.as_str() {
         "SelfSubjectAccessReview" => {
             validate_access(t, &obj, false)?;
-            access_status(server, &me, &spec)
+            access_status(server, me, &spec)
         }
         "SubjectAccessReview" | "LocalSubjectAccessReview" => {
             validate_access(t, &obj, true)?;
@@ -40,7 +40,7 @@ pub fn create(server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
                 return Err(ApiError::bad_request("no namespace on request"));
             }
             let (resource, non_resource) = if server.rbac() {
-                rbac::rules_for(&server.store(), &me, ns)
+                rbac::rules_for(&server.store(), me, ns)
             } else {
                 // AlwaysAllow lists everything.
                 (
@@ -50,7 +50,7 @@ pub fn create(server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
             };
             json!({"resourceRules": resource, "nonResourceRules": non_resource, "incomplete": false})
         }
-        "SelfSubjectReview" => json!({"userInfo": user_info(&me)}),
+        "SelfSubjectReview" => json!({"userInfo": user_info(me)}),
         "TokenReview" => {
             let token = spec["token"].as_str().unwrap_or_default();
             let wanted = strings(&spec["audiences"]);
@@ -171,7 +171,6 @@ fn access_status(server: &Server, user: &User, spec: &Value) -> Value {
 
 /// `POST serviceaccounts/{name}/token`: a TokenRequest answered with a signed token.
 pub fn token(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Reply> {
-    let rt = server.store().find("authentication.k8s.io", "v1", "tokenreviews").ok_or_else(ApiError::no_resource)?;
     let mut obj = if req.body.is_empty() {
         json!({})
     } else {
@@ -206,7 +205,7 @@ pub fn token(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
         ));
     }
     if !causes.is_empty() {
-        return Err(ApiError::invalid(&rt, "TokenRequest", "", causes));
+        return Err(ApiError::invalid_in("authentication.k8s.io", "TokenRequest", "", causes));
     }
     let mut audiences = strings(&spec["audiences"]);
     if audiences.is_empty() {

@@ -170,18 +170,26 @@ pub fn dry_run(req: &Req) -> bool {
     req.q("dryRun") == Some("All")
 }
 
+/// The media type of server-side apply.
+pub const APPLY_PATCH: &str = "application/apply-patch+yaml";
+
 /// `ValidateCreateOptions`, `ValidateUpdateOptions`, `ValidatePatchOptions` of
 /// apimachinery `pkg/apis/meta/v1/validation/validation.go`: the query options of a
-/// write, refused together as a 422 on `<kind>.meta.k8s.io ""`.
-pub fn validate_options(req: &Req, kind: &str, patch_type: Option<&str>) -> ApiResult<()> {
+/// write, refused together as a 422 on `<kind>.meta.k8s.io ""`; the field validation
+/// asked for.
+pub fn validate_options(req: &Req, kind: &str, patch_type: Option<&str>) -> ApiResult<FieldValidation> {
     let mut causes = Vec::new();
-    if let Some(pt) = patch_type
-        && pt != "application/apply-patch+yaml"
-        && req.q("force").is_some()
-    {
-        causes.push(Cause::forbidden("force", "may not be specified for non-apply patch"));
-    }
     let fm = req.q("fieldManager").unwrap_or("");
+    match patch_type {
+        // kubectl defaults it; controllers have to set it.
+        Some(APPLY_PATCH) if fm.is_empty() => {
+            causes.push(Cause::required("fieldManager", "is required for apply patch"))
+        }
+        Some(pt) if pt != APPLY_PATCH && req.q("force").is_some() => {
+            causes.push(Cause::forbidden("force", "may not be specified for non-apply patch"))
+        }
+        _ => {}
+    }
     if fm.len() > 128 {
         causes.push(Cause::new("FieldValueTooLong", "fieldManager", "Too long: may not be more than 128 bytes"));
     }
@@ -195,11 +203,15 @@ pub fn validate_options(req: &Req, kind: &str, patch_type: Option<&str>) -> ApiR
         }
     }
     causes.extend(dry_run_cause(req.q("dryRun")));
-    if let Err(e) = FieldValidation::parse(req.q("fieldValidation"), kind) {
+    let fv = FieldValidation::parse(req.q("fieldValidation"), kind);
+    if let Err(e) = &fv {
         let c = &e.body["details"]["causes"][0];
         causes.push(Cause::new("FieldValueNotSupported", "fieldValidation", c["message"].as_str().unwrap_or_default()));
     }
-    if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid_in("meta.k8s.io", kind, "", causes)) }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid_in("meta.k8s.io", kind, "", causes));
+    }
+    fv
 }
 
 /// `ValidateDryRun`: only `All` (the value printed as the list it is).
@@ -209,8 +221,7 @@ fn dry_run_cause(v: Option<&str>) -> Option<Cause> {
 }
 
 pub fn create(server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
-    validate_options(req, "CreateOptions", None)?;
-    let fv = FieldValidation::parse(req.q("fieldValidation"), "CreateOptions")?;
+    let fv = validate_options(req, "CreateOptions", None)?;
     let obj = decode(req, &t.rt)?;
     let mut store = server.store();
     let (obj, warnings) = create_in(&mut store, req, t, obj, fv)?;
@@ -312,8 +323,7 @@ pub fn create_in(
 }
 
 pub fn update(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Reply> {
-    validate_options(req, "UpdateOptions", None)?;
-    let fv = FieldValidation::parse(req.q("fieldValidation"), "UpdateOptions")?;
+    let fv = validate_options(req, "UpdateOptions", None)?;
     let obj = decode(req, &t.rt)?;
     if t.sub.as_deref() == Some("scale") {
         return update_scale(server, req, t, name, obj);
@@ -559,7 +569,7 @@ fn without_times(v: &Value) -> Value {
 
 pub fn patch(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Reply> {
     let ct = req.content_type.split(';').next().unwrap_or_default().trim();
-    if ct == "application/apply-patch+yaml" {
+    if ct == APPLY_PATCH {
         return super::apply::apply(server, req, t, name);
     }
     let known =
@@ -567,8 +577,7 @@ pub fn patch(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
     if !known.contains(&ct) {
         return Err(ApiError::unsupported_media());
     }
-    validate_options(req, "PatchOptions", Some(ct))?;
-    let fv = FieldValidation::parse(req.q("fieldValidation"), "PatchOptions")?;
+    let fv = validate_options(req, "PatchOptions", Some(ct))?;
     if ct == "application/strategic-merge-patch+json" && t.rt.is_custom() {
         return Err(ApiError::patch_type_not_accepted(
             "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
@@ -594,10 +603,7 @@ pub fn patch(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
             ),
         })?,
         "application/merge-patch+json" => patch::merge(&mut next, &body),
-        _ => {
-            let crd = custom::schema(&t.rt);
-            patch::strategic(&mut next, &body, managed::Schema::for_type(&t.rt, &crd))
-        }
+        _ => patch::strategic(&mut next, &body, managed::Schema::for_type(&t.rt)),
     }
     // A patch without a resourceVersion applies to whatever is current.
     if body["metadata"].get("resourceVersion").is_none() && ct != "application/json-patch+json"
