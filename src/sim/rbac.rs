@@ -206,26 +206,8 @@ pub fn impersonate(store: &Store, rbac: bool, real: User, req: &Req) -> ApiResul
     for g in &req.impersonate_groups {
         checks.push(check("groups", g, ""));
     }
-    if rbac {
-        for c in &checks {
-            if !decide(store, &real, c).0 {
-                let what = c.resource.as_str();
-                let scope = if c.namespace.is_empty() {
-                    "at the cluster scope".to_string()
-                } else {
-                    format!("in the namespace {:?}", c.namespace)
-                };
-                return Err(ApiError::status(
-                    403,
-                    "Forbidden",
-                    format!(
-                        "{what} {:?} is forbidden: User {:?} cannot impersonate resource {what:?} in API group \"\" {scope}",
-                        c.name, real.name
-                    ),
-                    Some(json!({"name": c.name, "kind": what})),
-                ));
-            }
-        }
+    if rbac && let Some(c) = checks.iter().find(|c| !decide(store, &real, c).0) {
+        return Err(forbidden(&real, c, &c.resource));
     }
     let mut groups = req.impersonate_groups.clone();
     if let Some((ns, _)) = sa
@@ -411,6 +393,35 @@ pub fn rules_for(store: &Store, user: &User, ns: &str) -> (Vec<Value>, Vec<Value
     (resource, non_resource)
 }
 
+/// The real 403 for a request `user` may not make (`qualified`: `plural.group`), as the
+/// apiserver's `responsewriters.forbiddenMessage` words it.
+fn forbidden(user: &User, a: &Attributes, qualified: &str) -> ApiError {
+    let resource =
+        if a.subresource.is_empty() { a.resource.clone() } else { format!("{}/{}", a.resource, a.subresource) };
+    let what = if a.name.is_empty() { qualified.to_string() } else { format!("{qualified} {:?}", a.name) };
+    let scope = if a.namespace.is_empty() {
+        "at the cluster scope".to_string()
+    } else {
+        format!("in the namespace {:?}", a.namespace)
+    };
+    let mut details = json!({"kind": a.resource});
+    if !a.name.is_empty() {
+        details["name"] = json!(a.name);
+    }
+    if !a.group.is_empty() {
+        details["group"] = json!(a.group);
+    }
+    ApiError::status(
+        403,
+        "Forbidden",
+        format!(
+            "{what} is forbidden: User {:?} cannot {} resource {resource:?} in API group {:?} {scope}",
+            user.name, a.verb, a.group
+        ),
+        Some(details),
+    )
+}
+
 /// Whether `user` may make a resource request; the real 403 otherwise.
 pub fn authorize(store: &Store, user: &User, req: &Req, t: &Target) -> ApiResult<()> {
     let verb = verb(req, t);
@@ -428,34 +439,7 @@ pub fn authorize(store: &Store, user: &User, req: &Req, t: &Target) -> ApiResult
     if decide(store, user, &a).0 {
         return Ok(());
     }
-    let resource = match &t.sub {
-        Some(s) => format!("{}/{s}", t.rt.plural),
-        None => t.rt.plural.clone(),
-    };
-    let what = match name {
-        Some(n) => format!("{} {n:?}", t.rt.qualified()),
-        None => t.rt.qualified(),
-    };
-    let scope = match ns {
-        Some(ns) => format!("in the namespace {ns:?}"),
-        None => "at the cluster scope".into(),
-    };
-    let mut details = json!({"kind": t.rt.plural});
-    if let Some(n) = name {
-        details["name"] = json!(n);
-    }
-    if !t.rt.group.is_empty() {
-        details["group"] = json!(t.rt.group);
-    }
-    Err(ApiError::status(
-        403,
-        "Forbidden",
-        format!(
-            "{what} is forbidden: User {:?} cannot {verb} resource {resource:?} in API group {:?} {scope}",
-            user.name, t.rt.group
-        ),
-        Some(details),
-    ))
+    Err(forbidden(user, &a, &t.rt.qualified()))
 }
 
 /// The default ClusterRoles and the binding of `system:masters`, as a new cluster has them.
