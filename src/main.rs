@@ -27,6 +27,16 @@ enum Command {
         #[command(subcommand)]
         command: Box<lifeline::cli::repo::RepoCommand>,
     },
+    /// Run the operator: the BackupLocation, BackupPolicy and RestorePoint controllers.
+    Run(Box<lifeline::cli::run::RunArgs>),
+    /// Data-path work inside a mover Job (`lifeline repo …` whose result goes to the
+    /// container's termination message by default).
+    Mover {
+        #[command(flatten)]
+        common: lifeline::cli::repo::Common,
+        #[command(subcommand)]
+        command: Box<lifeline::cli::repo::RepoCommand>,
+    },
     /// Run a simulated Kubernetes cluster in the foreground (for kubectl and trying Lifeline).
     Sim {
         /// API server port on 127.0.0.1 (0 picks a free one).
@@ -70,7 +80,7 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         // `lifeline repo …` answers bad arguments with a JSON result like any failure.
-        Err(e) if args.get(1).is_some_and(|a| a == "repo") && e.use_stderr() => {
+        Err(e) if args.get(1).is_some_and(|a| a == "repo" || a == "mover") && e.use_stderr() => {
             return ExitCode::from(lifeline::cli::repo::argument_error(&args, &e.to_string()) as u8);
         }
         Err(e) => e.exit(),
@@ -86,6 +96,13 @@ fn main() -> ExitCode {
         Command::Repo { common, command } => {
             return ExitCode::from(lifeline::cli::repo::run(*command, &common) as u8);
         }
+        Command::Mover { mut common, command } => {
+            if common.result_file.is_none() {
+                common.result_file = Some(lifeline::mover::job::TERMINATION_LOG.into());
+            }
+            return ExitCode::from(lifeline::cli::repo::run(*command, &common) as u8);
+        }
+        Command::Run(args) => lifeline::cli::run::run(*args).map(|()| ExitCode::SUCCESS),
         Command::Sim { port, kubeconfig, profile, state_dir, disable, rbac } => {
             let opts = lifeline::sim::Options { port, profile, state_dir, disabled: disable, rbac };
             lifeline::cli::sim(opts, kubeconfig.as_deref()).map(|()| ExitCode::SUCCESS)

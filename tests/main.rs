@@ -3,6 +3,7 @@
 mod api;
 mod cli;
 mod mover;
+mod operator;
 mod repo;
 mod rooms;
 mod sim;

@@ -66,6 +66,14 @@ pub struct BackupLocationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<SecretRef>,
 
+    /// Secret key holding the repository passphrase. With it, this cluster lists the
+    /// restore points stored here (catalog sync: they appear as RestorePoint objects, also
+    /// in a standby cluster that has only this location) and may create the repository.
+    /// Without it the location is only checked for reachability, and the policies writing
+    /// here open it with their own key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_secret: Option<SecretKeyRef>,
+
     /// TLS settings for the endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsOptions>,

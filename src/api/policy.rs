@@ -311,6 +311,13 @@ pub struct BackupPolicyStatus {
     /// When the next scheduled run starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run: Option<Time>,
+    /// The schedule slot of the newest run started by the schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+    /// Slots that passed without a run (the operator was down, or a run was still going);
+    /// only the latest missed slot is run, once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed_runs: Option<i64>,
     /// Age of the newest restore point when status was last computed: the data that
     /// would be lost if the site failed then.
     #[serde(default, skip_serializing_if = "Option::is_none")]

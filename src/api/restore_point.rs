@@ -95,6 +95,16 @@ pub struct RestorePointStatus {
     /// When the run started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+    /// When the current step started; every step has a deadline counted from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_start_time: Option<Time>,
+    /// The VolumeGroupSnapshot of this run, when its volumes were snapshotted as one
+    /// group; empty when each volume got its own VolumeSnapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_snapshot: Option<String>,
+    /// Whether the run's snapshots, clone claims and Jobs have all been removed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cleaned_up: bool,
     /// When the data was stored at the primary location.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,

@@ -2,6 +2,7 @@
 
 pub mod manifests;
 pub mod repo;
+pub mod run;
 
 use crate::api;
 use anyhow::Context;

@@ -52,8 +52,12 @@ pub enum RepoCommand {
         #[arg(long = "tag", value_name = "KEY=VALUE")]
         tags: Vec<String>,
         /// Parent restore point (default: the newest of the same host and path).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "parent_tag")]
         parent: Option<String>,
+        /// Parent: the newest restore point carrying this tag (`KEY=VALUE`), if any. For
+        /// runs whose path differs every time (a volume cloned from a snapshot).
+        #[arg(long, value_name = "KEY=VALUE")]
+        parent_tag: Option<String>,
         /// Host name to record (default: this host).
         #[arg(long)]
         host: Option<String>,
@@ -382,8 +386,8 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
             say!("created repository {} at {url}", repo.config().id);
             Ok(json!({"repository": repo.config().id, "url": url}))
         }
-        RepoCommand::Backup { url, path, tags, parent, host, strict } => {
-            backup_cmd(&url, &path, tags, parent, host, strict, common)
+        RepoCommand::Backup { url, path, tags, parent, parent_tag, host, strict } => {
+            backup_cmd(&url, &path, BackupArgs { tags, parent, parent_tag, host, strict }, common)
         }
         RepoCommand::Restore { url, point, target, include, overwrite } => {
             let (backend, meters) = location(&url, common)?;
@@ -659,24 +663,35 @@ fn parse_duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
     Ok(d.into())
 }
 
-fn backup_cmd(
-    url: &str,
-    path: &std::path::Path,
+struct BackupArgs {
     tags: Vec<String>,
     parent: Option<String>,
+    parent_tag: Option<String>,
     host: Option<String>,
     strict: bool,
-    common: &Common,
-) -> anyhow::Result<Value> {
+}
+
+fn backup_cmd(url: &str, path: &std::path::Path, a: BackupArgs, common: &Common) -> anyhow::Result<Value> {
     let (backend, meters) = location(url, common)?;
     let repo = Arc::new(Repository::open(backend, &secret(common)?)?);
-    let mut opts = BackupOptions { host, strict, ..Default::default() };
-    for t in tags {
+    let mut opts = BackupOptions { host: a.host, strict: a.strict, ..Default::default() };
+    for t in a.tags {
         let (k, v) = t.split_once('=').ok_or_else(|| anyhow::anyhow!("--tag {t:?}: use KEY=VALUE"))?;
         opts.tags.insert(k.to_string(), v.to_string());
     }
-    if let Some(p) = parent {
+    if let Some(p) = a.parent {
         opts.parent = Some(repo.find_snapshot(&p)?.0);
+    }
+    if let Some(t) = a.parent_tag {
+        let (k, v) = t.split_once('=').ok_or_else(|| anyhow::anyhow!("--parent-tag {t:?}: use KEY=VALUE"))?;
+        // Oldest first: the last match is the newest.
+        opts.parent = repo
+            .points()?
+            .good
+            .into_iter()
+            .rev()
+            .find(|(_, s)| s.tags.get(k).is_some_and(|x| x == v))
+            .map(|(id, _)| id);
     }
     let progress = Arc::new(backup::Progress::default());
     let (id, snap) = with_progress("backing up", &progress.bytes_done, &progress.bytes_total, || {

@@ -8,6 +8,12 @@ use std::sync::{Arc, Mutex};
 /// A source of the current time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> Timestamp;
+
+    /// For a clock that jumps (tests), a channel that changes when it does, so the
+    /// controllers look at everything again at the new time. The system clock has none.
+    fn jumps(&self) -> Option<tokio::sync::watch::Receiver<Timestamp>> {
+        None
+    }
 }
 
 /// The system's clock.
@@ -22,27 +28,33 @@ impl Clock for SystemClock {
 
 /// A clock that moves only when told to; clones share the same time.
 #[derive(Debug, Clone)]
-pub struct ManualClock(Arc<Mutex<Timestamp>>);
+pub struct ManualClock(Arc<Mutex<Timestamp>>, Arc<tokio::sync::watch::Sender<Timestamp>>);
 
 impl ManualClock {
     pub fn at(t: Timestamp) -> Self {
-        ManualClock(Arc::new(Mutex::new(t)))
+        ManualClock(Arc::new(Mutex::new(t)), Arc::new(tokio::sync::watch::Sender::new(t)))
     }
 
     /// Moves the time forward (or back, for a negative duration).
     pub fn advance(&self, by: SignedDuration) {
         let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
         *t = t.checked_add(by).unwrap_or(*t);
+        self.1.send_replace(*t);
     }
 
     pub fn set(&self, to: Timestamp) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = to;
+        self.1.send_replace(to);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn jumps(&self) -> Option<tokio::sync::watch::Receiver<Timestamp>> {
+        Some(self.1.subscribe())
     }
 }
 

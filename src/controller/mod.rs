@@ -1,9 +1,78 @@
-//! The controllers (fetch -> validate -> plan -> apply -> status). Arriving piece by
-//! piece: first the pure parts every controller relies on.
+//! The controllers: fetch -> validate -> plan -> apply -> status.
 //!
-//! - [`clock`]: the time a controller reads, controllable in tests so that a month of
-//!   schedules and retention runs in seconds.
-//! - [`policy::plan`]: when a BackupPolicy's next run is due, missed runs included.
+//! - [`location`]: BackupLocation: reachability, the repository, catalog sync.
+//! - [`policy`]: BackupPolicy: schedules runs (missed runs once), on-demand runs,
+//!   replication and retention, and the policy's status.
+//! - [`restore_point`]: the backup run, a state machine in the RestorePoint's status.
+//! - [`clock`]: the time controllers read, controllable in tests.
 
 pub mod clock;
+pub mod error;
+pub mod location;
 pub mod policy;
+pub mod restore_point;
+
+use crate::k8s::events::Events;
+use crate::telemetry::Metrics;
+use clock::Clock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use error::{Error, Result};
+
+/// Settings of the operator (`lifeline run` flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Image of the mover Jobs.
+    pub mover_image: String,
+    /// Command that starts `lifeline` in the mover image.
+    pub mover_command: Vec<String>,
+    /// Most mover Jobs running at once in the cluster.
+    pub max_movers: usize,
+    /// How long snapshots may take to be cut and to become ready.
+    pub snapshot_timeout: Duration,
+    /// How long a clone of a snapshot may take to bind.
+    pub clone_timeout: Duration,
+    /// How long one mover Job may run.
+    pub mover_timeout: Duration,
+    /// Retries of a mover Job after a retryable error.
+    pub mover_retries: i32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mover_image: format!("ghcr.io/lifeline-dr/lifeline:{}", env!("CARGO_PKG_VERSION")),
+            mover_command: vec!["lifeline".into()],
+            max_movers: 4,
+            snapshot_timeout: Duration::from_secs(600),
+            clone_timeout: Duration::from_secs(600),
+            mover_timeout: Duration::from_secs(6 * 3600),
+            mover_retries: 2,
+        }
+    }
+}
+
+/// What every reconcile gets.
+pub struct Context {
+    pub client: kube::Client,
+    pub events: Events,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub config: Config,
+    /// Repositories opened (key derivation is slow on purpose): by location uid, URL and
+    /// the key Secret's resourceVersion, so a changed key or location opens again.
+    pub repos: Mutex<HashMap<String, Arc<crate::repo::Repository>>>,
+}
+
+impl Context {
+    pub fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
+    }
+
+    /// Counts an error of a controller by category, and logs it.
+    pub fn count_error(&self, controller: &str, e: &Error) {
+        self.metrics.reconcile_errors.get_or_create(&Metrics::error(controller, e.category())).inc();
+    }
+}

@@ -32,26 +32,7 @@ pub fn volume_path(pv: &Value) -> Option<PathBuf> {
     pv["spec"]["csi"]["volumeAttributes"]["path"].as_str().map(PathBuf::from)
 }
 
-/// Parses a quantity such as `1Gi`, `500M` or `1024` into bytes.
-pub fn quantity_bytes(q: &str) -> Option<u64> {
-    let q = q.trim();
-    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(q.len());
-    let (num, unit) = q.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult: f64 = match unit {
-        "" => 1.0,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0f64.powi(4),
-        _ => return None,
-    };
-    Some((n * mult) as u64)
-}
+pub use crate::k8s::quantity_bytes;
 
 /// Copies a directory tree (files, directories, symlinks; permissions kept).
 pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {

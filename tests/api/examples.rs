@@ -33,6 +33,7 @@ fn every_example_decodes_and_validates() {
             "Namespace" => drop(decode::<Namespace>(&doc)),
             "Secret" => drop(decode::<Secret>(&doc)),
             "StatefulSet" => drop(decode::<StatefulSet>(&doc)),
+            "Service" => drop(decode::<k8s_openapi::api::core::v1::Service>(&doc)),
             _ => {
                 let admitted = admission::admit(&doc.value, None).unwrap_or_else(|e| panic!("{place}: {e}"));
                 let errors = match kind.as_str() {

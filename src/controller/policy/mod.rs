@@ -1,3 +1,195 @@
-//! The BackupPolicy controller's pure parts.
+//! The BackupPolicy controller: checks the policy and what it refers to, starts runs
+//! when the schedule (or an on-demand request) says so, and reports the policy's state.
+//! A run is a RestorePoint named from its slot (or request), so starting it twice is
+//! impossible: the second create finds the first.
 
+pub mod capture;
 pub mod plan;
+pub mod resolve;
+pub mod status;
+
+use crate::api::common::condition::{DEGRADED, READY};
+use crate::api::names::{ANNOTATION_REQUESTED_BY, ANNOTATION_RUN_NOW, LABEL_POLICY};
+use crate::api::restore_point::RunPhase;
+use crate::api::schedule::Schedule;
+use crate::api::{BackupPolicy, RestorePoint};
+use crate::controller::restore_point::names;
+use crate::controller::{Context, Error, Result};
+use crate::k8s::{ANNOTATION_CATALOG, apply, conditions, events};
+use crate::telemetry::Metrics;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const NAME: &str = "policy";
+/// The longest a policy goes without a look (RPO, references that may have been fixed).
+const REVISIT: Duration = Duration::from_secs(300);
+
+pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.metrics.reconciles.get_or_create(&Metrics::controller(NAME)).inc();
+    if policy.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = policy.namespace().unwrap_or_default();
+    let name = policy.name_any();
+    let now = ctx.now();
+    let g = policy.meta().generation;
+    let old = policy.status.clone().unwrap_or_default();
+    let points_api: Api<RestorePoint> = Api::namespaced(ctx.client.clone(), &ns);
+    let lp = ListParams::default().labels(&format!("{LABEL_POLICY}={}", crate::k8s::truncate_label(&name)));
+    let mut points: Vec<RestorePoint> = points_api
+        .list(&lp)
+        .await
+        .map_err(Error::kube("list RestorePoints"))?
+        .items
+        .into_iter()
+        .filter(|p| p.spec.policy == name)
+        .collect();
+    let oref = policy.object_ref(&());
+
+    let mut st = status::compute(&policy, &points, &old, now);
+    let checked = match resolve::resolve(&ctx, &policy).await {
+        Ok(r) => resolve::check_key(&ctx, &policy, &r.primary).await.map(|_| r),
+        Err(e) => Err(e),
+    };
+    let mut wait = REVISIT;
+    match checked {
+        Err(Error::Invalid(msg)) => {
+            // Nothing is snapshotted while the policy cannot work.
+            let was = conditions::get(&old.conditions, DEGRADED).map(|c| c.message.clone());
+            if was.as_deref() != Some(msg.as_str()) {
+                ctx.events.warning(&oref, events::INVALID_SPEC, "Validate", msg.clone()).await;
+            }
+            conditions::set(&mut st.conditions, DEGRADED, true, "InvalidSpec", &msg, g, now);
+            conditions::set(&mut st.conditions, READY, false, "InvalidSpec", &msg, g, now);
+            st.next_run = None;
+            write(&ctx, &policy, &old, &st).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    let schedule = Schedule::parse(&policy.spec.schedule, &policy.spec.time_zone).map_err(Error::Invalid)?;
+    let running = points.iter().any(|p| {
+        !p.annotations().contains_key(ANNOTATION_CATALOG)
+            && p.status.as_ref().is_none_or(|s| !matches!(s.phase, RunPhase::Completed | RunPhase::Failed))
+    });
+    let last = points
+        .iter()
+        .filter(|p| p.spec.trigger == crate::api::restore_point::RunTrigger::Schedule)
+        .map(|p| p.spec.scheduled_time.0)
+        .chain(old.last_schedule_time.as_ref().map(|t| t.0))
+        .max();
+    let since = policy.meta().creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+    let due = plan::due(&schedule, last, since, now);
+    st.next_run = if policy.spec.suspend { None } else { due.next.map(Time) };
+    if let Some(next) = due.next {
+        wait = wait.min(next.duration_since(now).unsigned_abs());
+    }
+    if let (Some(slot), false, false) = (due.run, policy.spec.suspend, running) {
+        let point = names::scheduled_point(&name, slot);
+        create_point(&ctx, &policy, &point, "Schedule", slot, None).await?;
+        if due.skipped > 0 {
+            st.missed_runs = Some(old.missed_runs.unwrap_or(0) + due.skipped as i64);
+            let note = format!(
+                "{} scheduled run(s) were missed (the operator was down or a run was still going); running the latest slot {slot} once",
+                due.skipped
+            );
+            ctx.events.warning(&oref, events::RUNS_MISSED, "Schedule", note).await;
+        }
+        st.last_schedule_time = Some(Time(slot));
+        wait = Duration::from_secs(1);
+    }
+    if let Some(req) = policy.annotations().get(ANNOTATION_RUN_NOW).filter(|v| !v.is_empty()) {
+        let point = names::manual_point(&name, req);
+        if !points.iter().any(|p| p.name_any() == point) {
+            let who = requester(&policy);
+            create_point(&ctx, &policy, &point, "Manual", now, who).await?;
+            if let Ok(p) = points_api.get(&point).await {
+                points.push(p);
+            }
+        }
+    }
+    status::conditions_for(&policy, &points, &mut st, now);
+    let labels = Metrics::policy(&ns, &name);
+    let done = status::completed(&points);
+    ctx.metrics.restore_points.get_or_create(&labels).set(done.len() as i64);
+    if let Some(newest) = done.first() {
+        let age = now.duration_since(status::data_time(newest)).as_secs_f64();
+        ctx.metrics.rpo_achieved.get_or_create(&labels).set(age);
+        ctx.metrics
+            .rpo_breached
+            .get_or_create(&labels)
+            .set(status::breached(&policy, Some(Duration::from_secs_f64(age.max(0.0)))) as i64);
+    }
+    write(&ctx, &policy, &old, &st).await?;
+    Ok(Action::requeue(wait.max(Duration::from_secs(1))))
+}
+
+/// Who asked for an on-demand run: the annotation `lifeline.io/requested-by` if set,
+/// else the field manager that set the run-now annotation (`kubectl-annotate`, a
+/// controller's name): the API records no user in the object itself.
+fn requester(policy: &BackupPolicy) -> Option<String> {
+    if let Some(v) = policy.annotations().get(ANNOTATION_REQUESTED_BY) {
+        return Some(v.clone());
+    }
+    let key = format!("f:{ANNOTATION_RUN_NOW}");
+    policy
+        .meta()
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.fields_v1.as_ref().is_some_and(|f| f.0.to_string().contains(&key)))
+        .max_by_key(|m| m.time.as_ref().map(|t| t.0))
+        .and_then(|m| m.manager.clone())
+}
+
+async fn create_point(
+    ctx: &Context,
+    policy: &BackupPolicy,
+    point: &str,
+    trigger: &str,
+    at: jiff::Timestamp,
+    who: Option<String>,
+) -> Result<()> {
+    let ns = policy.namespace().unwrap_or_default();
+    let api: Api<RestorePoint> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut spec = json!({"policy": policy.name_any(), "trigger": trigger, "scheduledTime": Time(at)});
+    if let Some(w) = who {
+        spec["requestedBy"] = json!(w);
+    }
+    let obj = json!({
+        "apiVersion": "lifeline.io/v1alpha1", "kind": "RestorePoint",
+        "metadata": {"name": point, "namespace": ns, "labels": crate::k8s::child_labels(&policy.name_any(), point)},
+        "spec": spec,
+    });
+    match api
+        .create(&Default::default(), &serde_json::from_value(obj).map_err(|e| Error::Invalid(e.to_string()))?)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if crate::k8s::is_conflict(&e) => Ok(()),
+        Err(e) => Err(Error::kube(format!("create RestorePoint {point}"))(e)),
+    }
+}
+
+async fn write(
+    ctx: &Context,
+    policy: &BackupPolicy,
+    old: &crate::api::BackupPolicyStatus,
+    st: &crate::api::BackupPolicyStatus,
+) -> Result<()> {
+    if old == st {
+        return Ok(());
+    }
+    let api: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
+    apply::apply_status(&api, NAME, &policy.name_any(), st)
+        .await
+        .map_err(Error::kube(format!("update the status of BackupPolicy {}", policy.name_any())))?;
+    ctx.metrics.status_writes.get_or_create(&Metrics::controller(NAME)).inc();
+    Ok(())
+}

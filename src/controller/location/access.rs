@@ -1,0 +1,129 @@
+//! How this cluster reaches a location: its options and credentials (from the
+//! BackupLocation and its Secret), for the operator's own light calls and for the
+//! environment of mover Jobs.
+
+use crate::api::BackupLocation;
+use crate::api::common::SecretKeyRef;
+use crate::controller::{Context, Error, Result};
+use crate::repo::{RepoError, Repository, Secret};
+use crate::store::{self, Backend, LocationOptions};
+use k8s_openapi::api::core::v1::Secret as K8sSecret;
+use kube::ResourceExt;
+use kube::api::Api;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Reads a Secret's data; a missing Secret is an invalid spec naming it.
+pub async fn secret_data(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    field: &str,
+) -> Result<(BTreeMap<String, Vec<u8>>, String)> {
+    let api: Api<K8sSecret> = Api::namespaced(client.clone(), ns);
+    match api.get_opt(name).await.map_err(Error::kube(format!("read Secret {ns}/{name}")))? {
+        Some(s) => {
+            let rv = s.resource_version().unwrap_or_default();
+            let data = s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+            Ok((data, rv))
+        }
+        None => Err(Error::Invalid(format!("{field}: Secret {ns}/{name} not found"))),
+    }
+}
+
+/// The repository passphrase a key reference points at, and the Secret's version.
+pub async fn passphrase(client: &kube::Client, ns: &str, key: &SecretKeyRef, field: &str) -> Result<(Secret, String)> {
+    let (data, rv) = secret_data(client, ns, &key.name, &format!("{field}.name")).await?;
+    let v = data
+        .get(&key.key)
+        .ok_or_else(|| Error::Invalid(format!("{field}.key: Secret {ns}/{} has no key {:?}", key.name, key.key)))?;
+    let v: Vec<u8> = v.strip_suffix(b"\n").unwrap_or(v).to_vec();
+    if v.is_empty() {
+        return Err(Error::Invalid(format!("{field}.key: key {:?} of Secret {ns}/{} is empty", key.key, key.name)));
+    }
+    Ok((Secret::Passphrase(zeroize::Zeroizing::new(v)), rv))
+}
+
+/// Options for opening a location from this process.
+pub async fn options(client: &kube::Client, loc: &BackupLocation) -> Result<LocationOptions> {
+    let ns = loc.namespace().unwrap_or_default();
+    let mut o = LocationOptions {
+        endpoint: loc.spec.endpoint.clone(),
+        region: loc.spec.region.clone(),
+        force_path_style: loc.spec.force_path_style.unwrap_or(false),
+        ..Default::default()
+    };
+    if let Some(s) = &loc.spec.credentials_secret {
+        let (data, _) = secret_data(client, &ns, &s.name, "spec.credentialsSecret").await?;
+        let text = |k: &str| data.get(k).map(|v| String::from_utf8_lossy(v).trim().to_string());
+        o.access_key_id = text("AWS_ACCESS_KEY_ID");
+        o.secret_access_key = text("AWS_SECRET_ACCESS_KEY");
+    }
+    Ok(o)
+}
+
+/// The environment a mover Job needs for a location (besides the key): endpoint and
+/// region as variables, credentials straight from the location's Secret.
+pub fn job_env(loc: &BackupLocation) -> (Vec<Value>, Vec<Value>) {
+    let mut env = Vec::new();
+    if let Some(e) = &loc.spec.endpoint {
+        env.push(json!({"name": "LIFELINE_S3_ENDPOINT", "value": e}));
+    }
+    if let Some(r) = &loc.spec.region {
+        env.push(json!({"name": "AWS_REGION", "value": r}));
+    }
+    if loc.spec.force_path_style == Some(true) {
+        env.push(json!({"name": "LIFELINE_S3_PATH_STYLE", "value": "true"}));
+    }
+    let env_from = loc.spec.credentials_secret.iter().map(|s| json!({"secretRef": {"name": s.name}})).collect();
+    (env, env_from)
+}
+
+/// Opens the store behind a location, without retries: a check must answer quickly.
+pub fn backend(url: &str, opts: &LocationOptions) -> Result<Arc<dyn Backend>, RepoError> {
+    Ok(store::open(url, opts)?)
+}
+
+/// Opens (or, when `create` and there is none, creates) the repository at a location
+/// with a passphrase, through the one bridge to the data path. Opened repositories are
+/// cached by `cache_key`: key derivation is slow on purpose.
+pub async fn open_repo(
+    ctx: &Context,
+    loc: &BackupLocation,
+    secret: Secret,
+    cache_key: String,
+    create: bool,
+) -> Result<Arc<Repository>> {
+    let cache_key = format!("{}|{}|{cache_key}", loc.uid().unwrap_or_default(), loc.spec.url);
+    if let Some(r) = ctx.repos.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key) {
+        return Ok(r.clone());
+    }
+    let opts = options(&ctx.client, loc).await?;
+    let url = loc.spec.url.clone();
+    let name = loc.name_any();
+    let repo = crate::mover::inline::run(move || {
+        let b: Arc<dyn Backend> = Arc::new(store::Retrying::new(store::open(&url, &opts)?));
+        match Repository::open(b.clone(), &secret) {
+            Err(RepoError::NotInitialized { .. }) if create => {
+                let mut o = opts.clone();
+                o.create = true;
+                let b: Arc<dyn Backend> = Arc::new(store::Retrying::new(store::open(&url, &o)?));
+                Repository::init(b, &secret)
+            }
+            r => r,
+        }
+    })
+    .await
+    .map_err(Error::repo(format!("open the repository of BackupLocation {name}")))?;
+    let repo = Arc::new(repo);
+    ctx.repos.lock().unwrap_or_else(|e| e.into_inner()).insert(cache_key, repo.clone());
+    Ok(repo)
+}
+
+/// Forgets cached repositories of a location (after an error, so the next call opens
+/// afresh).
+pub fn forget_cached(ctx: &Context, loc: &BackupLocation) {
+    let prefix = format!("{}|", loc.uid().unwrap_or_default());
+    ctx.repos.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !k.starts_with(&prefix));
+}

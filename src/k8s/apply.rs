@@ -1,0 +1,68 @@
+//! The one way controllers write to the API: server-side apply with a field manager per
+//! controller, forcing conflicts (the controller owns the fields it sets), with
+//! `apiVersion` and `kind` always present.
+
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PropagationPolicy};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::fmt::Debug;
+
+/// The field manager of one controller (`lifeline-policy`).
+pub fn manager(controller: &str) -> String {
+    format!("{}-{controller}", crate::api::names::FIELD_MANAGER)
+}
+
+/// Applies `obj` (a full intent: every field this controller owns).
+pub async fn apply<K>(api: &Api<K>, controller: &str, obj: &Value) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    api.patch(&name, &PatchParams::apply(&manager(controller)).force(), &Patch::Apply(obj)).await
+}
+
+/// Applies the status of an object of a kind with a status subresource.
+pub async fn apply_status<K>(
+    api: &Api<K>,
+    controller: &str,
+    name: &str,
+    status: &impl Serialize,
+) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"name": name},
+        "status": status,
+    });
+    api.patch_status(name, &PatchParams::apply(&manager(controller)).force(), &Patch::Apply(&body)).await
+}
+
+/// Deletes an object in the background (its dependents follow), tolerating its absence.
+pub async fn delete<K>(api: &Api<K>, name: &str) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+    match api.delete(name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(e) if super::is_not_found(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// An owner reference to `owner` for a child (controller: true; no blocking deletion, so
+/// deleting the owner never waits on a child).
+pub fn owner_ref<K: Resource<DynamicType = ()>>(owner: &K) -> Value {
+    serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "name": owner.name_any(),
+        "uid": owner.uid().unwrap_or_default(),
+        "controller": true,
+    })
+}

@@ -1,0 +1,72 @@
+//! Typed helpers every controller shares: the one server-side-apply path, conditions,
+//! Events, the CSI snapshot kinds, pod exec with a deadline, and leader election.
+
+pub mod apply;
+pub mod conditions;
+pub mod events;
+pub mod exec;
+pub mod snapshot;
+
+/// Label on every mover Job, so the cap on concurrent movers counts them.
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+/// Value of [`LABEL_COMPONENT`] on mover Jobs and their Pods.
+pub const COMPONENT_MOVER: &str = "mover";
+/// Annotation on a RestorePoint that catalog sync created from a location: it records a
+/// run that happened elsewhere (or before), so no backup is run for it.
+pub const ANNOTATION_CATALOG: &str = "lifeline.io/catalog-location";
+/// Annotation naming the volume index of a child object within its run.
+pub const LABEL_VOLUME: &str = "lifeline.io/volume";
+
+/// Labels Lifeline puts on a child of a run. Never tracking labels of Argo CD or Helm:
+/// children are linked by these labels and owner references only.
+pub fn child_labels(policy: &str, point: &str) -> std::collections::BTreeMap<String, String> {
+    use crate::api::names::*;
+    [
+        (LABEL_MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()),
+        (LABEL_POLICY.to_string(), truncate_label(policy)),
+        (LABEL_RESTORE_POINT.to_string(), truncate_label(point)),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// Label values are at most 63 characters.
+pub fn truncate_label(v: &str) -> String {
+    if v.len() <= 63 {
+        return v.to_string();
+    }
+    let h = blake3::hash(v.as_bytes()).to_hex();
+    format!("{}-{}", v[..52].trim_end_matches(['-', '.', '_']), &h[..10])
+}
+
+/// Is this a "not found" answer from the API server?
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Is this a conflict (409) answer from the API server?
+pub fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// Bytes of a resource quantity (`20Gi`, `1.5G`, `512`); `None` for forms it does not
+/// know (milli-units and exponents never describe storage sizes).
+pub fn quantity_bytes(q: &str) -> Option<u64> {
+    let q = q.trim();
+    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(q.len());
+    let (num, unit) = q.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match unit {
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0f64.powi(4),
+        _ => return None,
+    };
+    Some((n * mult) as u64)
+}

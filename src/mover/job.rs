@@ -1,0 +1,134 @@
+//! The mover Job (pure: a plan in, a `batch/v1` Job out). It runs `lifeline mover …` with
+//! the volume mounted read-only, the location's credentials from its Secret, the key
+//! from the policy's Secret, and writes its [`MoverResult`](super::MoverResult) to the
+//! container's termination message, where the controller reads it.
+
+use crate::api::common::SecretKeyRef;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// Where the volume is mounted (or, for a block volume, the device path).
+pub const SOURCE_PATH: &str = "/lifeline/source";
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// What one mover Job does and where.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub owner: Value,
+    pub image: String,
+    /// The command that starts `lifeline` in the image.
+    pub command: Vec<String>,
+    /// Arguments after `lifeline mover`.
+    pub args: Vec<String>,
+    /// The claim to mount, read-only, and whether it is a block volume.
+    pub claim: Option<(String, bool)>,
+    /// The location's environment (endpoint, region) and `envFrom` (its credentials).
+    pub env: Vec<Value>,
+    pub env_from: Vec<Value>,
+    pub key: SecretKeyRef,
+    /// `file://` locations: the directory, mounted from the node at the same path.
+    pub host_paths: Vec<String>,
+    pub deadline_seconds: i64,
+}
+
+/// The Job. `backoffLimit: 0`: the controller reads each attempt's result and decides
+/// about retries itself (a retryable error gets a new Job; a wrong key does not).
+pub fn job(p: &Plan) -> Value {
+    let mut env = p.env.clone();
+    env.push(
+        json!({"name": "LIFELINE_PASSWORD", "valueFrom": {"secretKeyRef": {"name": p.key.name, "key": p.key.key}}}),
+    );
+    env.push(json!({"name": "LIFELINE_LOG", "value": "info"}));
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    let mut devices = Vec::new();
+    if let Some((claim, block)) = &p.claim {
+        volumes.push(json!({"name": "source", "persistentVolumeClaim": {"claimName": claim, "readOnly": true}}));
+        if *block {
+            devices.push(json!({"name": "source", "devicePath": SOURCE_PATH}));
+        } else {
+            mounts.push(json!({"name": "source", "mountPath": SOURCE_PATH, "readOnly": true}));
+        }
+    }
+    for (i, dir) in p.host_paths.iter().enumerate() {
+        let name = format!("location-{i}");
+        volumes.push(json!({"name": name, "hostPath": {"path": dir, "type": "Directory"}}));
+        mounts.push(json!({"name": name, "mountPath": dir}));
+    }
+    let args: Vec<String> =
+        ["--result-file".to_string(), TERMINATION_LOG.to_string()].into_iter().chain(p.args.iter().cloned()).collect();
+    let mut command = p.command.clone();
+    command.push("mover".into());
+    let mut container = json!({
+        "name": "mover",
+        "image": p.image,
+        "command": command,
+        "args": args,
+        "env": env,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true},
+    });
+    if !p.env_from.is_empty() {
+        container["envFrom"] = json!(p.env_from);
+    }
+    if !mounts.is_empty() {
+        container["volumeMounts"] = json!(mounts);
+    }
+    if !devices.is_empty() {
+        container["volumeDevices"] = json!(devices);
+    }
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": p.name, "namespace": p.namespace, "labels": p.labels, "ownerReferences": [p.owner]},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": p.deadline_seconds,
+            "template": {
+                "metadata": {"labels": p.labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_job_mounts_its_claim_read_only_and_reads_the_key_from_the_secret() {
+        let p = Plan {
+            name: "db-1-0".into(),
+            namespace: "shop".into(),
+            labels: BTreeMap::from([("lifeline.io/restore-point".into(), "db-1".into())]),
+            owner: json!({"kind": "RestorePoint", "name": "db-1"}),
+            image: "img".into(),
+            command: vec!["lifeline".into()],
+            args: vec!["backup".into(), "s3://b/p".into(), SOURCE_PATH.into()],
+            claim: Some(("db-1-0".into(), false)),
+            env: vec![],
+            env_from: vec![json!({"secretRef": {"name": "creds"}})],
+            key: SecretKeyRef { name: "key".into(), key: "passphrase".into() },
+            host_paths: vec![],
+            deadline_seconds: 60,
+        };
+        let j = job(&p);
+        let c = &j["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["command"], json!(["lifeline", "mover"]));
+        assert_eq!(c["volumeMounts"][0]["readOnly"], true);
+        assert_eq!(j["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["readOnly"], true);
+        assert_eq!(c["env"][0]["valueFrom"]["secretKeyRef"]["name"], "key");
+        assert_eq!(j["spec"]["backoffLimit"], 0);
+        assert_eq!(c["terminationMessagePolicy"], "FallbackToLogsOnError");
+    }
+}

@@ -1,0 +1,224 @@
+//! `lifeline run`: the operator. Serves `/healthz`, `/readyz` and `/metrics`, takes the
+//! leader Lease (two replicas never both act), then runs the BackupLocation,
+//! BackupPolicy and RestorePoint controllers until shutdown or until the leadership is
+//! lost (then it exits, and its replacement takes over from the state in status).
+
+use crate::api::{BackupLocation, BackupPolicy, RestorePoint};
+use crate::controller::clock::Clock;
+use crate::controller::{self, Config, Context, Error};
+use crate::k8s::events::Events;
+use crate::telemetry::Metrics;
+use crate::telemetry::http::{self, Health};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Leader election settings.
+#[derive(Debug, Clone)]
+pub struct Leader {
+    pub namespace: String,
+    pub name: String,
+    /// This replica's identity (its Pod name).
+    pub identity: String,
+    /// Seconds a Lease lasts without renewal; a dead leader's successor waits this long.
+    pub duration: u64,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: Config,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`.
+    pub http: Option<SocketAddr>,
+    pub leader: Option<Leader>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What the running operator exposes (for tests and the binary).
+pub struct Running {
+    pub metrics: Arc<Metrics>,
+    pub http: Option<SocketAddr>,
+    pub ready: Arc<AtomicBool>,
+}
+
+type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Starts the HTTP endpoints, then returns the operator's future: it waits for the
+/// leadership, runs the controllers, and ends on `shutdown` (or with an error when the
+/// leadership is lost).
+pub async fn start(
+    client: kube::Client,
+    opts: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(Running, impl Future<Output = anyhow::Result<()>>)> {
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let bound = match opts.http {
+        Some(addr) => Some(http::serve(addr, Health { metrics: metrics.clone(), ready: ready.clone() }).await?),
+        None => None,
+    };
+    let running = Running { metrics: metrics.clone(), http: bound, ready: ready.clone() };
+    let fut = run(client, opts, metrics, ready, Box::pin(shutdown));
+    Ok((running, fut))
+}
+
+async fn run(
+    client: kube::Client,
+    opts: Options,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let shutdown = futures::future::FutureExt::shared(shutdown);
+    let identity = opts.leader.as_ref().map(|l| l.identity.clone());
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        events: Events::new(client.clone(), "lifeline", identity),
+        metrics,
+        clock: opts.clock.clone(),
+        config: opts.config.clone(),
+        repos: Default::default(),
+    });
+    let Some(le) = opts.leader.clone() else {
+        ready.store(true, Ordering::Relaxed);
+        controllers(ctx, shutdown).await;
+        return Ok(());
+    };
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &le.name)
+        .with_namespace(&le.namespace)
+        .with_identity(&le.identity)
+        .with_duration(le.duration)
+        .with_grace((le.duration / 3).max(1))
+        .build()
+        .await?;
+    let (mut leader, lease_task) = manager.watch().await;
+    // A standby is ready: it serves and waits to take over.
+    ready.store(true, Ordering::Relaxed);
+    loop {
+        if *leader.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            r = leader.changed() => r.map_err(|_| anyhow::anyhow!("leader election stopped"))?,
+            _ = shutdown.clone() => return Ok(()),
+        }
+    }
+    tracing::info!(identity = %le.identity, lease = %le.name, "took the leader Lease; starting the controllers");
+    let lost = async {
+        while *leader.borrow() {
+            if leader.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    let outcome = tokio::select! {
+        _ = controllers(ctx, shutdown.clone()) => Ok(()),
+        _ = lost => Err(anyhow::anyhow!("lost the leader Lease; stopping so that only the leader acts")),
+    };
+    drop(leader);
+    let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
+    outcome
+}
+
+fn error_policy<K: Resource<DynamicType = ()>>(
+    controller: &'static str,
+) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
+    move |obj, err, ctx| {
+        ctx.count_error(controller, err);
+        tracing::warn!(controller, object = %obj.meta().name.clone().unwrap_or_default(), category = err.category(), error = %err, "reconcile failed; retrying");
+        let r = obj.object_ref(&());
+        let note = err.to_string();
+        let category = err.category();
+        let c = ctx.clone();
+        tokio::spawn(async move { c.events.warning(&r, category, "Reconcile", note).await });
+        Action::requeue(Duration::from_secs(if matches!(err, Error::Invalid(_)) { 60 } else { 5 }))
+    }
+}
+
+fn log_results<S, T, E>(controller: &'static str, s: S) -> impl Future<Output = ()>
+where
+    S: Stream<Item = Result<T, E>>,
+    T: std::fmt::Debug,
+    E: std::fmt::Display,
+{
+    s.for_each(move |r| async move {
+        match r {
+            Ok(o) => tracing::debug!(controller, object = ?o, "reconciled"),
+            Err(e) => tracing::debug!(controller, error = %e, "reconcile stream"),
+        }
+    })
+}
+
+fn jumps(ctx: &Context) -> impl Stream<Item = ()> + Send + 'static {
+    match ctx.clock.jumps() {
+        Some(rx) => tokio_stream_watch(rx).boxed(),
+        None => futures::stream::pending().boxed(),
+    }
+}
+
+fn tokio_stream_watch(mut rx: tokio::sync::watch::Receiver<jiff::Timestamp>) -> impl Stream<Item = ()> {
+    async_stream(move |tx| async move {
+        while rx.changed().await.is_ok() {
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// A small stream built from a task feeding a channel.
+fn async_stream<F, Fut>(f: F) -> impl Stream<Item = ()>
+where
+    F: FnOnce(tokio::sync::mpsc::UnboundedSender<()>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(f(tx));
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+async fn controllers<S>(ctx: Arc<Context>, shutdown: S)
+where
+    S: Future<Output = ()> + Clone + Send + Sync + 'static,
+{
+    let c = ctx.client.clone();
+    let wc = watcher::Config::default();
+    let ours = watcher::Config::default().labels(&format!(
+        "{}={}",
+        crate::api::names::LABEL_MANAGED_BY,
+        crate::api::names::MANAGED_BY_VALUE
+    ));
+    let locations = Controller::new(Api::<BackupLocation>::all(c.clone()), wc.clone())
+        .graceful_shutdown_on(shutdown.clone())
+        .run(controller::location::reconcile, error_policy(controller::location::NAME), ctx.clone());
+    let policies = Controller::new(Api::<BackupPolicy>::all(c.clone()), wc.clone())
+        .watches(Api::<RestorePoint>::all(c.clone()), wc.clone(), |p: RestorePoint| {
+            Some(ObjectRef::<BackupPolicy>::new(&p.spec.policy).within(&p.namespace().unwrap_or_default()))
+        })
+        .reconcile_all_on(jumps(&ctx))
+        .graceful_shutdown_on(shutdown.clone())
+        .run(controller::policy::reconcile, error_policy(controller::policy::NAME), ctx.clone());
+    let points = Controller::new(Api::<RestorePoint>::all(c.clone()), wc.clone())
+        .owns(Api::<Job>::all(c.clone()), ours.clone())
+        .owns(Api::<PersistentVolumeClaim>::all(c.clone()), ours)
+        .reconcile_all_on(jumps(&ctx))
+        .with_config(kube::runtime::controller::Config::default().concurrency(8))
+        .graceful_shutdown_on(shutdown)
+        .run(controller::restore_point::reconcile, error_policy(controller::restore_point::NAME), ctx.clone());
+    tokio::join!(
+        log_results(controller::location::NAME, locations),
+        log_results(controller::policy::NAME, policies),
+        log_results(controller::restore_point::NAME, points)
+    );
+}

@@ -1,0 +1,187 @@
+//! The operator end to end: simulated clusters, real S3 servers (two regions), the
+//! examples users copy, the lifeline binary as the mover, kubectl as the client.
+
+mod backup;
+
+use crate::support::{self, s3};
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use lifeline::api::RestorePoint;
+use lifeline::api::restore_point::RunPhase;
+use lifeline::controller::Config;
+use lifeline::controller::clock::{Clock, SystemClock};
+use lifeline::operator::{self, Options};
+use lifeline::sim::{Cluster, Options as SimOptions};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One simulated cluster with the CRDs installed, a runtime, and (when started) the
+/// operator running in this process.
+pub struct Env {
+    _cluster: Cluster,
+    pub rt: tokio::runtime::Runtime,
+    pub client: Client,
+    pub kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+    operator: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub metrics: Option<Arc<lifeline::telemetry::Metrics>>,
+}
+
+impl Env {
+    pub fn start(opts: SimOptions) -> Env {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("LIFELINE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let cluster = Cluster::start(opts).expect("start the simulated cluster");
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        cluster.write_kubeconfig(&kubeconfig).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let client =
+            rt.block_on(async { Client::try_from(kube::Config::new(cluster.url().parse().unwrap())).unwrap() });
+        let env = Env { _cluster: cluster, rt, client, kubeconfig, _dir: dir, operator: None, metrics: None };
+        env.kubectl(&["apply", "-f", support::path("crds").to_str().unwrap()], None);
+        env
+    }
+
+    /// Runs kubectl against this cluster; panics with its output on failure.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (ok, out, err) = crate::sim::kubectl(&self.kubeconfig, args, stdin);
+        assert!(ok, "kubectl {args:?}: {err}{out}");
+        out
+    }
+
+    pub fn apply(&self, yaml: &str) {
+        self.kubectl(&["apply", "-f", "-"], Some(yaml));
+    }
+
+    /// Starts the operator in this process (no leader election), movers running the
+    /// lifeline binary of this build.
+    pub fn start_operator(&mut self, clock: Arc<dyn Clock>) {
+        let config = Config {
+            mover_command: vec![env!("CARGO_BIN_EXE_lifeline").to_string()],
+            mover_image: "lifeline:test".into(),
+            ..Config::default()
+        };
+        let opts = Options { config, http: None, leader: None, clock };
+        let client = self.client.clone();
+        let (running, fut) = self.rt.block_on(operator::start(client, opts, futures::future::pending())).unwrap();
+        self.metrics = Some(running.metrics);
+        self.operator = Some(self.rt.spawn(fut));
+    }
+
+    /// Stops the operator abruptly, as a crash would: no step finishes, nothing is
+    /// cleaned up.
+    pub fn kill_operator(&mut self) {
+        if let Some(h) = self.operator.take() {
+            h.abort();
+            let _ = self.rt.block_on(h);
+        }
+    }
+
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Waits (with a deadline) until `f` yields a value.
+    pub fn eventually<T, F, Fut>(&self, secs: u64, what: &str, mut f: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        self.rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+            loop {
+                if let Some(v) = f().await {
+                    return v;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    }
+
+    pub fn points(&self, ns: &str) -> Vec<RestorePoint> {
+        let api: Api<RestorePoint> = Api::namespaced(self.client.clone(), ns);
+        self.block_on(api.list(&ListParams::default())).unwrap().items
+    }
+
+    /// Waits until restore point `name` ends (Completed or Failed) and returns it.
+    pub fn finished_point(&self, ns: &str, name: &str, secs: u64) -> RestorePoint {
+        let api: Api<RestorePoint> = Api::namespaced(self.client.clone(), ns);
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let p = self.block_on(api.get_opt(name)).ok().flatten();
+            if let Some(p) = &p
+                && let Some(s) = &p.status
+                && matches!(s.phase, RunPhase::Completed | RunPhase::Failed)
+                && s.cleaned_up
+            {
+                return p.clone();
+            }
+            if std::time::Instant::now() > deadline {
+                let events = crate::sim::kubectl(
+                    &self.kubeconfig,
+                    &[
+                        "get",
+                        "events.v1.events.k8s.io",
+                        "-n",
+                        ns,
+                        "-o",
+                        "jsonpath={range .items[*]}{.regarding.name} {.reason}: {.note}{\"\\n\"}{end}",
+                    ],
+                    None,
+                )
+                .1;
+                panic!("restore point {name} did not finish: {:#?}\nevents:\n{events}", p.and_then(|p| p.status));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits for the only restore point of a policy to appear and returns its name.
+    pub fn new_point(&self, ns: &str, except: &[String], secs: u64) -> String {
+        self.eventually(secs, "a new restore point", || async {
+            self_points(&self.client, ns).await.into_iter().map(|p| p.name_any()).find(|n| !except.contains(n))
+        })
+    }
+}
+
+async fn self_points(client: &Client, ns: &str) -> Vec<RestorePoint> {
+    let api: Api<RestorePoint> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default()
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.kill_operator();
+    }
+}
+
+/// The system clock, for tests that do not move time.
+pub fn system_clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+/// An example file with its placeholders filled for the test's S3 regions and prefix.
+pub fn example(file: &str, prefix: &str) -> String {
+    let (eu, us) = s3::regions();
+    let text = std::fs::read_to_string(support::path(&format!("manifests/examples/{file}"))).unwrap();
+    text.replace("REPLACE_WITH_A_LONG_RANDOM_PASSPHRASE", "test passphrase for the operator tests")
+        .replace("REPLACE_WITH_ACCESS_KEY_ID", s3::ACCESS_KEY)
+        .replace("REPLACE_WITH_SECRET_ACCESS_KEY", s3::SECRET_KEY)
+        .replace(
+            "  url: s3://records-backups-eu/records\n",
+            &format!("  url: s3://lifeline/{prefix}-eu\n  endpoint: {}\n  forcePathStyle: true\n", eu.endpoint),
+        )
+        .replace(
+            "  url: s3://records-backups-us/records\n",
+            &format!("  url: s3://lifeline/{prefix}-us\n  endpoint: {}\n  forcePathStyle: true\n", us.endpoint),
+        )
+}
