@@ -5,26 +5,12 @@ use super::{Env, example, system_clock};
 use crate::support::s3;
 use lifeline::api::restore_point::RunPhase;
 use lifeline::sim::Options as SimOptions;
-use std::process::Command;
 
 /// Restores a repository snapshot with the standalone CLI into a new directory.
 fn restore(url: &str, endpoint: &str, id: &str) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("r");
-    let o = Command::new(env!("CARGO_BIN_EXE_lifeline"))
-        .args(["repo", "restore", url, id, target.to_str().unwrap(), "--endpoint", endpoint])
-        .env("LIFELINE_PASSWORD", "test passphrase for the operator tests")
-        .env("LIFELINE_S3_PATH_STYLE", "true")
-        .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "restore {id}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    super::lifeline_cli(&["repo", "restore", url, id, target.to_str().unwrap(), "--endpoint", endpoint]);
     out
 }
 

@@ -2,6 +2,8 @@
 //! examples users copy, the lifeline binary as the mover, kubectl as the client.
 
 mod backup;
+mod crash;
+mod invalid;
 
 use crate::support::{self, s3};
 use kube::api::{Api, ListParams};
@@ -184,4 +186,24 @@ pub fn example(file: &str, prefix: &str) -> String {
             "  url: s3://records-backups-us/records\n",
             &format!("  url: s3://lifeline/{prefix}-us\n  endpoint: {}\n  forcePathStyle: true\n", us.endpoint),
         )
+}
+
+/// Runs the standalone CLI with the tests' passphrase and S3 credentials; panics with its
+/// output on failure.
+pub fn lifeline_cli(args: &[&str]) -> std::process::Output {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lifeline"))
+        .args(args)
+        .env("LIFELINE_PASSWORD", "test passphrase for the operator tests")
+        .env("LIFELINE_S3_PATH_STYLE", "true")
+        .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "lifeline {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
 }
