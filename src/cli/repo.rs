@@ -130,6 +130,18 @@ pub enum RepoCommand {
     /// Copy a restore point to another location, uploading only what it lacks, then
     /// verify it there. The destination is created (sharing the key) if needed.
     Copy { from: String, to: String, point: String },
+    /// Copy a whole restore point of the operator (its volumes, then its record, so that
+    /// it is complete at the destination only once everything is there) to another
+    /// location, creating the destination with the same key if needed. The destination's
+    /// endpoint, region and credentials come from `LIFELINE_TO_`-prefixed variables
+    /// (`LIFELINE_TO_S3_ENDPOINT`, `LIFELINE_TO_AWS_ACCESS_KEY_ID`, …) when set.
+    Replicate {
+        from: String,
+        to: String,
+        /// The restore point's name (the `lifeline.io/point` tag).
+        #[arg(long)]
+        point: String,
+    },
     /// Manage key slots.
     Key {
         #[command(subcommand)]
@@ -333,6 +345,7 @@ fn command_name(cmd: &RepoCommand) -> &'static str {
         RepoCommand::Forget { .. } => "forget",
         RepoCommand::Prune { .. } => "prune",
         RepoCommand::Copy { .. } => "copy",
+        RepoCommand::Replicate { .. } => "replicate",
         RepoCommand::Key { .. } => "key",
     }
 }
@@ -596,8 +609,75 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
             );
             Ok(serde_json::to_value(&report)?)
         }
+        RepoCommand::Replicate { from, to, point } => replicate(&from, &to, &point, common),
         RepoCommand::Key { command } => key_cmd(command, common),
     }
+}
+
+/// Options of a replication's destination: `LIFELINE_TO_…` variables, else the usual ones.
+fn destination_options(common: &Common) -> LocationOptions {
+    let var = |k: &str| std::env::var(format!("LIFELINE_TO_{k}")).ok().filter(|v| !v.is_empty());
+    let mut o = LocationOptions::from_env();
+    if let Some(e) = &common.endpoint {
+        o.endpoint = Some(e.clone());
+    }
+    // Set, even empty, it decides: an empty one means the provider's own endpoint, never
+    // the source's.
+    if std::env::var_os("LIFELINE_TO_S3_ENDPOINT").is_some() {
+        o.endpoint = var("S3_ENDPOINT");
+    }
+    if let Some(r) = var("AWS_REGION") {
+        o.region = Some(r);
+    }
+    if let Some(p) = var("S3_PATH_STYLE") {
+        o.force_path_style = p == "true" || p == "1";
+    }
+    o.access_key_id = var("AWS_ACCESS_KEY_ID");
+    o.secret_access_key = var("AWS_SECRET_ACCESS_KEY");
+    o.create = true;
+    o
+}
+
+fn replicate(from: &str, to: &str, point: &str, common: &Common) -> anyhow::Result<Value> {
+    use crate::mover::record::{KIND_RECORD, TAG_KIND, TAG_POINT};
+    let secret = secret(common)?;
+    let src = Arc::new(Repository::open(location(from, common)?.0, &secret)?);
+    let metered = Metered::new(Retrying::new(store::open(to, &destination_options(common))?));
+    let meters = metered.meters.clone();
+    let dst_backend: Arc<dyn Backend> = Arc::new(metered);
+    let dst = match Repository::open(dst_backend.clone(), &secret) {
+        Ok(r) => r,
+        Err(RepoError::NotInitialized { .. }) => {
+            say!("creating repository at {to} with the same key");
+            Repository::init_with_master(dst_backend, &secret, src.master().clone())?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let dst = Arc::new(dst);
+    let mut parts: Vec<(Id, Snapshot)> =
+        src.points()?.good.into_iter().filter(|(_, s)| s.tags.get(TAG_POINT).is_some_and(|p| p == point)).collect();
+    let is_record = |s: &Snapshot| s.tags.get(TAG_KIND).is_some_and(|k| k == KIND_RECORD);
+    if !parts.iter().any(|(_, s)| is_record(s)) {
+        return Err(RepoError::SnapshotNotFound {
+            name: format!("{point} (complete, with its record)"),
+            url: from.into(),
+        }
+        .into());
+    }
+    // Volumes first, the record last: the point is complete at the destination only then.
+    parts.sort_by_key(|(_, s)| is_record(s));
+    let progress = Arc::new(backup::Progress::default());
+    let mut copied = 0;
+    let mut present = 0;
+    for (id, snap) in &parts {
+        let (_, report) = copy::run(&src, &dst, id, snap, progress.clone())?;
+        if report.already_present { present += 1 } else { copied += 1 }
+    }
+    say!(
+        "replicated {point} to {to}: {copied} part(s) copied, {present} already there, {} uploaded",
+        human(meters.uploaded())
+    );
+    Ok(json!({"point": point, "copied": copied, "alreadyPresent": present, "uploadedBytes": meters.uploaded()}))
 }
 
 fn key_cmd(cmd: KeyCommand, common: &Common) -> anyhow::Result<Value> {

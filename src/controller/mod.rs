@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod error;
 pub mod location;
+pub mod movers;
 pub mod policy;
 pub mod restore_point;
 

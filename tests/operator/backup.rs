@@ -52,6 +52,31 @@ fn the_example_policy_backs_up_every_volume_after_its_hooks() {
         );
         assert_eq!(std::fs::metadata(root.join("bulk")).unwrap().len(), 8_000_000);
     }
+    // Replicated to the second region, where the CLI reads the same data.
+    let (_, us) = s3::regions();
+    let api: kube::api::Api<lifeline::api::RestorePoint> = kube::api::Api::namespaced(env.client.clone(), "records");
+    env.eventually(60, "the restore point in the second region", || async {
+        let p = api.get_opt(&name).await.ok()??;
+        p.status?.locations.iter().any(|l| l.name == "us" && l.present).then_some(())
+    });
+    let us_url = format!("s3://lifeline/{prefix}-us");
+    let records = super::crash::records_at(&us_url, &us.endpoint);
+    assert_eq!(records.get(&name), Some(&1), "{records:?}");
+    for v in &st.volumes {
+        let id = v.repository_snapshot.clone().unwrap();
+        let us_id = super::volume_at(&us_url, &us.endpoint, &name, &format!("records/{}", v.pvc));
+        let (a, b) = (restore(&url, &eu.endpoint, &id), restore(&us_url, &us.endpoint, &us_id));
+        let (a, b) = (a.path().join("r"), b.path().join("r"));
+        for f in ["records.log", "last-before-snapshot", "bulk"] {
+            assert_eq!(
+                std::fs::read(a.join(f)).unwrap(),
+                std::fs::read(b.join(f)).unwrap(),
+                "{}: {f} differs between regions",
+                v.pvc
+            );
+        }
+    }
+
     assert_no_children(&env, "records");
 
     // A second run after a small change stores a small fraction of the data.
@@ -68,12 +93,21 @@ fn the_example_policy_backs_up_every_volume_after_its_hooks() {
     assert_no_children(&env, "records");
 }
 
-/// Nothing of a finished run is left in the cluster: no snapshot, clone claim or Job.
+/// Nothing of a finished run is left in the cluster (waiting a little for replication to
+/// remove its Job): no snapshot, clone claim or Job.
 pub fn assert_no_children(env: &Env, ns: &str) {
-    let snaps = env.kubectl(&["get", "volumesnapshots", "-n", ns, "-o", "name"], None);
-    assert!(snaps.trim().is_empty(), "snapshots left behind: {snaps}");
-    let jobs = env.kubectl(&["get", "jobs", "-n", ns, "-o", "name"], None);
-    assert!(jobs.trim().is_empty(), "Jobs left behind: {jobs}");
-    let claims = env.kubectl(&["get", "pvc", "-n", ns, "-l", "lifeline.io/restore-point", "-o", "name"], None);
-    assert!(claims.trim().is_empty(), "clone claims left behind: {claims}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let left = [
+            env.kubectl(&["get", "volumesnapshots", "-n", ns, "-o", "name"], None),
+            env.kubectl(&["get", "jobs", "-n", ns, "-o", "name"], None),
+            env.kubectl(&["get", "pvc", "-n", ns, "-l", "lifeline.io/restore-point", "-o", "name"], None),
+        ]
+        .concat();
+        if left.trim().is_empty() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "left behind: {left}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
 }

@@ -13,11 +13,8 @@ use std::time::{Duration, Instant};
 
 /// Restore points recorded at a location: record snapshots by point name.
 pub fn records_at(url: &str, endpoint: &str) -> BTreeMap<String, usize> {
-    let o = super::lifeline_cli(&["repo", "points", url, "--json", "--endpoint", endpoint]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let mut out = BTreeMap::new();
-    let list = v["result"]["points"].as_array().or(v["points"].as_array()).cloned().unwrap_or_default();
-    for p in list {
+    for p in super::points_at(url, endpoint) {
         if p["tags"]["lifeline.io/kind"] == "record" {
             *out.entry(p["tags"]["lifeline.io/point"].as_str().unwrap_or_default().to_string()).or_default() += 1;
         }

@@ -207,3 +207,19 @@ pub fn lifeline_cli(args: &[&str]) -> std::process::Output {
     );
     o
 }
+
+/// The restore points stored at a location, as the CLI lists them.
+pub fn points_at(url: &str, endpoint: &str) -> Vec<serde_json::Value> {
+    let o = lifeline_cli(&["repo", "points", url, "--json", "--endpoint", endpoint]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["result"]["points"].as_array().or(v["points"].as_array()).cloned().unwrap_or_default()
+}
+
+/// The repository snapshot of one claim (`namespace/pvc`) in a restore point, at a location.
+pub fn volume_at(url: &str, endpoint: &str, point: &str, pvc: &str) -> String {
+    points_at(url, endpoint)
+        .into_iter()
+        .find(|p| p["tags"]["lifeline.io/point"] == point && p["tags"]["lifeline.io/pvc"] == pvc)
+        .and_then(|p| p["id"].as_str().map(String::from))
+        .unwrap_or_else(|| panic!("no snapshot of {pvc} in {point} at {url}"))
+}

@@ -5,6 +5,7 @@
 
 pub mod capture;
 pub mod plan;
+pub mod replicate;
 pub mod resolve;
 pub mod status;
 
@@ -57,7 +58,7 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
         Err(e) => Err(e),
     };
     let mut wait = REVISIT;
-    match checked {
+    let resolved = match checked {
         Err(Error::Invalid(msg)) => {
             // Nothing is snapshotted while the policy cannot work.
             let was = conditions::get(&old.conditions, DEGRADED).map(|c| c.message.clone());
@@ -71,8 +72,8 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
         Err(e) => return Err(e),
-        Ok(_) => {}
-    }
+        Ok(r) => r,
+    };
     let schedule = Schedule::parse(&policy.spec.schedule, &policy.spec.time_zone).map_err(Error::Invalid)?;
     let running = points.iter().any(|p| {
         !p.annotations().contains_key(ANNOTATION_CATALOG)
@@ -114,7 +115,17 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
             }
         }
     }
+    let replication = replicate::run(&ctx, &policy, &resolved, &points, &mut st).await?;
+    if let Some(w) = replication.wake {
+        wait = wait.min(w);
+    }
     status::conditions_for(&policy, &points, &mut st, now);
+    if let Some((reason, msg)) = &replication.problem
+        && !conditions::is_true(&st.conditions, DEGRADED)
+    {
+        // The data is safe at the primary; the policy is degraded until every location has it.
+        conditions::set(&mut st.conditions, DEGRADED, true, reason, msg, g, now);
+    }
     let labels = Metrics::policy(&ns, &name);
     let done = status::completed(&points);
     ctx.metrics.restore_points.get_or_create(&labels).set(done.len() as i64);

@@ -38,6 +38,11 @@ pub fn job(point: &str, i: usize, a: i32) -> String {
     fit(point, &format!("{i}-{a}"))
 }
 
+/// The Job copying a restore point to the policy's replica location `i`.
+pub fn replication(point: &str, i: usize) -> String {
+    fit(point, &format!("to-{i}"))
+}
+
 /// The RestorePoint of a scheduled slot of a policy.
 pub fn scheduled_point(policy: &str, slot: jiff::Timestamp) -> String {
     let stamp = slot.strftime("%Y%m%d-%H%M").to_string();

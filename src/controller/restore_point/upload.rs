@@ -14,9 +14,9 @@ use crate::mover::job::{self, Plan, SOURCE_PATH};
 use crate::mover::record::{self, PointRecord, RecordVolume};
 use crate::telemetry::Metrics;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -100,7 +100,7 @@ async fn volume(
     let jobs: Api<Job> = Api::namespaced(client.clone(), &run.ns);
     let existing = jobs.get_opt(&job_name).await.map_err(Error::kube(format!("read Job {job_name}")))?;
     let Some(j) = existing else {
-        if let Some(wait) = mover_slot(run).await? {
+        if let Some(wait) = crate::controller::movers::slot(run.ctx).await? {
             return Ok(VolumeStep::Waiting(wait));
         }
         let plan = backup_plan(run, &v, i, &job_name, &clone, policy, loc);
@@ -109,7 +109,7 @@ async fn volume(
             .map_err(Error::kube(format!("create mover Job {job_name}")))?;
         return Ok(VolumeStep::Waiting(format!("{}: mover Job {job_name} started", v.pvc)));
     };
-    let message = termination_message(run, &job_name).await?;
+    let message = crate::controller::movers::termination_message(run.ctx, &run.ns, &job_name).await?;
     match machine::job_outcome(&j, message.as_deref()) {
         JobOutcome::Running => {
             let bound =
@@ -149,41 +149,6 @@ async fn volume(
             Ok(VolumeStep::Failed(format!("{}: {category}: {message}", v.pvc)))
         }
     }
-}
-
-/// `None` when a mover may start now; otherwise what it waits for.
-async fn mover_slot(run: &Run<'_>) -> Result<Option<String>> {
-    let all: Api<Job> = Api::all(run.ctx.client.clone());
-    let lp = ListParams::default().labels(&format!("{LABEL_COMPONENT}={COMPONENT_MOVER}"));
-    let jobs = all.list(&lp).await.map_err(Error::kube("count running mover Jobs"))?;
-    let running = jobs
-        .items
-        .iter()
-        .filter(|j| {
-            j.status.as_ref().is_none_or(|s| {
-                s.completion_time.is_none()
-                    && !s
-                        .conditions
-                        .iter()
-                        .flatten()
-                        .any(|c| c.status == "True" && (c.type_ == "Failed" || c.type_ == "Complete"))
-            })
-        })
-        .count();
-    run.ctx.metrics.mover_jobs_running.set(running as i64);
-    let cap = run.ctx.config.max_movers;
-    Ok((running >= cap).then(|| format!("waiting for a mover slot ({running} of {cap} running)")))
-}
-
-/// The termination message of the Job's newest Pod, if it has terminated.
-async fn termination_message(run: &Run<'_>, job: &str) -> Result<Option<String>> {
-    let pods: Api<Pod> = Api::namespaced(run.ctx.client.clone(), &run.ns);
-    let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
-    let list = pods.list(&lp).await.map_err(Error::kube("read the mover's Pod"))?;
-    Ok(list.items.iter().rev().find_map(|p| {
-        let cs = p.status.as_ref()?.container_statuses.as_ref()?;
-        cs.iter().find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
-    }))
 }
 
 fn backup_plan(
