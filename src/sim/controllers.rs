@@ -47,6 +47,7 @@ pub async fn run(server: Arc<Server>) {
             }
             if server.runs(Controller::Snapshots) {
                 super::snapshots::run(&mut store, &server.dir);
+                super::groupsnapshots::run(&mut store, &server.dir);
             }
         }
         // Processes change state on their own: the kubelet looks at every tick.

@@ -15,6 +15,7 @@ mod custom;
 mod deployments;
 mod errors;
 mod events;
+mod groupsnapshots;
 mod kubelet;
 mod kubelet_api;
 mod managed;
@@ -193,13 +194,15 @@ fn bootstrap(s: &mut store::Store, profile: Profile) {
         // The snapshot CRDs are installed and served from the start, as on a cluster
         // with the external snapshotter.
         let crd_rt = s.find("apiextensions.k8s.io", "v1", "customresourcedefinitions").expect("crds");
-        for mut crd in snapshots::crds() {
+        for mut crd in snapshots::crds().into_iter().chain(groupsnapshots::crds()) {
             builtin::on_create(&crd_rt, &mut crd);
             controllers::put_new(s, &crd_rt, crd, "kube-apiserver");
         }
         controllers::crds(s);
         let vsc = s.find(snapshots::GROUP, "v1", "volumesnapshotclasses").expect("snapshot classes");
         controllers::put_new(s, &vsc, snapshots::default_class(), "kube-apiserver");
+        let vgsc = s.find(groupsnapshots::GROUP, "v1", "volumegroupsnapshotclasses").expect("group snapshot classes");
+        controllers::put_new(s, &vgsc, groupsnapshots::default_class(), "kube-apiserver");
     }
 }
 

@@ -36,6 +36,8 @@ fn the_example_policy_backs_up_every_volume_after_its_hooks() {
     let st = point.status.clone().unwrap();
     assert_eq!(st.phase, RunPhase::Completed, "{:?}", st.message);
     assert_eq!(st.volumes.len(), 3);
+    // The simulated driver has a group snapshot class: one VolumeGroupSnapshot for all.
+    assert!(st.group_snapshot.is_some(), "{st:?}");
     let (eu, _) = s3::regions();
     let url = format!("s3://lifeline/{prefix}-eu");
     for v in &st.volumes {
@@ -99,7 +101,7 @@ pub fn assert_no_children(env: &Env, ns: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let left = [
-            env.kubectl(&["get", "volumesnapshots", "-n", ns, "-o", "name"], None),
+            env.kubectl(&["get", "volumesnapshots,volumegroupsnapshots", "-n", ns, "-o", "name"], None),
             env.kubectl(&["get", "jobs", "-n", ns, "-o", "name"], None),
             env.kubectl(&["get", "pvc", "-n", ns, "-l", "lifeline.io/restore-point", "-o", "name"], None),
         ]

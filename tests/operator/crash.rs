@@ -32,6 +32,8 @@ fn killed_at_every_step_a_run_finishes_once_and_leaves_nothing_behind() {
         "sync; tail -n 1 /data/records.log > /data/last-before-snapshot; sleep 1",
     );
     env.apply(&yaml);
+    // A driver without group snapshots: each volume gets its own VolumeSnapshot.
+    env.kubectl(&["delete", "volumegroupsnapshotclass", "sim-groupsnapclass"], None);
     env.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
     let api: Api<RestorePoint> = Api::namespaced(env.client.clone(), "records");
     let mut seen = Vec::new();
@@ -68,6 +70,7 @@ fn killed_at_every_step_a_run_finishes_once_and_leaves_nothing_behind() {
         let p = env.finished_point("records", &name, 120);
         let st = p.status.unwrap();
         assert_eq!(st.phase, RunPhase::Completed, "killed at {phase:?}: {:?}", st.message);
+        assert!(st.group_snapshot.is_none());
         assert_no_children(&env, "records");
         env.kill_operator();
         seen.push(name);
