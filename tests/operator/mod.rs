@@ -2,6 +2,7 @@
 //! examples users copy, the lifeline binary as the mover, kubectl as the client.
 
 mod backup;
+mod catalog;
 mod crash;
 mod invalid;
 
@@ -176,6 +177,7 @@ pub fn example(file: &str, prefix: &str) -> String {
     let (eu, us) = s3::regions();
     let text = std::fs::read_to_string(support::path(&format!("manifests/examples/{file}"))).unwrap();
     text.replace("REPLACE_WITH_A_LONG_RANDOM_PASSPHRASE", "test passphrase for the operator tests")
+        .replace("REPLACE_WITH_THE_APPLICATION_TOKEN", "application-token-4711")
         .replace("REPLACE_WITH_ACCESS_KEY_ID", s3::ACCESS_KEY)
         .replace("REPLACE_WITH_SECRET_ACCESS_KEY", s3::SECRET_KEY)
         .replace(
