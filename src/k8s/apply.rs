@@ -42,6 +42,29 @@ where
     api.patch_status(name, &PatchParams::apply(&manager(controller)).force(), &Patch::Apply(&body)).await
 }
 
+/// Records a restore point's presence at one location (an entry of `status.locations`).
+/// Each location's entry has a field manager of its own, whichever controller writes it
+/// (the run, replication, retention, catalog sync): server-side apply removes what a
+/// manager stops applying, so one manager for several entries would drop the others.
+pub async fn apply_presence(
+    api: &Api<crate::api::RestorePoint>,
+    point: &str,
+    location: &str,
+    present: bool,
+    time: Option<jiff::Timestamp>,
+    message: Option<&str>,
+) -> Result<(), kube::Error> {
+    let mut entry = serde_json::json!({"name": location, "present": present});
+    if let Some(t) = time {
+        entry["time"] = serde_json::json!(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t));
+    }
+    if let Some(m) = message {
+        entry["message"] = serde_json::json!(m);
+    }
+    let controller = format!("presence-{}", crate::k8s::truncate_label(location));
+    apply_status(api, &controller, point, &serde_json::json!({"locations": [entry]})).await.map(|_| ())
+}
+
 /// Deletes an object in the background (its dependents follow), tolerating its absence.
 pub async fn delete<K>(api: &Api<K>, name: &str) -> Result<(), kube::Error>
 where

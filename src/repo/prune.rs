@@ -191,6 +191,21 @@ pub fn forget(repo: &Arc<Repository>, r: &Retention, dry_run: bool) -> Result<Ve
     Ok(out)
 }
 
+/// Deletes the given restore points, in the order given (their data goes with the next
+/// prunes). Points already gone are skipped: a repeated call after a crash is harmless.
+pub fn forget_ids(repo: &Arc<Repository>, ids: &[Id]) -> Result<usize, RepoError> {
+    let _lock = lock::acquire(repo.backend().clone(), "forget", false)?;
+    let mut n = 0;
+    for id in ids {
+        match repo.backend().delete(&format!("snapshots/{}", id.hex())) {
+            Ok(()) => n += 1,
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(n)
+}
+
 /// Temporary files at least this old (or the grace period, if longer) are leftovers.
 const INCOMPLETE_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 

@@ -5,6 +5,7 @@ mod backup;
 mod catalog;
 mod crash;
 mod invalid;
+mod retention;
 
 use crate::support::{self, s3};
 use kube::api::{Api, ListParams};

@@ -110,8 +110,7 @@ pub async fn sync(ctx: &Context, loc: &BackupLocation) -> Result<()> {
                 let present =
                     p.status.as_ref().is_some_and(|s| s.locations.iter().any(|l| l.name == lname && l.present));
                 if !present {
-                    let body = json!({"locations": [{"name": lname, "present": true}]});
-                    apply::apply_status(&api, super::NAME, name, &body)
+                    apply::apply_presence(&api, name, &lname, true, None, None)
                         .await
                         .map_err(Error::kube(format!("record RestorePoint {name} at {lname}")))?;
                 }

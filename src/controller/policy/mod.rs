@@ -7,6 +7,7 @@ pub mod capture;
 pub mod plan;
 pub mod replicate;
 pub mod resolve;
+pub mod retention;
 pub mod status;
 
 use crate::api::common::condition::{DEGRADED, READY};
@@ -116,6 +117,7 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
         }
     }
     let replication = replicate::run(&ctx, &policy, &resolved, &points, &mut st).await?;
+    retention::run(&ctx, &policy, &resolved, &points).await?;
     if let Some(w) = replication.wake {
         wait = wait.min(w);
     }

@@ -86,8 +86,7 @@ pub async fn run(
             JobOutcome::Running => report.wake = Some(Duration::from_secs(2)),
             JobOutcome::Succeeded(_) => {
                 let api: Api<RestorePoint> = Api::namespaced(ctx.client.clone(), &ns);
-                let body = json!({"locations": [{"name": name, "present": true, "time": Time(now)}]});
-                apply::apply_status(&api, super::NAME, &point, &body)
+                apply::apply_presence(&api, &point, &name, true, Some(now), None)
                     .await
                     .map_err(Error::kube(format!("record RestorePoint {point} at {name}")))?;
                 apply::delete(&jobs, &job_name).await.map_err(Error::kube("remove a replication Job"))?;
