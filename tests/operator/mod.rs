@@ -6,6 +6,7 @@ mod catalog;
 mod crash;
 mod invalid;
 mod retention;
+mod unreachable;
 
 use crate::support::{self, s3};
 use kube::api::{Api, ListParams};
@@ -176,6 +177,11 @@ pub fn system_clock() -> Arc<dyn Clock> {
 /// An example file with its placeholders filled for the test's S3 regions and prefix.
 pub fn example(file: &str, prefix: &str) -> String {
     let (eu, us) = s3::regions();
+    example_at(file, prefix, &eu.endpoint, &us.endpoint)
+}
+
+/// [`example`] for two given S3 endpoints (servers of one test's own).
+pub fn example_at(file: &str, prefix: &str, eu: &str, us: &str) -> String {
     let text = std::fs::read_to_string(support::path(&format!("manifests/examples/{file}"))).unwrap();
     text.replace("REPLACE_WITH_A_LONG_RANDOM_PASSPHRASE", "test passphrase for the operator tests")
         .replace("REPLACE_WITH_THE_APPLICATION_TOKEN", "application-token-4711")
@@ -183,11 +189,11 @@ pub fn example(file: &str, prefix: &str) -> String {
         .replace("REPLACE_WITH_SECRET_ACCESS_KEY", s3::SECRET_KEY)
         .replace(
             "  url: s3://records-backups-eu/records\n",
-            &format!("  url: s3://lifeline/{prefix}-eu\n  endpoint: {}\n  forcePathStyle: true\n", eu.endpoint),
+            &format!("  url: s3://lifeline/{prefix}-eu\n  endpoint: {eu}\n  forcePathStyle: true\n"),
         )
         .replace(
             "  url: s3://records-backups-us/records\n",
-            &format!("  url: s3://lifeline/{prefix}-us\n  endpoint: {}\n  forcePathStyle: true\n", us.endpoint),
+            &format!("  url: s3://lifeline/{prefix}-us\n  endpoint: {us}\n  forcePathStyle: true\n"),
         )
 }
 

@@ -40,7 +40,9 @@ fn free_base() -> u16 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let base = 20000 + (x % 2000) as u16 * 10;
+        // Below the kernel's ephemeral range (32768 and up) with the +10000 ports too, so
+        // no client connection of another test can take a port between check and start.
+        let base = 20000 + (x % 270) as u16 * 10;
         let free = (0..5).chain(10000..10005).all(|off| TcpListener::bind(("127.0.0.1", base + off)).is_ok());
         if free {
             return base;
