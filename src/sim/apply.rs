@@ -22,11 +22,15 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
         let (g, v) = av.rsplit_once('/').unwrap_or(("", av));
         return Err(ApiError::bad_request(format!("invalid object type: {g}/{v}, Kind={kind}")));
     }
-    let body_name = body["metadata"]["name"].as_str().unwrap_or_default();
-    if body_name != name {
-        return Err(ApiError::bad_request(format!(
-            "the name of the object ({body_name}) does not match the name on the URL ({name})"
-        )));
+    // The server checks the name of the merged object (handlers/patch.go `checkName` after
+    // the apply): an applied configuration without a name keeps the live object's, and
+    // names nothing when there is no live object.
+    let body_name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name_error = |n: &str| {
+        ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})"))
+    };
+    if !body_name.is_empty() && body_name != name {
+        return Err(name_error(&body_name));
     }
     let api_version = t.rt.api_version();
     let sub = t.sub.as_deref();
@@ -45,6 +49,9 @@ pub fn apply(server: &Server, req: &Req, t: &Target, name: &str) -> ApiResult<Re
     let Some(live) = store.get(&t.rt.key(), &ns, name).cloned() else {
         if sub.is_some() {
             return Err(ApiError::not_found(&t.rt, name));
+        }
+        if body_name.is_empty() {
+            return Err(name_error(""));
         }
         let (mut obj, warnings) = write::create_in(&mut store, req, t, body, fv)?;
         obj["metadata"]["managedFields"] = json!([entry(&manager, &api_version, sub, &applied)]);

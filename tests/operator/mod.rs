@@ -5,6 +5,7 @@ mod backup;
 mod catalog;
 mod crash;
 mod invalid;
+mod leader;
 mod retention;
 mod unreachable;
 
@@ -81,6 +82,26 @@ impl Env {
         self.operator = Some(self.rt.spawn(fut));
     }
 
+    /// Starts one replica of the operator with leader election on the Lease
+    /// `default/lifeline-operator` (lasting `lease_seconds`); returns it with its metrics.
+    pub fn start_replica(&self, identity: &str, lease_seconds: u64) -> Replica {
+        let config = Config {
+            mover_command: vec![env!("CARGO_BIN_EXE_lifeline").to_string()],
+            mover_image: "lifeline:test".into(),
+            ..Config::default()
+        };
+        let leader = lifeline::operator::Leader {
+            namespace: "default".into(),
+            name: "lifeline-operator".into(),
+            identity: identity.into(),
+            duration: lease_seconds,
+        };
+        let opts = Options { config, http: None, leader: Some(leader), clock: system_clock() };
+        let (running, fut) =
+            self.rt.block_on(operator::start(self.client.clone(), opts, futures::future::pending())).unwrap();
+        Replica { metrics: running.metrics, task: self.rt.spawn(fut) }
+    }
+
     /// Stops the operator abruptly, as a crash would: no step finishes, nothing is
     /// cleaned up.
     pub fn kill_operator(&mut self) {
@@ -155,6 +176,23 @@ impl Env {
         self.eventually(secs, "a new restore point", || async {
             self_points(&self.client, ns).await.into_iter().map(|p| p.name_any()).find(|n| !except.contains(n))
         })
+    }
+}
+
+/// One operator replica of [`Env::start_replica`].
+pub struct Replica {
+    pub metrics: Arc<lifeline::telemetry::Metrics>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Replica {
+    /// Reconciles this replica made, all controllers together.
+    pub fn reconciles(&self) -> u64 {
+        let text = self.metrics.encode();
+        text.lines()
+            .filter(|l| l.starts_with("lifeline_reconciles_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
     }
 }
 
