@@ -37,6 +37,9 @@ enum Command {
         #[command(subcommand)]
         command: Box<lifeline::cli::repo::RepoCommand>,
     },
+    /// The operator at scale on a simulated cluster (`make bench-operator`).
+    #[command(hide = true)]
+    BenchOperator(lifeline::cli::bench::BenchArgs),
     /// Run a simulated Kubernetes cluster in the foreground (for kubectl and trying Lifeline).
     Sim {
         /// API server port on 127.0.0.1 (0 picks a free one).
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
             }
             return ExitCode::from(lifeline::cli::repo::run(*command, &common) as u8);
         }
+        Command::BenchOperator(args) => lifeline::cli::bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => lifeline::cli::run::run(*args).map(|()| ExitCode::SUCCESS),
         Command::Sim { port, kubeconfig, profile, state_dir, disable, rbac } => {
             let opts = lifeline::sim::Options { port, profile, state_dir, disabled: disable, rbac };

@@ -1,5 +1,6 @@
 //! User-facing CLI verbs that need no cluster.
 
+pub mod bench;
 pub mod manifests;
 pub mod repo;
 pub mod run;

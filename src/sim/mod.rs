@@ -97,6 +97,8 @@ pub struct Server {
     links: Mutex<Vec<Arc<network::Link>>>,
     /// With authentication on, the cluster serves HTTPS (see `tls`).
     tls: Option<tls::Tls>,
+    /// Requests served, for measuring a client's cost (`Cluster::requests`).
+    requests: std::sync::atomic::AtomicU64,
 }
 
 impl Server {
@@ -123,6 +125,7 @@ impl Server {
             owns_dir,
             opts: opts.clone(),
             links: Mutex::new(Vec::new()),
+            requests: std::sync::atomic::AtomicU64::new(0),
             tls,
         })
     }
@@ -294,6 +297,11 @@ impl Cluster {
         Ok(Self { server, runtime: Some(runtime), port, opts: Options { port, ..opts } })
     }
 
+    /// How many API requests the cluster has served (watches count once).
+    pub fn requests(&self) -> u64 {
+        self.server.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A network path from this cluster to `target` (an object-storage endpoint): the
     /// address its workloads should use for it. The same target gets the same address.
     pub fn link(&self, target: SocketAddr) -> std::io::Result<SocketAddr> {
@@ -395,6 +403,7 @@ async fn http_handler(
     axum::extract::State(server): axum::extract::State<Arc<Server>>,
     request: axum::extract::Request,
 ) -> axum::response::Response {
+    server.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (mut parts, body) = request.into_parts();
     if let Some(resp) = kubelet_upgrade(&server, &mut parts).await {
         return resp;

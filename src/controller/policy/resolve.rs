@@ -105,6 +105,13 @@ pub async fn check_key(ctx: &Context, policy: &BackupPolicy, loc: &BackupLocatio
             loc.name_any(),
             loc.spec.url
         ))),
+        // What no retry mends (a missing bucket, no permission, a bad URL) is reported on
+        // the policy like any other impossible reference.
+        Err(Error::Repo { source, .. }) if !source.retryable() => {
+            let hint = source.hint();
+            let hint = if hint.is_empty() { String::new() } else { format!(" ({hint})") };
+            Err(Error::Invalid(format!("spec.locations: BackupLocation {}: {source}{hint}", loc.name_any())))
+        }
         Err(e) => Err(e),
     }
 }
