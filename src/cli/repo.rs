@@ -584,15 +584,7 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
             let secret = secret(common)?;
             let src = Arc::new(Repository::open(location(&from, common)?.0, &secret)?);
             let (dst_backend, _) = location_with(&to, common, true)?;
-            let dst = match Repository::open(dst_backend.clone(), &secret) {
-                Ok(r) => r,
-                Err(RepoError::NotInitialized { .. }) => {
-                    say!("creating repository at {to} with the same key");
-                    Repository::init_with_master(dst_backend, &secret, src.master().clone())?
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let dst = Arc::new(dst);
+            let dst = open_replica(dst_backend, &secret, &src, &to)?;
             let (id, snap) = src.find_snapshot(&point)?;
             let progress = Arc::new(backup::Progress::default());
             let (new_id, report) = with_progress("copying", &progress.bytes_done, &progress.bytes_total, || {
@@ -638,6 +630,25 @@ fn destination_options(common: &Common) -> LocationOptions {
     o
 }
 
+/// The destination of a copy: opened, or created sharing the source's master key (so
+/// chunk ids agree and copies deduplicate).
+fn open_replica(
+    backend: Arc<dyn Backend>,
+    secret: &Secret,
+    src: &Repository,
+    to: &str,
+) -> anyhow::Result<Arc<Repository>> {
+    let dst = match Repository::open(backend.clone(), secret) {
+        Ok(r) => r,
+        Err(RepoError::NotInitialized { .. }) => {
+            say!("creating repository at {to} with the same key");
+            Repository::init_with_master(backend, secret, src.master().clone())?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Arc::new(dst))
+}
+
 fn replicate(from: &str, to: &str, point: &str, common: &Common) -> anyhow::Result<Value> {
     use crate::mover::record::{KIND_RECORD, TAG_KIND, TAG_POINT};
     let secret = secret(common)?;
@@ -645,15 +656,7 @@ fn replicate(from: &str, to: &str, point: &str, common: &Common) -> anyhow::Resu
     let metered = Metered::new(Retrying::new(store::open(to, &destination_options(common))?));
     let meters = metered.meters.clone();
     let dst_backend: Arc<dyn Backend> = Arc::new(metered);
-    let dst = match Repository::open(dst_backend.clone(), &secret) {
-        Ok(r) => r,
-        Err(RepoError::NotInitialized { .. }) => {
-            say!("creating repository at {to} with the same key");
-            Repository::init_with_master(dst_backend, &secret, src.master().clone())?
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let dst = Arc::new(dst);
+    let dst = open_replica(dst_backend, &secret, &src, to)?;
     let mut parts: Vec<(Id, Snapshot)> =
         src.points()?.good.into_iter().filter(|(_, s)| s.tags.get(TAG_POINT).is_some_and(|p| p == point)).collect();
     let is_record = |s: &Snapshot| s.tags.get(TAG_KIND).is_some_and(|k| k == KIND_RECORD);
