@@ -21,9 +21,6 @@ pub fn volume_snapshot() -> ApiResource {
 pub fn volume_snapshot_content() -> ApiResource {
     resource(GROUP, "VolumeSnapshotContent", "volumesnapshotcontents")
 }
-pub fn volume_snapshot_class() -> ApiResource {
-    resource(GROUP, "VolumeSnapshotClass", "volumesnapshotclasses")
-}
 pub fn group_snapshot() -> ApiResource {
     resource(GROUP_GROUP, "VolumeGroupSnapshot", "volumegroupsnapshots")
 }
@@ -95,5 +92,4 @@ pub fn is_default(class: &DynamicObject, annotation: &str) -> bool {
     class.metadata.annotations.as_ref().and_then(|a| a.get(annotation)).is_some_and(|v| v == "true")
 }
 
-pub const DEFAULT_SNAPSHOT_CLASS: &str = "snapshot.storage.kubernetes.io/is-default-class";
 pub const DEFAULT_GROUP_SNAPSHOT_CLASS: &str = "groupsnapshot.storage.kubernetes.io/is-default-class";

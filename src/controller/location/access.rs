@@ -102,7 +102,8 @@ pub async fn open_repo(
     // Key derivation takes ~19 MiB and a core for a moment: two at a time, and a caller
     // that waited finds the repository another one opened meanwhile.
     static OPENING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-    let _permit = OPENING.acquire().await.map_err(|e| Error::Invalid(format!("shutting down: {e}")))?;
+    // The semaphore is never closed, so acquiring cannot fail.
+    let _permit = OPENING.acquire().await.ok();
     if let Some(r) = ctx.repos.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key) {
         return Ok(r.clone());
     }

@@ -12,9 +12,9 @@ pub mod status;
 
 use crate::api::common::condition::{DEGRADED, READY};
 use crate::api::names::{ANNOTATION_REQUESTED_BY, ANNOTATION_RUN_NOW, LABEL_POLICY};
-use crate::api::restore_point::RunPhase;
 use crate::api::schedule::Schedule;
 use crate::api::{BackupPolicy, RestorePoint};
+use crate::controller::restore_point::machine::terminal;
 use crate::controller::restore_point::names;
 use crate::controller::{Context, Error, Result};
 use crate::k8s::{ANNOTATION_CATALOG, apply, conditions, events};
@@ -77,8 +77,7 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     };
     let schedule = Schedule::parse(&policy.spec.schedule, &policy.spec.time_zone).map_err(Error::Invalid)?;
     let running = points.iter().any(|p| {
-        !p.annotations().contains_key(ANNOTATION_CATALOG)
-            && p.status.as_ref().is_none_or(|s| !matches!(s.phase, RunPhase::Completed | RunPhase::Failed))
+        !p.annotations().contains_key(ANNOTATION_CATALOG) && p.status.as_ref().is_none_or(|s| !terminal(s.phase))
     });
     let last = points
         .iter()

@@ -4,6 +4,7 @@ use crate::api::common::condition::{DEGRADED, PROGRESSING, READY};
 use crate::api::policy::{LastBackup, LocationReplication, LocationRole, ReplicationState};
 use crate::api::restore_point::RunPhase;
 use crate::api::{BackupPolicy, BackupPolicyStatus, RestorePoint};
+use crate::controller::restore_point::machine::terminal;
 use crate::k8s::conditions;
 use kube::{Resource, ResourceExt};
 use std::time::Duration;
@@ -109,7 +110,6 @@ fn drift(a: Duration, b: Duration) -> Duration {
 pub fn breached(policy: &BackupPolicy, achieved: Option<Duration>) -> bool {
     match (policy.spec.rpo, achieved) {
         (Some(target), Some(a)) => a > Duration::from(target),
-        (Some(_), None) => false,
         _ => false,
     }
 }
@@ -123,9 +123,7 @@ pub fn conditions_for(
     now: jiff::Timestamp,
 ) {
     let g = policy.meta().generation;
-    let running = points
-        .iter()
-        .find(|p| p.status.as_ref().is_none_or(|s| !matches!(s.phase, RunPhase::Completed | RunPhase::Failed)));
+    let running = points.iter().find(|p| p.status.as_ref().is_none_or(|s| !terminal(s.phase)));
     match running {
         Some(p) => conditions::set(
             &mut st.conditions,
@@ -138,10 +136,8 @@ pub fn conditions_for(
         ),
         None => conditions::set(&mut st.conditions, PROGRESSING, false, "Idle", "", g, now),
     }
-    let mut newest_run: Vec<&RestorePoint> = points
-        .iter()
-        .filter(|p| p.status.as_ref().is_some_and(|s| matches!(s.phase, RunPhase::Completed | RunPhase::Failed)))
-        .collect();
+    let mut newest_run: Vec<&RestorePoint> =
+        points.iter().filter(|p| p.status.as_ref().is_some_and(|s| terminal(s.phase))).collect();
     newest_run.sort_by_key(|p| std::cmp::Reverse(p.spec.scheduled_time.0));
     let failed = newest_run.first().filter(|p| p.status.as_ref().is_some_and(|s| s.phase == RunPhase::Failed));
     let achieved = st.achieved_rpo.map(Duration::from);
