@@ -81,7 +81,10 @@ fn ready_count(list: &[DynamicObject]) -> usize {
 
 /// `name value` lines of the operator's metrics whose name starts with `prefix`, summed.
 fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, |a, b| a + b)
 }
 
 fn kib(pid: u32, field: &str) -> u64 {
@@ -174,20 +177,32 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "backuppolicies",
         ),
     );
+    // Readiness is followed through a watch, not by listing: the measurement must not
+    // load the API server it measures.
     let deadline = Duration::from_secs(300);
-    let ready_after = loop {
-        let list = rt.block_on(policies.list(&Default::default()))?.items;
-        let ready = ready_count(&list);
-        if ready == a.policies {
-            break started.elapsed();
+    let ready_after = rt.block_on(async {
+        use kube::runtime::watcher::{self, Event};
+        let mut ready = std::collections::HashSet::new();
+        let mut stream = std::pin::pin!(watcher::watcher(policies.clone(), Default::default()));
+        loop {
+            let next = tokio::time::timeout(deadline.saturating_sub(started.elapsed()), stream.next()).await;
+            let ev = match next {
+                Ok(Some(ev)) => ev?,
+                Ok(None) => anyhow::bail!("the watch on BackupPolicies ended"),
+                Err(_) => anyhow::bail!("only {} of {} policies Ready after {deadline:?}", ready.len(), a.policies),
+            };
+            let (Event::Apply(o) | Event::InitApply(o)) = ev else { continue };
+            let key = (o.metadata.namespace.clone(), o.metadata.name.clone());
+            if ready_count(std::slice::from_ref(&o)) == 1 {
+                ready.insert(key);
+            } else {
+                ready.remove(&key);
+            }
+            if ready.len() == a.policies {
+                return Ok(started.elapsed());
+            }
         }
-        anyhow::ensure!(
-            started.elapsed() < deadline,
-            "only {ready} of {} policies Ready after {deadline:?}",
-            a.policies
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    })?;
     let requests_ready = cluster.requests() - requests_before;
     let at_ready = rt.block_on(scrape(&addr));
     std::thread::sleep(Duration::from_secs(a.quiet));
