@@ -26,5 +26,9 @@ pub const LABEL_RESTORE_POINT: &str = "lifeline.io/restore-point";
 
 /// Annotation a user sets to request an on-demand run (any new value triggers one).
 pub const ANNOTATION_RUN_NOW: &str = "lifeline.io/run-now";
+/// Annotation a user sets on one RestorePoint to delete its data from every location this
+/// cluster can write (the value is the reason, recorded in the audit trail). The only way,
+/// besides retention, that Lifeline deletes backup data.
+pub const ANNOTATION_DELETE_DATA: &str = "lifeline.io/delete-data";
 /// Annotation recording who requested an operation, for the audit trail.
 pub const ANNOTATION_REQUESTED_BY: &str = "lifeline.io/requested-by";

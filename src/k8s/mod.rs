@@ -70,3 +70,23 @@ pub fn quantity_bytes(q: &str) -> Option<u64> {
     };
     Some((n * mult) as u64)
 }
+
+/// Who asked for an operation an annotation requests: the annotation
+/// `lifeline.io/requested-by` if set, else the field manager that last set `annotation`
+/// (`kubectl-annotate`, a controller's name): the API records no user in the object
+/// itself.
+pub fn requester(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    annotation: &str,
+) -> Option<String> {
+    if let Some(v) = meta.annotations.as_ref().and_then(|a| a.get(crate::api::names::ANNOTATION_REQUESTED_BY)) {
+        return Some(v.clone());
+    }
+    let key = format!("f:{annotation}");
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.fields_v1.as_ref().is_some_and(|f| f.0.to_string().contains(&key)))
+        .max_by_key(|m| m.time.as_ref().map(|t| t.0))
+        .and_then(|m| m.manager.clone())
+}

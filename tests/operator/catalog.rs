@@ -1,13 +1,14 @@
 //! What survives the loss of the primary: deleting the protected namespace leaves every
 //! restore point's data readable with the standalone CLI, and a second cluster that has
 //! only the (read-only) location sees every restore point through catalog sync, also
-//! after the primary cluster is gone.
+//! after the primary cluster is gone. An explicit request on one restore point deletes its
+//! data from both regions, records who asked, and catalog sync does not bring it back.
 
 use super::{Env, example, system_clock};
 use crate::support::s3;
 use kube::api::Api;
-use lifeline::api::RestorePoint;
 use lifeline::api::restore_point::RunPhase;
+use lifeline::api::{BackupLocation, RestorePoint};
 use lifeline::sim::Options as SimOptions;
 
 #[test]
@@ -19,7 +20,7 @@ fn a_standby_cluster_sees_every_restore_point_and_deleting_the_namespace_keeps_t
     primary.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
     primary.start_operator(system_clock());
     let mut names = Vec::new();
-    for request in ["one", "two"] {
+    for request in ["one", "two", "three"] {
         primary.kubectl(
             &[
                 "annotate",
@@ -44,9 +45,77 @@ fn a_standby_cluster_sees_every_restore_point_and_deleting_the_namespace_keeps_t
         });
     }
 
+    // An explicit, recorded request deletes the middle point's data in both regions.
+    let gone = names.remove(1);
+    primary.kubectl(
+        &[
+            "annotate",
+            &format!("restorepoint/{gone}"),
+            "-n",
+            "records",
+            "lifeline.io/delete-data=cleanup of a test run",
+        ],
+        None,
+    );
+    primary.eventually(90, "the deleted restore point's object to go", || async {
+        api.get_opt(&gone).await.ok()?.is_none().then_some(())
+    });
+    let (eu, us) = s3::regions();
+    for (url, endpoint) in
+        [(format!("s3://lifeline/{prefix}-eu"), &eu.endpoint), (format!("s3://lifeline/{prefix}-us"), &us.endpoint)]
+    {
+        let at = super::points_at(&url, endpoint);
+        assert!(!at.iter().any(|p| p["tags"]["lifeline.io/point"] == gone.as_str()), "{gone} still at {url}: {at:?}");
+        for name in &names {
+            assert!(at.iter().any(|p| p["tags"]["lifeline.io/point"] == name.as_str()), "{name} lost at {url}");
+        }
+    }
+    let events = primary.kubectl(
+        &[
+            "get",
+            "events",
+            "-n",
+            "records",
+            "--field-selector",
+            "reason=DataDeleted",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        None,
+    );
+    assert!(
+        events.contains(&gone) && events.contains("kubectl-annotate") && events.contains("cleanup of a test run"),
+        "the audit trail names the point, the requester and the reason: {events}"
+    );
+    // Catalog sync of both locations, after the deletion, does not bring it back: checks
+    // every second, and two checks later than the deletion mean a whole sync ran.
+    let after = jiff::Timestamp::now();
+    let locs: Api<BackupLocation> = Api::namespaced(primary.client.clone(), "records");
+    for l in ["eu", "us"] {
+        primary.kubectl(
+            &[
+                "patch",
+                "backuplocation",
+                l,
+                "-n",
+                "records",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"checkInterval":"1s"}}"#,
+            ],
+            None,
+        );
+    }
+    for l in ["eu", "us"] {
+        primary.eventually(30, &format!("two checks of {l} after the deletion"), || async {
+            let t = locs.get(l).await.ok()?.status?.last_check_time?.0;
+            (t.duration_since(after) > jiff::SignedDuration::from_millis(1500)).then_some(())
+        });
+    }
+    assert!(primary.block_on(api.get_opt(&gone)).unwrap().is_none(), "{gone} came back");
+
     // The whole namespace goes: policy, restore points, workloads. The data stays.
     primary.kubectl(&["delete", "namespace", "records", "--timeout=120s"], None);
-    let (eu, us) = s3::regions();
     for (url, endpoint) in
         [(format!("s3://lifeline/{prefix}-eu"), &eu.endpoint), (format!("s3://lifeline/{prefix}-us"), &us.endpoint)]
     {
@@ -96,4 +165,5 @@ fn a_standby_cluster_sees_every_restore_point_and_deleting_the_namespace_keeps_t
     // The standby wrote nothing to the read-only location: still exactly the records.
     let records = super::crash::records_at(&format!("s3://lifeline/{prefix}-us"), &us.endpoint);
     assert_eq!(records.len(), names.len(), "{records:?}");
+    assert!(standby.block_on(sapi.get_opt(&gone)).unwrap().is_none(), "the deleted point is not listed");
 }

@@ -11,11 +11,11 @@ pub mod retention;
 pub mod status;
 
 use crate::api::common::condition::{DEGRADED, READY};
-use crate::api::names::{ANNOTATION_REQUESTED_BY, ANNOTATION_RUN_NOW, LABEL_POLICY};
+use crate::api::names::{ANNOTATION_RUN_NOW, LABEL_POLICY};
 use crate::api::schedule::Schedule;
 use crate::api::{BackupPolicy, RestorePoint};
 use crate::controller::restore_point::machine::terminal;
-use crate::controller::restore_point::names;
+use crate::controller::restore_point::{self, names};
 use crate::controller::{Context, Error, Result};
 use crate::k8s::{ANNOTATION_CATALOG, apply, conditions, events};
 use crate::telemetry::Metrics;
@@ -50,6 +50,10 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
         .items
         .into_iter()
         .filter(|p| p.spec.policy == name)
+        // A finished point whose data is being deleted on request counts no more.
+        .filter(|p| {
+            restore_point::delete::requested(p).is_none() || p.status.as_ref().is_none_or(|s| !terminal(s.phase))
+        })
         .collect();
     let oref = policy.object_ref(&());
 
@@ -108,7 +112,7 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     if let Some(req) = policy.annotations().get(ANNOTATION_RUN_NOW).filter(|v| !v.is_empty()) {
         let point = names::manual_point(&name, req);
         if !points.iter().any(|p| p.name_any() == point) {
-            let who = requester(&policy);
+            let who = crate::k8s::requester(policy.meta(), ANNOTATION_RUN_NOW);
             create_point(&ctx, &policy, &point, "Manual", now, who).await?;
             if let Ok(p) = points_api.get(&point).await {
                 points.push(p);
@@ -140,24 +144,6 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     }
     write(&ctx, &policy, &old, &st).await?;
     Ok(Action::requeue(wait.max(Duration::from_secs(1))))
-}
-
-/// Who asked for an on-demand run: the annotation `lifeline.io/requested-by` if set,
-/// else the field manager that set the run-now annotation (`kubectl-annotate`, a
-/// controller's name): the API records no user in the object itself.
-fn requester(policy: &BackupPolicy) -> Option<String> {
-    if let Some(v) = policy.annotations().get(ANNOTATION_REQUESTED_BY) {
-        return Some(v.clone());
-    }
-    let key = format!("f:{ANNOTATION_RUN_NOW}");
-    policy
-        .meta()
-        .managed_fields
-        .iter()
-        .flatten()
-        .filter(|m| m.fields_v1.as_ref().is_some_and(|f| f.0.to_string().contains(&key)))
-        .max_by_key(|m| m.time.as_ref().map(|t| t.0))
-        .and_then(|m| m.manager.clone())
 }
 
 async fn create_point(

@@ -6,6 +6,7 @@
 
 use super::resolve::Resolved;
 use super::status;
+use crate::api::common::SecretKeyRef;
 use crate::api::policy::Retention;
 use crate::api::{BackupLocation, BackupPolicy, RestorePoint};
 use crate::controller::location::access;
@@ -71,7 +72,7 @@ pub async fn run(ctx: &Context, policy: &BackupPolicy, r: &Resolved, points: &[R
         if drop.is_empty() {
             continue;
         }
-        forget_at(ctx, policy, loc, &drop).await?;
+        forget_at(ctx, loc, &policy.spec.encryption.key_secret, "spec.encryption.keySecret", &drop).await?;
         let api: Api<RestorePoint> = Api::namespaced(ctx.client.clone(), &ns);
         for p in &drop {
             apply::apply_presence(&api, p, &name, false, None, Some("forgotten by retention"))
@@ -109,11 +110,18 @@ fn primary_rules(policy: &BackupPolicy) -> &Retention {
         .unwrap_or(&policy.spec.retention)
 }
 
-/// Forgets the named points at one location: every record first, then the volumes.
-async fn forget_at(ctx: &Context, policy: &BackupPolicy, loc: &BackupLocation, names: &[String]) -> Result<()> {
-    let ns = policy.namespace().unwrap_or_default();
-    let (secret, rv) =
-        access::passphrase(&ctx.client, &ns, &policy.spec.encryption.key_secret, "spec.encryption.keySecret").await?;
+/// Forgets the named points at one location (opened with the key `key`, named `field` in
+/// errors): every record first, then the volumes. Returns how many of the repository's
+/// snapshots went.
+pub async fn forget_at(
+    ctx: &Context,
+    loc: &BackupLocation,
+    key: &SecretKeyRef,
+    field: &str,
+    names: &[String],
+) -> Result<usize> {
+    let ns = loc.namespace().unwrap_or_default();
+    let (secret, rv) = access::passphrase(&ctx.client, &ns, key, field).await?;
     let repo = access::open_repo(ctx, loc, secret, rv, false).await?;
     let names: BTreeSet<String> = names.iter().cloned().collect();
     crate::mover::inline::run(move || {
@@ -125,7 +133,7 @@ async fn forget_at(ctx: &Context, policy: &BackupPolicy, loc: &BackupLocation, n
             .map(|(id, s)| (s.tags.get(TAG_KIND).is_some_and(|k| k == KIND_RECORD), id))
             .collect();
         parts.sort_by_key(|(record, _)| !record);
-        prune::forget_ids(&repo, &parts.into_iter().map(|(_, id)| id).collect::<Vec<_>>()).map(|_| ())
+        prune::forget_ids(&repo, &parts.into_iter().map(|(_, id)| id).collect::<Vec<_>>())
     })
     .await
     .map_err(Error::repo(format!("forget restore points at BackupLocation {}", loc.name_any())))

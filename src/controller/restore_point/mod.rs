@@ -6,6 +6,7 @@
 //! step of the recorded phase, and writes status only when it changed; a crash between
 //! any two lines replays the same step, and children (named from the run) are adopted.
 
+pub mod delete;
 pub mod hooks;
 pub mod machine;
 pub mod names;
@@ -65,14 +66,41 @@ impl Run<'_> {
 
 pub async fn reconcile(point: Arc<RestorePoint>, ctx: Arc<Context>) -> Result<Action> {
     ctx.metrics.reconciles.get_or_create(&Metrics::controller(NAME)).inc();
-    if point.annotations().contains_key(ANNOTATION_CATALOG) || point.meta().deletion_timestamp.is_some() {
+    if point.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    let catalog = point.annotations().contains_key(ANNOTATION_CATALOG);
     let old = point.status.clone().unwrap_or_default();
-    if machine::terminal(old.phase) && old.cleaned_up {
+    let finished = catalog || (machine::terminal(old.phase) && old.cleaned_up);
+    let run = Run { ctx: &ctx, point: &point, ns: point.namespace().unwrap_or_default(), name: point.name_any() };
+    if finished && delete::requested(&point).is_some() {
+        // A request to delete the data is carried out once the run is over.
+        let mut st = old.clone();
+        return match delete::step(&ctx, &point, &mut st).await {
+            Ok(None) => Ok(Action::await_change()),
+            Ok(Some(a)) => {
+                write(&run, &old, &st).await?;
+                Ok(a)
+            }
+            Err(e) => {
+                let generation = point.meta().generation;
+                conditions::set(
+                    &mut st.conditions,
+                    PROGRESSING,
+                    true,
+                    e.category(),
+                    &e.to_string(),
+                    generation,
+                    run.now(),
+                );
+                write(&run, &old, &st).await?;
+                Err(e)
+            }
+        };
+    }
+    if finished {
         return Ok(Action::await_change());
     }
-    let run = Run { ctx: &ctx, point: &point, ns: point.namespace().unwrap_or_default(), name: point.name_any() };
     let mut st = old.clone();
     let action = match step(&run, &mut st).await {
         Ok(a) => a,
