@@ -379,6 +379,29 @@ pub struct LocationReplication {
     /// What went wrong, if anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Pruning of the data retention forgot at this location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneState>,
+}
+
+/// Pruning at one location: after retention forgets restore points there, a mover Job
+/// (`lifeline mover prune`) marks the data no restore point needs any more and deletes
+/// what an earlier prune marked once its grace period has passed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneState {
+    /// Whether a prune is due (retention forgot something since the last one).
+    #[serde(default)]
+    pub due: bool,
+    /// The prune Job running now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// When the last prune finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_time: Option<Time>,
+    /// What the last prune did, or why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Replication state of a location.

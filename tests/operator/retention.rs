@@ -1,13 +1,14 @@
 //! Retention across a simulated month of daily runs, per location: the operator's clock
 //! is moved a day at a time, each day's run is taken and replicated, and in the end each
-//! location holds exactly what its rules keep.
+//! location holds exactly what its rules keep. Each location where retention forgot
+//! something is pruned by a mover Job, and what it keeps stays restorable.
 
 use super::{Env, example};
 use crate::support::s3;
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use kube::api::Api;
-use lifeline::api::RestorePoint;
 use lifeline::api::restore_point::RunPhase;
+use lifeline::api::{BackupPolicy, RestorePoint};
 use lifeline::controller::clock::{Clock, ManualClock};
 use lifeline::sim::Options as SimOptions;
 use std::collections::BTreeSet;
@@ -117,4 +118,29 @@ fn a_month_of_daily_runs_keeps_exactly_what_each_location_rules_say() {
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
+
+    // Both locations were pruned after retention forgot points there, and the policy says
+    // what the prune did; the points kept stay restorable.
+    let policies: Api<BackupPolicy> = Api::namespaced(env.client.clone(), "records");
+    for l in ["eu", "us"] {
+        let prune = env.eventually(60, &format!("a finished prune at {l}"), || async {
+            let p = policies.get("records").await.ok()?;
+            let pr = p.status?.locations.into_iter().find(|x| x.name == l)?.prune?;
+            (pr.last_time.is_some() && pr.job.is_none()).then_some(pr)
+        });
+        let msg = prune.message.unwrap_or_default();
+        assert!(msg.contains("packs unused and marked"), "prune at {l}: {msg}");
+    }
+    let events = env.kubectl(
+        &["get", "events", "-n", "records", "--field-selector", "reason=Pruned", "-o", "jsonpath={.items[*].message}"],
+        None,
+    );
+    assert!(events.contains("prune at eu") && events.contains("prune at us"), "{events}");
+    let oldest_kept = runs.iter().find(|(n, _)| eu.contains(n)).unwrap().0.clone();
+    let url = format!("s3://lifeline/{prefix}-eu");
+    let id = super::volume_at(&url, &eu_s3.endpoint, &oldest_kept, "records/data-records-0");
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("r");
+    super::lifeline_cli(&["repo", "restore", &url, &id, target.to_str().unwrap(), "--endpoint", &eu_s3.endpoint]);
+    assert!(std::fs::read_to_string(target.join("records.log")).unwrap().contains("record 1\n"));
 }

@@ -5,6 +5,7 @@
 
 pub mod capture;
 pub mod plan;
+pub mod prune;
 pub mod replicate;
 pub mod resolve;
 pub mod retention;
@@ -120,7 +121,10 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
         }
     }
     let replication = replicate::run(&ctx, &policy, &resolved, &points, &mut st).await?;
-    retention::run(&ctx, &policy, &resolved, &points).await?;
+    retention::run(&ctx, &policy, &resolved, &points, &mut st).await?;
+    if let Some(w) = prune::run(&ctx, &policy, &resolved, &mut st).await? {
+        wait = wait.min(w);
+    }
     if let Some(w) = replication.wake {
         wait = wait.min(w);
     }

@@ -8,7 +8,7 @@ use super::resolve::Resolved;
 use super::status;
 use crate::api::common::SecretKeyRef;
 use crate::api::policy::Retention;
-use crate::api::{BackupLocation, BackupPolicy, RestorePoint};
+use crate::api::{BackupLocation, BackupPolicy, BackupPolicyStatus, RestorePoint};
 use crate::controller::location::access;
 use crate::controller::{Context, Error, Result};
 use crate::k8s::{apply, events};
@@ -54,7 +54,13 @@ fn present(p: &RestorePoint, loc: &str) -> bool {
     p.status.as_ref().is_some_and(|s| s.locations.iter().any(|l| l.name == loc && l.present))
 }
 
-pub async fn run(ctx: &Context, policy: &BackupPolicy, r: &Resolved, points: &[RestorePoint]) -> Result<()> {
+pub async fn run(
+    ctx: &Context,
+    policy: &BackupPolicy,
+    r: &Resolved,
+    points: &[RestorePoint],
+    st: &mut BackupPolicyStatus,
+) -> Result<()> {
     let ns = policy.namespace().unwrap_or_default();
     let tz = crate::api::schedule::parse_time_zone(&policy.spec.time_zone).map_err(Error::Invalid)?;
     let now = ctx.now();
@@ -73,6 +79,7 @@ pub async fn run(ctx: &Context, policy: &BackupPolicy, r: &Resolved, points: &[R
             continue;
         }
         forget_at(ctx, loc, &policy.spec.encryption.key_secret, "spec.encryption.keySecret", &drop).await?;
+        super::prune::mark_due(st, &name);
         let api: Api<RestorePoint> = Api::namespaced(ctx.client.clone(), &ns);
         for p in &drop {
             apply::apply_presence(&api, p, &name, false, None, Some("forgotten by retention"))

@@ -96,6 +96,7 @@ pub fn compute(
                 message: previous
                     .and_then(|p| p.message.clone())
                     .filter(|_| previous.is_some_and(|p| p.state == ReplicationState::Failing)),
+                prune: previous.and_then(|p| p.prune.clone()),
             }
         })
         .collect();

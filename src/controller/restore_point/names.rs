@@ -43,6 +43,11 @@ pub fn replication(point: &str, i: usize) -> String {
     fit(point, &format!("to-{i}"))
 }
 
+/// The Job pruning the policy's location `i` (its index in `spec.locations`).
+pub fn prune(policy: &str, i: usize) -> String {
+    fit(policy, &format!("prune-{i}"))
+}
+
 /// The RestorePoint of a scheduled slot of a policy.
 pub fn scheduled_point(policy: &str, slot: jiff::Timestamp) -> String {
     let stamp = slot.strftime("%Y%m%d-%H%M").to_string();
