@@ -166,10 +166,10 @@ pub struct VolumeRecord {
     /// CSI snapshot handle of that snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_handle: Option<String>,
-    /// Bytes of content read.
+    /// Bytes of content read (updated from the mover's log while it runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_done: Option<i64>,
-    /// Content size of the volume.
+    /// Content size of the volume; while its mover runs, the size found so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_total: Option<i64>,
     /// Bytes this volume added to the repository.

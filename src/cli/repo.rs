@@ -852,6 +852,11 @@ where
     T: Send,
 {
     let tty = std::io::stderr().is_terminal();
+    // Off a terminal, a JSON progress line every `LIFELINE_PROGRESS_INTERVAL` (2s).
+    let every = std::env::var("LIFELINE_PROGRESS_INTERVAL")
+        .ok()
+        .and_then(|v| parse_duration("LIFELINE_PROGRESS_INTERVAL", &v).ok())
+        .unwrap_or(Duration::from_secs(2));
     // Dropping the sender stops the reporter at once (a sleep would make every command
     // wait up to a tick after its work is done).
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
@@ -871,18 +876,20 @@ where
             });
             let started = Instant::now();
             let mut last_line = Instant::now();
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_millis(100))
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(every.min(Duration::from_millis(100)))
             {
                 let (d, t) = (done.load(Relaxed), total.load(Relaxed));
                 if let Some(b) = &bar {
                     b.set_length(t.max(d));
                     b.set_position(d);
-                } else if last_line.elapsed() >= Duration::from_secs(2) {
+                } else if last_line.elapsed() >= every {
                     last_line = Instant::now();
                     let rate = d as f64 / started.elapsed().as_secs_f64().max(0.001);
-                    say!(
+                    // One JSON object per line, which the operator reads from the mover's log.
+                    eprintln!(
                         "{}",
-                        json!({"progress": what, "bytesDone": d, "bytesTotal": t, "bytesPerSecond": rate as u64})
+                        json!({"level": "info", "progress": what, "bytesDone": d, "bytesTotal": t, "bytesPerSecond": rate as u64})
                     );
                 }
             }

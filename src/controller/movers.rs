@@ -5,7 +5,7 @@ use crate::controller::{Context, Error, Result};
 use crate::k8s::{COMPONENT_MOVER, LABEL_COMPONENT};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, LogParams};
 
 /// `None` when a mover may start now; otherwise what it waits for.
 pub async fn slot(ctx: &Context) -> Result<Option<String>> {
@@ -40,4 +40,45 @@ pub async fn termination_message(ctx: &Context, ns: &str, job: &str) -> Result<O
         let cs = p.status.as_ref()?.container_statuses.as_ref()?;
         cs.iter().find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
     }))
+}
+
+/// The newest progress line (`{"progress": …, "bytesDone": n, "bytesTotal": n}`) in the log
+/// of the Job's running Pod: bytes done and bytes found so far.
+pub async fn progress(ctx: &Context, ns: &str, job: &str) -> Result<Option<(i64, i64)>> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
+    let list = pods.list(&lp).await.map_err(Error::kube("read the mover's Pod"))?;
+    let Some(pod) =
+        list.items.iter().rev().find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+    else {
+        return Ok(None);
+    };
+    let params = LogParams { tail_lines: Some(20), ..Default::default() };
+    // A log that cannot be read yet (the container is starting) is no progress, not an error.
+    let Ok(log) = pods.logs(&kube::ResourceExt::name_any(pod), &params).await else { return Ok(None) };
+    Ok(last_progress(&log))
+}
+
+/// The last progress line of a log (pure).
+pub fn last_progress(log: &str) -> Option<(i64, i64)> {
+    log.lines().rev().find_map(|l| {
+        let v: serde_json::Value = serde_json::from_str(l.trim()).ok()?;
+        v.get("progress")?;
+        Some((v["bytesDone"].as_i64()?, v["bytesTotal"].as_i64()?))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_newest_progress_line_counts_and_other_lines_are_skipped() {
+        let log = concat!(
+            "{\"level\":\"info\",\"progress\":\"backing up\",\"bytesDone\":10,\"bytesTotal\":100}\n",
+            "{\"level\":\"info\",\"progress\":\"backing up\",\"bytesDone\":60,\"bytesTotal\":120}\n",
+            "{\"level\":\"info\",\"message\":\"not progress\"}\n",
+            "a torn line {\"progress\n",
+        );
+        assert_eq!(super::last_progress(log), Some((60, 120)));
+        assert_eq!(super::last_progress("nothing here\n"), None);
+    }
 }

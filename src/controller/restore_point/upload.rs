@@ -116,6 +116,11 @@ async fn volume(
                 pvcs.get_opt(&clone).await.map_err(Error::kube("read a clone claim"))?.and_then(|c| c.status?.phase)
                     == Some("Bound".into());
             let why = if bound {
+                if let Some((done, total)) = crate::controller::movers::progress(run.ctx, &run.ns, &job_name).await? {
+                    let rec = &mut st.volumes[i];
+                    rec.bytes_done = Some(done);
+                    rec.bytes_total = Some(total.max(done));
+                }
                 format!("{}: mover Job {job_name} running", v.pvc)
             } else {
                 format!("PVCNotBound: clone {clone} of {} not bound yet", v.pvc)
