@@ -335,12 +335,25 @@ pub struct BackupPolicyStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub locations: Vec<LocationReplication>,
-    /// Result of the newest verification.
+    /// Result of the newest verification (over all locations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verification: Option<CheckResult>,
+    /// The schedule slot of the newest verification started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verification_schedule_time: Option<Time>,
+    /// When the next scheduled verification starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_verification: Option<Time>,
     /// Result of the newest drill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drill: Option<DrillResult>,
+    /// The schedule slot of the newest drill started (recorded as a RestorePlan in mode
+    /// `Drill`, named `<policy>-drill-<slot>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill_schedule_time: Option<Time>,
+    /// When the next scheduled drill starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_drill: Option<Time>,
 }
 
 /// Summary of the newest completed run.
@@ -381,25 +394,32 @@ pub struct LocationReplication {
     pub message: Option<String>,
     /// Pruning of the data retention forgot at this location.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prune: Option<PruneState>,
+    pub prune: Option<MaintenanceState>,
+    /// Scheduled verification of the data stored at this location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<MaintenanceState>,
 }
 
-/// Pruning at one location: after retention forgets restore points there, a mover Job
-/// (`lifeline mover prune`) marks the data no restore point needs any more and deletes
-/// what an earlier prune marked once its grace period has passed.
+/// A maintenance task at one location, carried out by a mover Job: a prune (after
+/// retention forgot restore points there: marks the data no restore point needs and
+/// deletes what an earlier prune marked once its grace period has passed) or a
+/// verification (stored data read back, decrypted and re-hashed).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct PruneState {
-    /// Whether a prune is due (retention forgot something since the last one).
+pub struct MaintenanceState {
+    /// Whether the task is due (and waits for a mover slot).
     #[serde(default)]
     pub due: bool,
-    /// The prune Job running now.
+    /// The Job running it now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
-    /// When the last prune finished.
+    /// When it last finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_time: Option<Time>,
-    /// What the last prune did, or why it failed.
+    /// Whether it last succeeded (for a verification: found nothing damaged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succeeded: Option<bool>,
+    /// What it last did, or why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

@@ -301,7 +301,9 @@ fn write_result_file(path: &std::path::Path, value: &Value) -> std::io::Result<(
     let tmp = path.with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
     let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(value).unwrap_or_default())?;
+        // Compact, and cut to what a termination message holds (the operator reads it there).
+        let fitted = crate::mover::result::fit(value, crate::mover::result::TERMINATION_MESSAGE_LIMIT);
+        f.write_all(&serde_json::to_vec(&fitted).unwrap_or_default())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();

@@ -51,6 +51,54 @@ pub struct BackupFigures {
     pub requests: u64,
 }
 
+/// The most a container's termination message holds (the kubelet cuts the rest).
+pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
+
+/// A result (as JSON) made to fit in `limit` bytes, so that it survives the trip through
+/// a termination message whole: long lists in its figures are cut to their first items
+/// and long strings shortened (with `"truncated": true`); if that is not enough, the
+/// figures go and the outcome and error stay.
+pub fn fit(value: &Value, limit: usize) -> Value {
+    let size = |v: &Value| serde_json::to_vec(v).map_or(usize::MAX, |b| b.len());
+    if size(value) <= limit {
+        return value.clone();
+    }
+    fn shrink(v: &mut Value) {
+        match v {
+            Value::Array(a) => {
+                a.truncate(3);
+                a.iter_mut().for_each(shrink);
+            }
+            Value::Object(o) => o.values_mut().for_each(shrink),
+            Value::String(s) if s.len() > 200 => {
+                let cut: String = s.chars().take(200).collect();
+                *s = format!("{cut}…");
+            }
+            _ => {}
+        }
+    }
+    let mut v = value.clone();
+    if let Some(r) = v.get_mut("result") {
+        shrink(r);
+    }
+    if let Some(e) = v.get_mut("error").and_then(Value::as_object_mut) {
+        for (k, max) in [("message", 1500), ("hint", 500)] {
+            if let Some(Value::String(s)) = e.get_mut(k)
+                && s.len() > max
+            {
+                *s = format!("{}…", s.chars().take(max).collect::<String>());
+            }
+        }
+    }
+    v["truncated"] = Value::Bool(true);
+    if size(&v) > limit
+        && let Some(o) = v.as_object_mut()
+    {
+        o.remove("result");
+    }
+    v
+}
+
 impl MoverResult {
     pub fn success(command: &str, result: Value, seconds: f64) -> Self {
         MoverResult { ok: true, command: command.into(), seconds: Some(seconds), error: None, result: Some(result) }
@@ -114,6 +162,31 @@ pub fn message_of(e: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_large_result_is_cut_to_fit_a_termination_message_and_still_parses() {
+        let bad: Vec<serde_json::Value> =
+            (0..500).map(|i| serde_json::json!({"pack": format!("{i:064}"), "detail": "missing"})).collect();
+        let r = super::MoverResult::failure(
+            "verify",
+            super::MoverError {
+                category: "Damaged".into(),
+                message: "x".repeat(5000),
+                hint: "h".into(),
+                retryable: false,
+            },
+            Some(serde_json::json!({"packsChecked": 10, "badBlobs": bad})),
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        let fitted = super::fit(&v, super::TERMINATION_MESSAGE_LIMIT);
+        let text = serde_json::to_string(&fitted).unwrap();
+        assert!(text.len() <= super::TERMINATION_MESSAGE_LIMIT, "{}", text.len());
+        let back = super::MoverResult::parse(&text).unwrap();
+        assert_eq!(back.error.unwrap().category, "Damaged");
+        assert_eq!(back.result.unwrap()["packsChecked"], 10);
+        let small = serde_json::json!({"ok": true, "command": "init"});
+        assert_eq!(super::fit(&small, 4096), small, "a small result is left alone");
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -1,14 +1,16 @@
 //! Retention across a simulated month of daily runs, per location: the operator's clock
 //! is moved a day at a time, each day's run is taken and replicated, and in the end each
 //! location holds exactly what its rules keep. Each location where retention forgot
-//! something is pruned by a mover Job, and what it keeps stays restorable.
+//! something is pruned by a mover Job, and what it keeps stays restorable. Weekly
+//! verification reads every location back (and finds a damaged pack), and weekly drills
+//! are recorded as RestorePlans, the newest three kept.
 
 use super::{Env, example};
 use crate::support::s3;
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use kube::api::Api;
 use lifeline::api::restore_point::RunPhase;
-use lifeline::api::{BackupPolicy, RestorePoint};
+use lifeline::api::{BackupPolicy, RestorePlan, RestorePoint};
 use lifeline::controller::clock::{Clock, ManualClock};
 use lifeline::sim::Options as SimOptions;
 use std::collections::BTreeSet;
@@ -42,6 +44,15 @@ spec:
       key: passphrase
   retention:
     keepLast: 1
+  verification:
+    schedule: "0 0 * * 0"
+    samplePercent: 100
+  drill:
+    schedule: "0 0 * * 1"
+    checks:
+      - name: records-there
+        container: writer
+        command: ["sh", "-c", "test -s /data/records.log"]
 "#;
 
 #[test]
@@ -136,6 +147,95 @@ fn a_month_of_daily_runs_keeps_exactly_what_each_location_rules_say() {
         None,
     );
     assert!(events.contains("prune at eu") && events.contains("prune at us"), "{events}");
+
+    // Verification: the newest weekly round read both locations back and found nothing.
+    let sundays: Vec<Timestamp> = runs
+        .iter()
+        .map(|(_, t)| *t)
+        .filter(|t| t.to_zoned(jiff::tz::TimeZone::UTC).weekday() == jiff::civil::Weekday::Sunday)
+        .collect();
+    let round = *sundays.last().unwrap();
+    let verified = |env: &Env, want: bool, round: Timestamp| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let st = env.block_on(policies.get("records")).unwrap().status.unwrap();
+            let all_done = st.locations.iter().all(|l| {
+                l.verification
+                    .as_ref()
+                    .is_some_and(|v| !v.due && v.job.is_none() && v.last_time.as_ref().is_some_and(|t| t.0 >= round))
+            });
+            let this_round = st.last_verification_schedule_time.as_ref().is_some_and(|t| t.0 == round);
+            if this_round
+                && all_done
+                && st.last_verification.as_ref().is_some_and(|v| v.time.0 >= round && v.passed == want)
+            {
+                return st;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "verification round {round} (want passed={want}): {:?} {:?} {:?}",
+                st.last_verification_schedule_time,
+                st.last_verification,
+                st.locations
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    };
+    let st = verified(&env, true, round);
+    let v = st.last_verification.unwrap();
+    assert!(v.checked_bytes.unwrap_or(0) > 0 && v.message.is_none(), "{v:?}");
+    assert!(
+        st.locations.iter().all(|l| l.verification.as_ref().unwrap().succeeded == Some(true)),
+        "{:?}",
+        st.locations
+    );
+    let events = env.kubectl(
+        &[
+            "get",
+            "events",
+            "-n",
+            "records",
+            "--field-selector",
+            "reason=Verified",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        None,
+    );
+    assert!(events.contains("verify at eu") && events.contains("verify at us"), "{events}");
+
+    // Drills: one RestorePlan per Monday, the newest three kept, each for the newest
+    // complete restore point of its slot, into the scratch namespace, with the checks.
+    let mondays: Vec<Timestamp> = runs
+        .iter()
+        .map(|(_, t)| *t)
+        .filter(|t| t.to_zoned(jiff::tz::TimeZone::UTC).weekday() == jiff::civil::Weekday::Monday)
+        .collect();
+    let plans: Api<RestorePlan> = Api::namespaced(env.client.clone(), "records");
+    let mut drills = env.block_on(plans.list(&Default::default())).unwrap().items;
+    drills.sort_by_key(kube::ResourceExt::name_any);
+    let want: Vec<String> =
+        mondays.iter().rev().take(3).rev().map(|t| format!("records-drill-{}", t.strftime("%Y%m%d-%H%M"))).collect();
+    assert_eq!(drills.iter().map(kube::ResourceExt::name_any).collect::<Vec<_>>(), want);
+    for (d, monday) in drills.iter().zip(mondays.iter().rev().take(3).rev()) {
+        assert_eq!(d.spec.mode, lifeline::api::restore_plan::RestoreMode::Drill);
+        assert_eq!(d.spec.target.namespace.as_deref(), Some("records-drill"));
+        assert_eq!(d.spec.source.locations, ["eu", "us"]);
+        assert_eq!(d.spec.post_restore_hooks.len(), 1);
+        // The run of the same midnight was not complete yet: the day before's point.
+        let day_before = monday.checked_sub(SignedDuration::from_hours(24)).unwrap();
+        let point = runs.iter().find(|(_, t)| *t == day_before).unwrap().0.clone();
+        assert_eq!(
+            d.spec.point_in_time.restore_point.as_deref(),
+            Some(point.as_str()),
+            "{}",
+            kube::ResourceExt::name_any(d)
+        );
+    }
+    let st = env.block_on(policies.get("records")).unwrap().status.unwrap();
+    assert_eq!(st.last_drill_schedule_time.map(|t| t.0), mondays.last().copied());
+    assert!(st.next_drill.as_ref().is_some_and(|t| t.0 > *mondays.last().unwrap()), "{:?}", st.next_drill);
+
     let oldest_kept = runs.iter().find(|(n, _)| eu.contains(n)).unwrap().0.clone();
     let url = format!("s3://lifeline/{prefix}-eu");
     let id = super::volume_at(&url, &eu_s3.endpoint, &oldest_kept, "records/data-records-0");
@@ -143,4 +243,17 @@ fn a_month_of_daily_runs_keeps_exactly_what_each_location_rules_say() {
     let target = dir.path().join("r");
     super::lifeline_cli(&["repo", "restore", &url, &id, target.to_str().unwrap(), "--endpoint", &eu_s3.endpoint]);
     assert!(std::fs::read_to_string(target.join("records.log")).unwrap().contains("record 1\n"));
+
+    // The data lost at eu: the next round fails there, names it, and us still passes.
+    let eu_store = eu_s3.open(&format!("s3://lifeline/{prefix}-eu"));
+    for pack in eu_store.list("data/").unwrap() {
+        eu_store.delete(&pack.key).unwrap();
+    }
+    let next_sunday = round.checked_add(SignedDuration::from_hours(24 * 7)).unwrap();
+    clock.set(next_sunday.checked_add(1.minute()).unwrap());
+    let st = verified(&env, false, next_sunday);
+    let v = st.last_verification.unwrap();
+    assert!(v.message.as_deref().is_some_and(|m| m.starts_with("eu: ") && !m.contains("us: ")), "{v:?}");
+    let ok = |l: &str| st.locations.iter().find(|x| x.name == l).unwrap().verification.as_ref().unwrap().succeeded;
+    assert_eq!((ok("eu"), ok("us")), (Some(false), Some(true)));
 }

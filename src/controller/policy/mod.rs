@@ -4,11 +4,12 @@
 //! impossible: the second create finds the first.
 
 pub mod capture;
+pub mod maintenance;
 pub mod plan;
-pub mod prune;
 pub mod replicate;
 pub mod resolve;
 pub mod retention;
+pub mod routine;
 pub mod status;
 
 use crate::api::common::condition::{DEGRADED, READY};
@@ -120,9 +121,12 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
             }
         }
     }
+    if let Some(w) = routine::run(&ctx, &policy, &points, &old, &mut st).await? {
+        wait = wait.min(w);
+    }
     let replication = replicate::run(&ctx, &policy, &resolved, &points, &mut st).await?;
     retention::run(&ctx, &policy, &resolved, &points, &mut st).await?;
-    if let Some(w) = prune::run(&ctx, &policy, &resolved, &mut st).await? {
+    if let Some(w) = maintenance::run(&ctx, &policy, &resolved, &mut st).await? {
         wait = wait.min(w);
     }
     if let Some(w) = replication.wake {

@@ -79,7 +79,7 @@ pub async fn run(
             continue;
         }
         forget_at(ctx, loc, &policy.spec.encryption.key_secret, "spec.encryption.keySecret", &drop).await?;
-        super::prune::mark_due(st, &name);
+        super::maintenance::mark_due(st, &name, super::maintenance::Task::Prune);
         let api: Api<RestorePoint> = Api::namespaced(ctx.client.clone(), &ns);
         for p in &drop {
             apply::apply_presence(&api, p, &name, false, None, Some("forgotten by retention"))

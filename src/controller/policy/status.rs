@@ -97,6 +97,7 @@ pub fn compute(
                     .and_then(|p| p.message.clone())
                     .filter(|_| previous.is_some_and(|p| p.state == ReplicationState::Failing)),
                 prune: previous.and_then(|p| p.prune.clone()),
+                verification: previous.and_then(|p| p.verification.clone()),
             }
         })
         .collect();

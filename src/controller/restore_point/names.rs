@@ -43,9 +43,20 @@ pub fn replication(point: &str, i: usize) -> String {
     fit(point, &format!("to-{i}"))
 }
 
-/// The Job pruning the policy's location `i` (its index in `spec.locations`).
-pub fn prune(policy: &str, i: usize) -> String {
-    fit(policy, &format!("prune-{i}"))
+/// The Job of a maintenance task (`prune`, `verify`) at the policy's location `i` (its
+/// index in `spec.locations`).
+pub fn maintenance(policy: &str, task: &str, i: usize) -> String {
+    fit(policy, &format!("{task}-{i}"))
+}
+
+/// The RestorePlan recording the drill of a slot of a policy.
+pub fn drill(policy: &str, slot: jiff::Timestamp) -> String {
+    fit(policy, &format!("drill-{}", slot.strftime("%Y%m%d-%H%M")))
+}
+
+/// The default scratch namespace of a namespace's drills (`<namespace>-drill`).
+pub fn scratch_namespace(ns: &str) -> String {
+    fit(ns, "drill")
 }
 
 /// The RestorePoint of a scheduled slot of a policy.

@@ -1,0 +1,165 @@
+//! Scheduled verification and drills, on their own cron schedules in the policy's time
+//! zone. As with runs, slots missed while the operator was down are made up once (the
+//! latest), and `suspend` pauses them too.
+//!
+//! - A verification slot makes a verification due at every location of the policy; the
+//!   maintenance Jobs carry it out (see [`super::maintenance`]).
+//! - A drill slot is recorded as a RestorePlan in mode `Drill`, named `<policy>-drill-<slot>`,
+//!   for the newest complete restore point: restored into the scratch namespace
+//!   (`spec.drill.targetNamespace`, else `<namespace>-drill`), checked with the drill's
+//!   checks within its timeout. The recovery controller carries it out and records the
+//!   result in the plan's status. The newest [`DRILL_HISTORY`] drill plans are kept.
+
+use super::maintenance::{self, Task};
+use super::{plan, status};
+use crate::api::names::{LABEL_MANAGED_BY, LABEL_POLICY, MANAGED_BY_VALUE};
+use crate::api::policy::Drill;
+use crate::api::schedule::Schedule;
+use crate::api::{BackupPolicy, BackupPolicyStatus, RestorePlan, RestorePoint};
+use crate::controller::restore_point::names;
+use crate::controller::{Context, Error, Result};
+use crate::k8s::{LABEL_COMPONENT, apply, events};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use std::time::Duration;
+
+/// Drill plans kept per policy (older ones are removed; the newest result stays).
+pub const DRILL_HISTORY: usize = 3;
+
+/// Value of `app.kubernetes.io/component` on drill plans.
+pub const COMPONENT_DRILL: &str = "drill";
+
+/// Starts what is due; returns how long until the next slot.
+pub async fn run(
+    ctx: &Context,
+    policy: &BackupPolicy,
+    points: &[RestorePoint],
+    old: &BackupPolicyStatus,
+    st: &mut BackupPolicyStatus,
+) -> Result<Option<Duration>> {
+    let now = ctx.now();
+    let since = policy.meta().creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+    let suspend = policy.spec.suspend;
+    let oref = policy.object_ref(&());
+    let mut wake = None;
+    let parse = |field: &str, cron: &str| {
+        Schedule::parse(cron, &policy.spec.time_zone).map_err(|e| Error::Invalid(format!("{field}: {e}")))
+    };
+
+    st.next_verification = None;
+    if let Some(v) = &policy.spec.verification {
+        let sched = parse("spec.verification.schedule", &v.schedule)?;
+        let due = plan::due(&sched, old.last_verification_schedule_time.as_ref().map(|t| t.0), since, now);
+        if !suspend {
+            st.next_verification = due.next.map(Time);
+            wake = due.next.map(|n| n.duration_since(now).unsigned_abs());
+        }
+        if let (Some(slot), false) = (due.run, suspend) {
+            for l in &policy.spec.locations {
+                maintenance::mark_due(st, &l.name, Task::Verify);
+            }
+            st.last_verification_schedule_time = Some(Time(slot));
+            let note = format!(
+                "verification of slot {slot} started at {} location(s), reading {} % of the data",
+                policy.spec.locations.len(),
+                v.sample_percent
+            );
+            ctx.events.normal(&oref, events::VERIFICATION_STARTED, "Verify", note).await;
+        }
+    }
+
+    st.next_drill = None;
+    if let Some(d) = &policy.spec.drill {
+        let sched = parse("spec.drill.schedule", &d.schedule)?;
+        let due = plan::due(&sched, old.last_drill_schedule_time.as_ref().map(|t| t.0), since, now);
+        if !suspend {
+            st.next_drill = due.next.map(Time);
+            let w = due.next.map(|n| n.duration_since(now).unsigned_abs());
+            wake = match (wake, w) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        if let (Some(slot), false) = (due.run, suspend) {
+            st.last_drill_schedule_time = Some(Time(slot));
+            match status::completed(points).first() {
+                None => {
+                    let note = format!("drill of slot {slot} skipped: there is no complete restore point yet");
+                    ctx.events.warning(&oref, events::DRILL_SKIPPED, "Drill", note).await;
+                }
+                Some(point) => {
+                    let name = schedule_drill(ctx, policy, d, &point.name_any(), slot).await?;
+                    let note = format!(
+                        "drill of slot {slot} recorded as RestorePlan {name}, for restore point {}",
+                        point.name_any()
+                    );
+                    ctx.events.normal(&oref, events::DRILL_SCHEDULED, "Drill", note).await;
+                }
+            }
+        }
+    }
+    Ok(wake)
+}
+
+/// The scratch namespace of the policy's drills.
+pub fn drill_namespace(policy: &BackupPolicy) -> String {
+    let own = policy.namespace().unwrap_or_default();
+    policy
+        .spec
+        .drill
+        .as_ref()
+        .and_then(|d| d.target_namespace.clone())
+        .unwrap_or_else(|| names::scratch_namespace(&own))
+}
+
+/// Creates the drill's RestorePlan (once: the name comes from the slot) and trims the
+/// history of drill plans.
+async fn schedule_drill(
+    ctx: &Context,
+    policy: &BackupPolicy,
+    d: &Drill,
+    point: &str,
+    slot: jiff::Timestamp,
+) -> Result<String> {
+    let ns = policy.namespace().unwrap_or_default();
+    let name = names::drill(&policy.name_any(), slot);
+    // The primary first, then the replicas, as the policy lists them.
+    let mut locations: Vec<&crate::api::policy::PolicyLocation> = policy.spec.locations.iter().collect();
+    locations.sort_by_key(|l| l.role != crate::api::policy::LocationRole::Primary);
+    let plan = json!({
+        "apiVersion": "lifeline.io/v1alpha1", "kind": "RestorePlan",
+        "metadata": {
+            "name": name, "namespace": ns,
+            "labels": {LABEL_MANAGED_BY: MANAGED_BY_VALUE, LABEL_POLICY: crate::k8s::truncate_label(&policy.name_any()), LABEL_COMPONENT: COMPONENT_DRILL},
+            "ownerReferences": [apply::owner_ref(policy)],
+        },
+        "spec": {
+            "mode": "Drill",
+            "source": {"locations": locations.iter().map(|l| l.name.clone()).collect::<Vec<_>>(), "policy": policy.name_any()},
+            "pointInTime": {"type": "Named", "restorePoint": point},
+            "target": {"namespace": drill_namespace(policy)},
+            "postRestoreHooks": d.checks,
+            "drill": {"timeout": d.timeout, "keepOnFailure": d.keep_on_failure},
+        },
+    });
+    let api: Api<RestorePlan> = Api::namespaced(ctx.client.clone(), &ns);
+    let obj: RestorePlan = serde_json::from_value(plan).map_err(|e| Error::Invalid(format!("drill plan: {e}")))?;
+    match api.create(&Default::default(), &obj).await {
+        Ok(_) => {}
+        Err(e) if crate::k8s::is_conflict(&e) => {}
+        Err(e) => return Err(Error::kube(format!("create RestorePlan {name}"))(e)),
+    }
+    let lp = ListParams::default().labels(&format!(
+        "{LABEL_POLICY}={},{LABEL_COMPONENT}={COMPONENT_DRILL}",
+        crate::k8s::truncate_label(&policy.name_any())
+    ));
+    let mut plans = api.list(&lp).await.map_err(Error::kube("list drill RestorePlans"))?.items;
+    plans.retain(|p| p.spec.source.policy == policy.name_any());
+    plans.sort_by_key(|p| std::cmp::Reverse((p.meta().creation_timestamp.clone().map(|t| t.0), p.name_any())));
+    for p in plans.iter().skip(DRILL_HISTORY) {
+        apply::delete(&api, &p.name_any()).await.map_err(Error::kube("remove an old drill RestorePlan"))?;
+    }
+    Ok(name)
+}
