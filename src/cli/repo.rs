@@ -628,6 +628,9 @@ fn destination_options(common: &Common) -> LocationOptions {
     }
     o.access_key_id = var("AWS_ACCESS_KEY_ID");
     o.secret_access_key = var("AWS_SECRET_ACCESS_KEY");
+    // TLS settings of the destination are its own too.
+    o.ca_bundle = crate::store::ca_bundle_from_env("LIFELINE_TO_");
+    o.insecure_skip_verify = var("S3_INSECURE_SKIP_VERIFY").is_some_and(|v| v == "true" || v == "1");
     o.create = true;
     o
 }

@@ -33,7 +33,7 @@ mod snapshots;
 mod storage;
 mod store;
 mod table;
-mod tls;
+pub mod tls;
 mod watch;
 mod workloads;
 mod write;

@@ -4,6 +4,7 @@ mod faults;
 mod hostile;
 mod locations;
 mod roundtrip;
+mod tls;
 mod torture;
 
 use lifeline::repo::format::{Id, Snapshot};

@@ -60,6 +60,16 @@ pub async fn options(client: &kube::Client, loc: &BackupLocation) -> Result<Loca
         o.access_key_id = text("AWS_ACCESS_KEY_ID");
         o.secret_access_key = text("AWS_SECRET_ACCESS_KEY");
     }
+    if let Some(tls) = &loc.spec.tls {
+        if let Some(ca) = &tls.ca_bundle {
+            let (data, _) = secret_data(client, &ns, &ca.name, "spec.tls.caBundle.name").await?;
+            let pem = data.get(&ca.key).ok_or_else(|| {
+                Error::Invalid(format!("spec.tls.caBundle.key: Secret {ns}/{} has no key {:?}", ca.name, ca.key))
+            })?;
+            o.ca_bundle = Some(pem.clone());
+        }
+        o.insecure_skip_verify = tls.insecure_skip_verify;
+    }
     Ok(o)
 }
 
@@ -75,6 +85,14 @@ pub fn job_env(loc: &BackupLocation) -> (Vec<Value>, Vec<Value>) {
     }
     if loc.spec.force_path_style == Some(true) {
         env.push(json!({"name": "LIFELINE_S3_PATH_STYLE", "value": "true"}));
+    }
+    if let Some(tls) = &loc.spec.tls {
+        if let Some(ca) = &tls.ca_bundle {
+            env.push(json!({"name": "LIFELINE_S3_CA_BUNDLE_PEM", "valueFrom": {"secretKeyRef": {"name": ca.name, "key": ca.key}}}));
+        }
+        if tls.insecure_skip_verify {
+            env.push(json!({"name": "LIFELINE_S3_INSECURE_SKIP_VERIFY", "value": "true"}));
+        }
     }
     let env_from = loc.spec.credentials_secret.iter().map(|s| json!({"secretRef": {"name": s.name}})).collect();
     (env, env_from)
@@ -134,4 +152,24 @@ pub async fn open_repo(
 pub fn forget_cached(ctx: &Context, loc: &BackupLocation) {
     let prefix = format!("{}|", loc.uid().unwrap_or_default());
     ctx.repos.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !k.starts_with(&prefix));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mover_gets_the_location_s_tls_settings_from_its_secret() {
+        let loc: BackupLocation = serde_json::from_value(json!({
+            "apiVersion": "lifeline.io/v1alpha1", "kind": "BackupLocation",
+            "metadata": {"name": "eu", "namespace": "shop"},
+            "spec": {"url": "s3://b/p", "endpoint": "https://s3.example:9000",
+                     "tls": {"caBundle": {"name": "eu-ca", "key": "ca.pem"}, "insecureSkipVerify": false}},
+        }))
+        .unwrap();
+        let (env, _) = job_env(&loc);
+        let ca = env.iter().find(|e| e["name"] == "LIFELINE_S3_CA_BUNDLE_PEM").expect("the CA variable");
+        assert_eq!(ca["valueFrom"]["secretKeyRef"], json!({"name": "eu-ca", "key": "ca.pem"}));
+        assert!(!env.iter().any(|e| e["name"] == "LIFELINE_S3_INSECURE_SKIP_VERIFY"));
+    }
 }
