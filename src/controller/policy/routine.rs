@@ -57,13 +57,17 @@ pub async fn run(
             wake = due.next.map(|n| n.duration_since(now).unsigned_abs());
         }
         if let (Some(slot), false) = (due.run, suspend) {
-            for l in &policy.spec.locations {
-                maintenance::mark_due(st, &l.name, Task::Verify);
+            // Locations that hold a restore point of the policy (a replica that has had
+            // no copy yet has nothing to verify).
+            let holding: Vec<String> =
+                st.locations.iter().filter(|l| l.last_restore_point.is_some()).map(|l| l.name.clone()).collect();
+            for l in &holding {
+                maintenance::mark_due(st, l, Task::Verify);
             }
             st.last_verification_schedule_time = Some(Time(slot));
             let note = format!(
                 "verification of slot {slot} started at {} location(s), reading {} % of the data",
-                policy.spec.locations.len(),
+                holding.len(),
                 v.sample_percent
             );
             ctx.events.normal(&oref, events::VERIFICATION_STARTED, "Verify", note).await;

@@ -121,12 +121,12 @@ pub async fn step(ctx: &Context, point: &RestorePoint, st: &mut RestorePointStat
                     }
                 }
             }
-            Err(Error::Invalid(msg)) => {
-                if holds {
-                    remains.push(format!("{lname}: {msg}"));
-                }
-            }
-            Err(e) => return Err(e),
+            Err(Error::Invalid(msg)) if holds => remains.push(format!("{lname}: {msg}")),
+            // Where the point is complete, a failure is retried (the condition names it).
+            Err(e) if holds => return Err(e),
+            // Elsewhere this only looked for leftovers of a failed run (a location that
+            // never got a repository, one out of reach): nothing to keep the request for.
+            Err(e) => tracing::debug!(location = %lname, error = %e, "no leftovers removed"),
         }
     }
 
