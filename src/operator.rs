@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -206,7 +206,18 @@ where
         .with_config(bounded())
         .graceful_shutdown_on(shutdown.clone())
         .run(controller::location::reconcile, error_policy(controller::location::NAME), ctx.clone());
-    let policies = Controller::new(Api::<BackupPolicy>::all(c.clone()), wc.clone())
+    // A policy is reconciled when its spec or annotations change (an on-demand request),
+    // when one of its restore points changes, and on its own timers; not when its own
+    // status write comes back through the watch (half of all reconciles at start-up, each
+    // with its listings, for nothing). The store still sees every change, so a reconcile
+    // compares against the newest status.
+    let (policy_store, policy_writer) = kube::runtime::reflector::store();
+    let policy_changes = watcher::watcher(Api::<BackupPolicy>::all(c.clone()), wc.clone())
+        .default_backoff()
+        .reflect(policy_writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation.combine(predicates::annotations), Default::default());
+    let policies = Controller::for_stream(policy_changes, policy_store)
         .watches(Api::<RestorePoint>::all(c.clone()), wc.clone(), |p: RestorePoint| {
             Some(ObjectRef::<BackupPolicy>::new(&p.spec.policy).within(&p.namespace().unwrap_or_default()))
         })

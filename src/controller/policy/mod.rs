@@ -76,7 +76,7 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
             conditions::set(&mut st.conditions, READY, false, "InvalidSpec", &msg, g, now);
             st.next_run = None;
             write(&ctx, &policy, &old, &st).await?;
-            return Ok(Action::requeue(Duration::from_secs(60)));
+            return Ok(Action::requeue(invalid_retry(&st, now)));
         }
         Err(e) => return Err(e),
         Ok(r) => r,
@@ -152,6 +152,14 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     }
     write(&ctx, &policy, &old, &st).await?;
     Ok(Action::requeue(wait.max(Duration::from_secs(1))))
+}
+
+/// How soon to look again at a policy that cannot work: soon while the problem is new
+/// (objects applied together arrive in any order: the claim a moment after its policy),
+/// then less and less often, at most once a minute.
+fn invalid_retry(st: &crate::api::BackupPolicyStatus, now: jiff::Timestamp) -> Duration {
+    let since = conditions::get(&st.conditions, DEGRADED).map(|c| c.last_transition_time.0).unwrap_or(now);
+    (now.duration_since(since).unsigned_abs() / 4).clamp(Duration::from_secs(2), Duration::from_secs(60))
 }
 
 async fn create_point(
