@@ -11,6 +11,7 @@ pub mod error;
 pub mod location;
 pub mod movers;
 pub mod policy;
+pub mod restore_plan;
 pub mod restore_point;
 
 use crate::k8s::events::Events;
