@@ -31,32 +31,36 @@ pub async fn slot(ctx: &Context) -> Result<Option<String>> {
     Ok((running >= cap).then(|| format!("waiting for a mover slot ({running} of {cap} running)")))
 }
 
-/// The termination message of the Job's newest Pod, if it has terminated.
-pub async fn termination_message(ctx: &Context, ns: &str, job: &str) -> Result<Option<String>> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+/// The Pods of a mover Job, oldest first (one list call; read both the result and the
+/// progress from it).
+pub async fn pods(ctx: &Context, ns: &str, job: &str) -> Result<Vec<Pod>> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
-    let list = pods.list(&lp).await.map_err(Error::kube("read the mover's Pod"))?;
-    Ok(list.items.iter().rev().find_map(|p| {
+    Ok(api.list(&lp).await.map_err(Error::kube("read the mover's Pod"))?.items)
+}
+
+/// The termination message of the newest of a Job's Pods that has terminated.
+pub fn termination_message_of(pods: &[Pod]) -> Option<String> {
+    pods.iter().rev().find_map(|p| {
         let cs = p.status.as_ref()?.container_statuses.as_ref()?;
         cs.iter().find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
-    }))
+    })
+}
+
+/// The termination message of the Job's newest Pod, if it has terminated.
+pub async fn termination_message(ctx: &Context, ns: &str, job: &str) -> Result<Option<String>> {
+    Ok(termination_message_of(&pods(ctx, ns, job).await?))
 }
 
 /// The newest progress line (`{"progress": …, "bytesDone": n, "bytesTotal": n}`) in the log
-/// of the Job's running Pod: bytes done and bytes found so far.
-pub async fn progress(ctx: &Context, ns: &str, job: &str) -> Result<Option<(i64, i64)>> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
-    let list = pods.list(&lp).await.map_err(Error::kube("read the mover's Pod"))?;
-    let Some(pod) =
-        list.items.iter().rev().find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-    else {
-        return Ok(None);
-    };
+/// of the running one of a Job's Pods: bytes done and bytes found so far.
+pub async fn progress(ctx: &Context, ns: &str, pods: &[Pod]) -> Option<(i64, i64)> {
+    let pod = pods.iter().rev().find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))?;
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let params = LogParams { tail_lines: Some(20), ..Default::default() };
     // A log that cannot be read yet (the container is starting) is no progress, not an error.
-    let Ok(log) = pods.logs(&kube::ResourceExt::name_any(pod), &params).await else { return Ok(None) };
-    Ok(last_progress(&log))
+    let log = api.logs(&kube::ResourceExt::name_any(pod), &params).await.ok()?;
+    last_progress(&log)
 }
 
 /// The last progress line of a log (pure).

@@ -17,17 +17,54 @@ pub const ANNOTATION_CATALOG: &str = "lifeline.io/catalog-location";
 /// Annotation naming the volume index of a child object within its run.
 pub const LABEL_VOLUME: &str = "lifeline.io/volume";
 
-/// Labels Lifeline puts on a child of a run. Never tracking labels of Argo CD or Helm:
-/// children are linked by these labels and owner references only.
-pub fn child_labels(policy: &str, point: &str) -> std::collections::BTreeMap<String, String> {
+/// Labels Lifeline puts on an object it creates for a policy (a maintenance Job, a drill
+/// plan). Never tracking labels of Argo CD or Helm: children are linked by these labels
+/// and owner references only.
+pub fn policy_labels(policy: &str) -> std::collections::BTreeMap<String, String> {
     use crate::api::names::*;
-    [
-        (LABEL_MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()),
-        (LABEL_POLICY.to_string(), truncate_label(policy)),
-        (LABEL_RESTORE_POINT.to_string(), truncate_label(point)),
-    ]
-    .into_iter()
-    .collect()
+    [(LABEL_MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()), (LABEL_POLICY.to_string(), truncate_label(policy))]
+        .into_iter()
+        .collect()
+}
+
+/// Labels Lifeline puts on a child of a run: the policy's, and the run's.
+pub fn child_labels(policy: &str, point: &str) -> std::collections::BTreeMap<String, String> {
+    let mut l = policy_labels(policy);
+    l.insert(crate::api::names::LABEL_RESTORE_POINT.to_string(), truncate_label(point));
+    l
+}
+
+/// Metadata that describes one cluster's copy of an object, not the object.
+const CLUSTER_METADATA: [&str; 10] = [
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "ownerReferences",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "finalizers",
+];
+
+/// Removes one cluster's identity of an object from its metadata (uid, resourceVersion,
+/// managedFields, owner references, finalizers, …).
+pub fn strip_cluster_metadata(meta: &mut serde_json::Map<String, serde_json::Value>) {
+    for k in CLUSTER_METADATA {
+        meta.remove(k);
+    }
+}
+
+/// An object without one cluster's identity: [`strip_cluster_metadata`] and no status.
+pub fn without_cluster_state(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(m) = v["metadata"].as_object_mut() {
+        strip_cluster_metadata(m);
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.remove("status");
+    }
+    v
 }
 
 /// Label values are at most 63 characters.

@@ -149,6 +149,12 @@ fn s3(url: &url::Url, o: &LocationOptions) -> object_store::Result<object_store:
     // Client options first: setting them replaces what `with_allow_http` set.
     let mut client = object_store::ClientOptions::new();
     if let Some(pem) = &o.ca_bundle {
+        if pem.is_empty() {
+            return Err(object_store::Error::Generic {
+                store: "S3",
+                source: "the CA bundle is empty (or its file, LIFELINE_S3_CA_BUNDLE, could not be read)".into(),
+            });
+        }
         let certs = object_store::Certificate::from_pem_bundle(pem)?;
         if certs.is_empty() {
             return Err(object_store::Error::Generic {

@@ -21,13 +21,19 @@ fn pod_with(name: &str, args: &[&str], env_password: &str, policy: &str, extra_e
     )
 }
 
-#[test]
-fn a_mover_result_travels_in_the_termination_message() {
+/// A simulated cluster, a directory with its kubeconfig, and a `file://` repository URL in it.
+fn cluster() -> (Cluster, tempfile::TempDir, std::path::PathBuf, String) {
     let cluster = Cluster::start(Options::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kubeconfig");
     cluster.write_kubeconfig(&kc).unwrap();
     let repo = format!("file://{}", dir.path().join("repo").display());
+    (cluster, dir, kc, repo)
+}
+
+#[test]
+fn a_mover_result_travels_in_the_termination_message() {
+    let (_cluster, _dir, kc, repo) = cluster();
     let run = |name: &str, args: &[&str], password: &str, policy: &str| -> (String, String) {
         let (ok, _, err) = crate::sim::kubectl(&kc, &["apply", "-f", "-"], Some(&pod(name, args, password, policy)));
         assert!(ok, "{err}");
@@ -74,11 +80,7 @@ fn a_mover_result_travels_in_the_termination_message() {
 /// lines a real mover writes there parse, and count up to the volume's size.
 #[test]
 fn a_mover_reports_progress_in_its_log() {
-    let cluster = Cluster::start(Options::default()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kc = dir.path().join("kubeconfig");
-    cluster.write_kubeconfig(&kc).unwrap();
-    let repo = format!("file://{}", dir.path().join("repo").display());
+    let (_cluster, dir, kc, repo) = cluster();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let mut seed = 7u64;

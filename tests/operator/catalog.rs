@@ -70,19 +70,7 @@ fn a_standby_cluster_sees_every_restore_point_and_deleting_the_namespace_keeps_t
             assert!(at.iter().any(|p| p["tags"]["lifeline.io/point"] == name.as_str()), "{name} lost at {url}");
         }
     }
-    let events = primary.kubectl(
-        &[
-            "get",
-            "events",
-            "-n",
-            "records",
-            "--field-selector",
-            "reason=DataDeleted",
-            "-o",
-            "jsonpath={.items[*].message}",
-        ],
-        None,
-    );
+    let events = primary.event_messages("records", "DataDeleted");
     assert!(
         events.contains(&gone) && events.contains("kubectl-annotate") && events.contains("cleanup of a test run"),
         "the audit trail names the point, the requester and the reason: {events}"

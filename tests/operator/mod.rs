@@ -133,6 +133,16 @@ impl Env {
         })
     }
 
+    /// The messages of the Events of one reason in a namespace, as `kubectl get events`
+    /// shows them, space-separated.
+    pub fn event_messages(&self, ns: &str, reason: &str) -> String {
+        let selector = format!("reason={reason}");
+        self.kubectl(
+            &["get", "events", "-n", ns, "--field-selector", &selector, "-o", "jsonpath={.items[*].message}"],
+            None,
+        )
+    }
+
     pub fn points(&self, ns: &str) -> Vec<RestorePoint> {
         let api: Api<RestorePoint> = Api::namespaced(self.client.clone(), ns);
         self.block_on(api.list(&ListParams::default())).unwrap().items

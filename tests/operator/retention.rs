@@ -142,18 +142,16 @@ fn a_month_of_daily_runs_keeps_exactly_what_each_location_rules_say() {
         let msg = prune.message.unwrap_or_default();
         assert!(msg.contains("packs unused and marked"), "prune at {l}: {msg}");
     }
-    let events = env.kubectl(
-        &["get", "events", "-n", "records", "--field-selector", "reason=Pruned", "-o", "jsonpath={.items[*].message}"],
-        None,
-    );
+    let events = env.event_messages("records", "Pruned");
     assert!(events.contains("prune at eu") && events.contains("prune at us"), "{events}");
 
+    // The run slots that fell on a weekday.
+    let on = |day: jiff::civil::Weekday| -> Vec<Timestamp> {
+        runs.iter().map(|(_, t)| *t).filter(|t| t.to_zoned(jiff::tz::TimeZone::UTC).weekday() == day).collect()
+    };
+
     // Verification: the newest weekly round read both locations back and found nothing.
-    let sundays: Vec<Timestamp> = runs
-        .iter()
-        .map(|(_, t)| *t)
-        .filter(|t| t.to_zoned(jiff::tz::TimeZone::UTC).weekday() == jiff::civil::Weekday::Sunday)
-        .collect();
+    let sundays = on(jiff::civil::Weekday::Sunday);
     let round = *sundays.last().unwrap();
     let verified = |env: &Env, want: bool, round: Timestamp| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
@@ -189,28 +187,12 @@ fn a_month_of_daily_runs_keeps_exactly_what_each_location_rules_say() {
         "{:?}",
         st.locations
     );
-    let events = env.kubectl(
-        &[
-            "get",
-            "events",
-            "-n",
-            "records",
-            "--field-selector",
-            "reason=Verified",
-            "-o",
-            "jsonpath={.items[*].message}",
-        ],
-        None,
-    );
+    let events = env.event_messages("records", "Verified");
     assert!(events.contains("verify at eu") && events.contains("verify at us"), "{events}");
 
     // Drills: one RestorePlan per Monday, the newest three kept, each for the newest
     // complete restore point of its slot, into the scratch namespace, with the checks.
-    let mondays: Vec<Timestamp> = runs
-        .iter()
-        .map(|(_, t)| *t)
-        .filter(|t| t.to_zoned(jiff::tz::TimeZone::UTC).weekday() == jiff::civil::Weekday::Monday)
-        .collect();
+    let mondays = on(jiff::civil::Weekday::Monday);
     let plans: Api<RestorePlan> = Api::namespaced(env.client.clone(), "records");
     let mut drills = env.block_on(plans.list(&Default::default())).unwrap().items;
     drills.sort_by_key(kube::ResourceExt::name_any);

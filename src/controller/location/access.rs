@@ -5,13 +5,16 @@
 use crate::api::BackupLocation;
 use crate::api::common::SecretKeyRef;
 use crate::controller::{Context, Error, Result};
+use crate::mover::record::{KIND_RECORD, TAG_KIND, TAG_POINT};
+use crate::repo::format::Id;
+use crate::repo::prune;
 use crate::repo::{RepoError, Repository, Secret};
 use crate::store::{self, Backend, LocationOptions};
 use k8s_openapi::api::core::v1::Secret as K8sSecret;
 use kube::ResourceExt;
 use kube::api::Api;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Reads a Secret's data; a missing Secret is an invalid spec naming it.
@@ -98,6 +101,15 @@ pub fn job_env(loc: &BackupLocation) -> (Vec<Value>, Vec<Value>) {
     (env, env_from)
 }
 
+/// The directories of `file://` locations, which a mover Job mounts from the node.
+pub fn host_paths(locations: &[&BackupLocation]) -> Vec<String> {
+    locations
+        .iter()
+        .filter_map(|l| crate::store::file_path(&l.spec.url).ok())
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
 /// Opens the store behind a location, without retries: a check must answer quickly.
 pub fn backend(url: &str, opts: &LocationOptions) -> Result<Arc<dyn Backend>, RepoError> {
     Ok(store::open(url, opts)?)
@@ -145,6 +157,35 @@ pub async fn open_repo(
     let repo = Arc::new(repo);
     ctx.repos.lock().unwrap_or_else(|e| e.into_inner()).insert(cache_key, repo.clone());
     Ok(repo)
+}
+
+/// Forgets the named points at one location (opened with the key `key`, named `field` in
+/// errors): every record first, then the volumes. Returns how many of the repository's
+/// snapshots went.
+pub async fn forget_points(
+    ctx: &Context,
+    loc: &BackupLocation,
+    key: &SecretKeyRef,
+    field: &str,
+    names: &[String],
+) -> Result<usize> {
+    let ns = loc.namespace().unwrap_or_default();
+    let (secret, rv) = passphrase(&ctx.client, &ns, key, field).await?;
+    let repo = open_repo(ctx, loc, secret, rv, false).await?;
+    let names: BTreeSet<String> = names.iter().cloned().collect();
+    crate::mover::inline::run(move || {
+        let mut parts: Vec<(bool, Id)> = repo
+            .points()?
+            .good
+            .into_iter()
+            .filter(|(_, s)| s.tags.get(TAG_POINT).is_some_and(|p| names.contains(p)))
+            .map(|(id, s)| (s.tags.get(TAG_KIND).is_some_and(|k| k == KIND_RECORD), id))
+            .collect();
+        parts.sort_by_key(|(record, _)| !record);
+        prune::forget_ids(&repo, &parts.into_iter().map(|(_, id)| id).collect::<Vec<_>>())
+    })
+    .await
+    .map_err(Error::repo(format!("forget restore points at BackupLocation {}", loc.name_any())))
 }
 
 /// Forgets cached repositories of a location (after an error, so the next call opens

@@ -20,29 +20,6 @@ use std::sync::Arc;
 /// `(apiVersion, kind, name, object)` of each captured manifest.
 pub type Manifest = (String, String, String, Value);
 
-/// Fields that describe one cluster's copy of an object, not the object.
-fn clean(mut v: Value) -> Value {
-    if let Some(m) = v["metadata"].as_object_mut() {
-        for k in [
-            "uid",
-            "resourceVersion",
-            "generation",
-            "creationTimestamp",
-            "managedFields",
-            "ownerReferences",
-            "selfLink",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-        ] {
-            m.remove(k);
-        }
-    }
-    if let Some(o) = v.as_object_mut() {
-        o.remove("status");
-    }
-    v
-}
-
 /// ConfigMaps and Secrets a Pod template refers to.
 fn references(spec: &PodSpec) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut cms = BTreeSet::new();
@@ -93,7 +70,7 @@ async fn get(client: &kube::Client, ns: &str, gvk: (&str, &str, &str, &str), nam
         let mut v = serde_json::to_value(&o).unwrap_or(Value::Null);
         v["apiVersion"] = Value::String(ar.api_version.clone());
         v["kind"] = Value::String(ar.kind.clone());
-        clean(v)
+        crate::k8s::without_cluster_state(v)
     }))
 }
 

@@ -247,9 +247,7 @@ fn summary(task: Task, report: Option<&Value>) -> String {
 fn plan(ctx: &Context, policy: &BackupPolicy, loc: &BackupLocation, task: Task, name: &str) -> Plan {
     let cfg = &ctx.config;
     let (env, env_from) = access::job_env(loc);
-    let mut labels = std::collections::BTreeMap::new();
-    labels.insert(crate::api::names::LABEL_MANAGED_BY.into(), crate::api::names::MANAGED_BY_VALUE.into());
-    labels.insert(crate::api::names::LABEL_POLICY.into(), crate::k8s::truncate_label(&policy.name_any()));
+    let mut labels = crate::k8s::policy_labels(&policy.name_any());
     labels.insert(LABEL_COMPONENT.into(), COMPONENT_MOVER.into());
     Plan {
         name: name.into(),
@@ -263,7 +261,7 @@ fn plan(ctx: &Context, policy: &BackupPolicy, loc: &BackupLocation, task: Task, 
         env,
         env_from,
         key: policy.spec.encryption.key_secret.clone(),
-        host_paths: crate::store::file_path(&loc.spec.url).ok().map(|p| p.display().to_string()).into_iter().collect(),
+        host_paths: access::host_paths(&[loc]),
         deadline_seconds: cfg.mover_timeout.as_secs() as i64,
     }
 }

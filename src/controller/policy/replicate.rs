@@ -5,7 +5,6 @@
 
 use super::resolve::Resolved;
 use super::status;
-use crate::api::names::LABEL_RESTORE_POINT;
 use crate::api::policy::{LocationReplication, PolicyLocation, ReplicationState};
 use crate::api::schedule::Schedule;
 use crate::api::{BackupLocation, BackupPolicy, BackupPolicyStatus, RestorePoint};
@@ -181,12 +180,7 @@ fn plan(
     }));
     let mut labels = crate::k8s::child_labels(&policy.name_any(), &point.name_any());
     labels.insert(LABEL_COMPONENT.into(), COMPONENT_MOVER.into());
-    labels.insert(LABEL_RESTORE_POINT.into(), crate::k8s::truncate_label(&point.name_any()));
-    let host_paths = [from, to]
-        .iter()
-        .filter_map(|l| crate::store::file_path(&l.spec.url).ok())
-        .map(|p| p.display().to_string())
-        .collect();
+    let host_paths = access::host_paths(&[from, to]);
     Plan {
         name: name.into(),
         namespace: policy.namespace().unwrap_or_default(),

@@ -6,18 +6,16 @@
 
 use super::resolve::Resolved;
 use super::status;
-use crate::api::common::SecretKeyRef;
 use crate::api::policy::Retention;
 use crate::api::{BackupLocation, BackupPolicy, BackupPolicyStatus, RestorePoint};
 use crate::controller::location::access;
 use crate::controller::{Context, Error, Result};
 use crate::k8s::{apply, events};
-use crate::mover::record::{KIND_RECORD, TAG_KIND, TAG_POINT};
 use crate::repo::format::Id;
 use crate::repo::prune;
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// The repository's rules from the API's.
 pub fn rules(r: &Retention) -> prune::Retention {
@@ -78,7 +76,7 @@ pub async fn run(
         if drop.is_empty() {
             continue;
         }
-        forget_at(ctx, loc, &policy.spec.encryption.key_secret, "spec.encryption.keySecret", &drop).await?;
+        access::forget_points(ctx, loc, &policy.spec.encryption.key_secret, "spec.encryption.keySecret", &drop).await?;
         super::maintenance::mark_due(st, &name, super::maintenance::Task::Prune);
         let api: Api<RestorePoint> = Api::namespaced(ctx.client.clone(), &ns);
         for p in &drop {
@@ -115,35 +113,6 @@ fn primary_rules(policy: &BackupPolicy) -> &Retention {
         .find(|l| l.role == crate::api::policy::LocationRole::Primary)
         .and_then(|l| l.retention.as_ref())
         .unwrap_or(&policy.spec.retention)
-}
-
-/// Forgets the named points at one location (opened with the key `key`, named `field` in
-/// errors): every record first, then the volumes. Returns how many of the repository's
-/// snapshots went.
-pub async fn forget_at(
-    ctx: &Context,
-    loc: &BackupLocation,
-    key: &SecretKeyRef,
-    field: &str,
-    names: &[String],
-) -> Result<usize> {
-    let ns = loc.namespace().unwrap_or_default();
-    let (secret, rv) = access::passphrase(&ctx.client, &ns, key, field).await?;
-    let repo = access::open_repo(ctx, loc, secret, rv, false).await?;
-    let names: BTreeSet<String> = names.iter().cloned().collect();
-    crate::mover::inline::run(move || {
-        let mut parts: Vec<(bool, Id)> = repo
-            .points()?
-            .good
-            .into_iter()
-            .filter(|(_, s)| s.tags.get(TAG_POINT).is_some_and(|p| names.contains(p)))
-            .map(|(id, s)| (s.tags.get(TAG_KIND).is_some_and(|k| k == KIND_RECORD), id))
-            .collect();
-        parts.sort_by_key(|(record, _)| !record);
-        prune::forget_ids(&repo, &parts.into_iter().map(|(_, id)| id).collect::<Vec<_>>())
-    })
-    .await
-    .map_err(Error::repo(format!("forget restore points at BackupLocation {}", loc.name_any())))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 
 use super::maintenance::{self, Task};
 use super::{plan, status};
-use crate::api::names::{LABEL_MANAGED_BY, LABEL_POLICY, MANAGED_BY_VALUE};
+use crate::api::names::LABEL_POLICY;
 use crate::api::policy::Drill;
 use crate::api::schedule::Schedule;
 use crate::api::{BackupPolicy, BackupPolicyStatus, RestorePlan, RestorePoint};
@@ -40,23 +40,16 @@ pub async fn run(
     st: &mut BackupPolicyStatus,
 ) -> Result<Option<Duration>> {
     let now = ctx.now();
-    let since = policy.meta().creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
-    let suspend = policy.spec.suspend;
     let oref = policy.object_ref(&());
-    let mut wake = None;
-    let parse = |field: &str, cron: &str| {
-        Schedule::parse(cron, &policy.spec.time_zone).map_err(|e| Error::Invalid(format!("{field}: {e}")))
-    };
+    let mut wake: Option<Duration> = None;
 
     st.next_verification = None;
     if let Some(v) = &policy.spec.verification {
-        let sched = parse("spec.verification.schedule", &v.schedule)?;
-        let due = plan::due(&sched, old.last_verification_schedule_time.as_ref().map(|t| t.0), since, now);
-        if !suspend {
-            st.next_verification = due.next.map(Time);
-            wake = due.next.map(|n| n.duration_since(now).unsigned_abs());
-        }
-        if let (Some(slot), false) = (due.run, suspend) {
+        let (slot, next) =
+            due(policy, "spec.verification.schedule", &v.schedule, &old.last_verification_schedule_time, now)?;
+        st.next_verification = next.map(Time);
+        wake = soonest(wake, next, now);
+        if let Some(slot) = slot {
             // Locations that hold a restore point of the policy (a replica that has had
             // no copy yet has nothing to verify).
             let holding: Vec<String> =
@@ -76,17 +69,10 @@ pub async fn run(
 
     st.next_drill = None;
     if let Some(d) = &policy.spec.drill {
-        let sched = parse("spec.drill.schedule", &d.schedule)?;
-        let due = plan::due(&sched, old.last_drill_schedule_time.as_ref().map(|t| t.0), since, now);
-        if !suspend {
-            st.next_drill = due.next.map(Time);
-            let w = due.next.map(|n| n.duration_since(now).unsigned_abs());
-            wake = match (wake, w) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
-        if let (Some(slot), false) = (due.run, suspend) {
+        let (slot, next) = due(policy, "spec.drill.schedule", &d.schedule, &old.last_drill_schedule_time, now)?;
+        st.next_drill = next.map(Time);
+        wake = soonest(wake, next, now);
+        if let Some(slot) = slot {
             st.last_drill_schedule_time = Some(Time(slot));
             match status::completed(points).first() {
                 None => {
@@ -105,6 +91,33 @@ pub async fn run(
         }
     }
     Ok(wake)
+}
+
+/// A schedule's slot to start now (the latest missed one, once) and its next slot; none
+/// while the policy is suspended.
+fn due(
+    policy: &BackupPolicy,
+    field: &str,
+    cron: &str,
+    last: &Option<Time>,
+    now: jiff::Timestamp,
+) -> Result<(Option<jiff::Timestamp>, Option<jiff::Timestamp>)> {
+    let sched = Schedule::parse(cron, &policy.spec.time_zone).map_err(|e| Error::Invalid(format!("{field}: {e}")))?;
+    if policy.spec.suspend {
+        return Ok((None, None));
+    }
+    let since = policy.meta().creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+    let d = plan::due(&sched, last.as_ref().map(|t| t.0), since, now);
+    Ok((d.run, d.next))
+}
+
+/// The sooner of `wake` and the time until `next`.
+fn soonest(wake: Option<Duration>, next: Option<jiff::Timestamp>, now: jiff::Timestamp) -> Option<Duration> {
+    let w = next.map(|n| n.duration_since(now).unsigned_abs());
+    match (wake, w) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The scratch namespace of the policy's drills.
@@ -132,11 +145,13 @@ async fn schedule_drill(
     // The primary first, then the replicas, as the policy lists them.
     let mut locations: Vec<&crate::api::policy::PolicyLocation> = policy.spec.locations.iter().collect();
     locations.sort_by_key(|l| l.role != crate::api::policy::LocationRole::Primary);
+    let mut labels = crate::k8s::policy_labels(&policy.name_any());
+    labels.insert(LABEL_COMPONENT.into(), COMPONENT_DRILL.into());
     let plan = json!({
         "apiVersion": "lifeline.io/v1alpha1", "kind": "RestorePlan",
         "metadata": {
             "name": name, "namespace": ns,
-            "labels": {LABEL_MANAGED_BY: MANAGED_BY_VALUE, LABEL_POLICY: crate::k8s::truncate_label(&policy.name_any()), LABEL_COMPONENT: COMPONENT_DRILL},
+            "labels": labels,
             "ownerReferences": [apply::owner_ref(policy)],
         },
         "spec": {

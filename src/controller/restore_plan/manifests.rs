@@ -18,20 +18,6 @@ pub struct Mapping {
     pub storage_classes: BTreeMap<String, String>,
 }
 
-/// Metadata that belongs to one cluster's copy.
-const METADATA: [&str; 10] = [
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "managedFields",
-    "ownerReferences",
-    "selfLink",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "finalizers",
-];
-
 /// Annotations that must not travel.
 const ANNOTATIONS: [&str; 7] = [
     "argocd.argoproj.io/tracking-id",
@@ -47,9 +33,7 @@ const ANNOTATIONS: [&str; 7] = [
 const LABELS: [&str; 1] = ["app.kubernetes.io/instance"];
 
 fn clean_metadata(meta: &mut Map<String, Value>) {
-    for k in METADATA {
-        meta.remove(k);
-    }
+    crate::k8s::strip_cluster_metadata(meta);
     for (field, keys) in [("annotations", &ANNOTATIONS[..]), ("labels", &LABELS[..])] {
         if let Some(m) = meta.get_mut(field).and_then(Value::as_object_mut) {
             for k in keys {
@@ -81,10 +65,7 @@ fn claim_spec(spec: &mut Value, m: &Mapping) {
 
 /// The object, ready to create in the target.
 pub fn prepare(obj: &Value, m: &Mapping) -> Value {
-    let mut v = obj.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("status");
-    }
+    let mut v = crate::k8s::without_cluster_state(obj.clone());
     if let Some(meta) = v["metadata"].as_object_mut() {
         clean_metadata(meta);
         meta.insert("namespace".into(), Value::String(m.namespace.clone()));

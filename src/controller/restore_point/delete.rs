@@ -17,7 +17,7 @@ use crate::api::common::condition::{DEGRADED, PROGRESSING, READY};
 use crate::api::location::AccessMode;
 use crate::api::names::{ANNOTATION_DELETE_DATA, LABEL_RESTORE_POINT};
 use crate::api::{BackupLocation, BackupPolicy, RestorePoint, RestorePointStatus};
-use crate::controller::policy::retention;
+use crate::controller::location::access;
 use crate::controller::restore_point::machine::{JobOutcome, job_outcome};
 use crate::controller::{Context, Error, Result};
 use crate::k8s::{ANNOTATION_CATALOG, apply, conditions, events};
@@ -105,7 +105,7 @@ pub async fn step(ctx: &Context, point: &RestorePoint, st: &mut RestorePointStat
                 continue;
             }
         };
-        match retention::forget_at(ctx, &loc, key, &field, std::slice::from_ref(&name)).await {
+        match access::forget_points(ctx, &loc, key, &field, std::slice::from_ref(&name)).await {
             Ok(n) => {
                 if n > 0 || holds {
                     done.push(format!("{lname} ({n} repository snapshot(s))"));

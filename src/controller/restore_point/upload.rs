@@ -109,14 +109,15 @@ async fn volume(
             .map_err(Error::kube(format!("create mover Job {job_name}")))?;
         return Ok(VolumeStep::Waiting(format!("{}: mover Job {job_name} started", v.pvc)));
     };
-    let message = crate::controller::movers::termination_message(run.ctx, &run.ns, &job_name).await?;
+    let pods = crate::controller::movers::pods(run.ctx, &run.ns, &job_name).await?;
+    let message = crate::controller::movers::termination_message_of(&pods);
     match machine::job_outcome(&j, message.as_deref()) {
         JobOutcome::Running => {
             let bound =
                 pvcs.get_opt(&clone).await.map_err(Error::kube("read a clone claim"))?.and_then(|c| c.status?.phase)
                     == Some("Bound".into());
             let why = if bound {
-                if let Some((done, total)) = crate::controller::movers::progress(run.ctx, &run.ns, &job_name).await? {
+                if let Some((done, total)) = crate::controller::movers::progress(run.ctx, &run.ns, &pods).await {
                     let rec = &mut st.volumes[i];
                     rec.bytes_done = Some(done);
                     rec.bytes_total = Some(total.max(done));
@@ -196,7 +197,7 @@ fn backup_plan(
         env,
         env_from,
         key: policy.spec.encryption.key_secret.clone(),
-        host_paths: crate::store::file_path(&loc.spec.url).ok().map(|p| p.display().to_string()).into_iter().collect(),
+        host_paths: access::host_paths(&[loc]),
         deadline_seconds: cfg.mover_timeout.as_secs() as i64,
     }
 }
