@@ -146,6 +146,11 @@ struct Packs {
 /// Verifies the repository; see the module documentation.
 pub fn run(repo: &Arc<Repository>, sample_percent: u32) -> Result<VerifyReport, RepoError> {
     let sample_percent = sample_percent.clamp(1, 100);
+    // Points first: a backup makes its packs and index files durable before its point,
+    // so every point listed here finds what it needs in the index and packs read after
+    // it, even while backups run. (Read the other way round, a point finished between
+    // the two reads would look unrestorable.)
+    let points = repo.points()?;
     repo.load_index_for_reading()?;
     let files = repo.index_files()?;
     let indexed = files.entries;
@@ -198,7 +203,6 @@ pub fn run(repo: &Arc<Repository>, sample_percent: u32) -> Result<VerifyReport, 
     report.damaged_packs = std::mem::take(&mut found.damaged);
 
     report.damaged_marks = super::prune::marks(repo)?.damaged;
-    let points = repo.points()?;
     report.damaged_points = points.damaged;
     report.snapshots_checked = (points.good.len() + report.damaged_points.len()) as u64;
     let mut walker =

@@ -1,7 +1,7 @@
 //! Writers, prunes and key changes at the same time on one repository: a restore point
 //! reported as saved stays restorable, and some key always opens the repository.
 
-use super::{OnPut, bytes, init, local, secret};
+use super::{OnList, OnPut, bytes, init, local, secret};
 use lifeline::repo::backup::{self, BackupOptions};
 use lifeline::repo::format::Id;
 use lifeline::repo::prune::{self, Retention};
@@ -266,4 +266,34 @@ fn a_writer_that_lost_its_lock_records_nothing() {
     let err = prune::commit_point(&repo, &guard, &later).unwrap_err();
     assert_eq!(err.category(), "Locked", "{err}");
     assert_eq!(repo.points().unwrap().good.len(), 1, "no point was recorded");
+}
+
+/// Finding: a scheduled verification that ran while a backup finished called the new
+/// point unrestorable: it read the index, then listed the points, and the point finished
+/// in between used blobs of an index file it had not read.
+#[test]
+fn a_point_finished_during_a_verify_is_not_called_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    super::volume(data.path());
+    let inner = local(&dir.path().join("repo"));
+    let repo = init(inner.clone());
+    super::backup(&repo, data.path());
+    // The second backup writes new data (new packs, a new index file) and completes
+    // between verify's first and later listings.
+    std::fs::write(data.path().join("new"), bytes(3 << 20, 99, false)).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (writer, src) = (open(inner.clone()), data.path().to_path_buf());
+    let hook = move |prefix: &str| {
+        if prefix == "data/" && !done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            super::backup(&writer, &src);
+        }
+    };
+    let verifier = open(Arc::new(OnList { inner: inner.clone(), hook: Box::new(hook) }));
+    let report = verify::run(&verifier, 100).unwrap();
+    assert!(report.ok(), "a verify during a backup found damage: {}", report.summary());
+    // The point finished during the verify is whole, and the next verify covers it.
+    let again = verify::run(&open(inner), 100).unwrap();
+    assert!(again.ok(), "{}", again.summary());
+    assert_eq!(again.snapshots_checked, 2);
 }

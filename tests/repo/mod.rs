@@ -79,6 +79,38 @@ pub struct OnPut {
     pub hook: Box<dyn Fn(&str) + Send + Sync>,
 }
 
+/// A backend that calls `hook(prefix)` before each listing: for tests that run another
+/// operation between two reads of one.
+pub struct OnList {
+    pub inner: Arc<dyn Backend>,
+    pub hook: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+impl Backend for OnList {
+    fn put_new(&self, key: &str, data: bytes::Bytes) -> Result<(), lifeline::store::StoreError> {
+        self.inner.put_new(key, data)
+    }
+    fn get(&self, key: &str) -> Result<bytes::Bytes, lifeline::store::StoreError> {
+        self.inner.get(key)
+    }
+    fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<bytes::Bytes, lifeline::store::StoreError> {
+        self.inner.get_range(key, range)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<lifeline::store::ObjectInfo>, lifeline::store::StoreError> {
+        (self.hook)(prefix);
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<(), lifeline::store::StoreError> {
+        self.inner.delete(key)
+    }
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+    fn flush(&self) -> Result<(), lifeline::store::StoreError> {
+        self.inner.flush()
+    }
+}
+
 impl Backend for OnPut {
     fn put_new(&self, key: &str, data: bytes::Bytes) -> Result<(), lifeline::store::StoreError> {
         (self.hook)(key);

@@ -86,11 +86,17 @@ pub fn mark_due(st: &mut BackupPolicyStatus, location: &str, task: Task) {
 }
 
 /// Follows running maintenance Jobs and starts the due ones; returns when to look again.
+///
+/// A due verification waits while a run of the policy is writing (`writing`), and the two
+/// tasks never run at once at one location: a verification reads what is settled, not a
+/// repository in the middle of a change (it would be safe, but would read data that is
+/// about to change, and compete with the run for the same bandwidth).
 pub async fn run(
     ctx: &Context,
     policy: &BackupPolicy,
     r: &Resolved,
     st: &mut BackupPolicyStatus,
+    writing: bool,
 ) -> Result<Option<Duration>> {
     let ns = policy.namespace().unwrap_or_default();
     let now = ctx.now();
@@ -104,6 +110,11 @@ pub async fn run(
                 std::iter::once(&r.primary).chain(r.replicas.iter().map(|(_, l)| l)).find(|l| l.name_any() == pl.name);
             let Some(loc) = loc else { continue };
             let Some(entry) = st.locations.iter_mut().find(|l| l.name == pl.name) else { continue };
+            let other = match task {
+                Task::Prune => &entry.verification,
+                Task::Verify => &entry.prune,
+            };
+            let held = other.as_ref().is_some_and(|o| o.job.is_some()) || (task == Task::Verify && writing);
             let Some(state) = task.state(entry).as_mut() else { continue };
             let mut finished: Option<(bool, Option<Value>, String)> = None;
             if let Some(job_name) = state.job.clone() {
@@ -141,7 +152,9 @@ pub async fn run(
                 apply::delete(&jobs, &job_name).await.map_err(Error::kube(format!("remove Job {job_name}")))?;
                 finished = last_try.then_some((ok, result, text));
             }
-            if state.due {
+            if state.due && held {
+                soon(Duration::from_secs(5));
+            } else if state.due {
                 start(ctx, policy, loc, task, i, state, now, &jobs, &mut soon).await?;
             }
             if let (Task::Verify, Some((ok, report, text))) = (task, finished) {

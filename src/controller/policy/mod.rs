@@ -97,7 +97,9 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     if let Some(next) = due.next {
         wait = wait.min(next.duration_since(now).unsigned_abs());
     }
+    let mut writing = running;
     if let (Some(slot), false, false) = (due.run, policy.spec.suspend, running) {
+        writing = true;
         let point = names::scheduled_point(&name, slot);
         create_point(&ctx, &policy, &point, "Schedule", slot, None).await?;
         if due.skipped > 0 {
@@ -116,6 +118,7 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
         if !points.iter().any(|p| p.name_any() == point) {
             let who = crate::k8s::requester(policy.meta(), ANNOTATION_RUN_NOW);
             create_point(&ctx, &policy, &point, "Manual", now, who).await?;
+            writing = true;
             if let Ok(p) = points_api.get(&point).await {
                 points.push(p);
             }
@@ -126,7 +129,7 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     }
     let replication = replicate::run(&ctx, &policy, &resolved, &points, &mut st).await?;
     retention::run(&ctx, &policy, &resolved, &points, &mut st).await?;
-    if let Some(w) = maintenance::run(&ctx, &policy, &resolved, &mut st).await? {
+    if let Some(w) = maintenance::run(&ctx, &policy, &resolved, &mut st, writing).await? {
         wait = wait.min(w);
     }
     if let Some(w) = replication.wake {
