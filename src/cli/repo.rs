@@ -77,6 +77,10 @@ pub enum RepoCommand {
         /// Restore into a non-empty target, replacing files.
         #[arg(long)]
         overwrite: bool,
+        /// Then read everything back and check it against the restore point (files,
+        /// bytes, content, a digest of the whole): fail if they differ.
+        #[arg(long)]
+        check: bool,
     },
     /// List restore points.
     Points { url: String },
@@ -404,15 +408,29 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
         RepoCommand::Backup { url, path, tags, parent, parent_tag, host, strict } => {
             backup_cmd(&url, &path, BackupArgs { tags, parent, parent_tag, host, strict }, common)
         }
-        RepoCommand::Restore { url, point, target, include, overwrite } => {
+        RepoCommand::Restore { url, point, target, include, overwrite, check } => {
             let (backend, meters) = location(&url, common)?;
             let repo = Arc::new(Repository::open(backend, &secret(common)?)?);
             let (id, snap) = repo.find_snapshot(&point)?;
             let progress = Arc::new(restore::Progress::default());
-            let opts = RestoreOptions { include, overwrite, workers: 0 };
+            let opts = RestoreOptions { include: include.clone(), overwrite, workers: 0 };
             let summary = with_progress("restoring", &progress.bytes_done, &progress.bytes_total, || {
                 restore::run(repo.clone(), &snap, &target, &opts, progress.clone())
             })?;
+            let checked = if check {
+                let report = crate::repo::check::run(&repo, &snap, &target, &include)?;
+                if !report.ok() {
+                    return Err(RepoError::CheckFailed {
+                        path: target.display().to_string(),
+                        detail: report.summary(),
+                    }
+                    .into());
+                }
+                say!("checked: {}", report.summary());
+                Some(report)
+            } else {
+                None
+            };
             for w in summary.warnings.iter().take(20) {
                 say_line("warning", w);
             }
@@ -427,6 +445,7 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
                 "restorePoint": id.hex(),
                 "target": target.display().to_string(),
                 "summary": summary,
+                "check": checked,
                 "downloadedBytes": meters.downloaded(),
                 "requests": meters.request_count(),
             }))

@@ -36,6 +36,8 @@ pub enum RepoError {
     Io { action: &'static str, path: String, source: std::io::Error },
     #[error("target {path} is not empty")]
     TargetNotEmpty { path: String },
+    #[error("what was restored into {path} differs from the restore point: {detail}")]
+    CheckFailed { path: String, detail: String },
     #[error("{0}")]
     Invalid(String),
     #[error("failed to encode: {0}")]
@@ -64,7 +66,9 @@ impl RepoError {
             Self::UnsupportedVersion { .. } => "UnsupportedVersion",
             Self::WrongKey { .. } => "WrongKey",
             Self::NoSnapshots { .. } | Self::SnapshotNotFound { .. } | Self::AmbiguousSnapshot { .. } => "NotFound",
-            Self::MissingBlob { .. } | Self::BadBlob { .. } | Self::Corrupt { .. } => "Corrupted",
+            Self::MissingBlob { .. } | Self::BadBlob { .. } | Self::Corrupt { .. } | Self::CheckFailed { .. } => {
+                "Corrupted"
+            }
             Self::Locked { .. } | Self::LockLost { .. } => "Locked",
             Self::Io { .. } => "IoError",
             Self::TargetNotEmpty { .. } | Self::Invalid(_) => "InvalidArgument",
@@ -91,6 +95,9 @@ impl RepoError {
             Self::LockLost { .. } => "run the operation again",
             Self::Io { .. } => "check the local path and its permissions",
             Self::TargetNotEmpty { .. } => "restore into an empty directory, or allow overwriting",
+            Self::CheckFailed { .. } => {
+                "the target's storage lost or changed what was written, or something else writes to it: restore again into a new volume"
+            }
             Self::Invalid(_) => "fix the argument the message names",
             Self::Encode(_) => "this is a bug in Lifeline: please report it with the message",
         }

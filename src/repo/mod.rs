@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod buffers;
+pub mod check;
 pub mod chunker;
 pub mod copy;
 pub mod crypto;

@@ -122,7 +122,9 @@ pub fn run(
 
 fn prepare_dir(target: &Path, overwrite: bool) -> Result<(), RepoError> {
     match std::fs::read_dir(target) {
-        Ok(mut it) => {
+        Ok(it) => {
+            // A new filesystem's `lost+found` does not make it non-empty.
+            let mut it = it.filter(|e| e.as_ref().map_or(true, |e| e.file_name() != super::check::LOST_FOUND));
             if it.next().is_some() && !overwrite {
                 return Err(RepoError::TargetNotEmpty { path: target.display().to_string() });
             }

@@ -70,6 +70,16 @@ fn backup_and_restore_report_json_and_write_the_result_file() {
 
     // Not on a terminal: progress goes to stderr as JSON lines or not at all, never to stdout.
     assert_eq!(String::from_utf8_lossy(&restore.stdout).lines().count(), 1);
+    assert!(result(&restore)["result"]["check"].is_null(), "no check unless asked");
+
+    // --check reads it back and reports files, bytes and the volume digest.
+    let checked = tmp.path().join("checked");
+    let r = result(&lifeline(&["repo", "restore", &repo, "latest", checked.to_str().unwrap(), "--check"], Some("pw")));
+    assert_eq!(r["ok"], true, "{r}");
+    let c = &r["result"]["check"];
+    assert_eq!((c["files"].as_u64(), c["bytes"].as_u64(), c["filesMatching"].as_u64()), (Some(1), Some(5), Some(1)));
+    assert_eq!(c["digest"], c["foundDigest"]);
+    assert_eq!(c["digest"].as_str().unwrap().len(), 64);
 }
 
 #[test]

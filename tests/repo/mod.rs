@@ -1,3 +1,4 @@
+mod check;
 mod concurrency;
 mod damage;
 mod faults;
