@@ -3,7 +3,7 @@
 //! BackupPolicy and RestorePoint controllers until shutdown or until the leadership is
 //! lost (then it exits, and its replacement takes over from the state in status).
 
-use crate::api::{BackupLocation, BackupPolicy, RestorePoint};
+use crate::api::{BackupLocation, BackupPolicy, RestorePlan, RestorePoint};
 use crate::controller::clock::Clock;
 use crate::controller::{self, Config, Context, Error};
 use crate::k8s::events::Events;
@@ -225,16 +225,23 @@ where
         .with_config(bounded())
         .graceful_shutdown_on(shutdown.clone())
         .run(controller::policy::reconcile, error_policy(controller::policy::NAME), ctx.clone());
+    let ours_plans = ours.clone();
     let points = Controller::new(Api::<RestorePoint>::all(c.clone()), wc.clone())
         .owns(Api::<Job>::all(c.clone()), ours.clone())
-        .owns(Api::<PersistentVolumeClaim>::all(c.clone()), ours)
+        .owns(Api::<PersistentVolumeClaim>::all(c.clone()), ours.clone())
         .reconcile_all_on(jumps(&ctx))
         .with_config(bounded())
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(controller::restore_point::reconcile, error_policy(controller::restore_point::NAME), ctx.clone());
+    let plans = Controller::new(Api::<RestorePlan>::all(c.clone()), wc.clone())
+        .owns(Api::<Job>::all(c.clone()), ours_plans)
+        .with_config(bounded())
+        .graceful_shutdown_on(shutdown)
+        .run(controller::restore_plan::reconcile, error_policy(controller::restore_plan::NAME), ctx.clone());
     tokio::join!(
         log_results(controller::location::NAME, locations),
         log_results(controller::policy::NAME, policies),
-        log_results(controller::restore_point::NAME, points)
+        log_results(controller::restore_point::NAME, points),
+        log_results(controller::restore_plan::NAME, plans)
     );
 }

@@ -76,6 +76,13 @@ pub struct RestorePlanSpec {
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub volumes: Vec<String>,
 
+    /// Restore only these paths inside each restored volume (relative to the volume's
+    /// root, such as `uploads/2026`), with what is under them. Empty: everything.
+    #[serde(default)]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 4096)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub paths: Vec<String>,
+
     /// What starts the plan.
     #[serde(default)]
     pub trigger: Trigger,
@@ -387,6 +394,9 @@ pub struct RestorePlanStatus {
     /// When execution started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+    /// When the current step started (its timeouts count from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_start_time: Option<Time>,
     /// When the workloads were ready and checks passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
@@ -420,6 +430,19 @@ pub struct VolumeProgress {
     /// Whether the volume is complete and verified.
     #[serde(default)]
     pub done: bool,
+    /// The restore point's volume (its PVC name in the source namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Files restored and checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<i64>,
+    /// Digest of what the volume holds, as read back after the restore and found equal
+    /// to the restore point's (BLAKE3 over each file's path, size and chunk ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Restore Jobs retried after a transient failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i32>,
 }
 
 /// Readiness of one restored workload.

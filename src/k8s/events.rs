@@ -35,6 +35,14 @@ pub const REACHABLE: &str = "Reachable";
 pub const REPOSITORY_CREATED: &str = "RepositoryCreated";
 pub const CATALOG_SYNCED: &str = "CatalogSynced";
 pub const RECONCILE_ERROR: &str = "ReconcileError";
+pub const RESTORE_STARTED: &str = "RestoreStarted";
+pub const RESTORE_WAITING: &str = "RestoreWaiting";
+pub const RESTORE_POINT_CHOSEN: &str = "RestorePointChosen";
+pub const VOLUME_RESTORED: &str = "VolumeRestored";
+pub const VOLUMES_RESTORED: &str = "VolumesRestored";
+pub const WORKLOADS_STARTED: &str = "WorkloadStarted";
+pub const RESTORE_COMPLETED: &str = "RestoreCompleted";
+pub const RESTORE_FAILED: &str = "RestoreFailed";
 
 /// How long a repeat of the same Event counts into the first one's series.
 const SERIES_TTL: Duration = Duration::from_secs(6 * 60);

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 /// Where the volume is mounted (or, for a block volume, the device path).
 pub const SOURCE_PATH: &str = "/lifeline/source";
+/// Where a restore's target volume is mounted, writable (or its device path).
+pub const TARGET_PATH: &str = "/lifeline/target";
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
 
 /// What one mover Job does and where.
@@ -25,6 +27,8 @@ pub struct Plan {
     pub args: Vec<String>,
     /// The claim to mount, read-only, and whether it is a block volume.
     pub claim: Option<(String, bool)>,
+    /// Mount the claim writable at [`TARGET_PATH`] instead (a restore).
+    pub writable: bool,
     /// The location's environment (endpoint, region) and `envFrom` (its credentials).
     pub env: Vec<Value>,
     pub env_from: Vec<Value>,
@@ -46,11 +50,14 @@ pub fn job(p: &Plan) -> Value {
     let mut mounts = Vec::new();
     let mut devices = Vec::new();
     if let Some((claim, block)) = &p.claim {
-        volumes.push(json!({"name": "source", "persistentVolumeClaim": {"claimName": claim, "readOnly": true}}));
+        let (name, path, ro) = if p.writable { ("target", TARGET_PATH, false) } else { ("source", SOURCE_PATH, true) };
+        volumes.push(json!({"name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": ro}}));
         if *block {
-            devices.push(json!({"name": "source", "devicePath": SOURCE_PATH}));
+            devices.push(json!({"name": name, "devicePath": path}));
+        } else if ro {
+            mounts.push(json!({"name": name, "mountPath": path, "readOnly": true}));
         } else {
-            mounts.push(json!({"name": "source", "mountPath": SOURCE_PATH, "readOnly": true}));
+            mounts.push(json!({"name": name, "mountPath": path}));
         }
     }
     for (i, dir) in p.host_paths.iter().enumerate() {
@@ -116,6 +123,7 @@ mod tests {
             command: vec!["lifeline".into()],
             args: vec!["backup".into(), "s3://b/p".into(), SOURCE_PATH.into()],
             claim: Some(("db-1-0".into(), false)),
+            writable: false,
             env: vec![],
             env_from: vec![json!({"secretRef": {"name": "creds"}})],
             key: SecretKeyRef { name: "key".into(), key: "passphrase".into() },

@@ -6,6 +6,7 @@ mod catalog;
 mod crash;
 mod invalid;
 mod leader;
+mod restore;
 mod retention;
 mod unreachable;
 

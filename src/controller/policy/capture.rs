@@ -150,7 +150,7 @@ pub async fn write_record(
         if exists {
             return Ok(());
         }
-        let dir = tempfile_dir()?;
+        let dir = private_dir()?;
         let root = dir.join("record");
         std::fs::create_dir_all(root.join("manifests")).map_err(|e| crate::repo::RepoError::io("create", &root, e))?;
         for (name, data) in &files {
@@ -174,7 +174,7 @@ pub async fn write_record(
 }
 
 /// A private temporary directory (the record holds Secrets until it is encrypted).
-fn tempfile_dir() -> Result<std::path::PathBuf, crate::repo::RepoError> {
+pub fn private_dir() -> Result<std::path::PathBuf, crate::repo::RepoError> {
     use std::os::unix::fs::DirBuilderExt;
     let dir = std::env::temp_dir().join(format!("lifeline-record-{}", crate::repo::format::Id::random().short()));
     std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| crate::repo::RepoError::io("create", &dir, e))?;

@@ -190,6 +190,7 @@ fn plan(
         command: cfg.mover_command.clone(),
         args: vec!["replicate".into(), from.spec.url.clone(), to.spec.url.clone(), "--point".into(), point.name_any()],
         claim: None,
+        writable: false,
         env,
         env_from,
         key: policy.spec.encryption.key_secret.clone(),

@@ -1,6 +1,528 @@
-//! The RestorePlan controller (recovery), built in slices. First slice: choosing the
-//! restore point and the location to read it from; preparing the captured manifests for
-//! the target.
+//! The RestorePlan controller: a recovery as a state machine kept in the plan's status.
+//!
+//! Pending -> Resolving (choose the restore point and location, read the captured
+//! manifests, refuse to restore over anything that exists) -> RestoringVolumes (each
+//! claim created empty, then filled and checked by a restore Job, before any workload
+//! exists) -> StartingWorkloads (Secrets, ConfigMaps and Services that are missing, then
+//! the StatefulSets group by group, each group ready before the next) -> Completed, with
+//! the RPO and the RTO; or Failed, naming why. Each step is an Event: the audit trail.
+//!
+//! A plan runs once per `metadata.generation` and `trigger.runToken`: applying the same
+//! plan again (a GitOps re-sync) restores nothing twice. Restored claims and workloads
+//! carry no owner reference: deleting the plan leaves them.
+//!
+//! This version runs mode `Restore` (manual trigger). The other modes and the
+//! `HeartbeatLoss` trigger are refused with a `NotSupported` condition rather than
+//! half-done; fencing and drills come next.
 
 pub mod manifests;
+pub mod record;
 pub mod select;
+pub mod volumes;
+pub mod workloads;
+
+use crate::api::common::condition::{DEGRADED, PROGRESSING, READY};
+use crate::api::names::{LABEL_MANAGED_BY, LABEL_PLAN, MANAGED_BY_VALUE};
+use crate::api::restore_plan::{
+    PlanPhase, RestoreMode, RestoredPoint, Rto, TriggerType, VolumeProgress, WorkloadProgress,
+};
+use crate::api::restore_point::RunPhase;
+use crate::api::{BackupLocation, RestorePlan, RestorePlanStatus, RestorePoint};
+use crate::controller::{Context, Error, Result};
+use crate::k8s::{apply, conditions, events};
+use crate::telemetry::Metrics;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const NAME: &str = "restore-plan";
+
+/// How soon to look again while waiting on Jobs and workloads.
+const POLL: Duration = Duration::from_secs(2);
+
+/// The annotation on restored objects naming the run that created them.
+pub const ANNOTATION_RUN: &str = "lifeline.io/restore-run";
+/// The annotation on restored objects naming the restore point they came from.
+pub const ANNOTATION_FROM: &str = "lifeline.io/restored-from";
+
+/// What a step needs about the plan's run.
+pub struct Run<'a> {
+    pub ctx: &'a Context,
+    pub plan: &'a RestorePlan,
+    pub ns: String,
+    pub name: String,
+    /// Where objects are restored to.
+    pub target: String,
+    /// Identifies this run of this plan on the objects it creates.
+    pub id: String,
+}
+
+impl Run<'_> {
+    pub fn now(&self) -> jiff::Timestamp {
+        self.ctx.now()
+    }
+
+    pub async fn event(&self, warning: bool, reason: &str, note: String) {
+        let r = self.plan.object_ref(&());
+        if warning {
+            self.ctx.events.warning(&r, reason, "Restore", note).await
+        } else {
+            self.ctx.events.normal(&r, reason, "Restore", note).await
+        }
+    }
+
+    /// The namespace and StorageClass mapping of the plan.
+    pub fn mapping(&self) -> manifests::Mapping {
+        manifests::Mapping {
+            namespace: self.target.clone(),
+            storage_classes: self
+                .plan
+                .spec
+                .target
+                .storage_class_mapping
+                .iter()
+                .map(|m| (m.from.clone(), m.to.clone()))
+                .collect(),
+        }
+    }
+
+    /// Labels of everything the run creates.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()),
+            (LABEL_PLAN.to_string(), crate::k8s::truncate_label(&self.name)),
+        ])
+    }
+
+    /// Whether an object in the target was created by this run.
+    pub fn ours(&self, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+        meta.annotations.as_ref().and_then(|a| a.get(ANNOTATION_RUN)) == Some(&self.id)
+    }
+
+    /// Marks an object (JSON) as restored by this run from `point`.
+    pub fn mark(&self, obj: &mut Value, point: &str) {
+        let meta = &mut obj["metadata"];
+        for (k, v) in self.labels() {
+            meta["labels"][k] = Value::String(v);
+        }
+        meta["annotations"][ANNOTATION_RUN] = Value::String(self.id.clone());
+        meta["annotations"][ANNOTATION_FROM] = Value::String(point.to_string());
+    }
+
+    pub async fn location(&self, name: &str) -> Result<Option<BackupLocation>> {
+        let api: Api<BackupLocation> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        api.get_opt(name).await.map_err(Error::kube(format!("read BackupLocation {name}")))
+    }
+
+    pub async fn point(&self, name: &str) -> Result<RestorePoint> {
+        let api: Api<RestorePoint> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        api.get_opt(name)
+            .await
+            .map_err(Error::kube(format!("read RestorePoint {name}")))?
+            .ok_or_else(|| Error::Invalid(format!("restore point {name} is gone (its data was deleted)")))
+    }
+}
+
+/// The identity of a run: the plan's uid, the generation and the run token.
+fn run_id(plan: &RestorePlan, generation: Option<i64>, token: Option<&str>) -> String {
+    let s = format!("{}/{}/{}", plan.uid().unwrap_or_default(), generation.unwrap_or(0), token.unwrap_or_default());
+    blake3::hash(s.as_bytes()).to_hex()[..16].to_string()
+}
+
+pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.metrics.reconciles.get_or_create(&Metrics::controller(NAME)).inc();
+    if plan.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    // The newest object, not the cache's: a reconcile that ran before the cache saw this
+    // controller's last status write would otherwise repeat a finished step.
+    let api: Api<RestorePlan> = Api::namespaced(ctx.client.clone(), &plan.namespace().unwrap_or_default());
+    let Some(plan) = api.get_opt(&plan.name_any()).await.map_err(Error::kube("read the RestorePlan"))? else {
+        return Ok(Action::await_change());
+    };
+    let plan = Arc::new(plan);
+    let mut old = plan.status.clone().unwrap_or_default();
+    let g = plan.meta().generation;
+    let token = plan.spec.trigger.run_token.clone();
+    let mut st = old.clone();
+    let busy = !matches!(old.phase, PlanPhase::Pending | PlanPhase::Completed | PlanPhase::Failed);
+    if (old.observed_generation != g || old.run_token != token) && !busy {
+        // A new run: a new generation or token (never a re-apply of the same spec). What
+        // the last run recorded is removed first: an apply that leaves a field out would
+        // leave an empty object behind where the schema requires its fields.
+        if old != RestorePlanStatus::default() {
+            let clear = serde_json::json!({"status": {
+                "restoredPoint": null, "volumes": null, "workloads": null, "rpo": null, "rto": null,
+                "startTime": null, "stepStartTime": null, "completionTime": null, "message": null,
+            }});
+            let pp = kube::api::PatchParams::apply(&apply::manager(NAME));
+            let pp = kube::api::PatchParams { force: false, ..pp };
+            api.patch_status(&plan.name_any(), &pp, &kube::api::Patch::Merge(&clear))
+                .await
+                .map_err(Error::kube("clear the status of the last run"))?;
+            old = RestorePlanStatus { conditions: old.conditions.clone(), ..Default::default() };
+            ctx.metrics.status_writes.get_or_create(&Metrics::controller(NAME)).inc();
+        }
+        st = RestorePlanStatus {
+            observed_generation: g,
+            run_token: token,
+            conditions: old.conditions.clone(),
+            ..Default::default()
+        };
+    }
+    let ns = plan.namespace().unwrap_or_default();
+    let run = Run {
+        ctx: &ctx,
+        plan: &plan,
+        target: plan.spec.target.namespace.clone().unwrap_or_else(|| ns.clone()),
+        ns,
+        name: plan.name_any(),
+        id: run_id(&plan, st.observed_generation, st.run_token.as_deref()),
+    };
+    if matches!(st.phase, PlanPhase::Completed | PlanPhase::Failed) {
+        write(&run, &old, &st).await?;
+        return Ok(Action::await_change());
+    }
+    if let Some(why) = unsupported(&plan) {
+        let now = run.now();
+        let msg = format!("{why}; this version of Lifeline runs mode Restore with a manual trigger");
+        if conditions::get(&old.conditions, DEGRADED).map(|c| c.message.as_str()) != Some(msg.as_str()) {
+            run.event(true, events::INVALID_SPEC, msg.clone()).await;
+        }
+        st.message = Some(msg.clone());
+        conditions::set(&mut st.conditions, DEGRADED, true, "NotSupported", &msg, g, now);
+        conditions::set(&mut st.conditions, READY, false, "NotSupported", &msg, g, now);
+        write(&run, &old, &st).await?;
+        return Ok(Action::await_change());
+    }
+    let action = match step(&run, &mut st).await {
+        Ok(a) => a,
+        Err(Error::Invalid(msg)) => {
+            fail(&run, &mut st, "InvalidSpec", &msg).await;
+            Action::requeue(Duration::ZERO)
+        }
+        Err(e) => {
+            conditions::set(&mut st.conditions, PROGRESSING, true, e.category(), &e.to_string(), g, run.now());
+            write(&run, &old, &st).await?;
+            return Err(e);
+        }
+    };
+    write(&run, &old, &st).await?;
+    Ok(action)
+}
+
+/// Why the plan asks for something this version does not do, if it does.
+fn unsupported(plan: &RestorePlan) -> Option<String> {
+    if plan.spec.mode != RestoreMode::Restore {
+        return Some(format!("spec.mode: {:?} is not supported yet", plan.spec.mode));
+    }
+    if plan.spec.trigger.type_ != TriggerType::Manual {
+        return Some(format!("spec.trigger.type: {:?} is not supported yet", plan.spec.trigger.type_));
+    }
+    if !plan.spec.post_restore_hooks.is_empty() {
+        return Some("spec.postRestoreHooks: hooks are not supported yet".into());
+    }
+    if plan.spec.workloads.iter().any(|w| w.readiness.check.is_some()) {
+        return Some("spec.workloads[].readiness.check: readiness commands are not supported yet".into());
+    }
+    None
+}
+
+async fn write(run: &Run<'_>, old: &RestorePlanStatus, st: &RestorePlanStatus) -> Result<()> {
+    if old == st {
+        return Ok(());
+    }
+    let api: Api<RestorePlan> = Api::namespaced(run.ctx.client.clone(), &run.ns);
+    apply::apply_status(&api, NAME, &run.name, st)
+        .await
+        .map_err(Error::kube(format!("update the status of RestorePlan {}", run.name)))?;
+    run.ctx.metrics.status_writes.get_or_create(&Metrics::controller(NAME)).inc();
+    Ok(())
+}
+
+/// Moves to a phase, restarting the step clock.
+pub fn enter(st: &mut RestorePlanStatus, p: PlanPhase, now: jiff::Timestamp) {
+    if st.phase != p {
+        st.phase = p;
+        st.step_start_time = Some(Time(now));
+    }
+}
+
+async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
+    match st.phase {
+        PlanPhase::Pending => {
+            let now = run.now();
+            st.start_time = Some(Time(now));
+            enter(st, PlanPhase::Resolving, now);
+            let detected =
+                run.plan.spec.trigger.detected_at.as_ref().map(|t| format!(", disaster detected at {}", t.0));
+            run.event(
+                false,
+                events::RESTORE_STARTED,
+                format!(
+                    "restore into namespace {} started (mode {:?}, manual trigger{})",
+                    run.target,
+                    run.plan.spec.mode,
+                    detected.unwrap_or_default()
+                ),
+            )
+            .await;
+            Ok(Action::requeue(Duration::ZERO))
+        }
+        PlanPhase::Resolving => resolve(run, st).await,
+        PlanPhase::RestoringVolumes => volumes::step(run, st).await,
+        PlanPhase::StartingWorkloads => workloads::step(run, st).await,
+        _ => Ok(Action::await_change()),
+    }
+}
+
+/// Chooses the point and location, reads what the point holds, checks the plan against
+/// it and the target against the plan; nothing is created before all of that holds.
+async fn resolve(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
+    let now = run.now();
+    let g = run.plan.meta().generation;
+    let spec = &run.plan.spec;
+    if run.target != run.ns {
+        // A restore Job must run where its claim is, and read the location's key and
+        // credentials there: Secrets this version does not carry across namespaces.
+        return Err(Error::Invalid(format!(
+            "spec.target.namespace: restoring into another namespace ({}) is not supported yet; restore into {} (the plan's namespace)",
+            run.target, run.ns
+        )));
+    }
+    let mut locations: BTreeMap<String, Option<BackupLocation>> = BTreeMap::new();
+    for l in &spec.source.locations {
+        let loc = run.location(l).await?;
+        if let Some(loc) = &loc
+            && conditions::get(&loc.status.clone().unwrap_or_default().conditions, READY).is_none()
+        {
+            let msg = format!("waiting for the first check of BackupLocation {l}");
+            conditions::set(&mut st.conditions, PROGRESSING, true, "Resolving", &msg, g, now);
+            st.message = Some(msg);
+            return Ok(Action::requeue(POLL));
+        }
+        locations.insert(l.clone(), loc);
+    }
+    let unreachable = |l: &str| match locations.get(l).cloned().flatten() {
+        None => Some(format!("no BackupLocation {l} in namespace {}", run.ns)),
+        Some(loc) => {
+            let conds = loc.status.unwrap_or_default().conditions;
+            let ready = conditions::get(&conds, READY);
+            match ready {
+                Some(c) if c.status == "True" => None,
+                Some(c) => Some(format!("{}: {}", c.reason, c.message)),
+                None => Some("not checked yet".into()),
+            }
+        }
+    };
+    let api: Api<RestorePoint> = Api::namespaced(run.ctx.client.clone(), &run.ns);
+    let points = api.list(&Default::default()).await.map_err(Error::kube("list RestorePoints"))?.items;
+    let known: Vec<select::Known> = points
+        .iter()
+        .filter(|p| p.spec.policy == spec.source.policy)
+        .filter(|p| crate::controller::restore_point::delete::requested(p).is_none())
+        .filter_map(|p| {
+            let s = p.status.as_ref()?;
+            (s.phase == RunPhase::Completed).then(|| select::Known {
+                name: p.name_any(),
+                time: crate::controller::policy::status::data_time(p),
+                locations: s.locations.iter().filter(|l| l.present).map(|l| l.name.clone()).collect(),
+            })
+        })
+        .collect();
+    let choice = match select::choose(&spec.point_in_time, &spec.source.locations, unreachable, &known) {
+        Ok(c) => c,
+        Err(why) => {
+            // Catalog sync may not have brought the points yet, or a region may return.
+            let msg = format!("waiting for a restore point: {why}");
+            if st.message.as_deref() != Some(msg.as_str()) {
+                run.event(true, events::RESTORE_WAITING, msg.clone()).await;
+            }
+            conditions::set(&mut st.conditions, PROGRESSING, true, "NoRestorePoint", &msg, g, now);
+            conditions::set(&mut st.conditions, READY, false, "NoRestorePoint", &msg, g, now);
+            st.message = Some(msg);
+            return Ok(Action::requeue(Duration::from_secs(10)));
+        }
+    };
+    let point = run.point(&choice.point).await?;
+    let loc = locations
+        .get(&choice.location)
+        .cloned()
+        .flatten()
+        .ok_or_else(|| Error::Invalid(format!("BackupLocation {} is gone", choice.location)))?;
+    let objects = record::manifests(run.ctx, run.plan, &loc, &choice.point).await?;
+    let pst = point.status.clone().unwrap_or_default();
+
+    // The workloads: as the plan lists them, or every StatefulSet the point holds.
+    let recorded: Vec<&Value> = objects.iter().filter(|o| is_kind(o, "apps/v1", "StatefulSet")).collect();
+    let names = |v: &[&Value]| v.iter().filter_map(|o| o["metadata"]["name"].as_str()).collect::<Vec<_>>().join(", ");
+    let mut workloads: Vec<(i32, WorkloadProgress)> = Vec::new();
+    if spec.workloads.is_empty() {
+        for s in &recorded {
+            let name = s["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let replicas = s["spec"]["replicas"].as_i64().unwrap_or(1) as i32;
+            workloads.push((0, WorkloadProgress { name, replicas, ready_replicas: 0, ready: false }));
+        }
+    } else {
+        for (i, w) in spec.workloads.iter().enumerate() {
+            let Some(s) = recorded.iter().find(|s| s["metadata"]["name"] == w.name.as_str()) else {
+                return Err(Error::Invalid(format!(
+                    "spec.workloads[{i}].name: restore point {} holds no StatefulSet {} (it holds: {})",
+                    choice.point,
+                    w.name,
+                    if recorded.is_empty() { "none".to_string() } else { names(&recorded) }
+                )));
+            };
+            let replicas = w.replicas.unwrap_or_else(|| s["spec"]["replicas"].as_i64().unwrap_or(1) as i32);
+            workloads.push((
+                w.start_order,
+                WorkloadProgress { name: w.name.clone(), replicas, ready_replicas: 0, ready: false },
+            ));
+        }
+    }
+    workloads.sort_by_key(|(order, w)| (*order, w.name.clone()));
+
+    // The volumes: as the plan lists them, else those of the chosen workloads (all of the
+    // point's volumes when the plan names no workloads).
+    let mut vols = Vec::new();
+    for (i, want) in spec.volumes.iter().enumerate() {
+        if !pst.volumes.iter().any(|v| &v.pvc == want) {
+            let have: Vec<&str> = pst.volumes.iter().map(|v| v.pvc.as_str()).collect();
+            return Err(Error::Invalid(format!(
+                "spec.volumes[{i}]: restore point {} holds no volume {want} (it holds: {})",
+                choice.point,
+                have.join(", ")
+            )));
+        }
+    }
+    for v in &pst.volumes {
+        let chosen = if !spec.volumes.is_empty() {
+            spec.volumes.contains(&v.pvc)
+        } else if !spec.workloads.is_empty() {
+            v.stateful_set.as_ref().is_some_and(|s| workloads.iter().any(|(_, w)| &w.name == s))
+        } else {
+            true
+        };
+        if !chosen {
+            continue;
+        }
+        if v.repository_snapshot.is_none() {
+            return Err(Error::Invalid(format!("restore point {}: volume {} has no stored data", choice.point, v.pvc)));
+        }
+        vols.push(VolumeProgress {
+            pvc: v.pvc.clone(),
+            bytes_done: 0,
+            bytes_total: v.bytes_total.unwrap_or(0),
+            done: false,
+            source: Some(v.pvc.clone()),
+            files: None,
+            digest: None,
+            attempts: None,
+        });
+    }
+
+    // Nothing is restored over what exists: claims and workloads of the same names.
+    let mut existing = Vec::new();
+    for v in &vols {
+        if volumes::exists(run, &v.pvc).await?.is_some_and(|m| !run.ours(&m)) {
+            existing.push(format!("PersistentVolumeClaim {}", v.pvc));
+        }
+    }
+    for (_, w) in &workloads {
+        if workloads::exists(run, &w.name).await?.is_some_and(|m| !run.ours(&m)) {
+            existing.push(format!("StatefulSet {}", w.name));
+        }
+    }
+    if !existing.is_empty() {
+        let msg = format!(
+            "{} already exist(s) in namespace {}: a restore never replaces existing data; delete them or restore into another namespace (spec.target.namespace)",
+            existing.join(", "),
+            run.target
+        );
+        fail(run, st, "TargetExists", &msg).await;
+        return Ok(Action::requeue(Duration::ZERO));
+    }
+
+    let trigger = run.plan.spec.trigger.detected_at.as_ref().map(|t| t.0).or(st.start_time.as_ref().map(|t| t.0));
+    st.rpo = trigger.map(|t| t.duration_since(choice.time).unsigned_abs().into());
+    st.restored_point =
+        Some(RestoredPoint { name: choice.point.clone(), time: Time(choice.time), location: choice.location.clone() });
+    st.volumes = vols;
+    st.workloads = workloads.into_iter().map(|(_, w)| w).collect();
+    let msg = choice.describe();
+    st.message = Some(msg.clone());
+    conditions::set(&mut st.conditions, PROGRESSING, true, "RestoringVolumes", &msg, g, now);
+    run.event(
+        false,
+        events::RESTORE_POINT_CHOSEN,
+        format!("{msg}; {} volume(s), {} workload(s)", st.volumes.len(), st.workloads.len()),
+    )
+    .await;
+    enter(st, PlanPhase::RestoringVolumes, now);
+    Ok(Action::requeue(Duration::ZERO))
+}
+
+pub fn is_kind(o: &Value, api_version: &str, kind: &str) -> bool {
+    o["apiVersion"] == api_version && o["kind"] == kind
+}
+
+/// Ends the run as failed, saying why.
+pub async fn fail(run: &Run<'_>, st: &mut RestorePlanStatus, reason: &str, msg: &str) {
+    let now = run.now();
+    let g = run.plan.meta().generation;
+    enter(st, PlanPhase::Failed, now);
+    st.completion_time = Some(Time(now));
+    st.message = Some(msg.to_string());
+    conditions::set(&mut st.conditions, READY, false, reason, msg, g, now);
+    conditions::set(&mut st.conditions, DEGRADED, true, reason, msg, g, now);
+    conditions::set(&mut st.conditions, PROGRESSING, false, reason, "", g, now);
+    run.event(true, events::RESTORE_FAILED, format!("{reason}: {msg}")).await;
+    cleanup(run).await;
+}
+
+/// Removes the run's Jobs; what they restored stays. A failure here only leaves Jobs
+/// behind until the plan goes (they are the plan's).
+async fn cleanup(run: &Run<'_>) {
+    if let Err(e) = volumes::remove_jobs(run).await {
+        tracing::warn!(plan = %run.name, error = %e, "could not remove the restore Jobs");
+    }
+}
+
+/// Ends the run as completed, with the RTO.
+pub async fn complete(run: &Run<'_>, st: &mut RestorePlanStatus) {
+    let now = run.now();
+    let g = run.plan.meta().generation;
+    enter(st, PlanPhase::Completed, now);
+    st.completion_time = Some(Time(now));
+    let start = st.start_time.as_ref().map(|t| t.0).unwrap_or(now);
+    let span = |a: jiff::Timestamp, b: jiff::Timestamp| -> Duration { b.duration_since(a).unsigned_abs() };
+    let execution = span(start, now);
+    let decision = run.plan.spec.trigger.detected_at.as_ref().map(|d| span(d.0, start));
+    let total = decision.unwrap_or_default() + execution;
+    st.rto = Some(Rto {
+        detection: None,
+        decision: decision.map(Into::into),
+        execution: Some(execution.into()),
+        total: Some(total.into()),
+    });
+    let point = st.restored_point.as_ref().map(|p| format!("{} from {}", p.name, p.location)).unwrap_or_default();
+    let bytes: i64 = st.volumes.iter().map(|v| v.bytes_done).sum();
+    let msg = format!(
+        "restored {point}: {} volume(s), {bytes} bytes, checked; {} workload(s) ready; RPO {}, RTO {}",
+        st.volumes.len(),
+        st.workloads.len(),
+        st.rpo.as_ref().map(|d| d.to_string()).unwrap_or_else(|| "unknown".into()),
+        crate::api::common::Duration::from(total),
+    );
+    st.message = Some(msg.clone());
+    conditions::set(&mut st.conditions, READY, true, "Restored", &msg, g, now);
+    conditions::set(&mut st.conditions, PROGRESSING, false, "Restored", "", g, now);
+    conditions::set(&mut st.conditions, DEGRADED, false, "Restored", "", g, now);
+    run.event(false, events::RESTORE_COMPLETED, msg).await;
+    cleanup(run).await;
+}

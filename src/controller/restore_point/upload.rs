@@ -194,6 +194,7 @@ fn backup_plan(
         command: cfg.mover_command.clone(),
         args,
         claim: Some((clone.into(), block)),
+        writable: false,
         env,
         env_from,
         key: policy.spec.encryption.key_secret.clone(),

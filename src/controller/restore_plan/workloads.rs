@@ -1,0 +1,159 @@
+//! StartingWorkloads: the captured Secrets, ConfigMaps and Services the target lacks
+//! (what the target has is kept: it may hold newer credentials), then the StatefulSets in
+//! their start groups: a group is created once the group before it is ready, and each must
+//! be ready within its readiness timeout. The StatefulSets find their claims full.
+
+use super::{Run, complete, fail, manifests};
+use crate::api::RestorePlanStatus;
+use crate::api::common::condition::PROGRESSING;
+use crate::controller::{Error, Result};
+use crate::k8s::{apply, conditions, events};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// The metadata of a StatefulSet in the target, if there is one.
+pub async fn exists(run: &Run<'_>, name: &str) -> Result<Option<ObjectMeta>> {
+    let api: Api<StatefulSet> = Api::namespaced(run.ctx.client.clone(), &run.target);
+    Ok(api.get_opt(name).await.map_err(Error::kube(format!("read StatefulSet {name}")))?.map(|s| s.metadata))
+}
+
+/// The start group of a workload.
+fn order(run: &Run<'_>, name: &str) -> i32 {
+    run.plan.spec.workloads.iter().find(|w| w.name == name).map_or(0, |w| w.start_order)
+}
+
+pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
+    let now = run.now();
+    let g = run.plan.meta().generation;
+    let Some(chosen) = st.restored_point.clone() else {
+        return Err(Error::Invalid("no restore point was chosen".into()));
+    };
+    let sts_api: Api<StatefulSet> = Api::namespaced(run.ctx.client.clone(), &run.target);
+    // The first group not ready yet.
+    let mut group: Option<i32> = None;
+    for i in 0..st.workloads.len() {
+        let name = st.workloads[i].name.clone();
+        let o = order(run, &name);
+        if group.is_some_and(|gr| o > gr) {
+            break;
+        }
+        let Some(s) = sts_api.get_opt(&name).await.map_err(Error::kube(format!("read StatefulSet {name}")))? else {
+            group = Some(o);
+            continue;
+        };
+        let ready = s.status.as_ref().and_then(|x| x.ready_replicas).unwrap_or(0);
+        let w = &mut st.workloads[i];
+        w.ready_replicas = ready;
+        w.ready = ready >= w.replicas;
+        if !w.ready {
+            group = Some(o);
+        }
+    }
+    let Some(group) = group else {
+        if !st.workloads.is_empty() {
+            let names: Vec<&str> = st.workloads.iter().map(|w| w.name.as_str()).collect();
+            run.event(false, events::WORKLOADS_STARTED, format!("workloads ready: {}", names.join(", "))).await;
+        }
+        complete(run, st).await;
+        return Ok(Action::requeue(Duration::ZERO));
+    };
+    // Create what the group lacks (and, before the first group, what workloads need).
+    let missing: Vec<String> = {
+        let mut m = Vec::new();
+        for w in st.workloads.iter().filter(|w| order(run, &w.name) == group) {
+            if exists(run, &w.name).await?.is_none() {
+                m.push(w.name.clone());
+            }
+        }
+        m
+    };
+    if !missing.is_empty() {
+        let loc = run
+            .location(&chosen.location)
+            .await?
+            .ok_or_else(|| Error::Invalid(format!("BackupLocation {} is gone", chosen.location)))?;
+        let objects = super::record::manifests(run.ctx, run.plan, &loc, &chosen.name).await?;
+        let mapping = run.mapping();
+        support(run, &objects, &mapping, &chosen.name).await?;
+        for name in &missing {
+            let Some(obj) = objects
+                .iter()
+                .find(|o| super::is_kind(o, "apps/v1", "StatefulSet") && o["metadata"]["name"] == name.as_str())
+            else {
+                return Err(Error::Invalid(format!("restore point {} holds no StatefulSet {name}", chosen.name)));
+            };
+            let mut sts = manifests::prepare(obj, &mapping);
+            if let Some(w) = st.workloads.iter().find(|w| &w.name == name) {
+                sts["spec"]["replicas"] = json!(w.replicas);
+            }
+            run.mark(&mut sts, &chosen.name);
+            apply::apply(&sts_api, super::NAME, &sts)
+                .await
+                .map_err(Error::kube(format!("create StatefulSet {name}")))?;
+        }
+        run.event(
+            false,
+            events::WORKLOADS_STARTED,
+            format!("start group {group}: created StatefulSet(s) {}", missing.join(", ")),
+        )
+        .await;
+    }
+    let timeout: Duration = run
+        .plan
+        .spec
+        .workloads
+        .iter()
+        .filter(|w| w.start_order == group)
+        .map(|w| Duration::from(w.readiness.timeout))
+        .max()
+        .unwrap_or(Duration::from_secs(600));
+    let waiting: Vec<String> = st
+        .workloads
+        .iter()
+        .filter(|w| order(run, &w.name) == group && !w.ready)
+        .map(|w| format!("{} {}/{} ready", w.name, w.ready_replicas, w.replicas))
+        .collect();
+    let since = st.step_start_time.as_ref().map(|t| now.duration_since(t.0).unsigned_abs()).unwrap_or_default();
+    if since > timeout {
+        let msg = format!(
+            "start group {group} not ready within {}: {}",
+            crate::api::common::Duration::from(timeout),
+            waiting.join(", ")
+        );
+        fail(run, st, "ReadinessTimeout", &msg).await;
+        return Ok(Action::requeue(Duration::ZERO));
+    }
+    let msg = format!("starting workloads (group {group}): {}", waiting.join(", "));
+    conditions::set(&mut st.conditions, PROGRESSING, true, "StartingWorkloads", &msg, g, now);
+    st.message = Some(msg);
+    Ok(Action::requeue(super::POLL))
+}
+
+/// Creates the captured Secrets, ConfigMaps and Services the target lacks.
+async fn support(run: &Run<'_>, objects: &[Value], mapping: &manifests::Mapping, point: &str) -> Result<()> {
+    for (kind, plural) in [("Secret", "secrets"), ("ConfigMap", "configmaps"), ("Service", "services")] {
+        let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", kind), plural);
+        let api: Api<DynamicObject> = Api::namespaced_with(run.ctx.client.clone(), &run.target, &ar);
+        for o in objects.iter().filter(|o| super::is_kind(o, "v1", kind)) {
+            let name = o["metadata"]["name"].as_str().unwrap_or_default();
+            if api.get_opt(name).await.map_err(Error::kube(format!("read {kind} {name}")))?.is_some() {
+                continue;
+            }
+            let mut obj = manifests::prepare(o, mapping);
+            run.mark(&mut obj, point);
+            let obj: DynamicObject = serde_json::from_value(obj)
+                .map_err(|e| Error::Invalid(format!("the captured {kind} {name} cannot be read: {e}")))?;
+            match api.create(&Default::default(), &obj).await {
+                Ok(_) => {}
+                Err(e) if crate::k8s::is_conflict(&e) || matches!(&e, kube::Error::Api(s) if s.code == 409) => {}
+                Err(e) => return Err(Error::kube(format!("create {kind} {name}"))(e)),
+            }
+        }
+    }
+    Ok(())
+}

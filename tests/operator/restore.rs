@@ -1,0 +1,263 @@
+//! Recovery in another cluster: the primary cluster is gone, its first region is down,
+//! and a RestorePlan in a standby cluster that knows only the locations brings the
+//! StatefulSet back with every record up to the restore point, volumes filled and
+//! checked before the workload starts, storage classes mapped in claims and templates.
+
+use super::{Env, example, system_clock};
+use crate::support::s3;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::ResourceExt;
+use kube::api::Api;
+use lifeline::api::restore_plan::PlanPhase;
+use lifeline::api::restore_point::RunPhase;
+use lifeline::api::{RestorePlan, RestorePoint};
+use lifeline::sim::Options as SimOptions;
+
+const PLAN: &str = r#"
+apiVersion: lifeline.io/v1alpha1
+kind: RestorePlan
+metadata:
+  name: records-back
+  namespace: records
+spec:
+  mode: Restore
+  source:
+    locations: [eu, us]
+    policy: records
+  target:
+    storageClassMapping:
+      - from: standard
+        to: fast-standby
+  trigger:
+    detectedAt: "DETECTED"
+"#;
+
+#[test]
+fn a_lost_statefulset_comes_back_in_a_standby_cluster_from_the_region_that_is_up() {
+    // The primary: the example, with its claims' class written out.
+    let mut primary = Env::start(SimOptions::default());
+    let prefix = s3::unique("restore");
+    let yaml = example("records-two-regions.yaml", &prefix).replace(
+        "        accessModes: [\"ReadWriteOnce\"]\n",
+        "        accessModes: [\"ReadWriteOnce\"]\n        storageClassName: standard\n",
+    );
+    primary.apply(&yaml);
+    primary.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
+    primary.start_operator(system_clock());
+    primary
+        .kubectl(&["annotate", "backuppolicy/records", "-n", "records", "lifeline.io/run-now=before-the-loss"], None);
+    let name = primary.new_point("records", &[], 60);
+    let st = primary.finished_point("records", &name, 120).status.unwrap();
+    assert_eq!(st.phase, RunPhase::Completed, "{:?}", st.message);
+    let api: Api<RestorePoint> = Api::namespaced(primary.client.clone(), "records");
+    primary.eventually(90, "replication to the second region", || async {
+        let p = api.get_opt(&name).await.ok()??;
+        p.status?.locations.iter().any(|l| l.name == "us" && l.present).then_some(())
+    });
+    // What the point holds, read with the CLI alone.
+    let (_, us) = s3::regions();
+    let us_url = format!("s3://lifeline/{prefix}-us");
+    let mut recorded = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        let id = super::volume_at(&us_url, &us.endpoint, &name, &format!("records/data-records-{i}"));
+        let target = dir.path().join(format!("r{i}"));
+        super::lifeline_cli(&["repo", "restore", &us_url, &id, target.to_str().unwrap(), "--endpoint", &us.endpoint]);
+        let log = std::fs::read_to_string(target.join("records.log")).unwrap();
+        assert!(log.contains("record 1\n"), "{log}");
+        recorded.push(log);
+    }
+    // The site is lost.
+    primary.kill_operator();
+    drop(primary);
+
+    // The standby knows the two locations; the first region is down (nothing listens).
+    let mut standby = Env::start(SimOptions::default());
+    let locations = yaml
+        .split("\n---\n")
+        .filter(|d| d.contains("kind: Namespace") || d.contains("kind: Secret") || d.contains("kind: BackupLocation"))
+        .filter(|d| !d.contains("name: records-auth"))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+        .replace("  keySecret:\n", "  accessMode: ReadOnly\n  checkInterval: 2s\n  keySecret:\n");
+    let eu_endpoint = s3::regions().0.endpoint.clone();
+    let locations = locations.replacen(&eu_endpoint, "http://127.0.0.1:9", 1);
+    standby.apply(&locations);
+    standby.apply(
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: fast-standby\nprovisioner: sim.lifeline.io\nvolumeBindingMode: Immediate\n",
+    );
+    standby.start_operator(system_clock());
+    let sapi: Api<RestorePoint> = Api::namespaced(standby.client.clone(), "records");
+    standby.eventually(60, "the restore point in the standby", || async {
+        let p = sapi.get_opt(&name).await.ok()??;
+        (p.status?.phase == RunPhase::Completed).then_some(())
+    });
+    let detected = jiff::Timestamp::now();
+    standby.apply(&PLAN.replace("DETECTED", &detected.to_string()));
+
+    let plans: Api<RestorePlan> = Api::namespaced(standby.client.clone(), "records");
+    // The operator dies while the volumes are being restored, and comes back.
+    standby.eventually(120, "the volumes' restore to start", || async {
+        let p = plans.get_opt("records-back").await.ok()??;
+        (p.status?.phase == PlanPhase::RestoringVolumes).then_some(())
+    });
+    standby.kill_operator();
+    standby.start_operator(system_clock());
+    let plan = standby.eventually(240, "the restore to finish", || async {
+        let p = plans.get_opt("records-back").await.ok()??;
+        matches!(p.status.as_ref()?.phase, PlanPhase::Completed | PlanPhase::Failed).then_some(p)
+    });
+    let st = plan.status.clone().unwrap();
+    let events = |reason: &str| standby.event_messages("records", reason);
+    assert_eq!(st.phase, PlanPhase::Completed, "{:?}\n{}", st.message, events("RestoreFailed"));
+    let used = st.restored_point.clone().unwrap();
+    assert_eq!((used.name.as_str(), used.location.as_str()), (name.as_str(), "us"));
+    let chosen = events("RestorePointChosen");
+    assert!(
+        chosen.contains("from BackupLocation us, not eu: unreachable"),
+        "the region that was down is named: {chosen}"
+    );
+
+    // Every record up to the point, byte for byte, in the running workload.
+    let sts: Api<StatefulSet> = Api::namespaced(standby.client.clone(), "records");
+    let restored = standby.block_on(sts.get("records")).unwrap();
+    assert_eq!(restored.status.as_ref().and_then(|s| s.ready_replicas), Some(3));
+    for (i, log) in recorded.iter().enumerate() {
+        let now = standby
+            .kubectl(&["exec", "-n", "records", &format!("records-{i}"), "--", "cat", "/data/records.log"], None);
+        assert!(now.starts_with(log.as_str()), "records-{i} lost records of the restore point");
+    }
+    // Each volume was checked against the point before the workload existed.
+    assert_eq!(st.volumes.len(), 3);
+    for v in &st.volumes {
+        assert!(v.done && v.digest.as_ref().is_some_and(|d| d.len() == 64) && v.files >= Some(1), "{v:?}");
+    }
+    // Mapped in the claims and in the StatefulSet's templates; no owner to take them away.
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(standby.client.clone(), "records");
+    for i in 0..3 {
+        let c = standby.block_on(pvcs.get(&format!("data-records-{i}"))).unwrap();
+        assert_eq!(c.spec.as_ref().unwrap().storage_class_name.as_deref(), Some("fast-standby"));
+        assert!(c.metadata.owner_references.is_none(), "{:?}", c.metadata.owner_references);
+        assert_eq!(c.annotations().get("lifeline.io/restored-from"), Some(&name));
+    }
+    let templates = restored.spec.as_ref().unwrap().volume_claim_templates.clone().unwrap();
+    assert_eq!(templates[0].spec.as_ref().unwrap().storage_class_name.as_deref(), Some("fast-standby"));
+
+    // RPO: the age of the data at detection; RTO: decision and execution.
+    let rpo = std::time::Duration::from(st.rpo.unwrap());
+    assert!(rpo > std::time::Duration::ZERO && rpo < std::time::Duration::from_secs(600), "{rpo:?}");
+    let rto = st.rto.clone().unwrap();
+    assert!(rto.execution.is_some() && rto.decision.is_some() && rto.total.is_some(), "{rto:?}");
+    // The story, in order.
+    let story = standby.kubectl(
+        &[
+            "get",
+            "events",
+            "-n",
+            "records",
+            "--field-selector",
+            "involvedObject.name=records-back",
+            "--sort-by=.eventTime",
+            "-o",
+            "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}",
+        ],
+        None,
+    );
+    let reasons: Vec<&str> = story.lines().collect();
+    let order = ["RestoreStarted", "RestorePointChosen", "VolumesRestored", "WorkloadStarted", "RestoreCompleted"];
+    let at: Vec<usize> = order.iter().map(|r| reasons.iter().position(|x| x == r).unwrap_or(usize::MAX)).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]) && at[4] != usize::MAX, "{reasons:?}");
+
+    // Applying the same plan again (a GitOps re-sync) restores nothing again.
+    standby.apply(&PLAN.replace("DETECTED", &detected.to_string()));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let again = standby.block_on(plans.get("records-back")).unwrap().status.unwrap();
+    assert_eq!(again.completion_time, st.completion_time);
+    assert_eq!(events("RestoreStarted").matches("started").count(), 1);
+
+    // A new run of the plan does not restore over what is there now, and says why.
+    standby.kubectl(
+        &[
+            "patch",
+            "restoreplan/records-back",
+            "-n",
+            "records",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"trigger":{"runToken":"again"}}}"#,
+        ],
+        None,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let refused = loop {
+        let s = standby.block_on(plans.get("records-back")).unwrap().status.unwrap_or_default();
+        if s.run_token.as_deref() == Some("again") && s.phase == PlanPhase::Failed {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let obj = standby.kubectl(&["get", "restoreplan/records-back", "-n", "records", "-o", "yaml"], None);
+            let ev = standby.kubectl(
+                &[
+                    "get",
+                    "events",
+                    "-n",
+                    "records",
+                    "--field-selector",
+                    "involvedObject.name=records-back",
+                    "-o",
+                    "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+                ],
+                None,
+            );
+            panic!("the second run was not refused: {obj}\n{ev}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    let msg = refused.message.unwrap_or_default();
+    assert!(msg.contains("PersistentVolumeClaim data-records-0") && msg.contains("StatefulSet records"), "{msg}");
+    let degraded = refused.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
+    assert_eq!(degraded.reason, "TargetExists");
+
+    // Deleting the plan leaves what it restored.
+    standby.kubectl(&["delete", "restoreplan/records-back", "-n", "records", "--wait=true"], None);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    for i in 0..3 {
+        assert!(standby.block_on(pvcs.get_opt(&format!("data-records-{i}"))).unwrap().is_some());
+    }
+    assert!(standby.block_on(sts.get_opt("records")).unwrap().is_some());
+
+    // Selective recovery: one volume, one path in it, after the workload and its claims
+    // are gone again.
+    standby.kubectl(&["delete", "statefulset/records", "-n", "records", "--wait=true"], None);
+    standby.kubectl(&["delete", "pvc", "--all", "-n", "records", "--wait=true"], None);
+    standby.apply(
+        r#"
+apiVersion: lifeline.io/v1alpha1
+kind: RestorePlan
+metadata:
+  name: one-file
+  namespace: records
+spec:
+  source:
+    locations: [us]
+    policy: records
+  volumes: [data-records-1]
+  paths: [last-before-snapshot]
+  workloads:
+    - name: records
+      replicas: 0
+"#,
+    );
+    let one = standby.eventually(120, "the selective restore", || async {
+        let s = plans.get_opt("one-file").await.ok()??.status?;
+        matches!(s.phase, PlanPhase::Completed | PlanPhase::Failed).then_some(s)
+    });
+    assert_eq!(one.phase, PlanPhase::Completed, "{:?}", one.message);
+    assert_eq!(one.volumes.iter().map(|v| v.pvc.as_str()).collect::<Vec<_>>(), ["data-records-1"]);
+    assert_eq!(one.volumes[0].files, Some(1), "only the chosen path: {:?}", one.volumes[0]);
+    for i in [0, 2] {
+        assert!(standby.block_on(pvcs.get_opt(&format!("data-records-{i}"))).unwrap().is_none(), "data-records-{i}");
+    }
+    assert!(standby.block_on(pvcs.get_opt("data-records-1")).unwrap().is_some());
+}
