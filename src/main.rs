@@ -14,6 +14,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole product in about a minute, on two simulated clusters (`make demo`).
+    Demo(lifeline::cli::demo::DemoArgs),
     /// Print the CustomResourceDefinitions as YAML (or write one file per CRD).
     Crd {
         /// Write `<name>.yaml` files into this directory instead of printing.
@@ -27,7 +29,7 @@ enum Command {
         #[command(subcommand)]
         command: Box<lifeline::cli::repo::RepoCommand>,
     },
-    /// Run the operator: the BackupLocation, BackupPolicy and RestorePoint controllers.
+    /// Run the operator: the BackupLocation, BackupPolicy, RestorePoint and RestorePlan controllers.
     Run(Box<lifeline::cli::run::RunArgs>),
     /// Data-path work inside a mover Job (`lifeline repo …` whose result goes to the
     /// container's termination message by default).
@@ -105,6 +107,7 @@ fn main() -> ExitCode {
             }
             return ExitCode::from(lifeline::cli::repo::run(*command, &common) as u8);
         }
+        Command::Demo(args) => lifeline::cli::demo::run(args).map(|()| ExitCode::SUCCESS),
         Command::BenchOperator(args) => lifeline::cli::bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => lifeline::cli::run::run(*args).map(|()| ExitCode::SUCCESS),
         Command::Sim { port, kubeconfig, profile, state_dir, disable, rbac } => {

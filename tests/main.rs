@@ -2,6 +2,7 @@
 
 mod api;
 mod cli;
+mod demo;
 mod mover;
 mod operator;
 mod repo;

@@ -1,6 +1,7 @@
 //! User-facing CLI verbs that need no cluster.
 
 pub mod bench;
+pub mod demo;
 pub mod manifests;
 pub mod repo;
 pub mod run;

@@ -31,6 +31,7 @@ mod review;
 mod selector;
 mod snapshots;
 mod storage;
+pub use storage::volume_path;
 mod store;
 mod table;
 pub mod tls;
