@@ -89,6 +89,8 @@ async fn run(
         clock: opts.clock.clone(),
         config: opts.config.clone(),
         repos: Default::default(),
+        cluster: Default::default(),
+        checked: Default::default(),
     });
     let Some(le) = opts.leader.clone() else {
         ready.store(true, Ordering::Relaxed);
@@ -129,6 +131,20 @@ async fn run(
     drop(leader);
     let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
     outcome
+}
+
+/// A hash of a location's fencing markers: the same for every status without markers,
+/// so only a change of markers passes the filter (a property of `None` would let every
+/// event through).
+fn fences_hash(loc: &BackupLocation) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let fences = loc.status.as_ref().map(|s| s.fences.as_slice()).unwrap_or_default();
+    if fences.is_empty() {
+        return Some(0);
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(fences).unwrap_or_default().hash(&mut h);
+    Some(h.finish())
 }
 
 fn error_policy<K: Resource<DynamicType = ()>>(
@@ -217,7 +233,26 @@ where
         .reflect(policy_writer)
         .applied_objects()
         .predicate_filter(predicates::generation.combine(predicates::annotations), Default::default());
+    // A fencing marker found at a location (its status's `fences` changed) wakes the
+    // policies that use the location at once: a returning site stands down before its
+    // next run, not at its next periodic look.
+    let fence_changes = watcher::watcher(Api::<BackupLocation>::all(c.clone()), wc.clone())
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(fences_hash, Default::default());
+    let policies_of = policy_store.clone();
     let policies = Controller::for_stream(policy_changes, policy_store)
+        .watches_stream(fence_changes, move |loc: BackupLocation| {
+            let (ns, name) = (loc.namespace().unwrap_or_default(), loc.name_any());
+            policies_of
+                .state()
+                .into_iter()
+                .filter(|p| {
+                    p.namespace().as_deref() == Some(ns.as_str()) && p.spec.locations.iter().any(|l| l.name == name)
+                })
+                .map(|p| ObjectRef::from_obj(&*p))
+                .collect::<Vec<_>>()
+        })
         .watches(Api::<RestorePoint>::all(c.clone()), wc.clone(), |p: RestorePoint| {
             Some(ObjectRef::<BackupPolicy>::new(&p.spec.policy).within(&p.namespace().unwrap_or_default()))
         })

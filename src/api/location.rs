@@ -173,4 +173,26 @@ pub struct BackupLocationStatus {
     /// Human-readable detail of the last check, naming what failed and what to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Fencing markers found at the location (the newest per policy): a policy of this
+    /// namespace fenced by another cluster stands down here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Atomic)]
+    pub fences: Vec<FenceRecord>,
+}
+
+/// A fencing marker: another cluster took over a policy's workload.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FenceRecord {
+    /// Namespace and name of the BackupPolicy whose workload was taken over.
+    pub namespace: String,
+    pub policy: String,
+    /// Grows with every takeover; the highest wins.
+    pub epoch: i64,
+    /// The cluster that took over.
+    pub cluster_id: String,
+    /// When (RFC 3339).
+    pub time: String,
+    /// `namespace/name` of the RestorePlan that took over.
+    pub plan: String,
 }

@@ -403,6 +403,25 @@ pub struct RestorePlanStatus {
     /// Human-readable detail, naming the blocker while waiting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// What a failover did to keep the old primary from writing again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing: Option<FencingStatus>,
+}
+
+/// Fencing of the old primary during a failover.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FencingStatus {
+    /// What happened in the source cluster: its policy suspended and StatefulSets scaled
+    /// to zero, or why that was skipped (unreachable, no kubeconfig, not asked for).
+    pub source: String,
+    /// The epoch of the fencing markers written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
+    /// Per location: where the marker was written, or why not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Atomic)]
+    pub markers: Vec<String>,
 }
 
 /// The restore point a plan uses.

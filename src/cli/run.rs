@@ -43,6 +43,10 @@ pub struct RunArgs {
     /// How long one mover Job may run.
     #[arg(long, default_value = "6h")]
     pub mover_timeout: String,
+    /// This cluster's identity in fencing markers (default: the uid of the `kube-system`
+    /// namespace).
+    #[arg(long, env = "LIFELINE_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
 }
 
 fn duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
@@ -68,6 +72,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     }
     config.snapshot_timeout = duration("snapshot-timeout", &a.snapshot_timeout)?;
     config.mover_timeout = duration("mover-timeout", &a.mover_timeout)?;
+    config.cluster_id = a.cluster_id.clone().filter(|c| !c.is_empty());
     let identity = a.identity.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())

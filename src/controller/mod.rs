@@ -40,6 +40,9 @@ pub struct Config {
     pub mover_timeout: Duration,
     /// Retries of a mover Job after a retryable error.
     pub mover_retries: i32,
+    /// This cluster's identity in fencing markers; default: the uid of the `kube-system`
+    /// namespace.
+    pub cluster_id: Option<String>,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             clone_timeout: Duration::from_secs(600),
             mover_timeout: Duration::from_secs(6 * 3600),
             mover_retries: 2,
+            cluster_id: None,
         }
     }
 }
@@ -66,11 +70,32 @@ pub struct Context {
     /// Repositories opened (key derivation is slow on purpose): by location uid, URL and
     /// the key Secret's resourceVersion, so a changed key or location opens again.
     pub repos: Mutex<HashMap<String, Arc<crate::repo::Repository>>>,
+    /// This cluster's identity, once known (see [`Config::cluster_id`]).
+    pub cluster: tokio::sync::OnceCell<String>,
+    /// Locations (by uid) this process has checked: each is checked once when the
+    /// operator starts, whatever its interval, so a returning site reads its fencing
+    /// markers before it does anything else.
+    pub checked: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Context {
     pub fn now(&self) -> jiff::Timestamp {
         self.clock.now()
+    }
+
+    /// This cluster's identity: the configured one, else the `kube-system` namespace's uid.
+    pub async fn cluster_id(&self) -> Result<String> {
+        self.cluster
+            .get_or_try_init(|| async {
+                if let Some(id) = &self.config.cluster_id {
+                    return Ok(id.clone());
+                }
+                let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(self.client.clone());
+                let ns = api.get("kube-system").await.map_err(Error::kube("read Namespace kube-system"))?;
+                Ok(ns.metadata.uid.unwrap_or_default())
+            })
+            .await
+            .cloned()
     }
 
     /// Counts an error of a controller by category, and logs it.

@@ -9,6 +9,7 @@ pub mod chunker;
 pub mod copy;
 pub mod crypto;
 pub mod error;
+pub mod fence;
 pub mod format;
 pub mod keys;
 pub mod lock;

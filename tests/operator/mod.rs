@@ -4,6 +4,7 @@
 mod backup;
 mod catalog;
 mod crash;
+mod failover;
 mod invalid;
 mod leader;
 mod restore;
@@ -110,6 +111,22 @@ impl Env {
             h.abort();
             let _ = self.rt.block_on(h);
         }
+    }
+
+    /// Stops the whole cluster, as a lost site would (its state is kept).
+    pub fn kill_cluster(&mut self) {
+        self.kill_operator();
+        self._cluster.kill();
+    }
+
+    /// Starts a killed cluster again, on the same address, with its state.
+    pub fn restart_cluster(&mut self) {
+        self._cluster.restart().expect("restart the simulated cluster");
+    }
+
+    /// A kubeconfig for this cluster, as a file's content.
+    pub fn kubeconfig_text(&self) -> String {
+        self._cluster.kubeconfig()
     }
 
     pub fn block_on<F: Future>(&self, f: F) -> F::Output {

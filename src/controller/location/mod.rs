@@ -113,6 +113,31 @@ pub fn status_of(loc: &BackupLocation, p: &Probe, now: jiff::Timestamp) -> Backu
     s
 }
 
+/// A marker as the API shows it.
+pub fn fence_record(m: crate::repo::fence::Marker) -> crate::api::location::FenceRecord {
+    crate::api::location::FenceRecord {
+        namespace: m.namespace,
+        policy: m.policy,
+        epoch: m.epoch as i64,
+        cluster_id: m.cluster_id,
+        time: m.time,
+        plan: m.plan,
+    }
+}
+
+/// The fencing markers at a location (newest per policy).
+async fn fences(ctx: &Context, loc: &BackupLocation) -> Result<Vec<crate::api::location::FenceRecord>> {
+    let opts = access::options(&ctx.client, loc).await?;
+    let url = loc.spec.url.clone();
+    let markers = crate::mover::inline::run(move || {
+        let b = access::backend(&url, &opts)?;
+        Ok(crate::repo::fence::read(b.as_ref())?)
+    })
+    .await
+    .map_err(Error::repo(format!("read the fencing markers at BackupLocation {}", loc.name_any())))?;
+    Ok(markers.into_iter().map(fence_record).collect())
+}
+
 /// When the next check is due: the interval after the last one, sooner while failing.
 fn next_check(loc: &BackupLocation, now: jiff::Timestamp) -> Option<Duration> {
     let interval: Duration = loc.spec.check_interval.into();
@@ -131,7 +156,8 @@ pub async fn reconcile(loc: Arc<BackupLocation>, ctx: Arc<Context>) -> Result<Ac
     let ns = loc.namespace().unwrap_or_default();
     let name = loc.name_any();
     let now = ctx.now();
-    if let Some(wait) = next_check(&loc, now) {
+    let first = ctx.checked.lock().unwrap_or_else(|e| e.into_inner()).insert(loc.uid().unwrap_or_default());
+    if let Some(wait) = next_check(&loc, now).filter(|_| !first) {
         return Ok(Action::requeue(wait));
     }
     let p = probe(&ctx, &loc).await;
@@ -148,7 +174,14 @@ pub async fn reconcile(loc: Arc<BackupLocation>, ctx: Arc<Context>) -> Result<Ac
         }
         _ => {}
     }
-    let status = status_of(&loc, &p, now);
+    let mut status = status_of(&loc, &p, now);
+    if p.reachable {
+        match fences(&ctx, &loc).await {
+            Ok(f) => status.fences = f,
+            // Kept as they were: a marker never disappears because one read failed.
+            Err(e) => tracing::warn!(location = %name, error = %e, "could not read the fencing markers"),
+        }
+    }
     if loc.status.as_ref() != Some(&status) {
         let api: Api<BackupLocation> = Api::namespaced(ctx.client.clone(), &ns);
         apply::apply_status(&api, NAME, &name, &status)

@@ -4,6 +4,7 @@
 //! impossible: the second create finds the first.
 
 pub mod capture;
+pub mod fenced;
 pub mod maintenance;
 pub mod plan;
 pub mod replicate;
@@ -81,6 +82,21 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
         Err(e) => return Err(e),
         Ok(r) => r,
     };
+    if let Some(f) = fenced::marker(&ctx, &policy, &resolved).await? {
+        let msg = fenced::message(&f);
+        let scaled = fenced::stand_down(&ctx, &policy, &resolved).await?;
+        let was = conditions::get(&old.conditions, DEGRADED).is_some_and(|c| c.reason == "Fenced");
+        if !was || !scaled.is_empty() {
+            let note =
+                if scaled.is_empty() { msg.clone() } else { format!("{msg}; scaled to zero: {}", scaled.join(", ")) };
+            ctx.events.warning(&oref, events::FENCED, "StandDown", note).await;
+        }
+        conditions::set(&mut st.conditions, DEGRADED, true, "Fenced", &msg, g, now);
+        conditions::set(&mut st.conditions, READY, false, "Fenced", &msg, g, now);
+        st.next_run = None;
+        write(&ctx, &policy, &old, &st).await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
     let schedule = Schedule::parse(&policy.spec.schedule, &policy.spec.time_zone).map_err(Error::Invalid)?;
     let running = points.iter().any(|p| {
         !p.annotations().contains_key(ANNOTATION_CATALOG) && p.status.as_ref().is_none_or(|s| !terminal(s.phase))

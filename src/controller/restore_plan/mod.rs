@@ -11,10 +11,14 @@
 //! plan again (a GitOps re-sync) restores nothing twice. Restored claims and workloads
 //! carry no owner reference: deleting the plan leaves them.
 //!
-//! This version runs mode `Restore` (manual trigger). The other modes and the
-//! `HeartbeatLoss` trigger are refused with a `NotSupported` condition rather than
-//! half-done; fencing and drills come next.
+//! A `Failover` fences the old primary first (see [`fencing`]): Resolving -> Fencing ->
+//! RestoringVolumes -> …
+//!
+//! This version runs modes `Restore` and `Failover` (manual trigger). The other modes and
+//! the `HeartbeatLoss` trigger are refused with a `NotSupported` condition rather than
+//! half-done; drills come next.
 
+pub mod fencing;
 pub mod manifests;
 pub mod record;
 pub mod select;
@@ -158,7 +162,7 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
         if old != RestorePlanStatus::default() {
             let clear = serde_json::json!({"status": {
                 "restoredPoint": null, "volumes": null, "workloads": null, "rpo": null, "rto": null,
-                "startTime": null, "stepStartTime": null, "completionTime": null, "message": null,
+                "startTime": null, "stepStartTime": null, "completionTime": null, "message": null, "fencing": null,
             }});
             let pp = kube::api::PatchParams::apply(&apply::manager(NAME));
             let pp = kube::api::PatchParams { force: false, ..pp };
@@ -190,7 +194,7 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
     }
     if let Some(why) = unsupported(&plan) {
         let now = run.now();
-        let msg = format!("{why}; this version of Lifeline runs mode Restore with a manual trigger");
+        let msg = format!("{why}; this version of Lifeline runs modes Restore and Failover with a manual trigger");
         if conditions::get(&old.conditions, DEGRADED).map(|c| c.message.as_str()) != Some(msg.as_str()) {
             run.event(true, events::INVALID_SPEC, msg.clone()).await;
         }
@@ -218,7 +222,7 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
 
 /// Why the plan asks for something this version does not do, if it does.
 fn unsupported(plan: &RestorePlan) -> Option<String> {
-    if plan.spec.mode != RestoreMode::Restore {
+    if !matches!(plan.spec.mode, RestoreMode::Restore | RestoreMode::Failover) {
         return Some(format!("spec.mode: {:?} is not supported yet", plan.spec.mode));
     }
     if plan.spec.trigger.type_ != TriggerType::Manual {
@@ -275,6 +279,7 @@ async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
             Ok(Action::requeue(Duration::ZERO))
         }
         PlanPhase::Resolving => resolve(run, st).await,
+        PlanPhase::Fencing => fencing::step(run, st).await,
         PlanPhase::RestoringVolumes => volumes::step(run, st).await,
         PlanPhase::StartingWorkloads => workloads::step(run, st).await,
         _ => Ok(Action::await_change()),
@@ -463,7 +468,8 @@ async fn resolve(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         format!("{msg}; {} volume(s), {} workload(s)", st.volumes.len(), st.workloads.len()),
     )
     .await;
-    enter(st, PlanPhase::RestoringVolumes, now);
+    let next = if spec.mode == RestoreMode::Failover { PlanPhase::Fencing } else { PlanPhase::RestoringVolumes };
+    enter(st, next, now);
     Ok(Action::requeue(Duration::ZERO))
 }
 

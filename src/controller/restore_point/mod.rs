@@ -153,10 +153,40 @@ pub async fn resolved(run: &Run<'_>) -> Result<(BackupPolicy, Resolved)> {
     Ok((policy, r))
 }
 
+/// The fencing marker at the primary location that stops this run, read now (not from
+/// the location's last check): a returning site never writes after a takeover.
+async fn fenced_at_primary(
+    run: &Run<'_>,
+    policy: &BackupPolicy,
+    r: &Resolved,
+) -> Result<Option<crate::api::location::FenceRecord>> {
+    let opts = crate::controller::location::access::options(&run.ctx.client, &r.primary).await?;
+    let url = r.primary.spec.url.clone();
+    let markers = crate::mover::inline::run(move || {
+        let b = crate::controller::location::access::backend(&url, &opts)?;
+        Ok(crate::repo::fence::read(b.as_ref())?)
+    })
+    .await
+    .map_err(Error::repo(format!("read the fencing markers at BackupLocation {}", r.primary.name_any())))?;
+    let Some(m) =
+        markers.into_iter().filter(|m| m.namespace == run.ns && m.policy == policy.name_any()).max_by_key(|m| m.epoch)
+    else {
+        return Ok(None);
+    };
+    let own = run.ctx.cluster_id().await?;
+    let other = m.cluster_id != own;
+    Ok(other.then_some(crate::controller::location::fence_record(m)))
+}
+
 async fn pending(run: &Run<'_>, st: &mut RestorePointStatus) -> Result<Action> {
     let now = run.now();
     let (policy, r) = resolved(run).await?;
     resolve::check_key(run.ctx, &policy, &r.primary).await?;
+    // Before anything is written: has another cluster taken this workload over?
+    if let Some(f) = fenced_at_primary(run, &policy, &r).await? {
+        fail(run, st, "Fenced", &crate::controller::policy::fenced::message(&f)).await;
+        return Ok(Action::requeue(Duration::ZERO));
+    }
     st.volumes = r
         .claims
         .iter()

@@ -1,0 +1,140 @@
+//! Fencing, the first step of a `Failover` once the restore point is chosen: the old
+//! primary is kept from writing again before anything is promoted here.
+//!
+//! 1. **The source cluster, where reachable**: with `spec.failover.sourceKubeconfig`, its
+//!    BackupPolicy is suspended and its StatefulSets scaled to zero. A primary that cannot
+//!    be reached (the usual case in a disaster) does not block the failover: the step is
+//!    recorded as skipped, with the reason.
+//! 2. **A fencing marker in every source location** (`fencing/<ns>/<policy>/<epoch>.json`,
+//!    see [`crate::repo::fence`]), naming this cluster: a primary that comes back reads it
+//!    with its location check and stands down (its policy suspended, its StatefulSets held
+//!    at zero, a `Fenced` condition). This is the one object a failover writes to a
+//!    `ReadOnly` location; where it cannot (credentials, an outage) the status says so.
+
+use super::{Run, enter};
+use crate::api::RestorePlanStatus;
+use crate::api::common::SecretKeyRef;
+use crate::api::restore_plan::{FencingStatus, PlanPhase};
+use crate::controller::location::access;
+use crate::controller::{Error, Result};
+use crate::k8s::events;
+use crate::repo::fence::Marker;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::ResourceExt;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::controller::Action;
+use serde_json::json;
+use std::time::Duration;
+
+/// How long reaching the source cluster may take before fencing it counts as skipped.
+const SOURCE_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
+    let now = run.now();
+    let spec = &run.plan.spec;
+    let opts = spec
+        .failover
+        .clone()
+        .unwrap_or(crate::api::restore_plan::FailoverOptions { fence_source: true, source_kubeconfig: None });
+    let source_ns = spec.source.namespace.clone().unwrap_or_else(|| run.ns.clone());
+    let workloads: Vec<String> = st.workloads.iter().map(|w| w.name.clone()).collect();
+    let source = if !opts.fence_source {
+        "not asked for (spec.failover.fenceSource: false)".to_string()
+    } else if let Some(kc) = &opts.source_kubeconfig {
+        match tokio::time::timeout(SOURCE_TIMEOUT, fence_source(run, kc, &source_ns, &workloads)).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => format!("skipped: the source cluster could not be fenced ({e})"),
+            Err(_) => format!("skipped: the source cluster did not answer within {}s", SOURCE_TIMEOUT.as_secs()),
+        }
+    } else {
+        "skipped: no spec.failover.sourceKubeconfig to reach the source cluster".to_string()
+    };
+    let point = st.restored_point.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+    let cluster = run.ctx.cluster_id().await?;
+    let mut markers = Vec::new();
+    let mut epoch: Option<i64> = None;
+    for l in &spec.source.locations {
+        let Some(loc) = run.location(l).await? else {
+            markers.push(format!("{l}: not written (no such BackupLocation)"));
+            continue;
+        };
+        let marker = Marker {
+            epoch: 0,
+            namespace: source_ns.clone(),
+            policy: spec.source.policy.clone(),
+            cluster_id: cluster.clone(),
+            time: now.to_string(),
+            plan: format!("{}/{}", run.ns, run.name),
+            restore_point: point.clone(),
+        };
+        let written = match access::options(&run.ctx.client, &loc).await {
+            Ok(o) => {
+                let url = loc.spec.url.clone();
+                crate::mover::inline::run(move || {
+                    let b = access::backend(&url, &o)?;
+                    Ok(crate::repo::fence::write(b.as_ref(), marker)?)
+                })
+                .await
+                .map_err(|e| format!("{e} ({})", e.hint()))
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match written {
+            Ok(m) => {
+                epoch = Some(epoch.unwrap_or(0).max(m.epoch as i64));
+                markers.push(format!("{l}: epoch {}", m.epoch));
+            }
+            Err(e) => markers.push(format!("{l}: not written ({e})")),
+        }
+    }
+    let note = format!("source cluster: {source}; fencing markers: {}", markers.join(", "));
+    let warn = epoch.is_none() || source.starts_with("skipped");
+    run.event(warn, events::FENCING, note.clone()).await;
+    st.fencing = Some(FencingStatus { source, epoch, markers });
+    st.message = Some(note);
+    enter(st, PlanPhase::RestoringVolumes, now);
+    Ok(Action::requeue(Duration::ZERO))
+}
+
+/// Suspends the source policy and scales its StatefulSets to zero in the source cluster.
+async fn fence_source(run: &Run<'_>, kc: &SecretKeyRef, ns: &str, workloads: &[String]) -> Result<String> {
+    let invalid = |e: String| Error::Invalid(format!("spec.failover.sourceKubeconfig: {e}"));
+    let (data, _) = access::secret_data(&run.ctx.client, &run.ns, &kc.name, "spec.failover.sourceKubeconfig").await?;
+    let value = data.get(&kc.key).ok_or_else(|| invalid(format!("Secret {} has no key {}", kc.name, kc.key)))?;
+    let text = String::from_utf8_lossy(value).to_string();
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&text).map_err(|e| invalid(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .map_err(|e| invalid(e.to_string()))?;
+    let client = kube::Client::try_from(config).map_err(|e| invalid(e.to_string()))?;
+    let pp = PatchParams { field_manager: Some(crate::k8s::apply::manager("fencing")), ..Default::default() };
+    let policies: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("lifeline.io", "v1alpha1", "BackupPolicy"),
+            "backuppolicies",
+        ),
+    );
+    let policy = &run.plan.spec.source.policy;
+    let mut done = Vec::new();
+    match policies.patch(policy, &pp, &Patch::Merge(json!({"spec": {"suspend": true}}))).await {
+        Ok(_) => done.push(format!("BackupPolicy {ns}/{policy} suspended")),
+        Err(e) if crate::k8s::is_not_found(&e) => done.push(format!("no BackupPolicy {ns}/{policy} there")),
+        Err(e) => return Err(Error::kube(format!("suspend BackupPolicy {policy} in the source cluster"))(e)),
+    }
+    let sts: Api<StatefulSet> = Api::namespaced(client, ns);
+    let mut scaled = Vec::new();
+    for w in workloads {
+        match sts.patch(w, &pp, &Patch::Merge(json!({"spec": {"replicas": 0}}))).await {
+            Ok(s) => scaled.push(s.name_any()),
+            Err(e) if crate::k8s::is_not_found(&e) => {}
+            Err(e) => return Err(Error::kube(format!("scale StatefulSet {w} to zero in the source cluster"))(e)),
+        }
+    }
+    if !scaled.is_empty() {
+        done.push(format!("StatefulSet(s) {} scaled to zero", scaled.join(", ")));
+    }
+    Ok(done.join(", "))
+}

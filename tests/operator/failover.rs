@@ -1,0 +1,123 @@
+//! Failover without split brain: the primary site is lost, a `Failover` plan in the
+//! standby fences it (the source cluster cannot be reached, so that part is recorded as
+//! skipped; markers go into both regions) and restores; when the primary cluster comes
+//! back, its operator finds the marker and stands down: its policy suspended, its
+//! StatefulSet held at zero replicas, no backup run, a `Fenced` condition saying why.
+
+use super::{Env, example, system_clock};
+use crate::support::s3;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::api::Api;
+use lifeline::api::restore_plan::PlanPhase;
+use lifeline::api::restore_point::RunPhase;
+use lifeline::api::{BackupPolicy, RestorePlan, RestorePoint};
+use lifeline::sim::Options as SimOptions;
+
+#[test]
+fn a_failover_fences_the_lost_primary_and_the_returning_primary_stands_down() {
+    let mut primary = Env::start(SimOptions::default());
+    let prefix = s3::unique("failover");
+    let yaml = example("records-two-regions.yaml", &prefix);
+    primary.apply(&yaml);
+    primary.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
+    primary.start_operator(system_clock());
+    primary
+        .kubectl(&["annotate", "backuppolicy/records", "-n", "records", "lifeline.io/run-now=before-the-loss"], None);
+    let name = primary.new_point("records", &[], 60);
+    assert_eq!(primary.finished_point("records", &name, 120).status.unwrap().phase, RunPhase::Completed);
+    let points: Api<RestorePoint> = Api::namespaced(primary.client.clone(), "records");
+    primary.eventually(90, "replication to the second region", || async {
+        let p = points.get_opt(&name).await.ok()??;
+        p.status?.locations.iter().any(|l| l.name == "us" && l.present).then_some(())
+    });
+    let primary_kubeconfig = primary.kubeconfig_text();
+    primary.kill_cluster();
+
+    // The standby: both regions read-only, and a way to reach the primary's cluster.
+    let mut standby = Env::start(SimOptions::default());
+    let locations = yaml
+        .split("\n---\n")
+        .filter(|d| d.contains("kind: Namespace") || d.contains("kind: Secret") || d.contains("kind: BackupLocation"))
+        .filter(|d| !d.contains("name: records-auth"))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+        .replace("  keySecret:\n", "  accessMode: ReadOnly\n  checkInterval: 2s\n  keySecret:\n");
+    standby.apply(&locations);
+    let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "primary-kubeconfig", "namespace": "records"},
+        "stringData": {"kubeconfig": primary_kubeconfig}});
+    standby.apply(&secret.to_string());
+    standby.start_operator(system_clock());
+    let spoints: Api<RestorePoint> = Api::namespaced(standby.client.clone(), "records");
+    standby.eventually(60, "the restore point in the standby", || async {
+        (spoints.get_opt(&name).await.ok()??.status?.phase == RunPhase::Completed).then_some(())
+    });
+    standby.apply(
+        r#"
+apiVersion: lifeline.io/v1alpha1
+kind: RestorePlan
+metadata:
+  name: take-over
+  namespace: records
+spec:
+  mode: Failover
+  source:
+    locations: [eu, us]
+    policy: records
+  failover:
+    sourceKubeconfig:
+      name: primary-kubeconfig
+      key: kubeconfig
+"#,
+    );
+    let plans: Api<RestorePlan> = Api::namespaced(standby.client.clone(), "records");
+    let st = standby.eventually(240, "the failover", || async {
+        let s = plans.get_opt("take-over").await.ok()??.status?;
+        matches!(s.phase, PlanPhase::Completed | PlanPhase::Failed).then_some(s)
+    });
+    assert_eq!(st.phase, PlanPhase::Completed, "{:?}", st.message);
+    let fencing = st.fencing.clone().unwrap();
+    assert!(fencing.source.starts_with("skipped: the source cluster"), "{fencing:?}");
+    assert_eq!(fencing.markers, ["eu: epoch 1", "us: epoch 1"], "{fencing:?}");
+    assert_eq!(fencing.epoch, Some(1));
+    let story = standby.event_messages("records", "Fencing");
+    assert!(story.contains("fencing markers: eu: epoch 1, us: epoch 1"), "{story}");
+
+    // The primary site comes back, with its operator: it reads the marker and stands down.
+    primary.restart_cluster();
+    primary.start_operator(system_clock());
+    let policies: Api<BackupPolicy> = Api::namespaced(primary.client.clone(), "records");
+    let policy = primary.eventually(60, "the returning primary to stand down", || async {
+        let p = policies.get_opt("records").await.ok()??;
+        let c = p.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Degraded" && c.reason == "Fenced")?.clone();
+        (c.status == "True").then_some(p)
+    });
+    assert!(policy.spec.suspend, "the policy is suspended");
+    let msg = &policy.status.as_ref().unwrap().conditions.iter().find(|c| c.reason == "Fenced").unwrap().message;
+    assert!(msg.contains("records/take-over") && msg.contains("stands down"), "{msg}");
+    let sts: Api<StatefulSet> = Api::namespaced(primary.client.clone(), "records");
+    primary.eventually(60, "the primary's StatefulSet at zero", || async {
+        let s = sts.get("records").await.ok()?;
+        (s.spec?.replicas == Some(0) && s.status?.replicas == 0).then_some(())
+    });
+    // Scaled up by hand (or by a GitOps sync), it is held at zero; a run asked for does
+    // not write.
+    primary.kubectl(&["scale", "statefulset/records", "-n", "records", "--replicas=3"], None);
+    primary.kubectl(
+        &["annotate", "--overwrite", "backuppolicy/records", "-n", "records", "lifeline.io/run-now=after"],
+        None,
+    );
+    primary.eventually(60, "the StatefulSet back at zero", || async {
+        (sts.get("records").await.ok()?.spec?.replicas == Some(0)).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let names: Vec<String> = primary.points("records").iter().map(kube::ResourceExt::name_any).collect();
+    assert_eq!(names, std::slice::from_ref(&name), "no run starts at a fenced site");
+    let (eu, us) = s3::regions();
+    for (url, endpoint) in
+        [(format!("s3://lifeline/{prefix}-eu"), &eu.endpoint), (format!("s3://lifeline/{prefix}-us"), &us.endpoint)]
+    {
+        let records = super::crash::records_at(&url, endpoint);
+        assert_eq!(records.keys().collect::<Vec<_>>(), [&name], "{url}: {records:?}");
+    }
+}
