@@ -91,7 +91,10 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     // On a terminal, readable lines; otherwise (a Pod's log, a pipe) JSON lines only.
-    let filter = || tracing_subscriber::EnvFilter::try_from_env("LIFELINE_LOG").unwrap_or_else(|_| "warn".into());
+    // The demo reports what goes wrong in its own words; the API client's connection
+    // errors (a lost cluster is part of the story) would only repeat them.
+    let default = if matches!(cli.command, Command::Demo(_)) { "warn,kube_client=off" } else { "warn" };
+    let filter = || tracing_subscriber::EnvFilter::try_from_env("LIFELINE_LOG").unwrap_or_else(|_| default.into());
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr).init();
     } else {

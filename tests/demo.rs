@@ -1,4 +1,5 @@
 //! `make demo` is part of the suite: the same command, asserting on the report it prints.
+//! (It runs the operator for two clusters in one process and takes about 25 s.)
 
 #[test]
 fn the_demo_loses_the_primary_and_brings_every_record_back_in_the_standby() {
@@ -17,7 +18,10 @@ fn the_demo_loses_the_primary_and_brings_every_record_back_in_the_standby() {
         "primary cluster running, with the operator",
         "the primary cluster is lost",
         "it sees 2 restore points through the locations alone",
+        "fencing: the primary's cluster skipped: the source cluster cannot be reached",
+        "fencing markers written (region-a: epoch 1, region-b: epoch 1)",
         "every record up to the restore point is back (data-records-0: records 1..",
+        "the primary comes back, finds the fencing marker and stands down",
         "RPO ",
         "RTO ",
         "= detection ",

@@ -3,9 +3,10 @@
 //! `file://` locations ("region-a", "region-b"); the operator runs for each cluster in
 //! this process, and its mover Jobs run this binary. A StatefulSet keeps appending
 //! numbered records to its volumes; a policy takes restore points while it writes; the
-//! primary cluster is then lost; the standby, which knows only the locations, restores the
-//! workload with a RestorePlan; the demo checks that every record up to the restored point
-//! is back and prints the restore points, the RPO and the RTO with its parts.
+//! primary cluster is then lost; the standby, which knows only the locations, fails over
+//! with a RestorePlan (fencing markers, then the restore); the demo checks that every
+//! record up to the restored point is back, brings the primary back to show it standing
+//! down, and prints the restore points, the RPO and the RTO with its parts.
 
 use crate::api::restore_plan::PlanPhase;
 use crate::api::restore_point::RunPhase;
@@ -145,6 +146,12 @@ async fn site(dir: &Path, name: &str) -> anyhow::Result<Site> {
     }
     let plans: Api<RestorePlan> = Api::all(client.clone());
     until(30, "the CRDs to be served", || async { plans.list(&Default::default()).await.ok() }).await?;
+    let operator = operator(&client).await?;
+    Ok(Site { cluster, client, kubeconfig, operator })
+}
+
+/// The operator for a cluster, in this process; its mover Jobs run this binary.
+async fn operator(client: &Client) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     let config = Config {
         mover_command: vec![std::env::current_exe()?.display().to_string()],
         mover_image: format!("lifeline:{}", env!("CARGO_PKG_VERSION")),
@@ -152,8 +159,7 @@ async fn site(dir: &Path, name: &str) -> anyhow::Result<Site> {
     };
     let opts = crate::operator::Options { config, http: None, leader: None, clock: Arc::new(SystemClock) };
     let (_, fut) = crate::operator::start(client.clone(), opts, futures::future::pending()).await?;
-    let operator = tokio::spawn(fut);
-    Ok(Site { cluster, client, kubeconfig, operator })
+    Ok(tokio::spawn(fut))
 }
 
 /// The namespace, the key, and the two locations (read-only in the standby).
@@ -236,7 +242,7 @@ impl Drop for Scratch {
 
 async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
     let mut out = Out::new();
-    println!("Lifeline demo: a StatefulSet lost with its cluster comes back in a standby cluster.");
+    println!("Lifeline demo: a StatefulSet lost with its cluster fails over to a standby cluster.");
     let (loc_a, loc_b) = (dir.join("region-a"), dir.join("region-b"));
     std::fs::create_dir_all(&loc_a)?;
     std::fs::create_dir_all(&loc_b)?;
@@ -316,13 +322,23 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
     .await?;
     out.line(&format!("standby cluster running; it sees {} restore points through the locations alone", names.len()));
 
+    // A failover: fence the primary (its cluster cannot be reached: recorded as skipped;
+    // markers go into both regions), then restore and start the workload here.
+    let kubeconfig = std::fs::read_to_string(&primary.kubeconfig)?;
+    apply(
+        &standby.client,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "primary-kubeconfig", "namespace": NS},
+               "stringData": {"kubeconfig": kubeconfig}}),
+    )
+    .await?;
     let plan = json!({"apiVersion": "lifeline.io/v1alpha1", "kind": "RestorePlan",
         "metadata": {"name": "records-back", "namespace": NS},
-        "spec": {"mode": "Restore", "source": {"locations": ["region-a", "region-b"], "policy": "records"},
+        "spec": {"mode": "Failover", "source": {"locations": ["region-a", "region-b"], "policy": "records"},
                  "pointInTime": {"type": "Latest"},
+                 "failover": {"sourceKubeconfig": {"name": "primary-kubeconfig", "key": "kubeconfig"}},
                  "trigger": {"detectedAt": lost_at.to_string()}}});
     apply(&standby.client, plan).await?;
-    out.wait("restoring: volumes first, checked, then the StatefulSet");
+    out.wait("failing over: fencing the primary, restoring the volumes (checked), starting the StatefulSet");
     let plans: Api<RestorePlan> = Api::namespaced(standby.client.clone(), NS);
     let plan = until(240, "the restore", || async {
         let p = plans.get_opt("records-back").await.ok()??;
@@ -334,6 +350,13 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
         bail!("the restore failed: {}", st.message.unwrap_or_default());
     }
     let used = st.restored_point.clone().context("the plan names no restore point")?;
+    if let Some(f) = &st.fencing {
+        out.line(&format!(
+            "fencing: the primary's cluster {}; fencing markers written ({})",
+            f.source,
+            f.markers.join(", ")
+        ));
+    }
     out.line(&format!("restored {} from {}; the StatefulSet is ready in the standby", used.name, used.location));
 
     // Every record up to the point, byte for byte: the point's volumes read with the data
@@ -353,6 +376,25 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
         counted.push(format!("{pvc}: records 1..{}", expected.lines().count()));
     }
     out.line(&format!("every record up to the restore point is back ({})", counted.join(", ")));
+
+    // The primary site returns: its operator finds the marker and stands down.
+    out.wait("the primary cluster comes back");
+    let mut cluster = primary.cluster;
+    let cluster_back = tokio::task::spawn_blocking(move || cluster.restart().map(|()| cluster)).await??;
+    primary.cluster = cluster_back;
+    primary.operator = operator(&primary.client).await?;
+    let policies = Api::<crate::api::BackupPolicy>::namespaced(primary.client.clone(), NS);
+    let sets = Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(primary.client.clone(), NS);
+    until(60, "the returning primary to stand down", || async {
+        let p = policies.get("records").await.ok()?;
+        let fenced = p.status?.conditions.iter().any(|c| c.reason == "Fenced" && c.status == "True");
+        let zero = sets.get("records").await.ok()?.spec?.replicas == Some(0);
+        (fenced && zero && p.spec.suspend).then_some(())
+    })
+    .await?;
+    out.line(
+        "the primary comes back, finds the fencing marker and stands down: policy suspended, StatefulSet held at zero",
+    );
 
     // The report.
     out.done();
@@ -392,6 +434,7 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
         tokio::signal::ctrl_c().await?;
     }
     standby.operator.abort();
+    primary.operator.abort();
     drop(standby);
     drop(primary);
     Ok(())

@@ -44,6 +44,9 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     } else if let Some(kc) = &opts.source_kubeconfig {
         match tokio::time::timeout(SOURCE_TIMEOUT, fence_source(run, kc, &source_ns, &workloads)).await {
             Ok(Ok(done)) => done,
+            Ok(Err(Error::Kube { source, .. })) if !matches!(*source, kube::Error::Api(_)) => {
+                format!("skipped: the source cluster cannot be reached ({source})")
+            }
             Ok(Err(e)) => format!("skipped: the source cluster could not be fenced ({e})"),
             Err(_) => format!("skipped: the source cluster did not answer within {}s", SOURCE_TIMEOUT.as_secs()),
         }
