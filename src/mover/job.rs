@@ -19,6 +19,7 @@ pub struct Plan {
     pub name: String,
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
+    /// The owner reference (`null`: none, for a Job outside its owner's namespace).
     pub owner: Value,
     pub image: String,
     /// The command that starts `lifeline` in the image.
@@ -92,7 +93,12 @@ pub fn job(p: &Plan) -> Value {
     json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": p.name, "namespace": p.namespace, "labels": p.labels, "ownerReferences": [p.owner]},
+        "metadata": {
+            "name": p.name, "namespace": p.namespace, "labels": p.labels,
+            // No owner (null) for a Job in another namespace than its owner: the garbage
+            // collector treats such a reference as absent and deletes the Job.
+            "ownerReferences": if p.owner.is_null() { json!([]) } else { json!([p.owner]) },
+        },
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": p.deadline_seconds,

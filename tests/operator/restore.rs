@@ -260,4 +260,47 @@ spec:
         assert!(standby.block_on(pvcs.get_opt(&format!("data-records-{i}"))).unwrap().is_none(), "data-records-{i}");
     }
     assert!(standby.block_on(pvcs.get_opt("data-records-1")).unwrap().is_some());
+
+    // Drills: restore into a scratch namespace, check, measure, leave nothing behind.
+    let census = || {
+        standby.kubectl(
+            &["get", "pods,pvc,jobs,secrets,statefulsets,services,configmaps", "-n", "records", "-o", "name"],
+            None,
+        )
+    };
+    let before = census();
+    let drill = |name: &str, check: &str| {
+        format!(
+            "apiVersion: lifeline.io/v1alpha1\nkind: RestorePlan\nmetadata:\n  name: {name}\n  namespace: records\nspec:\n  mode: Drill\n  source:\n    locations: [us]\n    policy: records\n  postRestoreHooks:\n    - name: has-records\n      command: [\"sh\", \"-c\", {check:?}]\n"
+        )
+    };
+    standby.apply(&drill("drill-ok", "test -s /data/records.log && grep -q 'record 1$' /data/records.log"));
+    let ok = standby.eventually(180, "the drill", || async {
+        let s = plans.get_opt("drill-ok").await.ok()??.status?;
+        matches!(s.phase, PlanPhase::Completed | PlanPhase::Failed).then_some(s)
+    });
+    assert_eq!(ok.phase, PlanPhase::Completed, "{:?}\n{}", ok.message, events("RestoreFailed"));
+    assert!(ok.rto.as_ref().and_then(|r| r.execution).is_some(), "{:?}", ok.rto);
+    assert!(events("HooksRan").contains("3 check(s) passed in 3 Pod(s)"), "{}", events("HooksRan"));
+    let namespaces = standby.kubectl(&["get", "namespaces", "-o", "name"], None);
+    assert!(!namespaces.contains("namespace/records-drill"), "the scratch namespace is gone: {namespaces}");
+    assert_eq!(census(), before, "the drill left nothing behind in the protected namespace");
+
+    // A drill whose check fails is Degraded with the check's output, and cleans up too.
+    standby.apply(&drill("drill-bad", "echo the orders table is missing >&2; exit 3"));
+    let bad = standby.eventually(180, "the failing drill", || async {
+        let s = plans.get_opt("drill-bad").await.ok()??.status?;
+        matches!(s.phase, PlanPhase::Completed | PlanPhase::Failed).then_some(s)
+    });
+    assert_eq!(bad.phase, PlanPhase::Failed, "{:?}", bad.message);
+    let degraded = bad.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "CheckFailed"));
+    assert!(
+        degraded.message.contains("exit code 3") && degraded.message.contains("the orders table is missing"),
+        "{}",
+        degraded.message
+    );
+    let namespaces = standby.kubectl(&["get", "namespaces", "-o", "name"], None);
+    assert!(!namespaces.contains("namespace/records-drill"), "{namespaces}");
+    assert_eq!(census(), before);
 }

@@ -14,10 +14,14 @@
 //! A `Failover` fences the old primary first (see [`fencing`]): Resolving -> Fencing ->
 //! RestoringVolumes -> …
 //!
-//! This version runs modes `Restore` and `Failover` (manual trigger). The other modes and
-//! the `HeartbeatLoss` trigger are refused with a `NotSupported` condition rather than
-//! half-done; drills come next.
+//! Post-restore hooks run after StartingWorkloads (Verifying); a `Drill` works in a
+//! scratch namespace it creates and deletes (CleaningUp), see [`checks`].
+//!
+//! This version runs modes `Restore`, `Failover` and `Drill` (manual trigger). The other
+//! modes and the `HeartbeatLoss` trigger are refused with a `NotSupported` condition
+//! rather than half-done.
 
+pub mod checks;
 pub mod fencing;
 pub mod manifests;
 pub mod record;
@@ -183,7 +187,13 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
     let run = Run {
         ctx: &ctx,
         plan: &plan,
-        target: plan.spec.target.namespace.clone().unwrap_or_else(|| ns.clone()),
+        target: plan.spec.target.namespace.clone().unwrap_or_else(|| {
+            if plan.spec.mode == RestoreMode::Drill {
+                crate::controller::restore_point::names::scratch_namespace(&ns)
+            } else {
+                ns.clone()
+            }
+        }),
         ns,
         name: plan.name_any(),
         id: run_id(&plan, st.observed_generation, st.run_token.as_deref()),
@@ -194,7 +204,8 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
     }
     if let Some(why) = unsupported(&plan) {
         let now = run.now();
-        let msg = format!("{why}; this version of Lifeline runs modes Restore and Failover with a manual trigger");
+        let msg =
+            format!("{why}; this version of Lifeline runs modes Restore, Failover and Drill with a manual trigger");
         if conditions::get(&old.conditions, DEGRADED).map(|c| c.message.as_str()) != Some(msg.as_str()) {
             run.event(true, events::INVALID_SPEC, msg.clone()).await;
         }
@@ -222,14 +233,11 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
 
 /// Why the plan asks for something this version does not do, if it does.
 fn unsupported(plan: &RestorePlan) -> Option<String> {
-    if !matches!(plan.spec.mode, RestoreMode::Restore | RestoreMode::Failover) {
+    if !matches!(plan.spec.mode, RestoreMode::Restore | RestoreMode::Failover | RestoreMode::Drill) {
         return Some(format!("spec.mode: {:?} is not supported yet", plan.spec.mode));
     }
     if plan.spec.trigger.type_ != TriggerType::Manual {
         return Some(format!("spec.trigger.type: {:?} is not supported yet", plan.spec.trigger.type_));
-    }
-    if !plan.spec.post_restore_hooks.is_empty() {
-        return Some("spec.postRestoreHooks: hooks are not supported yet".into());
     }
     if plan.spec.workloads.iter().any(|w| w.readiness.check.is_some()) {
         return Some("spec.workloads[].readiness.check: readiness commands are not supported yet".into());
@@ -282,6 +290,8 @@ async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         PlanPhase::Fencing => fencing::step(run, st).await,
         PlanPhase::RestoringVolumes => volumes::step(run, st).await,
         PlanPhase::StartingWorkloads => workloads::step(run, st).await,
+        PlanPhase::Verifying => checks::step(run, st).await,
+        PlanPhase::CleaningUp => checks::clean_up(run, st).await,
         _ => Ok(Action::await_change()),
     }
 }
@@ -292,9 +302,30 @@ async fn resolve(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     let now = run.now();
     let g = run.plan.meta().generation;
     let spec = &run.plan.spec;
-    if run.target != run.ns {
+    if spec.mode == RestoreMode::Drill {
+        // A drill works in a scratch namespace of its own: created by it, deleted after.
+        if run.target == run.ns {
+            return Err(Error::Invalid(format!(
+                "spec.target.namespace: a drill restores into a scratch namespace, not into {} itself",
+                run.ns
+            )));
+        }
+        let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(run.ctx.client.clone());
+        if let Some(existing) =
+            nss.get_opt(&run.target).await.map_err(Error::kube(format!("read Namespace {}", run.target)))?
+            && !run.ours(&existing.metadata)
+        {
+            let msg = format!(
+                "namespace {} exists and was not created by this drill: a drill only uses a scratch namespace it creates, and deletes it afterwards; name another one in spec.target.namespace",
+                run.target
+            );
+            fail(run, st, "NotPermitted", &msg).await;
+            return Ok(Action::requeue(Duration::ZERO));
+        }
+    } else if run.target != run.ns {
         // A restore Job must run where its claim is, and read the location's key and
-        // credentials there: Secrets this version does not carry across namespaces.
+        // credentials there: Secrets this version carries only into a drill's scratch
+        // namespace.
         return Err(Error::Invalid(format!(
             "spec.target.namespace: restoring into another namespace ({}) is not supported yet; restore into {} (the plan's namespace)",
             run.target, run.ns
@@ -489,6 +520,13 @@ pub async fn fail(run: &Run<'_>, st: &mut RestorePlanStatus, reason: &str, msg: 
     conditions::set(&mut st.conditions, PROGRESSING, false, reason, "", g, now);
     run.event(true, events::RESTORE_FAILED, format!("{reason}: {msg}")).await;
     cleanup(run).await;
+    if run.plan.spec.mode == RestoreMode::Drill {
+        let keep = run.plan.spec.drill.as_ref().is_some_and(|d| d.keep_on_failure);
+        if !keep {
+            checks::delete_scratch(run).await;
+        }
+        checks::record_drill(run, st, false, msg).await;
+    }
 }
 
 /// Removes the run's Jobs; what they restored stays. A failure here only leaves Jobs
@@ -505,17 +543,11 @@ pub async fn complete(run: &Run<'_>, st: &mut RestorePlanStatus) {
     let g = run.plan.meta().generation;
     enter(st, PlanPhase::Completed, now);
     st.completion_time = Some(Time(now));
-    let start = st.start_time.as_ref().map(|t| t.0).unwrap_or(now);
-    let span = |a: jiff::Timestamp, b: jiff::Timestamp| -> Duration { b.duration_since(a).unsigned_abs() };
-    let execution = span(start, now);
-    let decision = run.plan.spec.trigger.detected_at.as_ref().map(|d| span(d.0, start));
-    let total = decision.unwrap_or_default() + execution;
-    st.rto = Some(Rto {
-        detection: None,
-        decision: decision.map(Into::into),
-        execution: Some(execution.into()),
-        total: Some(total.into()),
-    });
+    // A drill measured its RTO when its checks passed, before cleaning up.
+    if st.rto.is_none() {
+        measure(run, st, now);
+    }
+    let total = st.rto.as_ref().and_then(|r| r.total).map(Duration::from).unwrap_or_default();
     let point = st.restored_point.as_ref().map(|p| format!("{} from {}", p.name, p.location)).unwrap_or_default();
     let bytes: i64 = st.volumes.iter().map(|v| v.bytes_done).sum();
     let msg = format!(
@@ -529,6 +561,25 @@ pub async fn complete(run: &Run<'_>, st: &mut RestorePlanStatus) {
     conditions::set(&mut st.conditions, READY, true, "Restored", &msg, g, now);
     conditions::set(&mut st.conditions, PROGRESSING, false, "Restored", "", g, now);
     conditions::set(&mut st.conditions, DEGRADED, false, "Restored", "", g, now);
-    run.event(false, events::RESTORE_COMPLETED, msg).await;
+    run.event(false, events::RESTORE_COMPLETED, msg.clone()).await;
     cleanup(run).await;
+    if run.plan.spec.mode == RestoreMode::Drill {
+        checks::record_drill(run, st, true, &msg).await;
+    }
+}
+
+/// The RTO as of `now`: decision (detection to start, when the detection time is known)
+/// and execution (start to now).
+pub fn measure(run: &Run<'_>, st: &mut RestorePlanStatus, now: jiff::Timestamp) {
+    let start = st.start_time.as_ref().map(|t| t.0).unwrap_or(now);
+    let span = |a: jiff::Timestamp, b: jiff::Timestamp| -> Duration { b.duration_since(a).unsigned_abs() };
+    let execution = span(start, now);
+    let decision = run.plan.spec.trigger.detected_at.as_ref().map(|d| span(d.0, start));
+    let total = decision.unwrap_or_default() + execution;
+    st.rto = Some(Rto {
+        detection: None,
+        decision: decision.map(Into::into),
+        execution: Some(execution.into()),
+        total: Some(total.into()),
+    });
 }

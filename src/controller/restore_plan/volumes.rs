@@ -60,6 +60,9 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         .await?
         .ok_or_else(|| Error::Invalid(format!("BackupLocation {} is gone", chosen.location)))?;
     namespace(run).await?;
+    if run.target != run.ns {
+        secrets(run, &loc).await?;
+    }
     let mut templates: Option<Vec<Value>> = None;
     let mut blockers = Vec::new();
     for i in 0..st.volumes.len() {
@@ -145,6 +148,39 @@ async fn namespace(run: &Run<'_>) -> Result<()> {
         a.remove(super::ANNOTATION_FROM);
     }
     apply::apply(&api, super::NAME, &ns).await.map_err(Error::kube(format!("create Namespace {}", run.target)))?;
+    Ok(())
+}
+
+/// Copies what the restore Jobs read (the location's credentials, CA bundle and key)
+/// into a drill's scratch namespace, under the same names; they go with the namespace.
+async fn secrets(run: &Run<'_>, loc: &BackupLocation) -> Result<()> {
+    use k8s_openapi::api::core::v1::Secret;
+    let mut names: Vec<String> = Vec::new();
+    names.extend(loc.spec.credentials_secret.iter().map(|s| s.name.clone()));
+    names.extend(loc.spec.tls.as_ref().and_then(|t| t.ca_bundle.as_ref()).map(|s| s.name.clone()));
+    names.push(super::record::key(run.ctx, run.plan, loc).await?.name);
+    names.sort();
+    names.dedup();
+    let from: Api<Secret> = Api::namespaced(run.ctx.client.clone(), &run.ns);
+    let to: Api<Secret> = Api::namespaced(run.ctx.client.clone(), &run.target);
+    for n in names {
+        if to.get_opt(&n).await.map_err(Error::kube(format!("read Secret {}/{n}", run.target)))?.is_some() {
+            continue;
+        }
+        let Some(s) = from.get_opt(&n).await.map_err(Error::kube(format!("read Secret {}/{n}", run.ns)))? else {
+            return Err(Error::Invalid(format!(
+                "Secret {}/{n} (for BackupLocation {}) not found",
+                run.ns,
+                loc.name_any()
+            )));
+        };
+        let mut copy = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": n, "namespace": run.target}, "type": s.type_, "data": s.data});
+        run.mark(&mut copy, "");
+        apply::apply(&to, super::NAME, &copy)
+            .await
+            .map_err(Error::kube(format!("copy Secret {n} into {}", run.target)))?;
+    }
     Ok(())
 }
 
@@ -329,7 +365,7 @@ async fn restore_plan(
         name: name.into(),
         namespace: run.target.clone(),
         labels,
-        owner: apply::owner_ref(run.plan),
+        owner: if run.target == run.ns { apply::owner_ref(run.plan) } else { Value::Null },
         image: cfg.mover_image.clone(),
         command: cfg.mover_command.clone(),
         args,

@@ -59,7 +59,13 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
             let names: Vec<&str> = st.workloads.iter().map(|w| w.name.as_str()).collect();
             run.event(false, events::WORKLOADS_STARTED, format!("workloads ready: {}", names.join(", "))).await;
         }
-        complete(run, st).await;
+        if !run.plan.spec.post_restore_hooks.is_empty()
+            || run.plan.spec.mode == crate::api::restore_plan::RestoreMode::Drill
+        {
+            super::enter(st, crate::api::restore_plan::PlanPhase::Verifying, now);
+        } else {
+            complete(run, st).await;
+        }
         return Ok(Action::requeue(Duration::ZERO));
     };
     // Create what the group lacks (and, before the first group, what workloads need).
