@@ -303,4 +303,89 @@ spec:
     let namespaces = standby.kubectl(&["get", "namespaces", "-o", "name"], None);
     assert!(!namespaces.contains("namespace/records-drill"), "{namespaces}");
     assert_eq!(census(), before);
+
+    // Into another namespace: the namespace lands in the claims, the class mapping in the
+    // claims and the templates; the Secrets copied for the restore Jobs go afterwards.
+    let into = |name: &str, ns: &str| {
+        format!(
+            "apiVersion: lifeline.io/v1alpha1\nkind: RestorePlan\nmetadata:\n  name: {name}\n  namespace: records\nspec:\n  source:\n    locations: [us]\n    policy: records\n  target:\n    namespace: {ns}\n    storageClassMapping:\n      - from: standard\n        to: fast-standby\n"
+        )
+    };
+    standby.apply(&into("copy", "records-copy"));
+    let copy = standby.eventually(180, "the restore into another namespace", || async {
+        let s = plans.get_opt("copy").await.ok()??.status?;
+        matches!(s.phase, PlanPhase::Completed | PlanPhase::Failed).then_some(s)
+    });
+    assert_eq!(copy.phase, PlanPhase::Completed, "{:?}", copy.message);
+    let cpvcs: Api<PersistentVolumeClaim> = Api::namespaced(standby.client.clone(), "records-copy");
+    for i in 0..3 {
+        let c = standby.block_on(cpvcs.get(&format!("data-records-{i}"))).unwrap();
+        assert_eq!(c.spec.unwrap().storage_class_name.as_deref(), Some("fast-standby"));
+    }
+    let csts: Api<StatefulSet> = Api::namespaced(standby.client.clone(), "records-copy");
+    let moved = standby.block_on(csts.get("records")).unwrap();
+    let t = &moved.spec.unwrap().volume_claim_templates.unwrap()[0];
+    assert_eq!(t.spec.as_ref().unwrap().storage_class_name.as_deref(), Some("fast-standby"));
+    assert!(t.metadata.namespace.is_none(), "{:?}", t.metadata);
+    let secrets = standby.kubectl(&["get", "secrets", "-n", "records-copy", "-o", "name"], None);
+    assert!(!secrets.contains("lifeline-"), "the Jobs' copies are gone: {secrets}");
+    assert!(secrets.contains("secret/records-auth"), "the workload's own Secret came with it: {secrets}");
+
+    // Damaged data at the location: the plan fails naming the volume; no workload starts.
+    let location = us.open(&us_url);
+    let secret =
+        lifeline::repo::Secret::Passphrase(zeroize::Zeroizing::new(b"test passphrase for the operator tests".to_vec()));
+    let repo = lifeline::repo::Repository::open(location.clone(), &secret).unwrap();
+    repo.load_index_for_reading().unwrap();
+    let snaps = repo.points().unwrap().good;
+    let tagged = |k: &str, v: &str| {
+        snaps
+            .iter()
+            .find(|(_, s)| {
+                s.tags.get("lifeline.io/point") == Some(&name) && s.tags.get(k).map(String::as_str) == Some(v)
+            })
+            .map(|(_, s)| s.clone())
+            .unwrap()
+    };
+    // The packs holding the content of volume data-records-0 and nothing of the record.
+    let volume = packs_of(&repo, &tagged("lifeline.io/pvc", "records/data-records-0"));
+    let record = packs_of(&repo, &tagged("lifeline.io/kind", "record"));
+    let chunk_packs: Vec<String> = volume.difference(&record).map(lifeline::repo::format::pack_key).collect();
+    assert!(!chunk_packs.is_empty());
+    for key in chunk_packs {
+        let o = lifeline::store::ObjectInfo { key, size: 0, modified: 0 };
+        let mut data = location.get(&o.key).unwrap().to_vec();
+        // The first blob starts at byte 0 (the pack's header is at its end).
+        data[0] ^= 0xff;
+        location.delete(&o.key).unwrap();
+        location.put_new(&o.key, data.into()).unwrap();
+    }
+    standby.apply(&into("broken", "records-broken"));
+    let broken = standby.eventually(180, "the restore of damaged data", || async {
+        let s = plans.get_opt("broken").await.ok()??.status?;
+        matches!(s.phase, PlanPhase::Completed | PlanPhase::Failed).then_some(s)
+    });
+    assert_eq!(broken.phase, PlanPhase::Failed);
+    let msg = broken.message.unwrap_or_default();
+    assert!(msg.contains("volume data-records-0: Corrupted"), "{msg}");
+    let bsts: Api<StatefulSet> = Api::namespaced(standby.client.clone(), "records-broken");
+    assert!(standby.block_on(bsts.get_opt("records")).unwrap().is_none(), "no workload on damaged data");
+}
+
+/// The packs the files of a repository snapshot keep their content in.
+fn packs_of(
+    repo: &lifeline::repo::Repository,
+    snap: &lifeline::repo::format::Snapshot,
+) -> std::collections::HashSet<lifeline::repo::format::Id> {
+    let mut out = std::collections::HashSet::new();
+    let mut trees: Vec<_> = snap.root.subtree.into_iter().collect();
+    while let Some(t) = trees.pop() {
+        for n in repo.read_tree(&t).unwrap().nodes {
+            trees.extend(n.subtree);
+            for seg in &n.content {
+                out.extend(repo.read_segment(&seg.id).unwrap().iter().map(|c| c.loc.pack));
+            }
+        }
+    }
+    out
 }

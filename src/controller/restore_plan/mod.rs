@@ -221,6 +221,13 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
             fail(&run, &mut st, "InvalidSpec", &msg).await;
             Action::requeue(Duration::ZERO)
         }
+        // Damaged or unreadable data (a wrong key, a corrupted record) does not heal by
+        // waiting: the plan fails and says what.
+        Err(Error::Repo { action, source }) if !source.retryable() => {
+            let msg = format!("failed to {action}: {source} ({})", source.hint());
+            fail(&run, &mut st, source.category(), &msg).await;
+            Action::requeue(Duration::ZERO)
+        }
         Err(e) => {
             conditions::set(&mut st.conditions, PROGRESSING, true, e.category(), &e.to_string(), g, run.now());
             write(&run, &old, &st).await?;
@@ -322,14 +329,6 @@ async fn resolve(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
             fail(run, st, "NotPermitted", &msg).await;
             return Ok(Action::requeue(Duration::ZERO));
         }
-    } else if run.target != run.ns {
-        // A restore Job must run where its claim is, and read the location's key and
-        // credentials there: Secrets this version carries only into a drill's scratch
-        // namespace.
-        return Err(Error::Invalid(format!(
-            "spec.target.namespace: restoring into another namespace ({}) is not supported yet; restore into {} (the plan's namespace)",
-            run.target, run.ns
-        )));
     }
     let mut locations: BTreeMap<String, Option<BackupLocation>> = BTreeMap::new();
     for l in &spec.source.locations {
@@ -534,6 +533,9 @@ pub async fn fail(run: &Run<'_>, st: &mut RestorePlanStatus, reason: &str, msg: 
 async fn cleanup(run: &Run<'_>) {
     if let Err(e) = volumes::remove_jobs(run).await {
         tracing::warn!(plan = %run.name, error = %e, "could not remove the restore Jobs");
+    }
+    if let Err(e) = volumes::remove_copies(run).await {
+        tracing::warn!(plan = %run.name, error = %e, "could not remove the Secrets copied for the restore Jobs");
     }
 }
 

@@ -151,22 +151,23 @@ async fn namespace(run: &Run<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The annotation on a Secret copied for the restore Jobs of a run (removed at its end).
+pub const ANNOTATION_COPY: &str = "lifeline.io/copied-from";
+
+/// The name of a Secret's copy in the target namespace.
+fn copy_name(run: &Run<'_>, name: &str) -> String {
+    let n = format!("lifeline-{}-{name}", &run.id[..8]);
+    n.chars().take(253).collect()
+}
+
 /// Copies what the restore Jobs read (the location's credentials, CA bundle and key)
-/// into a drill's scratch namespace, under the same names; they go with the namespace.
+/// into the target namespace when it is not the plan's, under names of this run; they
+/// are removed when the run ends (with a drill's namespace at the latest).
 async fn secrets(run: &Run<'_>, loc: &BackupLocation) -> Result<()> {
     use k8s_openapi::api::core::v1::Secret;
-    let mut names: Vec<String> = Vec::new();
-    names.extend(loc.spec.credentials_secret.iter().map(|s| s.name.clone()));
-    names.extend(loc.spec.tls.as_ref().and_then(|t| t.ca_bundle.as_ref()).map(|s| s.name.clone()));
-    names.push(super::record::key(run.ctx, run.plan, loc).await?.name);
-    names.sort();
-    names.dedup();
     let from: Api<Secret> = Api::namespaced(run.ctx.client.clone(), &run.ns);
     let to: Api<Secret> = Api::namespaced(run.ctx.client.clone(), &run.target);
-    for n in names {
-        if to.get_opt(&n).await.map_err(Error::kube(format!("read Secret {}/{n}", run.target)))?.is_some() {
-            continue;
-        }
+    for n in secret_names(run, loc).await? {
         let Some(s) = from.get_opt(&n).await.map_err(Error::kube(format!("read Secret {}/{n}", run.ns)))? else {
             return Err(Error::Invalid(format!(
                 "Secret {}/{n} (for BackupLocation {}) not found",
@@ -174,14 +175,68 @@ async fn secrets(run: &Run<'_>, loc: &BackupLocation) -> Result<()> {
                 loc.name_any()
             )));
         };
+        let copy_of = copy_name(run, &n);
         let mut copy = json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": n, "namespace": run.target}, "type": s.type_, "data": s.data});
+            "metadata": {"name": copy_of, "namespace": run.target}, "type": s.type_, "data": s.data});
         run.mark(&mut copy, "");
+        copy["metadata"]["annotations"][ANNOTATION_COPY] = json!(format!("{}/{n}", run.ns));
         apply::apply(&to, super::NAME, &copy)
             .await
             .map_err(Error::kube(format!("copy Secret {n} into {}", run.target)))?;
     }
     Ok(())
+}
+
+/// The Secrets a restore Job of `loc` reads.
+async fn secret_names(run: &Run<'_>, loc: &BackupLocation) -> Result<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    names.extend(loc.spec.credentials_secret.iter().map(|s| s.name.clone()));
+    names.extend(loc.spec.tls.as_ref().and_then(|t| t.ca_bundle.as_ref()).map(|s| s.name.clone()));
+    names.push(super::record::key(run.ctx, run.plan, loc).await?.name);
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Removes the Secrets copied for this run's Jobs.
+pub async fn remove_copies(run: &Run<'_>) -> Result<()> {
+    use k8s_openapi::api::core::v1::Secret;
+    if run.target == run.ns {
+        return Ok(());
+    }
+    let api: Api<Secret> = Api::namespaced(run.ctx.client.clone(), &run.target);
+    let lp = kube::api::ListParams::default().labels(&format!(
+        "{}={}",
+        crate::api::names::LABEL_PLAN,
+        crate::k8s::truncate_label(&run.name)
+    ));
+    for s in api.list_metadata(&lp).await.map_err(Error::kube("list copied Secrets"))?.items {
+        let copy = s.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(ANNOTATION_COPY));
+        if copy && run.ours(&s.metadata) {
+            apply::delete(&api, &s.name_any()).await.map_err(Error::kube("remove a copied Secret"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Points a Job's Secret references at the copies in the target namespace.
+fn use_copies(run: &Run<'_>, plan: &mut Plan, names: &[String]) {
+    let rename = |v: &mut Value| {
+        if let Some(n) = v.as_str().filter(|n| names.iter().any(|x| x == n)) {
+            *v = json!(copy_name(run, n));
+        }
+    };
+    for e in &mut plan.env_from {
+        rename(&mut e["secretRef"]["name"]);
+    }
+    for e in &mut plan.env {
+        if e["valueFrom"]["secretKeyRef"].is_object() {
+            rename(&mut e["valueFrom"]["secretKeyRef"]["name"]);
+        }
+    }
+    if names.contains(&plan.key.name) {
+        plan.key.name = copy_name(run, &plan.key.name);
+    }
 }
 
 /// The claim to create for a recorded volume: the StatefulSet's claim template when the
@@ -361,7 +416,7 @@ async fn restore_plan(
     let mut labels = run.labels();
     labels.insert(LABEL_COMPONENT.into(), COMPONENT_MOVER.into());
     labels.insert(LABEL_VOLUME.into(), i.to_string());
-    Ok(Plan {
+    let mut plan = Plan {
         name: name.into(),
         namespace: run.target.clone(),
         labels,
@@ -376,7 +431,12 @@ async fn restore_plan(
         key,
         host_paths: access::host_paths(&[loc]),
         deadline_seconds: cfg.mover_timeout.as_secs() as i64,
-    })
+    };
+    if run.target != run.ns {
+        let names = secret_names(run, loc).await?;
+        use_copies(run, &mut plan, &names);
+    }
+    Ok(plan)
 }
 
 #[cfg(test)]
