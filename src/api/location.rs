@@ -184,8 +184,9 @@ pub struct BackupLocationStatus {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct FenceRecord {
-    /// Namespace and name of the BackupPolicy whose workload was taken over.
+    /// Namespace of the BackupPolicy whose workload was taken over.
     pub namespace: String,
+    /// Name of that BackupPolicy.
     pub policy: String,
     /// Grows with every takeover; the highest wins.
     pub epoch: i64,
