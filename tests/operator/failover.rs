@@ -18,30 +18,13 @@ fn a_failover_fences_the_lost_primary_and_the_returning_primary_stands_down() {
     let mut primary = Env::start(SimOptions::default());
     let prefix = s3::unique("failover");
     let yaml = example("records-two-regions.yaml", &prefix);
-    primary.apply(&yaml);
-    primary.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
-    primary.start_operator(system_clock());
-    primary
-        .kubectl(&["annotate", "backuppolicy/records", "-n", "records", "lifeline.io/run-now=before-the-loss"], None);
-    let name = primary.new_point("records", &[], 60);
-    assert_eq!(primary.finished_point("records", &name, 120).status.unwrap().phase, RunPhase::Completed);
-    let points: Api<RestorePoint> = Api::namespaced(primary.client.clone(), "records");
-    primary.eventually(90, "replication to the second region", || async {
-        let p = points.get_opt(&name).await.ok()??;
-        p.status?.locations.iter().any(|l| l.name == "us" && l.present).then_some(())
-    });
+    let name = primary.protected_point(&yaml);
     let primary_kubeconfig = primary.kubeconfig_text();
     primary.kill_cluster();
 
     // The standby: both regions read-only, and a way to reach the primary's cluster.
     let mut standby = Env::start(SimOptions::default());
-    let locations = yaml
-        .split("\n---\n")
-        .filter(|d| d.contains("kind: Namespace") || d.contains("kind: Secret") || d.contains("kind: BackupLocation"))
-        .filter(|d| !d.contains("name: records-auth"))
-        .collect::<Vec<_>>()
-        .join("\n---\n")
-        .replace("  keySecret:\n", "  accessMode: ReadOnly\n  checkInterval: 2s\n  keySecret:\n");
+    let locations = super::standby_locations(&yaml);
     standby.apply(&locations);
     let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "primary-kubeconfig", "namespace": "records"},

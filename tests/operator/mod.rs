@@ -161,6 +161,40 @@ impl Env {
         )
     }
 
+    /// Applies the records example (`yaml`), starts the operator and takes one restore
+    /// point on request; returns its name once it is complete in both regions.
+    pub fn protected_point(&mut self, yaml: &str) -> String {
+        self.apply(yaml);
+        self.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
+        self.start_operator(system_clock());
+        self.kubectl(
+            &["annotate", "backuppolicy/records", "-n", "records", "lifeline.io/run-now=before-the-loss"],
+            None,
+        );
+        let name = self.new_point("records", &[], 60);
+        let st = self.finished_point("records", &name, 120).status.unwrap();
+        assert_eq!(st.phase, RunPhase::Completed, "{:?}", st.message);
+        let api: Api<RestorePoint> = Api::namespaced(self.client.clone(), "records");
+        self.eventually(90, "replication to the second region", || async {
+            let p = api.get_opt(&name).await.ok()??;
+            p.status?.locations.iter().any(|l| l.name == "us" && l.present).then_some(())
+        });
+        name
+    }
+
+    /// Waits until RestorePlan `name` ends (Completed or Failed) and returns its status.
+    pub fn finished_plan(&self, ns: &str, name: &str, secs: u64) -> lifeline::api::RestorePlanStatus {
+        let plans: Api<lifeline::api::RestorePlan> = Api::namespaced(self.client.clone(), ns);
+        self.eventually(secs, &format!("RestorePlan {name} to finish"), || async {
+            let s = plans.get_opt(name).await.ok()??.status?;
+            matches!(
+                s.phase,
+                lifeline::api::restore_plan::PlanPhase::Completed | lifeline::api::restore_plan::PlanPhase::Failed
+            )
+            .then_some(s)
+        })
+    }
+
     pub fn points(&self, ns: &str) -> Vec<RestorePoint> {
         let api: Api<RestorePoint> = Api::namespaced(self.client.clone(), ns);
         self.block_on(api.list(&ListParams::default())).unwrap().items
@@ -233,6 +267,18 @@ impl Drop for Env {
     fn drop(&mut self) {
         self.kill_operator();
     }
+}
+
+/// What a standby cluster of the records example applies: the namespace, the Secrets
+/// (but the workload's own, which comes with a restore) and both locations, read-only,
+/// checked every 2 s.
+pub fn standby_locations(yaml: &str) -> String {
+    yaml.split("\n---\n")
+        .filter(|d| d.contains("kind: Namespace") || d.contains("kind: Secret") || d.contains("kind: BackupLocation"))
+        .filter(|d| !d.contains("name: records-auth"))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+        .replace("  keySecret:\n", "  accessMode: ReadOnly\n  checkInterval: 2s\n  keySecret:\n")
 }
 
 /// The system clock, for tests that do not move time.

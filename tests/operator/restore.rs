@@ -42,19 +42,7 @@ fn a_lost_statefulset_comes_back_in_a_standby_cluster_from_the_region_that_is_up
         "        accessModes: [\"ReadWriteOnce\"]\n",
         "        accessModes: [\"ReadWriteOnce\"]\n        storageClassName: standard\n",
     );
-    primary.apply(&yaml);
-    primary.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
-    primary.start_operator(system_clock());
-    primary
-        .kubectl(&["annotate", "backuppolicy/records", "-n", "records", "lifeline.io/run-now=before-the-loss"], None);
-    let name = primary.new_point("records", &[], 60);
-    let st = primary.finished_point("records", &name, 120).status.unwrap();
-    assert_eq!(st.phase, RunPhase::Completed, "{:?}", st.message);
-    let api: Api<RestorePoint> = Api::namespaced(primary.client.clone(), "records");
-    primary.eventually(90, "replication to the second region", || async {
-        let p = api.get_opt(&name).await.ok()??;
-        p.status?.locations.iter().any(|l| l.name == "us" && l.present).then_some(())
-    });
+    let name = primary.protected_point(&yaml);
     // What the point holds, read with the CLI alone.
     let (_, us) = s3::regions();
     let us_url = format!("s3://lifeline/{prefix}-us");
@@ -74,13 +62,7 @@ fn a_lost_statefulset_comes_back_in_a_standby_cluster_from_the_region_that_is_up
 
     // The standby knows the two locations; the first region is down (nothing listens).
     let mut standby = Env::start(SimOptions::default());
-    let locations = yaml
-        .split("\n---\n")
-        .filter(|d| d.contains("kind: Namespace") || d.contains("kind: Secret") || d.contains("kind: BackupLocation"))
-        .filter(|d| !d.contains("name: records-auth"))
-        .collect::<Vec<_>>()
-        .join("\n---\n")
-        .replace("  keySecret:\n", "  accessMode: ReadOnly\n  checkInterval: 2s\n  keySecret:\n");
+    let locations = super::standby_locations(&yaml);
     let eu_endpoint = s3::regions().0.endpoint.clone();
     let locations = locations.replacen(&eu_endpoint, "http://127.0.0.1:9", 1);
     standby.apply(&locations);
@@ -189,31 +171,10 @@ fn a_lost_statefulset_comes_back_in_a_standby_cluster_from_the_region_that_is_up
         ],
         None,
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let refused = loop {
-        let s = standby.block_on(plans.get("records-back")).unwrap().status.unwrap_or_default();
-        if s.run_token.as_deref() == Some("again") && s.phase == PlanPhase::Failed {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let obj = standby.kubectl(&["get", "restoreplan/records-back", "-n", "records", "-o", "yaml"], None);
-            let ev = standby.kubectl(
-                &[
-                    "get",
-                    "events",
-                    "-n",
-                    "records",
-                    "--field-selector",
-                    "involvedObject.name=records-back",
-                    "-o",
-                    "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
-                ],
-                None,
-            );
-            panic!("the second run was not refused: {obj}\n{ev}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    };
+    let refused = standby.eventually(60, "the second run to be refused", || async {
+        let s = plans.get("records-back").await.ok()?.status?;
+        (s.run_token.as_deref() == Some("again") && s.phase == PlanPhase::Failed).then_some(s)
+    });
     let msg = refused.message.unwrap_or_default();
     assert!(msg.contains("PersistentVolumeClaim data-records-0") && msg.contains("StatefulSet records"), "{msg}");
     let degraded = refused.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
@@ -249,10 +210,7 @@ spec:
       replicas: 0
 "#,
     );
-    let one = standby.eventually(120, "the selective restore", || async {
-        let s = plans.get_opt("one-file").await.ok()??.status?;
-        matches!(s.phase, PlanPhase::Completed | PlanPhase::Failed).then_some(s)
-    });
+    let one = standby.finished_plan("records", "one-file", 120);
     assert_eq!(one.phase, PlanPhase::Completed, "{:?}", one.message);
     assert_eq!(one.volumes.iter().map(|v| v.pvc.as_str()).collect::<Vec<_>>(), ["data-records-1"]);
     assert_eq!(one.volumes[0].files, Some(1), "only the chosen path: {:?}", one.volumes[0]);
@@ -275,10 +233,7 @@ spec:
         )
     };
     standby.apply(&drill("drill-ok", "test -s /data/records.log && grep -q 'record 1$' /data/records.log"));
-    let ok = standby.eventually(180, "the drill", || async {
-        let s = plans.get_opt("drill-ok").await.ok()??.status?;
-        matches!(s.phase, PlanPhase::Completed | PlanPhase::Failed).then_some(s)
-    });
+    let ok = standby.finished_plan("records", "drill-ok", 180);
     assert_eq!(ok.phase, PlanPhase::Completed, "{:?}\n{}", ok.message, events("RestoreFailed"));
     assert!(ok.rto.as_ref().and_then(|r| r.execution).is_some(), "{:?}", ok.rto);
     assert!(events("HooksRan").contains("3 check(s) passed in 3 Pod(s)"), "{}", events("HooksRan"));
@@ -288,10 +243,7 @@ spec:
 
     // A drill whose check fails is Degraded with the check's output, and cleans up too.
     standby.apply(&drill("drill-bad", "echo the orders table is missing >&2; exit 3"));
-    let bad = standby.eventually(180, "the failing drill", || async {
-        let s = plans.get_opt("drill-bad").await.ok()??.status?;
-        matches!(s.phase, PlanPhase::Completed | PlanPhase::Failed).then_some(s)
-    });
+    let bad = standby.finished_plan("records", "drill-bad", 180);
     assert_eq!(bad.phase, PlanPhase::Failed, "{:?}", bad.message);
     let degraded = bad.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
     assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "CheckFailed"));
@@ -312,10 +264,7 @@ spec:
         )
     };
     standby.apply(&into("copy", "records-copy"));
-    let copy = standby.eventually(180, "the restore into another namespace", || async {
-        let s = plans.get_opt("copy").await.ok()??.status?;
-        matches!(s.phase, PlanPhase::Completed | PlanPhase::Failed).then_some(s)
-    });
+    let copy = standby.finished_plan("records", "copy", 180);
     assert_eq!(copy.phase, PlanPhase::Completed, "{:?}", copy.message);
     let cpvcs: Api<PersistentVolumeClaim> = Api::namespaced(standby.client.clone(), "records-copy");
     for i in 0..3 {
@@ -361,13 +310,12 @@ spec:
         location.put_new(&o.key, data.into()).unwrap();
     }
     standby.apply(&into("broken", "records-broken"));
-    let broken = standby.eventually(180, "the restore of damaged data", || async {
-        let s = plans.get_opt("broken").await.ok()??.status?;
-        matches!(s.phase, PlanPhase::Completed | PlanPhase::Failed).then_some(s)
-    });
+    let broken = standby.finished_plan("records", "broken", 180);
     assert_eq!(broken.phase, PlanPhase::Failed);
     let msg = broken.message.unwrap_or_default();
-    assert!(msg.contains("volume data-records-0: Corrupted"), "{msg}");
+    // Data is deduplicated across volumes: whichever volume reads a damaged pack first is
+    // the one named.
+    assert!(msg.contains("volume data-records-") && msg.contains(": Corrupted: "), "{msg}");
     let bsts: Api<StatefulSet> = Api::namespaced(standby.client.clone(), "records-broken");
     assert!(standby.block_on(bsts.get_opt("records")).unwrap().is_none(), "no workload on damaged data");
 }

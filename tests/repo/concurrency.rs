@@ -1,7 +1,7 @@
 //! Writers, prunes and key changes at the same time on one repository: a restore point
 //! reported as saved stays restorable, and some key always opens the repository.
 
-use super::{OnList, OnPut, bytes, init, local, secret};
+use super::{Hook, Hooked, bytes, init, local, secret};
 use lifeline::repo::backup::{self, BackupOptions};
 use lifeline::repo::format::Id;
 use lifeline::repo::prune::{self, Retention};
@@ -35,7 +35,7 @@ impl Gate {
                 }
             }
         };
-        (gate, Arc::new(OnPut { inner, hook: Box::new(hook) }))
+        (gate, Arc::new(Hooked { inner, when: Hook::Put, hook: Box::new(hook) }))
     }
 
     /// Waits until a put is being held.
@@ -289,7 +289,7 @@ fn a_point_finished_during_a_verify_is_not_called_damaged() {
             super::backup(&writer, &src);
         }
     };
-    let verifier = open(Arc::new(OnList { inner: inner.clone(), hook: Box::new(hook) }));
+    let verifier = open(Arc::new(Hooked { inner: inner.clone(), when: Hook::List, hook: Box::new(hook) }));
     let report = verify::run(&verifier, 100).unwrap();
     assert!(report.ok(), "a verify during a backup found damage: {}", report.summary());
     // The point finished during the verify is whole, and the next verify covers it.

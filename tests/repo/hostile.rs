@@ -125,7 +125,7 @@ fn entries_that_vanish_during_a_backup_are_left_out_and_named() {
                 }
             }
         };
-        let b = Arc::new(super::OnPut { inner: backend.clone(), hook: Box::new(hook) });
+        let b = Arc::new(super::Hooked { inner: backend.clone(), when: super::Hook::Put, hook: Box::new(hook) });
         Arc::new(lifeline::repo::Repository::open(b, &super::secret()).unwrap())
     };
     let src = tmp.path().join("src");

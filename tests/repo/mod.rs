@@ -73,22 +73,29 @@ pub fn change_pages(file: &Path, pages: usize, seed: u64) {
     }
 }
 
-/// A backend that calls `hook(key)` before each put: for tests that act at an exact
-/// point of an operation (hold it, delete files under it).
-pub struct OnPut {
+/// When a [`Hooked`] backend calls its hook.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// Before each put, with the key: for tests that act at an exact point of an
+    /// operation (hold it, delete files under it).
+    Put,
+    /// Before each listing, with the prefix: for tests that run another operation between
+    /// two reads of one.
+    List,
+}
+
+/// A backend that calls `hook` at the moments `when` says.
+pub struct Hooked {
     pub inner: Arc<dyn Backend>,
+    pub when: Hook,
     pub hook: Box<dyn Fn(&str) + Send + Sync>,
 }
 
-/// A backend that calls `hook(prefix)` before each listing: for tests that run another
-/// operation between two reads of one.
-pub struct OnList {
-    pub inner: Arc<dyn Backend>,
-    pub hook: Box<dyn Fn(&str) + Send + Sync>,
-}
-
-impl Backend for OnList {
+impl Backend for Hooked {
     fn put_new(&self, key: &str, data: bytes::Bytes) -> Result<(), lifeline::store::StoreError> {
+        if self.when == Hook::Put {
+            (self.hook)(key);
+        }
         self.inner.put_new(key, data)
     }
     fn get(&self, key: &str) -> Result<bytes::Bytes, lifeline::store::StoreError> {
@@ -98,32 +105,9 @@ impl Backend for OnList {
         self.inner.get_range(key, range)
     }
     fn list(&self, prefix: &str) -> Result<Vec<lifeline::store::ObjectInfo>, lifeline::store::StoreError> {
-        (self.hook)(prefix);
-        self.inner.list(prefix)
-    }
-    fn delete(&self, key: &str) -> Result<(), lifeline::store::StoreError> {
-        self.inner.delete(key)
-    }
-    fn url(&self) -> &str {
-        self.inner.url()
-    }
-    fn flush(&self) -> Result<(), lifeline::store::StoreError> {
-        self.inner.flush()
-    }
-}
-
-impl Backend for OnPut {
-    fn put_new(&self, key: &str, data: bytes::Bytes) -> Result<(), lifeline::store::StoreError> {
-        (self.hook)(key);
-        self.inner.put_new(key, data)
-    }
-    fn get(&self, key: &str) -> Result<bytes::Bytes, lifeline::store::StoreError> {
-        self.inner.get(key)
-    }
-    fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<bytes::Bytes, lifeline::store::StoreError> {
-        self.inner.get_range(key, range)
-    }
-    fn list(&self, prefix: &str) -> Result<Vec<lifeline::store::ObjectInfo>, lifeline::store::StoreError> {
+        if self.when == Hook::List {
+            (self.hook)(prefix);
+        }
         self.inner.list(prefix)
     }
     fn delete(&self, key: &str) -> Result<(), lifeline::store::StoreError> {

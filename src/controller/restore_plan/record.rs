@@ -34,12 +34,17 @@ pub async fn key(ctx: &Context, plan: &RestorePlan, loc: &BackupLocation) -> Res
     })
 }
 
-/// The manifests captured with restore point `point`, as stored in its record at `loc`.
-pub async fn manifests(ctx: &Context, plan: &RestorePlan, loc: &BackupLocation, point: &str) -> Result<Vec<Value>> {
+/// The repository at `loc`, opened with [`key`].
+async fn open(ctx: &Context, plan: &RestorePlan, loc: &BackupLocation) -> Result<Arc<crate::repo::Repository>> {
     let ns = plan.namespace().unwrap_or_default();
     let key = key(ctx, plan, loc).await?;
     let (secret, rv) = access::passphrase(&ctx.client, &ns, &key, "the location's keySecret").await?;
-    let repo = access::open_repo(ctx, loc, secret, rv, false).await?;
+    access::open_repo(ctx, loc, secret, rv, false).await
+}
+
+/// The manifests captured with restore point `point`, as stored in its record at `loc`.
+pub async fn manifests(ctx: &Context, plan: &RestorePlan, loc: &BackupLocation, point: &str) -> Result<Vec<Value>> {
+    let repo = open(ctx, plan, loc).await?;
     let wanted = point.to_string();
     let read = crate::mover::inline::run(move || {
         let points = repo.points()?;
@@ -72,10 +77,7 @@ pub async fn volumes(
     loc: &BackupLocation,
     point: &str,
 ) -> Result<std::collections::BTreeMap<String, String>> {
-    let ns = plan.namespace().unwrap_or_default();
-    let key = key(ctx, plan, loc).await?;
-    let (secret, rv) = access::passphrase(&ctx.client, &ns, &key, "the location's keySecret").await?;
-    let repo = access::open_repo(ctx, loc, secret, rv, false).await?;
+    let repo = open(ctx, plan, loc).await?;
     let wanted = point.to_string();
     let found = crate::mover::inline::run(move || {
         Ok(repo
