@@ -191,6 +191,14 @@ fn a_lost_statefulset_comes_back_in_a_standby_cluster_from_the_region_that_is_up
     // Selective recovery: one volume, one path in it, after the workload and its claims
     // are gone again.
     standby.kubectl(&["delete", "statefulset/records", "-n", "records", "--wait=true"], None);
+    // The claims outlive the StatefulSet they were restored for (no owner reference).
+    standby.eventually(60, "the StatefulSet's Pods to go", || async {
+        let pods = standby.kubectl(&["get", "pods", "-n", "records", "-o", "name"], None);
+        pods.trim().is_empty().then_some(())
+    });
+    for i in 0..3 {
+        assert!(standby.block_on(pvcs.get_opt(&format!("data-records-{i}"))).unwrap().is_some());
+    }
     standby.kubectl(&["delete", "pvc", "--all", "-n", "records", "--wait=true"], None);
     standby.apply(
         r#"
