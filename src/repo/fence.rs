@@ -47,6 +47,19 @@ pub fn read(b: &dyn Backend) -> Result<Vec<Marker>, StoreError> {
     Ok(newest.into_values().collect())
 }
 
+/// The newest marker of one policy at a location, if any.
+pub fn newest(b: &dyn Backend, namespace: &str, policy: &str) -> Result<Option<Marker>, StoreError> {
+    Ok(read(b)?.into_iter().find(|m| m.namespace == namespace && m.policy == policy))
+}
+
+/// Writes `m` with exactly its epoch; [`StoreError::AlreadyExists`] if that epoch is taken
+/// at this location. A takeover writes one epoch into all its locations this way.
+pub fn write_epoch(b: &dyn Backend, m: &Marker) -> Result<(), StoreError> {
+    let data = serde_json::to_vec_pretty(m).unwrap_or_default();
+    b.put_new(&key(&m.namespace, &m.policy, m.epoch), data.into())?;
+    b.flush()
+}
+
 /// Writes a marker with the next epoch for `m.namespace`/`m.policy`; returns it.
 pub fn write(b: &dyn Backend, mut m: Marker) -> Result<Marker, StoreError> {
     let prefix = format!("{PREFIX}{}/{}/", m.namespace, m.policy);

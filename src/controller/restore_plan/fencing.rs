@@ -19,6 +19,7 @@ use crate::controller::location::access;
 use crate::controller::{Error, Result};
 use crate::k8s::events;
 use crate::repo::fence::Marker;
+use crate::store::LocationOptions;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -26,6 +27,9 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::Action;
 use serde_json::json;
 use std::time::Duration;
+
+/// A location's options, URL and newest marker of the policy.
+type Found = (LocationOptions, String, Option<Marker>);
 
 /// How long reaching the source cluster may take before fencing it counts as skipped.
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -55,42 +59,82 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     };
     let point = st.restored_point.as_ref().map(|p| p.name.clone()).unwrap_or_default();
     let cluster = run.ctx.cluster_id().await?;
-    let mut markers = Vec::new();
-    let mut epoch: Option<i64> = None;
+    let marker = Marker {
+        epoch: 0,
+        namespace: source_ns.clone(),
+        policy: spec.source.policy.clone(),
+        cluster_id: cluster.clone(),
+        time: now.to_string(),
+        plan: format!("{}/{}", run.ns, run.name),
+        restore_point: point.clone(),
+    };
+    // What each location holds now: the newest marker of the policy, or why it cannot be
+    // read.
+    let mut at: Vec<(String, Result<Found, String>)> = Vec::new();
     for l in &spec.source.locations {
         let Some(loc) = run.location(l).await? else {
-            markers.push(format!("{l}: not written (no such BackupLocation)"));
+            at.push((l.clone(), Err("no such BackupLocation".into())));
             continue;
         };
-        let marker = Marker {
-            epoch: 0,
-            namespace: source_ns.clone(),
-            policy: spec.source.policy.clone(),
-            cluster_id: cluster.clone(),
-            time: now.to_string(),
-            plan: format!("{}/{}", run.ns, run.name),
-            restore_point: point.clone(),
-        };
-        let written = match access::options(&run.ctx.client, &loc).await {
+        let found = match access::options(&run.ctx.client, &loc).await {
             Ok(o) => {
-                let url = loc.spec.url.clone();
+                let (url, opts, m) = (loc.spec.url.clone(), o.clone(), marker.clone());
                 crate::mover::inline::run(move || {
-                    let b = access::backend(&url, &o)?;
-                    Ok(crate::repo::fence::write(b.as_ref(), marker)?)
+                    let b = access::backend(&url, &opts)?;
+                    Ok(crate::repo::fence::newest(b.as_ref(), &m.namespace, &m.policy)?)
                 })
                 .await
+                .map(|newest| (o, loc.spec.url.clone(), newest))
                 .map_err(|e| format!("{e} ({})", e.hint()))
             }
             Err(e) => Err(e.to_string()),
         };
-        match written {
-            Ok(m) => {
-                epoch = Some(epoch.unwrap_or(0).max(m.epoch as i64));
-                markers.push(format!("{l}: epoch {}", m.epoch));
+        at.push((l.clone(), found));
+    }
+    // One epoch for all locations: this takeover's own if an earlier attempt of it wrote
+    // the highest marker already (a replayed step writes no second one), else one above
+    // every marker found.
+    let ours = |m: &Marker| m.cluster_id == marker.cluster_id && m.plan == marker.plan && m.restore_point == point;
+    let newest: Vec<&Marker> = at.iter().filter_map(|(_, r)| r.as_ref().ok()?.2.as_ref()).collect();
+    let highest = newest.iter().map(|m| m.epoch).max().unwrap_or(0);
+    let epoch = if highest > 0 && newest.iter().filter(|m| m.epoch == highest).all(|m| ours(m)) {
+        highest
+    } else {
+        highest + 1
+    };
+    let mut markers = Vec::new();
+    let mut written = false;
+    for (l, found) in at {
+        let (opts, url, existing) = match found {
+            Ok(f) => f,
+            Err(e) => {
+                markers.push(format!("{l}: not written ({e})"));
+                continue;
             }
-            Err(e) => markers.push(format!("{l}: not written ({e})")),
+        };
+        if existing.as_ref().is_some_and(|m| m.epoch == epoch && ours(m)) {
+            markers.push(format!("{l}: epoch {epoch}"));
+            written = true;
+            continue;
+        }
+        let m = Marker { epoch, ..marker.clone() };
+        let res = crate::mover::inline::run(move || {
+            let b = access::backend(&url, &opts)?;
+            Ok(crate::repo::fence::write_epoch(b.as_ref(), &m)?)
+        })
+        .await;
+        match res {
+            Ok(()) => {
+                markers.push(format!("{l}: epoch {epoch}"));
+                written = true;
+            }
+            Err(crate::repo::RepoError::Store(crate::store::StoreError::AlreadyExists { .. })) => {
+                markers.push(format!("{l}: not written (epoch {epoch} was taken by another site meanwhile)"))
+            }
+            Err(e) => markers.push(format!("{l}: not written ({e} ({}))", e.hint())),
         }
     }
+    let epoch = written.then_some(epoch as i64);
     let note = format!("source cluster: {source}; fencing markers: {}", markers.join(", "));
     let warn = epoch.is_none() || source.starts_with("skipped");
     run.event(warn, events::FENCING, note.clone()).await;
