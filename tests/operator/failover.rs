@@ -19,6 +19,8 @@ fn a_failover_fences_the_lost_primary_and_the_returning_primary_stands_down() {
     let prefix = s3::unique("failover");
     let yaml = example("records-two-regions.yaml", &prefix);
     let name = primary.protected_point(&yaml);
+    let (_, us) = s3::regions();
+    let recorded = super::recorded_logs(&format!("s3://lifeline/{prefix}-us"), &us.endpoint, &name);
     let primary_kubeconfig = primary.kubeconfig_text();
     primary.kill_cluster();
 
@@ -87,6 +89,17 @@ spec:
     assert_eq!(fencing.markers, ["eu: epoch 1", "us: epoch 1"], "{fencing:?}");
     let story = standby.event_messages("records", "Fencing");
     assert!(story.contains(&format!("fencing markers: eu: epoch {epoch}, us: epoch {epoch}")), "{story}");
+    super::in_order(
+        &standby.plan_story("records", "take-over"),
+        &["RestoreStarted", "RestorePointChosen", "Fencing", "VolumesRestored", "WorkloadStarted", "RestoreCompleted"],
+    );
+    assert!(st.rpo.is_some() && st.rto.as_ref().and_then(|r| r.execution).is_some(), "{st:?}");
+    // Every record of the restore point, byte for byte, in the running workload.
+    for (i, log) in recorded.iter().enumerate() {
+        let now = standby
+            .kubectl(&["exec", "-n", "records", &format!("records-{i}"), "--", "cat", "/data/records.log"], None);
+        assert!(now.starts_with(log.as_str()), "records-{i} lost records of the restore point");
+    }
 
     // The primary site comes back, with its operator: it reads the marker and stands down.
     primary.restart_cluster();
@@ -118,7 +131,7 @@ spec:
     std::thread::sleep(std::time::Duration::from_secs(3));
     let names: Vec<String> = primary.points("records").iter().map(kube::ResourceExt::name_any).collect();
     assert_eq!(names, std::slice::from_ref(&name), "no run starts at a fenced site");
-    let (eu, us) = s3::regions();
+    let eu = &s3::regions().0;
     for (url, endpoint) in
         [(format!("s3://lifeline/{prefix}-eu"), &eu.endpoint), (format!("s3://lifeline/{prefix}-us"), &us.endpoint)]
     {

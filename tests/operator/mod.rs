@@ -182,6 +182,26 @@ impl Env {
         name
     }
 
+    /// The reasons of a plan's Events, oldest first.
+    pub fn plan_story(&self, ns: &str, plan: &str) -> Vec<String> {
+        let selector = format!("involvedObject.name={plan}");
+        let out = self.kubectl(
+            &[
+                "get",
+                "events",
+                "-n",
+                ns,
+                "--field-selector",
+                &selector,
+                "--sort-by=.eventTime",
+                "-o",
+                "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}",
+            ],
+            None,
+        );
+        out.lines().map(String::from).collect()
+    }
+
     /// Waits until RestorePlan `name` ends (Completed or Failed) and returns its status.
     pub fn finished_plan(&self, ns: &str, name: &str, secs: u64) -> lifeline::api::RestorePlanStatus {
         let plans: Api<lifeline::api::RestorePlan> = Api::namespaced(self.client.clone(), ns);
@@ -331,6 +351,28 @@ pub fn lifeline_cli(args: &[&str]) -> std::process::Output {
         String::from_utf8_lossy(&o.stderr)
     );
     o
+}
+
+/// Asserts that the first occurrences of `order` come in that order, all of them.
+pub fn in_order(story: &[String], order: &[&str]) {
+    let at: Vec<usize> = order.iter().map(|r| story.iter().position(|x| x == r).unwrap_or(usize::MAX)).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]) && !at.contains(&usize::MAX), "{order:?} not in order in {story:?}");
+}
+
+/// The `records.log` each of the records example's three volumes holds in restore point
+/// `point` at `url`, read with the CLI alone.
+pub fn recorded_logs(url: &str, endpoint: &str, point: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    (0..3)
+        .map(|i| {
+            let id = volume_at(url, endpoint, point, &format!("records/data-records-{i}"));
+            let target = dir.path().join(format!("r{i}"));
+            lifeline_cli(&["repo", "restore", url, &id, target.to_str().unwrap(), "--endpoint", endpoint]);
+            let log = std::fs::read_to_string(target.join("records.log")).unwrap();
+            assert!(log.contains("record 1\n"), "{log}");
+            log
+        })
+        .collect()
 }
 
 /// The restore points stored at a location, as the CLI lists them.

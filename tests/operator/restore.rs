@@ -46,16 +46,7 @@ fn a_lost_statefulset_comes_back_in_a_standby_cluster_from_the_region_that_is_up
     // What the point holds, read with the CLI alone.
     let (_, us) = s3::regions();
     let us_url = format!("s3://lifeline/{prefix}-us");
-    let mut recorded = Vec::new();
-    let dir = tempfile::tempdir().unwrap();
-    for i in 0..3 {
-        let id = super::volume_at(&us_url, &us.endpoint, &name, &format!("records/data-records-{i}"));
-        let target = dir.path().join(format!("r{i}"));
-        super::lifeline_cli(&["repo", "restore", &us_url, &id, target.to_str().unwrap(), "--endpoint", &us.endpoint]);
-        let log = std::fs::read_to_string(target.join("records.log")).unwrap();
-        assert!(log.contains("record 1\n"), "{log}");
-        recorded.push(log);
-    }
+    let recorded = super::recorded_logs(&us_url, &us.endpoint, &name);
     // The site is lost.
     primary.kill_operator();
     drop(primary);
@@ -132,24 +123,10 @@ fn a_lost_statefulset_comes_back_in_a_standby_cluster_from_the_region_that_is_up
     let rto = st.rto.clone().unwrap();
     assert!(rto.execution.is_some() && rto.decision.is_some() && rto.total.is_some(), "{rto:?}");
     // The story, in order.
-    let story = standby.kubectl(
-        &[
-            "get",
-            "events",
-            "-n",
-            "records",
-            "--field-selector",
-            "involvedObject.name=records-back",
-            "--sort-by=.eventTime",
-            "-o",
-            "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}",
-        ],
-        None,
+    super::in_order(
+        &standby.plan_story("records", "records-back"),
+        &["RestoreStarted", "RestorePointChosen", "VolumesRestored", "WorkloadStarted", "RestoreCompleted"],
     );
-    let reasons: Vec<&str> = story.lines().collect();
-    let order = ["RestoreStarted", "RestorePointChosen", "VolumesRestored", "WorkloadStarted", "RestoreCompleted"];
-    let at: Vec<usize> = order.iter().map(|r| reasons.iter().position(|x| x == r).unwrap_or(usize::MAX)).collect();
-    assert!(at.windows(2).all(|w| w[0] < w[1]) && at[4] != usize::MAX, "{reasons:?}");
 
     // Applying the same plan again (a GitOps re-sync) restores nothing again.
     standby.apply(&PLAN.replace("DETECTED", &detected.to_string()));
