@@ -143,7 +143,7 @@ pub struct RestorePointStatus {
 }
 
 /// One captured volume.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeRecord {
     /// PersistentVolumeClaim name.

@@ -112,14 +112,16 @@ impl Run<'_> {
         meta.annotations.as_ref().and_then(|a| a.get(ANNOTATION_RUN)) == Some(&self.id)
     }
 
-    /// Marks an object (JSON) as restored by this run from `point`.
-    pub fn mark(&self, obj: &mut Value, point: &str) {
+    /// Marks an object (JSON) as made by this run, and restored from `point` if it was.
+    pub fn mark(&self, obj: &mut Value, point: Option<&str>) {
         let meta = &mut obj["metadata"];
         for (k, v) in self.labels() {
             meta["labels"][k] = Value::String(v);
         }
         meta["annotations"][ANNOTATION_RUN] = Value::String(self.id.clone());
-        meta["annotations"][ANNOTATION_FROM] = Value::String(point.to_string());
+        if let Some(p) = point {
+            meta["annotations"][ANNOTATION_FROM] = Value::String(p.to_string());
+        }
     }
 
     pub async fn location(&self, name: &str) -> Result<Option<BackupLocation>> {

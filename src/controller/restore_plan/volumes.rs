@@ -21,6 +21,7 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The metadata of a claim in the target, if there is one.
@@ -60,10 +61,9 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         .await?
         .ok_or_else(|| Error::Invalid(format!("BackupLocation {} is gone", chosen.location)))?;
     namespace(run).await?;
-    if run.target != run.ns {
-        secrets(run, &loc).await?;
-    }
+    // Read once per step, and only when a claim or a Job is still to be made.
     let mut templates: Option<Vec<Value>> = None;
+    let mut ids: Option<BTreeMap<String, String>> = None;
     let mut blockers = Vec::new();
     for i in 0..st.volumes.len() {
         if st.volumes[i].done {
@@ -98,7 +98,7 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
                     .map_err(Error::kube(format!("create PersistentVolumeClaim {}", st.volumes[i].pvc)))?;
             }
         }
-        match volume(run, st, i, &rec, &loc, &point).await? {
+        match volume(run, st, i, &rec, &loc, &point, &mut ids).await? {
             Step::Done => {}
             Step::Waiting(why) => blockers.push(why),
             Step::Failed(msg) => {
@@ -143,10 +143,7 @@ async fn namespace(run: &Run<'_>) -> Result<()> {
         return Ok(());
     }
     let mut ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": run.target}});
-    run.mark(&mut ns, "");
-    if let Some(a) = ns["metadata"]["annotations"].as_object_mut() {
-        a.remove(super::ANNOTATION_FROM);
-    }
+    run.mark(&mut ns, None);
     apply::apply(&api, super::NAME, &ns).await.map_err(Error::kube(format!("create Namespace {}", run.target)))?;
     Ok(())
 }
@@ -178,7 +175,7 @@ async fn secrets(run: &Run<'_>, loc: &BackupLocation) -> Result<()> {
         let copy_of = copy_name(run, &n);
         let mut copy = json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": copy_of, "namespace": run.target}, "type": s.type_, "data": s.data});
-        run.mark(&mut copy, "");
+        run.mark(&mut copy, None);
         copy["metadata"]["annotations"][ANNOTATION_COPY] = json!(format!("{}/{n}", run.ns));
         apply::apply(&to, super::NAME, &copy)
             .await
@@ -244,7 +241,7 @@ fn use_copies(run: &Run<'_>, plan: &mut Plan, names: &[String]) {
 /// record says (size, mode, class mapped).
 pub fn claim(run: &Run<'_>, rec: &VolumeRecord, pvc: &str, objects: &[Value], point: &str) -> Value {
     let mut claim = claim_object(rec, pvc, objects, &run.mapping());
-    run.mark(&mut claim, point);
+    run.mark(&mut claim, Some(point));
     claim
 }
 
@@ -304,6 +301,7 @@ enum Step {
     Failed(String),
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn volume(
     run: &Run<'_>,
     st: &mut RestorePlanStatus,
@@ -311,6 +309,7 @@ async fn volume(
     rec: &VolumeRecord,
     loc: &BackupLocation,
     point: &RestorePoint,
+    ids: &mut Option<BTreeMap<String, String>>,
 ) -> Result<Step> {
     let pvc = st.volumes[i].pvc.clone();
     let attempt = st.volumes[i].attempts.unwrap_or(0);
@@ -320,7 +319,21 @@ async fn volume(
         if let Some(wait) = movers::slot(run.ctx).await? {
             return Ok(Step::Waiting(wait));
         }
-        let plan = restore_plan(run, rec, i, &name, &pvc, loc, point).await?;
+        if run.target != run.ns {
+            secrets(run, loc).await?;
+        }
+        if ids.is_none() {
+            *ids = Some(super::record::volumes(run.ctx, run.plan, loc, &point.name_any()).await?);
+        }
+        let snapshot = ids.as_ref().and_then(|ids| ids.get(&rec.pvc)).cloned().ok_or_else(|| {
+            Error::Invalid(format!(
+                "restore point {}: BackupLocation {} holds no data of volume {}",
+                point.name_any(),
+                loc.name_any(),
+                rec.pvc
+            ))
+        })?;
+        let plan = restore_plan(run, i, &name, &pvc, rec, snapshot, loc).await?;
         apply::apply(&jobs, super::NAME, &job::job(&plan))
             .await
             .map_err(Error::kube(format!("create restore Job {name}")))?;
@@ -377,26 +390,16 @@ async fn volume(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn restore_plan(
     run: &Run<'_>,
-    rec: &VolumeRecord,
     i: usize,
     name: &str,
     pvc: &str,
+    rec: &VolumeRecord,
+    snapshot: String,
     loc: &BackupLocation,
-    point: &RestorePoint,
 ) -> Result<Plan> {
     let cfg = &run.ctx.config;
-    let ids = super::record::volumes(run.ctx, run.plan, loc, &point.name_any()).await?;
-    let Some(snapshot) = ids.get(&rec.pvc).cloned() else {
-        return Err(Error::Invalid(format!(
-            "restore point {}: BackupLocation {} holds no data of volume {}",
-            point.name_any(),
-            loc.name_any(),
-            rec.pvc
-        )));
-    };
     // The claim is this run's own (checked before): a retried or replayed Job may find
     // what an earlier attempt wrote, and replaces it.
     let mut args = vec![
@@ -478,13 +481,8 @@ mod tests {
             volume_mode: Some("Filesystem".into()),
             capacity_bytes: Some(2 << 30),
             storage_class_name: class.map(String::from),
-            snapshot_name: None,
-            snapshot_handle: None,
-            bytes_done: None,
-            bytes_total: None,
-            bytes_new: None,
-            repository_snapshot: None,
             done: true,
+            ..Default::default()
         }
     }
 

@@ -97,7 +97,7 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
             if let Some(w) = st.workloads.iter().find(|w| &w.name == name) {
                 sts["spec"]["replicas"] = json!(w.replicas);
             }
-            run.mark(&mut sts, &chosen.name);
+            run.mark(&mut sts, Some(&chosen.name));
             apply::apply(&sts_api, super::NAME, &sts)
                 .await
                 .map_err(Error::kube(format!("create StatefulSet {name}")))?;
@@ -151,7 +151,7 @@ async fn support(run: &Run<'_>, objects: &[Value], mapping: &manifests::Mapping,
                 continue;
             }
             let mut obj = manifests::prepare(o, mapping);
-            run.mark(&mut obj, point);
+            run.mark(&mut obj, Some(point));
             let obj: DynamicObject = serde_json::from_value(obj)
                 .map_err(|e| Error::Invalid(format!("the captured {kind} {name} cannot be read: {e}")))?;
             match api.create(&Default::default(), &obj).await {

@@ -196,13 +196,7 @@ async fn pending(run: &Run<'_>, st: &mut RestorePointStatus) -> Result<Action> {
             volume_mode: Some(if c.block { "Block" } else { "Filesystem" }.into()),
             capacity_bytes: c.capacity_bytes,
             storage_class_name: c.storage_class.clone(),
-            snapshot_name: None,
-            snapshot_handle: None,
-            bytes_done: None,
-            bytes_total: None,
-            bytes_new: None,
-            repository_snapshot: None,
-            done: false,
+            ..Default::default()
         })
         .collect();
     st.volume_count = Some(st.volumes.len() as i32);
