@@ -66,7 +66,8 @@ pub enum RepoCommand {
         #[arg(long)]
         strict: bool,
     },
-    /// Restore a restore point (or `latest`) into an empty directory or an image file.
+    /// Restore a restore point (or `latest`) into an empty directory or an image file, or
+    /// (`--in-place`) bring an existing one to the point's state.
     Restore {
         url: String,
         point: String,
@@ -77,6 +78,12 @@ pub enum RepoCommand {
         /// Restore into a non-empty target, replacing files.
         #[arg(long)]
         overwrite: bool,
+        /// Bring an existing directory or image to exactly the restore point's state,
+        /// writing only what differs: files with the recorded size and modification time
+        /// are left alone, others are compared chunk by chunk and only differing chunks
+        /// are written; what the point does not have is deleted.
+        #[arg(long, conflicts_with = "overwrite")]
+        in_place: bool,
         /// Then read everything back and check it against the restore point (files,
         /// bytes, content, a digest of the whole): fail if they differ.
         #[arg(long)]
@@ -408,12 +415,12 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
         RepoCommand::Backup { url, path, tags, parent, parent_tag, host, strict } => {
             backup_cmd(&url, &path, BackupArgs { tags, parent, parent_tag, host, strict }, common)
         }
-        RepoCommand::Restore { url, point, target, include, overwrite, check } => {
+        RepoCommand::Restore { url, point, target, include, overwrite, in_place, check } => {
             let (backend, meters) = location(&url, common)?;
             let repo = Arc::new(Repository::open(backend, &secret(common)?)?);
             let (id, snap) = repo.find_snapshot(&point)?;
             let progress = Arc::new(restore::Progress::default());
-            let opts = RestoreOptions { include: include.clone(), overwrite, workers: 0 };
+            let opts = RestoreOptions { include: include.clone(), overwrite, in_place, workers: 0 };
             let summary = with_progress("restoring", &progress.bytes_done, &progress.bytes_total, || {
                 restore::run(repo.clone(), &snap, &target, &opts, progress.clone())
             })?;
@@ -434,13 +441,26 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
             for w in summary.warnings.iter().take(20) {
                 say_line("warning", w);
             }
-            say!(
-                "restored {} ({} files, {}) into {}",
-                id.short(),
-                summary.files,
-                human(summary.bytes),
-                target.display()
-            );
+            if in_place {
+                say!(
+                    "brought {} to {} ({} files, {}): {} files unchanged, {} written, {} entries deleted",
+                    target.display(),
+                    id.short(),
+                    summary.files,
+                    human(summary.bytes),
+                    summary.unchanged_files,
+                    human(summary.bytes_written),
+                    summary.removed
+                );
+            } else {
+                say!(
+                    "restored {} ({} files, {}) into {}",
+                    id.short(),
+                    summary.files,
+                    human(summary.bytes),
+                    target.display()
+                );
+            }
             Ok(json!({
                 "restorePoint": id.hex(),
                 "target": target.display().to_string(),

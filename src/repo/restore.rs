@@ -19,6 +19,14 @@ pub struct RestoreOptions {
     pub overwrite: bool,
     /// Worker threads; 0 = 4 for local directories, 6 for remote locations.
     pub workers: usize,
+    /// Bring an existing target to exactly the restore point's state, writing only what
+    /// differs: a file whose size and modification time equal the record's is taken as
+    /// unchanged (as `rsync` and `restic restore --overwrite if-changed` do); any other
+    /// file (and a block image) is compared chunk by chunk and only differing chunks are
+    /// fetched and written; entries the point does not have are deleted (within the
+    /// included paths). Implies `overwrite`. A read-back check (`check::run`) then proves
+    /// the result.
+    pub in_place: bool,
 }
 
 /// Figures of a restore.
@@ -28,6 +36,16 @@ pub struct RestoreSummary {
     pub files: u64,
     pub dirs: u64,
     pub bytes: u64,
+    /// In place: files found unchanged (size and modification time) and left alone.
+    #[serde(default)]
+    pub unchanged_files: u64,
+    /// Bytes actually written to the target (all of `bytes` for a restore into an empty
+    /// target; only what differed in place).
+    #[serde(default)]
+    pub bytes_written: u64,
+    /// In place: entries deleted because the restore point does not have them.
+    #[serde(default)]
+    pub removed: u64,
     /// Things that could not be recreated as recorded (ownership without root, devices).
     pub warnings: Vec<String>,
 }
@@ -37,6 +55,8 @@ pub struct Progress {
     pub bytes_done: AtomicU64,
     pub bytes_total: AtomicU64,
     pub files: AtomicU64,
+    /// Bytes written to the target so far.
+    pub bytes_written: AtomicU64,
 }
 
 /// A run of consecutive segments of one file, restored by one worker with as few range
@@ -55,6 +75,10 @@ struct Job {
     sparse: bool,
     /// Length of the whole file (a zero tail up to it can stay a hole).
     file_size: u64,
+    /// In place: compare each chunk with what the file holds, write only those that differ.
+    compare: bool,
+    /// Counts the bytes written.
+    progress: Arc<Progress>,
 }
 
 /// Recipes of the files of one directory are prefetched together when there are at
@@ -104,7 +128,7 @@ pub fn run(
                     )));
                 }
             }
-            prepare_dir(target, opts.overwrite)?;
+            prepare_dir(target, opts.overwrite || opts.in_place)?;
             r.dir(&tree, target, "")?;
             r.wait()?;
             r.finish_dirs()?;
@@ -117,6 +141,7 @@ pub fn run(
             r.wait()?;
         }
     }
+    r.summary.bytes_written = r.progress.bytes_written.load(Relaxed);
     Ok(std::mem::take(&mut r.summary))
 }
 
@@ -264,6 +289,10 @@ impl Restorer {
     }
 
     fn dir_nodes(&mut self, nodes: Vec<Node>, dir: &Path, rel: &str) -> Result<(), RepoError> {
+        if self.opts.in_place && (self.opts.include.is_empty() || (!rel.is_empty() && self.selected(rel).0)) {
+            let keep: std::collections::HashSet<std::ffi::OsString> = nodes.iter().map(source::name_of).collect();
+            self.prune(dir, rel, &keep)?;
+        }
         for node in nodes {
             self.failed()?;
             let name = safe_name(&node)?;
@@ -279,7 +308,7 @@ impl Restorer {
                     match std::fs::symlink_metadata(&path) {
                         Ok(m) if m.is_dir() => {}
                         Ok(_) => {
-                            remove_existing(&path, self.opts.overwrite)?;
+                            remove_existing(&path, self.replace())?;
                             std::fs::create_dir(&path).map_err(|e| RepoError::io("create directory", &path, e))?;
                         }
                         Err(_) => {
@@ -305,13 +334,13 @@ impl Restorer {
                     self.file(&path, node)?
                 }
                 Some(NodeKind::Symlink) => {
-                    remove_existing(&path, self.opts.overwrite)?;
+                    self.clear(&path)?;
                     std::os::unix::fs::symlink(source::link_target_of(&node), &path)
                         .map_err(|e| RepoError::io("create symlink", &path, e))?;
                     self.meta(&path, &node)?;
                 }
                 Some(_) => {
-                    remove_existing(&path, self.opts.overwrite)?;
+                    self.clear(&path)?;
                     match source::make_special(&path, &node) {
                         Ok(()) => self.meta(&path, &node)?,
                         Err(e) => self.summary.warnings.push(format!("{}: {e}", path.display())),
@@ -324,12 +353,90 @@ impl Restorer {
     }
 
     fn file(&mut self, path: &Path, node: Node) -> Result<(), RepoError> {
-        remove_existing(path, self.opts.overwrite)?;
         self.summary.files += 1;
+        if self.opts.in_place && node.hardlink_to.is_none() {
+            use std::os::unix::fs::MetadataExt;
+            match std::fs::symlink_metadata(path) {
+                // A file with other names is replaced, not changed under them, unless
+                // the point has it with other names too (they are linked to it again).
+                Ok(m) if m.is_file() && (m.nlink() == 1 || node.nlink > 1) => return self.update(path, node, &m),
+                _ => {}
+            }
+        }
+        self.clear(path)?;
         match node.hardlink_to.clone() {
             Some(first) => self.hard_link(&first, path),
             None => self.create(path, node),
         }
+    }
+
+    /// Whether existing entries may be replaced.
+    fn replace(&self) -> bool {
+        self.opts.overwrite || self.opts.in_place
+    }
+
+    /// Makes room for a new entry at `path`: an existing file, symlink or special file is
+    /// removed (when replacing is allowed); in place, so is a directory with its content.
+    fn clear(&mut self, path: &Path) -> Result<(), RepoError> {
+        if self.opts.in_place
+            && let Ok(m) = std::fs::symlink_metadata(path)
+            && m.is_dir()
+        {
+            return std::fs::remove_dir_all(path).map_err(|e| RepoError::io("replace", path, e));
+        }
+        remove_existing(path, self.replace())
+    }
+
+    /// In place: deletes the entries of `dir` the restore point does not have (a new
+    /// filesystem's `lost+found` at the root stays).
+    fn prune(
+        &mut self,
+        dir: &Path,
+        rel: &str,
+        keep: &std::collections::HashSet<std::ffi::OsString>,
+    ) -> Result<(), RepoError> {
+        let entries = std::fs::read_dir(dir).map_err(|e| RepoError::io("list", dir, e))?;
+        for e in entries {
+            let e = e.map_err(|e| RepoError::io("list", dir, e))?;
+            let name = e.file_name();
+            if keep.contains(&name) || (rel.is_empty() && name == super::check::LOST_FOUND) {
+                continue;
+            }
+            let path = dir.join(&name);
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            let r = if is_dir { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            r.map_err(|e| RepoError::io("delete", &path, e))?;
+            self.summary.removed += 1;
+        }
+        Ok(())
+    }
+
+    /// In place: an existing regular file brought to the recorded content. Unchanged size
+    /// and modification time: left as it is. Otherwise resized and compared chunk by chunk.
+    fn update(&mut self, path: &Path, node: Node, m: &std::fs::Metadata) -> Result<(), RepoError> {
+        use std::os::unix::fs::MetadataExt;
+        let same = m.len() == node.size && m.mtime() == node.mtime && m.mtime_nsec() == i64::from(node.mtime_nsec);
+        if same {
+            self.summary.unchanged_files += 1;
+            self.summary.bytes += node.size;
+            self.progress.bytes_total.fetch_add(node.size, Relaxed);
+            self.progress.bytes_done.fetch_add(node.size, Relaxed);
+            self.progress.files.fetch_add(1, Relaxed);
+            self.files.push((path.to_path_buf(), node));
+            return Ok(());
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| RepoError::io("open", path, e))?;
+        if m.len() != node.size {
+            file.set_len(node.size).map_err(|e| RepoError::io("resize", path, e))?;
+        }
+        self.queue(file, None, path, &node, true)?;
+        self.files.push((path.to_path_buf(), node));
+        Ok(())
     }
 
     /// A regular file with its content, created new, never through a symlink.
@@ -342,7 +449,7 @@ impl Restorer {
             .map_err(|e| RepoError::io("create", path, e))?;
         file.set_len(node.size).map_err(|e| RepoError::io("resize", path, e))?;
         let direct = if node.size >= DIRECT_MIN { open_direct(path) } else { None };
-        self.queue(file, direct, path, &node)?;
+        self.queue(file, direct, path, &node, false)?;
         self.files.push((path.to_path_buf(), node));
         Ok(())
     }
@@ -386,7 +493,14 @@ impl Restorer {
         std::fs::hard_link(&original, path).map_err(|e| RepoError::io("create hard link", path, e))
     }
 
-    fn queue(&mut self, file: File, direct: Option<File>, path: &Path, node: &Node) -> Result<(), RepoError> {
+    fn queue(
+        &mut self,
+        file: File,
+        direct: Option<File>,
+        path: &Path,
+        node: &Node,
+        compare: bool,
+    ) -> Result<(), RepoError> {
         let file = Arc::new(file);
         let direct = direct.map(Arc::new);
         let name: Arc<str> = Arc::from(path.display().to_string());
@@ -407,6 +521,8 @@ impl Restorer {
                 recipe: Some(Vec::new()),
                 sparse: node.sparse,
                 file_size: node.size,
+                compare,
+                progress: self.progress.clone(),
             });
             j.segments.push(*seg);
             j.recipe = match (j.recipe.take(), prefetched) {
@@ -460,7 +576,21 @@ impl Restorer {
             use std::os::unix::fs::FileTypeExt;
             m.file_type().is_block_device()
         });
+        let existing = is_device.is_ok();
         let file = match is_device {
+            _ if self.opts.in_place && existing => {
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(target)
+                    .map_err(|e| RepoError::io("open", target, e))?;
+                if is_device.is_ok_and(|d| !d) {
+                    f.set_len(node.size).map_err(|e| RepoError::io("resize", target, e))?;
+                }
+                self.summary.files += 1;
+                return self.queue(f, None, target, node, true);
+            }
             Ok(true) => {
                 if !self.opts.overwrite {
                     return Err(RepoError::TargetNotEmpty { path: target.display().to_string() });
@@ -477,7 +607,7 @@ impl Restorer {
             }
         };
         self.summary.files += 1;
-        self.queue(file, None, target, node)
+        self.queue(file, None, target, node, false)
     }
 
     fn wait(&mut self) -> Result<(), RepoError> {
@@ -654,11 +784,17 @@ fn restore_jobs(repo: &Repository, jobs: &[Job], pending: &mut Pending, progress
         return restore_segment(repo, job, pending, progress);
     }
     let recipes: Vec<&[ChunkRef]> = jobs.iter().map(|j| j.recipe.as_deref().unwrap_or_default()).collect();
-    let all: Vec<ChunkRef> = recipes.iter().flat_map(|r| r.iter().copied()).collect();
+    let masks: Vec<Option<Vec<bool>>> =
+        jobs.iter().zip(&recipes).map(|(j, r)| differing(repo, j, r)).collect::<Result<_, _>>()?;
+    let all: Vec<ChunkRef> = recipes
+        .iter()
+        .zip(&masks)
+        .flat_map(|(r, m)| r.iter().enumerate().filter(|(k, _)| m.as_ref().is_none_or(|m| m[*k])).map(|(_, c)| *c))
+        .collect();
     let plain = fetch_blobs(repo, &all)?;
     drop(all);
-    for (job, recipe) in jobs.iter().zip(recipes) {
-        write_chunks(job, recipe, &plain, pending, progress)?;
+    for ((job, recipe), mask) in jobs.iter().zip(recipes).zip(&masks) {
+        write_chunks(job, recipe, mask.as_deref(), &plain, pending, progress)?;
     }
     Ok(())
 }
@@ -676,21 +812,56 @@ fn restore_segment(repo: &Repository, job: &Job, pending: &mut Pending, progress
             )
         }
     };
-    let plain = fetch_blobs(repo, &recipe)?;
-    write_chunks(job, &recipe, &plain, pending, progress)
+    let mask = differing(repo, job, &recipe)?;
+    let plain = match &mask {
+        Some(m) => {
+            let needed: Vec<ChunkRef> = recipe.iter().zip(m).filter(|(_, d)| **d).map(|(c, _)| *c).collect();
+            fetch_blobs(repo, &needed)?
+        }
+        None => fetch_blobs(repo, &recipe)?,
+    };
+    write_chunks(job, &recipe, mask.as_deref(), &plain, pending, progress)
+}
+
+/// In place: which of the job's chunks differ from what the file holds in their range
+/// (read and hashed with the chunk-id key); `None` when the job writes everything.
+fn differing(repo: &Repository, job: &Job, recipe: &[ChunkRef]) -> Result<Option<Vec<bool>>, RepoError> {
+    if !job.compare {
+        return Ok(None);
+    }
+    let mut buf = Vec::new();
+    let mut offset = job.offset;
+    let mut mask = Vec::with_capacity(recipe.len());
+    for c in recipe {
+        buf.resize(c.len as usize, 0);
+        // A range beyond the old end, or unreadable, differs.
+        let same = job.file.read_exact_at(&mut buf, offset).is_ok() && repo.chunker().id(&buf) == c.id;
+        mask.push(!same);
+        offset += u64::from(c.len);
+    }
+    Ok(Some(mask))
 }
 
 /// Writes `job`'s chunks (`recipe`) from their decoded blobs.
 fn write_chunks(
     job: &Job,
     recipe: &[ChunkRef],
+    mask: Option<&[bool]>,
     blobs: &HashMap<Id, Vec<u8>>,
     pending: &mut Pending,
     progress: &Progress,
 ) -> Result<(), RepoError> {
     pending.start(job.offset);
     let mut offset = job.offset;
-    for c in recipe {
+    for (k, c) in recipe.iter().enumerate() {
+        if mask.is_some_and(|m| !m[k]) {
+            // Already as recorded: skipped, like a hole.
+            pending.flush(job)?;
+            offset += u64::from(c.len);
+            pending.start(offset);
+            progress.bytes_done.fetch_add(u64::from(c.len), Relaxed);
+            continue;
+        }
         let plain = blobs
             .get(&c.blob)
             .and_then(|b| b.get(c.offset as usize..(c.offset + c.len) as usize))
@@ -706,6 +877,10 @@ fn write_chunks(
                 let whole = piece.len() as u64 == HOLE_BLOCK || at + piece.len() as u64 == job.file_size;
                 if whole && piece.iter().all(|b| *b == 0) {
                     pending.flush(job)?;
+                    if job.compare {
+                        // In place, the old bytes there must go: a hole is punched.
+                        punch(job, at, piece)?;
+                    }
                     pending.start(at + piece.len() as u64);
                 } else {
                     pending.push(job, piece)?;
@@ -719,6 +894,21 @@ fn write_chunks(
         progress.bytes_done.fetch_add(plain.len() as u64, Relaxed);
     }
     pending.flush(job)
+}
+
+/// Makes `zeros` at `at` a hole (or writes them where holes cannot be punched).
+fn punch(job: &Job, at: u64, zeros: &[u8]) -> Result<(), RepoError> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open descriptor; the range lies within the file.
+    let r = unsafe {
+        libc::fallocate(
+            job.file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            at as libc::off_t,
+            zeros.len() as libc::off_t,
+        )
+    };
+    if r == 0 { Ok(()) } else { write_at(&job.file, job, at, zeros) }
 }
 
 /// Opens `path` for writes that bypass the page cache; `None` where the filesystem does
@@ -804,6 +994,7 @@ impl Pending {
 /// the block-aligned middle through the direct handle when there is one, the rest
 /// through the page cache.
 fn write_range(job: &Job, offset: u64, bytes: &[u8]) -> Result<(), RepoError> {
+    job.progress.bytes_written.fetch_add(bytes.len() as u64, Relaxed);
     let end = offset + bytes.len() as u64;
     let align = ALIGN as u64;
     let mid = offset.div_ceil(align) * align;
@@ -858,6 +1049,8 @@ mod tests {
             recipe: None,
             sparse: true,
             file_size: size,
+            compare: false,
+            progress: Arc::new(Progress::default()),
         };
         let mut expected = vec![0u8; size as usize];
         let mut pending = Pending::new();
