@@ -10,6 +10,7 @@ use crate::k8s::events::Events;
 use crate::telemetry::Metrics;
 use crate::telemetry::http::{self, Health};
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::Api;
@@ -241,6 +242,7 @@ where
         .applied_objects()
         .predicate_filter(fences_hash, Default::default());
     let policies_of = policy_store.clone();
+    let beats = controller::heartbeat::run(ctx.clone(), policy_store.clone(), shutdown.clone());
     let policies = Controller::for_stream(policy_changes, policy_store)
         .watches_stream(fence_changes, move |loc: BackupLocation| {
             let (ns, name) = (loc.namespace().unwrap_or_default(), loc.name_any());
@@ -269,7 +271,14 @@ where
         .graceful_shutdown_on(shutdown.clone())
         .run(controller::restore_point::reconcile, error_policy(controller::restore_point::NAME), ctx.clone());
     let plans = Controller::new(Api::<RestorePlan>::all(c.clone()), wc.clone())
-        .owns(Api::<Job>::all(c.clone()), ours_plans)
+        .owns(Api::<Job>::all(c.clone()), ours_plans.clone())
+        // Restored StatefulSets have no owner (they outlive the plan): their readiness
+        // reaches the plan through the annotation naming it.
+        .watches(Api::<StatefulSet>::all(c.clone()), ours_plans, |s: StatefulSet| {
+            let a = s.metadata.annotations.as_ref()?.get(controller::restore_plan::ANNOTATION_PLAN)?;
+            let (ns, name) = a.split_once('/')?;
+            Some(ObjectRef::<RestorePlan>::new(name).within(ns))
+        })
         .with_config(bounded())
         .graceful_shutdown_on(shutdown)
         .run(controller::restore_plan::reconcile, error_policy(controller::restore_plan::NAME), ctx.clone());
@@ -277,6 +286,7 @@ where
         log_results(controller::location::NAME, locations),
         log_results(controller::policy::NAME, policies),
         log_results(controller::restore_point::NAME, points),
-        log_results(controller::restore_plan::NAME, plans)
+        log_results(controller::restore_plan::NAME, plans),
+        beats
     );
 }

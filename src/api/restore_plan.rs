@@ -311,10 +311,29 @@ pub struct FailoverOptions {
     /// Secret key holding a kubeconfig for the source cluster, used for fencing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_kubeconfig: Option<SecretKeyRef>,
+    /// The oldest data a failover may promote: a restore point older than this (at the
+    /// moment of the decision) is refused, and the plan waits with a `Degraded`
+    /// condition (reason `DataTooOld`) until a newer one arrives or `force` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub max_data_age: Option<Duration>,
+    /// Promote even a restore point older than `maxDataAge`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// `WarmStandby`: set to true to promote the standby now (fence the primary, bring
+    /// the volumes to the newest restore point, scale the workloads up in order).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promote: bool,
 }
 
 fn default_fence() -> bool {
     true
+}
+
+impl Default for FailoverOptions {
+    fn default() -> Self {
+        Self { fence_source: true, source_kubeconfig: None, max_data_age: None, force: false, promote: false }
+    }
 }
 
 /// Settings of a drill.
@@ -406,6 +425,89 @@ pub struct RestorePlanStatus {
     /// What a failover did to keep the old primary from writing again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fencing: Option<FencingStatus>,
+    /// Trigger `HeartbeatLoss`: the primary's heartbeat as seen at each source location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<HeartbeatStatus>,
+    /// `WarmStandby`: what the standby holds and how far behind it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby: Option<StandbyStatus>,
+}
+
+/// The primary's heartbeat as a standby sees it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatStatus {
+    /// Per source location.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["location".into()]))]
+    pub locations: Vec<HeartbeatSeen>,
+    /// The newest heartbeat's own time (the primary's clock): its last sign of life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_beat: Option<Time>,
+    /// When every location was found silent (cleared when a heartbeat comes back before
+    /// the decision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_detected: Option<Time>,
+}
+
+/// The primary's heartbeat at one location.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatSeen {
+    /// BackupLocation name.
+    pub location: String,
+    /// `Alive` (a new heartbeat within the timeout), `Silent` (none for longer),
+    /// `NoHeartbeat` (none of this policy there yet) or `Unreachable`.
+    pub state: String,
+    /// Cluster that wrote the newest heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    /// Its epoch: heartbeats count up; a standby decides on epochs it sees advance by its
+    /// own clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
+    /// When this epoch was first seen here (the standby's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_at: Option<Time>,
+    /// The heartbeat's own time (the primary's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// Why the location could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What a warm standby holds.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StandbyStatus {
+    /// The restore point the standby volumes hold (complete and checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point: Option<String>,
+    /// When that restore point was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_time: Option<Time>,
+    /// Age of the held point at the last look: how much a failover now would lose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<Duration>,
+    /// Refreshes done (the first fill included).
+    #[serde(default)]
+    pub refreshes: i64,
+    /// When the last refresh finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refresh_time: Option<Time>,
+    /// Bytes the last refresh wrote to the standby volumes (only what differed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refresh_bytes: Option<i64>,
+    /// How long the last refresh took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refresh_duration: Option<Duration>,
+    /// When the refresh in progress started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_started: Option<Time>,
+    /// When the promotion started (execution of the failover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted: Option<Time>,
 }
 
 /// Fencing of the old primary during a failover.
@@ -462,6 +564,10 @@ pub struct VolumeProgress {
     /// Restore Jobs retried after a transient failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<i32>,
+    /// Bytes the last restore actually wrote to the volume (a restore into an existing
+    /// volume writes only what differs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written: Option<i64>,
 }
 
 /// Readiness of one restored workload.

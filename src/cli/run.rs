@@ -47,6 +47,10 @@ pub struct RunArgs {
     /// namespace).
     #[arg(long, env = "LIFELINE_CLUSTER_ID")]
     pub cluster_id: Option<String>,
+    /// How often this cluster's heartbeat is written to the locations its active
+    /// policies use (standby plans with trigger HeartbeatLoss watch it).
+    #[arg(long, default_value = "10s")]
+    pub heartbeat_interval: String,
 }
 
 fn duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
@@ -73,6 +77,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     config.snapshot_timeout = duration("snapshot-timeout", &a.snapshot_timeout)?;
     config.mover_timeout = duration("mover-timeout", &a.mover_timeout)?;
     config.cluster_id = a.cluster_id.clone().filter(|c| !c.is_empty());
+    config.heartbeat_interval = duration("heartbeat-interval", &a.heartbeat_interval)?.max(Duration::from_secs(1));
     let identity = a.identity.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())

@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod heartbeat;
 pub mod location;
 pub mod movers;
 pub mod policy;
@@ -43,6 +44,9 @@ pub struct Config {
     /// This cluster's identity in fencing markers; default: the uid of the `kube-system`
     /// namespace.
     pub cluster_id: Option<String>,
+    /// How often this cluster's heartbeat is written to the locations of its active
+    /// policies (see [`heartbeat`]).
+    pub heartbeat_interval: Duration,
 }
 
 impl Default for Config {
@@ -56,6 +60,7 @@ impl Default for Config {
             mover_timeout: Duration::from_secs(6 * 3600),
             mover_retries: 2,
             cluster_id: None,
+            heartbeat_interval: Duration::from_secs(10),
         }
     }
 }

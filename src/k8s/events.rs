@@ -166,3 +166,9 @@ impl Events {
         }
     }
 }
+pub const HEARTBEAT_LOST: &str = "HeartbeatLost";
+pub const HEARTBEAT_RESUMED: &str = "HeartbeatResumed";
+pub const STANDBY_REFRESHING: &str = "StandbyRefreshing";
+pub const STANDBY_READY: &str = "StandbyReady";
+pub const PROMOTING: &str = "Promoting";
+pub const PROMOTION_REFUSED: &str = "PromotionRefused";

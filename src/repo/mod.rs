@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod error;
 pub mod fence;
 pub mod format;
+pub mod heartbeat;
 pub mod keys;
 pub mod lock;
 pub mod pack;

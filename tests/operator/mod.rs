@@ -9,6 +9,7 @@ mod invalid;
 mod leader;
 mod restore;
 mod retention;
+mod standby;
 mod unreachable;
 
 use crate::support::{self, s3};
@@ -75,6 +76,7 @@ impl Env {
         let config = Config {
             mover_command: vec![env!("CARGO_BIN_EXE_lifeline").to_string()],
             mover_image: "lifeline:test".into(),
+            heartbeat_interval: Duration::from_secs(1),
             ..Config::default()
         };
         let opts = Options { config, http: None, leader: None, clock };
@@ -90,6 +92,7 @@ impl Env {
         let config = Config {
             mover_command: vec![env!("CARGO_BIN_EXE_lifeline").to_string()],
             mover_image: "lifeline:test".into(),
+            heartbeat_interval: Duration::from_secs(1),
             ..Config::default()
         };
         let leader = lifeline::operator::Leader {

@@ -37,10 +37,7 @@ const SOURCE_TIMEOUT: Duration = Duration::from_secs(15);
 pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     let now = run.now();
     let spec = &run.plan.spec;
-    let opts = spec
-        .failover
-        .clone()
-        .unwrap_or(crate::api::restore_plan::FailoverOptions { fence_source: true, source_kubeconfig: None });
+    let opts = spec.failover.clone().unwrap_or_default();
     let source_ns = spec.source.namespace.clone().unwrap_or_else(|| run.ns.clone());
     let workloads: Vec<String> = st.workloads.iter().map(|w| w.name.clone()).collect();
     let source = if !opts.fence_source {

@@ -8,7 +8,9 @@
 //! the RPO and the RTO; or Failed, naming why. Each step is an Event: the audit trail.
 //!
 //! A plan runs once per `metadata.generation` and `trigger.runToken`: applying the same
-//! plan again (a GitOps re-sync) restores nothing twice. Restored claims and workloads
+//! plan again (a GitOps re-sync) restores nothing twice. A `WarmStandby` runs once per
+//! `trigger.runToken`: its spec changes (promotion among them) apply to the running
+//! standby. Restored claims and workloads
 //! carry no owner reference: deleting the plan leaves them.
 //!
 //! A `Failover` fences the old primary first (see [`fencing`]): Resolving -> Fencing ->
@@ -23,9 +25,11 @@
 
 pub mod checks;
 pub mod fencing;
+pub mod heartbeat;
 pub mod manifests;
 pub mod record;
 pub mod select;
+pub mod standby;
 pub mod volumes;
 pub mod workloads;
 
@@ -55,6 +59,9 @@ const POLL: Duration = Duration::from_secs(2);
 
 /// The annotation on restored objects naming the run that created them.
 pub const ANNOTATION_RUN: &str = "lifeline.io/restore-run";
+/// The annotation on restored objects naming the plan (`namespace/name`) whose run made
+/// them: a change of a restored StatefulSet wakes its plan at once.
+pub const ANNOTATION_PLAN: &str = "lifeline.io/restore-plan";
 /// The annotation on restored objects naming the restore point they came from.
 pub const ANNOTATION_FROM: &str = "lifeline.io/restored-from";
 
@@ -119,6 +126,7 @@ impl Run<'_> {
             meta["labels"][k] = Value::String(v);
         }
         meta["annotations"][ANNOTATION_RUN] = Value::String(self.id.clone());
+        meta["annotations"][ANNOTATION_PLAN] = Value::String(format!("{}/{}", self.ns, self.name));
         if let Some(p) = point {
             meta["annotations"][ANNOTATION_FROM] = Value::String(p.to_string());
         }
@@ -161,7 +169,14 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
     let token = plan.spec.trigger.run_token.clone();
     let mut st = old.clone();
     let busy = !matches!(old.phase, PlanPhase::Pending | PlanPhase::Completed | PlanPhase::Failed);
-    if (old.observed_generation != g || old.run_token != token) && !busy {
+    // A warm standby's spec changes apply to the standby as it runs (promotion is one):
+    // only a new run token starts it again.
+    let warm = plan.spec.mode == RestoreMode::WarmStandby;
+    let new_generation = old.observed_generation != g && (!warm || old.observed_generation.is_none());
+    if warm && !new_generation && old.run_token == token {
+        st.observed_generation = g;
+    }
+    if (new_generation || old.run_token != token) && !busy {
         // A new run: a new generation or token (never a re-apply of the same spec). What
         // the last run recorded is removed first: an apply that leaves a field out would
         // leave an empty object behind where the schema requires its fields.
@@ -198,7 +213,7 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
         }),
         ns,
         name: plan.name_any(),
-        id: run_id(&plan, st.observed_generation, st.run_token.as_deref()),
+        id: run_id(&plan, if warm { None } else { st.observed_generation }, st.run_token.as_deref()),
     };
     if matches!(st.phase, PlanPhase::Completed | PlanPhase::Failed) {
         write(&run, &old, &st).await?;
@@ -206,8 +221,7 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
     }
     if let Some(why) = unsupported(&plan) {
         let now = run.now();
-        let msg =
-            format!("{why}; this version of Lifeline runs modes Restore, Failover and Drill with a manual trigger");
+        let msg = format!("{why}; this version of Lifeline runs modes Restore, Failover, WarmStandby and Drill");
         if conditions::get(&old.conditions, DEGRADED).map(|c| c.message.as_str()) != Some(msg.as_str()) {
             run.event(true, events::INVALID_SPEC, msg.clone()).await;
         }
@@ -242,11 +256,8 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
 
 /// Why the plan asks for something this version does not do, if it does.
 fn unsupported(plan: &RestorePlan) -> Option<String> {
-    if !matches!(plan.spec.mode, RestoreMode::Restore | RestoreMode::Failover | RestoreMode::Drill) {
+    if plan.spec.mode == RestoreMode::Failback {
         return Some(format!("spec.mode: {:?} is not supported yet", plan.spec.mode));
-    }
-    if plan.spec.trigger.type_ != TriggerType::Manual {
-        return Some(format!("spec.trigger.type: {:?} is not supported yet", plan.spec.trigger.type_));
     }
     if plan.spec.workloads.iter().any(|w| w.readiness.check.is_some()) {
         return Some("spec.workloads[].readiness.check: readiness commands are not supported yet".into());
@@ -277,6 +288,22 @@ pub fn enter(st: &mut RestorePlanStatus, p: PlanPhase, now: jiff::Timestamp) {
 async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     match st.phase {
         PlanPhase::Pending => {
+            let mut cause = "manual trigger".to_string();
+            if run.plan.spec.trigger.type_ == TriggerType::HeartbeatLoss && run.plan.spec.mode == RestoreMode::Failover
+            {
+                match heartbeat::watch(run, st).await? {
+                    heartbeat::Verdict::Lost(why) => cause = why,
+                    heartbeat::Verdict::Alive(msg) | heartbeat::Verdict::Deciding(msg) => {
+                        let (now, g) = (run.now(), run.plan.meta().generation);
+                        let msg = format!("armed: {msg}");
+                        conditions::set(&mut st.conditions, READY, true, "Armed", &msg, g, now);
+                        conditions::set(&mut st.conditions, PROGRESSING, false, "Armed", "", g, now);
+                        conditions::set(&mut st.conditions, DEGRADED, false, "Armed", "", g, now);
+                        st.message = Some(msg);
+                        return Ok(Action::requeue(heartbeat::poll(run)));
+                    }
+                }
+            }
             let now = run.now();
             st.start_time = Some(Time(now));
             enter(st, PlanPhase::Resolving, now);
@@ -286,7 +313,7 @@ async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
                 false,
                 events::RESTORE_STARTED,
                 format!(
-                    "restore into namespace {} started (mode {:?}, manual trigger{})",
+                    "restore into namespace {} started (mode {:?}, {cause}{})",
                     run.target,
                     run.plan.spec.mode,
                     detected.unwrap_or_default()
@@ -301,6 +328,7 @@ async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         PlanPhase::StartingWorkloads => workloads::step(run, st).await,
         PlanPhase::Verifying => checks::step(run, st).await,
         PlanPhase::CleaningUp => checks::clean_up(run, st).await,
+        PlanPhase::Standby => standby::step(run, st).await,
         _ => Ok(Action::await_change()),
     }
 }
@@ -332,65 +360,39 @@ async fn resolve(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
             return Ok(Action::requeue(Duration::ZERO));
         }
     }
-    let mut locations: BTreeMap<String, Option<BackupLocation>> = BTreeMap::new();
-    for l in &spec.source.locations {
-        let loc = run.location(l).await?;
-        if let Some(loc) = &loc
-            && conditions::get(&loc.status.clone().unwrap_or_default().conditions, READY).is_none()
-        {
-            let msg = format!("waiting for the first check of BackupLocation {l}");
+    let choice = match choose(run, &spec.point_in_time).await? {
+        Chosen::Point(c) => c,
+        Chosen::NotChecked(msg) => {
             conditions::set(&mut st.conditions, PROGRESSING, true, "Resolving", &msg, g, now);
             st.message = Some(msg);
             return Ok(Action::requeue(POLL));
         }
-        locations.insert(l.clone(), loc);
-    }
-    let unreachable = |l: &str| match locations.get(l).cloned().flatten() {
-        None => Some(format!("no BackupLocation {l} in namespace {}", run.ns)),
-        Some(loc) => {
-            let conds = loc.status.unwrap_or_default().conditions;
-            let ready = conditions::get(&conds, READY);
-            match ready {
-                Some(c) if c.status == "True" => None,
-                Some(c) => Some(format!("{}: {}", c.reason, c.message)),
-                None => Some("not checked yet".into()),
-            }
-        }
-    };
-    let api: Api<RestorePoint> = Api::namespaced(run.ctx.client.clone(), &run.ns);
-    let points = api.list(&Default::default()).await.map_err(Error::kube("list RestorePoints"))?.items;
-    let known: Vec<select::Known> = points
-        .iter()
-        .filter(|p| p.spec.policy == spec.source.policy)
-        .filter(|p| crate::controller::restore_point::delete::requested(p).is_none())
-        .filter_map(|p| {
-            let s = p.status.as_ref()?;
-            (s.phase == RunPhase::Completed).then(|| select::Known {
-                name: p.name_any(),
-                time: crate::controller::policy::status::data_time(p),
-                locations: s.locations.iter().filter(|l| l.present).map(|l| l.name.clone()).collect(),
-            })
-        })
-        .collect();
-    let choice = match select::choose(&spec.point_in_time, &spec.source.locations, unreachable, &known) {
-        Ok(c) => c,
-        Err(why) => {
+        Chosen::None(why) => {
             // Catalog sync may not have brought the points yet, or a region may return.
-            let msg = format!("waiting for a restore point: {why}");
+            let (reason, msg) = if promotion_due(run, st) {
+                ("PromotionRefused", format!("refusing to fail over: no restore point to promote ({why})"))
+            } else {
+                ("NoRestorePoint", format!("waiting for a restore point: {why}"))
+            };
             if st.message.as_deref() != Some(msg.as_str()) {
                 run.event(true, events::RESTORE_WAITING, msg.clone()).await;
             }
-            conditions::set(&mut st.conditions, PROGRESSING, true, "NoRestorePoint", &msg, g, now);
-            conditions::set(&mut st.conditions, READY, false, "NoRestorePoint", &msg, g, now);
+            conditions::set(&mut st.conditions, PROGRESSING, true, reason, &msg, g, now);
+            conditions::set(&mut st.conditions, READY, false, reason, &msg, g, now);
             st.message = Some(msg);
-            return Ok(Action::requeue(Duration::from_secs(10)));
+            return Ok(Action::requeue(Duration::from_secs(5)));
         }
     };
+    if spec.mode == RestoreMode::Failover
+        && let Some(msg) = too_old(run, &choice)
+    {
+        refuse(run, st, &msg).await;
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
     let point = run.point(&choice.point).await?;
-    let loc = locations
-        .get(&choice.location)
-        .cloned()
-        .flatten()
+    let loc = run
+        .location(&choice.location)
+        .await?
         .ok_or_else(|| Error::Invalid(format!("BackupLocation {} is gone", choice.location)))?;
     let objects = record::manifests(run.ctx, run.plan, &loc, &choice.point).await?;
     let pst = point.status.clone().unwrap_or_default();
@@ -460,6 +462,7 @@ async fn resolve(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
             files: None,
             digest: None,
             attempts: None,
+            written: None,
         });
     }
 
@@ -485,8 +488,7 @@ async fn resolve(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         return Ok(Action::requeue(Duration::ZERO));
     }
 
-    let trigger = run.plan.spec.trigger.detected_at.as_ref().map(|t| t.0).or(st.start_time.as_ref().map(|t| t.0));
-    st.rpo = trigger.map(|t| t.duration_since(choice.time).unsigned_abs().into());
+    st.rpo = failure_time(run, st).map(|t| t.duration_since(choice.time).unsigned_abs().into());
     st.restored_point =
         Some(RestoredPoint { name: choice.point.clone(), time: Time(choice.time), location: choice.location.clone() });
     st.volumes = vols;
@@ -503,6 +505,102 @@ async fn resolve(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     let next = if spec.mode == RestoreMode::Failover { PlanPhase::Fencing } else { PlanPhase::RestoringVolumes };
     enter(st, next, now);
     Ok(Action::requeue(Duration::ZERO))
+}
+
+/// The moment of the failure, for the RPO: the detection time given with a manual
+/// trigger, the last heartbeat's own time after a heartbeat loss, else the start.
+pub fn failure_time(run: &Run<'_>, st: &RestorePlanStatus) -> Option<jiff::Timestamp> {
+    let beat = st.heartbeat.as_ref().filter(|h| h.loss_detected.is_some()).and_then(|h| h.last_beat.as_ref());
+    run.plan.spec.trigger.detected_at.as_ref().or(beat).map(|t| t.0).or(st.start_time.as_ref().map(|t| t.0))
+}
+
+/// The outcome of choosing a restore point.
+pub enum Chosen {
+    Point(select::Choice),
+    /// A source location has not been checked yet (the operator just started).
+    NotChecked(String),
+    /// No point can be used, and why.
+    None(String),
+}
+
+/// Chooses a restore point by `selector` among the completed points of the source
+/// policy, at the first reachable source location that holds it.
+pub async fn choose(run: &Run<'_>, selector: &crate::api::restore_plan::PointInTime) -> Result<Chosen> {
+    let spec = &run.plan.spec;
+    let mut locations: BTreeMap<String, Option<BackupLocation>> = BTreeMap::new();
+    for l in &spec.source.locations {
+        let loc = run.location(l).await?;
+        if let Some(loc) = &loc
+            && conditions::get(&loc.status.clone().unwrap_or_default().conditions, READY).is_none()
+        {
+            return Ok(Chosen::NotChecked(format!("waiting for the first check of BackupLocation {l}")));
+        }
+        locations.insert(l.clone(), loc);
+    }
+    let unreachable = |l: &str| match locations.get(l).cloned().flatten() {
+        None => Some(format!("no BackupLocation {l} in namespace {}", run.ns)),
+        Some(loc) => {
+            let conds = loc.status.unwrap_or_default().conditions;
+            let ready = conditions::get(&conds, READY);
+            match ready {
+                Some(c) if c.status == "True" => None,
+                Some(c) => Some(format!("{}: {}", c.reason, c.message)),
+                None => Some("not checked yet".into()),
+            }
+        }
+    };
+    let api: Api<RestorePoint> = Api::namespaced(run.ctx.client.clone(), &run.ns);
+    let points = api.list(&Default::default()).await.map_err(Error::kube("list RestorePoints"))?.items;
+    let known: Vec<select::Known> = points
+        .iter()
+        .filter(|p| p.spec.policy == spec.source.policy)
+        .filter(|p| crate::controller::restore_point::delete::requested(p).is_none())
+        .filter_map(|p| {
+            let s = p.status.as_ref()?;
+            (s.phase == RunPhase::Completed).then(|| select::Known {
+                name: p.name_any(),
+                time: crate::controller::policy::status::data_time(p),
+                locations: s.locations.iter().filter(|l| l.present).map(|l| l.name.clone()).collect(),
+            })
+        })
+        .collect();
+    Ok(match select::choose(selector, &spec.source.locations, unreachable, &known) {
+        Ok(c) => Chosen::Point(c),
+        Err(why) => Chosen::None(why),
+    })
+}
+
+/// Whether a failover is due now: a warm standby asked to promote, or a plan whose
+/// heartbeat trigger found the primary lost.
+fn promotion_due(run: &Run<'_>, st: &RestorePlanStatus) -> bool {
+    run.plan.spec.failover.as_ref().is_some_and(|f| f.promote)
+        || st.heartbeat.as_ref().is_some_and(|h| h.loss_detected.is_some())
+}
+
+/// Why `choice` is too old to promote (`spec.failover.maxDataAge`), unless forced.
+pub fn too_old(run: &Run<'_>, choice: &select::Choice) -> Option<String> {
+    let f = run.plan.spec.failover.as_ref()?;
+    let max = Duration::from(f.max_data_age?);
+    let age = run.now().duration_since(choice.time).unsigned_abs();
+    (age > max && !f.force).then(|| {
+        format!(
+            "refusing to promote restore point {}: its data is {} old, older than spec.failover.maxDataAge {}; set spec.failover.force: true to promote it anyway",
+            choice.point,
+            crate::api::common::Duration::from(Duration::from_secs(age.as_secs())),
+            crate::api::common::Duration::from(max)
+        )
+    })
+}
+
+/// Waits instead of promoting, saying why (a `Degraded` condition, reason `DataTooOld`).
+pub async fn refuse(run: &Run<'_>, st: &mut RestorePlanStatus, msg: &str) {
+    let (now, g) = (run.now(), run.plan.meta().generation);
+    if st.message.as_deref() != Some(msg) {
+        run.event(true, events::PROMOTION_REFUSED, msg.to_string()).await;
+    }
+    conditions::set(&mut st.conditions, READY, false, "DataTooOld", msg, g, now);
+    conditions::set(&mut st.conditions, DEGRADED, true, "DataTooOld", msg, g, now);
+    st.message = Some(msg.to_string());
 }
 
 pub fn is_kind(o: &Value, api_version: &str, kind: &str) -> bool {
@@ -578,10 +676,19 @@ pub fn measure(run: &Run<'_>, st: &mut RestorePlanStatus, now: jiff::Timestamp) 
     let start = st.start_time.as_ref().map(|t| t.0).unwrap_or(now);
     let span = |a: jiff::Timestamp, b: jiff::Timestamp| -> Duration { b.duration_since(a).unsigned_abs() };
     let execution = span(start, now);
-    let decision = run.plan.spec.trigger.detected_at.as_ref().map(|d| span(d.0, start));
-    let total = decision.unwrap_or_default() + execution;
+    let mut decision = run.plan.spec.trigger.detected_at.as_ref().map(|d| span(d.0, start));
+    let mut detection = None;
+    // A heartbeat loss: detection from the last heartbeat (its own time) to the loss
+    // being detected here, decision from there to the start.
+    if let Some(h) = &st.heartbeat
+        && let Some(found) = &h.loss_detected
+    {
+        detection = h.last_beat.as_ref().map(|b| span(b.0, found.0));
+        decision = Some(span(found.0, start));
+    }
+    let total = detection.unwrap_or_default() + decision.unwrap_or_default() + execution;
     st.rto = Some(Rto {
-        detection: None,
+        detection: detection.map(Into::into),
         decision: decision.map(Into::into),
         execution: Some(execution.into()),
         total: Some(total.into()),

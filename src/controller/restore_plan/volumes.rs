@@ -44,9 +44,16 @@ pub async fn remove_jobs(run: &Run<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The restore Job of volume `i`, attempt `a`, of this run.
-fn job_name(run: &Run<'_>, i: usize, a: i32) -> String {
-    crate::controller::restore_point::names::job(&format!("{}-r{}", run.name, &run.id[..6]), i, a)
+/// The restore Job of volume `i`, attempt `a`, of this run (and of a warm standby's
+/// refresh).
+fn job_name(run: &Run<'_>, st: &RestorePlanStatus, i: usize, a: i32) -> String {
+    let refresh = st.standby.as_ref().map(|s| s.refreshes).unwrap_or(0);
+    let base = if refresh > 0 {
+        format!("{}-r{}-{refresh}", run.name, &run.id[..6])
+    } else {
+        format!("{}-r{}", run.name, &run.id[..6])
+    };
+    crate::controller::restore_point::names::job(&base, i, a)
 }
 
 pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
@@ -313,7 +320,7 @@ async fn volume(
 ) -> Result<Step> {
     let pvc = st.volumes[i].pvc.clone();
     let attempt = st.volumes[i].attempts.unwrap_or(0);
-    let name = job_name(run, i, attempt);
+    let name = job_name(run, st, i, attempt);
     let jobs: Api<Job> = Api::namespaced(run.ctx.client.clone(), &run.target);
     let Some(j) = jobs.get_opt(&name).await.map_err(Error::kube(format!("read Job {name}")))? else {
         if let Some(wait) = movers::slot(run.ctx).await? {
@@ -361,12 +368,14 @@ async fn volume(
             v.bytes_total = v.bytes_done;
             v.files = check["files"].as_i64();
             v.digest = check["digest"].as_str().map(String::from);
+            v.written = res["summary"]["bytesWritten"].as_i64();
             v.done = true;
             let note = format!(
-                "{pvc} restored from {} and checked: {} files, {} bytes, digest {}",
+                "{pvc} restored from {} and checked: {} files, {} bytes ({} written), digest {}",
                 point.name_any(),
                 v.files.unwrap_or(0),
                 v.bytes_done,
+                v.written.unwrap_or(v.bytes_done),
                 v.digest.as_deref().map(|d| &d[..16.min(d.len())]).unwrap_or("?")
             );
             run.event(false, events::VOLUME_RESTORED, note).await;
@@ -401,14 +410,16 @@ async fn restore_plan(
 ) -> Result<Plan> {
     let cfg = &run.ctx.config;
     // The claim is this run's own (checked before): a retried or replayed Job may find
-    // what an earlier attempt wrote, and replaces it.
+    // what an earlier attempt wrote, and a warm standby's refresh what the last refresh
+    // wrote; in place, only what differs from the point is written (and what the point
+    // does not have is deleted).
     let mut args = vec![
         "restore".to_string(),
         loc.spec.url.clone(),
         snapshot,
         TARGET_PATH.to_string(),
         "--check".into(),
-        "--overwrite".into(),
+        "--in-place".into(),
     ];
     for p in &run.plan.spec.paths {
         args.push("--include".into());

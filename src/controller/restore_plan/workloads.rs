@@ -2,6 +2,10 @@
 //! (what the target has is kept: it may hold newer credentials), then the StatefulSets in
 //! their start groups: a group is created once the group before it is ready, and each must
 //! be ready within its readiness timeout. The StatefulSets find their claims full.
+//!
+//! A warm standby that is not promoted holds its StatefulSets at zero replicas (all
+//! created at once, nothing to wait for) and goes back to `Standby`; once promoted, the
+//! existing StatefulSets are scaled up group by group behind the same readiness gates.
 
 use super::{Run, complete, fail, manifests};
 use crate::api::RestorePlanStatus;
@@ -27,6 +31,12 @@ fn order(run: &Run<'_>, name: &str) -> i32 {
     run.plan.spec.workloads.iter().find(|w| w.name == name).map_or(0, |w| w.start_order)
 }
 
+/// Whether the run is a warm standby holding its workloads at zero.
+pub fn holding(run: &Run<'_>, st: &RestorePlanStatus) -> bool {
+    run.plan.spec.mode == crate::api::restore_plan::RestoreMode::WarmStandby
+        && st.standby.as_ref().is_none_or(|s| s.promoted.is_none())
+}
+
 pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     let now = run.now();
     let g = run.plan.meta().generation;
@@ -34,6 +44,11 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         return Err(Error::Invalid("no restore point was chosen".into()));
     };
     let sts_api: Api<StatefulSet> = Api::namespaced(run.ctx.client.clone(), &run.target);
+    if holding(run, st) {
+        hold(run, st, &chosen).await?;
+        super::standby::refreshed(run, st).await?;
+        return Ok(Action::requeue(Duration::ZERO));
+    }
     // The first group not ready yet.
     let mut group: Option<i32> = None;
     for i in 0..st.workloads.len() {
@@ -49,7 +64,25 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         let ready = s.status.as_ref().and_then(|x| x.ready_replicas).unwrap_or(0);
         let w = &mut st.workloads[i];
         w.ready_replicas = ready;
-        w.ready = ready >= w.replicas;
+        // A promoted standby's StatefulSet exists at zero: scaled up with its group.
+        let desired = s.spec.as_ref().and_then(|x| x.replicas).unwrap_or(1);
+        if desired != w.replicas && run.ours(&s.metadata) {
+            sts_api
+                .patch(
+                    &name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"spec": {"replicas": w.replicas}})),
+                )
+                .await
+                .map_err(Error::kube(format!("scale StatefulSet {name}")))?;
+            run.event(
+                false,
+                events::WORKLOADS_STARTED,
+                format!("start group {o}: scaled StatefulSet {name} to {} replica(s)", w.replicas),
+            )
+            .await;
+        }
+        w.ready = ready >= w.replicas && desired == w.replicas;
         if !w.ready {
             group = Some(o);
         }
@@ -138,6 +171,64 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     conditions::set(&mut st.conditions, PROGRESSING, true, "StartingWorkloads", &msg, g, now);
     st.message = Some(msg);
     Ok(Action::requeue(super::POLL))
+}
+
+/// A warm standby's workloads: created at zero replicas when missing (with what they
+/// need), scaled back to zero when someone scaled them up (a refresh must never write
+/// under a running workload).
+async fn hold(run: &Run<'_>, st: &RestorePlanStatus, chosen: &crate::api::restore_plan::RestoredPoint) -> Result<()> {
+    let sts_api: Api<StatefulSet> = Api::namespaced(run.ctx.client.clone(), &run.target);
+    let mut objects: Option<Vec<Value>> = None;
+    for w in &st.workloads {
+        match sts_api.get_opt(&w.name).await.map_err(Error::kube(format!("read StatefulSet {}", w.name)))? {
+            Some(s) => {
+                if s.spec.as_ref().and_then(|x| x.replicas).unwrap_or(1) != 0 {
+                    sts_api
+                        .patch(
+                            &w.name,
+                            &kube::api::PatchParams::default(),
+                            &kube::api::Patch::Merge(json!({"spec": {"replicas": 0}})),
+                        )
+                        .await
+                        .map_err(Error::kube(format!("scale StatefulSet {} to zero", w.name)))?;
+                    run.event(
+                        true,
+                        events::WORKLOADS_STARTED,
+                        format!("StatefulSet {} scaled back to zero: a warm standby holds its workloads at zero until it is promoted (spec.failover.promote)", w.name),
+                    )
+                    .await;
+                }
+            }
+            None => {
+                if objects.is_none() {
+                    let loc = run
+                        .location(&chosen.location)
+                        .await?
+                        .ok_or_else(|| Error::Invalid(format!("BackupLocation {} is gone", chosen.location)))?;
+                    let o = super::record::manifests(run.ctx, run.plan, &loc, &chosen.name).await?;
+                    support(run, &o, &run.mapping(), &chosen.name).await?;
+                    objects = Some(o);
+                }
+                let Some(obj) =
+                    objects.as_deref().unwrap_or_default().iter().find(|o| {
+                        super::is_kind(o, "apps/v1", "StatefulSet") && o["metadata"]["name"] == w.name.as_str()
+                    })
+                else {
+                    return Err(Error::Invalid(format!(
+                        "restore point {} holds no StatefulSet {}",
+                        chosen.name, w.name
+                    )));
+                };
+                let mut sts = manifests::prepare(obj, &run.mapping());
+                sts["spec"]["replicas"] = json!(0);
+                run.mark(&mut sts, Some(&chosen.name));
+                apply::apply(&sts_api, super::NAME, &sts)
+                    .await
+                    .map_err(Error::kube(format!("create StatefulSet {}", w.name)))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Creates the captured Secrets, ConfigMaps and Services the target lacks.

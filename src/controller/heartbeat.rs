@@ -1,0 +1,141 @@
+//! The heartbeat writer: on a cadence (`--heartbeat-interval`), for each writable
+//! BackupLocation this operator has checked since it started (so it has read the
+//! fencing markers there), one beat per namespace naming the policies that are active
+//! here and use the location (see [`crate::repo::heartbeat`]). A suspended policy, or
+//! one fenced by another cluster at any of its namespace's locations, is not named: a
+//! site that stood down goes silent. Locations are written concurrently, each bounded by
+//! the interval, so one slow location never delays the beats of another.
+
+use super::Context;
+use crate::api::location::AccessMode;
+use crate::api::{BackupLocation, BackupPolicy};
+use crate::controller::location::access;
+use crate::repo::heartbeat::{self, Beat};
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::reflector::Store;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// Runs until `shutdown`.
+pub async fn run<S>(ctx: Arc<Context>, policies: Store<BackupPolicy>, shutdown: S)
+where
+    S: std::future::Future<Output = ()>,
+{
+    let epochs: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let interval = ctx.config.heartbeat_interval;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = beat(&ctx, &policies, &epochs).await {
+            tracing::warn!(error = %e, "could not write heartbeats");
+        }
+    }
+}
+
+/// The policies of `ns` that beat at `loc`.
+pub fn active(
+    loc: &BackupLocation,
+    policies: &[Arc<BackupPolicy>],
+    fenced: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
+    let (ns, name) = (loc.namespace().unwrap_or_default(), loc.name_any());
+    let mut out: Vec<String> = policies
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|p| !p.spec.suspend && !fenced.contains(&p.name_any()))
+        .filter(|p| p.spec.locations.iter().any(|l| l.name == name))
+        .map(|p| p.name_any())
+        .collect();
+    out.sort();
+    out
+}
+
+async fn beat(
+    ctx: &Arc<Context>,
+    store: &Store<BackupPolicy>,
+    epochs: &Arc<Mutex<HashMap<String, u64>>>,
+) -> super::Result<()> {
+    let own = ctx.cluster_id().await?;
+    let api: Api<BackupLocation> = Api::all(ctx.client.clone());
+    let locations = api.list(&Default::default()).await.map_err(super::Error::kube("list BackupLocations"))?.items;
+    let policies = store.state();
+    // Policies fenced by another cluster, by namespace, from every location's markers.
+    let mut fenced: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
+    for l in &locations {
+        for f in l.status.iter().flat_map(|s| s.fences.iter()) {
+            if f.cluster_id != own {
+                fenced.entry(f.namespace.clone()).or_default().insert(f.policy.clone());
+            }
+        }
+    }
+    let checked = ctx.checked.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut writes = Vec::new();
+    for loc in locations {
+        if loc.spec.access_mode != AccessMode::ReadWrite || !checked.contains(&loc.uid().unwrap_or_default()) {
+            continue;
+        }
+        let ns = loc.namespace().unwrap_or_default();
+        let names = active(&loc, &policies, fenced.get(&ns).unwrap_or(&Default::default()));
+        if names.is_empty() {
+            continue;
+        }
+        let (ctx, epochs, own) = (ctx.clone(), epochs.clone(), own.clone());
+        writes.push(async move {
+            let write = write_one(&ctx, &loc, &ns, names, &own, &epochs);
+            match tokio::time::timeout(ctx.config.heartbeat_interval.max(std::time::Duration::from_secs(1)), write)
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(location = %loc.name_any(), namespace = %ns, error = %e, "heartbeat not written")
+                }
+                Err(_) => tracing::warn!(location = %loc.name_any(), namespace = %ns, "heartbeat write timed out"),
+            }
+        });
+    }
+    futures::future::join_all(writes).await;
+    Ok(())
+}
+
+async fn write_one(
+    ctx: &Context,
+    loc: &BackupLocation,
+    ns: &str,
+    policies: Vec<String>,
+    own: &str,
+    epochs: &Mutex<HashMap<String, u64>>,
+) -> super::Result<()> {
+    let opts = access::options(&ctx.client, loc).await?;
+    let url = loc.spec.url.clone();
+    let slot = format!("{}/{ns}", loc.uid().unwrap_or_default());
+    let known = epochs.lock().await.get(&slot).copied();
+    let beat = Beat {
+        epoch: 0,
+        cluster_id: own.to_string(),
+        namespace: ns.to_string(),
+        policies,
+        time: ctx.now().to_string(),
+        interval_seconds: ctx.config.heartbeat_interval.as_secs().max(1),
+    };
+    let epoch = crate::mover::inline::run(move || {
+        let b = access::backend(&url, &opts)?;
+        // The first beat of this process continues from what is stored.
+        let epoch = match known {
+            Some(e) => e + 1,
+            None => heartbeat::last_epoch(b.as_ref(), &beat.namespace, &beat.cluster_id)? + 1,
+        };
+        heartbeat::write(b.as_ref(), &Beat { epoch, ..beat })?;
+        Ok(epoch)
+    })
+    .await
+    .map_err(super::Error::repo(format!("write a heartbeat to BackupLocation {}", loc.name_any())))?;
+    epochs.lock().await.insert(slot, epoch);
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! Continuous DR: a warm standby kept current in place, promoted far faster than a cold
+//! restore of the same data; automatic failover when the primary's heartbeat stops at
+//! every location, and none while one location alone is unreachable.
+
+use super::{Env, example, system_clock};
+use crate::support::s3;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::api::Api;
+use lifeline::api::restore_plan::PlanPhase;
+use lifeline::api::restore_point::RunPhase;
+use lifeline::api::{RestorePlan, RestorePoint};
+use lifeline::sim::Options as SimOptions;
+use std::time::Duration;
+
+/// Bytes of incompressible data each of the three records volumes gets.
+const BULK: u64 = 32 << 20;
+
+/// Takes a restore point on request (annotation value `token`) and waits until it is
+/// complete and replicated to the second region; returns its name.
+fn point(env: &Env, token: &str, except: &[String]) -> String {
+    env.kubectl(
+        &["annotate", "--overwrite", "backuppolicy/records", "-n", "records", &format!("lifeline.io/run-now={token}")],
+        None,
+    );
+    let name = env.new_point("records", except, 60);
+    let st = env.finished_point("records", &name, 180).status.unwrap();
+    assert_eq!(st.phase, RunPhase::Completed, "{:?}", st.message);
+    let api: Api<RestorePoint> = Api::namespaced(env.client.clone(), "records");
+    env.eventually(120, "replication to the second region", || async {
+        let p = api.get_opt(&name).await.ok()??;
+        p.status?.locations.iter().any(|l| l.name == "us" && l.present).then_some(())
+    });
+    name
+}
+
+fn exec(env: &Env, pod: &str, script: &str) -> String {
+    env.kubectl(&["exec", "-n", "records", pod, "--", "sh", "-c", script], None)
+}
+
+/// Waits until a restore point is in the standby's catalog, complete.
+fn in_catalog(env: &Env, name: &str) {
+    let api: Api<RestorePoint> = Api::namespaced(env.client.clone(), "records");
+    env.eventually(90, &format!("restore point {name} in the standby"), || async {
+        (api.get_opt(name).await.ok()??.status?.phase == RunPhase::Completed).then_some(())
+    });
+}
+
+const WARM: &str = r#"
+apiVersion: lifeline.io/v1alpha1
+kind: RestorePlan
+metadata:
+  name: warm
+  namespace: records
+spec:
+  mode: WarmStandby
+  source:
+    locations: [eu, us]
+    policy: records
+"#;
+
+const COLD: &str = r#"
+apiVersion: lifeline.io/v1alpha1
+kind: RestorePlan
+metadata:
+  name: cold
+  namespace: records
+spec:
+  mode: Restore
+  source:
+    locations: [eu, us]
+    policy: records
+  pointInTime:
+    type: Named
+    restorePoint: POINT
+  target:
+    namespace: records-cold
+"#;
+
+#[test]
+fn a_warm_standby_refreshes_in_place_and_promotes_far_faster_than_a_cold_restore() {
+    let mut primary = Env::start(SimOptions::default());
+    let prefix = s3::unique("warm");
+    let yaml = example("records-two-regions.yaml", &prefix);
+    primary.apply(&yaml);
+    primary.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
+    for i in 0..3 {
+        exec(&primary, &format!("records-{i}"), &format!("head -c {BULK} /dev/urandom > /data/bulk"));
+    }
+    primary.start_operator(system_clock());
+    let first = point(&primary, "first", &[]);
+
+    let mut standby = Env::start(SimOptions::default());
+    standby.apply(&super::standby_locations(&yaml));
+    standby.start_operator(system_clock());
+    in_catalog(&standby, &first);
+    standby.apply(WARM);
+    let plans: Api<RestorePlan> = Api::namespaced(standby.client.clone(), "records");
+    let held = |point: String, refreshes: i64| {
+        let plans = plans.clone();
+        standby.eventually(240, &format!("the standby to hold {point}"), move || {
+            let (plans, point) = (plans.clone(), point.clone());
+            async move {
+                let st = plans.get_opt("warm").await.ok()??.status?;
+                assert_ne!(st.phase, PlanPhase::Failed, "{:?}", st.message);
+                let sb = st.standby.clone()?;
+                (st.phase == PlanPhase::Standby
+                    && sb.point.as_deref() == Some(point.as_str())
+                    && sb.refreshes == refreshes)
+                    .then_some(st)
+            }
+        })
+    };
+    let st = held(first.clone(), 1);
+    assert!(st.volumes.iter().all(|v| v.done && v.digest.is_some()), "{:?}", st.volumes);
+    let sts: Api<StatefulSet> = Api::namespaced(standby.client.clone(), "records");
+    let s = standby.block_on(sts.get("records")).unwrap();
+    assert_eq!(s.spec.unwrap().replicas, Some(0), "a warm standby holds its workload at zero");
+    let pvcs = standby.kubectl(&["get", "pvc", "-n", "records", "-o", "name"], None);
+    assert_eq!(pvcs.lines().count(), 3, "{pvcs}");
+
+    // About 1 % of each volume changes (four runs of 60 KiB), and a new point is taken.
+    for i in 0..3 {
+        let script = (0..4)
+            .map(|k| {
+                format!(
+                    "dd if=/dev/urandom of=/data/bulk bs=61440 count=1 seek={} conv=notrunc 2>/dev/null",
+                    60 + k * 97 + i
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        exec(&primary, &format!("records-{i}"), &script);
+    }
+    let second = point(&primary, "second", std::slice::from_ref(&first));
+    let (_, us) = s3::regions();
+    let recorded = super::recorded_logs(&format!("s3://lifeline/{prefix}-us"), &us.endpoint, &second);
+    let st = held(second.clone(), 2);
+    let sb = st.standby.clone().unwrap();
+    let total: i64 = st.volumes.iter().map(|v| v.bytes_done).sum();
+    let written = sb.last_refresh_bytes.unwrap();
+    println!(
+        "warm standby refresh: wrote {written} of {total} bytes ({:.2} %) in {}",
+        written as f64 * 100.0 / total as f64,
+        sb.last_refresh_duration.unwrap()
+    );
+    assert!(total as u64 >= 3 * BULK, "{total}");
+    assert!(written > 0 && written * 20 < total, "a refresh after a 1 % change wrote {written} of {total} bytes");
+    assert!(sb.lag.is_some(), "{sb:?}");
+
+    // The same point restored cold, in the same cluster, for comparison.
+    standby.apply(&COLD.replace("POINT", &second));
+    let cold = standby.finished_plan("records", "cold", 300);
+    assert_eq!(cold.phase, PlanPhase::Completed, "{:?}", cold.message);
+    let cold_rto = Duration::from(cold.rto.unwrap().execution.unwrap());
+
+    // The primary site is lost; the standby is promoted.
+    primary.kill_cluster();
+    standby.kubectl(
+        &[
+            "patch",
+            "restoreplan/warm",
+            "-n",
+            "records",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"failover":{"promote":true}}}"#,
+        ],
+        None,
+    );
+    let st = standby.finished_plan("records", "warm", 240);
+    assert_eq!(
+        st.phase,
+        PlanPhase::Completed,
+        "{:?}\n{:?}\n{}",
+        st.message,
+        standby.plan_story("records", "warm"),
+        standby.event_messages("records", "RestoreFailed")
+    );
+    let rto = st.rto.clone().unwrap();
+    let warm_rto = Duration::from(rto.execution.unwrap());
+    println!("RTO: cold restore {cold_rto:?}, warm standby promotion {warm_rto:?}");
+    assert!(
+        warm_rto.as_secs_f64() < 0.25 * cold_rto.as_secs_f64(),
+        "warm {warm_rto:?} is not below a quarter of cold {cold_rto:?}"
+    );
+    assert_eq!(st.restored_point.as_ref().unwrap().name, second);
+    assert!(st.fencing.as_ref().is_some_and(|f| f.epoch == Some(1)), "{:?}", st.fencing);
+    super::in_order(
+        &standby.plan_story("records", "warm"),
+        &[
+            "RestoreStarted",
+            "StandbyReady",
+            "StandbyRefreshing",
+            "Promoting",
+            "Fencing",
+            "WorkloadStarted",
+            "RestoreCompleted",
+        ],
+    );
+    // Every record of the point, in the promoted workload.
+    for (i, log) in recorded.iter().enumerate() {
+        let now = standby
+            .kubectl(&["exec", "-n", "records", &format!("records-{i}"), "--", "cat", "/data/records.log"], None);
+        assert!(now.starts_with(log.as_str()), "records-{i} lost records of the restore point");
+    }
+}
