@@ -204,3 +204,90 @@ fn a_warm_standby_refreshes_in_place_and_promotes_far_faster_than_a_cold_restore
         assert!(now.starts_with(log.as_str()), "records-{i} lost records of the restore point");
     }
 }
+
+const AUTO: &str = r#"
+apiVersion: lifeline.io/v1alpha1
+kind: RestorePlan
+metadata:
+  name: auto
+  namespace: records
+spec:
+  mode: Failover
+  source:
+    locations: [eu, us]
+    policy: records
+  trigger:
+    type: HeartbeatLoss
+    heartbeat:
+      timeout: 8s
+      decisionDelay: 2s
+"#;
+
+/// The standby reads `eu` through an endpoint nothing answers at, and `us` as it is.
+#[test]
+fn heartbeat_loss_at_every_location_fails_over_by_itself_one_unreachable_location_does_not() {
+    let mut primary = Env::start(SimOptions::default());
+    let prefix = s3::unique("auto");
+    let yaml = example("records-two-regions.yaml", &prefix);
+    let name = primary.protected_point(&yaml);
+    let (eu, us) = s3::regions();
+    let recorded = super::recorded_logs(&format!("s3://lifeline/{prefix}-us"), &us.endpoint, &name);
+
+    let mut standby = Env::start(SimOptions::default());
+    let locations = super::standby_locations(&yaml).replacen(&eu.endpoint, "http://127.0.0.1:9", 1);
+    standby.apply(&locations);
+    standby.start_operator(system_clock());
+    in_catalog(&standby, &name);
+    standby.apply(AUTO);
+    let plans: Api<RestorePlan> = Api::namespaced(standby.client.clone(), "records");
+    // Armed: the heartbeat advances at us; eu cannot be read.
+    let armed = standby.eventually(60, "the plan to be armed", || async {
+        let st = plans.get_opt("auto").await.ok()??.status?;
+        let hb = st.heartbeat.clone()?;
+        let state = |l: &str| hb.locations.iter().find(|s| s.location == l).map(|s| s.state.clone());
+        (state("us").as_deref() == Some("Alive") && state("eu").as_deref() == Some("Unreachable")).then_some(st)
+    });
+    assert_eq!(armed.phase, PlanPhase::Pending);
+    let ready = armed.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Armed"), "{ready:?}");
+    // Three timeouts with eu unreachable and the primary alive: no failover.
+    std::thread::sleep(Duration::from_secs(24));
+    let st = standby.block_on(plans.get("auto")).unwrap().status.unwrap();
+    assert_eq!(st.phase, PlanPhase::Pending, "one unreachable location is not a site loss: {:?}", st.message);
+    assert!(st.heartbeat.as_ref().unwrap().loss_detected.is_none(), "{:?}", st.heartbeat);
+
+    // The primary site goes: the standby takes over by itself.
+    let killed = jiff::Timestamp::now();
+    primary.kill_cluster();
+    let st = standby.finished_plan("records", "auto", 240);
+    let took = jiff::Timestamp::now().duration_since(killed).unsigned_abs();
+    assert_eq!(st.phase, PlanPhase::Completed, "{:?}", st.message);
+    let rto = st.rto.clone().unwrap();
+    let (detection, decision, execution) =
+        (rto.detection.map(Duration::from), rto.decision.map(Duration::from), rto.execution.map(Duration::from));
+    println!(
+        "automatic failover {took:?} after the kill: detection {detection:?}, decision {decision:?}, execution {execution:?}"
+    );
+    let (detection, decision, execution) = (detection.unwrap(), decision.unwrap(), execution.unwrap());
+    // Status times are whole seconds: a second either way.
+    assert!(detection >= Duration::from_secs(7) && detection < Duration::from_secs(20), "{detection:?}");
+    assert!(decision >= Duration::from_secs(1) && decision < Duration::from_secs(8), "{decision:?}");
+    assert!(execution > Duration::ZERO && execution < took, "{execution:?}");
+    // Silence (8 s) + decision delay (2 s) + a bounded time to look, decide and restore.
+    assert!(took < Duration::from_secs(8 + 2 + 60), "{took:?}");
+    let silent = st.heartbeat.as_ref().unwrap();
+    let state = |l: &str| silent.locations.iter().find(|s| s.location == l).map(|s| s.state.clone());
+    assert_eq!((state("eu").as_deref(), state("us").as_deref()), (Some("Unreachable"), Some("Silent")));
+    let story = standby.event_messages("records", "HeartbeatLost");
+    assert!(story.contains("eu (Unreachable)") && story.contains("us (Silent)"), "{story}");
+    super::in_order(
+        &standby.plan_story("records", "auto"),
+        &["HeartbeatLost", "RestoreStarted", "RestorePointChosen", "Fencing", "VolumesRestored", "RestoreCompleted"],
+    );
+    // Every record of the restore point in the running workload.
+    for (i, log) in recorded.iter().enumerate() {
+        let now = standby
+            .kubectl(&["exec", "-n", "records", &format!("records-{i}"), "--", "cat", "/data/records.log"], None);
+        assert!(now.starts_with(log.as_str()), "records-{i} lost records of the restore point");
+    }
+}
