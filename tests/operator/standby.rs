@@ -58,6 +58,36 @@ spec:
     policy: records
 "#;
 
+const REFUSED: &str = r#"
+apiVersion: lifeline.io/v1alpha1
+kind: RestorePlan
+metadata:
+  name: empty
+  namespace: records
+spec:
+  mode: WarmStandby
+  source:
+    locations: [eu, us]
+    policy: never-protected
+  failover:
+    promote: true
+---
+apiVersion: lifeline.io/v1alpha1
+kind: RestorePlan
+metadata:
+  name: stale
+  namespace: records
+spec:
+  mode: Failover
+  source:
+    locations: [eu, us]
+    policy: records
+  target:
+    namespace: records-stale
+  failover:
+    maxDataAge: 1s
+"#;
+
 const COLD: &str = r#"
 apiVersion: lifeline.io/v1alpha1
 kind: RestorePlan
@@ -117,6 +147,25 @@ fn a_warm_standby_refreshes_in_place_and_promotes_far_faster_than_a_cold_restore
     assert_eq!(s.spec.unwrap().replicas, Some(0), "a warm standby holds its workload at zero");
     let pvcs = standby.kubectl(&["get", "pvc", "-n", "records", "-o", "name"], None);
     assert_eq!(pvcs.lines().count(), 3, "{pvcs}");
+
+    // Refused promotions: a standby with no restore point yet, and data older than the
+    // plan allows. Nothing is created for either.
+    standby.apply(REFUSED);
+    for (plan, reason, words) in
+        [("empty", "PromotionRefused", "no restore point to promote"), ("stale", "DataTooOld", "maxDataAge 1s")]
+    {
+        let c = standby.eventually(60, &format!("plan {plan} to refuse"), || async {
+            let st = plans.get_opt(plan).await.ok()??.status?;
+            st.conditions.iter().find(|c| c.type_ == "Ready" && c.reason == reason).cloned()
+        });
+        assert!(c.status == "False" && c.message.contains(words), "{plan}: {c:?}");
+        let story =
+            standby.event_messages("records", if plan == "stale" { "PromotionRefused" } else { "RestoreWaiting" });
+        assert!(story.contains(words), "{plan}: {story}");
+    }
+    let (ok, _, _) = crate::sim::kubectl(&standby.kubeconfig, &["get", "namespace", "records-stale"], None);
+    assert!(!ok, "a refused failover creates nothing");
+    standby.kubectl(&["delete", "restoreplan/empty", "restoreplan/stale", "-n", "records"], None);
 
     // About 1 % of each volume changes (four runs of 60 KiB), and a new point is taken.
     for i in 0..3 {
