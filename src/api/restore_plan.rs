@@ -431,6 +431,36 @@ pub struct RestorePlanStatus {
     /// `WarmStandby`: what the standby holds and how far behind it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standby: Option<StandbyStatus>,
+    /// `Failback`: the steps of handing the workload back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback: Option<FailbackStatus>,
+}
+
+/// The steps of a failback, in order: PreSync (the original site's volumes brought to the
+/// newest point in place while the workload still runs at the other site), Quiescing
+/// (the other site's StatefulSets scaled to zero), FinalBackup (one last restore point
+/// taken there), Fencing, FinalSync (only what the final point changed), Resuming (the
+/// original policies resumed, the StatefulSets scaled up here).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailbackStatus {
+    /// The current step.
+    pub step: String,
+    /// When the workload at the other site was stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiesced: Option<Time>,
+    /// When the final backup was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_backup_requested: Option<Time>,
+    /// The restore point taken at the other site after its workload stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_point: Option<String>,
+    /// Bytes the first pass (PreSync) wrote here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_sync_bytes: Option<i64>,
+    /// Bytes the final pass wrote here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_sync_bytes: Option<i64>,
 }
 
 /// The primary's heartbeat as a standby sees it.

@@ -172,3 +172,4 @@ pub const STANDBY_REFRESHING: &str = "StandbyRefreshing";
 pub const STANDBY_READY: &str = "StandbyReady";
 pub const PROMOTING: &str = "Promoting";
 pub const PROMOTION_REFUSED: &str = "PromotionRefused";
+pub const FAILBACK: &str = "Failback";

@@ -4,6 +4,7 @@
 mod backup;
 mod catalog;
 mod crash;
+mod failback;
 mod failover;
 mod invalid;
 mod leader;
@@ -208,14 +209,22 @@ impl Env {
     /// Waits until RestorePlan `name` ends (Completed or Failed) and returns its status.
     pub fn finished_plan(&self, ns: &str, name: &str, secs: u64) -> lifeline::api::RestorePlanStatus {
         let plans: Api<lifeline::api::RestorePlan> = Api::namespaced(self.client.clone(), ns);
-        self.eventually(secs, &format!("RestorePlan {name} to finish"), || async {
-            let s = plans.get_opt(name).await.ok()??.status?;
-            matches!(
-                s.phase,
-                lifeline::api::restore_plan::PlanPhase::Completed | lifeline::api::restore_plan::PlanPhase::Failed
-            )
-            .then_some(s)
-        })
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.block_on(plans.get_opt(name)).ok().flatten().and_then(|p| p.status);
+            if let Some(s) = &s
+                && matches!(
+                    s.phase,
+                    lifeline::api::restore_plan::PlanPhase::Completed | lifeline::api::restore_plan::PlanPhase::Failed
+                )
+            {
+                return s.clone();
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("RestorePlan {name} did not finish: {s:#?}\nevents: {:?}", self.plan_story(ns, name));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     pub fn points(&self, ns: &str) -> Vec<RestorePoint> {

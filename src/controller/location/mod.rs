@@ -125,6 +125,21 @@ pub fn fence_record(m: crate::repo::fence::Marker) -> crate::api::location::Fenc
     }
 }
 
+/// Reads the fencing markers at a location now and records them in its status (a site
+/// that just wrote its own marker must not keep acting on the last one it saw).
+pub async fn refresh_fences(ctx: &Context, loc: &BackupLocation) -> Result<()> {
+    let f = fences(ctx, loc).await?;
+    let mut status = loc.status.clone().unwrap_or_default();
+    if status.fences != f {
+        status.fences = f;
+        let api: Api<BackupLocation> = Api::namespaced(ctx.client.clone(), &loc.namespace().unwrap_or_default());
+        apply::apply_status(&api, NAME, &loc.name_any(), &status)
+            .await
+            .map_err(Error::kube(format!("update the status of BackupLocation {}", loc.name_any())))?;
+    }
+    Ok(())
+}
+
 /// The fencing markers at a location (newest per policy).
 async fn fences(ctx: &Context, loc: &BackupLocation) -> Result<Vec<crate::api::location::FenceRecord>> {
     let opts = access::options(&ctx.client, loc).await?;

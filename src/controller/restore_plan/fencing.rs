@@ -141,8 +141,8 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     Ok(Action::requeue(Duration::ZERO))
 }
 
-/// Suspends the source policy and scales its StatefulSets to zero in the source cluster.
-async fn fence_source(run: &Run<'_>, kc: &SecretKeyRef, ns: &str, workloads: &[String]) -> Result<String> {
+/// A client of the source cluster, from `spec.failover.sourceKubeconfig`.
+pub async fn source_client(run: &Run<'_>, kc: &SecretKeyRef) -> Result<kube::Client> {
     let invalid = |e: String| Error::Invalid(format!("spec.failover.sourceKubeconfig: {e}"));
     let (data, _) = access::secret_data(&run.ctx.client, &run.ns, &kc.name, "spec.failover.sourceKubeconfig").await?;
     let value = data.get(&kc.key).ok_or_else(|| invalid(format!("Secret {} has no key {}", kc.name, kc.key)))?;
@@ -151,7 +151,12 @@ async fn fence_source(run: &Run<'_>, kc: &SecretKeyRef, ns: &str, workloads: &[S
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .map_err(|e| invalid(e.to_string()))?;
-    let client = kube::Client::try_from(config).map_err(|e| invalid(e.to_string()))?;
+    kube::Client::try_from(config).map_err(|e| invalid(e.to_string()))
+}
+
+/// Suspends the source policy and scales its StatefulSets to zero in the source cluster.
+async fn fence_source(run: &Run<'_>, kc: &SecretKeyRef, ns: &str, workloads: &[String]) -> Result<String> {
+    let client = source_client(run, kc).await?;
     let pp = PatchParams { field_manager: Some(crate::k8s::apply::manager("fencing")), ..Default::default() };
     let policies: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),

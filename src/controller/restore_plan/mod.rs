@@ -24,6 +24,7 @@
 //! rather than half-done.
 
 pub mod checks;
+pub mod failback;
 pub mod fencing;
 pub mod heartbeat;
 pub mod manifests;
@@ -221,7 +222,7 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
     }
     if let Some(why) = unsupported(&plan) {
         let now = run.now();
-        let msg = format!("{why}; this version of Lifeline runs modes Restore, Failover, WarmStandby and Drill");
+        let msg = format!("{why}; this version of Lifeline does not run it yet");
         if conditions::get(&old.conditions, DEGRADED).map(|c| c.message.as_str()) != Some(msg.as_str()) {
             run.event(true, events::INVALID_SPEC, msg.clone()).await;
         }
@@ -256,9 +257,6 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
 
 /// Why the plan asks for something this version does not do, if it does.
 fn unsupported(plan: &RestorePlan) -> Option<String> {
-    if plan.spec.mode == RestoreMode::Failback {
-        return Some(format!("spec.mode: {:?} is not supported yet", plan.spec.mode));
-    }
     if plan.spec.workloads.iter().any(|w| w.readiness.check.is_some()) {
         return Some("spec.workloads[].readiness.check: readiness commands are not supported yet".into());
     }
@@ -323,6 +321,7 @@ async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
             Ok(Action::requeue(Duration::ZERO))
         }
         PlanPhase::Resolving => resolve(run, st).await,
+        PlanPhase::Fencing if run.plan.spec.mode == RestoreMode::Failback => failback::step(run, st).await,
         PlanPhase::Fencing => fencing::step(run, st).await,
         PlanPhase::RestoringVolumes => volumes::step(run, st).await,
         PlanPhase::StartingWorkloads => workloads::step(run, st).await,
@@ -466,6 +465,14 @@ async fn resolve(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         });
     }
 
+    // A failback writes into this site's own volumes, its workload stood down.
+    if spec.mode == RestoreMode::Failback {
+        let names: Vec<String> = workloads.iter().map(|(_, w)| w.name.clone()).collect();
+        if let Some(msg) = failback::check(run, &names).await? {
+            fail(run, st, "WorkloadRunning", &msg).await;
+            return Ok(Action::requeue(Duration::ZERO));
+        }
+    }
     // Nothing is restored over what exists: claims and workloads of the same names.
     let mut existing = Vec::new();
     for v in &vols {
@@ -478,7 +485,7 @@ async fn resolve(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
             existing.push(format!("StatefulSet {}", w.name));
         }
     }
-    if !existing.is_empty() {
+    if !existing.is_empty() && spec.mode != RestoreMode::Failback {
         let msg = format!(
             "{} already exist(s) in namespace {}: a restore never replaces existing data; delete them or restore into another namespace (spec.target.namespace)",
             existing.join(", "),
@@ -502,8 +509,11 @@ async fn resolve(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         format!("{msg}; {} volume(s), {} workload(s)", st.volumes.len(), st.workloads.len()),
     )
     .await;
-    let next = if spec.mode == RestoreMode::Failover { PlanPhase::Fencing } else { PlanPhase::RestoringVolumes };
-    enter(st, next, now);
+    match spec.mode {
+        RestoreMode::Failover => enter(st, PlanPhase::Fencing, now),
+        RestoreMode::Failback => failback::after_resolving(st, now),
+        _ => enter(st, PlanPhase::RestoringVolumes, now),
+    }
     Ok(Action::requeue(Duration::ZERO))
 }
 

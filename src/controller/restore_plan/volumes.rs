@@ -47,7 +47,10 @@ pub async fn remove_jobs(run: &Run<'_>) -> Result<()> {
 /// The restore Job of volume `i`, attempt `a`, of this run (and of a warm standby's
 /// refresh).
 fn job_name(run: &Run<'_>, st: &RestorePlanStatus, i: usize, a: i32) -> String {
-    let refresh = st.standby.as_ref().map(|s| s.refreshes).unwrap_or(0);
+    // A new pass over the same volumes (a standby's refresh, a failback's final sync)
+    // runs new Jobs.
+    let refresh = st.standby.as_ref().map(|s| s.refreshes).unwrap_or(0)
+        + st.failback.as_ref().map_or(0, |f| i64::from(f.final_point.is_some()));
     let base = if refresh > 0 {
         format!("{}-r{}-{refresh}", run.name, &run.id[..6])
     } else {
@@ -84,7 +87,8 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         };
         // The claim, created once, empty.
         match exists(run, &st.volumes[i].pvc).await? {
-            Some(meta) if !run.ours(&meta) => {
+            // A failback brings this site's own claims up to date.
+            Some(meta) if !run.ours(&meta) && run.plan.spec.mode != crate::api::restore_plan::RestoreMode::Failback => {
                 let msg = format!(
                     "PersistentVolumeClaim {} appeared in namespace {} during the restore: a restore never replaces existing data",
                     st.volumes[i].pvc, run.target
@@ -139,7 +143,12 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         ),
     )
     .await;
-    enter(st, PlanPhase::StartingWorkloads, now);
+    let next = if run.plan.spec.mode == crate::api::restore_plan::RestoreMode::Failback {
+        super::failback::after_volumes(st)
+    } else {
+        PlanPhase::StartingWorkloads
+    };
+    enter(st, next, now);
     Ok(Action::requeue(Duration::ZERO))
 }
 

@@ -44,6 +44,10 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         return Err(Error::Invalid("no restore point was chosen".into()));
     };
     let sts_api: Api<StatefulSet> = Api::namespaced(run.ctx.client.clone(), &run.target);
+    let failback = run.plan.spec.mode == crate::api::restore_plan::RestoreMode::Failback;
+    if failback {
+        super::failback::resume(run, st).await?;
+    }
     if holding(run, st) {
         hold(run, st, &chosen).await?;
         super::standby::refreshed(run, st).await?;
@@ -66,7 +70,7 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         w.ready_replicas = ready;
         // A promoted standby's StatefulSet exists at zero: scaled up with its group.
         let desired = s.spec.as_ref().and_then(|x| x.replicas).unwrap_or(1);
-        if desired != w.replicas && run.ours(&s.metadata) {
+        if desired != w.replicas && (run.ours(&s.metadata) || failback) {
             sts_api
                 .patch(
                     &name,

@@ -1,0 +1,182 @@
+//! Failback: after a failover, the standby protects the workload; the original site
+//! comes back (and stands down), then takes the workload back with the data written
+//! during the outage, writing only what changed, and both sites' roles are as before.
+
+use super::{Env, example, system_clock};
+use crate::support::s3;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::api::Api;
+use lifeline::api::restore_plan::PlanPhase;
+use lifeline::api::{BackupPolicy, RestorePoint};
+use lifeline::sim::Options as SimOptions;
+
+/// The documents of `yaml` of the given kinds.
+fn docs(yaml: &str, kinds: &[&str]) -> String {
+    yaml.split("\n---\n")
+        .filter(|d| kinds.iter().any(|k| d.contains(&format!("kind: {k}\n"))))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+fn exec(env: &Env, pod: &str, script: &str) -> String {
+    env.kubectl(&["exec", "-n", "records", pod, "--", "sh", "-c", script], None)
+}
+
+fn kubeconfig_secret(name: &str, text: &str) -> String {
+    serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": "records"},
+        "stringData": {"kubeconfig": text}})
+    .to_string()
+}
+
+/// Takes a restore point on request and waits until it is complete in both regions.
+fn point(env: &Env, token: &str, except: &[String]) -> String {
+    env.kubectl(
+        &["annotate", "--overwrite", "backuppolicy/records", "-n", "records", &format!("lifeline.io/run-now={token}")],
+        None,
+    );
+    let api: Api<RestorePoint> = Api::namespaced(env.client.clone(), "records");
+    let name = env.eventually(60, "a new restore point", || async {
+        api.list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter(|p| {
+                !p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("lifeline.io/catalog-location"))
+            })
+            .map(|p| kube::ResourceExt::name_any(&p))
+            .find(|n| !except.contains(n))
+    });
+    let st = env.finished_point("records", &name, 180).status.unwrap();
+    assert_eq!(st.phase, lifeline::api::restore_point::RunPhase::Completed, "{:?}", st.message);
+    env.eventually(120, "replication to the second region", || async {
+        let p = api.get_opt(&name).await.ok()??;
+        p.status?.locations.iter().any(|l| l.name == "us" && l.present).then_some(())
+    });
+    name
+}
+
+async fn fenced(client: kube::Client) -> Option<String> {
+    let api: Api<BackupPolicy> = Api::namespaced(client, "records");
+    let p = api.get("records").await.ok()?;
+    let c = p.status?.conditions.into_iter().find(|c| c.type_ == "Degraded" && c.status == "True")?;
+    (c.reason == "Fenced").then_some(c.message)
+}
+
+#[test]
+fn a_failback_returns_the_workload_with_the_outage_writes_writing_only_what_changed() {
+    // The original site: the records example with some bulk data, one restore point.
+    let mut site_a = Env::start(SimOptions::default());
+    let prefix = s3::unique("failback");
+    // The locations checked every 2 s: the catalog follows the other site quickly.
+    let yaml = example("records-two-regions.yaml", &prefix)
+        .split("\n---\n")
+        .map(|d| {
+            if d.contains("kind: BackupLocation\n") {
+                d.replace("\n  keySecret:\n", "\n  checkInterval: 2s\n  keySecret:\n")
+            } else {
+                d.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    site_a.apply(&yaml);
+    site_a.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
+    for i in 0..3 {
+        exec(&site_a, &format!("records-{i}"), "head -c 16777216 /dev/urandom > /data/bulk");
+    }
+    site_a.start_operator(system_clock());
+    let first = point(&site_a, "first", &[]);
+    let a_kubeconfig = site_a.kubeconfig_text();
+    site_a.kill_cluster();
+
+    // The standby takes over, then protects the workload where it runs now.
+    let mut site_b = Env::start(SimOptions::default());
+    site_b.apply(&super::standby_locations(&yaml));
+    site_b.apply(&kubeconfig_secret("site-a", &a_kubeconfig));
+    site_b.start_operator(system_clock());
+    let catalog: Api<RestorePoint> = Api::namespaced(site_b.client.clone(), "records");
+    site_b.eventually(60, "the restore point in the standby", || async {
+        (catalog.get_opt(&first).await.ok()??.status?.phase == lifeline::api::restore_point::RunPhase::Completed)
+            .then_some(())
+    });
+    site_b.apply(
+        "apiVersion: lifeline.io/v1alpha1\nkind: RestorePlan\nmetadata:\n  name: take-over\n  namespace: records\nspec:\n  mode: Failover\n  source:\n    locations: [eu, us]\n    policy: records\n  failover:\n    sourceKubeconfig:\n      name: site-a\n      key: kubeconfig\n",
+    );
+    let st = site_b.finished_plan("records", "take-over", 240);
+    assert_eq!(st.phase, PlanPhase::Completed, "{:?}", st.message);
+    site_b.apply(&docs(&yaml, &["BackupLocation", "BackupPolicy"]));
+    // Written during the outage, at the standby.
+    exec(&site_b, "records-1", "echo 'written during the outage' >> /data/records.log");
+    let during = point(&site_b, "during", std::slice::from_ref(&first));
+
+    // The original site returns and stands down.
+    site_a.restart_cluster();
+    site_a.start_operator(system_clock());
+    site_a.eventually(90, "the returning site to stand down", || fenced(site_a.client.clone()));
+    let a_sts: Api<StatefulSet> = Api::namespaced(site_a.client.clone(), "records");
+    site_a.eventually(60, "its StatefulSet at zero", || async {
+        let s = a_sts.get("records").await.ok()?;
+        (s.spec?.replicas == Some(0) && s.status?.replicas == 0).then_some(())
+    });
+    let a_points: Api<RestorePoint> = Api::namespaced(site_a.client.clone(), "records");
+    site_a.eventually(60, "the standby's restore point in the original site's catalog", || async {
+        a_points.get_opt(&during).await.ok()?.map(|_| ())
+    });
+
+    // The failback, applied at the original site.
+    site_a.apply(&kubeconfig_secret("site-b", &site_b.kubeconfig_text()));
+    site_a.apply(
+        "apiVersion: lifeline.io/v1alpha1\nkind: RestorePlan\nmetadata:\n  name: give-back\n  namespace: records\nspec:\n  mode: Failback\n  source:\n    locations: [eu, us]\n    policy: records\n  failover:\n    sourceKubeconfig:\n      name: site-b\n      key: kubeconfig\n",
+    );
+    let st = site_a.finished_plan("records", "give-back", 300);
+    assert_eq!(
+        st.phase,
+        PlanPhase::Completed,
+        "{:?}\n{:?}\n{}",
+        st.message,
+        site_a.plan_story("records", "give-back"),
+        site_a.event_messages("records", "RestoreFailed")
+    );
+    let fb = st.failback.clone().unwrap();
+    let final_point = fb.final_point.clone().unwrap();
+    assert!(final_point != during && final_point != first, "{fb:?}");
+    let total: i64 = st.volumes.iter().map(|v| v.bytes_done).sum();
+    let (pre, fin) = (fb.pre_sync_bytes.unwrap(), fb.final_sync_bytes.unwrap());
+    println!("failback: {total} bytes in the volumes; the first pass wrote {pre}, the final pass {fin}");
+    assert!(total >= 3 * (16 << 20), "{total}");
+    assert!(pre > 0 && pre * 20 < total, "the first pass wrote {pre} of {total} bytes");
+    assert!(fin * 20 < total, "the final pass wrote {fin} of {total} bytes");
+    assert_eq!(st.fencing.as_ref().and_then(|f| f.epoch), Some(2), "{:?}", st.fencing);
+    super::in_order(
+        &site_a.plan_story("records", "give-back"),
+        &["RestorePointChosen", "VolumesRestored", "Failback", "Fencing", "WorkloadStarted", "RestoreCompleted"],
+    );
+
+    // Every record of the final point, the outage's among them, at the original site.
+    let (_, us) = s3::regions();
+    let recorded = super::recorded_logs(&format!("s3://lifeline/{prefix}-us"), &us.endpoint, &final_point);
+    assert!(recorded[1].contains("written during the outage\n"), "{}", recorded[1]);
+    for (i, log) in recorded.iter().enumerate() {
+        let now =
+            site_a.kubectl(&["exec", "-n", "records", &format!("records-{i}"), "--", "cat", "/data/records.log"], None);
+        assert!(now.starts_with(log.as_str()), "records-{i} lacks records of the final point");
+    }
+
+    // Roles as before: the standby stands down, the original site protects again.
+    site_b.eventually(90, "the standby to stand down", || fenced(site_b.client.clone()));
+    let b_sts: Api<StatefulSet> = Api::namespaced(site_b.client.clone(), "records");
+    let s = site_b.block_on(b_sts.get("records")).unwrap();
+    assert_eq!(s.spec.unwrap().replicas, Some(0));
+    let a_policies: Api<BackupPolicy> = Api::namespaced(site_a.client.clone(), "records");
+    let p = site_a.block_on(a_policies.get("records")).unwrap();
+    assert!(!p.spec.suspend, "the original site's policy is resumed");
+    site_a.eventually(60, "the original site no longer fenced", || async {
+        fenced(site_a.client.clone()).await.is_none().then_some(())
+    });
+    let mut known: Vec<String> = site_a.points("records").iter().map(kube::ResourceExt::name_any).collect();
+    known.push(first);
+    let after = point(&site_a, "after-failback", &known);
+    assert!(!after.is_empty());
+}
