@@ -8,6 +8,7 @@ mod failback;
 mod failover;
 mod invalid;
 mod leader;
+mod minute;
 mod restore;
 mod retention;
 mod standby;

@@ -51,7 +51,7 @@ pub fn compute(
         // Unchanged but for drift below the resolution, and the breach state unchanged:
         // the old value stays (a status write per reconcile would be a storm).
         (Some(new), Some(was))
-            if drift(new, (*was).into()) < RPO_RESOLUTION
+            if drift(new, (*was).into()) < resolution(policy)
                 && breached(policy, Some(new)) == breached(policy, Some((*was).into())) =>
         {
             Some(*was)
@@ -102,6 +102,16 @@ pub fn compute(
         })
         .collect();
     st
+}
+
+/// How much the achieved RPO may drift before the status is rewritten: a quarter of the
+/// target (a one-minute RPO is reported to within 15 s), at most [`RPO_RESOLUTION`], at
+/// least 5 s.
+pub fn resolution(policy: &BackupPolicy) -> Duration {
+    match policy.spec.rpo {
+        Some(t) => (Duration::from(t) / 4).clamp(Duration::from_secs(5), RPO_RESOLUTION),
+        None => RPO_RESOLUTION,
+    }
 }
 
 fn drift(a: Duration, b: Duration) -> Duration {

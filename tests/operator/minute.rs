@@ -1,0 +1,111 @@
+//! RPO down to a minute: a one-minute schedule on a small workload, over ten minutes of
+//! the operator's clock. Every minute's run is taken, no run starts while the one before
+//! is still running (a minute whose slot comes during a run is taken once it ends), and
+//! the achieved RPO the policy reports stays within its target.
+
+use super::{Env, example};
+use crate::support::s3;
+use jiff::{SignedDuration, Timestamp};
+use kube::api::Api;
+use lifeline::api::restore_point::RunPhase;
+use lifeline::api::{BackupPolicy, RestorePoint};
+use lifeline::controller::clock::{Clock, ManualClock};
+use lifeline::sim::Options as SimOptions;
+use std::sync::Arc;
+
+const MINUTES: i64 = 10;
+
+const POLICY: &str = r#"apiVersion: lifeline.io/v1alpha1
+kind: BackupPolicy
+metadata:
+  name: records
+  namespace: records
+spec:
+  protect:
+    statefulSets: [records]
+  schedule: "* * * * *"
+  rpo: 2m
+  locations:
+    - name: eu
+      role: Primary
+  encryption:
+    keySecret:
+      name: records-repository-key
+      key: passphrase
+  retention:
+    keepLast: 3
+"#;
+
+#[test]
+fn a_one_minute_schedule_holds_its_rpo_for_ten_minutes() {
+    let mut env = Env::start(SimOptions::default());
+    let prefix = s3::unique("minute");
+    let yaml = example("records-two-regions.yaml", &prefix).replace("  replicas: 3\n", "  replicas: 1\n");
+    let objects: Vec<&str> = yaml.split("\n---\n").filter(|d| !d.contains("kind: BackupPolicy")).collect();
+    env.apply(&objects.join("\n---\n"));
+    env.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
+    let start = Timestamp::now();
+    let clock = ManualClock::at(start);
+    env.start_operator(Arc::new(clock.clone()) as Arc<dyn Clock>);
+    env.apply(POLICY);
+    let points: Api<RestorePoint> = Api::namespaced(env.client.clone(), "records");
+    let policies: Api<BackupPolicy> = Api::namespaced(env.client.clone(), "records");
+    let minute = |t: Timestamp| Timestamp::from_second(t.as_second() - t.as_second().rem_euclid(60)).unwrap();
+    let first = minute(start).checked_add(SignedDuration::from_mins(1)).unwrap();
+    let mut worst = SignedDuration::ZERO;
+    for m in 0..MINUTES {
+        let slot = first.checked_add(SignedDuration::from_mins(m)).unwrap();
+        clock.set(slot.checked_add(SignedDuration::from_secs(5)).unwrap());
+        // Minute 4: the next slot comes while this run is still running.
+        let name = env.eventually(60, &format!("the run of minute {m}"), || async {
+            let list = points.list(&Default::default()).await.ok()?.items;
+            let running = list
+                .iter()
+                .filter(|p| {
+                    p.status.as_ref().is_none_or(|s| !matches!(s.phase, RunPhase::Completed | RunPhase::Failed))
+                })
+                .count();
+            assert!(
+                running <= 1,
+                "two runs at once: {:?}",
+                list.iter().map(kube::ResourceExt::name_any).collect::<Vec<_>>()
+            );
+            list.into_iter().find(|p| p.spec.scheduled_time.0 == slot).map(|p| kube::ResourceExt::name_any(&p))
+        });
+        if m == 4 {
+            let next = slot.checked_add(SignedDuration::from_mins(1)).unwrap();
+            clock.set(next.checked_add(SignedDuration::from_secs(2)).unwrap());
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            let list = env.block_on(points.list(&Default::default())).unwrap().items;
+            let this = list.iter().find(|p| kube::ResourceExt::name_any(*p) == name).unwrap();
+            if this.status.as_ref().is_none_or(|s| s.phase != RunPhase::Completed) {
+                assert!(
+                    !list.iter().any(|p| p.spec.scheduled_time.0 == next),
+                    "the next minute's run started while {name} was still running"
+                );
+            }
+        }
+        let st = env.finished_point("records", &name, 120).status.unwrap();
+        assert_eq!(st.phase, RunPhase::Completed, "minute {m}: {:?}", st.message);
+        env.eventually(30, &format!("the policy to count minute {m}"), || async {
+            let s = policies.get("records").await.ok()?.status?;
+            (s.last_backup.as_ref()?.restore_point == name).then_some(())
+        });
+        // The end of the minute, just before the next slot: the achieved RPO the policy
+        // reports (the age of the newest point then) is within the target.
+        clock.set(slot.checked_add(SignedDuration::from_secs(59)).unwrap());
+        let rpo = env.eventually(30, &format!("the RPO at the end of minute {m}"), || async {
+            let s = policies.get("records").await.ok()?.status?;
+            let a = std::time::Duration::from(s.achieved_rpo?);
+            (a >= std::time::Duration::from_secs(50)).then_some(s)
+        });
+        let achieved = SignedDuration::try_from(std::time::Duration::from(rpo.achieved_rpo.unwrap())).unwrap();
+        worst = worst.max(achieved);
+        let ready = rpo.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(ready.status, "True", "minute {m}: {ready:?}");
+        assert!(achieved <= SignedDuration::from_mins(2), "minute {m}: achieved RPO {achieved:?}");
+    }
+    println!("one-minute schedule: {MINUTES} runs, worst achieved RPO {worst:?} (target 2m)");
+    let runs = env.points("records").len();
+    assert!(runs >= 3, "{runs} restore points kept");
+}
