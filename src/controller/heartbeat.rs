@@ -2,8 +2,9 @@
 //! BackupLocation this operator has checked since it started (so it has read the
 //! fencing markers there), one beat per namespace naming the policies that are active
 //! here and use the location (see [`crate::repo::heartbeat`]). A suspended policy, or
-//! one fenced by another cluster at any of its namespace's locations, is not named: a
-//! site that stood down goes silent. Locations are written concurrently, each bounded by
+//! one fenced by another cluster (by the markers each location's check found, and by
+//! those at the location itself, read before each beat), is not named: a site that
+//! stood down, or has just come back to find it was taken over, stays silent. Locations are written concurrently, each bounded by
 //! the interval, so one slow location never delays the beats of another.
 
 use super::Context;
@@ -126,16 +127,29 @@ async fn write_one(
     };
     let epoch = crate::mover::inline::run(move || {
         let b = access::backend(&url, &opts)?;
+        // The markers as they are now, not as the last check saw them: a site that has
+        // just come back must not beat for a policy another cluster took over.
+        let fenced: Vec<String> = crate::repo::fence::read(b.as_ref())?
+            .into_iter()
+            .filter(|m| m.namespace == beat.namespace && m.cluster_id != beat.cluster_id)
+            .map(|m| m.policy)
+            .collect();
+        let beat = Beat { policies: beat.policies.into_iter().filter(|p| !fenced.contains(p)).collect(), ..beat };
+        if beat.policies.is_empty() {
+            return Ok(None);
+        }
         // The first beat of this process continues from what is stored.
         let epoch = match known {
             Some(e) => e + 1,
             None => heartbeat::last_epoch(b.as_ref(), &beat.namespace, &beat.cluster_id)? + 1,
         };
         heartbeat::write(b.as_ref(), &Beat { epoch, ..beat })?;
-        Ok(epoch)
+        Ok(Some(epoch))
     })
     .await
     .map_err(super::Error::repo(format!("write a heartbeat to BackupLocation {}", loc.name_any())))?;
-    epochs.lock().await.insert(slot, epoch);
+    if let Some(epoch) = epoch {
+        epochs.lock().await.insert(slot, epoch);
+    }
     Ok(())
 }

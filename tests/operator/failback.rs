@@ -111,7 +111,22 @@ fn a_failback_returns_the_workload_with_the_outage_writes_writing_only_what_chan
     exec(&site_b, "records-1", "echo 'written during the outage' >> /data/records.log");
     let during = point(&site_b, "during", std::slice::from_ref(&first));
 
-    // The original site returns and stands down.
+    // The original site returns and stands down, without a single write into the
+    // locations: every object there is compared before and after (the standby's own
+    // heartbeats aside).
+    let b_id = site_b.kubectl(&["get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}"], None);
+    let listing = || -> Vec<(String, u64, i64)> {
+        let (eu, us) = s3::regions();
+        [(eu, "eu"), (us, "us")]
+            .into_iter()
+            .flat_map(|(server, r)| {
+                let b = server.open(&format!("s3://lifeline/{prefix}-{r}"));
+                b.list("").unwrap().into_iter().map(move |o| (format!("{r}/{}", o.key), o.size, o.modified))
+            })
+            .filter(|(k, _, _)| !k.contains(&format!("heartbeats/records/{b_id}/")))
+            .collect()
+    };
+    let before = listing();
     site_a.restart_cluster();
     site_a.start_operator(system_clock());
     site_a.eventually(90, "the returning site to stand down", || fenced(site_a.client.clone()));
@@ -120,6 +135,8 @@ fn a_failback_returns_the_workload_with_the_outage_writes_writing_only_what_chan
         let s = a_sts.get("records").await.ok()?;
         (s.spec?.replicas == Some(0) && s.status?.replicas == 0).then_some(())
     });
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert_eq!(listing(), before, "the returning site wrote into a location");
     let a_points: Api<RestorePoint> = Api::namespaced(site_a.client.clone(), "records");
     site_a.eventually(60, "the standby's restore point in the original site's catalog", || async {
         a_points.get_opt(&during).await.ok()?.map(|_| ())
