@@ -2,11 +2,14 @@
 //! and no cloud account. Two simulated clusters ("primary" and "standby") and two
 //! `file://` locations ("region-a", "region-b"); the operator runs for each cluster in
 //! this process, and its mover Jobs run this binary. A StatefulSet keeps appending
-//! numbered records to its volumes; a policy takes restore points while it writes; the
-//! primary cluster is then lost; the standby, which knows only the locations, fails over
-//! with a RestorePlan (fencing markers, then the restore); the demo checks that every
-//! record up to the restored point is back, brings the primary back to show it standing
-//! down, and prints the restore points, the RPO and the RTO with its parts.
+//! numbered records to its volumes; a policy takes restore points while it writes. The
+//! standby, which knows only the locations, keeps a warm standby: each new point restored
+//! in place into its volumes, the StatefulSet at zero. The primary cluster is then lost;
+//! its heartbeat stops, and the standby fails over by itself (fencing markers, then it
+//! scales up). For comparison, the same point is restored cold into another namespace.
+//! The demo checks that every record up to the restored point is back, brings the
+//! primary back to show it standing down, and prints the restore points, the RPO, and the
+//! warm and cold RTO side by side.
 
 use crate::api::restore_plan::PlanPhase;
 use crate::api::restore_point::RunPhase;
@@ -155,6 +158,7 @@ async fn operator(client: &Client) -> anyhow::Result<tokio::task::JoinHandle<any
     let config = Config {
         mover_command: vec![std::env::current_exe()?.display().to_string()],
         mover_image: format!("lifeline:{}", env!("CARGO_PKG_VERSION")),
+        heartbeat_interval: Duration::from_secs(1),
         ..Config::default()
     };
     let opts = crate::operator::Options { config, http: None, leader: None, clock: Arc::new(SystemClock) };
@@ -242,7 +246,7 @@ impl Drop for Scratch {
 
 async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
     let mut out = Out::new();
-    println!("Lifeline demo: a StatefulSet lost with its cluster fails over to a standby cluster.");
+    println!("Lifeline demo: a StatefulSet lost with its cluster fails over to a warm standby cluster by itself.");
     let (loc_a, loc_b) = (dir.join("region-a"), dir.join("region-b"));
     std::fs::create_dir_all(&loc_a)?;
     std::fs::create_dir_all(&loc_b)?;
@@ -272,6 +276,7 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
         &ar("lifeline.io", "v1alpha1", "BackupPolicy", "backuppolicies"),
     );
     let mut names: Vec<String> = Vec::new();
+    let mut standby: Option<Site> = None;
     for n in 1..=a.points {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let patch = json!({"metadata": {"annotations": {"lifeline.io/run-now": format!("demo-{n}")}}});
@@ -296,60 +301,53 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
             human(s.new_bytes.unwrap_or(0)),
         ));
         names.push(p.name_any());
+        // The standby cluster, from the first point on: a warm standby of the workload.
+        let site_b = match standby.take() {
+            Some(b) => b,
+            None => {
+                out.wait("starting the standby cluster and its warm standby");
+                let b = start_standby(&primary, &url_a, &url_b).await?;
+                out.line("standby cluster running; it knows only the locations and keeps a warm standby");
+                b
+            }
+        };
+        out.wait("the warm standby takes the new restore point in place");
+        let sb = held(&site_b, &p.name_any()).await?;
+        out.line(&format!(
+            "warm standby holds {}: refresh {} wrote {} in {}, StatefulSet at zero",
+            p.name_any(),
+            sb.refreshes,
+            human(sb.last_refresh_bytes.unwrap_or(0)),
+            secs(sb.last_refresh_duration.as_ref()),
+        ));
+        standby = Some(site_b);
     }
+    let standby = standby.context("no standby")?;
     let final_points = points_api.list(&Default::default()).await?.items;
 
-    // The site is lost: its cluster and operator stop; what it wrote after the last
-    // point is gone with it.
+    // The site is lost: its cluster and operator stop (and with them its heartbeat); what
+    // it wrote after the last point is gone with it.
     tokio::time::sleep(Duration::from_secs(2)).await;
     primary.operator.abort();
     primary.cluster.kill();
-    let lost_at = jiff::Timestamp::now();
     out.line("the primary cluster is lost");
 
-    out.wait("starting the standby cluster and its operator");
-    let standby = site(dir, "standby").await?;
-    for o in locations(&url_a, &url_b, true) {
-        apply(&standby.client, o).await?;
-    }
-    let spoints: Api<RestorePoint> = Api::namespaced(standby.client.clone(), NS);
-    out.wait("the standby learns the restore points from the locations");
-    until(60, "the restore points in the standby", || async {
-        let l = spoints.list(&Default::default()).await.ok()?;
-        let complete = l.items.iter().filter(|p| p.status.as_ref().is_some_and(|s| s.phase == RunPhase::Completed));
-        (complete.count() == names.len()).then_some(())
-    })
-    .await?;
-    out.line(&format!("standby cluster running; it sees {} restore points through the locations alone", names.len()));
-
-    // A failover: fence the primary (its cluster cannot be reached: recorded as skipped;
-    // markers go into both regions), then restore and start the workload here.
-    let kubeconfig = std::fs::read_to_string(&primary.kubeconfig)?;
-    apply(
-        &standby.client,
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "primary-kubeconfig", "namespace": NS},
-               "stringData": {"kubeconfig": kubeconfig}}),
-    )
-    .await?;
-    let plan = json!({"apiVersion": "lifeline.io/v1alpha1", "kind": "RestorePlan",
-        "metadata": {"name": "records-back", "namespace": NS},
-        "spec": {"mode": "Failover", "source": {"locations": ["region-a", "region-b"], "policy": "records"},
-                 "pointInTime": {"type": "Latest"},
-                 "failover": {"sourceKubeconfig": {"name": "primary-kubeconfig", "key": "kubeconfig"}},
-                 "trigger": {"detectedAt": lost_at.to_string()}}});
-    apply(&standby.client, plan).await?;
-    out.wait("failing over: fencing the primary, restoring the volumes (checked), starting the StatefulSet");
+    out.wait("the standby watches the primary's heartbeat go silent in both regions, then fails over");
     let plans: Api<RestorePlan> = Api::namespaced(standby.client.clone(), NS);
-    let plan = until(240, "the restore", || async {
-        let p = plans.get_opt("records-back").await.ok()??;
+    let plan = until(240, "the failover", || async {
+        let p = plans.get_opt("records").await.ok()??;
         matches!(p.status.as_ref()?.phase, PlanPhase::Completed | PlanPhase::Failed).then_some(p)
     })
     .await?;
     let st = plan.status.clone().unwrap_or_default();
     if st.phase != PlanPhase::Completed {
-        bail!("the restore failed: {}", st.message.unwrap_or_default());
+        bail!("the failover failed: {}", st.message.unwrap_or_default());
     }
     let used = st.restored_point.clone().context("the plan names no restore point")?;
+    if let Some(h) = &st.heartbeat {
+        let silent: Vec<String> = h.locations.iter().map(|l| format!("{} {}", l.location, l.state)).collect();
+        out.line(&format!("heartbeat lost ({}): the standby decided to fail over", silent.join(", ")));
+    }
     if let Some(f) = &st.fencing {
         out.line(&format!(
             "fencing: the primary's cluster {}; fencing markers written ({})",
@@ -357,7 +355,7 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
             f.markers.join(", ")
         ));
     }
-    out.line(&format!("restored {} from {}; the StatefulSet is ready in the standby", used.name, used.location));
+    out.line(&format!("promoted: {} (held by the warm standby); the StatefulSet is ready in the standby", used.name));
 
     // Every record up to the point, byte for byte: the point's volumes read with the data
     // path alone, against the standby's volumes.
@@ -376,6 +374,27 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
         counted.push(format!("{pvc}: records 1..{}", expected.lines().count()));
     }
     out.line(&format!("every record up to the restore point is back ({})", counted.join(", ")));
+
+    // For comparison: the same point restored cold (new volumes filled from the
+    // locations) into another namespace of the standby.
+    out.wait("for comparison, restoring the same point cold into namespace records-cold");
+    let cold = json!({"apiVersion": "lifeline.io/v1alpha1", "kind": "RestorePlan",
+        "metadata": {"name": "records-cold", "namespace": NS},
+        "spec": {"mode": "Restore", "source": {"locations": ["region-a", "region-b"], "policy": "records"},
+                 "pointInTime": {"type": "Named", "restorePoint": used.name},
+                 "target": {"namespace": "records-cold"}}});
+    apply(&standby.client, cold).await?;
+    let cold = until(240, "the cold restore", || async {
+        let p = plans.get_opt("records-cold").await.ok()??;
+        matches!(p.status.as_ref()?.phase, PlanPhase::Completed | PlanPhase::Failed).then_some(p)
+    })
+    .await?
+    .status
+    .unwrap_or_default();
+    if cold.phase != PlanPhase::Completed {
+        bail!("the cold restore failed: {}", cold.message.unwrap_or_default());
+    }
+    out.line("cold restore done");
 
     // The primary site returns: its operator finds the marker and stands down.
     out.wait("the primary cluster comes back");
@@ -410,18 +429,28 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
         println!("  {:<28} {:>12} {:>12} {:>8}", p.name_any(), human(prot), human(new), ratio);
     }
     let rto = st.rto.clone();
+    let part = |d: Option<&kube::core::Duration>| secs(d);
     println!();
-    println!("Recovery of {} from {}:", used.name, used.location);
-    println!("  RPO  {}   (age of the restored data when the primary was lost)", secs(st.rpo.as_ref()));
+    println!("Recovery of {} from the warm standby (automatic, on heartbeat loss):", used.name);
+    println!("  RPO  {}   (age of the restored data at the primary's last heartbeat)", secs(st.rpo.as_ref()));
     println!(
         "  RTO  {}   = detection {} + decision {} + execution {}",
-        secs(rto.as_ref().and_then(|r| r.total.as_ref())),
-        match rto.as_ref().and_then(|r| r.detection.as_ref()) {
-            Some(d) => secs(Some(d)),
-            None => "0.0s (declared at once)".into(),
-        },
-        secs(rto.as_ref().and_then(|r| r.decision.as_ref())),
-        secs(rto.as_ref().and_then(|r| r.execution.as_ref())),
+        part(rto.as_ref().and_then(|r| r.total.as_ref())),
+        part(rto.as_ref().and_then(|r| r.detection.as_ref())),
+        part(rto.as_ref().and_then(|r| r.decision.as_ref())),
+        part(rto.as_ref().and_then(|r| r.execution.as_ref())),
+    );
+    let warm = rto.as_ref().and_then(|r| r.execution).map(Duration::from);
+    let cold_exec = cold.rto.as_ref().and_then(|r| r.execution).map(Duration::from);
+    println!();
+    println!("Execution time of the recovery, same point, same standby cluster:");
+    println!(
+        "  cold restore (new volumes filled from the locations)  {}",
+        cold_exec.map(|d| format!("{:.1}s", d.as_secs_f64())).unwrap_or_else(|| "-".into())
+    );
+    println!(
+        "  warm standby (volumes current, only scaled up)        {}",
+        warm.map(|d| format!("{:.1}s", d.as_secs_f64())).unwrap_or_else(|| "-".into())
     );
     println!("DEMO PASSED");
 
@@ -438,6 +467,46 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
     drop(standby);
     drop(primary);
     Ok(())
+}
+
+/// The standby cluster: read-only locations, a way to reach the primary (for fencing),
+/// and a warm standby of the workload that fails over by itself when the primary's
+/// heartbeat stops for 5 s in every region.
+async fn start_standby(primary: &Site, url_a: &str, url_b: &str) -> anyhow::Result<Site> {
+    let dir = primary.kubeconfig.parent().context("no scratch directory")?.to_path_buf();
+    let standby = site(&dir, "standby").await?;
+    for o in locations(url_a, url_b, true) {
+        apply(&standby.client, o).await?;
+    }
+    let kubeconfig = std::fs::read_to_string(&primary.kubeconfig)?;
+    apply(
+        &standby.client,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "primary-kubeconfig", "namespace": NS},
+               "stringData": {"kubeconfig": kubeconfig}}),
+    )
+    .await?;
+    let plan = json!({"apiVersion": "lifeline.io/v1alpha1", "kind": "RestorePlan",
+        "metadata": {"name": "records", "namespace": NS},
+        "spec": {"mode": "WarmStandby", "source": {"locations": ["region-a", "region-b"], "policy": "records"},
+                 "failover": {"sourceKubeconfig": {"name": "primary-kubeconfig", "key": "kubeconfig"}},
+                 "trigger": {"type": "HeartbeatLoss", "heartbeat": {"timeout": "5s", "decisionDelay": "1s"}}}});
+    apply(&standby.client, plan).await?;
+    Ok(standby)
+}
+
+/// Waits until the warm standby holds `point`.
+async fn held(standby: &Site, point: &str) -> anyhow::Result<crate::api::restore_plan::StandbyStatus> {
+    let plans: Api<RestorePlan> = Api::namespaced(standby.client.clone(), NS);
+    let st = until(120, "the warm standby", || async {
+        let st = plans.get_opt("records").await.ok()??.status?;
+        if st.phase == PlanPhase::Failed {
+            return Some(Err(st.message.unwrap_or_default()));
+        }
+        let sb = st.standby?;
+        (st.phase == PlanPhase::Standby && sb.point.as_deref() == Some(point)).then_some(Ok(sb))
+    })
+    .await?;
+    st.map_err(|m| anyhow::anyhow!("the warm standby failed: {m}"))
 }
 
 /// The records each volume holds in restore point `point`, read with the data path alone.
