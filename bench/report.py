@@ -5,7 +5,10 @@ import json, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 facts = {k: int(v) for k, v in (a.split("=") for a in sys.argv[3:])}
 runs = {}
+ip_out = None
 for name, tool, secs, kb, out in rows:
+    if (name, tool) == ("inplace", "lifeline"):
+        ip_out = out
     new = None
     text = open(out).read()
     if tool == "lifeline":
@@ -43,6 +46,16 @@ if ("coldfull", "lifeline") in runs:
 row("unchanged re-backup", "unchanged", f["bytes_a"])
 row("backup after ~1 % change", "incremental", f["bytes_b"])
 row("restore", "restore", f["bytes_b"])
+if ("inplace", "lifeline") in runs:
+    ip = runs[("inplace", "lifeline")]
+    res = json.loads(open(ip_out).read().strip().splitlines()[-1])["result"]["summary"]
+    full = runs[("restore", "lifeline")]["seconds"]
+    print(f"| in-place restore after ~1 % change | {ip['seconds']:.2f} s, wrote {res['bytesWritten'] / MB:.1f} MB of "
+          f"{res['bytes'] / MB:.0f} MB ({100 * res['bytesWritten'] / max(res['bytes'], 1):.1f} %), "
+          f"{res['unchangedFiles']} of {res['files']} files untouched / {ip['rss_mib']:.0f} MiB | "
+          f"no in-place restore (full: {runs[('restore', 'restic')]['seconds']:.2f} s) | "
+          f"{full / max(ip['seconds'], 1e-3):.2f}x faster than Lifeline's full restore, "
+          f"{runs[('restore', 'restic')]['seconds'] / max(ip['seconds'], 1e-3):.2f}x restic's |")
 row("full backup to S3", "s3full", f["bytes_b"])
 row("restore from S3", "s3restore", f["bytes_b"])
 print()

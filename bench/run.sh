@@ -80,6 +80,15 @@ diff -r --no-dereference "$data" "$work/restore-l" > /dev/null || { echo "lifeli
 size_l=$(du -sb "$work/repo-l" | cut -f1); size_r=$(du -sb "$work/repo-r" | cut -f1)
 rm -rf "$work/restore-l" "$work/restore-r"
 
+# In place (what a warm standby's refresh does): the first state restored, then brought
+# to the changed one. restic 0.14 has no in-place restore; the peer is a full restore.
+echo "in-place restore of the ~1 % change..." >&2
+first=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["result"]["id"])' "$work/out-full-lifeline.json")
+"$lifeline" repo restore "file://$work/repo-l" "$first" "$work/restore-ip" >/dev/null 2>&1
+measure inplace lifeline "$lifeline" repo restore --json --in-place "file://$work/repo-l" latest "$work/restore-ip"
+diff -r --no-dereference "$data" "$work/restore-ip" > /dev/null || { echo "in-place restore differs from the data!" >&2; exit 1; }
+rm -rf "$work/restore-ip"
+
 echo "S3 (SeaweedFS on loopback)..." >&2
 s3dir=$work/s3; "$root/scripts/s3.sh" stop "$s3dir" 2>/dev/null || true; rm -rf "$s3dir"
 endpoint=$("$root/scripts/s3.sh" start "$s3dir" 24000 bench)
