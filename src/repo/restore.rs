@@ -22,8 +22,9 @@ pub struct RestoreOptions {
     /// Bring an existing target to exactly the restore point's state, writing only what
     /// differs: a file whose size and modification time equal the record's is taken as
     /// unchanged (as `rsync` and `restic restore --overwrite if-changed` do); any other
-    /// file (and a block image) is compared chunk by chunk and only differing chunks are
-    /// fetched and written; entries the point does not have are deleted (within the
+    /// file (and a block image) is compared chunk by chunk, only differing chunks are
+    /// fetched, and of those only the 4 KiB blocks that differ are written (a database
+    /// page changed is a page written); entries the point does not have are deleted (within the
     /// included paths). Implies `overwrite`. A read-back check (`check::run`) then proves
     /// the result.
     pub in_place: bool,
@@ -784,12 +785,14 @@ fn restore_jobs(repo: &Repository, jobs: &[Job], pending: &mut Pending, progress
         return restore_segment(repo, job, pending, progress);
     }
     let recipes: Vec<&[ChunkRef]> = jobs.iter().map(|j| j.recipe.as_deref().unwrap_or_default()).collect();
-    let masks: Vec<Option<Vec<bool>>> =
+    let masks: Vec<Option<Diffs>> =
         jobs.iter().zip(&recipes).map(|(j, r)| differing(repo, j, r)).collect::<Result<_, _>>()?;
     let all: Vec<ChunkRef> = recipes
         .iter()
         .zip(&masks)
-        .flat_map(|(r, m)| r.iter().enumerate().filter(|(k, _)| m.as_ref().is_none_or(|m| m[*k])).map(|(_, c)| *c))
+        .flat_map(|(r, m)| {
+            r.iter().enumerate().filter(|(k, _)| m.as_ref().is_none_or(|m| m[*k].is_some())).map(|(_, c)| *c)
+        })
         .collect();
     let plain = fetch_blobs(repo, &all)?;
     drop(all);
@@ -815,7 +818,7 @@ fn restore_segment(repo: &Repository, job: &Job, pending: &mut Pending, progress
     let mask = differing(repo, job, &recipe)?;
     let plain = match &mask {
         Some(m) => {
-            let needed: Vec<ChunkRef> = recipe.iter().zip(m).filter(|(_, d)| **d).map(|(c, _)| *c).collect();
+            let needed: Vec<ChunkRef> = recipe.iter().zip(m).filter(|(_, d)| d.is_some()).map(|(c, _)| *c).collect();
             fetch_blobs(repo, &needed)?
         }
         None => fetch_blobs(repo, &recipe)?,
@@ -823,30 +826,36 @@ fn restore_segment(repo: &Repository, job: &Job, pending: &mut Pending, progress
     write_chunks(job, &recipe, mask.as_deref(), &plain, pending, progress)
 }
 
+/// Per chunk of a job in place: `None` when the file holds it already, else the bytes the
+/// file holds in its range (empty when beyond the old end or unreadable), so that only
+/// the differing blocks of a differing chunk are written.
+type Diffs = Vec<Option<Vec<u8>>>;
+
 /// In place: which of the job's chunks differ from what the file holds in their range
 /// (read and hashed with the chunk-id key); `None` when the job writes everything.
-fn differing(repo: &Repository, job: &Job, recipe: &[ChunkRef]) -> Result<Option<Vec<bool>>, RepoError> {
+fn differing(repo: &Repository, job: &Job, recipe: &[ChunkRef]) -> Result<Option<Diffs>, RepoError> {
     if !job.compare {
         return Ok(None);
     }
-    let mut buf = Vec::new();
     let mut offset = job.offset;
-    let mut mask = Vec::with_capacity(recipe.len());
+    let mut diffs = Vec::with_capacity(recipe.len());
     for c in recipe {
-        buf.resize(c.len as usize, 0);
-        // A range beyond the old end, or unreadable, differs.
-        let same = job.file.read_exact_at(&mut buf, offset).is_ok() && repo.chunker().id(&buf) == c.id;
-        mask.push(!same);
+        let mut buf = vec![0; c.len as usize];
+        diffs.push(match job.file.read_exact_at(&mut buf, offset) {
+            Ok(()) if repo.chunker().id(&buf) == c.id => None,
+            Ok(()) => Some(buf),
+            Err(_) => Some(Vec::new()),
+        });
         offset += u64::from(c.len);
     }
-    Ok(Some(mask))
+    Ok(Some(diffs))
 }
 
 /// Writes `job`'s chunks (`recipe`) from their decoded blobs.
 fn write_chunks(
     job: &Job,
     recipe: &[ChunkRef],
-    mask: Option<&[bool]>,
+    mask: Option<&[Option<Vec<u8>>]>,
     blobs: &HashMap<Id, Vec<u8>>,
     pending: &mut Pending,
     progress: &Progress,
@@ -854,7 +863,7 @@ fn write_chunks(
     pending.start(job.offset);
     let mut offset = job.offset;
     for (k, c) in recipe.iter().enumerate() {
-        if mask.is_some_and(|m| !m[k]) {
+        if mask.is_some_and(|m| m[k].is_none()) {
             // Already as recorded: skipped, like a hole.
             pending.flush(job)?;
             offset += u64::from(c.len);
@@ -866,16 +875,21 @@ fn write_chunks(
             .get(&c.blob)
             .and_then(|b| b.get(c.offset as usize..(c.offset + c.len) as usize))
             .ok_or_else(|| RepoError::corrupt(&job.path, "a chunk lies beyond its blob"))?;
-        if job.sparse {
+        let old = mask.and_then(|m| m[k].as_deref());
+        if job.sparse || old.is_some() {
             // Holes at filesystem-block granularity: all-zero 4 KiB blocks (aligned to
-            // the file) are skipped, everything else is gathered and written.
+            // the file) are skipped, everything else is gathered and written. In place,
+            // blocks the file already holds are skipped too.
             let mut i = 0;
             while i < plain.len() {
                 let at = offset + i as u64;
                 let end = (((at / HOLE_BLOCK) + 1) * HOLE_BLOCK - offset).min(plain.len() as u64) as usize;
                 let piece = &plain[i..end];
                 let whole = piece.len() as u64 == HOLE_BLOCK || at + piece.len() as u64 == job.file_size;
-                if whole && piece.iter().all(|b| *b == 0) {
+                if old.is_some_and(|o| o.get(i..end) == Some(piece)) {
+                    pending.flush(job)?;
+                    pending.start(at + piece.len() as u64);
+                } else if job.sparse && whole && piece.iter().all(|b| *b == 0) {
                     pending.flush(job)?;
                     if job.compare {
                         // In place, the old bytes there must go: a hole is punched.

@@ -18,43 +18,11 @@ fn docs(yaml: &str, kinds: &[&str]) -> String {
         .join("\n---\n")
 }
 
-fn exec(env: &Env, pod: &str, script: &str) -> String {
-    env.kubectl(&["exec", "-n", "records", pod, "--", "sh", "-c", script], None)
-}
-
 fn kubeconfig_secret(name: &str, text: &str) -> String {
     serde_json::json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": name, "namespace": "records"},
         "stringData": {"kubeconfig": text}})
     .to_string()
-}
-
-/// Takes a restore point on request and waits until it is complete in both regions.
-fn point(env: &Env, token: &str, except: &[String]) -> String {
-    env.kubectl(
-        &["annotate", "--overwrite", "backuppolicy/records", "-n", "records", &format!("lifeline.io/run-now={token}")],
-        None,
-    );
-    let api: Api<RestorePoint> = Api::namespaced(env.client.clone(), "records");
-    let name = env.eventually(60, "a new restore point", || async {
-        api.list(&Default::default())
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .filter(|p| {
-                !p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("lifeline.io/catalog-location"))
-            })
-            .map(|p| kube::ResourceExt::name_any(&p))
-            .find(|n| !except.contains(n))
-    });
-    let st = env.finished_point("records", &name, 180).status.unwrap();
-    assert_eq!(st.phase, lifeline::api::restore_point::RunPhase::Completed, "{:?}", st.message);
-    env.eventually(120, "replication to the second region", || async {
-        let p = api.get_opt(&name).await.ok()??;
-        p.status?.locations.iter().any(|l| l.name == "us" && l.present).then_some(())
-    });
-    name
 }
 
 async fn fenced(client: kube::Client) -> Option<String> {
@@ -84,10 +52,10 @@ fn a_failback_returns_the_workload_with_the_outage_writes_writing_only_what_chan
     site_a.apply(&yaml);
     site_a.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
     for i in 0..3 {
-        exec(&site_a, &format!("records-{i}"), "head -c 16777216 /dev/urandom > /data/bulk");
+        site_a.exec(&format!("records-{i}"), "head -c 16777216 /dev/urandom > /data/bulk");
     }
     site_a.start_operator(system_clock());
-    let first = point(&site_a, "first", &[]);
+    let first = site_a.take_point("first", &[]);
     let a_kubeconfig = site_a.kubeconfig_text();
     site_a.kill_cluster();
 
@@ -108,8 +76,8 @@ fn a_failback_returns_the_workload_with_the_outage_writes_writing_only_what_chan
     assert_eq!(st.phase, PlanPhase::Completed, "{:?}", st.message);
     site_b.apply(&docs(&yaml, &["BackupLocation", "BackupPolicy"]));
     // Written during the outage, at the standby.
-    exec(&site_b, "records-1", "echo 'written during the outage' >> /data/records.log");
-    let during = point(&site_b, "during", std::slice::from_ref(&first));
+    site_b.exec("records-1", "echo 'written during the outage' >> /data/records.log");
+    let during = site_b.take_point("during", std::slice::from_ref(&first));
 
     // The original site returns and stands down, without a single write into the
     // locations: every object there is compared before and after (the standby's own
@@ -175,11 +143,7 @@ fn a_failback_returns_the_workload_with_the_outage_writes_writing_only_what_chan
     let (_, us) = s3::regions();
     let recorded = super::recorded_logs(&format!("s3://lifeline/{prefix}-us"), &us.endpoint, &final_point);
     assert!(recorded[1].contains("written during the outage\n"), "{}", recorded[1]);
-    for (i, log) in recorded.iter().enumerate() {
-        let now =
-            site_a.kubectl(&["exec", "-n", "records", &format!("records-{i}"), "--", "cat", "/data/records.log"], None);
-        assert!(now.starts_with(log.as_str()), "records-{i} lacks records of the final point");
-    }
+    site_a.holds_records(&recorded);
 
     // Roles as before: the standby stands down, the original site protects again.
     site_b.eventually(90, "the standby to stand down", || fenced(site_b.client.clone()));
@@ -194,6 +158,6 @@ fn a_failback_returns_the_workload_with_the_outage_writes_writing_only_what_chan
     });
     let mut known: Vec<String> = site_a.points("records").iter().map(kube::ResourceExt::name_any).collect();
     known.push(first);
-    let after = point(&site_a, "after-failback", &known);
+    let after = site_a.take_point("after-failback", &known);
     assert!(!after.is_empty());
 }

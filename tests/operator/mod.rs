@@ -187,6 +187,64 @@ impl Env {
         name
     }
 
+    /// Asserts that each records pod `records-<i>` holds every record of `recorded[i]`
+    /// (a restore point's logs, see [`recorded_logs`]), byte for byte, as a prefix.
+    pub fn holds_records(&self, recorded: &[String]) {
+        for (i, log) in recorded.iter().enumerate() {
+            let now = self
+                .kubectl(&["exec", "-n", "records", &format!("records-{i}"), "--", "cat", "/data/records.log"], None);
+            assert!(now.starts_with(log.as_str()), "records-{i} lacks records of the restore point");
+        }
+    }
+
+    /// Runs a shell script in a pod of the records namespace.
+    pub fn exec(&self, pod: &str, script: &str) -> String {
+        self.kubectl(&["exec", "-n", "records", pod, "--", "sh", "-c", script], None)
+    }
+
+    /// Takes a restore point of the records policy on request (annotation value `token`),
+    /// waits until it is complete and replicated to the second region; returns its name.
+    /// Points in `except` and catalog copies are not it.
+    pub fn take_point(&self, token: &str, except: &[String]) -> String {
+        self.kubectl(
+            &[
+                "annotate",
+                "--overwrite",
+                "backuppolicy/records",
+                "-n",
+                "records",
+                &format!("lifeline.io/run-now={token}"),
+            ],
+            None,
+        );
+        let api: Api<RestorePoint> = Api::namespaced(self.client.clone(), "records");
+        let name = self.eventually(60, "a new restore point", || async {
+            api.list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter(|p| !p.annotations().contains_key("lifeline.io/catalog-location"))
+                .map(|p| p.name_any())
+                .find(|n| !except.contains(n))
+        });
+        let st = self.finished_point("records", &name, 180).status.unwrap();
+        assert_eq!(st.phase, RunPhase::Completed, "{:?}", st.message);
+        self.eventually(120, "replication to the second region", || async {
+            let p = api.get_opt(&name).await.ok()??;
+            p.status?.locations.iter().any(|l| l.name == "us" && l.present).then_some(())
+        });
+        name
+    }
+
+    /// Waits until restore point `name` is in this cluster's catalog, complete.
+    pub fn in_catalog(&self, name: &str) {
+        let api: Api<RestorePoint> = Api::namespaced(self.client.clone(), "records");
+        self.eventually(90, &format!("restore point {name} in the catalog"), || async {
+            (api.get_opt(name).await.ok()??.status?.phase == RunPhase::Completed).then_some(())
+        });
+    }
+
     /// The reasons of a plan's Events, oldest first.
     pub fn plan_story(&self, ns: &str, plan: &str) -> Vec<String> {
         let selector = format!("involvedObject.name={plan}");

@@ -7,43 +7,12 @@ use crate::support::s3;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::Api;
 use lifeline::api::restore_plan::PlanPhase;
-use lifeline::api::restore_point::RunPhase;
-use lifeline::api::{RestorePlan, RestorePoint};
+use lifeline::api::RestorePlan;
 use lifeline::sim::Options as SimOptions;
 use std::time::Duration;
 
 /// Bytes of incompressible data each of the three records volumes gets.
 const BULK: u64 = 32 << 20;
-
-/// Takes a restore point on request (annotation value `token`) and waits until it is
-/// complete and replicated to the second region; returns its name.
-fn point(env: &Env, token: &str, except: &[String]) -> String {
-    env.kubectl(
-        &["annotate", "--overwrite", "backuppolicy/records", "-n", "records", &format!("lifeline.io/run-now={token}")],
-        None,
-    );
-    let name = env.new_point("records", except, 60);
-    let st = env.finished_point("records", &name, 180).status.unwrap();
-    assert_eq!(st.phase, RunPhase::Completed, "{:?}", st.message);
-    let api: Api<RestorePoint> = Api::namespaced(env.client.clone(), "records");
-    env.eventually(120, "replication to the second region", || async {
-        let p = api.get_opt(&name).await.ok()??;
-        p.status?.locations.iter().any(|l| l.name == "us" && l.present).then_some(())
-    });
-    name
-}
-
-fn exec(env: &Env, pod: &str, script: &str) -> String {
-    env.kubectl(&["exec", "-n", "records", pod, "--", "sh", "-c", script], None)
-}
-
-/// Waits until a restore point is in the standby's catalog, complete.
-fn in_catalog(env: &Env, name: &str) {
-    let api: Api<RestorePoint> = Api::namespaced(env.client.clone(), "records");
-    env.eventually(90, &format!("restore point {name} in the standby"), || async {
-        (api.get_opt(name).await.ok()??.status?.phase == RunPhase::Completed).then_some(())
-    });
-}
 
 const WARM: &str = r#"
 apiVersion: lifeline.io/v1alpha1
@@ -114,15 +83,15 @@ fn a_warm_standby_refreshes_in_place_and_promotes_far_faster_than_a_cold_restore
     primary.apply(&yaml);
     primary.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
     for i in 0..3 {
-        exec(&primary, &format!("records-{i}"), &format!("head -c {BULK} /dev/urandom > /data/bulk"));
+        primary.exec(&format!("records-{i}"), &format!("head -c {BULK} /dev/urandom > /data/bulk"));
     }
     primary.start_operator(system_clock());
-    let first = point(&primary, "first", &[]);
+    let first = primary.take_point("first", &[]);
 
     let mut standby = Env::start(SimOptions::default());
     standby.apply(&super::standby_locations(&yaml));
     standby.start_operator(system_clock());
-    in_catalog(&standby, &first);
+    standby.in_catalog(&first);
     standby.apply(WARM);
     let plans: Api<RestorePlan> = Api::namespaced(standby.client.clone(), "records");
     let held = |point: String, refreshes: i64| {
@@ -178,9 +147,9 @@ fn a_warm_standby_refreshes_in_place_and_promotes_far_faster_than_a_cold_restore
             })
             .collect::<Vec<_>>()
             .join("; ");
-        exec(&primary, &format!("records-{i}"), &script);
+        primary.exec(&format!("records-{i}"), &script);
     }
-    let second = point(&primary, "second", std::slice::from_ref(&first));
+    let second = primary.take_point("second", std::slice::from_ref(&first));
     let (_, us) = s3::regions();
     let recorded = super::recorded_logs(&format!("s3://lifeline/{prefix}-us"), &us.endpoint, &second);
     let st = held(second.clone(), 2);
@@ -247,11 +216,7 @@ fn a_warm_standby_refreshes_in_place_and_promotes_far_faster_than_a_cold_restore
         ],
     );
     // Every record of the point, in the promoted workload.
-    for (i, log) in recorded.iter().enumerate() {
-        let now = standby
-            .kubectl(&["exec", "-n", "records", &format!("records-{i}"), "--", "cat", "/data/records.log"], None);
-        assert!(now.starts_with(log.as_str()), "records-{i} lost records of the restore point");
-    }
+    standby.holds_records(&recorded);
 }
 
 const AUTO: &str = r#"
@@ -286,7 +251,7 @@ fn heartbeat_loss_at_every_location_fails_over_by_itself_one_unreachable_locatio
     let locations = super::standby_locations(&yaml).replacen(&eu.endpoint, "http://127.0.0.1:9", 1);
     standby.apply(&locations);
     standby.start_operator(system_clock());
-    in_catalog(&standby, &name);
+    standby.in_catalog(&name);
     standby.apply(AUTO);
     let plans: Api<RestorePlan> = Api::namespaced(standby.client.clone(), "records");
     // Armed: the heartbeat advances at us; eu cannot be read.
@@ -334,9 +299,5 @@ fn heartbeat_loss_at_every_location_fails_over_by_itself_one_unreachable_locatio
         &["HeartbeatLost", "RestoreStarted", "RestorePointChosen", "Fencing", "VolumesRestored", "RestoreCompleted"],
     );
     // Every record of the restore point in the running workload.
-    for (i, log) in recorded.iter().enumerate() {
-        let now = standby
-            .kubectl(&["exec", "-n", "records", &format!("records-{i}"), "--", "cat", "/data/records.log"], None);
-        assert!(now.starts_with(log.as_str()), "records-{i} lost records of the restore point");
-    }
+    standby.holds_records(&recorded);
 }

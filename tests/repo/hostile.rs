@@ -23,20 +23,34 @@ fn a_restore_never_writes_through_a_symlink_out_of_the_target() {
     let outside = tmp.path().join("elsewhere");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("sentinel"), b"keep me").unwrap();
-    let target = tmp.path().join("target");
-    std::fs::create_dir_all(&target).unwrap();
-    std::os::unix::fs::symlink(&outside, target.join("a")).unwrap();
-    std::os::unix::fs::symlink(outside.join("sentinel"), target.join("top")).unwrap();
     let before = describe(&outside);
-
-    let plain = restore::run(repo.clone(), &snap, &target, &RestoreOptions::default(), Arc::default());
-    assert!(plain.is_err(), "a non-empty target needs --overwrite");
-    let opts = RestoreOptions { overwrite: true, ..Default::default() };
-    restore::run(repo.clone(), &snap, &target, &opts, Arc::default()).unwrap();
-    assert_eq!(describe(&outside), before, "something was written outside the target");
-    assert_eq!(std::fs::read(outside.join("sentinel")).unwrap(), b"keep me");
-    assert!(std::fs::symlink_metadata(target.join("a")).unwrap().is_dir(), "the symlink became a directory");
-    assert_eq!(describe(&target), describe(&src));
+    // Both ways into a non-empty target: replacing, and in place (which also deletes
+    // what the point does not have: here a symlink to a directory outside).
+    for (i, opts) in [
+        RestoreOptions { overwrite: true, ..Default::default() },
+        RestoreOptions { in_place: true, ..Default::default() },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let target = tmp.path().join(format!("target-{i}"));
+        std::fs::create_dir_all(&target).unwrap();
+        std::os::unix::fs::symlink(&outside, target.join("a")).unwrap();
+        std::os::unix::fs::symlink(outside.join("sentinel"), target.join("top")).unwrap();
+        std::os::unix::fs::symlink(&outside, target.join("stray")).unwrap();
+        let plain = restore::run(repo.clone(), &snap, &target, &RestoreOptions::default(), Arc::default());
+        assert!(plain.is_err(), "a non-empty target needs --overwrite or --in-place");
+        restore::run(repo.clone(), &snap, &target, &opts, Arc::default()).unwrap();
+        assert_eq!(describe(&outside), before, "{opts:?}: something was written outside the target");
+        assert_eq!(std::fs::read(outside.join("sentinel")).unwrap(), b"keep me");
+        assert!(std::fs::symlink_metadata(target.join("a")).unwrap().is_dir(), "the symlink became a directory");
+        if opts.in_place {
+            assert_eq!(describe(&target), describe(&src));
+        } else {
+            std::fs::remove_file(target.join("stray")).unwrap();
+            assert_eq!(describe(&target), describe(&src));
+        }
+    }
 }
 
 /// Finding: `--include b` failed when `b/h2` was the second link of a file whose first

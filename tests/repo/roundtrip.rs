@@ -327,7 +327,8 @@ fn in_place_writes_only_what_changed() {
     let s = restore_in_place(&repo, &second, &out);
     assert_eq!(describe(&out), describe(&src));
     let total = s.bytes;
-    assert!(s.bytes_written > 0 && s.bytes_written * 20 < total, "wrote {} of {total} bytes", s.bytes_written);
+    // Differing chunks are fetched whole, but only their differing 4 KiB blocks written.
+    assert!(s.bytes_written > 0 && s.bytes_written * 33 < total, "wrote {} of {total} bytes", s.bytes_written);
     assert_eq!(s.unchanged_files, 1, "{s:?}"); // the log
     assert_eq!(s.removed, 1, "{s:?}"); // the stray file
     let report = lifeline::repo::check::run(&repo, &second, &out, &[]).unwrap();

@@ -29,8 +29,7 @@ use crate::controller::{Error, Result};
 use crate::k8s::{ANNOTATION_CATALOG, conditions, events};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -165,14 +164,7 @@ async fn final_backup(run: &Run<'_>, st: &mut RestorePlanStatus, client: kube::C
     let requested = match status(st).final_backup_requested.clone() {
         Some(t) => t.0,
         None => {
-            let policies: Api<DynamicObject> = Api::namespaced_with(
-                client.clone(),
-                ns,
-                &ApiResource::from_gvk_with_plural(
-                    &GroupVersionKind::gvk("lifeline.io", "v1alpha1", "BackupPolicy"),
-                    "backuppolicies",
-                ),
-            );
+            let policies = super::fencing::policies(&client, ns);
             let token = format!("failback-{}", &run.id[..8]);
             let patch = json!({"metadata": {"annotations": {crate::api::names::ANNOTATION_RUN_NOW: token}}});
             policies

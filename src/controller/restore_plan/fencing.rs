@@ -154,18 +154,24 @@ pub async fn source_client(run: &Run<'_>, kc: &SecretKeyRef) -> Result<kube::Cli
     kube::Client::try_from(config).map_err(|e| invalid(e.to_string()))
 }
 
-/// Suspends the source policy and scales its StatefulSets to zero in the source cluster.
-async fn fence_source(run: &Run<'_>, kc: &SecretKeyRef, ns: &str, workloads: &[String]) -> Result<String> {
-    let client = source_client(run, kc).await?;
-    let pp = PatchParams { field_manager: Some(crate::k8s::apply::manager("fencing")), ..Default::default() };
-    let policies: Api<DynamicObject> = Api::namespaced_with(
+/// The BackupPolicies of a namespace in another cluster (whose CRD version may differ
+/// from this operator's: read and patched as plain objects).
+pub fn policies(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
         client.clone(),
         ns,
         &ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk("lifeline.io", "v1alpha1", "BackupPolicy"),
             "backuppolicies",
         ),
-    );
+    )
+}
+
+/// Suspends the source policy and scales its StatefulSets to zero in the source cluster.
+async fn fence_source(run: &Run<'_>, kc: &SecretKeyRef, ns: &str, workloads: &[String]) -> Result<String> {
+    let client = source_client(run, kc).await?;
+    let pp = PatchParams { field_manager: Some(crate::k8s::apply::manager("fencing")), ..Default::default() };
+    let policies = policies(&client, ns);
     let policy = &run.plan.spec.source.policy;
     let mut done = Vec::new();
     match policies.patch(policy, &pp, &Patch::Merge(json!({"spec": {"suspend": true}}))).await {
