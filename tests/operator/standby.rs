@@ -6,8 +6,8 @@ use super::{Env, example, system_clock};
 use crate::support::s3;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::Api;
-use lifeline::api::restore_plan::PlanPhase;
 use lifeline::api::RestorePlan;
+use lifeline::api::restore_plan::PlanPhase;
 use lifeline::sim::Options as SimOptions;
 use std::time::Duration;
 
