@@ -3,15 +3,10 @@
 //! is still running (a minute whose slot comes during a run is taken once it ends), and
 //! the achieved RPO the policy reports stays within its target.
 
-use super::{Env, example};
-use crate::support::s3;
 use jiff::{SignedDuration, Timestamp};
 use kube::api::Api;
 use lifeline::api::restore_point::RunPhase;
 use lifeline::api::{BackupPolicy, RestorePoint};
-use lifeline::controller::clock::{Clock, ManualClock};
-use lifeline::sim::Options as SimOptions;
-use std::sync::Arc;
 
 const MINUTES: i64 = 10;
 
@@ -38,16 +33,7 @@ spec:
 
 #[test]
 fn a_one_minute_schedule_holds_its_rpo_for_ten_minutes() {
-    let mut env = Env::start(SimOptions::default());
-    let prefix = s3::unique("minute");
-    let yaml = example("records-two-regions.yaml", &prefix).replace("  replicas: 3\n", "  replicas: 1\n");
-    let objects: Vec<&str> = yaml.split("\n---\n").filter(|d| !d.contains("kind: BackupPolicy")).collect();
-    env.apply(&objects.join("\n---\n"));
-    env.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
-    let start = Timestamp::now();
-    let clock = ManualClock::at(start);
-    env.start_operator(Arc::new(clock.clone()) as Arc<dyn Clock>);
-    env.apply(POLICY);
+    let (env, _prefix, clock, start) = super::one_replica_on_a_clock("minute", POLICY);
     let points: Api<RestorePoint> = Api::namespaced(env.client.clone(), "records");
     let policies: Api<BackupPolicy> = Api::namespaced(env.client.clone(), "records");
     let minute = |t: Timestamp| Timestamp::from_second(t.as_second() - t.as_second().rem_euclid(60)).unwrap();

@@ -20,7 +20,7 @@ use kube::{Client, ResourceExt};
 use lifeline::api::RestorePoint;
 use lifeline::api::restore_point::RunPhase;
 use lifeline::controller::Config;
-use lifeline::controller::clock::{Clock, SystemClock};
+use lifeline::controller::clock::{Clock, ManualClock, SystemClock};
 use lifeline::operator::{self, Options};
 use lifeline::sim::{Cluster, Options as SimOptions};
 use std::future::Future;
@@ -358,6 +358,24 @@ impl Drop for Env {
     fn drop(&mut self) {
         self.kill_operator();
     }
+}
+
+/// A cluster running the records example with one replica and no policy, its operator
+/// on a manual clock started now (objects are created at real times; the clock then
+/// jumps), and `policy` applied; returns the cluster, its S3 prefix, the clock and its
+/// start.
+pub fn one_replica_on_a_clock(name: &str, policy: &str) -> (Env, String, ManualClock, jiff::Timestamp) {
+    let mut env = Env::start(SimOptions::default());
+    let prefix = s3::unique(name);
+    let yaml = example("records-two-regions.yaml", &prefix).replace("  replicas: 3\n", "  replicas: 1\n");
+    let objects: Vec<&str> = yaml.split("\n---\n").filter(|d| !d.contains("kind: BackupPolicy")).collect();
+    env.apply(&objects.join("\n---\n"));
+    env.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
+    let start = jiff::Timestamp::now();
+    let clock = ManualClock::at(start);
+    env.start_operator(Arc::new(clock.clone()) as Arc<dyn Clock>);
+    env.apply(policy);
+    (env, prefix, clock, start)
 }
 
 /// What a standby cluster of the records example applies: the namespace, the Secrets

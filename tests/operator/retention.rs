@@ -5,16 +5,13 @@
 //! verification reads every location back (and finds a damaged pack), and weekly drills
 //! are recorded as RestorePlans, the newest three kept.
 
-use super::{Env, example};
+use super::Env;
 use crate::support::s3;
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use kube::api::Api;
 use lifeline::api::restore_point::RunPhase;
 use lifeline::api::{BackupPolicy, RestorePlan, RestorePoint};
-use lifeline::controller::clock::{Clock, ManualClock};
-use lifeline::sim::Options as SimOptions;
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 /// A month of daily runs.
 const DAYS: i64 = 31;
@@ -57,17 +54,7 @@ spec:
 
 #[test]
 fn a_month_of_daily_runs_keeps_exactly_what_each_location_rules_say() {
-    let mut env = Env::start(SimOptions::default());
-    let prefix = s3::unique("month");
-    let yaml = example("records-two-regions.yaml", &prefix).replace("  replicas: 3\n", "  replicas: 1\n");
-    let objects: Vec<&str> = yaml.split("\n---\n").filter(|d| !d.contains("kind: BackupPolicy")).collect();
-    env.apply(&objects.join("\n---\n"));
-    env.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
-    // The clock starts now (objects are created at real times) and then jumps.
-    let start = Timestamp::now();
-    let clock = ManualClock::at(start);
-    env.start_operator(Arc::new(clock.clone()) as Arc<dyn Clock>);
-    env.apply(POLICY);
+    let (env, prefix, clock, start) = super::one_replica_on_a_clock("month", POLICY);
     let api: Api<RestorePoint> = Api::namespaced(env.client.clone(), "records");
     let first_midnight = start
         .to_zoned(jiff::tz::TimeZone::UTC)
