@@ -4,7 +4,7 @@
 use super::common::{
     Conditions, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, Duration, Hook, SecretKeyRef,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.trigger.type != 'HeartbeatLoss' || self.mode in ['Failover', 'WarmStandby']").message("trigger type HeartbeatLoss is for modes Failover and WarmStandby").field_path(".trigger.type"))]
 #[x_kube(validation = Rule::new("!has(self.failover) || self.mode in ['Failover', 'WarmStandby', 'Failback']").message("failover settings apply to modes Failover, WarmStandby and Failback only").field_path(".failover"))]
+#[x_kube(validation = Rule::new("!has(self.failover) || !has(self.failover.promote) || !self.failover.promote || self.mode == 'WarmStandby'").message("promote applies to mode WarmStandby only: a Failover plan fails over when it is applied").field_path(".failover.promote"))]
 #[x_kube(validation = Rule::new("!has(self.drill) || self.mode == 'Drill'").message("drill settings apply to mode Drill only").field_path(".drill"))]
 pub struct RestorePlanSpec {
     /// `Restore`: a one-shot restore. `Failover`: fence the primary where reachable,
@@ -410,9 +411,9 @@ pub struct RestorePlanStatus {
     /// Measured recovery time and its parts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rto: Option<Rto>,
-    /// When execution started.
+    /// When execution started (to the microsecond: the RTO is measured from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<Time>,
+    pub start_time: Option<MicroTime>,
     /// When the current step started (its timeouts count from here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_start_time: Option<Time>,
@@ -473,11 +474,11 @@ pub struct HeartbeatStatus {
     pub locations: Vec<HeartbeatSeen>,
     /// The newest heartbeat's own time (the primary's clock): its last sign of life.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_beat: Option<Time>,
+    pub last_beat: Option<MicroTime>,
     /// When every location was found silent (cleared when a heartbeat comes back before
     /// the decision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loss_detected: Option<Time>,
+    pub loss_detected: Option<MicroTime>,
 }
 
 /// The primary's heartbeat at one location.
@@ -501,7 +502,7 @@ pub struct HeartbeatSeen {
     pub seen_at: Option<Time>,
     /// The heartbeat's own time (the primary's clock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time: Option<Time>,
+    pub time: Option<MicroTime>,
     /// Why the location could not be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -517,7 +518,8 @@ pub struct StandbyStatus {
     /// When that restore point was taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub point_time: Option<Time>,
-    /// Age of the held point at the last look: how much a failover now would lose.
+    /// Age of the held point: how much a failover now would lose (updated when it has
+    /// drifted by a quarter, or by 30 s at least).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<Duration>,
     /// Refreshes done (the first fill included).
@@ -534,7 +536,7 @@ pub struct StandbyStatus {
     pub last_refresh_duration: Option<Duration>,
     /// When the refresh in progress started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_started: Option<Time>,
+    pub refresh_started: Option<MicroTime>,
     /// When the promotion started (execution of the failover).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted: Option<Time>,

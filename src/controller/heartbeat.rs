@@ -129,9 +129,9 @@ async fn write_one(
         let b = access::backend(&url, &opts)?;
         // The markers as they are now, not as the last check saw them: a site that has
         // just come back must not beat for a policy another cluster took over.
-        let fenced: Vec<String> = crate::repo::fence::read(b.as_ref())?
+        let fenced: Vec<String> = crate::repo::fence::read_namespace(b.as_ref(), &beat.namespace)?
             .into_iter()
-            .filter(|m| m.namespace == beat.namespace && m.cluster_id != beat.cluster_id)
+            .filter(|m| m.cluster_id != beat.cluster_id)
             .map(|m| m.policy)
             .collect();
         let beat = Beat { policies: beat.policies.into_iter().filter(|p| !fenced.contains(p)).collect(), ..beat };

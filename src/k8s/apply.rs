@@ -23,6 +23,19 @@ where
     api.patch(&name, &PatchParams::apply(&manager(controller)).force(), &Patch::Apply(obj)).await
 }
 
+/// Sets a StatefulSet's `spec.replicas` (a merge patch: only that field, by `controller`'s
+/// field manager). Scaling is an act on someone else's object, not an intent this
+/// controller owns, so it is not an apply.
+pub async fn scale(
+    api: &Api<k8s_openapi::api::apps::v1::StatefulSet>,
+    name: &str,
+    replicas: i32,
+    controller: &str,
+) -> Result<k8s_openapi::api::apps::v1::StatefulSet, kube::Error> {
+    let pp = PatchParams { field_manager: Some(manager(controller)), ..Default::default() };
+    api.patch(name, &pp, &Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}}))).await
+}
+
 /// Applies the status of an object of a kind with a status subresource.
 pub async fn apply_status<K>(
     api: &Api<K>,

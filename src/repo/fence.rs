@@ -32,24 +32,37 @@ fn key(namespace: &str, policy: &str, epoch: u64) -> String {
     format!("{PREFIX}{namespace}/{policy}/{epoch:020}.json")
 }
 
-/// The newest marker of each policy at a location. A marker that cannot be read is
-/// skipped (it fences nothing; the next one written has a higher epoch anyway).
+/// The newest marker of each policy at a location. Only each policy's highest epoch is
+/// read; a marker that cannot be read is skipped for the next lower one (it fences
+/// nothing; the next one written has a higher epoch anyway).
 pub fn read(b: &dyn Backend) -> Result<Vec<Marker>, StoreError> {
-    let mut newest: std::collections::BTreeMap<(String, String), Marker> = Default::default();
-    for o in b.list(PREFIX)? {
-        let Ok(data) = b.get(&o.key) else { continue };
-        let Ok(m) = serde_json::from_slice::<Marker>(&data) else { continue };
-        let k = (m.namespace.clone(), m.policy.clone());
-        if newest.get(&k).is_none_or(|old| old.epoch < m.epoch) {
-            newest.insert(k, m);
-        }
-    }
-    Ok(newest.into_values().collect())
+    read_under(b, PREFIX)
+}
+
+/// [`read`] for the policies of one namespace.
+pub fn read_namespace(b: &dyn Backend, namespace: &str) -> Result<Vec<Marker>, StoreError> {
+    read_under(b, &format!("{PREFIX}{namespace}/"))
 }
 
 /// The newest marker of one policy at a location, if any.
 pub fn newest(b: &dyn Backend, namespace: &str, policy: &str) -> Result<Option<Marker>, StoreError> {
-    Ok(read(b)?.into_iter().find(|m| m.namespace == namespace && m.policy == policy))
+    Ok(read_under(b, &format!("{PREFIX}{namespace}/{policy}/"))?.pop())
+}
+
+fn read_under(b: &dyn Backend, prefix: &str) -> Result<Vec<Marker>, StoreError> {
+    // Keys sort by policy, then by the zero-padded epoch.
+    let mut by_policy: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for o in b.list(prefix)? {
+        if let Some((dir, _)) = o.key.rsplit_once('/') {
+            by_policy.entry(dir.to_string()).or_default().push(o.key);
+        }
+    }
+    let mut out = Vec::new();
+    for keys in by_policy.into_values() {
+        let found = keys.iter().rev().find_map(|k| serde_json::from_slice::<Marker>(&b.get(k).ok()?).ok());
+        out.extend(found);
+    }
+    Ok(out)
 }
 
 /// Writes `m` with exactly its epoch; [`StoreError::AlreadyExists`] if that epoch is taken

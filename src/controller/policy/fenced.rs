@@ -56,7 +56,7 @@ pub async fn stand_down(ctx: &Context, policy: &BackupPolicy, r: &Resolved) -> R
     for n in names {
         let Some(s) = api.get_opt(&n).await.map_err(Error::kube(format!("read StatefulSet {n}")))? else { continue };
         if s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) != 0 {
-            api.patch(&n, &pp, &Patch::Merge(json!({"spec": {"replicas": 0}})))
+            crate::k8s::apply::scale(&api, &n, 0, "fencing")
                 .await
                 .map_err(Error::kube(format!("scale StatefulSet {n} to zero")))?;
             scaled.push(n);

@@ -38,6 +38,7 @@ use std::time::Duration;
 pub const PRE_SYNC: &str = "PreSync";
 pub const QUIESCING: &str = "Quiescing";
 pub const FINAL_BACKUP: &str = "FinalBackup";
+pub const FENCING: &str = "Fencing";
 pub const FINAL_SYNC: &str = "FinalSync";
 pub const RESUMING: &str = "Resuming";
 
@@ -114,7 +115,6 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     let step = status(st).step.clone();
     if step == QUIESCING || step == PRE_SYNC {
         let api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-        let pp = PatchParams { field_manager: Some(crate::k8s::apply::manager("failback")), ..Default::default() };
         let mut left = Vec::new();
         for w in st.workloads.iter().map(|w| w.name.clone()) {
             let Some(s) =
@@ -123,7 +123,7 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
                 continue;
             };
             if s.spec.as_ref().and_then(|x| x.replicas).unwrap_or(1) != 0 {
-                api.patch(&w, &pp, &Patch::Merge(json!({"spec": {"replicas": 0}})))
+                crate::k8s::apply::scale(&api, &w, 0, "failback")
                     .await
                     .map_err(Error::kube(format!("scale StatefulSet {w} to zero at the other site")))?;
             }
@@ -242,19 +242,16 @@ async fn final_backup(run: &Run<'_>, st: &mut RestorePlanStatus, client: kube::C
         st.message = Some(format!("waiting for the final backup {name} to reach a location this site reads"));
         return Ok(Action::requeue(super::POLL));
     };
-    st.restored_point = Some(RestoredPoint {
-        name: name.clone(),
-        time: Time(crate::controller::policy::status::data_time(&local)),
-        location,
-    });
-    for v in &mut st.volumes {
-        v.done = false;
-        v.attempts = None;
-        v.bytes_done = 0;
-        v.written = None;
-    }
+    super::restore_again(
+        st,
+        RestoredPoint {
+            name: name.clone(),
+            time: Time(crate::controller::policy::status::data_time(&local)),
+            location,
+        },
+    );
     status(st).final_point = Some(name.clone());
-    note(run, st, "Fencing", format!("final backup {name} taken at the other site; fencing it")).await;
+    note(run, st, FENCING, format!("final backup {name} taken at the other site; fencing it")).await;
     Ok(Action::requeue(Duration::ZERO))
 }
 

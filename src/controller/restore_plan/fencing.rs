@@ -182,7 +182,7 @@ async fn fence_source(run: &Run<'_>, kc: &SecretKeyRef, ns: &str, workloads: &[S
     let sts: Api<StatefulSet> = Api::namespaced(client, ns);
     let mut scaled = Vec::new();
     for w in workloads {
-        match sts.patch(w, &pp, &Patch::Merge(json!({"spec": {"replicas": 0}}))).await {
+        match crate::k8s::apply::scale(&sts, w, 0, "fencing").await {
             Ok(s) => scaled.push(s.name_any()),
             Err(e) if crate::k8s::is_not_found(&e) => {}
             Err(e) => return Err(Error::kube(format!("scale StatefulSet {w} to zero in the source cluster"))(e)),

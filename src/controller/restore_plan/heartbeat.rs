@@ -5,7 +5,10 @@
 //! - A location is **Alive** while the epoch of the newest heartbeat of the source
 //!   policy there has advanced within `heartbeat.timeout`, by the standby's own clock
 //!   (the two sites' clocks need not agree); **Silent** when it has not; **NoHeartbeat**
-//!   when none naming the policy is there; **Unreachable** when it cannot be read.
+//!   when none naming the policy is there; **Unreachable** when it cannot be read. The
+//!   epoch and when it was first seen are recorded at most every quarter of the timeout
+//!   (not at every beat, which would rewrite the status each time), so silence is found
+//!   between one and one and a quarter timeouts after the last beat.
 //! - The site counts as **lost** only when no location is Alive, at least one location
 //!   answered, and a heartbeat of the policy was seen at some point: one unreachable
 //!   location (a network split, a region's storage outage) is not a site loss, and
@@ -82,10 +85,16 @@ pub fn observe(
         Ok(None) => HeartbeatSeen { location: location.into(), state: NO_HEARTBEAT.into(), ..Default::default() },
         Ok(Some(b)) => {
             let epoch = b.epoch as i64;
-            let same =
-                prev.is_some_and(|p| p.epoch == Some(epoch) && p.cluster_id.as_deref() == Some(b.cluster_id.as_str()));
-            let seen_at = match prev.and_then(|p| p.seen_at.clone()) {
-                Some(t) if same => t.0,
+            let prev = prev.filter(|p| p.cluster_id.as_deref() == Some(b.cluster_id.as_str()));
+            let seen = prev.and_then(|p| Some((p.epoch?, p.seen_at.clone()?.0)));
+            let seen_at = match seen {
+                Some((e, t)) if e == epoch => t,
+                // Advanced since a record less than a quarter of the timeout old: alive,
+                // and the record stays (the status is not rewritten for every beat).
+                Some((_, t)) if now.duration_since(t).unsigned_abs() < timeout / 4 => {
+                    let p = prev.cloned().unwrap_or_default();
+                    return HeartbeatSeen { state: ALIVE.into(), message: None, ..p };
+                }
                 _ => now,
             };
             let fresh = now.duration_since(seen_at).unsigned_abs() < timeout;
@@ -95,7 +104,7 @@ pub fn observe(
                 cluster_id: Some(b.cluster_id.clone()),
                 epoch: Some(epoch),
                 seen_at: Some(Time(seen_at)),
-                time: b.time.parse().ok().map(Time),
+                time: b.time.parse().ok().map(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime),
                 message: None,
             }
         }
@@ -137,16 +146,10 @@ pub async fn watch(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Verdict>
     }
     hb.last_beat = seen.iter().filter_map(|s| s.time.clone()).max_by_key(|t| t.0).or(hb.last_beat);
     hb.locations = seen;
-    let describe = |s: &HeartbeatSeen| match (&s.seen_at, &s.message) {
-        (_, Some(m)) => format!("{}: {} ({m})", s.location, s.state),
-        (Some(t), _) => format!(
-            "{}: {} (epoch {}, last advanced {} ago)",
-            s.location,
-            s.state,
-            s.epoch.unwrap_or(0),
-            crate::api::common::Duration::from(now.duration_since(t.0).unsigned_abs())
-        ),
-        _ => format!("{}: {}", s.location, s.state),
+    // No ages in words: the message (and so the status) changes only when a state does.
+    let describe = |s: &HeartbeatSeen| match &s.message {
+        Some(m) => format!("{}: {} ({m})", s.location, s.state),
+        None => format!("{}: {}", s.location, s.state),
     };
     let all = hb.locations.iter().map(describe).collect::<Vec<_>>().join("; ");
     let verdict = match lost(&hb.locations) {
@@ -160,7 +163,7 @@ pub async fn watch(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Verdict>
             let detected = match &hb.loss_detected {
                 Some(t) => t.0,
                 None => {
-                    hb.loss_detected = Some(Time(now));
+                    hb.loss_detected = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(now));
                     run.event(
                         true,
                         events::HEARTBEAT_LOST,
@@ -250,6 +253,11 @@ mod tests {
         // Advancing again: alive, seen from now.
         let a = observe(Some(&a), "eu", &beat(6), t(40), to);
         assert_eq!((a.state.as_str(), a.seen_at.clone().unwrap().0), (ALIVE, t(40)));
+        // Advancing again soon after: alive, the record kept (no status write per beat).
+        let kept = observe(Some(&a), "eu", &beat(7), t(42), to);
+        assert_eq!((kept.state.as_str(), kept.epoch, kept.seen_at.clone().unwrap().0), (ALIVE, Some(6), t(40)));
+        let newer = observe(Some(&kept), "eu", &beat(8), t(48), to);
+        assert_eq!((newer.epoch, newer.seen_at.clone().unwrap().0), (Some(8), t(48)));
         // Unreachable keeps what was seen; back, it continues from there.
         let u = observe(Some(&a), "eu", &Err("timeout".into()), t(45), to);
         assert_eq!((u.state.as_str(), u.epoch), (UNREACHABLE, Some(6)));

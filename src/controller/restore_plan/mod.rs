@@ -19,9 +19,11 @@
 //! Post-restore hooks run after StartingWorkloads (Verifying); a `Drill` works in a
 //! scratch namespace it creates and deletes (CleaningUp), see [`checks`].
 //!
-//! This version runs modes `Restore`, `Failover` and `Drill` (manual trigger). The other
-//! modes and the `HeartbeatLoss` trigger are refused with a `NotSupported` condition
-//! rather than half-done.
+//! A `WarmStandby` keeps its volumes at the newest point and its workloads at zero until
+//! promoted (see [`standby`]); a `Failback` hands a workload back to its original site
+//! (see [`failback`]); trigger `HeartbeatLoss` starts a failover when the primary's
+//! heartbeat stops at every source location (see [`heartbeat`]). Readiness commands are
+//! refused with a `NotSupported` condition rather than half-done.
 
 pub mod checks;
 pub mod failback;
@@ -118,6 +120,12 @@ impl Run<'_> {
     /// Whether an object in the target was created by this run.
     pub fn ours(&self, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
         meta.annotations.as_ref().and_then(|a| a.get(ANNOTATION_RUN)) == Some(&self.id)
+    }
+
+    /// Whether this run may restore into (and scale) an existing claim or StatefulSet:
+    /// one it made itself, or, for a failback, the site's own (it brings them back).
+    pub fn may_restore_into(&self, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+        self.ours(meta) || self.plan.spec.mode == RestoreMode::Failback
     }
 
     /// Marks an object (JSON) as made by this run, and restored from `point` if it was.
@@ -303,7 +311,7 @@ async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
                 }
             }
             let now = run.now();
-            st.start_time = Some(Time(now));
+            st.start_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(now));
             enter(st, PlanPhase::Resolving, now);
             let detected =
                 run.plan.spec.trigger.detected_at.as_ref().map(|t| format!(", disaster detected at {}", t.0));
@@ -476,16 +484,16 @@ async fn resolve(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     // Nothing is restored over what exists: claims and workloads of the same names.
     let mut existing = Vec::new();
     for v in &vols {
-        if volumes::exists(run, &v.pvc).await?.is_some_and(|m| !run.ours(&m)) {
+        if volumes::exists(run, &v.pvc).await?.is_some_and(|m| !run.may_restore_into(&m)) {
             existing.push(format!("PersistentVolumeClaim {}", v.pvc));
         }
     }
     for (_, w) in &workloads {
-        if workloads::exists(run, &w.name).await?.is_some_and(|m| !run.ours(&m)) {
+        if workloads::exists(run, &w.name).await?.is_some_and(|m| !run.may_restore_into(&m)) {
             existing.push(format!("StatefulSet {}", w.name));
         }
     }
-    if !existing.is_empty() && spec.mode != RestoreMode::Failback {
+    if !existing.is_empty() {
         let msg = format!(
             "{} already exist(s) in namespace {}: a restore never replaces existing data; delete them or restore into another namespace (spec.target.namespace)",
             existing.join(", "),
@@ -521,7 +529,21 @@ async fn resolve(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
 /// trigger, the last heartbeat's own time after a heartbeat loss, else the start.
 pub fn failure_time(run: &Run<'_>, st: &RestorePlanStatus) -> Option<jiff::Timestamp> {
     let beat = st.heartbeat.as_ref().filter(|h| h.loss_detected.is_some()).and_then(|h| h.last_beat.as_ref());
-    run.plan.spec.trigger.detected_at.as_ref().or(beat).map(|t| t.0).or(st.start_time.as_ref().map(|t| t.0))
+    let detected = run.plan.spec.trigger.detected_at.as_ref().map(|t| t.0);
+    detected.or(beat.map(|t| t.0)).or(st.start_time.as_ref().map(|t| t.0))
+}
+
+/// Points the run at restore point `p` and marks every volume to be brought to it again
+/// (a warm standby's refresh, a failback's final sync): the next RestoringVolumes runs
+/// new Jobs, in place.
+pub fn restore_again(st: &mut RestorePlanStatus, p: RestoredPoint) {
+    st.restored_point = Some(p);
+    for v in &mut st.volumes {
+        v.done = false;
+        v.attempts = None;
+        v.bytes_done = 0;
+        v.written = None;
+    }
 }
 
 /// The outcome of choosing a restore point.

@@ -20,7 +20,7 @@ use super::{Chosen, Run, enter};
 use crate::api::RestorePlanStatus;
 use crate::api::common::condition::{DEGRADED, PROGRESSING, READY};
 use crate::api::restore_plan::{PlanPhase, PointInTime, RestoredPoint, StandbyStatus, TriggerType};
-use crate::controller::Result;
+use crate::controller::{Error, Result};
 use crate::k8s::{conditions, events};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Resource;
@@ -29,6 +29,8 @@ use std::time::Duration;
 
 /// How often a standby without a heartbeat trigger looks for new restore points.
 const LOOK: Duration = Duration::from_secs(5);
+/// The least change of `status.standby.lag` that is written.
+const LAG_RESOLUTION: Duration = Duration::from_secs(30);
 
 pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     let now = run.now();
@@ -64,9 +66,14 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         return Ok(Action::requeue(Duration::ZERO));
     }
     let sb = st.standby.get_or_insert_with(Default::default);
-    let lag = sb.point_time.as_ref().map(|t| now.duration_since(t.0).unsigned_abs());
-    // Whole seconds: the status is not rewritten for every look.
-    sb.lag = lag.map(|l| Duration::from_secs(l.as_secs()).into());
+    if let Some(t) = &sb.point_time {
+        let lag = Duration::from_secs(now.duration_since(t.0).unsigned_abs().as_secs());
+        // Rewritten when it drifts by a quarter (30 s at least), not at every look.
+        let old = sb.lag.map(Duration::from);
+        if old.is_none_or(|o| o.abs_diff(lag) >= (o / 4).max(LAG_RESOLUTION)) {
+            sb.lag = Some(lag.into());
+        }
+    }
     let mut msg = format!(
         "standby holds restore point {} (lag {}); workloads at zero until promoted",
         sb.point.as_deref().unwrap_or("?"),
@@ -84,15 +91,9 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
 
 /// Points the run at a newer restore point: every volume is brought to it again.
 fn switch(st: &mut RestorePlanStatus, c: &super::select::Choice, now: jiff::Timestamp) {
-    st.restored_point = Some(RestoredPoint { name: c.point.clone(), time: Time(c.time), location: c.location.clone() });
-    for v in &mut st.volumes {
-        v.done = false;
-        v.attempts = None;
-        v.bytes_done = 0;
-        v.written = None;
-    }
+    super::restore_again(st, RestoredPoint { name: c.point.clone(), time: Time(c.time), location: c.location.clone() });
     let sb = st.standby.get_or_insert_with(Default::default);
-    sb.refresh_started = Some(Time(now));
+    sb.refresh_started = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(now));
 }
 
 /// Called when a refresh (or the first fill) is complete and the workloads are held at
@@ -112,6 +113,7 @@ pub async fn refreshed(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<()> 
     sb.refreshes += 1;
     sb.point = point.as_ref().map(|p| p.name.clone());
     sb.point_time = point.as_ref().map(|p| p.time.clone());
+    sb.lag = point.as_ref().map(|p| Duration::from_secs(now.duration_since(p.time.0).unsigned_abs().as_secs()).into());
     sb.last_refresh_time = Some(Time(now));
     sb.last_refresh_bytes = Some(written);
     sb.last_refresh_duration = Some(Duration::from_millis(took.as_millis() as u64).into());
@@ -138,47 +140,34 @@ async fn promote(
     newest: Option<super::select::Choice>,
 ) -> Result<Action> {
     let now = run.now();
-    let held = st.restored_point.clone();
-    // The newest readable point, else the one the volumes hold (the locations may be
-    // unreachable: the standby still has its data).
-    let candidate = match (&newest, &held) {
-        (Some(c), Some(h)) if h.time.0 >= c.time => super::select::Choice {
-            point: h.name.clone(),
-            time: h.time.0,
-            location: h.location.clone(),
+    // In Standby the volumes hold a point (the first fill put one there).
+    let held = st.restored_point.clone().ok_or_else(|| Error::Invalid("the standby holds no restore point".into()))?;
+    // The newest readable point if it is newer, else the one the volumes hold (the
+    // locations may be unreachable: the standby still has its data).
+    let candidate = match newest {
+        Some(c) if c.time > held.time.0 => c,
+        _ => super::select::Choice {
+            point: held.name.clone(),
+            time: held.time.0,
+            location: held.location.clone(),
             passed_over: Vec::new(),
         },
-        (Some(c), _) => c.clone(),
-        (None, Some(h)) => super::select::Choice {
-            point: h.name.clone(),
-            time: h.time.0,
-            location: h.location.clone(),
-            passed_over: Vec::new(),
-        },
-        (None, None) => {
-            let msg = "refusing to promote: the standby holds no restore point yet".to_string();
-            super::refuse(run, st, &msg).await;
-            return Ok(Action::requeue(LOOK));
-        }
     };
     if let Some(msg) = super::too_old(run, &candidate) {
         super::refuse(run, st, &msg).await;
         return Ok(Action::requeue(LOOK));
     }
-    if held.as_ref().is_none_or(|h| h.name != candidate.point) {
+    let refresh = held.name != candidate.point;
+    if refresh {
         switch(st, &candidate, now);
     }
-    st.start_time = Some(Time(now));
+    st.start_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(now));
     st.rpo = super::failure_time(run, st).map(|t| t.duration_since(candidate.time).unsigned_abs().into());
     st.standby.get_or_insert_with(Default::default).promoted = Some(Time(now));
     let msg = format!(
         "promoting the warm standby ({why}): restore point {}{}",
         candidate.point,
-        if held.as_ref().is_some_and(|h| h.name == candidate.point) {
-            " (held already)"
-        } else {
-            " (refreshing first)"
-        }
+        if refresh { " (refreshing first)" } else { " (held already)" }
     );
     run.event(false, events::PROMOTING, msg.clone()).await;
     let g = run.plan.meta().generation;

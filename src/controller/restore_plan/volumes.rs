@@ -87,8 +87,7 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         };
         // The claim, created once, empty.
         match exists(run, &st.volumes[i].pvc).await? {
-            // A failback brings this site's own claims up to date.
-            Some(meta) if !run.ours(&meta) && run.plan.spec.mode != crate::api::restore_plan::RestoreMode::Failback => {
+            Some(meta) if !run.may_restore_into(&meta) => {
                 let msg = format!(
                     "PersistentVolumeClaim {} appeared in namespace {} during the restore: a restore never replaces existing data",
                     st.volumes[i].pvc, run.target

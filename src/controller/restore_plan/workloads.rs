@@ -44,8 +44,7 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         return Err(Error::Invalid("no restore point was chosen".into()));
     };
     let sts_api: Api<StatefulSet> = Api::namespaced(run.ctx.client.clone(), &run.target);
-    let failback = run.plan.spec.mode == crate::api::restore_plan::RestoreMode::Failback;
-    if failback {
+    if run.plan.spec.mode == crate::api::restore_plan::RestoreMode::Failback {
         super::failback::resume(run, st).await?;
     }
     if holding(run, st) {
@@ -70,13 +69,8 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         w.ready_replicas = ready;
         // A promoted standby's StatefulSet exists at zero: scaled up with its group.
         let desired = s.spec.as_ref().and_then(|x| x.replicas).unwrap_or(1);
-        if desired != w.replicas && (run.ours(&s.metadata) || failback) {
-            sts_api
-                .patch(
-                    &name,
-                    &kube::api::PatchParams::default(),
-                    &kube::api::Patch::Merge(json!({"spec": {"replicas": w.replicas}})),
-                )
+        if desired != w.replicas && run.may_restore_into(&s.metadata) {
+            apply::scale(&sts_api, &name, w.replicas, super::NAME)
                 .await
                 .map_err(Error::kube(format!("scale StatefulSet {name}")))?;
             run.event(
@@ -123,21 +117,8 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         let objects = super::record::manifests(run.ctx, run.plan, &loc, &chosen.name).await?;
         let mapping = run.mapping();
         support(run, &objects, &mapping, &chosen.name).await?;
-        for name in &missing {
-            let Some(obj) = objects
-                .iter()
-                .find(|o| super::is_kind(o, "apps/v1", "StatefulSet") && o["metadata"]["name"] == name.as_str())
-            else {
-                return Err(Error::Invalid(format!("restore point {} holds no StatefulSet {name}", chosen.name)));
-            };
-            let mut sts = manifests::prepare(obj, &mapping);
-            if let Some(w) = st.workloads.iter().find(|w| &w.name == name) {
-                sts["spec"]["replicas"] = json!(w.replicas);
-            }
-            run.mark(&mut sts, Some(&chosen.name));
-            apply::apply(&sts_api, super::NAME, &sts)
-                .await
-                .map_err(Error::kube(format!("create StatefulSet {name}")))?;
+        for w in st.workloads.iter().filter(|w| missing.contains(&w.name)) {
+            create(run, &objects, &w.name, w.replicas, &chosen.name).await?;
         }
         run.event(
             false,
@@ -187,12 +168,7 @@ async fn hold(run: &Run<'_>, st: &RestorePlanStatus, chosen: &crate::api::restor
         match sts_api.get_opt(&w.name).await.map_err(Error::kube(format!("read StatefulSet {}", w.name)))? {
             Some(s) => {
                 if s.spec.as_ref().and_then(|x| x.replicas).unwrap_or(1) != 0 {
-                    sts_api
-                        .patch(
-                            &w.name,
-                            &kube::api::PatchParams::default(),
-                            &kube::api::Patch::Merge(json!({"spec": {"replicas": 0}})),
-                        )
+                    apply::scale(&sts_api, &w.name, 0, super::NAME)
                         .await
                         .map_err(Error::kube(format!("scale StatefulSet {} to zero", w.name)))?;
                     run.event(
@@ -213,25 +189,26 @@ async fn hold(run: &Run<'_>, st: &RestorePlanStatus, chosen: &crate::api::restor
                     support(run, &o, &run.mapping(), &chosen.name).await?;
                     objects = Some(o);
                 }
-                let Some(obj) =
-                    objects.as_deref().unwrap_or_default().iter().find(|o| {
-                        super::is_kind(o, "apps/v1", "StatefulSet") && o["metadata"]["name"] == w.name.as_str()
-                    })
-                else {
-                    return Err(Error::Invalid(format!(
-                        "restore point {} holds no StatefulSet {}",
-                        chosen.name, w.name
-                    )));
-                };
-                let mut sts = manifests::prepare(obj, &run.mapping());
-                sts["spec"]["replicas"] = json!(0);
-                run.mark(&mut sts, Some(&chosen.name));
-                apply::apply(&sts_api, super::NAME, &sts)
-                    .await
-                    .map_err(Error::kube(format!("create StatefulSet {}", w.name)))?;
+                create(run, objects.as_deref().unwrap_or_default(), &w.name, 0, &chosen.name).await?;
             }
         }
     }
+    Ok(())
+}
+
+/// Creates StatefulSet `name` as captured in restore point `point` (`objects`), mapped,
+/// marked as this run's, with `replicas`.
+async fn create(run: &Run<'_>, objects: &[Value], name: &str, replicas: i32, point: &str) -> Result<()> {
+    let Some(obj) =
+        objects.iter().find(|o| super::is_kind(o, "apps/v1", "StatefulSet") && o["metadata"]["name"] == name)
+    else {
+        return Err(Error::Invalid(format!("restore point {point} holds no StatefulSet {name}")));
+    };
+    let mut sts = manifests::prepare(obj, &run.mapping());
+    sts["spec"]["replicas"] = json!(replicas);
+    run.mark(&mut sts, Some(point));
+    let api: Api<StatefulSet> = Api::namespaced(run.ctx.client.clone(), &run.target);
+    apply::apply(&api, super::NAME, &sts).await.map_err(Error::kube(format!("create StatefulSet {name}")))?;
     Ok(())
 }
 
