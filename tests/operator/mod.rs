@@ -286,6 +286,21 @@ impl Env {
         }
     }
 
+    /// Waits until RestorePlan `name` ends and asserts that it completed (naming its
+    /// message, its Events and any failure Event otherwise); returns its status.
+    pub fn completed_plan(&self, ns: &str, name: &str, secs: u64) -> lifeline::api::RestorePlanStatus {
+        let st = self.finished_plan(ns, name, secs);
+        assert_eq!(
+            st.phase,
+            lifeline::api::restore_plan::PlanPhase::Completed,
+            "{name}: {:?}\n{:?}\n{}",
+            st.message,
+            self.plan_story(ns, name),
+            self.event_messages(ns, "RestoreFailed")
+        );
+        st
+    }
+
     pub fn points(&self, ns: &str) -> Vec<RestorePoint> {
         let api: Api<RestorePoint> = Api::namespaced(self.client.clone(), ns);
         self.block_on(api.list(&ListParams::default())).unwrap().items
