@@ -65,6 +65,9 @@ enum Command {
         #[arg(long)]
         rbac: bool,
     },
+    /// Init container of a gated workload: wait until the operator has read the fencing
+    /// markers and found that no other cluster took the workload over.
+    FenceGate(lifeline::cli::gate::GateArgs),
     /// Check Lifeline manifests offline, as the API server and the controllers would.
     Validate {
         /// Files or directories of YAML manifests.
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
             let opts = lifeline::sim::Options { port, profile, state_dir, disabled: disable, rbac };
             lifeline::cli::sim(opts, kubeconfig.as_deref()).map(|()| ExitCode::SUCCESS)
         }
+        Command::FenceGate(args) => lifeline::cli::gate::run(args).map(|()| ExitCode::SUCCESS),
         Command::Crd { dir } => lifeline::cli::crd(dir.as_deref()).map(|()| ExitCode::SUCCESS),
         Command::Validate { files } => lifeline::cli::manifests::validate(&files)
             .map(|rejected| if rejected == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }),

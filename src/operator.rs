@@ -12,7 +12,7 @@ use crate::telemetry::http::{self, Health};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -280,9 +280,16 @@ where
             Some(ObjectRef::<RestorePlan>::new(name).within(ns))
         })
         .with_config(bounded())
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(controller::restore_plan::reconcile, error_policy(controller::restore_plan::NAME), ctx.clone());
+    let gates = Controller::new(
+        Api::<Pod>::all(c.clone()),
+        watcher::Config::default().labels(&format!("{}=true", controller::gate::LABEL)),
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(controller::gate::reconcile, error_policy(controller::gate::NAME), ctx.clone());
     tokio::join!(
+        log_results(controller::gate::NAME, gates),
         log_results(controller::location::NAME, locations),
         log_results(controller::policy::NAME, policies),
         log_results(controller::restore_point::NAME, points),

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod gate;
 pub mod manifests;
 pub mod repo;
 pub mod run;

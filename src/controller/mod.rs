@@ -4,10 +4,13 @@
 //! - [`policy`]: BackupPolicy: schedules runs (missed runs once), on-demand runs,
 //!   replication and retention, and the policy's status.
 //! - [`restore_point`]: the backup run, a state machine in the RestorePoint's status.
+//! - [`gate`]: the fence gate, which holds a returning site's Pods until the fencing
+//!   markers say the site may write.
 //! - [`clock`]: the time controllers read, controllable in tests.
 
 pub mod clock;
 pub mod error;
+pub mod gate;
 pub mod heartbeat;
 pub mod location;
 pub mod movers;

@@ -173,3 +173,5 @@ pub const STANDBY_READY: &str = "StandbyReady";
 pub const PROMOTING: &str = "Promoting";
 pub const PROMOTION_REFUSED: &str = "PromotionRefused";
 pub const FAILBACK: &str = "Failback";
+pub const FENCE_GATE_CLEARED: &str = "FenceGateCleared";
+pub const FENCE_GATE_HELD: &str = "FenceGateHeld";

@@ -24,6 +24,19 @@ fn kubeconfig_secret(name: &str, text: &str) -> String {
     .to_string()
 }
 
+/// The records StatefulSet with the fence gate: an init container that holds its Pods
+/// until the operator has read the fencing markers.
+fn gated(yaml: &str) -> String {
+    let template =
+        "    metadata:\n      labels:\n        app.kubernetes.io/name: records\n    spec:\n      containers:\n";
+    assert!(yaml.contains(template), "the example's Pod template changed");
+    let gate = format!(
+        "    metadata:\n      labels:\n        app.kubernetes.io/name: records\n        lifeline.io/fence-gate: \"true\"\n    spec:\n      initContainers:\n        - name: fence-gate\n          image: lifeline:test\n          command: [\"{}\", fence-gate, --interval, 500ms]\n          env:\n            - name: POD_NAME\n              valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}\n            - name: POD_NAMESPACE\n              valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}\n      containers:\n",
+        env!("CARGO_BIN_EXE_lifeline")
+    );
+    yaml.replace(template, &gate)
+}
+
 async fn fenced(client: kube::Client) -> Option<String> {
     let api: Api<BackupPolicy> = Api::namespaced(client, "records");
     let p = api.get("records").await.ok()?;
@@ -48,12 +61,14 @@ fn a_failback_returns_the_workload_with_the_outage_writes_writing_only_what_chan
         })
         .collect::<Vec<_>>()
         .join("\n---\n");
+    let yaml = gated(&yaml);
     site_a.apply(&yaml);
+    // The gate holds the Pods until the operator has read the (absent) fencing markers.
+    site_a.start_operator(system_clock());
     site_a.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
     for i in 0..3 {
         site_a.exec(&format!("records-{i}"), "head -c 16777216 /dev/urandom > /data/bulk");
     }
-    site_a.start_operator(system_clock());
     let first = site_a.take_point("first", &[]);
     let a_kubeconfig = site_a.kubeconfig_text();
     site_a.kill_cluster();
@@ -78,8 +93,9 @@ fn a_failback_returns_the_workload_with_the_outage_writes_writing_only_what_chan
     let during = site_b.take_point("during", std::slice::from_ref(&first));
 
     // The original site returns and stands down, without a single write into the
-    // locations: every object there is compared before and after (the standby's own
-    // heartbeats aside).
+    // locations (every object there is compared before and after, the standby's own
+    // heartbeats aside) or into its volumes: the kubelet restarts the Pods at once, and
+    // the fence gate holds them until the operator has read the markers.
     let b_id = site_b.kubectl(&["get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}"], None);
     let listing = || -> Vec<(String, u64, i64)> {
         let (eu, us) = s3::regions();
@@ -93,6 +109,7 @@ fn a_failback_returns_the_workload_with_the_outage_writes_writing_only_what_chan
             .collect()
     };
     let before = listing();
+    let volumes_before = site_a.volume_digest();
     site_a.restart_cluster();
     site_a.start_operator(system_clock());
     site_a.eventually(90, "the returning site to stand down", || fenced(site_a.client.clone()));
@@ -103,6 +120,7 @@ fn a_failback_returns_the_workload_with_the_outage_writes_writing_only_what_chan
     });
     std::thread::sleep(std::time::Duration::from_secs(4));
     assert_eq!(listing(), before, "the returning site wrote into a location");
+    assert_eq!(site_a.volume_digest(), volumes_before, "the returning site's workload wrote to its volumes");
     let a_points: Api<RestorePoint> = Api::namespaced(site_a.client.clone(), "records");
     site_a.eventually(60, "the standby's restore point in the original site's catalog", || async {
         a_points.get_opt(&during).await.ok()?.map(|_| ())

@@ -129,6 +129,28 @@ impl Env {
         self._cluster.restart().expect("restart the simulated cluster");
     }
 
+    /// Every file of the cluster's volumes with a digest of its content, to catch any
+    /// write to them.
+    pub fn volume_digest(&self) -> Vec<(String, u64, String)> {
+        let root = self._cluster.state_dir().join("volumes");
+        let mut out = Vec::new();
+        let mut dirs = vec![root.clone()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let (p, t) = (e.path(), e.file_type().unwrap());
+                if t.is_dir() {
+                    dirs.push(p);
+                } else if t.is_file() {
+                    let data = std::fs::read(&p).unwrap();
+                    let rel = p.strip_prefix(&root).unwrap().display().to_string();
+                    out.push((rel, data.len() as u64, blake3::hash(&data).to_hex().to_string()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// A kubeconfig for this cluster, as a file's content.
     pub fn kubeconfig_text(&self) -> String {
         self._cluster.kubeconfig()
