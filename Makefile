@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/debug/lifeline
 
-.PHONY: setup demo test lint crds bench bench-operator
+.PHONY: setup demo test lint crds release bench bench-operator
 
 ## setup: build everything (binary and tests)
 setup:
@@ -25,8 +25,12 @@ lint:
 ## crds: regenerate crds/ and the Helm chart's copy from the Rust types in src/api/
 crds:
 	$(CARGO) run --quiet --locked -- crd --dir crds
-	rm -f charts/lifeline/crds/*.yaml
-	cp crds/*.yaml charts/lifeline/crds/
+	rm -f charts/lifeline/files/crds/*.yaml
+	cp crds/*.yaml charts/lifeline/files/crds/
+
+## release: the release binary, exactly as the Dockerfile builds it for the image
+release:
+	$(CARGO) build --release --locked --bin lifeline
 
 ## bench: Lifeline vs restic on a ~2.6 GB dataset (pgbench + random + logs), local and S3
 bench:

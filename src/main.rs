@@ -98,7 +98,13 @@ fn main() -> ExitCode {
     // errors (a lost cluster is part of the story) would only repeat them.
     let default = if matches!(cli.command, Command::Demo(_)) { "warn,kube_client=off" } else { "warn" };
     let filter = || tracing_subscriber::EnvFilter::try_from_env("LIFELINE_LOG").unwrap_or_else(|_| default.into());
-    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+    // LIFELINE_LOG_FORMAT (json or text) overrides the choice by terminal.
+    let json = match std::env::var("LIFELINE_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        _ => !std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    if !json {
         tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr).init();
     } else {
         tracing_subscriber::fmt().json().with_env_filter(filter()).with_writer(std::io::stderr).init();

@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link on small machines); each area is a module.
 
 mod api;
+mod chart;
 mod cli;
 mod demo;
 mod mover;

@@ -38,7 +38,7 @@ fn checked_in_crds_match_the_rust_types() {
 
 #[test]
 fn helm_chart_crds_match_crds_dir() {
-    assert_same("charts/lifeline/crds");
+    assert_same("charts/lifeline/files/crds");
 }
 
 fn schemas() -> Vec<(String, Value)> {

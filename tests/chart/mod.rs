@@ -1,0 +1,244 @@
+//! Installation: the Helm chart (lint, render with defaults and with every feature on,
+//! built-in kinds validated against the Kubernetes schemas, CRDs identical to `crds/`, bad
+//! values refused by the schema, an install of the rendered manifests into a simulated
+//! cluster) and the image's Dockerfile (linted, and building the binary as `make release`
+//! does). The tools (helm, kubernetes-validate, hadolint) are installed, pinned, by
+//! `scripts/chart-tools.sh`.
+
+use crate::support;
+use lifeline::cli::manifests::read_documents;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The directory holding helm, kubernetes-validate and hadolint.
+fn tools() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new(support::path("scripts/chart-tools.sh"))
+            .arg("install")
+            .output()
+            .expect("failed to run scripts/chart-tools.sh");
+        assert!(out.status.success(), "installing the chart tools failed: {}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
+/// Runs a tool; returns (success, stdout, stderr).
+fn run<S: AsRef<std::ffi::OsStr>>(tool: &str, args: &[S]) -> (bool, String, String) {
+    let out = Command::new(tools().join(tool))
+        .args(args)
+        .env("HELM_CACHE_HOME", std::env::temp_dir().join("lifeline-helm-cache"))
+        .env("HELM_CONFIG_HOME", std::env::temp_dir().join("lifeline-helm-config"))
+        .output()
+        .unwrap_or_else(|e| panic!("failed to run {tool}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn chart() -> String {
+    support::path("charts/lifeline").display().to_string()
+}
+
+/// Every feature on: what a production install with monitoring turns on.
+const ALL_ON: &[&str] = &[
+    "--set",
+    "serviceMonitor.enabled=true",
+    "--set",
+    "clusterId=site-a",
+    "--set",
+    "mover.image=registry.example/lifeline:1",
+    "--set",
+    "imagePullSecrets[0].name=pull",
+    "--set",
+    "priorityClassName=system-cluster-critical",
+    "--set",
+    "nodeSelector.kubernetes\\.io/os=linux",
+    "--set",
+    "tolerations[0].key=dedicated",
+    "--set",
+    "tolerations[0].operator=Exists",
+    "--set",
+    "podAnnotations.team=platform",
+    "--set",
+    "logFormat=text",
+    "--api-versions",
+    "monitoring.coreos.com/v1/ServiceMonitor",
+];
+
+/// `helm template` into a file; its documents.
+fn render(extra: &[&str]) -> (tempfile::TempDir, PathBuf, Vec<Value>) {
+    let mut args: Vec<String> =
+        ["template", "lifeline", &chart(), "--namespace", "lifeline-system"].map(String::from).to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let (ok, out, err) = run("helm", &args);
+    assert!(ok, "helm template {extra:?}: {err}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rendered.yaml");
+    std::fs::write(&file, &out).unwrap();
+    let docs = read_documents(&file).unwrap().into_iter().map(|d| d.value).collect();
+    (dir, file, docs)
+}
+
+fn kinds(docs: &[Value]) -> Vec<String> {
+    let mut k: Vec<String> = docs.iter().map(|d| d["kind"].as_str().unwrap_or_default().to_string()).collect();
+    k.sort();
+    k.dedup();
+    k
+}
+
+#[test]
+fn the_chart_lints_and_renders_valid_manifests_with_defaults_and_with_every_feature_on() {
+    for extra in [&[][..], ALL_ON] {
+        let mut lint: Vec<String> = vec!["lint".into(), "--strict".into(), chart()];
+        lint.extend(
+            extra
+                .iter()
+                .filter(|a| !a.starts_with("--api-versions") && !a.contains("monitoring.coreos"))
+                .map(|s| s.to_string()),
+        );
+        let (ok, out, err) = run("helm", &lint);
+        assert!(ok, "helm lint {extra:?}: {out}{err}");
+
+        let (_dir, file, docs) = render(extra);
+        // Built-in kinds against the Kubernetes 1.33 schemas; the ServiceMonitor is not one.
+        let builtin: Vec<&Value> =
+            docs.iter().filter(|d| !d["apiVersion"].as_str().unwrap_or_default().contains("coreos")).collect();
+        let only_builtin = file.with_file_name("builtin.yaml");
+        let text: Vec<String> = builtin.iter().map(|d| serde_json::to_string(d).unwrap()).collect();
+        std::fs::write(&only_builtin, text.join("\n---\n")).unwrap();
+        let (ok, out, err) = run("kubernetes-validate", &["--strict", "-k", "1.33.0", only_builtin.to_str().unwrap()]);
+        assert!(ok, "kubernetes-validate {extra:?}: {out}{err}");
+
+        // Restricted Pod security, probes, leader election, least privilege.
+        let dep = docs.iter().find(|d| d["kind"] == "Deployment").expect("a Deployment");
+        let pod = &dep["spec"]["template"]["spec"];
+        let c = &pod["containers"][0];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+        assert_eq!(c["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert_eq!(dep["spec"]["replicas"], 2);
+        assert!(c["args"].as_array().unwrap().iter().any(|a| a == "--leader-elect=true"), "{}", c["args"]);
+        for role in docs.iter().filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role") {
+            for rule in role["rules"].as_array().unwrap() {
+                for field in ["apiGroups", "resources", "verbs"] {
+                    assert!(
+                        !rule[field].as_array().unwrap().iter().any(|v| v == "*"),
+                        "{} grants * in {field}: {rule}",
+                        role["metadata"]["name"]
+                    );
+                }
+            }
+        }
+        let monitored = kinds(&docs).contains(&"ServiceMonitor".to_string());
+        assert_eq!(monitored, !extra.is_empty(), "the ServiceMonitor is rendered only when enabled and available");
+    }
+    // Enabled but without the Prometheus Operator's CRDs: no ServiceMonitor.
+    let (_dir, _, docs) = render(&["--set", "serviceMonitor.enabled=true"]);
+    assert!(!kinds(&docs).contains(&"ServiceMonitor".to_string()));
+}
+
+/// The chart's CRDs are those of `crds/`, with only Helm's keep annotation and the
+/// chart's labels added; `crds.install=false` leaves them out.
+#[test]
+fn the_chart_installs_the_crds_of_crds_dir_and_keeps_them_on_uninstall() {
+    let (_dir, _, docs) = render(&[]);
+    let rendered: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "CustomResourceDefinition").collect();
+    let want = lifeline::api::crds();
+    assert_eq!(rendered.len(), want.len());
+    for crd in want {
+        let name = crd.metadata.name.clone().unwrap();
+        let got = rendered.iter().find(|d| d["metadata"]["name"] == name.as_str()).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(got["metadata"]["annotations"]["helm.sh/resource-policy"], "keep", "{name}");
+        assert_eq!(
+            numbers_as_floats(got["spec"].clone()),
+            numbers_as_floats(serde_json::to_value(&crd.spec).unwrap()),
+            "{name}: the chart's copy differs"
+        );
+    }
+    let (_dir, _, docs) = render(&["--set", "crds.install=false"]);
+    assert!(!kinds(&docs).contains(&"CustomResourceDefinition".to_string()));
+}
+
+/// YAML round trips may write `36500.0` as `36500`: the same number.
+fn numbers_as_floats(v: Value) -> Value {
+    match v {
+        Value::Number(n) => serde_json::json!(n.as_f64().unwrap()),
+        Value::Array(a) => Value::Array(a.into_iter().map(numbers_as_floats).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, numbers_as_floats(v))).collect()),
+        other => other,
+    }
+}
+
+#[test]
+fn bad_values_are_refused_with_the_field_named() {
+    let c = chart();
+    for (set, field) in [
+        ("replicaCount=two", "/replicaCount"),
+        ("logFormat=xml", "/logFormat"),
+        ("heartbeatInterval=often", "/heartbeatInterval"),
+        ("mover.concurrency=0", "/mover/concurrency"),
+        ("metrics.port=70000", "/metrics/port"),
+        ("imagePullPolicy=Always", "imagePullPolicy"),
+    ] {
+        let (ok, out, err) = run("helm", &["template", "lifeline", &c, "--set", set]);
+        assert!(!ok, "{set} was accepted: {out}");
+        assert!(err.contains(field), "{set}: the error does not name {field}: {err}");
+    }
+}
+
+/// The rendered default manifests install into a cluster: the API server accepts every
+/// object and the operator Deployment rolls out.
+#[test]
+fn the_rendered_chart_installs_into_a_cluster() {
+    let cluster = lifeline::sim::Cluster::start(lifeline::sim::Options::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    cluster.write_kubeconfig(&kubeconfig).unwrap();
+    let (_rdir, file, _) = render(&[]);
+    let kubectl = |args: &[&str]| {
+        let (ok, out, err) = crate::sim::kubectl(&kubeconfig, args, None);
+        assert!(ok, "kubectl {args:?}: {err}{out}");
+        out
+    };
+    kubectl(&["create", "namespace", "lifeline-system"]);
+    kubectl(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+    kubectl(&["-n", "lifeline-system", "rollout", "status", "deployment/lifeline", "--timeout=60s"]);
+    let crds = kubectl(&["get", "crd", "-o", "name"]);
+    for k in ["backuppolicies", "backuplocations", "restorepoints", "restoreplans"] {
+        assert!(crds.contains(&format!("{k}.lifeline.io")), "{crds}");
+    }
+}
+
+/// The image: hadolint finds nothing, it builds the binary exactly as `make release`
+/// does, and it runs the binary the chart and the operator name.
+#[test]
+fn the_dockerfile_lints_and_builds_the_binary_as_make_release_does() {
+    let dockerfile = support::path("Dockerfile");
+    let (ok, out, err) = run("hadolint", &[dockerfile.to_str().unwrap()]);
+    assert!(ok, "hadolint: {out}{err}");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    let makefile = std::fs::read_to_string(support::path("Makefile")).unwrap();
+    let recipe = makefile
+        .split("\nrelease:\n")
+        .nth(1)
+        .and_then(|r| r.lines().next())
+        .expect("a release target in the Makefile")
+        .trim()
+        .replace("$(CARGO)", "cargo");
+    assert!(text.contains(&format!("RUN {recipe}")), "the Dockerfile does not build with `{recipe}`");
+    assert!(text.contains("ENTRYPOINT [\"/usr/local/bin/lifeline\"]"));
+    assert!(text.contains("USER 65532"), "the image runs as root");
+    // The operator's default mover image is the chart's default image.
+    let values = std::fs::read_to_string(support::path("charts/lifeline/values.yaml")).unwrap();
+    let repo = values.lines().find_map(|l| l.trim().strip_prefix("repository: ")).unwrap().to_string();
+    let default = lifeline::controller::Config::default().mover_image;
+    assert_eq!(default.split(':').next().unwrap(), repo);
+}
