@@ -344,8 +344,19 @@ impl Engine {
     /// vanished or cannot be listed (it is then left out, see [`Engine::skip`]). `dir` is
     /// the path to use for I/O (short, see [`short_dir`]); `rel` names it.
     fn dir(&mut self, dir: &Path, rel: &str, parent_tree: Option<Id>) -> Result<Option<Id>, RepoError> {
-        let parent: HashMap<std::ffi::OsString, Node> = match parent_tree {
-            Some(id) => self.repo.read_tree(&id)?.nodes.into_iter().map(|n| (source::name_of(&n), n)).collect(),
+        let parent: HashMap<std::ffi::OsString, Node> = match parent_tree.map(|id| self.repo.read_tree(&id)) {
+            Some(Ok(t)) => t.nodes.into_iter().map(|n| (source::name_of(&n), n)).collect(),
+            // The parent only saves reading: without its listing the directory is read
+            // and stored in full (a prune removed the parent since it was chosen).
+            Some(Err(e @ RepoError::MissingBlob { .. })) => {
+                tracing::warn!(dir = %rel, error = %e, "the parent's listing is gone; this directory is read in full");
+                HashMap::new()
+            }
+            Some(Err(RepoError::Store(e))) if e.is_not_found() => {
+                tracing::warn!(dir = %rel, error = %e, "the parent's listing is gone; this directory is read in full");
+                HashMap::new()
+            }
+            Some(Err(e)) => return Err(e),
             None => HashMap::new(),
         };
         let listed = std::fs::read_dir(dir).and_then(|it| it.collect::<Result<Vec<_>, _>>());

@@ -53,6 +53,11 @@ pub struct Index {
     pub packs: HashSet<Id>,
     /// Packs left out because a prune marked them: a writer never builds on them.
     pub excluded: HashSet<Id>,
+    /// Trees and segments in those packs: a writer may still *read* them (its parent's
+    /// listing and recipes, kept alive by the parent point), never reuse them by id. A
+    /// pack a prune marked while a backup reused a blob in it stays marked, though used,
+    /// until the mark's other packs are gone.
+    pub marked: HashMap<Id, BlobLoc>,
     /// Packs no readable index file lists, indexed from their own headers (readers only).
     pub unindexed: HashSet<Id>,
 }
@@ -253,6 +258,10 @@ impl Repository {
                     for (pack, entries) in packs {
                         if !exclude.contains(&pack) {
                             idx.add(pack, entries);
+                        } else {
+                            for e in entries.into_iter().filter(|e| e.kind != BlobKind::Chunk) {
+                                idx.marked.entry(e.id).or_insert(e.loc);
+                            }
                         }
                     }
                 }
@@ -375,8 +384,16 @@ impl Repository {
             .collect())
     }
 
+    /// Where a tree or segment is, for building on it: never in a marked pack.
     pub fn lookup(&self, id: &Id) -> Option<BlobLoc> {
         self.index.read().unwrap_or_else(|e| e.into_inner()).blobs.get(id).copied()
+    }
+
+    /// Where a tree or segment is, for reading it: also in a pack a prune marked (see
+    /// [`Index::marked`]).
+    fn lookup_to_read(&self, id: &Id) -> Option<BlobLoc> {
+        let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
+        idx.blobs.get(id).or_else(|| idx.marked.get(id)).copied()
     }
 
     pub fn indexed_packs(&self) -> HashSet<Id> {
@@ -424,13 +441,13 @@ impl Repository {
     }
 
     pub fn read_tree(&self, id: &Id) -> Result<Tree, RepoError> {
-        let loc = self.lookup(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Tree, id: *id })?;
+        let loc = self.lookup_to_read(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Tree, id: *id })?;
         let raw = self.read_blob(BlobKind::Tree, id, &loc)?;
         serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt(&format!("tree {id:?}"), e))
     }
 
     pub fn read_segment(&self, id: &Id) -> Result<Vec<format::ChunkRef>, RepoError> {
-        let loc = self.lookup(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Segment, id: *id })?;
+        let loc = self.lookup_to_read(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Segment, id: *id })?;
         let raw = self.read_blob(BlobKind::Segment, id, &loc)?;
         format::decode_segment(&raw).map_err(|e| RepoError::corrupt(&format!("segment {id:?}"), e))
     }
@@ -441,7 +458,7 @@ impl Repository {
         const GAP: u64 = 256 << 10;
         let mut locs: Vec<(Id, BlobLoc)> = Vec::with_capacity(ids.len());
         for id in ids {
-            let loc = self.lookup(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Segment, id: *id })?;
+            let loc = self.lookup_to_read(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Segment, id: *id })?;
             if !locs.iter().any(|(i, _)| i == id) {
                 locs.push((*id, loc));
             }

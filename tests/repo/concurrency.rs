@@ -297,3 +297,60 @@ fn a_point_finished_during_a_verify_is_not_called_damaged() {
     assert!(again.ok(), "{}", again.summary());
     assert_eq!(again.snapshots_checked, 2);
 }
+
+/// Finding (a one-minute schedule with `keepLast`): a backup reused, by id, a tree of a
+/// point a concurrent prune saw forgotten, so the prune marked its pack; the point it
+/// saved keeps the pack alive, but every later backup left the marked pack out of its
+/// index and failed reading its parent's tree ("Tree blob … is missing from the index"),
+/// run after run. A writer may read its parent's trees and recipes from marked packs; it
+/// only never builds on them.
+#[test]
+fn a_parent_whose_tree_sits_in_a_marked_pack_still_serves_the_next_backup() {
+    // The operator's grace: a mark stays while its unused packs wait, used ones with it.
+    const GRACE: Duration = Duration::from_secs(3600);
+    let tmp = tempfile::tempdir().unwrap();
+    let backend = local(&tmp.path().join("repo"));
+    let repo = init(backend.clone());
+    let src = tmp.path().join("src");
+    // Many unchanged directories: the pack of the first point's trees stays mostly used
+    // (only its root tree goes), so no prune repacks it out of its mark.
+    for d in 0..40u64 {
+        std::fs::create_dir_all(src.join(format!("same/d{d:02}"))).unwrap();
+        std::fs::write(src.join(format!("same/d{d:02}/x")), bytes(4096, 100 + d, false)).unwrap();
+    }
+    std::fs::write(src.join("a"), bytes(4096, 2, false)).unwrap();
+    let (first, _) = super::backup(&repo, &src);
+
+    // A backup that reuses `same`'s tree by id stops at its first pack...
+    std::fs::write(src.join("a"), bytes(4096, 3, false)).unwrap();
+    let (gate, gated) = Gate::new(backend.clone(), "data/");
+    let writer = {
+        let repo = open(gated);
+        let src = src.clone();
+        std::thread::spawn(move || backup::run(repo, &src, &BackupOptions::default(), Arc::default()))
+    };
+    gate.wait_held();
+    // ... while the point it builds on is forgotten and a prune marks that point's packs.
+    prune::forget_ids(&open(backend.clone()), &[first]).unwrap();
+    let marked = prune::prune(&open(backend.clone()), GRACE).unwrap();
+    assert!(marked.packs_marked > 0, "{marked:?}");
+    gate.release();
+    let (second, _) = writer.join().unwrap().expect("the backup reports success");
+    prune::prune(&open(backend.clone()), GRACE).unwrap();
+
+    // The next backups build on that point.
+    for seed in 4..6 {
+        std::fs::write(src.join("a"), bytes(4096, seed, false)).unwrap();
+        let repo = open(backend.clone());
+        let opts = BackupOptions { parent: Some(second), ..Default::default() };
+        let (_, snap) = backup::run(repo.clone(), &src, &opts, Arc::default()).expect("a backup on that parent");
+        // The parent's listings were read (not skipped): its unchanged files were reused.
+        assert_eq!(snap.summary.unchanged_files, 40, "{:?}", snap.summary);
+        prune::prune(&repo, GRACE).unwrap();
+        let report = verify::run(&open(backend.clone()), 100).unwrap();
+        assert!(report.ok(), "{report:?}");
+        let out = tmp.path().join(format!("out{seed}"));
+        super::restore(&open(backend.clone()), &snap, &out);
+        files_equal(&out, &src);
+    }
+}
