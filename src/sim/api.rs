@@ -207,7 +207,10 @@ fn dispatch(server: &Server, req: &Req, t: Target, user: &super::rbac::User) -> 
         ("GET", Some(name), _) => get(server, req, &t, name),
         ("POST", None, None) => write::create(server, req, &t),
         ("PUT", Some(name), _) => write::update(server, req, &t, name),
-        ("PATCH", Some(name), _) => write::patch(server, req, &t, name),
+        ("PATCH", Some(name), _) => {
+            server.authorize_create_by_patch(user, req, &t)?;
+            write::patch(server, req, &t, name)
+        }
         ("DELETE", Some(name), None) => write::delete(server, req, &t, name),
         ("DELETE", None, None) => write::delete_collection(server, req, &t),
         _ => Err(ApiError::method_not_allowed(

@@ -100,6 +100,23 @@ pub struct Server {
     tls: Option<tls::Tls>,
     /// Requests served, for measuring a client's cost (`Cluster::requests`).
     requests: std::sync::atomic::AtomicU64,
+    /// With RBAC on, every resource request's authorization (`Cluster::audit`).
+    audit: Mutex<std::collections::BTreeMap<Access, u64>>,
+}
+
+/// One kind of resource request a user made, and whether RBAC allowed it: what a
+/// component's roles must grant, and nothing more.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Access {
+    pub user: String,
+    pub verb: String,
+    /// API group (empty for the core group).
+    pub group: String,
+    /// Resource, with `/subresource` when there is one.
+    pub resource: String,
+    /// Namespace of the request (empty at the cluster scope).
+    pub namespace: String,
+    pub allowed: bool,
 }
 
 impl Server {
@@ -127,6 +144,7 @@ impl Server {
             opts: opts.clone(),
             links: Mutex::new(Vec::new()),
             requests: std::sync::atomic::AtomicU64::new(0),
+            audit: Mutex::default(),
             tls,
         })
     }
@@ -160,10 +178,43 @@ impl Server {
     /// With RBAC on, `user` needs a rule that allows the resource request (403
     /// otherwise).
     fn authorize(&self, user: &rbac::User, req: &Req, t: &Target) -> ApiResult<()> {
+        self.authorize_verb(user, rbac::verb(req, t), t)
+    }
+
+    /// A server-side apply that would create its object needs `create` too, as the real
+    /// patch handler checks (handlers/patch.go `createAuthorizerAttributes`).
+    pub(crate) fn authorize_create_by_patch(&self, user: &rbac::User, req: &Req, t: &Target) -> ApiResult<()> {
+        let apply = req.content_type.split(';').next().unwrap_or_default().trim() == write::APPLY_PATCH;
+        let Some(name) = t.name.as_deref() else { return Ok(()) };
+        if !self.opts.rbac || !apply || t.sub.is_some() {
+            return Ok(());
+        }
+        let ns = t.namespace.clone().unwrap_or_default();
+        if self.store().get(&t.rt.key(), &ns, name).is_some() {
+            return Ok(());
+        }
+        self.authorize_verb(user, "create", t)
+    }
+
+    fn authorize_verb(&self, user: &rbac::User, verb: &str, t: &Target) -> ApiResult<()> {
         if !self.opts.rbac {
             return Ok(());
         }
-        rbac::authorize(&self.store(), user, req, t)
+        let result = rbac::authorize_verb(&self.store(), user, verb, t);
+        let resource = match &t.sub {
+            Some(sub) => format!("{}/{sub}", t.rt.plural),
+            None => t.rt.plural.clone(),
+        };
+        let access = Access {
+            user: user.name.clone(),
+            verb: verb.to_string(),
+            group: t.rt.group.clone(),
+            resource,
+            namespace: if t.rt.namespaced { t.namespace.clone().unwrap_or_default() } else { String::new() },
+            allowed: result.is_ok(),
+        };
+        *self.audit.lock().unwrap_or_else(|e| e.into_inner()).entry(access).or_default() += 1;
+        result
     }
 }
 
@@ -301,6 +352,12 @@ impl Cluster {
     /// How many API requests the cluster has served (watches count once).
     pub fn requests(&self) -> u64 {
         self.server.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// With RBAC on: every kind of resource request made so far, by user, verb, resource
+    /// and namespace, whether it was allowed, and how often.
+    pub fn audit(&self) -> Vec<(Access, u64)> {
+        self.server.audit.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(a, n)| (a.clone(), *n)).collect()
     }
 
     /// A network path from this cluster to `target` (an object-storage endpoint): the

@@ -422,9 +422,9 @@ fn forbidden(user: &User, a: &Attributes, qualified: &str) -> ApiError {
     )
 }
 
-/// Whether `user` may make a resource request; the real 403 otherwise.
-pub fn authorize(store: &Store, user: &User, req: &Req, t: &Target) -> ApiResult<()> {
-    let verb = verb(req, t);
+/// Whether `user` may `verb` the target (a patch that would create its object needs
+/// `create` as well: handlers/patch.go `createAuthorizerAttributes`).
+pub fn authorize_verb(store: &Store, user: &User, verb: &str, t: &Target) -> ApiResult<()> {
     let name = t.name.as_deref();
     let ns = if t.rt.namespaced { t.namespace.as_deref() } else { None };
     let a = Attributes {

@@ -71,7 +71,7 @@ const ALL_ON: &[&str] = &[
 ];
 
 /// `helm template` into a file; its documents.
-fn render(extra: &[&str]) -> (tempfile::TempDir, PathBuf, Vec<Value>) {
+pub(crate) fn render(extra: &[&str]) -> (tempfile::TempDir, PathBuf, Vec<Value>) {
     let mut args: Vec<String> =
         ["template", "lifeline", &chart(), "--namespace", "lifeline-system"].map(String::from).to_vec();
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -241,4 +241,33 @@ fn the_dockerfile_lints_and_builds_the_binary_as_make_release_does() {
     let repo = values.lines().find_map(|l| l.trim().strip_prefix("repository: ")).unwrap().to_string();
     let default = lifeline::controller::Config::default().mover_image;
     assert_eq!(default.split(':').next().unwrap(), repo);
+}
+
+/// The Argo CD health checks, run in Lua 5.1 as Argo CD runs them, against objects taken
+/// from operator runs (`manifests/argocd/resource_customizations/*/*/health_test.yaml`).
+#[test]
+fn argocd_health_checks_judge_real_objects_as_argocd_would() {
+    let python = tools().join("python");
+    let out = Command::new(python)
+        .arg(support::path("scripts/argocd-health-test.py"))
+        .arg(support::path("manifests/argocd/resource_customizations"))
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    println!("{text}");
+    // Every kind is tried in every state it can be in.
+    let states: &[(&str, &[&str])] = &[
+        ("BackupLocation", &["Healthy", "Progressing", "Degraded"]),
+        ("BackupPolicy", &["Healthy", "Progressing", "Degraded", "Suspended"]),
+        ("RestorePoint", &["Healthy", "Progressing", "Degraded"]),
+        ("RestorePlan", &["Healthy", "Progressing", "Degraded"]),
+    ];
+    for (kind, want) in states {
+        for status in *want {
+            let case =
+                text.lines().any(|l| l.starts_with(&format!("ok   {kind}/")) && l.contains(&format!(": {status}: ")));
+            assert!(case, "no {status} case for {kind}:\n{text}");
+        }
+    }
 }

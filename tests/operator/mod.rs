@@ -9,6 +9,7 @@ mod failover;
 mod invalid;
 mod leader;
 mod minute;
+mod rbac;
 mod restore;
 mod retention;
 mod standby;
@@ -54,8 +55,7 @@ impl Env {
         let kubeconfig = dir.path().join("kubeconfig");
         cluster.write_kubeconfig(&kubeconfig).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let client =
-            rt.block_on(async { Client::try_from(kube::Config::new(cluster.url().parse().unwrap())).unwrap() });
+        let client = rt.block_on(client_for(&cluster.kubeconfig()));
         let env = Env { _cluster: cluster, rt, client, kubeconfig, _dir: dir, operator: None, metrics: None };
         env.kubectl(&["apply", "-f", support::path("crds").to_str().unwrap()], None);
         env
@@ -86,6 +86,39 @@ impl Env {
         let (running, fut) = self.rt.block_on(operator::start(client, opts, futures::future::pending())).unwrap();
         self.metrics = Some(running.metrics);
         self.operator = Some(self.rt.spawn(fut));
+    }
+
+    /// Starts the operator as the ServiceAccount `namespace/name` (with RBAC on, it may do
+    /// only what that account's roles grant).
+    pub fn start_operator_as(&mut self, namespace: &str, name: &str, clock: Arc<dyn Clock>) {
+        let kubeconfig = self
+            ._cluster
+            .service_account_kubeconfig(namespace, name)
+            .unwrap_or_else(|| panic!("no ServiceAccount {namespace}/{name}"));
+        let client = self.rt.block_on(client_for(&kubeconfig));
+        let config = Config {
+            mover_command: vec![env!("CARGO_BIN_EXE_lifeline").to_string()],
+            mover_image: "lifeline:test".into(),
+            heartbeat_interval: Duration::from_secs(1),
+            ..Config::default()
+        };
+        // As the chart runs it: leader election on a Lease named like the account, in its
+        // namespace.
+        let leader = lifeline::operator::Leader {
+            namespace: namespace.into(),
+            name: name.into(),
+            identity: format!("{name}-0"),
+            duration: 15,
+        };
+        let opts = Options { config, http: None, leader: Some(leader), clock };
+        let (running, fut) = self.rt.block_on(operator::start(client, opts, futures::future::pending())).unwrap();
+        self.metrics = Some(running.metrics);
+        self.operator = Some(self.rt.spawn(fut));
+    }
+
+    /// With RBAC on: the kinds of request made so far (see [`lifeline::sim::Access`]).
+    pub fn audit(&self) -> Vec<(lifeline::sim::Access, u64)> {
+        self._cluster.audit()
     }
 
     /// Starts one replica of the operator with leader election on the Lease
@@ -425,6 +458,13 @@ pub fn standby_locations(yaml: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n---\n")
         .replace("  keySecret:\n", "  accessMode: ReadOnly\n  checkInterval: 2s\n  keySecret:\n")
+}
+
+/// A client from a kubeconfig's text (its CA and token, when it has them).
+pub async fn client_for(kubeconfig: &str) -> Client {
+    let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+    Client::try_from(config).unwrap()
 }
 
 /// The system clock, for tests that do not move time.

@@ -504,6 +504,24 @@ fn rbac_allows_what_roles_grant_and_forbids_the_rest() {
             e.message,
             r#"nodes "sim-node-0" is forbidden: User "system:serviceaccount:default:op" cannot get resource "nodes" in API group "" at the cluster scope"#
         );
+        // A server-side apply that would create the object needs `create` as well as
+        // `patch` (handlers/patch.go); with `create` it creates, and then `patch` alone
+        // applies to the existing object.
+        roles.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "cm-patcher"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["patch"]}]})).unwrap()).await.unwrap();
+        bindings.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "op-cm-patch"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-patcher"},
+            "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "default"}]})).unwrap()).await.unwrap();
+        let ssa = kube::api::PatchParams::apply("op");
+        let applied = kube::api::Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "1"}}));
+        let cms = Api::<ConfigMap>::namespaced(op.clone(), "default");
+        let e = api_error(cms.patch("applied", &ssa, &applied).await.unwrap_err());
+        assert_eq!(
+            e.message,
+            r#"configmaps "applied" is forbidden: User "system:serviceaccount:default:op" cannot create resource "configmaps" in API group "" in the namespace "default""#
+        );
+        Api::<ConfigMap>::namespaced(admin.clone(), "default").patch("applied", &kube::api::PatchParams::apply("admin"), &applied).await.unwrap();
+        cms.patch("applied", &ssa, &kube::api::Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"b": "2"}}))).await.unwrap();
         // A deleted ServiceAccount's token no longer authenticates.
         sas.delete("op", &DeleteParams::default()).await.unwrap();
         let e = api_error(Api::<ConfigMap>::namespaced(op, "default").list(&Default::default()).await.unwrap_err());
