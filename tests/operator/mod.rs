@@ -75,12 +75,7 @@ impl Env {
     /// Starts the operator in this process (no leader election), movers running the
     /// lifeline binary of this build.
     pub fn start_operator(&mut self, clock: Arc<dyn Clock>) {
-        let config = Config {
-            mover_command: vec![env!("CARGO_BIN_EXE_lifeline").to_string()],
-            mover_image: "lifeline:test".into(),
-            heartbeat_interval: Duration::from_secs(1),
-            ..Config::default()
-        };
+        let config = test_config();
         let opts = Options { config, http: None, leader: None, clock };
         let client = self.client.clone();
         let (running, fut) = self.rt.block_on(operator::start(client, opts, futures::future::pending())).unwrap();
@@ -96,12 +91,7 @@ impl Env {
             .service_account_kubeconfig(namespace, name)
             .unwrap_or_else(|| panic!("no ServiceAccount {namespace}/{name}"));
         let client = self.rt.block_on(client_for(&kubeconfig));
-        let config = Config {
-            mover_command: vec![env!("CARGO_BIN_EXE_lifeline").to_string()],
-            mover_image: "lifeline:test".into(),
-            heartbeat_interval: Duration::from_secs(1),
-            ..Config::default()
-        };
+        let config = test_config();
         // As the chart runs it: leader election on a Lease named like the account, in its
         // namespace.
         let leader = lifeline::operator::Leader {
@@ -124,12 +114,7 @@ impl Env {
     /// Starts one replica of the operator with leader election on the Lease
     /// `default/lifeline-operator` (lasting `lease_seconds`); returns it with its metrics.
     pub fn start_replica(&self, identity: &str, lease_seconds: u64) -> Replica {
-        let config = Config {
-            mover_command: vec![env!("CARGO_BIN_EXE_lifeline").to_string()],
-            mover_image: "lifeline:test".into(),
-            heartbeat_interval: Duration::from_secs(1),
-            ..Config::default()
-        };
+        let config = test_config();
         let leader = lifeline::operator::Leader {
             namespace: "default".into(),
             name: "lifeline-operator".into(),
@@ -458,6 +443,17 @@ pub fn standby_locations(yaml: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n---\n")
         .replace("  keySecret:\n", "  accessMode: ReadOnly\n  checkInterval: 2s\n  keySecret:\n")
+}
+
+/// The operator's settings in tests: movers run this build's binary, heartbeats every
+/// second.
+fn test_config() -> Config {
+    Config {
+        mover_command: vec![env!("CARGO_BIN_EXE_lifeline").to_string()],
+        mover_image: "lifeline:test".into(),
+        heartbeat_interval: Duration::from_secs(1),
+        ..Config::default()
+    }
 }
 
 /// A client from a kubeconfig's text (its CA and token, when it has them).
