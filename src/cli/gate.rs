@@ -26,13 +26,8 @@ pub struct GateArgs {
     #[arg(long, default_value = CONTAINER)]
     pub container: String,
     /// How often the Pod is read.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = |s: &str| super::duration("--interval", s))]
     pub interval: Duration,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d: kube::core::Duration = s.parse().map_err(|e| format!("{e} (for example 2s)"))?;
-    Ok(d.into())
 }
 
 pub fn run(args: GateArgs) -> anyhow::Result<()> {

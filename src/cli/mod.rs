@@ -11,6 +11,15 @@ use crate::api;
 use anyhow::Context;
 use std::path::Path;
 
+/// A Kubernetes-style duration given to `flag` (`90s`, `10m`, `1h30m`): a clear error
+/// naming the flag otherwise.
+pub fn duration(flag: &str, s: &str) -> anyhow::Result<std::time::Duration> {
+    let d: kube::core::Duration =
+        s.parse().map_err(|e| anyhow::anyhow!("{flag} {s:?}: {e} (for example 90s, 10m or 168h)"))?;
+    anyhow::ensure!(!d.is_negative(), "{flag} {s:?} must not be negative");
+    Ok(d.into())
+}
+
 /// The CRDs as YAML documents, as checked in under `crds/`: file name and content.
 pub fn crd_files() -> anyhow::Result<Vec<(String, String)>> {
     api::crds()

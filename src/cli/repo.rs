@@ -598,7 +598,7 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
                 weekly: keep_weekly,
                 monthly: keep_monthly,
                 yearly: keep_yearly,
-                within: keep_within.as_deref().map(|w| parse_duration("--keep-within", w)).transpose()?,
+                within: keep_within.as_deref().map(|w| super::duration("--keep-within", w)).transpose()?,
             };
             let decisions = prune::forget(&repo, &rules, dry_run)?;
             let removed = decisions.iter().filter(|d| !d.keep).count();
@@ -609,7 +609,7 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
             );
             let mut out = json!({"decisions": decisions, "removed": removed, "dryRun": dry_run});
             if then_prune && !dry_run {
-                let report = prune::prune(&repo, parse_duration("--grace", &grace)?)?;
+                let report = prune::prune(&repo, super::duration("--grace", &grace)?)?;
                 print_prune(&report);
                 out["prune"] = serde_json::to_value(&report)?;
             }
@@ -617,7 +617,7 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
         }
         RepoCommand::Prune { url, grace } => {
             let repo = open(&url, common)?;
-            let report = prune::prune(&repo, parse_duration("--grace", &grace)?)?;
+            let report = prune::prune(&repo, super::duration("--grace", &grace)?)?;
             print_prune(&report);
             Ok(serde_json::to_value(&report)?)
         }
@@ -782,14 +782,6 @@ fn print_prune(r: &prune::PruneReport) {
     );
 }
 
-/// A Kubernetes-style duration (`90s`, `168h`, `1h30m`).
-fn parse_duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
-    let d: kube::core::Duration =
-        s.parse().map_err(|e| anyhow::anyhow!("{flag} {s:?}: {e} (for example 90m or 168h)"))?;
-    anyhow::ensure!(!d.is_negative(), "{flag} {s:?} must not be negative");
-    Ok(d.into())
-}
-
 struct BackupArgs {
     tags: Vec<String>,
     parent: Option<String>,
@@ -899,7 +891,7 @@ where
     // Off a terminal, a JSON progress line every `LIFELINE_PROGRESS_INTERVAL` (2s).
     let every = std::env::var("LIFELINE_PROGRESS_INTERVAL")
         .ok()
-        .and_then(|v| parse_duration("LIFELINE_PROGRESS_INTERVAL", &v).ok())
+        .and_then(|v| super::duration("LIFELINE_PROGRESS_INTERVAL", &v).ok())
         .unwrap_or(Duration::from_secs(2));
     // Dropping the sender stops the reporter at once (a sleep would make every command
     // wait up to a tick after its work is done).

@@ -53,11 +53,6 @@ pub struct RunArgs {
     pub heartbeat_interval: String,
 }
 
-fn duration(flag: &str, s: &str) -> anyhow::Result<Duration> {
-    let d: kube::core::Duration = s.parse().map_err(|e| anyhow::anyhow!("--{flag} {s:?}: {e} (for example 10m)"))?;
-    Ok(d.into())
-}
-
 /// Runs the operator until SIGTERM/SIGINT.
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
     // Opening a repository derives its key with ~19 MiB of memory for a moment. With
@@ -74,10 +69,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     if let Some(i) = a.mover_image.clone() {
         config.mover_image = i;
     }
-    config.snapshot_timeout = duration("snapshot-timeout", &a.snapshot_timeout)?;
-    config.mover_timeout = duration("mover-timeout", &a.mover_timeout)?;
+    config.snapshot_timeout = super::duration("--snapshot-timeout", &a.snapshot_timeout)?;
+    config.mover_timeout = super::duration("--mover-timeout", &a.mover_timeout)?;
     config.cluster_id = a.cluster_id.clone().filter(|c| !c.is_empty());
-    config.heartbeat_interval = duration("heartbeat-interval", &a.heartbeat_interval)?.max(Duration::from_secs(1));
+    config.heartbeat_interval =
+        super::duration("--heartbeat-interval", &a.heartbeat_interval)?.max(Duration::from_secs(1));
     let identity = a.identity.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())

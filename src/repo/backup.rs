@@ -348,11 +348,10 @@ impl Engine {
             Some(Ok(t)) => t.nodes.into_iter().map(|n| (source::name_of(&n), n)).collect(),
             // The parent only saves reading: without its listing the directory is read
             // and stored in full (a prune removed the parent since it was chosen).
-            Some(Err(e @ RepoError::MissingBlob { .. })) => {
-                tracing::warn!(dir = %rel, error = %e, "the parent's listing is gone; this directory is read in full");
-                HashMap::new()
-            }
-            Some(Err(RepoError::Store(e))) if e.is_not_found() => {
+            Some(Err(e))
+                if matches!(&e, RepoError::MissingBlob { .. })
+                    || matches!(&e, RepoError::Store(s) if s.is_not_found()) =>
+            {
                 tracing::warn!(dir = %rel, error = %e, "the parent's listing is gone; this directory is read in full");
                 HashMap::new()
             }
