@@ -64,6 +64,12 @@ enum Command {
         /// Require bearer tokens and enforce RBAC (the kubeconfig gets the admin token).
         #[arg(long)]
         rbac: bool,
+        /// An image the node knows, as `REPOSITORY=PROGRAM` (repeatable): its containers
+        /// without a `command` run PROGRAM with their `args`, and find it on `PATH`. For
+        /// example `ghcr.io/lifeline-dr/lifeline=target/release/lifeline` runs the chart's
+        /// operator from its Deployment.
+        #[arg(long, value_name = "REPOSITORY=PROGRAM", value_parser = parse_image)]
+        image: Vec<lifeline::sim::Image>,
     },
     /// Init container of a gated workload: wait until the operator has read the fencing
     /// markers and found that no other cluster took the workload over.
@@ -122,8 +128,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => lifeline::cli::demo::run(args).map(|()| ExitCode::SUCCESS),
         Command::BenchOperator(args) => lifeline::cli::bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => lifeline::cli::run::run(*args).map(|()| ExitCode::SUCCESS),
-        Command::Sim { port, kubeconfig, profile, state_dir, disable, rbac } => {
-            let opts = lifeline::sim::Options { port, profile, state_dir, disabled: disable, rbac };
+        Command::Sim { port, kubeconfig, profile, state_dir, disable, rbac, image } => {
+            let opts = lifeline::sim::Options { port, profile, state_dir, disabled: disable, rbac, images: image };
             lifeline::cli::sim(opts, kubeconfig.as_deref()).map(|()| ExitCode::SUCCESS)
         }
         Command::FenceGate(args) => lifeline::cli::gate::run(args).map(|()| ExitCode::SUCCESS),
@@ -135,4 +141,13 @@ fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         ExitCode::FAILURE
     })
+}
+
+fn parse_image(s: &str) -> Result<lifeline::sim::Image, String> {
+    let (repo, program) = s.split_once('=').ok_or("expected REPOSITORY=PROGRAM")?;
+    let program = std::fs::canonicalize(program).map_err(|e| format!("{program}: {e}"))?;
+    if repo.is_empty() {
+        return Err("the repository is empty".into());
+    }
+    Ok(lifeline::sim::Image::program(repo, &program))
 }

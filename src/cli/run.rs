@@ -11,7 +11,8 @@ use std::time::Duration;
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Where to serve /metrics, /healthz and /readyz.
-    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    /// `HOST:PORT`; an IPv6 host may come without brackets (`$(POD_IP):8080`).
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR", value_parser = socket_addr)]
     pub http_addr: SocketAddr,
     /// Take the leader Lease before acting (off: this process acts alone).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
@@ -51,6 +52,17 @@ pub struct RunArgs {
     /// policies use (standby plans with trigger HeartbeatLoss watch it).
     #[arg(long, default_value = "10s")]
     pub heartbeat_interval: String,
+}
+
+/// `HOST:PORT`, with or without brackets around an IPv6 host.
+fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let bad = || format!("{s:?} is not HOST:PORT with an IP address as the host");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let ip: std::net::IpAddr = host.parse().map_err(|_| bad())?;
+    Ok(SocketAddr::new(ip, port.parse().map_err(|_| bad())?))
 }
 
 /// Runs the operator until SIGTERM/SIGINT.
@@ -98,4 +110,22 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         tracing::info!(http = ?running.http, "lifeline operator started");
         fut.await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn http_addr_takes_ipv6_hosts_with_or_without_brackets() {
+        for (s, want) in [
+            ("0.0.0.0:8080", "0.0.0.0:8080"),
+            ("[fd00::1]:8080", "[fd00::1]:8080"),
+            ("fd00::1:8080", "[fd00::1]:8080"),
+            ("10.1.2.3:9090", "10.1.2.3:9090"),
+        ] {
+            assert_eq!(super::socket_addr(s).unwrap().to_string(), want);
+        }
+        for bad in ["", "8080", "host:8080", "10.1.2.3:http", "10.1.2.3:70000"] {
+            assert!(super::socket_addr(bad).unwrap_err().contains("HOST:PORT"), "{bad}");
+        }
+    }
 }

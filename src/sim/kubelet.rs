@@ -2,8 +2,11 @@
 //! their claims are bound, and a kubelet that runs each container's command as a real
 //! local process.
 //!
-//! Containers have no image: the command runs on this machine (a container without a
-//! `command` runs an idle process, so image-only Pods still start and become Ready).
+//! Containers have no image of their own: the command runs on this machine. A container
+//! without a `command` runs its image's entrypoint when the node knows the image
+//! (`Options::images`: its `args`, else the image's `CMD`, follow it, and the image's
+//! directories lead `PATH`), and otherwise an idle process, so image-only Pods still start
+//! and become Ready.
 //! Volumes are not mounted; paths are mapped instead: every occurrence of a volume
 //! mount's `mountPath` in the command, arguments, environment values and `workingDir`
 //! is rewritten to the host directory behind the volume (a PVC's volume directory, a
@@ -173,13 +176,15 @@ pub struct Kubelet {
     /// The API server's CA (`certificate-authority-data`) when it serves HTTPS.
     ca_data: Option<String>,
     rbac: bool,
+    images: Vec<super::Image>,
 }
 
 impl Kubelet {
-    pub fn new(dir: &Path, kubeconfig: PathBuf) -> Self {
+    pub fn new(dir: &Path, kubeconfig: PathBuf, images: Vec<super::Image>) -> Self {
         Self {
             dir: dir.to_path_buf(),
             kubeconfig,
+            images,
             pods: HashMap::new(),
             url: String::new(),
             ca_data: None,
@@ -346,7 +351,7 @@ impl Kubelet {
         }
         if !terminal {
             let policy = pod["spec"]["restartPolicy"].as_str().unwrap_or("Always").to_string();
-            advance(store, pod, run, &policy, &kubeconfig);
+            advance(store, pod, run, &policy, &kubeconfig, &self.images);
         }
         write_status(store, pod, run, false);
     }
@@ -382,7 +387,7 @@ fn backoff(restarts: i64) -> Duration {
 }
 
 /// Starts init containers one by one, then every container; restarts per policy.
-fn advance(store: &Store, pod: &Value, run: &mut PodRun, policy: &str, kubeconfig: &Path) {
+fn advance(store: &Store, pod: &Value, run: &mut PodRun, policy: &str, kubeconfig: &Path, images: &[super::Image]) {
     let specs = |k: &str| pod["spec"][k].as_array().cloned().unwrap_or_default();
     let init_specs = specs("initContainers");
     for (i, c) in run.init.iter_mut().enumerate() {
@@ -403,7 +408,7 @@ fn advance(store: &Store, pod: &Value, run: &mut PodRun, policy: &str, kubeconfi
             c.restarts += 1;
             c.last = c.term.take();
         }
-        start(store, pod, &init_specs[i], c, &run.dir, kubeconfig);
+        start(store, pod, &init_specs[i], c, &run.dir, kubeconfig, images);
         return;
     }
     let main_specs = specs("containers");
@@ -438,33 +443,45 @@ fn advance(store: &Store, pod: &Value, run: &mut PodRun, policy: &str, kubeconfi
             let log = run.dir.join(format!("{}.log", c.name));
             let _ = std::fs::rename(&log, run.dir.join(format!("{}.log.prev", c.name)));
         }
-        start(store, pod, &main_specs[i], c, &run.dir, kubeconfig);
+        start(store, pod, &main_specs[i], c, &run.dir, kubeconfig, images);
     }
     let eph_specs = specs("ephemeralContainers");
     for c in run.ephemeral.iter_mut().filter(|c| c.child.is_none() && c.term.is_none() && c.started.is_none()) {
         if let Some(spec) = eph_specs.iter().find(|s| s["name"] == c.name.as_str()) {
-            start(store, pod, spec, c, &run.dir, kubeconfig);
+            start(store, pod, spec, c, &run.dir, kubeconfig, images);
         }
     }
 }
 
-fn start(store: &Store, pod: &Value, spec: &Value, c: &mut Ctr, dir: &Path, kubeconfig: &Path) {
+fn start(
+    store: &Store,
+    pod: &Value,
+    spec: &Value,
+    c: &mut Ctr,
+    dir: &Path,
+    kubeconfig: &Path,
+    images: &[super::Image],
+) {
     c.next_start = None;
-    let ctx = match context(store, pod, spec, dir, kubeconfig) {
+    let image = spec["image"].as_str().and_then(|r| images.iter().find(|i| i.names(r)));
+    let ctx = match context(store, pod, spec, dir, kubeconfig, image) {
         Ok(ctx) => ctx,
         Err((reason, message)) => {
             c.waiting = Some((reason, message));
             return;
         }
     };
-    let mut argv: Vec<String> = Vec::new();
-    for k in ["command", "args"] {
-        argv.extend(spec[k].as_array().into_iter().flatten().filter_map(|v| v.as_str()).map(|s| expand(s, &ctx.env)));
-    }
-    if spec["command"].as_array().is_none_or(|a| a.is_empty()) {
+    let list = |k: &str| -> Vec<String> {
+        spec[k].as_array().into_iter().flatten().filter_map(|v| v.as_str()).map(|s| expand(s, &ctx.env)).collect()
+    };
+    let (command, args) = (list("command"), list("args"));
+    let argv: Vec<String> = match image {
+        _ if !command.is_empty() => command.into_iter().chain(args).collect(),
+        Some(i) if args.is_empty() => i.entrypoint.iter().chain(&i.cmd).cloned().collect(),
+        Some(i) => i.entrypoint.iter().cloned().chain(args).collect(),
         // No image to take an entrypoint from: an idle process stands in.
-        argv = vec!["sleep".into(), "infinity".into()];
-    }
+        None => vec!["sleep".into(), "infinity".into()],
+    };
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{}.log", c.name)));
     let (out, err) = match log.and_then(|f| Ok((f.try_clone()?, f))) {
         Ok((a, b)) => (Stdio::from(a), Stdio::from(b)),
@@ -535,6 +552,19 @@ fn key_of(store: &Store, ns: &str, kind: &str, name: &str, key: &str) -> Result<
     })
 }
 
+/// A Pod's own IP: a loopback address derived from its uid (127.1.0.1 to 127.254.255.254),
+/// so Pods that listen on their IP (not on every address) do not contend for a port, as
+/// Pods with their own network would not. Processes still share the host's network: two
+/// that listen on every address contend. A host-network Pod has the node's address.
+pub fn pod_ip(pod: &Value) -> String {
+    if pod["spec"]["hostNetwork"] == true {
+        return "127.0.0.1".into();
+    }
+    let h = blake3::hash(pod["metadata"]["uid"].as_str().unwrap_or_default().as_bytes());
+    let b = h.as_bytes();
+    format!("127.{}.{}.{}", 1 + b[0] % 254, b[1], 1 + b[2] % 254)
+}
+
 fn field_ref(pod: &Value, path: &str) -> String {
     let v = match path {
         "metadata.name" => &pod["metadata"]["name"],
@@ -542,7 +572,8 @@ fn field_ref(pod: &Value, path: &str) -> String {
         "metadata.uid" => &pod["metadata"]["uid"],
         "spec.nodeName" => &pod["spec"]["nodeName"],
         "spec.serviceAccountName" => &pod["spec"]["serviceAccountName"],
-        "status.podIP" | "status.hostIP" => return "127.0.0.1".into(),
+        "status.podIP" => return pod_ip(pod),
+        "status.hostIP" => return "127.0.0.1".into(),
         p => {
             if let Some(k) = p.strip_prefix("metadata.labels['").and_then(|k| k.strip_suffix("']")) {
                 &pod["metadata"]["labels"][k]
@@ -563,10 +594,24 @@ fn config_error(msg: String) -> Waiting {
 }
 
 /// Environment, path mapping and working directory of one container.
-fn context(store: &Store, pod: &Value, spec: &Value, dir: &Path, kubeconfig: &Path) -> Result<Context, Waiting> {
+fn context(
+    store: &Store,
+    pod: &Value,
+    spec: &Value,
+    dir: &Path,
+    kubeconfig: &Path,
+    image: Option<&super::Image>,
+) -> Result<Context, Waiting> {
     let (ns, name) = ns_name(pod);
+    let host_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    let path = image
+        .into_iter()
+        .flat_map(|i| i.path.iter().map(|p| p.to_string_lossy().into_owned()))
+        .chain([host_path])
+        .collect::<Vec<_>>()
+        .join(":");
     let mut env: Vec<(String, String)> = vec![
-        ("PATH".into(), std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())),
+        ("PATH".into(), path),
         ("HOSTNAME".into(), name.clone()),
         ("KUBECONFIG".into(), kubeconfig.to_string_lossy().into_owned()),
     ];
@@ -875,7 +920,7 @@ fn write_status(store: &mut Store, pod: &Value, run: &PodRun, stopping: bool) {
             cond("ContainersReady", ready, Some(if matches!(phase, "Succeeded" | "Failed") { "PodCompleted" } else { "ContainersNotReady" })),
             cond("PodScheduled", true, None),
         ],
-        "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}], "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+        "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}], "podIP": pod_ip(pod), "podIPs": [{"ip": pod_ip(pod)}],
         "startTime": run.started, "qosClass": pod["status"]["qosClass"].as_str().unwrap_or("BestEffort"),
         "containerStatuses": run.main.iter().zip(&main_specs).map(|(c, s)| container_status(c, s)).collect::<Vec<_>>(),
     });

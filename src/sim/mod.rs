@@ -70,6 +70,45 @@ pub struct Options {
     /// Require bearer tokens and enforce RBAC (see `rbac`); otherwise every request is
     /// allowed, as with `--authorization-mode=AlwaysAllow`.
     pub rbac: bool,
+    /// Images the node "has pulled": what a container of one runs when it names no
+    /// `command` (see `kubelet`).
+    pub images: Vec<Image>,
+}
+
+/// An image as the simulated node knows it: its entrypoint and default arguments, and
+/// where its programs are (put in front of `PATH`).
+#[derive(Debug, Clone, Default)]
+pub struct Image {
+    /// The reference without tag or digest, as in `ghcr.io/lifeline-dr/lifeline`.
+    pub repository: String,
+    /// The image's `ENTRYPOINT`.
+    pub entrypoint: Vec<String>,
+    /// The image's `CMD`: the arguments when the container gives none.
+    pub cmd: Vec<String>,
+    pub path: Vec<PathBuf>,
+}
+
+impl Image {
+    /// An image whose entrypoint is one program on this machine (and whose `PATH` has its
+    /// directory), as `REPOSITORY=PROGRAM` of `lifeline sim --image`.
+    pub fn program(repository: &str, program: &Path) -> Image {
+        Image {
+            repository: repository.to_string(),
+            entrypoint: vec![program.to_string_lossy().into_owned()],
+            cmd: Vec::new(),
+            path: program.parent().map(Path::to_path_buf).into_iter().collect(),
+        }
+    }
+
+    /// Whether a container's `image` reference names this image (any tag or digest).
+    pub fn names(&self, reference: &str) -> bool {
+        let r = reference.split('@').next().unwrap_or_default();
+        let r = match r.rfind(':') {
+            Some(i) if !r[i..].contains('/') => &r[..i],
+            _ => r,
+        };
+        r == self.repository
+    }
 }
 
 /// The simulated cluster controllers that can be switched off.
@@ -138,7 +177,7 @@ impl Server {
         s.compact();
         Ok(Self {
             store: Mutex::new(s),
-            kubelet: Mutex::new(kubelet::Kubelet::new(&dir, dir.join("kubeconfig"))),
+            kubelet: Mutex::new(kubelet::Kubelet::new(&dir, dir.join("kubeconfig"), opts.images.clone())),
             dir,
             owns_dir,
             opts: opts.clone(),

@@ -1,9 +1,13 @@
 //! Watches: from a resourceVersion (replaying recorded changes), from 0 (synthetic ADDED
 //! for what exists), with selectors, bookmarks near the end, and 410 Expired as an ERROR
-//! event for a compacted version.
+//! event for a compacted version. Streaming lists (`sendInitialEvents=true` with
+//! `resourceVersionMatch=NotOlderThan`, the WatchList feature, on by default since 1.32)
+//! send the current state as ADDED events and then, when bookmarks are allowed, a
+//! BOOKMARK annotated `k8s.io/initial-events-end: "true"` (apiserver `pkg/storage/cacher`),
+//! which informers of client-go 1.35 wait for before they call themselves synced.
 
 use super::api::{Req, Target, parse_rv, parse_selectors, present};
-use super::errors::{ApiError, ApiResult};
+use super::errors::{ApiError, ApiResult, Cause};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{Event, EventType};
 use super::{Server, api::Reply};
@@ -19,9 +23,52 @@ pub struct WatchReq {
     pub rv: Option<u64>,
     pub timeout: Duration,
     pub bookmarks: bool,
+    /// `sendInitialEvents`, when given.
+    pub initial_events: Option<bool>,
+}
+
+/// The annotation of the bookmark that ends a streaming list's initial events.
+pub const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
+
+/// apimachinery `validateWatchOptions`, with the WatchList feature on (its default since
+/// 1.32).
+fn validate(req: &Req) -> ApiResult<Option<bool>> {
+    let flag = |v: &str| matches!(v, "true" | "1" | "True" | "TRUE" | "t" | "T");
+    let initial = req.q("sendInitialEvents").map(flag);
+    let matched = req.q("resourceVersionMatch").unwrap_or("");
+    let mut causes = Vec::new();
+    if initial.is_some() && matched != "NotOlderThan" {
+        causes.push(Cause::forbidden(
+            "resourceVersionMatch",
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
+    }
+    if !matched.is_empty() {
+        if initial.is_none() {
+            causes.push(Cause::forbidden(
+                "resourceVersionMatch",
+                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+            ));
+        }
+        if matched != "NotOlderThan" {
+            let value = crate::api::field::go_quote(matched);
+            causes.push(Cause::not_supported("resourceVersionMatch", &value, &["NotOlderThan"]));
+        }
+        if req.q("continue").is_some_and(|c| !c.is_empty()) {
+            causes.push(Cause::forbidden(
+                "resourceVersionMatch",
+                "resourceVersionMatch is forbidden when continue is provided",
+            ));
+        }
+    }
+    if causes.is_empty() {
+        return Ok(initial);
+    }
+    Err(ApiError::invalid_in("meta.k8s.io", "ListOptions", "", causes))
 }
 
 pub fn start(_server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
+    let initial_events = validate(req)?;
     let (labels, fields) = parse_selectors(req, &t.rt)?;
     let rv = match req.q("resourceVersion").filter(|s| !s.is_empty()) {
         Some(s) => Some(parse_rv(s).map_err(|_| {
@@ -40,6 +87,7 @@ pub fn start(_server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
         rv,
         timeout: Duration::from_secs(timeout),
         bookmarks: matches!(req.q("allowWatchBookmarks"), Some("true" | "1")),
+        initial_events,
     }))
 }
 
@@ -89,20 +137,25 @@ pub async fn run(server: Arc<Server>, w: WatchReq, tx: mpsc::Sender<bytes::Bytes
         let store = server.store();
         let rx = store.tx.subscribe();
         let res = w.target.rt.key();
-        match w.rv {
-            Some(rv) if rv != 0 && rv < store.compacted => (Vec::new(), rx, rv, Some((rv, store.compacted))),
-            Some(rv) if rv != 0 => {
+        let current = || -> Vec<Value> {
+            store
+                .list(&res, w.target.namespace.as_deref())
+                .filter(|o| w.matches(o))
+                .map(|o| json!({"type": "ADDED", "object": present(&w.target.rt, o)}))
+                .collect()
+        };
+        match (w.initial_events, w.rv) {
+            // A streaming list: the newest state (never older than the version asked for,
+            // which the sim's one store always is).
+            (Some(true), _) => (current(), rx, store.rv, None),
+            // No initial events and no version: from now on.
+            (Some(false), None | Some(0)) => (Vec::new(), rx, store.rv, None),
+            (_, Some(rv)) if rv != 0 && rv < store.compacted => (Vec::new(), rx, rv, Some((rv, store.compacted))),
+            (_, Some(rv)) if rv != 0 => {
                 let evs: Vec<Value> = store.since(&res, rv).iter().filter_map(|e| w.translate(e)).collect();
                 (evs, rx, rv, None)
             }
-            _ => {
-                let evs: Vec<Value> = store
-                    .list(&res, w.target.namespace.as_deref())
-                    .filter(|o| w.matches(o))
-                    .map(|o| json!({"type": "ADDED", "object": present(&w.target.rt, o)}))
-                    .collect();
-                (evs, rx, store.rv, None)
-            }
+            _ => (current(), rx, store.rv, None),
         }
     };
     if let Some((rv, compacted)) = expired {
@@ -119,6 +172,15 @@ pub async fn run(server: Arc<Server>, w: WatchReq, tx: mpsc::Sender<bytes::Bytes
             last_rv = last_rv.max(rv);
         }
         if send(e).await.is_err() {
+            return;
+        }
+    }
+    if w.initial_events == Some(true) && w.bookmarks {
+        let b = json!({"type": "BOOKMARK", "object": {
+            "kind": w.target.rt.kind, "apiVersion": w.target.rt.api_version(),
+            "metadata": {"resourceVersion": last_rv.to_string(), "annotations": {INITIAL_EVENTS_END: "true"}},
+        }});
+        if send(b).await.is_err() {
             return;
         }
     }

@@ -6,6 +6,7 @@ mod catalog;
 mod crash;
 mod failback;
 mod failover;
+mod install;
 mod invalid;
 mod leader;
 mod minute;
@@ -43,6 +44,13 @@ pub struct Env {
 
 impl Env {
     pub fn start(opts: SimOptions) -> Env {
+        let env = Env::start_without_crds(opts);
+        env.kubectl(&["apply", "-f", support::path("crds").to_str().unwrap()], None);
+        env
+    }
+
+    /// A cluster without Lifeline's CRDs (a Helm release brings its own).
+    pub fn start_without_crds(opts: SimOptions) -> Env {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -56,9 +64,7 @@ impl Env {
         cluster.write_kubeconfig(&kubeconfig).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let client = rt.block_on(client_for(&cluster.kubeconfig()));
-        let env = Env { _cluster: cluster, rt, client, kubeconfig, _dir: dir, operator: None, metrics: None };
-        env.kubectl(&["apply", "-f", support::path("crds").to_str().unwrap()], None);
-        env
+        Env { _cluster: cluster, rt, client, kubeconfig, _dir: dir, operator: None, metrics: None }
     }
 
     /// Runs kubectl against this cluster; panics with its output on failure.

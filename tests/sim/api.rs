@@ -86,6 +86,73 @@ fn watch_streams_changes_from_a_version_and_expires_old_ones() {
     });
 }
 
+/// Streaming lists (WatchList, on by default since 1.32; client-go 1.35 informers use
+/// them): the current state as ADDED, a bookmark annotated as the end of the initial
+/// events, then changes; the option combinations the real validation refuses, refused
+/// with its words.
+#[test]
+fn streaming_lists_send_the_state_then_a_bookmark_that_ends_it() {
+    with_client(async |client| {
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        for n in ["s1", "s2"] {
+            cms.create(&PostParams::default(), &cm(n, json!({"set": "stream"}))).await.unwrap();
+        }
+        let wp = WatchParams::streaming_lists().labels("set=stream").timeout(5);
+        let mut s = cms.watch(&wp, "").await.unwrap().boxed();
+        let mut added = Vec::new();
+        loop {
+            match s.try_next().await.unwrap().expect("the watch ended before its initial-events bookmark") {
+                WatchEvent::Added(o) => added.push(o.name_any()),
+                WatchEvent::Bookmark(b) => {
+                    assert_eq!(
+                        b.metadata.annotations.get("k8s.io/initial-events-end").map(String::as_str),
+                        Some("true")
+                    );
+                    assert!(!b.metadata.resource_version.is_empty());
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(added, ["s1", "s2"]);
+        cms.create(&PostParams::default(), &cm("s3", json!({"set": "stream"}))).await.unwrap();
+        match s.try_next().await.unwrap() {
+            Some(WatchEvent::Added(o)) => assert_eq!(o.name_any(), "s3"),
+            other => panic!("expected s3 ADDED, got {other:?}"),
+        }
+
+        let raw = |q: &str| {
+            let req = axum::http::Request::get(format!("/api/v1/namespaces/default/configmaps?watch=true&{q}"))
+                .body(Vec::new())
+                .unwrap();
+            client.request_text(req)
+        };
+        for (q, msg) in [
+            (
+                "resourceVersionMatch=NotOlderThan",
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+            ),
+            (
+                "sendInitialEvents=true",
+                "resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ),
+            (
+                "sendInitialEvents=true&resourceVersionMatch=Exact",
+                r#"Unsupported value: "Exact": supported values: "NotOlderThan""#,
+            ),
+        ] {
+            let st = status_of(raw(q).await.unwrap_err());
+            assert_eq!((st.code, st.reason.as_str()), (422, "Invalid"), "{q}");
+            assert!(st.message.contains(msg), "{q}: {}", st.message);
+        }
+        // sendInitialEvents=false: no initial state, only what changes from now on.
+        let quiet =
+            raw("sendInitialEvents=false&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1");
+        let text = quiet.await.unwrap();
+        assert!(!text.contains("ADDED"), "{text}");
+    });
+}
+
 #[test]
 fn lists_page_with_limit_and_continue_and_filter_by_selectors() {
     with_client(async |client| {
