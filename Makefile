@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/debug/lifeline
 
-.PHONY: setup demo test lint crds release bench bench-operator
+.PHONY: setup demo test lint crds manifests release bench bench-operator
 
 ## setup: build everything (binary and tests)
 setup:
@@ -25,8 +25,13 @@ lint:
 ## crds: regenerate crds/ and the Helm chart's copy from the Rust types in src/api/
 crds:
 	$(CARGO) run --quiet --locked -- crd --dir crds
-	rm -f charts/lifeline/files/crds/*.yaml
+	rm -f charts/lifeline/files/crds/*.yaml manifests/base/crds/*.yaml
 	cp crds/*.yaml charts/lifeline/files/crds/
+	cp crds/*.yaml manifests/base/crds/
+
+## manifests: regenerate manifests/base (kustomize) from the Helm chart's default values
+manifests: crds
+	scripts/kustomize-base.sh
 
 ## release: the release binary, exactly as the Dockerfile builds it for the image
 release:
