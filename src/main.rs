@@ -16,6 +16,8 @@ struct Cli {
 enum Command {
     /// The whole product in about a minute, on two simulated clusters (`make demo`).
     Demo(lifeline::cli::demo::DemoArgs),
+    /// `kubectl lifeline …` (the same binary named `kubectl-lifeline` is a kubectl plugin).
+    Kubectl(lifeline::cli::kubectl::PluginCli),
     /// Print the CustomResourceDefinitions as YAML (or write one file per CRD).
     Crd {
         /// Write `<name>.yaml` files into this directory instead of printing.
@@ -91,6 +93,13 @@ fn main() -> ExitCode {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Installed as `kubectl-lifeline`, kubectl runs it for `kubectl lifeline …`.
+    let plugin =
+        args.first().and_then(|a| std::path::Path::new(a).file_name()).is_some_and(|n| n == "kubectl-lifeline");
+    if plugin {
+        let cli = <lifeline::cli::kubectl::PluginCli as Parser>::parse_from(&args);
+        return plugin_main(cli);
+    }
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         // `lifeline repo …` answers bad arguments with a JSON result like any failure.
@@ -133,11 +142,21 @@ fn main() -> ExitCode {
             lifeline::cli::sim(opts, kubeconfig.as_deref()).map(|()| ExitCode::SUCCESS)
         }
         Command::FenceGate(args) => lifeline::cli::gate::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Kubectl(cli) => return plugin_main(cli),
         Command::Crd { dir } => lifeline::cli::crd(dir.as_deref()).map(|()| ExitCode::SUCCESS),
         Command::Validate { files } => lifeline::cli::manifests::validate(&files)
             .map(|rejected| if rejected == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
     };
     result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn plugin_main(cli: lifeline::cli::kubectl::PluginCli) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFELINE_LOG").unwrap_or_else(|_| "error".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    lifeline::cli::kubectl::main(cli).unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
         ExitCode::FAILURE
     })

@@ -242,6 +242,7 @@ where
         .applied_objects()
         .predicate_filter(fences_hash, Default::default());
     let policies_of = policy_store.clone();
+    let policy_store_metrics = policy_store.clone();
     let beats = controller::heartbeat::run(ctx.clone(), policy_store.clone(), shutdown.clone());
     let policies = Controller::for_stream(policy_changes, policy_store)
         .watches_stream(fence_changes, move |loc: BackupLocation| {
@@ -263,14 +264,23 @@ where
         .graceful_shutdown_on(shutdown.clone())
         .run(controller::policy::reconcile, error_policy(controller::policy::NAME), ctx.clone());
     let ours_plans = ours.clone();
-    let points = Controller::new(Api::<RestorePoint>::all(c.clone()), wc.clone())
+    let points = Controller::new(Api::<RestorePoint>::all(c.clone()), wc.clone());
+    let points_store = points.store();
+    let points = points
         .owns(Api::<Job>::all(c.clone()), ours.clone())
         .owns(Api::<PersistentVolumeClaim>::all(c.clone()), ours.clone())
         .reconcile_all_on(jumps(&ctx))
         .with_config(bounded())
         .graceful_shutdown_on(shutdown.clone())
         .run(controller::restore_point::reconcile, error_policy(controller::restore_point::NAME), ctx.clone());
-    let plans = Controller::new(Api::<RestorePlan>::all(c.clone()), wc.clone())
+    let plans = Controller::new(Api::<RestorePlan>::all(c.clone()), wc.clone());
+    ctx.metrics.status.set(crate::telemetry::status::Sources {
+        policies: policy_store_metrics,
+        points: points_store,
+        plans: plans.store(),
+        clock: ctx.clock.clone(),
+    });
+    let plans = plans
         .owns(Api::<Job>::all(c.clone()), ours_plans.clone())
         // Restored StatefulSets have no owner (they outlive the plan): their readiness
         // reaches the plan through the annotation naming it.
@@ -296,4 +306,6 @@ where
         log_results(controller::restore_plan::NAME, plans),
         beats
     );
+    // No longer leading (or stopping): the caches go stale, so their metrics go too.
+    ctx.metrics.status.clear();
 }

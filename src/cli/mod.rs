@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod demo;
 pub mod gate;
+pub mod kubectl;
 pub mod manifests;
 pub mod repo;
 pub mod run;

@@ -3,6 +3,7 @@
 //! HTTP endpoints `/metrics`, `/healthz` and `/readyz`.
 
 pub mod http;
+pub mod status;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
@@ -25,22 +26,19 @@ impl MetricConstructor<Histogram> for Buckets {
     }
 }
 
-/// Every metric the operator exports.
+/// Every metric the operator exports: these, counted or set as things happen, and those
+/// of [`status::StatusMetrics`], read from the objects' status at each scrape.
 pub struct Metrics {
     pub registry: Registry,
     pub backup_duration: Family<Labels, Histogram, Buckets>,
-    /// Bytes of the last run: `kind` is `protected`, `new` or `stored`.
-    pub backup_bytes: Family<Labels, Gauge>,
-    pub last_success: Family<Labels, FloatGauge>,
-    pub rpo_achieved: Family<Labels, FloatGauge>,
-    pub rpo_breached: Family<Labels, Gauge>,
     pub location_reachable: Family<Labels, Gauge>,
-    pub restore_points: Family<Labels, Gauge>,
     pub mover_jobs_running: Gauge,
     pub reconcile_errors: Family<Labels, Counter>,
     pub reconciles: Family<Labels, Counter>,
     /// Status writes per controller: a reconcile that changes nothing writes nothing.
     pub status_writes: Family<Labels, Counter>,
+    /// The status-derived metrics; exported once the controllers give it their caches.
+    pub status: std::sync::Arc<status::StatusMetrics>,
 }
 
 impl Default for Metrics {
@@ -55,47 +53,18 @@ impl Metrics {
         let m = Metrics {
             registry: Registry::default(),
             backup_duration: Family::new_with_constructor(Buckets),
-            backup_bytes: Family::default(),
-            last_success: Family::default(),
-            rpo_achieved: Family::default(),
-            rpo_breached: Family::default(),
             location_reachable: Family::default(),
-            restore_points: Family::default(),
             mover_jobs_running: Gauge::default(),
             reconcile_errors: Family::default(),
             reconciles: Family::default(),
             status_writes: Family::default(),
+            status: Default::default(),
         };
         registry.register("backup_duration_seconds", "Duration of backup runs, by policy", m.backup_duration.clone());
-        registry.register(
-            "backup_bytes",
-            "Bytes of the last backup run (protected, new, stored), by policy",
-            m.backup_bytes.clone(),
-        );
-        registry.register(
-            "backup_last_success_timestamp_seconds",
-            "When the last backup run of a policy completed",
-            m.last_success.clone(),
-        );
-        registry.register(
-            "rpo_achieved_seconds",
-            "Age of the newest restore point of a policy",
-            m.rpo_achieved.clone(),
-        );
-        registry.register(
-            "rpo_breached",
-            "1 while a policy's newest restore point is older than its RPO",
-            m.rpo_breached.clone(),
-        );
         registry.register(
             "location_reachable",
             "1 when the last check reached the location",
             m.location_reachable.clone(),
-        );
-        registry.register(
-            "restore_points",
-            "Restore points of a policy known in this cluster",
-            m.restore_points.clone(),
         );
         registry.register("mover_jobs_running", "Mover Jobs running in this cluster", m.mover_jobs_running.clone());
         registry.register(
@@ -105,6 +74,7 @@ impl Metrics {
         );
         registry.register("reconciles", "Reconciles by controller", m.reconciles.clone());
         registry.register("status_writes", "Status writes by controller", m.status_writes.clone());
+        registry.register_collector(Box::new(m.status.clone()));
         Metrics { registry, ..m }
     }
 

@@ -66,8 +66,14 @@ const ALL_ON: &[&str] = &[
     "podAnnotations.team=platform",
     "--set",
     "logFormat=text",
+    "--set",
+    "prometheusRule.enabled=true",
+    "--set",
+    "grafanaDashboard.enabled=true",
     "--api-versions",
     "monitoring.coreos.com/v1/ServiceMonitor",
+    "--api-versions",
+    "monitoring.coreos.com/v1/PrometheusRule",
 ];
 
 /// `helm template` into a file; its documents.
@@ -313,4 +319,92 @@ fn the_kustomize_base_is_the_charts_render_and_the_overlays_install() {
         let logs = env.kubectl(&["-n", "lifeline-system", "logs", "deployment/lifeline"], None);
         logs.contains("took the leader Lease").then_some(())
     });
+}
+
+/// Every `lifeline_…` series the alert rules and the dashboard query is one the operator
+/// exports (the registry's metrics with their type suffixes, and those read from status
+/// at each scrape), and every alert the operators of a DR system need is there.
+#[test]
+fn the_alerts_and_the_dashboard_use_only_exported_metrics() {
+    let (_dir, _, docs) = render(ALL_ON);
+    let rule = docs.iter().find(|d| d["kind"] == "PrometheusRule").expect("a PrometheusRule");
+    let mut exprs: Vec<String> = Vec::new();
+    let mut alerts = Vec::new();
+    for g in rule["spec"]["groups"].as_array().unwrap() {
+        for r in g["rules"].as_array().unwrap() {
+            exprs.push(r["expr"].as_str().unwrap().to_string());
+            alerts.push(r["alert"].as_str().unwrap().to_string());
+            for a in ["summary", "description", "runbook"] {
+                assert!(r["annotations"][a].as_str().is_some_and(|t| t.len() > 20), "{}: no {a}", r["alert"]);
+            }
+        }
+    }
+    for want in [
+        "LifelineRPOBreached",
+        "LifelineBackupsFailing",
+        "LifelineLocationUnreachable",
+        "LifelineReplicaLagging",
+        "LifelineDrillFailed",
+        "LifelineDrillOverdue",
+        "LifelineStandbyLagging",
+        "LifelineFenced",
+    ] {
+        assert!(alerts.iter().any(|a| a == want), "no alert {want}: {alerts:?}");
+    }
+    let cm = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "lifeline-dashboard")
+        .expect("the dashboard ConfigMap");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dash: Value = serde_json::from_str(cm["data"]["lifeline.json"].as_str().unwrap()).unwrap();
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(support::path("charts/lifeline/files/dashboard.json")).unwrap())
+            .unwrap();
+    assert_eq!(dash, file);
+    let panels = dash["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10, "{}", panels.len());
+    for p in panels {
+        for t in p["targets"].as_array().unwrap() {
+            exprs.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    for v in dash["templating"]["list"].as_array().unwrap() {
+        if let Some(q) = v["definition"].as_str() {
+            exprs.push(q.to_string());
+        }
+    }
+
+    let mut exported: Vec<String> =
+        lifeline::telemetry::status::METRICS.iter().map(|(n, _)| format!("lifeline_{n}")).collect();
+    // A family shows in the text once it has a series: one each.
+    let m = lifeline::telemetry::Metrics::new();
+    let l = lifeline::telemetry::Metrics::policy("ns", "p");
+    m.backup_duration.get_or_create(&l).observe(1.0);
+    m.location_reachable.get_or_create(&lifeline::telemetry::Metrics::location("ns", "l")).set(1);
+    m.reconcile_errors.get_or_create(&lifeline::telemetry::Metrics::error("policy", "Transient")).inc();
+    m.reconciles.get_or_create(&lifeline::telemetry::Metrics::controller("policy")).inc();
+    m.status_writes.get_or_create(&lifeline::telemetry::Metrics::controller("policy")).inc();
+    for line in m.encode().lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else { continue };
+        let (name, kind) = rest.split_once(' ').unwrap();
+        match kind {
+            "counter" => exported.push(format!("{name}_total")),
+            "histogram" => exported.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}"))),
+            _ => exported.push(name.to_string()),
+        }
+    }
+    let mut used = std::collections::BTreeSet::new();
+    for e in &exprs {
+        assert_eq!(e.matches('(').count(), e.matches(')').count(), "unbalanced: {e}");
+        let mut rest = e.as_str();
+        while let Some(i) = rest.find("lifeline_") {
+            let tail = &rest[i..];
+            let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+            used.insert(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+    }
+    assert!(used.len() >= 15, "{used:?}");
+    let missing: Vec<&String> = used.iter().filter(|u| !exported.contains(u)).collect();
+    assert!(missing.is_empty(), "used but not exported: {missing:?} (exported: {exported:?})");
 }

@@ -10,6 +10,7 @@ mod install;
 mod invalid;
 mod leader;
 mod minute;
+mod plugin;
 mod rbac;
 mod restore;
 mod retention;
@@ -407,6 +408,23 @@ impl Replica {
             .filter(|l| l.starts_with("lifeline_reconciles_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
+    }
+}
+
+/// The value of metric `lifeline_<name>` whose labels include all of `labels`, from the
+/// OpenMetrics text the operator serves.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let prefix = format!("lifeline_{name}{{");
+    text.lines().filter(|l| l.starts_with(&prefix)).find_map(|l| {
+        let (head, value) = l.rsplit_once(' ')?;
+        labels.iter().all(|(k, v)| head.contains(&format!("{k}=\"{v}\""))).then(|| value.parse().ok())?
+    })
+}
+
+impl Env {
+    /// The value of one of this operator's metrics (see [`metric`]).
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        metric(&self.metrics.as_ref().expect("an operator started in process").encode(), name, labels)
     }
 }
 

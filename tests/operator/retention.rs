@@ -226,4 +226,29 @@ fn a_month_of_daily_runs_keeps_exactly_what_each_location_rules_say() {
     assert!(v.message.as_deref().is_some_and(|m| m.starts_with("eu: ") && !m.contains("us: ")), "{v:?}");
     let ok = |l: &str| st.locations.iter().find(|x| x.name == l).unwrap().verification.as_ref().unwrap().succeeded;
     assert_eq!((ok("eu"), ok("us")), (Some(false), Some(true)));
+
+    // What the alerts and the dashboard read, from the status at the scrape.
+    let policy = [("policy", "records/records")];
+    let m = |name: &str, extra: &[(&str, &str)]| {
+        let labels: Vec<(&str, &str)> = policy.iter().chain(extra).copied().collect();
+        env.metric(name, &labels).unwrap_or_else(|| panic!("no lifeline_{name} {labels:?}"))
+    };
+    assert_eq!(m("verification_last_passed", &[]), 0.0);
+    assert_eq!(m("verification_last_timestamp_seconds", &[]), v.time.0.as_second() as f64);
+    assert_eq!(m("policy_fenced", &[]), 0.0);
+    assert_eq!(m("drill_next_timestamp_seconds", &[]), st.next_drill.as_ref().unwrap().0.as_second() as f64);
+    // No spec.rpo here: an age, but no target and nothing to breach.
+    let achieved = m("rpo_achieved_seconds", &[]);
+    assert!(achieved > 0.0);
+    assert_eq!((env.metric("rpo_target_seconds", &policy), env.metric("rpo_breached", &policy)), (None, None));
+    assert!(m("backup_bytes", &[("kind", "protected")]) > 0.0);
+    assert!(m("backup_runs", &[("phase", "Completed")]) >= 1.0);
+    for loc in ["records/eu", "records/us"] {
+        assert!(m("replica_lag_seconds", &[("location", loc)]) >= achieved, "{loc}");
+        let states: f64 = ["InSync", "Lagging", "Failing", "Pending"]
+            .iter()
+            .map(|s| m("replica_state", &[("location", loc), ("state", s)]))
+            .sum();
+        assert_eq!(states, 1.0, "{loc}: one state at a time");
+    }
 }

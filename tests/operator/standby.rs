@@ -171,6 +171,15 @@ fn a_warm_standby_refreshes_in_place_and_promotes_far_faster_than_a_cold_restore
     assert!(total as u64 >= 3 * BULK, "{total}");
     assert!(written > 0 && written * 20 < total, "a refresh after a 1 % change wrote {written} of {total} bytes");
     assert!(sb.lag.is_some(), "{sb:?}");
+    // The primary's view of its policy (spec.rpo 9000h in the tests' copy): met.
+    let policy = [("policy", "records/records")];
+    assert_eq!(primary.metric("rpo_target_seconds", &policy), Some(9000.0 * 3600.0));
+    assert_eq!(primary.metric("rpo_breached", &policy), Some(0.0));
+    assert!(primary.metric("backup_last_success_timestamp_seconds", &policy).is_some());
+    let plan = [("plan", "records/warm"), ("mode", "WarmStandby")];
+    let lag = standby.metric("standby_lag_seconds", &plan).expect("the standby lag is exported");
+    assert!(lag >= Duration::from(sb.lag.unwrap()).as_secs_f64() - 1.0, "{lag} {:?}", sb.lag);
+    assert_eq!(standby.metric("standby_last_refresh_bytes", &plan), Some(written as f64));
 
     // The same point restored cold, in the same cluster, for comparison.
     standby.apply(&COLD.replace("POINT", &second));
@@ -195,12 +204,39 @@ fn a_warm_standby_refreshes_in_place_and_promotes_far_faster_than_a_cold_restore
     let rto = st.rto.clone().unwrap();
     let warm_rto = Duration::from(rto.execution.unwrap());
     println!("RTO: cold restore {cold_rto:?}, warm standby promotion {warm_rto:?}");
+    let timeline = |plan: &str| {
+        let selector = format!("involvedObject.name={plan}");
+        standby.kubectl(
+            &[
+                "get",
+                "events",
+                "-n",
+                "records",
+                "--field-selector",
+                &selector,
+                "--sort-by=.eventTime",
+                "-o",
+                "jsonpath={range .items[*]}{.eventTime} {.reason}: {.note}{.message}{\"\\n\"}{end}",
+            ],
+            None,
+        )
+    };
+    println!("warm:\n{}", timeline("warm"));
     assert!(
         warm_rto.as_secs_f64() < 0.25 * cold_rto.as_secs_f64(),
-        "warm {warm_rto:?} is not below a quarter of cold {cold_rto:?}"
+        "warm {warm_rto:?} is not below a quarter of cold {cold_rto:?}\nwarm:\n{}\ncold:\n{}",
+        timeline("warm"),
+        timeline("cold")
     );
     assert_eq!(st.restored_point.as_ref().unwrap().name, second);
     assert!(st.fencing.as_ref().is_some_and(|f| f.epoch == Some(1)), "{:?}", st.fencing);
+    // The operator's cache sees the final status a moment after the test does.
+    standby.eventually(10, "the RTO exported", || async {
+        let labels = [("plan", "records/warm"), ("part", "execution")];
+        (standby.metric("restore_rto_seconds", &labels) == Some(warm_rto.as_secs_f64())).then_some(())
+    });
+    assert_eq!(standby.metric("restore_phase", &[("plan", "records/warm"), ("phase", "Completed")]), Some(1.0));
+    assert_eq!(standby.metric("standby_lag_seconds", &[("plan", "records/warm")]), None, "promoted: no standby");
     super::in_order(
         &standby.plan_story("records", "warm"),
         &[

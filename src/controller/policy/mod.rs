@@ -158,17 +158,6 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
         // The data is safe at the primary; the policy is degraded until every location has it.
         conditions::set(&mut st.conditions, DEGRADED, true, reason, msg, g, now);
     }
-    let labels = Metrics::policy(&ns, &name);
-    let done = status::completed(&points);
-    ctx.metrics.restore_points.get_or_create(&labels).set(done.len() as i64);
-    if let Some(newest) = done.first() {
-        let age = now.duration_since(status::data_time(newest)).as_secs_f64();
-        ctx.metrics.rpo_achieved.get_or_create(&labels).set(age);
-        ctx.metrics
-            .rpo_breached
-            .get_or_create(&labels)
-            .set(status::breached(&policy, Some(Duration::from_secs_f64(age.max(0.0)))) as i64);
-    }
     write(&ctx, &policy, &old, &st).await?;
     Ok(Action::requeue(wait.max(Duration::from_secs(1))))
 }

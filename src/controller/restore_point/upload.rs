@@ -274,10 +274,6 @@ async fn complete(
     if let Some(start) = &st.start_time {
         run.ctx.metrics.backup_duration.get_or_create(&labels).observe(now.duration_since(start.0).as_secs_f64());
     }
-    let m = &run.ctx.metrics;
-    m.backup_bytes.get_or_create(&[labels.clone(), vec![("kind".into(), "protected".into())]].concat()).set(protected);
-    m.backup_bytes.get_or_create(&[labels.clone(), vec![("kind".into(), "new".into())]].concat()).set(new);
-    m.last_success.get_or_create(&labels).set(now.as_second() as f64);
     run.event(
         false,
         events::RUN_COMPLETED,
