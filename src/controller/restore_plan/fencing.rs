@@ -66,28 +66,33 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         restore_point: point.clone(),
     };
     // What each location holds now: the newest marker of the policy, or why it cannot be
-    // read.
-    let mut at: Vec<(String, Result<Found, String>)> = Vec::new();
+    // read. The locations are read at once (and written at once below): a failover waits
+    // for the slowest location, not for the sum of them.
+    let mut locs = Vec::new();
     for l in &spec.source.locations {
-        let Some(loc) = run.location(l).await? else {
-            at.push((l.clone(), Err("no such BackupLocation".into())));
-            continue;
-        };
-        let found = match access::options(&run.ctx.client, &loc).await {
-            Ok(o) => {
-                let (url, opts, m) = (loc.spec.url.clone(), o.clone(), marker.clone());
-                crate::mover::inline::run(move || {
-                    let b = access::backend(&url, &opts)?;
-                    Ok(crate::repo::fence::newest(b.as_ref(), &m.namespace, &m.policy)?)
-                })
-                .await
-                .map(|newest| (o, loc.spec.url.clone(), newest))
-                .map_err(|e| format!("{e} ({})", e.hint()))
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        at.push((l.clone(), found));
+        locs.push((l.clone(), run.location(l).await?));
     }
+    let at: Vec<(String, Result<Found, String>)> = futures::future::join_all(locs.into_iter().map(|(l, loc)| {
+        let m = marker.clone();
+        async move {
+            let Some(loc) = loc else { return (l, Err("no such BackupLocation".to_string())) };
+            let found = match access::options(&run.ctx.client, &loc).await {
+                Ok(o) => {
+                    let (url, opts) = (loc.spec.url.clone(), o.clone());
+                    crate::mover::inline::run(move || {
+                        let b = access::backend(&url, &opts)?;
+                        Ok(crate::repo::fence::newest(b.as_ref(), &m.namespace, &m.policy)?)
+                    })
+                    .await
+                    .map(|newest| (o, loc.spec.url.clone(), newest))
+                    .map_err(|e| format!("{e} ({})", e.hint()))
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            (l, found)
+        }
+    }))
+    .await;
     // One epoch for all locations: this takeover's own if an earlier attempt of it wrote
     // the highest marker already (a replayed step writes no second one), else one above
     // every marker found.
@@ -99,38 +104,35 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     } else {
         highest + 1
     };
-    let mut markers = Vec::new();
-    let mut written = false;
-    for (l, found) in at {
-        let (opts, url, existing) = match found {
-            Ok(f) => f,
-            Err(e) => {
-                markers.push(format!("{l}: not written ({e})"));
-                continue;
+    let results: Vec<(String, bool)> = futures::future::join_all(at.into_iter().map(|(l, found)| {
+        let marker = &marker;
+        let ours = &ours;
+        async move {
+            let (opts, url, existing) = match found {
+                Ok(f) => f,
+                Err(e) => return (format!("{l}: not written ({e})"), false),
+            };
+            if existing.as_ref().is_some_and(|m| m.epoch == epoch && ours(m)) {
+                return (format!("{l}: epoch {epoch}"), true);
             }
-        };
-        if existing.as_ref().is_some_and(|m| m.epoch == epoch && ours(m)) {
-            markers.push(format!("{l}: epoch {epoch}"));
-            written = true;
-            continue;
+            let m = Marker { epoch, ..marker.clone() };
+            let res = crate::mover::inline::run(move || {
+                let b = access::backend(&url, &opts)?;
+                Ok(crate::repo::fence::write_epoch(b.as_ref(), &m)?)
+            })
+            .await;
+            match res {
+                Ok(()) => (format!("{l}: epoch {epoch}"), true),
+                Err(crate::repo::RepoError::Store(crate::store::StoreError::AlreadyExists { .. })) => {
+                    (format!("{l}: not written (epoch {epoch} was taken by another site meanwhile)"), false)
+                }
+                Err(e) => (format!("{l}: not written ({e} ({}))", e.hint()), false),
+            }
         }
-        let m = Marker { epoch, ..marker.clone() };
-        let res = crate::mover::inline::run(move || {
-            let b = access::backend(&url, &opts)?;
-            Ok(crate::repo::fence::write_epoch(b.as_ref(), &m)?)
-        })
-        .await;
-        match res {
-            Ok(()) => {
-                markers.push(format!("{l}: epoch {epoch}"));
-                written = true;
-            }
-            Err(crate::repo::RepoError::Store(crate::store::StoreError::AlreadyExists { .. })) => {
-                markers.push(format!("{l}: not written (epoch {epoch} was taken by another site meanwhile)"))
-            }
-            Err(e) => markers.push(format!("{l}: not written ({e} ({}))", e.hint())),
-        }
-    }
+    }))
+    .await;
+    let written = results.iter().any(|(_, w)| *w);
+    let markers: Vec<String> = results.into_iter().map(|(m, _)| m).collect();
     let epoch = written.then_some(epoch as i64);
     let note = format!("source cluster: {source}; fencing markers: {}", markers.join(", "));
     let warn = epoch.is_none() || source.starts_with("skipped");
