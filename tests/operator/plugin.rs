@@ -127,6 +127,34 @@ fn kubectl_lifeline_shows_backs_up_lists_restores_and_describes() {
     let yaml = k.ok(&["describe", "bp/records", "-n", "records", "-o", "yaml"]);
     assert!(yaml.contains("kind: BackupPolicy"), "{yaml}");
 
+    // Argo CD re-syncing the plan from Git (the same spec, its tracking label added, then
+    // changed) restores nothing twice: the plan is reconciled and stays as it was.
+    let get = || -> Value {
+        serde_json::from_str(
+            &env.kubectl(&["get", &format!("restoreplan/{plan}"), "-n", "records", "-o", "json"], None),
+        )
+        .unwrap()
+    };
+    let before = get();
+    let jobs = || env.kubectl(&["get", "jobs", "-n", "records", "-o", "name"], None);
+    let jobs_before = jobs();
+    let reconciles = || env.metric("reconciles_total", &[("controller", "restore-plan")]).unwrap_or(0.0);
+    for app in ["dr", "dr-2"] {
+        let seen = reconciles();
+        let manifest = serde_json::json!({
+            "apiVersion": "lifeline.io/v1alpha1", "kind": "RestorePlan",
+            "metadata": {"name": plan, "namespace": "records", "labels": {"app.kubernetes.io/instance": app}},
+            "spec": before["spec"],
+        });
+        env.apply(&manifest.to_string());
+        // A second reconcile starting means the one before it ended (one at a time per object).
+        env.eventually(30, "the re-synced plan to be reconciled", || async { (reconciles() > seen).then_some(()) });
+    }
+    let after = get();
+    assert_eq!(after["status"], before["status"], "a re-sync changed the finished plan's status");
+    assert_eq!(jobs(), jobs_before, "a re-sync started mover Jobs");
+    assert_eq!(env.event_messages("records", "RestoreStarted").matches("into namespace records-copy").count(), 1);
+
     // kubectl's flags: the context by name; a wrong one, a wrong kind and a missing
     // policy are refused with the reason.
     let ctx = env.kubectl(&["config", "current-context"], None);
