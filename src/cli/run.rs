@@ -38,6 +38,15 @@ pub struct RunArgs {
     /// Most mover Jobs running at once in the cluster.
     #[arg(long, default_value_t = 4)]
     pub max_movers: usize,
+    /// The mover containers' `resources`, as JSON (a ResourceRequirements).
+    #[arg(long, env = "LIFELINE_MOVER_RESOURCES", value_name = "JSON")]
+    pub mover_resources: Option<String>,
+    /// The mover containers' `securityContext`, as JSON (a SecurityContext).
+    #[arg(long, env = "LIFELINE_MOVER_SECURITY_CONTEXT", value_name = "JSON")]
+    pub mover_security_context: Option<String>,
+    /// The mover Pods' `securityContext`, as JSON (a PodSecurityContext).
+    #[arg(long, env = "LIFELINE_MOVER_POD_SECURITY_CONTEXT", value_name = "JSON")]
+    pub mover_pod_security_context: Option<String>,
     /// How long snapshots may take to be cut (Go duration: 10m).
     #[arg(long, default_value = "10m")]
     pub snapshot_timeout: String,
@@ -52,6 +61,58 @@ pub struct RunArgs {
     /// policies use (standby plans with trigger HeartbeatLoss watch it).
     #[arg(long, default_value = "10s")]
     pub heartbeat_interval: String,
+}
+
+/// A JSON flag checked as the Kubernetes type it stands for (unknown fields refused, so a
+/// typo is an error naming the flag, not a silently ignored setting); `{}` and an empty
+/// value mean unset.
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
+    flag: &str,
+    what: &str,
+    v: Option<&str>,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let Some(text) = v.map(str::trim).filter(|t| !t.is_empty() && *t != "{}" && *t != "null") else {
+        return Ok(None);
+    };
+    let raw: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{flag}: not JSON ({e}): {text}"))?;
+    let parsed: T = serde_json::from_value(raw.clone()).map_err(|e| anyhow::anyhow!("{flag}: not a {what} ({e})"))?;
+    let back = serde_json::to_value(&parsed)?;
+    if let Some(unknown) = unknown_field(&raw, &back, "") {
+        anyhow::bail!("{flag}: {what} has no field {unknown}");
+    }
+    Ok(Some(back))
+}
+
+/// The first path in `raw` that `typed` dropped.
+fn unknown_field(raw: &serde_json::Value, typed: &serde_json::Value, at: &str) -> Option<String> {
+    let (serde_json::Value::Object(r), serde_json::Value::Object(t)) = (raw, typed) else { return None };
+    r.iter().find_map(|(k, v)| match t.get(k) {
+        None if !v.is_null() => Some(format!("{at}.{k}")),
+        None => None,
+        Some(tv) => unknown_field(v, tv, &format!("{at}.{k}")),
+    })
+}
+
+fn mover_pod(a: &RunArgs) -> anyhow::Result<crate::mover::job::MoverPod> {
+    use k8s_openapi::api::core::v1::{PodSecurityContext, ResourceRequirements, SecurityContext};
+    Ok(crate::mover::job::MoverPod {
+        resources: typed::<ResourceRequirements>(
+            "--mover-resources",
+            "ResourceRequirements",
+            a.mover_resources.as_deref(),
+        )?,
+        security_context: typed::<SecurityContext>(
+            "--mover-security-context",
+            "SecurityContext",
+            a.mover_security_context.as_deref(),
+        )?,
+        pod_security_context: typed::<PodSecurityContext>(
+            "--mover-pod-security-context",
+            "PodSecurityContext",
+            a.mover_pod_security_context.as_deref(),
+        )?,
+    })
 }
 
 /// `HOST:PORT`, with or without brackets around an IPv6 host.
@@ -81,6 +142,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     if let Some(i) = a.mover_image.clone() {
         config.mover_image = i;
     }
+    config.mover_pod = mover_pod(&a)?;
     config.snapshot_timeout = super::duration("--snapshot-timeout", &a.snapshot_timeout)?;
     config.mover_timeout = super::duration("--mover-timeout", &a.mover_timeout)?;
     config.cluster_id = a.cluster_id.clone().filter(|c| !c.is_empty());
@@ -114,6 +176,40 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mover_pod_settings_are_checked_as_their_kubernetes_types() {
+        use k8s_openapi::api::core::v1::{ResourceRequirements, SecurityContext};
+        let r = super::typed::<ResourceRequirements>(
+            "--mover-resources",
+            "ResourceRequirements",
+            Some(r#"{"limits":{"memory":"2Gi"}}"#),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r["limits"]["memory"], "2Gi");
+        assert_eq!(
+            super::typed::<ResourceRequirements>("--mover-resources", "ResourceRequirements", Some("{}")).unwrap(),
+            None
+        );
+        let e =
+            super::typed::<ResourceRequirements>("--mover-resources", "ResourceRequirements", Some(r#"{"limit":{}}"#))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("--mover-resources") && e.contains(".limit"), "{e}");
+        let e = super::typed::<SecurityContext>(
+            "--mover-security-context",
+            "SecurityContext",
+            Some(r#"{"runAsUser":"root"}"#),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--mover-security-context: not a SecurityContext"), "{e}");
+        let e = super::typed::<SecurityContext>("--mover-security-context", "SecurityContext", Some("{runAsUser"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not JSON"), "{e}");
+    }
+
     #[test]
     fn http_addr_takes_ipv6_hosts_with_or_without_brackets() {
         for (s, want) in [

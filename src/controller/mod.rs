@@ -36,6 +36,8 @@ pub struct Config {
     pub mover_command: Vec<String>,
     /// Most mover Jobs running at once in the cluster.
     pub max_movers: usize,
+    /// Resources and security contexts of every mover Pod.
+    pub mover_pod: crate::mover::job::MoverPod,
     /// How long snapshots may take to be cut and to become ready.
     pub snapshot_timeout: Duration,
     /// How long a clone of a snapshot may take to bind.
@@ -58,6 +60,7 @@ impl Default for Config {
             mover_image: format!("ghcr.io/lifeline-dr/lifeline:{}", env!("CARGO_PKG_VERSION")),
             mover_command: vec!["lifeline".into()],
             max_movers: 4,
+            mover_pod: Default::default(),
             snapshot_timeout: Duration::from_secs(600),
             clone_timeout: Duration::from_secs(600),
             mover_timeout: Duration::from_secs(6 * 3600),

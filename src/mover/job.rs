@@ -37,6 +37,29 @@ pub struct Plan {
     /// `file://` locations: the directory, mounted from the node at the same path.
     pub host_paths: Vec<String>,
     pub deadline_seconds: i64,
+    /// Resources and security contexts of the Pod (the operator's `--mover-*` settings).
+    pub pod: MoverPod,
+}
+
+/// What an installation sets on every mover Pod (chart values `mover.resources`,
+/// `mover.securityContext`, `mover.podSecurityContext`); unset, the defaults below.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MoverPod {
+    /// The container's `resources`.
+    pub resources: Option<Value>,
+    /// The container's `securityContext`.
+    pub security_context: Option<Value>,
+    /// The Pod's `securityContext`.
+    pub pod_security_context: Option<Value>,
+}
+
+/// Requests for a mover's steady work; the limit covers its largest buffers.
+pub fn default_resources() -> Value {
+    json!({"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}})
+}
+
+pub fn default_security_context() -> Value {
+    json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true})
 }
 
 /// The Job. `backoffLimit: 0`: the controller reads each attempt's result and decides
@@ -78,8 +101,8 @@ pub fn job(p: &Plan) -> Value {
         "env": env,
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
-        "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true},
+        "resources": p.pod.resources.clone().unwrap_or_else(default_resources),
+        "securityContext": p.pod.security_context.clone().unwrap_or_else(default_security_context),
     });
     if !p.env_from.is_empty() {
         container["envFrom"] = json!(p.env_from);
@@ -89,6 +112,10 @@ pub fn job(p: &Plan) -> Value {
     }
     if !devices.is_empty() {
         container["volumeDevices"] = json!(devices);
+    }
+    let mut pod = json!({"restartPolicy": "Never", "containers": [container], "volumes": volumes});
+    if let Some(sc) = &p.pod.pod_security_context {
+        pod["securityContext"] = sc.clone();
     }
     json!({
         "apiVersion": "batch/v1",
@@ -104,11 +131,7 @@ pub fn job(p: &Plan) -> Value {
             "activeDeadlineSeconds": p.deadline_seconds,
             "template": {
                 "metadata": {"labels": p.labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [container],
-                    "volumes": volumes,
-                },
+                "spec": pod,
             },
         },
     })
@@ -135,6 +158,7 @@ mod tests {
             key: SecretKeyRef { name: "key".into(), key: "passphrase".into() },
             host_paths: vec![],
             deadline_seconds: 60,
+            pod: MoverPod::default(),
         };
         let j = job(&p);
         let c = &j["spec"]["template"]["spec"]["containers"][0];
@@ -144,5 +168,41 @@ mod tests {
         assert_eq!(c["env"][0]["valueFrom"]["secretKeyRef"]["name"], "key");
         assert_eq!(j["spec"]["backoffLimit"], 0);
         assert_eq!(c["terminationMessagePolicy"], "FallbackToLogsOnError");
+    }
+
+    #[test]
+    fn an_installations_mover_settings_reach_the_pod() {
+        let mut p = Plan {
+            name: "db-1-0".into(),
+            namespace: "shop".into(),
+            labels: BTreeMap::new(),
+            owner: Value::Null,
+            image: "img".into(),
+            command: vec!["lifeline".into()],
+            args: vec![],
+            claim: None,
+            writable: false,
+            env: vec![],
+            env_from: vec![],
+            key: SecretKeyRef { name: "key".into(), key: "passphrase".into() },
+            host_paths: vec![],
+            deadline_seconds: 60,
+            pod: MoverPod::default(),
+        };
+        let j = job(&p);
+        let spec = &j["spec"]["template"]["spec"];
+        assert_eq!(spec["containers"][0]["resources"], default_resources());
+        assert_eq!(spec["containers"][0]["securityContext"], default_security_context());
+        assert!(spec["securityContext"].is_null());
+        p.pod = MoverPod {
+            resources: Some(json!({"limits": {"memory": "3Gi"}})),
+            security_context: Some(json!({"runAsNonRoot": true})),
+            pod_security_context: Some(json!({"fsGroup": 1000})),
+        };
+        let j = job(&p);
+        let spec = &j["spec"]["template"]["spec"];
+        assert_eq!(spec["containers"][0]["resources"], json!({"limits": {"memory": "3Gi"}}));
+        assert_eq!(spec["containers"][0]["securityContext"], json!({"runAsNonRoot": true}));
+        assert_eq!(spec["securityContext"], json!({"fsGroup": 1000}));
     }
 }

@@ -7,6 +7,10 @@
 use super::{Env, example, points_at};
 use crate::chart;
 use crate::support::s3;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
 use lifeline::sim::{Image, Options as SimOptions};
 use std::path::Path;
 
@@ -34,7 +38,8 @@ fn helm_installs_upgrades_and_uninstalls_an_operator_that_runs_from_its_deployme
         &env,
         &format!(
             "install lifeline {c} -n {NAMESPACE} --create-namespace --wait --timeout 120s \
-             --set metrics.listenOn=podIP --set heartbeatInterval=2s"
+             --set metrics.listenOn=podIP --set heartbeatInterval=2s \
+             --set mover.resources.limits.memory=768Mi --set mover.podSecurityContext.fsGroup=1000"
         ),
     );
     assert!(out.contains("STATUS: deployed") && out.contains("rollout status deployment/lifeline"), "{out}");
@@ -45,7 +50,29 @@ fn helm_installs_upgrades_and_uninstalls_an_operator_that_runs_from_its_deployme
     let yaml = example("records-two-regions.yaml", &prefix).replace("  replicas: 3\n", "  replicas: 1\n");
     env.apply(&yaml);
     env.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<Job>>> = Default::default();
+    let watch = {
+        let (api, seen) = (Api::<Job>::namespaced(env.client.clone(), "records"), seen.clone());
+        env.rt.spawn(async move {
+            let mut jobs = std::pin::pin!(watcher(api, Default::default()).applied_objects());
+            while let Some(Ok(j)) = jobs.next().await {
+                seen.lock().unwrap().push(j);
+            }
+        })
+    };
     let first = env.take_point("first", &[]);
+    // The chart's mover settings reached the mover Jobs, through the operator (seen as they
+    // ran: a finished run deletes its Jobs).
+    watch.abort();
+    let movers = seen.lock().unwrap().clone();
+    assert!(!movers.is_empty(), "no mover Job seen");
+    for j in movers {
+        let pod = j.spec.unwrap().template.spec.unwrap();
+        let c = &pod.containers[0];
+        let limits = c.resources.as_ref().and_then(|r| r.limits.clone()).unwrap_or_default();
+        assert_eq!(limits.get("memory").map(|q| q.0.as_str()), Some("768Mi"), "{c:?}");
+        assert_eq!(pod.security_context.and_then(|s| s.fs_group), Some(1000));
+    }
     let acting = format!("system:serviceaccount:{NAMESPACE}:lifeline");
     let audit = env.audit();
     assert!(

@@ -188,6 +188,7 @@ fn plan(
         owner: apply::owner_ref(point),
         image: cfg.mover_image.clone(),
         command: cfg.mover_command.clone(),
+        pod: cfg.mover_pod.clone(),
         args: vec!["replicate".into(), from.spec.url.clone(), to.spec.url.clone(), "--point".into(), point.name_any()],
         claim: None,
         writable: false,

@@ -445,6 +445,7 @@ async fn restore_plan(
         owner: if run.target == run.ns { apply::owner_ref(run.plan) } else { Value::Null },
         image: cfg.mover_image.clone(),
         command: cfg.mover_command.clone(),
+        pod: cfg.mover_pod.clone(),
         args,
         claim: Some((pvc.into(), rec.volume_mode.as_deref() == Some("Block"))),
         writable: true,

@@ -192,6 +192,7 @@ fn backup_plan(
         owner: apply::owner_ref(run.point),
         image: cfg.mover_image.clone(),
         command: cfg.mover_command.clone(),
+        pod: cfg.mover_pod.clone(),
         args,
         claim: Some((clone.into(), block)),
         writable: false,
