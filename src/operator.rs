@@ -205,7 +205,40 @@ where
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+/// Every controller: once for the whole cluster, or (with `watch_namespaces`) once per
+/// watched namespace, each set with its own watches and caches, so objects elsewhere are
+/// neither seen nor touched.
 async fn controllers<S>(ctx: Arc<Context>, shutdown: S)
+where
+    S: Future<Output = ()> + Clone + Send + Sync + 'static,
+{
+    let scopes: Vec<Option<String>> = if ctx.config.watch_namespaces.is_empty() {
+        vec![None]
+    } else {
+        ctx.config.watch_namespaces.iter().cloned().map(Some).collect()
+    };
+    futures::future::join_all(scopes.into_iter().map(|scope| controllers_in(ctx.clone(), scope, shutdown.clone())))
+        .await;
+    // No longer leading (or stopping): the caches go stale, so their metrics go too.
+    ctx.metrics.status.clear();
+}
+
+/// `Api::all`, or the one namespace of a scoped set.
+fn scoped<K>(c: &kube::Client, scope: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match scope {
+        Some(ns) => Api::namespaced(c.clone(), ns),
+        None => Api::all(c.clone()),
+    }
+}
+
+async fn controllers_in<S>(ctx: Arc<Context>, scope: Option<String>, shutdown: S)
 where
     S: Future<Output = ()> + Clone + Send + Sync + 'static,
 {
@@ -219,7 +252,7 @@ where
     // Bounded concurrency: a thousand policies due at once must not hold a thousand
     // listings in memory (measured with `make bench-operator`).
     let bounded = || kube::runtime::controller::Config::default().concurrency(32);
-    let locations = Controller::new(Api::<BackupLocation>::all(c.clone()), wc.clone())
+    let locations = Controller::new(scoped::<BackupLocation>(&c, &scope), wc.clone())
         .with_config(bounded())
         .graceful_shutdown_on(shutdown.clone())
         .run(controller::location::reconcile, error_policy(controller::location::NAME), ctx.clone());
@@ -229,7 +262,7 @@ where
     // with its listings, for nothing). The store still sees every change, so a reconcile
     // compares against the newest status.
     let (policy_store, policy_writer) = kube::runtime::reflector::store();
-    let policy_changes = watcher::watcher(Api::<BackupPolicy>::all(c.clone()), wc.clone())
+    let policy_changes = watcher::watcher(scoped::<BackupPolicy>(&c, &scope), wc.clone())
         .default_backoff()
         .reflect(policy_writer)
         .applied_objects()
@@ -237,7 +270,7 @@ where
     // A fencing marker found at a location (its status's `fences` changed) wakes the
     // policies that use the location at once: a returning site stands down before its
     // next run, not at its next periodic look.
-    let fence_changes = watcher::watcher(Api::<BackupLocation>::all(c.clone()), wc.clone())
+    let fence_changes = watcher::watcher(scoped::<BackupLocation>(&c, &scope), wc.clone())
         .default_backoff()
         .applied_objects()
         .predicate_filter(fences_hash, Default::default());
@@ -256,7 +289,7 @@ where
                 .map(|p| ObjectRef::from_obj(&*p))
                 .collect::<Vec<_>>()
         })
-        .watches(Api::<RestorePoint>::all(c.clone()), wc.clone(), |p: RestorePoint| {
+        .watches(scoped::<RestorePoint>(&c, &scope), wc.clone(), |p: RestorePoint| {
             Some(ObjectRef::<BackupPolicy>::new(&p.spec.policy).within(&p.namespace().unwrap_or_default()))
         })
         .reconcile_all_on(jumps(&ctx))
@@ -264,27 +297,27 @@ where
         .graceful_shutdown_on(shutdown.clone())
         .run(controller::policy::reconcile, error_policy(controller::policy::NAME), ctx.clone());
     let ours_plans = ours.clone();
-    let points = Controller::new(Api::<RestorePoint>::all(c.clone()), wc.clone());
+    let points = Controller::new(scoped::<RestorePoint>(&c, &scope), wc.clone());
     let points_store = points.store();
     let points = points
-        .owns(Api::<Job>::all(c.clone()), ours.clone())
-        .owns(Api::<PersistentVolumeClaim>::all(c.clone()), ours.clone())
+        .owns(scoped::<Job>(&c, &scope), ours.clone())
+        .owns(scoped::<PersistentVolumeClaim>(&c, &scope), ours.clone())
         .reconcile_all_on(jumps(&ctx))
         .with_config(bounded())
         .graceful_shutdown_on(shutdown.clone())
         .run(controller::restore_point::reconcile, error_policy(controller::restore_point::NAME), ctx.clone());
-    let plans = Controller::new(Api::<RestorePlan>::all(c.clone()), wc.clone());
-    ctx.metrics.status.set(crate::telemetry::status::Sources {
+    let plans = Controller::new(scoped::<RestorePlan>(&c, &scope), wc.clone());
+    ctx.metrics.status.add(crate::telemetry::status::Sources {
         policies: policy_store_metrics,
         points: points_store,
         plans: plans.store(),
         clock: ctx.clock.clone(),
     });
     let plans = plans
-        .owns(Api::<Job>::all(c.clone()), ours_plans.clone())
+        .owns(scoped::<Job>(&c, &scope), ours_plans.clone())
         // Restored StatefulSets have no owner (they outlive the plan): their readiness
         // reaches the plan through the annotation naming it.
-        .watches(Api::<StatefulSet>::all(c.clone()), ours_plans, |s: StatefulSet| {
+        .watches(scoped::<StatefulSet>(&c, &scope), ours_plans, |s: StatefulSet| {
             let a = s.metadata.annotations.as_ref()?.get(controller::restore_plan::ANNOTATION_PLAN)?;
             let (ns, name) = a.split_once('/')?;
             Some(ObjectRef::<RestorePlan>::new(name).within(ns))
@@ -293,7 +326,7 @@ where
         .graceful_shutdown_on(shutdown.clone())
         .run(controller::restore_plan::reconcile, error_policy(controller::restore_plan::NAME), ctx.clone());
     let gates = Controller::new(
-        Api::<Pod>::all(c.clone()),
+        scoped::<Pod>(&c, &scope),
         watcher::Config::default().labels(&format!("{}=true", controller::gate::LABEL)),
     )
     .graceful_shutdown_on(shutdown)
@@ -306,6 +339,4 @@ where
         log_results(controller::restore_plan::NAME, plans),
         beats
     );
-    // No longer leading (or stopping): the caches go stale, so their metrics go too.
-    ctx.metrics.status.clear();
 }

@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Most mover Jobs running at once in the cluster.
     #[arg(long, default_value_t = 4)]
     pub max_movers: usize,
+    /// Reconcile only the Lifeline objects of these namespaces (comma-separated; default:
+    /// every namespace).
+    #[arg(long, env = "LIFELINE_WATCH_NAMESPACES", value_delimiter = ',', value_name = "NAMESPACES")]
+    pub watch_namespaces: Vec<String>,
     /// The mover containers' `resources`, as JSON (a ResourceRequirements).
     #[arg(long, env = "LIFELINE_MOVER_RESOURCES", value_name = "JSON")]
     pub mover_resources: Option<String>,
@@ -143,6 +147,17 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         config.mover_image = i;
     }
     config.mover_pod = mover_pod(&a)?;
+    config.watch_namespaces =
+        a.watch_namespaces.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+    config.watch_namespaces.sort();
+    config.watch_namespaces.dedup();
+    for n in &config.watch_namespaces {
+        let label = n.len() <= 63
+            && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !n.starts_with('-')
+            && !n.ends_with('-');
+        anyhow::ensure!(label, "--watch-namespaces: {n:?} is not a namespace name (a DNS label)");
+    }
     config.snapshot_timeout = super::duration("--snapshot-timeout", &a.snapshot_timeout)?;
     config.mover_timeout = super::duration("--mover-timeout", &a.mover_timeout)?;
     config.cluster_id = a.cluster_id.clone().filter(|c| !c.is_empty());

@@ -38,6 +38,8 @@ pub struct Config {
     pub max_movers: usize,
     /// Resources and security contexts of every mover Pod.
     pub mover_pod: crate::mover::job::MoverPod,
+    /// Namespaces whose Lifeline objects this operator reconciles; empty: every namespace.
+    pub watch_namespaces: Vec<String>,
     /// How long snapshots may take to be cut and to become ready.
     pub snapshot_timeout: Duration,
     /// How long a clone of a snapshot may take to bind.
@@ -61,6 +63,7 @@ impl Default for Config {
             mover_command: vec!["lifeline".into()],
             max_movers: 4,
             mover_pod: Default::default(),
+            watch_namespaces: Vec::new(),
             snapshot_timeout: Duration::from_secs(600),
             clone_timeout: Duration::from_secs(600),
             mover_timeout: Duration::from_secs(6 * 3600),

@@ -57,10 +57,11 @@ pub const METRICS: &[(&str, &str)] = &[
     ("standby_last_refresh_bytes", "Bytes the newest refresh of a warm standby wrote"),
 ];
 
-/// The collector; holds no sources until the controllers start.
+/// The collector; holds no sources until the controllers start (one set of caches per
+/// watched namespace, or one for the cluster).
 #[derive(Default)]
 pub struct StatusMetrics {
-    sources: RwLock<Option<Sources>>,
+    sources: RwLock<Vec<Sources>>,
 }
 
 impl std::fmt::Debug for StatusMetrics {
@@ -70,14 +71,14 @@ impl std::fmt::Debug for StatusMetrics {
 }
 
 impl StatusMetrics {
-    /// Starts exporting from these caches (the leader, once its controllers run).
-    pub fn set(&self, sources: Sources) {
-        *self.sources.write().unwrap_or_else(|e| e.into_inner()) = Some(sources);
+    /// Starts exporting from these caches too (the leader, once its controllers run).
+    pub fn add(&self, sources: Sources) {
+        self.sources.write().unwrap_or_else(|e| e.into_inner()).push(sources);
     }
 
     /// Stops exporting (leadership lost).
     pub fn clear(&self) {
-        *self.sources.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.sources.write().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 
@@ -109,10 +110,9 @@ fn data_time(p: &RestorePoint) -> f64 {
     p.status.as_ref().and_then(|s| s.start_time.as_ref()).map(ts).unwrap_or_else(|| ts(&p.spec.scheduled_time))
 }
 
-fn collect(src: &Sources) -> Scrape {
+fn collect(src: &Sources, s: &mut Scrape) {
     use crate::api::restore_point::RunPhase;
     let now = src.clock.now().as_millisecond() as f64 / 1000.0;
-    let mut s = Scrape::default();
     let points = src.points.state();
     let mut by_policy: HashMap<(String, String), Vec<&RestorePoint>> = HashMap::new();
     for p in &points {
@@ -244,14 +244,15 @@ fn collect(src: &Sources) -> Scrape {
             }
         }
     }
-    s
 }
 
 impl Collector for StatusMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let sources = self.sources.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let Some(src) = sources else { return Ok(()) };
-        let scrape = collect(&src);
+        let mut scrape = Scrape::default();
+        for src in &sources {
+            collect(src, &mut scrape);
+        }
         for (name, help) in METRICS {
             if let Some(family) = scrape.0.get(name) {
                 family.encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;

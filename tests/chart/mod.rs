@@ -67,6 +67,8 @@ const ALL_ON: &[&str] = &[
     "--set",
     "logFormat=text",
     "--set",
+    "watchNamespaces={shop,records}",
+    "--set",
     "prometheusRule.enabled=true",
     "--set",
     "grafanaDashboard.enabled=true",
@@ -192,6 +194,7 @@ fn bad_values_are_refused_with_the_field_named() {
         ("heartbeatInterval=often", "/heartbeatInterval"),
         ("mover.concurrency=0", "/mover/concurrency"),
         ("metrics.port=70000", "/metrics/port"),
+        ("watchNamespaces={Bad_Name}", "/watchNamespaces/0"),
         ("imagePullPolicy=Always", "imagePullPolicy"),
     ] {
         let (ok, out, err) = run("helm", &["template", "lifeline", &c, "--set", set]);

@@ -14,6 +14,7 @@ mod plugin;
 mod rbac;
 mod restore;
 mod retention;
+mod scope;
 mod standby;
 mod unreachable;
 
@@ -82,7 +83,13 @@ impl Env {
     /// Starts the operator in this process (no leader election), movers running the
     /// lifeline binary of this build.
     pub fn start_operator(&mut self, clock: Arc<dyn Clock>) {
-        let config = test_config();
+        self.start_operator_with(clock, |_| {});
+    }
+
+    /// [`Env::start_operator`] with settings changed by `set`.
+    pub fn start_operator_with(&mut self, clock: Arc<dyn Clock>, set: impl FnOnce(&mut Config)) {
+        let mut config = test_config();
+        set(&mut config);
         let opts = Options { config, http: None, leader: None, clock };
         let client = self.client.clone();
         let (running, fut) = self.rt.block_on(operator::start(client, opts, futures::future::pending())).unwrap();
