@@ -239,28 +239,31 @@ fn list_object<T: serde::Serialize>(items: &[T]) -> anyhow::Result<Value> {
     Ok(json!({"apiVersion": "v1", "kind": "List", "items": serde_json::to_value(items)?, "metadata": {}}))
 }
 
+/// A namespaced kind the plugin reads.
+trait Namespaced:
+    Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> Namespaced for K where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
 impl Kubectl {
-    fn api<K>(&self) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-    {
-        if self.g.all_namespaces {
-            Api::all(self.client.clone())
-        } else {
-            Api::namespaced(self.client.clone(), &self.ns)
-        }
+    /// The namespace's objects, or every namespace's with `-A`.
+    fn api<K: Namespaced>(&self) -> Api<K> {
+        if self.g.all_namespaces { Api::all(self.client.clone()) } else { self.here() }
     }
 
-    fn here<K>(&self) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-    {
+    /// The namespace's objects.
+    fn here<K: Namespaced>(&self) -> Api<K> {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
