@@ -237,9 +237,10 @@ fn a_month_of_daily_runs_keeps_exactly_what_each_location_rules_say() {
     assert_eq!(m("verification_last_timestamp_seconds", &[]), v.time.0.as_second() as f64);
     assert_eq!(m("policy_fenced", &[]), 0.0);
     assert_eq!(m("drill_next_timestamp_seconds", &[]), st.next_drill.as_ref().unwrap().0.as_second() as f64);
-    // No spec.rpo here: an age, but no target and nothing to breach.
+    // No spec.rpo here: an age (0 when the newest run started at this very time of the
+    // test's stopped clock), but no target and nothing to breach.
     let achieved = m("rpo_achieved_seconds", &[]);
-    assert!(achieved > 0.0);
+    assert!(achieved >= 0.0);
     assert_eq!((env.metric("rpo_target_seconds", &policy), env.metric("rpo_breached", &policy)), (None, None));
     assert!(m("backup_bytes", &[("kind", "protected")]) > 0.0);
     assert!(m("backup_runs", &[("phase", "Completed")]) >= 1.0);
