@@ -170,15 +170,9 @@ struct Kubectl {
     g: Global,
 }
 
-/// `5s`, `3m`, `2h`, `4d`, as kubectl prints ages.
+/// An age as kubectl prints it (`45s`, `3m20s`, `5h10m`, `4d`).
 pub fn age(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..120 => format!("{s}s"),
-        120..7200 => format!("{}m", s / 60),
-        7200..172800 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
+    crate::k8s::human_duration(d.as_secs() as i64)
 }
 
 fn since(t: &Time) -> Duration {
@@ -190,7 +184,7 @@ fn until(t: &Time) -> Duration {
 }
 
 fn bytes(n: i64) -> String {
-    indicatif::BinaryBytes(n.max(0) as u64).to_string()
+    super::repo::human(n.max(0) as u64)
 }
 
 /// Columns aligned as kubectl aligns them: three spaces apart.

@@ -151,12 +151,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         a.watch_namespaces.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
     config.watch_namespaces.sort();
     config.watch_namespaces.dedup();
+    let label = regex::Regex::new(crate::api::common::DNS_LABEL_PATTERN)?;
     for n in &config.watch_namespaces {
-        let label = n.len() <= 63
-            && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !n.starts_with('-')
-            && !n.ends_with('-');
-        anyhow::ensure!(label, "--watch-namespaces: {n:?} is not a namespace name (a DNS label)");
+        anyhow::ensure!(
+            n.len() <= 63 && label.is_match(n),
+            "--watch-namespaces: {n:?} is not a namespace name (a DNS label)"
+        );
     }
     config.snapshot_timeout = super::duration("--snapshot-timeout", &a.snapshot_timeout)?;
     config.mover_timeout = super::duration("--mover-timeout", &a.mover_timeout)?;

@@ -256,7 +256,7 @@ fn builtin_cell(kind: &str, column: &str, o: &Value) -> Value {
                 .as_str()
                 .and_then(|t| t.parse::<jiff::Timestamp>().ok())
                 .unwrap_or_else(jiff::Timestamp::now);
-            json!(start.map_or(String::new(), |s| human_duration(end.as_second() - s.as_second())))
+            json!(start.map_or(String::new(), |s| crate::k8s::human_duration(end.as_second() - s.as_second())))
         }
         ("CronJob", "Schedule") => spec["schedule"].clone(),
         ("CronJob", "Timezone") => json!(spec["timeZone"].as_str().unwrap_or("<none>")),
@@ -368,48 +368,7 @@ fn cell(obj: &Value, path: &str, custom: bool) -> Value {
 
 fn age(ts: &str) -> String {
     let Ok(t) = ts.parse::<jiff::Timestamp>() else { return "<unknown>".into() };
-    human_duration(jiff::Timestamp::now().as_second() - t.as_second())
-}
-
-/// apimachinery `util/duration.HumanDuration`: `45s`, `3m20s`, `25m`, `5h10m`, `3d4h`.
-fn human_duration(secs: i64) -> String {
-    if secs < -1 {
-        return "<invalid>".into();
-    }
-    if secs < 0 {
-        return "0s".into();
-    }
-    if secs < 120 {
-        return format!("{secs}s");
-    }
-    let minutes = secs / 60;
-    if minutes < 10 {
-        let s = secs % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
-    }
-    if minutes < 180 {
-        return format!("{minutes}m");
-    }
-    let hours = secs / 3600;
-    if hours < 8 {
-        let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
-    }
-    if hours < 48 {
-        return format!("{hours}h");
-    }
-    if hours < 24 * 8 {
-        let h = hours % 24;
-        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
-    }
-    if hours < 24 * 365 * 2 {
-        return format!("{}d", hours / 24);
-    }
-    if hours < 24 * 365 * 8 {
-        let dy = (hours / 24) % 365;
-        return if dy == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{dy}d", hours / 24 / 365) };
-    }
-    format!("{}y", hours / 24 / 365)
+    crate::k8s::human_duration(jiff::Timestamp::now().as_second() - t.as_second())
 }
 
 pub fn table(rt: &ResType, items: &[Value], list_meta: Option<Value>, req: &Req) -> Value {
@@ -457,7 +416,7 @@ pub fn table(rt: &ResType, items: &[Value], list_meta: Option<Value>, req: &Req)
 
 #[cfg(test)]
 mod tests {
-    use super::human_duration;
+    use crate::k8s::human_duration;
 
     #[test]
     fn ages_print_as_human_duration_does() {

@@ -105,9 +105,9 @@ fn key(ns: Option<String>, name: &str) -> String {
     format!("{}/{name}", ns.unwrap_or_default())
 }
 
-/// When a point's data was taken (the run's start), else its slot.
+/// When a point's data was taken, in seconds (see the policy status's `data_time`).
 fn data_time(p: &RestorePoint) -> f64 {
-    p.status.as_ref().and_then(|s| s.start_time.as_ref()).map(ts).unwrap_or_else(|| ts(&p.spec.scheduled_time))
+    crate::controller::policy::status::data_time(p).as_millisecond() as f64 / 1000.0
 }
 
 fn collect(src: &Sources, s: &mut Scrape) {

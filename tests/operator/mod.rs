@@ -301,22 +301,22 @@ impl Env {
 
     /// The reasons of a plan's Events, oldest first.
     pub fn plan_story(&self, ns: &str, plan: &str) -> Vec<String> {
+        self.plan_events(ns, plan, "{.reason}").lines().map(String::from).collect()
+    }
+
+    /// The plan's Events in order with their times and messages, a line each.
+    pub fn plan_timeline(&self, ns: &str, plan: &str) -> String {
+        self.plan_events(ns, plan, "{.eventTime} {.reason}: {.note}{.message}")
+    }
+
+    /// `line` (a jsonpath template) for each of the plan's Events, in order.
+    fn plan_events(&self, ns: &str, plan: &str, line: &str) -> String {
         let selector = format!("involvedObject.name={plan}");
-        let out = self.kubectl(
-            &[
-                "get",
-                "events",
-                "-n",
-                ns,
-                "--field-selector",
-                &selector,
-                "--sort-by=.eventTime",
-                "-o",
-                "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}",
-            ],
+        let template = format!("jsonpath={{range .items[*]}}{line}{{\"\\n\"}}{{end}}");
+        self.kubectl(
+            &["get", "events", "-n", ns, "--field-selector", &selector, "--sort-by=.eventTime", "-o", &template],
             None,
-        );
-        out.lines().map(String::from).collect()
+        )
     }
 
     /// Waits until RestorePlan `name` ends (Completed or Failed) and returns its status.

@@ -206,24 +206,7 @@ fn a_warm_standby_refreshes_in_place_and_promotes_far_faster_than_a_cold_restore
     let rto = st.rto.clone().unwrap();
     let warm_rto = Duration::from(rto.execution.unwrap());
     println!("RTO: cold restore {cold_rto:?}, warm standby promotion {warm_rto:?}");
-    let timeline = |plan: &str| {
-        let selector = format!("involvedObject.name={plan}");
-        standby.kubectl(
-            &[
-                "get",
-                "events",
-                "-n",
-                "records",
-                "--field-selector",
-                &selector,
-                "--sort-by=.eventTime",
-                "-o",
-                "jsonpath={range .items[*]}{.eventTime} {.reason}: {.note}{.message}{\"\\n\"}{end}",
-            ],
-            None,
-        )
-    };
-    println!("warm:\n{}", timeline("warm"));
+    let timeline = |plan: &str| standby.plan_timeline("records", plan);
     assert!(
         warm_rto.as_secs_f64() < 0.25 * cold_rto.as_secs_f64(),
         "warm {warm_rto:?} is not below a quarter of cold {cold_rto:?}\nwarm:\n{}\ncold:\n{}",
