@@ -4,6 +4,10 @@
 #   bench/dataset.sh DIR        state A into DIR/data (skipped if DIR/data/.complete exists)
 #   bench/dataset.sh DIR change state B: ~1 % change (pgbench transactions + CHECKPOINT,
 #                               appended and new logs, patched random files, deletions)
+#   bench/dataset.sh DIR small  DIR/small: 200,000 JSON files of 200 B to 12 KB in 400
+#                               directories (a chat-attachment store)
+#   bench/dataset.sh DIR large  DIR/large/volume.img: one 2 GiB file (a database image:
+#                               half incompressible, half JSON records)
 set -euo pipefail
 mkdir -p "$1"; dir=$(cd "$1" && pwd); data=$dir/data
 pgbin=$(dirname "$(command -v pg_ctl || echo /usr/lib/postgresql/15/bin/pg_ctl)")
@@ -16,6 +20,56 @@ prepare_pg_dirs() {
   mkdir -p "$sock" "$data/pg"
   if [ "$(id -u)" = 0 ]; then chown nobody "$sock" "$data/pg"; fi
 }
+
+if [ "${2:-}" = small ]; then
+  [ -f "$dir/small/.complete" ] && exit 0
+  rm -rf "$dir/small"
+  python3 - "$dir/small" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+r = random.Random(16)
+words = [''.join(r.choice('abcdefghijklmnopqrstuvwxyz') for _ in range(r.randrange(2, 11))) for _ in range(5000)]
+# A long text to cut message bodies from, so every file differs (no deduplication between
+# files) yet compresses like chat text.
+text = ' '.join(r.choice(words) for _ in range(4_000_000))
+for d in range(400):
+    sub = f"{root}/room-{d:03d}"
+    os.makedirs(sub)
+    for i in range(500):
+        size = r.randrange(200, 12_000)
+        at = r.randrange(len(text) - size)
+        head = '{"id":"%08x-%04d","room":%d,"ts":"2026-11-%02dT%02d:%02d:%02dZ","from":"u%d","body":"' % (
+            r.getrandbits(32), i, d, r.randrange(1, 31), r.randrange(24), r.randrange(60), r.randrange(60), r.randrange(10**5))
+        body = text[at:at + max(0, size - len(head) - 3)]
+        with open(f"{sub}/msg-{i:04d}.json", "w") as f:
+            f.write(head + body + '"}\n')
+PY
+  touch "$dir/small/.complete"
+  exit 0
+fi
+
+if [ "${2:-}" = large ]; then
+  [ -f "$dir/large/.complete" ] && exit 0
+  rm -rf "$dir/large"; mkdir -p "$dir/large"
+  python3 - "$dir/large/volume.img" <<'PY'
+import os, random, sys
+r = random.Random(17)
+rec = '{"order":%d,"customer":"c%06d","total":%d.%02d,"status":"%s","items":[%d,%d,%d]}\n'
+with open(sys.argv[1], "wb") as f:
+    for mib in range(2048):
+        if mib % 2 == 0:
+            f.write(os.urandom(1 << 20))
+        else:
+            lines = []; size = 0
+            while size < 1 << 20:
+                s = rec % (r.randrange(10**9), r.randrange(10**6), r.randrange(1000), r.randrange(100),
+                           r.choice(["paid", "shipped", "open"]), r.randrange(10**4), r.randrange(10**4), r.randrange(10**4))
+                lines.append(s); size += len(s)
+            f.write("".join(lines).encode()[:1 << 20])
+PY
+  touch "$dir/large/.complete"
+  exit 0
+fi
 
 if [ "${2:-}" = change ]; then
   prepare_pg_dirs

@@ -14,14 +14,17 @@ export LIFELINE_PASSWORD=bench RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$work/rest
 results=$work/results.tsv
 : > "$results"
 
-# measure NAME TOOL CMD...: wall seconds and peak RSS of one command, appended to results.
+# measure NAME TOOL CMD...: wall seconds and peak RSS of one command, then the seconds a
+# `sync` right after it takes (the command's data still not on the device: wall + sync is
+# the time until its result is durable), appended to results.
 measure() {
   local name=$1 tool=$2; shift 2
   local out=$work/out-$name-$tool.json
   sync  # both tools start with no writeback pending from what ran before
   /usr/bin/time -f "%e %M" -o "$work/time" "$@" > "$out" 2> "$work/err-$name-$tool" || { cat "$work/err-$name-$tool" >&2; exit 1; }
+  local t0 t1; t0=$(date +%s.%N); sync; t1=$(date +%s.%N)
   read -r secs kb < "$work/time"
-  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$tool" "$secs" "$kb" "$out" >> "$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$tool" "$secs" "$kb" "$out" "$(python3 -c "print(round($t1 - $t0, 3))")" >> "$results"
 }
 
 # The page cache is put in the same state for both tools before the full backups:
@@ -89,6 +92,34 @@ measure inplace lifeline "$lifeline" repo restore --json --in-place "file://$wor
 diff -r --no-dereference "$data" "$work/restore-ip" > /dev/null || { echo "in-place restore differs from the data!" >&2; exit 1; }
 rm -rf "$work/restore-ip"
 
+echo "200,000 small files..." >&2
+"$root/bench/dataset.sh" "$work" small
+small=$work/small
+small_bytes=$(du -sb --apparent-size "$small" | cut -f1)
+"$lifeline" repo init "file://$work/repo-ls" >/dev/null 2>&1
+restic init -q -r "$work/repo-rs"
+warm "$small"; measure smallfull lifeline "$lifeline" repo backup --json "file://$work/repo-ls" "$small"
+warm "$small"; measure smallfull restic restic -r "$work/repo-rs" backup --json "$small"
+measure smallunchanged lifeline "$lifeline" repo backup --json "file://$work/repo-ls" "$small"
+measure smallunchanged restic restic -r "$work/repo-rs" backup --json "$small"
+measure smallrestore lifeline "$lifeline" repo restore --json "file://$work/repo-ls" latest "$work/restore-ls"
+measure smallrestore restic restic -r "$work/repo-rs" restore latest --target "$work/restore-rs"
+diff -r --no-dereference "$small" "$work/restore-ls" > /dev/null || { echo "lifeline restore of the small files differs!" >&2; exit 1; }
+size_ls=$(du -sb "$work/repo-ls" | cut -f1); size_rs=$(du -sb "$work/repo-rs" | cut -f1)
+
+echo "one 2 GiB file..." >&2
+"$root/bench/dataset.sh" "$work" large
+large=$work/large
+large_bytes=$(du -sb --apparent-size "$large" | cut -f1)
+"$lifeline" repo init "file://$work/repo-lg" >/dev/null 2>&1
+restic init -q -r "$work/repo-rg"
+warm "$large"; measure largefull lifeline "$lifeline" repo backup --json "file://$work/repo-lg" "$large"
+warm "$large"; measure largefull restic restic -r "$work/repo-rg" backup --json "$large"
+measure largerestore lifeline "$lifeline" repo restore --json "file://$work/repo-lg" latest "$work/restore-lg"
+measure largerestore restic restic -r "$work/repo-rg" restore latest --target "$work/restore-rg"
+cmp "$large/volume.img" "$work/restore-lg/volume.img" || { echo "lifeline restore of the large file differs!" >&2; exit 1; }
+size_lg=$(du -sb "$work/repo-lg" | cut -f1); size_rg=$(du -sb "$work/repo-rg" | cut -f1)
+
 echo "S3 (SeaweedFS on loopback)..." >&2
 s3dir=$work/s3; "$root/scripts/s3.sh" stop "$s3dir" 2>/dev/null || true; rm -rf "$s3dir"
 endpoint=$("$root/scripts/s3.sh" start "$s3dir" 24000 bench)
@@ -100,11 +131,15 @@ measure s3full lifeline "$lifeline" repo backup --json s3://bench/l "$data"
 measure s3full restic restic -r "s3:$endpoint/bench/r" backup --json "$data"
 measure s3restore lifeline "$lifeline" repo restore --json s3://bench/l latest "$work/restore-l"
 measure s3restore restic restic -r "s3:$endpoint/bench/r" restore latest --target "$work/restore-r"
+diff -r --no-dereference "$data" "$work/restore-l" > /dev/null || { echo "lifeline restore from S3 differs from the data!" >&2; exit 1; }
 # Deleting gigabytes makes the filesystem discard their blocks (the root filesystem here
 # is mounted with `discard`), which loads the disk for a while: only at the end.
-rm -rf "$work/restore-l" "$work/restore-r" "$work/pg-a" "$work/repo-lc" "$work/repo-rc"
+rm -rf "$work/restore-l" "$work/restore-r" "$work/pg-a" "$work/repo-lc" "$work/repo-rc" \
+  "$work/restore-ls" "$work/restore-rs" "$work/repo-ls" "$work/repo-rs" \
+  "$work/restore-lg" "$work/restore-rg" "$work/repo-lg" "$work/repo-rg"
 
 python3 "$root/bench/report.py" "$results" "$work/results.json" \
   bytes_a="$bytes_a" bytes_b="$bytes_b" pg_bytes="$pg_bytes" \
   size_l_full="$size_l_full" size_r_full="$size_r_full" size_l="$size_l" size_r="$size_r" \
-  grow_l="$grow_l" grow_r="$grow_r"
+  grow_l="$grow_l" grow_r="$grow_r" small_bytes="$small_bytes" large_bytes="$large_bytes" \
+  size_ls="$size_ls" size_rs="$size_rs" size_lg="$size_lg" size_rg="$size_rg"

@@ -8,6 +8,11 @@
 //! (a window around the same offset) nor stored earlier in this run are compressed,
 //! encrypted and packed. So a database file with scattered 8 KiB page changes stores
 //! little more than the changed chunks.
+//!
+//! Many small files: a large directory's entries are described and its small files read
+//! by a scanner thread ahead of the walk; each small file is hashed on the walking thread
+//! (a round trip to a worker cost more than hashing a few kilobytes), and the new chunks
+//! of many files are stored together as one data blob ([`SmallBatch`]).
 
 use super::format::{BlobKind, ChunkRef, Id, Node, NodeKind, SegRef, Snapshot, SourceKind, Summary, Tree};
 use super::pack::Saver;
@@ -41,6 +46,15 @@ const MAX_PARKED: usize = 8;
 const HASH_BATCH: usize = 256 << 10;
 /// Files smaller than this are read into a buffer of their own size.
 const SMALL_FILE: u64 = 1 << 20;
+/// Files up to this size are stored through [`SmallBatch`]: read and hashed on the walking
+/// thread, their new chunks gathered across files into one data blob.
+const BATCH_FILE: u64 = 64 << 10;
+/// A batch is sent to the workers at about this many bytes of new chunks.
+const BATCH_BYTES: usize = 512 << 10;
+/// Small files are read into buffers of this size, shared by many files.
+const SMALL_BUF: usize = 1 << 20;
+/// Batches with the workers at once (each holds its chunks' bytes until stored).
+const BATCHES_IN_FLIGHT: usize = 4;
 
 #[derive(Debug, Clone, Default)]
 pub struct BackupOptions {
@@ -61,6 +75,8 @@ enum FileStep {
     Done,
     /// Its content may still be being stored: settled later.
     Pending(Box<FileContent>),
+    /// A small file whose new chunks are in the current [`SmallBatch`]: settled with it.
+    Batched(SmallFile),
     /// It could not be opened (vanished, no permission): nothing was recorded.
     Unreadable(std::io::Error),
 }
@@ -145,6 +161,33 @@ pub(super) struct Engine {
     parked: VecDeque<(usize, FileContent)>,
     /// Parked files finished outside [`Engine::settle`], for it to put into the tree.
     settled: Vec<(usize, Vec<SegRef>)>,
+    /// Small files gathered for one data blob, and the batches with the workers.
+    batch: SmallBatch,
+    batches: VecDeque<SentBatch>,
+    /// Where small files are read to (see [`read_small`]).
+    small_buf: bytes::BytesMut,
+}
+
+/// New chunks of several small files, stored as one data blob: one compression window and
+/// one seal for many files, instead of a zstd frame per few kilobytes (which cost more
+/// than the compression itself and compressed worse).
+#[derive(Default)]
+struct SmallBatch {
+    /// The files, with their place in the directory's tree.
+    files: Vec<(usize, SmallFile)>,
+    chunks: Vec<(Id, Bytes)>,
+    /// Chunks in `chunks`, so a chunk two files share is stored once.
+    ids: HashSet<Id>,
+    bytes: usize,
+}
+
+/// A batch with the workers: where its result arrives, and its files with their place in
+/// the directory's tree.
+type SentBatch = (Receiver<Done>, Vec<(usize, SmallFile)>);
+
+/// A small file's segments: each chunk's id, length and, when known, where it is stored.
+struct SmallFile {
+    segments: Vec<Vec<(Id, u32, Option<ChunkRef>)>>,
 }
 
 /// Runs a backup of `path` and records a restore point.
@@ -282,6 +325,9 @@ impl Engine {
             blocks: super::buffers::Pool::with_limit(READ_BLOCK + repo_max_chunk, READ_BLOCKS, READ_BLOCKS),
             parked: VecDeque::new(),
             settled: Vec::new(),
+            batch: SmallBatch::default(),
+            batches: VecDeque::new(),
+            small_buf: bytes::BytesMut::new(),
             strict: false,
             root: PathBuf::new(),
         }
@@ -370,9 +416,17 @@ impl Engine {
         entries.sort_by_key(|e| e.file_name());
         let mut tree = Tree::default();
         self.summary.dirs += 1;
+        let parent = Arc::new(parent);
+        let mut scanner = if entries.len() >= SCAN_MIN { Scanner::start(&entries, parent.clone()) } else { None };
         let mut ahead = ReadAhead::default();
         for (at, entry) in entries.iter().enumerate() {
-            ahead.advise(&entries, at, &parent);
+            let looked = match &mut scanner {
+                Some(scanner) => scanner.take(at),
+                None => {
+                    ahead.advise(&entries, at, &parent);
+                    ahead.node(at).map(|(node, file)| (node, file, None))
+                }
+            };
             let name = entry.file_name();
             let path = entry.path();
             let child_rel = if rel.is_empty() {
@@ -380,8 +434,8 @@ impl Engine {
             } else {
                 format!("{rel}/{}", name.to_string_lossy())
             };
-            let mut node = match ahead.node(at) {
-                Some(node) => node,
+            let (mut node, opened, read) = match looked {
+                Some(looked) => looked,
                 None => {
                     let described = std::fs::symlink_metadata(&path).and_then(|meta| {
                         source::node_from(&name, &path, &meta).map_err(|e| match e {
@@ -390,7 +444,7 @@ impl Engine {
                         })
                     });
                     match described {
-                        Ok(node) => node,
+                        Ok(node) => (node, None, None),
                         Err(e) => {
                             self.skip(&child_rel, "read", e)?;
                             continue;
@@ -414,8 +468,9 @@ impl Engine {
                         None => continue,
                     }
                 }
-                Some(NodeKind::File) => match self.file(&path, &child_rel, &mut node, old)? {
+                Some(NodeKind::File) => match self.file(&path, opened, read, &child_rel, &mut node, old)? {
                     FileStep::Pending(fc) => self.parked.push_back((tree.nodes.len(), *fc)),
+                    FileStep::Batched(sf) => self.batch.files.push((tree.nodes.len(), sf)),
                     FileStep::Done => {}
                     FileStep::Unreadable(e) => {
                         self.skip(&child_rel, "open", e)?;
@@ -438,6 +493,10 @@ impl Engine {
     /// `keep` remain; their content goes into their tree nodes.
     fn settle(&mut self, tree: &mut Tree, keep: usize) -> Result<(), RepoError> {
         let tx = self.jobs.clone().ok_or_else(|| RepoError::Invalid("backup engine stopped".into()))?;
+        if self.batch.bytes >= BATCH_BYTES || (keep == 0 && !self.batch.files.is_empty()) {
+            self.send_batch(&tx)?;
+        }
+        self.receive_batches(if keep == 0 { 0 } else { BATCHES_IN_FLIGHT })?;
         let mut parked = std::mem::take(&mut self.parked);
         for (_, fc) in parked.iter_mut() {
             fc.drain(self, &tx, false)?;
@@ -455,6 +514,109 @@ impl Engine {
             tree.nodes[i].content = content;
         }
         Ok(())
+    }
+
+    /// Sends the gathered small files' new chunks to the workers as one data blob (or,
+    /// when none is new, finishes the files at once).
+    fn send_batch(&mut self, tx: &SyncSender<(Job, Sender<Done>)>) -> Result<(), RepoError> {
+        let batch = std::mem::take(&mut self.batch);
+        let (done_tx, done_rx) = channel();
+        if batch.chunks.is_empty() {
+            return self.finish_batch(batch.files, &[]);
+        }
+        tx.send((Job::Store { chunks: batch.chunks }, done_tx))
+            .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
+        self.batches.push_back((done_rx, batch.files));
+        Ok(())
+    }
+
+    /// Waits for the oldest batches until at most `keep` are with the workers.
+    fn receive_batches(&mut self, keep: usize) -> Result<(), RepoError> {
+        while self.batches.len() > keep {
+            let Some((rx, files)) = self.batches.pop_front() else { break };
+            match rx.recv() {
+                Ok(Done::Stored { chunks }) => {
+                    let mut k = self.known.write().unwrap_or_else(|e| e.into_inner());
+                    if k.run.len() >= RUN_CHUNKS_CAP {
+                        k.run.clear();
+                    }
+                    for c in &chunks {
+                        k.run.insert(c.id, *c);
+                        self.progress.new_bytes.fetch_add(u64::from(c.len), Relaxed);
+                    }
+                    drop(k);
+                    self.finish_batch(files, &chunks)?;
+                }
+                Ok(Done::Failed(e)) => return Err(e),
+                Ok(Done::Hashed { .. }) | Err(_) => return Err(RepoError::Invalid("backup workers stopped".into())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the segments of a batch's files, now that every chunk is stored.
+    fn finish_batch(&mut self, files: Vec<(usize, SmallFile)>, stored: &[ChunkRef]) -> Result<(), RepoError> {
+        let by_id: HashMap<Id, ChunkRef> = stored.iter().map(|c| (c.id, *c)).collect();
+        for (i, file) in files {
+            let mut content = Vec::with_capacity(file.segments.len());
+            for seg in file.segments {
+                let key: Vec<(Id, u32)> = seg.iter().map(|(id, len, _)| (*id, *len)).collect();
+                let seg_id = self.repo.chunker().segment_id(&key);
+                if !self.meta_exists(&seg_id) {
+                    let recipe = seg
+                        .iter()
+                        .map(|(id, _, known)| known.or_else(|| by_id.get(id).copied()))
+                        .collect::<Option<Vec<ChunkRef>>>()
+                        .ok_or_else(|| {
+                            RepoError::Invalid("internal: a stored segment lacks a chunk location".into())
+                        })?;
+                    let deps: Vec<Id> = recipe.iter().map(|c| c.loc.pack).collect();
+                    self.save_meta_with_deps(BlobKind::Segment, seg_id, &super::format::encode_segment(&recipe), deps)?;
+                }
+                content.push(SegRef { id: seg_id, size: key.iter().map(|(_, len)| u64::from(*len)).sum() });
+            }
+            self.settled.push((i, content));
+        }
+        Ok(())
+    }
+
+    /// A small file's content (read whole by [`read_small`]), hashed here; its new chunks
+    /// join the batch.
+    fn small_file(&mut self, data: Bytes) -> SmallFile {
+        self.summary.bytes_read += data.len() as u64;
+        self.progress.bytes_done.fetch_add(data.len() as u64, Relaxed);
+        self.batch.bytes += data.len();
+        let chunker = self.repo.chunker();
+        let mut segments: Vec<Vec<(Id, u32, Option<ChunkRef>)>> = vec![Vec::new()];
+        let mut pieces = Vec::new();
+        let mut pos = 0;
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        while pos < data.len() {
+            let len = chunker.cut(&data[pos..]);
+            let piece = data.slice(pos..pos + len);
+            pos += len;
+            let id = chunker.id(&piece);
+            let seg = segments.last_mut().expect("a segment is open");
+            seg.push((id, len as u32, known.get(&id)));
+            pieces.push(piece);
+            if chunker.ends_segment(&id, seg.len()) && pos < data.len() {
+                segments.push(Vec::new());
+            }
+        }
+        drop(known);
+        let mut pieces = pieces.into_iter();
+        for seg in &segments {
+            let key: Vec<(Id, u32)> = seg.iter().map(|(id, len, _)| (*id, *len)).collect();
+            // A segment the repository has (the same content under another name or
+            // time) needs none of its chunks stored.
+            let exists = self.meta_exists(&chunker.segment_id(&key));
+            for ((id, _, found), piece) in seg.iter().zip(pieces.by_ref()) {
+                if !exists && found.is_none() && self.batch.ids.insert(*id) {
+                    self.batch.chunks.push((*id, piece));
+                }
+            }
+        }
+        SmallFile { segments }
     }
 
     /// A read block for `fc`, the file being read. When all are out, chunks cut from them
@@ -481,7 +643,15 @@ impl Engine {
 
     /// Backs up a file. It is counted (and becomes the target of later hard links to it)
     /// only once it is known to be readable or unchanged.
-    fn file(&mut self, path: &Path, rel: &str, node: &mut Node, old: Option<&Node>) -> Result<FileStep, RepoError> {
+    fn file(
+        &mut self,
+        path: &Path,
+        opened: Option<std::fs::File>,
+        read: Option<Bytes>,
+        rel: &str,
+        node: &mut Node,
+        old: Option<&Node>,
+    ) -> Result<FileStep, RepoError> {
         let link = (node.nlink > 1).then_some((node.device, node.inode));
         if let Some(first) = link.and_then(|k| self.hardlinks.get(&k)).cloned() {
             node.hardlink_to = Some(first);
@@ -491,7 +661,7 @@ impl Engine {
         let reuse = old.filter(|o| unchanged(o, node) && o.content.iter().all(|s| self.meta_exists(&s.id)));
         let file = match reuse {
             Some(_) => None,
-            None => match std::fs::File::open(path) {
+            None => match opened.map_or_else(|| std::fs::File::open(path), Ok) {
                 Ok(f) => Some(f),
                 Err(e) => return Ok(FileStep::Unreadable(e)),
             },
@@ -508,7 +678,23 @@ impl Engine {
         };
         let parent_content =
             old.filter(|o| o.kind == Some(NodeKind::File)).map(|o| o.content.as_slice()).unwrap_or_default();
-        let (fc, size) = self.start_content(&mut Prefetch::new(file), path, parent_content, node.size)?;
+        let mut file = file;
+        if node.size > 0 && node.size <= BATCH_FILE {
+            let data = match read {
+                Some(data) => Some(data),
+                None => {
+                    read_small(&mut file, &mut self.small_buf, node.size).map_err(|e| RepoError::io("read", path, e))?
+                }
+            };
+            // `None`: it grew since it was described; it is read the ordinary way.
+            if let Some(data) = data {
+                node.size = data.len() as u64;
+                return Ok(FileStep::Batched(self.small_file(data)));
+            }
+        }
+        // A small file is read in one go (and was announced by the read-ahead).
+        let mut reader = if node.size < SMALL_FILE { Prefetch::plain(file) } else { Prefetch::new(file) };
+        let (fc, size) = self.start_content(&mut reader, path, parent_content, node.size)?;
         node.size = size;
         Ok(FileStep::Pending(Box::new(fc)))
     }
@@ -576,7 +762,8 @@ impl Engine {
             let mut block =
                 if small { Vec::with_capacity(size_hint as usize + 1) } else { self.take_block(&mut fc, &tx)? };
             block.append(&mut carry);
-            let want = (READ_BLOCK + max).saturating_sub(block.len());
+            // A small file is read whole, and one byte more to see its end (or that it grew).
+            let want = if small { size_hint as usize + 1 } else { (READ_BLOCK + max).saturating_sub(block.len()) };
             let n = reader.fill(&mut block, want).map_err(|e| RepoError::io("read", path, e))?;
             eof = n < want;
             self.summary.bytes_read += n as u64;
@@ -598,6 +785,14 @@ impl Engine {
                     batch_bytes = 0;
                     let seq = fc.sent;
                     fc.sent += chunks.len() as u64;
+                    if small && eof {
+                        // A whole small file: hashed here. Sending it to a worker and
+                        // waiting for the answer (the file's segment ends with it) cost a
+                        // thread round trip per file, longer than the hashing itself.
+                        let hashed = hash_chunks(&self.repo, &self.known, seq, chunks);
+                        fc.handle(self, &tx, hashed)?;
+                        continue;
+                    }
                     tx.send((Job::Hash { seq, chunks }, fc.reply.clone()))
                         .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
                     fc.drain(self, &tx, false)?;
@@ -624,8 +819,9 @@ struct ReadAhead {
     next: usize,
     advised: VecDeque<(usize, u64)>,
     bytes: u64,
-    /// Nodes of the entries looked at and not yet taken, by entry index.
-    nodes: VecDeque<(usize, Node)>,
+    /// Nodes of the entries looked at and not yet taken, by entry index, with the files
+    /// opened to announce them (the walk reads them through these handles).
+    nodes: VecDeque<(usize, Node, Option<std::fs::File>)>,
 }
 
 /// How far ahead: files, bytes, and the largest file announced whole (a larger one reads
@@ -655,11 +851,12 @@ impl ReadAhead {
             let (file, size) = (node.kind == Some(NodeKind::File), node.size);
             // Files that will be skipped as unchanged are not read at all.
             let skipped = parent.get(&name).is_some_and(|old| unchanged(old, &node));
-            self.nodes.push_back((i, node));
             if !file || size == 0 || size > AHEAD_MAX_FILE || skipped {
+                self.nodes.push_back((i, node, None));
                 continue;
             }
-            if let Ok(file) = std::fs::File::open(&path) {
+            let opened = std::fs::File::open(&path).ok();
+            if let Some(file) = &opened {
                 // SAFETY: a valid descriptor; advice only.
                 unsafe {
                     libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
@@ -667,19 +864,129 @@ impl ReadAhead {
                 self.advised.push_back((i, size));
                 self.bytes += size;
             }
+            self.nodes.push_back((i, node, opened));
         }
     }
 
-    /// The node of entry `at`, if it was looked at.
-    fn node(&mut self, at: usize) -> Option<Node> {
-        while self.nodes.front().is_some_and(|(i, _)| *i < at) {
+    /// The node of entry `at`, if it was looked at, and the file if it was opened.
+    fn node(&mut self, at: usize) -> Option<(Node, Option<std::fs::File>)> {
+        while self.nodes.front().is_some_and(|(i, _, _)| *i < at) {
             self.nodes.pop_front();
         }
         match self.nodes.front() {
-            Some((i, _)) if *i == at => self.nodes.pop_front().map(|(_, n)| n),
+            Some((i, _, _)) if *i == at => self.nodes.pop_front().map(|(_, n, f)| (n, f)),
             _ => None,
         }
     }
+}
+
+/// Directories with at least this many entries are described and read by a [`Scanner`].
+const SCAN_MIN: usize = 16;
+/// Entries a scanner hands over at once, at most, and how many such lots wait.
+const SCAN_LOT: usize = 32;
+const SCAN_LOTS: usize = 2;
+/// A lot is handed over once it announced this many bytes of larger files to the kernel,
+/// or holds this many bytes of small files' content.
+const SCAN_ADVISED: u64 = 4 << 20;
+const SCAN_READ: usize = 256 << 10;
+
+/// One entry as a scanner saw it: its node (`None`: it could not be described; the walk
+/// tries again and reports why), the file opened, and a small file's whole content.
+struct Scanned {
+    at: usize,
+    node: Option<Node>,
+    file: Option<std::fs::File>,
+    data: Option<Bytes>,
+}
+
+/// A large directory's entries described (`lstat`, extended attributes) and its small
+/// files read, in order, on a thread of its own while the walk hashes and stores what came
+/// before: with many small files, those system calls were most of the walking thread's
+/// time, and the walk was the backup's bottleneck.
+struct Scanner {
+    rx: Receiver<Vec<Scanned>>,
+    items: VecDeque<Scanned>,
+}
+
+impl Scanner {
+    fn start(entries: &[std::fs::DirEntry], parent: Arc<HashMap<std::ffi::OsString, Node>>) -> Option<Self> {
+        let entries: Vec<(std::ffi::OsString, PathBuf)> = entries.iter().map(|e| (e.file_name(), e.path())).collect();
+        let (tx, rx) = sync_channel(SCAN_LOTS);
+        std::thread::Builder::new().name("lifeline-scan".into()).spawn(move || scan(entries, &parent, &tx)).ok()?;
+        Some(Self { rx, items: VecDeque::new() })
+    }
+
+    /// Entry `at` (entries are taken in order), if the scanner could describe it.
+    fn take(&mut self, at: usize) -> Option<(Node, Option<std::fs::File>, Option<Bytes>)> {
+        loop {
+            while self.items.front().is_some_and(|s| s.at < at) {
+                self.items.pop_front();
+            }
+            if let Some(front) = self.items.front() {
+                if front.at != at {
+                    return None;
+                }
+                let s = self.items.pop_front()?;
+                return s.node.map(|n| (n, s.file, s.data));
+            }
+            self.items.extend(self.rx.recv().ok()?);
+        }
+    }
+}
+
+fn scan(
+    entries: Vec<(std::ffi::OsString, PathBuf)>,
+    parent: &HashMap<std::ffi::OsString, Node>,
+    tx: &SyncSender<Vec<Scanned>>,
+) {
+    use std::os::fd::AsRawFd;
+    let mut buf = bytes::BytesMut::new();
+    let mut lot = Vec::with_capacity(SCAN_LOT);
+    let (mut advised, mut read_bytes) = (0, 0);
+    for (at, (name, path)) in entries.into_iter().enumerate() {
+        let mut item = Scanned { at, node: None, file: None, data: None };
+        let node = std::fs::symlink_metadata(&path).ok().and_then(|m| source::node_from(&name, &path, &m).ok());
+        if let Some(node) = node {
+            let size = node.size;
+            // Files that will be skipped as unchanged are not read at all.
+            let read = node.kind == Some(NodeKind::File)
+                && size > 0
+                && !parent.get(&name).is_some_and(|old| unchanged(old, &node));
+            if read && size <= BATCH_FILE {
+                if let Ok(mut f) = std::fs::File::open(&path) {
+                    match read_small(&mut f, &mut buf, size) {
+                        Ok(Some(data)) => {
+                            read_bytes += data.len();
+                            item.data = Some(data);
+                        }
+                        Ok(None) => item.file = Some(f),
+                        // Left to the walk, which reports it.
+                        Err(_) => {}
+                    }
+                }
+            } else if read
+                && size <= AHEAD_MAX_FILE
+                && let Ok(f) = std::fs::File::open(&path)
+            {
+                // SAFETY: a valid descriptor; advice only.
+                unsafe {
+                    libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
+                }
+                advised += size;
+                item.file = Some(f);
+            }
+            item.node = Some(node);
+        }
+        lot.push(item);
+        if lot.len() >= SCAN_LOT || advised >= SCAN_ADVISED || read_bytes >= SCAN_READ {
+            // The walk stopped (an error): so does the scan.
+            if tx.send(std::mem::replace(&mut lot, Vec::with_capacity(SCAN_LOT))).is_err() {
+                return;
+            }
+            (advised, read_bytes) = (0, 0);
+        }
+    }
+    let _ = tx.send(lot);
 }
 
 /// A file read ahead of the reader: the kernel is asked for the next stretch while the
@@ -704,6 +1011,11 @@ impl Prefetch {
         p
     }
 
+    /// Without advice: reads as they come.
+    fn plain(file: std::fs::File) -> Self {
+        Self { file, pos: 0, advised: u64::MAX }
+    }
+
     fn advise(&mut self) {
         use std::os::fd::AsRawFd;
         if self.pos + PREFETCH / 2 >= self.advised {
@@ -723,33 +1035,84 @@ trait Fill {
 }
 
 impl Fill for Prefetch {
-    /// Reads straight into the buffer's spare capacity: `Read` would have it zeroed first.
     fn fill(&mut self, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        buf.reserve(want);
         let mut got = 0;
         while got < want {
-            let spare = buf.spare_capacity_mut();
-            let len = (want - got).min(spare.len());
-            // SAFETY: the kernel writes at most `len` bytes into the spare capacity.
-            let n = unsafe { libc::read(self.file.as_raw_fd(), spare.as_mut_ptr().cast(), len) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
+            let n = read_once(&self.file, buf, want - got)?;
             if n == 0 {
                 break;
             }
-            // SAFETY: the `n` bytes after the old length were just written.
-            unsafe { buf.set_len(buf.len() + n as usize) };
-            got += n as usize;
+            got += n;
             self.pos += n as u64;
             self.advise();
         }
         Ok(got)
+    }
+}
+
+/// Reads a small file of `size` bytes (as described) whole, into the shared buffer `buf`
+/// (empty between files):
+/// many files' contents share one allocation, freed once all are stored (an allocation
+/// per file, freed on another thread, made the threads queue on the allocator's lock).
+/// One read when the file is still `size` bytes; `None` (and the file rewound) when it
+/// grew.
+fn read_small(file: &mut std::fs::File, buf: &mut bytes::BytesMut, size: u64) -> std::io::Result<Option<Bytes>> {
+    let want = size as usize + 1;
+    if buf.capacity() - buf.len() < want {
+        buf.reserve(want.max(SMALL_BUF));
+    }
+    let mut got = 0;
+    loop {
+        // SAFETY: the kernel writes at most the spare capacity's length into it.
+        let spare = buf.spare_capacity_mut();
+        let len = (want - got).min(spare.len());
+        let n = unsafe { libc::read(std::os::fd::AsRawFd::as_raw_fd(file), spare.as_mut_ptr().cast(), len) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            buf.clear();
+            return Err(e);
+        }
+        // SAFETY: the `n` bytes after the old length were just written.
+        unsafe { buf.set_len(buf.len() + n as usize) };
+        got += n as usize;
+        // Its described size read in one go: its end (a file that grows past it after
+        // being described is as if it changed after the backup).
+        if n == 0 || got as u64 == size || got == want {
+            break;
+        }
+    }
+    if got == want {
+        use std::io::Seek;
+        buf.clear();
+        file.rewind()?;
+        return Ok(None);
+    }
+    Ok(Some(buf.split().freeze()))
+}
+
+/// One read of at most `want` bytes, straight into the buffer's spare capacity (`Read`
+/// would have it zeroed first).
+fn read_once(file: &std::fs::File, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    buf.reserve(want);
+    loop {
+        let spare = buf.spare_capacity_mut();
+        let len = want.min(spare.len());
+        // SAFETY: the kernel writes at most `len` bytes into the spare capacity.
+        let n = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), len) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: the `n` bytes after the old length were just written.
+        unsafe { buf.set_len(buf.len() + n as usize) };
+        return Ok(n as usize);
     }
 }
 
@@ -779,20 +1142,7 @@ fn worker(rx: &Mutex<Receiver<(Job, Sender<Done>)>>, repo: &Repository, saver: &
         let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok((job, reply)) = next else { return };
         let done = match job {
-            Job::Hash { seq, chunks } => {
-                let ids: Vec<Id> = chunks.iter().map(|d| repo.chunker().id(d)).collect();
-                let k = known.read().unwrap_or_else(|e| e.into_inner());
-                let chunks = ids
-                    .into_iter()
-                    .zip(chunks)
-                    .map(|(id, data)| {
-                        let known = k.get(&id);
-                        SegChunk { id, len: data.len() as u32, known, data: known.is_none().then_some(data) }
-                    })
-                    .collect();
-                drop(k);
-                Done::Hashed { seq, chunks }
-            }
+            Job::Hash { seq, chunks } => hash_chunks(repo, known, seq, chunks),
             Job::Store { chunks } => match store_blob(repo, saver, &chunks) {
                 Ok(refs) => Done::Stored { chunks: refs },
                 Err(e) => Done::Failed(e),
@@ -800,6 +1150,22 @@ fn worker(rx: &Mutex<Receiver<(Job, Sender<Done>)>>, repo: &Repository, saver: &
         };
         let _ = reply.send(done);
     }
+}
+
+/// Hashes chunks and looks them up among the chunks known to exist.
+fn hash_chunks(repo: &Repository, known: &RwLock<Known>, seq: u64, chunks: Vec<Bytes>) -> Done {
+    let ids: Vec<Id> = chunks.iter().map(|d| repo.chunker().id(d)).collect();
+    let k = known.read().unwrap_or_else(|e| e.into_inner());
+    let chunks = ids
+        .into_iter()
+        .zip(chunks)
+        .map(|(id, data)| {
+            let known = k.get(&id);
+            SegChunk { id, len: data.len() as u32, known, data: known.is_none().then_some(data) }
+        })
+        .collect();
+    drop(k);
+    Done::Hashed { seq, chunks }
 }
 
 /// Stores consecutive new chunks as one data blob (one compression window, one seal).
