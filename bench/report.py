@@ -70,6 +70,7 @@ row("full backup, 200,000 small files", "smallfull", f["small_bytes"])
 row("unchanged re-backup, 200,000 small files", "smallunchanged", f["small_bytes"])
 row("restore, 200,000 small files", "smallrestore", f["small_bytes"])
 row("full backup, one 2 GiB file", "largefull", f["large_bytes"])
+row("unchanged re-backup, one 2 GiB file", "largeunchanged", f["large_bytes"])
 row("restore, one 2 GiB file", "largerestore", f["large_bytes"])
 print()
 pl, pr = runs[("pgincr", "lifeline")]["new_bytes"] or 0, runs[("pgincr", "restic")]["new_bytes"] or 0

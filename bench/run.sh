@@ -92,33 +92,29 @@ measure inplace lifeline "$lifeline" repo restore --json --in-place "file://$wor
 diff -r --no-dereference "$data" "$work/restore-ip" > /dev/null || { echo "in-place restore differs from the data!" >&2; exit 1; }
 rm -rf "$work/restore-ip"
 
+# both_ways NAME DIR: one more dataset (bench/dataset.sh DIR's NAME) into new repositories
+# of both tools: full backup, an unchanged re-backup, and a restore, checked against the
+# source; sets NAME_bytes, size_lNAME and size_rNAME.
+both_ways() {
+  local name=$1 src=$work/$1 l="file://$work/repo-l$1" r="$work/repo-r$1"
+  "$root/bench/dataset.sh" "$work" "$name"
+  printf -v "${name}_bytes" %s "$(du -sb --apparent-size "$src" | cut -f1)"
+  "$lifeline" repo init "$l" >/dev/null 2>&1
+  restic init -q -r "$r"
+  warm "$src"; measure "${name}full" lifeline "$lifeline" repo backup --json "$l" "$src"
+  warm "$src"; measure "${name}full" restic restic -r "$r" backup --json "$src"
+  measure "${name}unchanged" lifeline "$lifeline" repo backup --json "$l" "$src"
+  measure "${name}unchanged" restic restic -r "$r" backup --json "$src"
+  measure "${name}restore" lifeline "$lifeline" repo restore --json "$l" latest "$work/restore-l$name"
+  measure "${name}restore" restic restic -r "$r" restore latest --target "$work/restore-r$name"
+  diff -r --no-dereference "$src" "$work/restore-l$name" > /dev/null || { echo "lifeline restore of $name differs!" >&2; exit 1; }
+  printf -v "size_l$name" %s "$(du -sb "$work/repo-l$name" | cut -f1)"
+  printf -v "size_r$name" %s "$(du -sb "$r" | cut -f1)"
+}
 echo "200,000 small files..." >&2
-"$root/bench/dataset.sh" "$work" small
-small=$work/small
-small_bytes=$(du -sb --apparent-size "$small" | cut -f1)
-"$lifeline" repo init "file://$work/repo-ls" >/dev/null 2>&1
-restic init -q -r "$work/repo-rs"
-warm "$small"; measure smallfull lifeline "$lifeline" repo backup --json "file://$work/repo-ls" "$small"
-warm "$small"; measure smallfull restic restic -r "$work/repo-rs" backup --json "$small"
-measure smallunchanged lifeline "$lifeline" repo backup --json "file://$work/repo-ls" "$small"
-measure smallunchanged restic restic -r "$work/repo-rs" backup --json "$small"
-measure smallrestore lifeline "$lifeline" repo restore --json "file://$work/repo-ls" latest "$work/restore-ls"
-measure smallrestore restic restic -r "$work/repo-rs" restore latest --target "$work/restore-rs"
-diff -r --no-dereference "$small" "$work/restore-ls" > /dev/null || { echo "lifeline restore of the small files differs!" >&2; exit 1; }
-size_ls=$(du -sb "$work/repo-ls" | cut -f1); size_rs=$(du -sb "$work/repo-rs" | cut -f1)
-
+both_ways small
 echo "one 2 GiB file..." >&2
-"$root/bench/dataset.sh" "$work" large
-large=$work/large
-large_bytes=$(du -sb --apparent-size "$large" | cut -f1)
-"$lifeline" repo init "file://$work/repo-lg" >/dev/null 2>&1
-restic init -q -r "$work/repo-rg"
-warm "$large"; measure largefull lifeline "$lifeline" repo backup --json "file://$work/repo-lg" "$large"
-warm "$large"; measure largefull restic restic -r "$work/repo-rg" backup --json "$large"
-measure largerestore lifeline "$lifeline" repo restore --json "file://$work/repo-lg" latest "$work/restore-lg"
-measure largerestore restic restic -r "$work/repo-rg" restore latest --target "$work/restore-rg"
-cmp "$large/volume.img" "$work/restore-lg/volume.img" || { echo "lifeline restore of the large file differs!" >&2; exit 1; }
-size_lg=$(du -sb "$work/repo-lg" | cut -f1); size_rg=$(du -sb "$work/repo-rg" | cut -f1)
+both_ways large
 
 echo "S3 (SeaweedFS on loopback)..." >&2
 s3dir=$work/s3; "$root/scripts/s3.sh" stop "$s3dir" 2>/dev/null || true; rm -rf "$s3dir"
@@ -135,11 +131,11 @@ diff -r --no-dereference "$data" "$work/restore-l" > /dev/null || { echo "lifeli
 # Deleting gigabytes makes the filesystem discard their blocks (the root filesystem here
 # is mounted with `discard`), which loads the disk for a while: only at the end.
 rm -rf "$work/restore-l" "$work/restore-r" "$work/pg-a" "$work/repo-lc" "$work/repo-rc" \
-  "$work/restore-ls" "$work/restore-rs" "$work/repo-ls" "$work/repo-rs" \
-  "$work/restore-lg" "$work/restore-rg" "$work/repo-lg" "$work/repo-rg"
+  "$work/restore-lsmall" "$work/restore-rsmall" "$work/repo-lsmall" "$work/repo-rsmall" \
+  "$work/restore-llarge" "$work/restore-rlarge" "$work/repo-llarge" "$work/repo-rlarge"
 
 python3 "$root/bench/report.py" "$results" "$work/results.json" \
   bytes_a="$bytes_a" bytes_b="$bytes_b" pg_bytes="$pg_bytes" \
   size_l_full="$size_l_full" size_r_full="$size_r_full" size_l="$size_l" size_r="$size_r" \
   grow_l="$grow_l" grow_r="$grow_r" small_bytes="$small_bytes" large_bytes="$large_bytes" \
-  size_ls="$size_ls" size_rs="$size_rs" size_lg="$size_lg" size_rg="$size_rg"
+  size_ls="$size_lsmall" size_rs="$size_rsmall" size_lg="$size_llarge" size_rg="$size_rlarge"
