@@ -37,7 +37,9 @@ const RUN_CHUNKS_CAP: usize = 1 << 15;
 const MAX_PENDING_SEGMENTS: usize = 3;
 const READ_BLOCK: usize = 2 << 20;
 /// Read blocks in memory at once (chunks in flight hold them): bounds backup memory.
-const READ_BLOCKS: usize = 8;
+/// Six instead of eight took 9 to 17 MiB off a full backup's peak RSS at no cost in time
+/// (the `make bench` data: 7.0 and 7.3 s against 7.5 and 7.5 s).
+const READ_BLOCKS: usize = 6;
 /// Files of one directory whose last chunks may still be being stored while the next
 /// files are read (the workers stay busy across small files).
 const MAX_PARKED: usize = 8;
