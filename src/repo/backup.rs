@@ -51,7 +51,8 @@ const SMALL_FILE: u64 = 1 << 20;
 /// Files up to this size are stored through [`SmallBatch`]: read and hashed on the walking
 /// thread, their new chunks gathered across files into one data blob.
 const BATCH_FILE: u64 = 64 << 10;
-/// A batch is sent to the workers at about this many bytes of new chunks.
+/// A batch is sent to the workers once its files hold about this many bytes (new chunks
+/// or not: files whose content is known still wait in it for their tree).
 const BATCH_BYTES: usize = 512 << 10;
 /// Small files are read into buffers of this size, shared by many files.
 const SMALL_BUF: usize = 1 << 20;
@@ -187,10 +188,13 @@ struct SmallBatch {
 /// the directory's tree.
 type SentBatch = (Receiver<Done>, Vec<(usize, SmallFile)>);
 
-/// A small file's segments: each chunk's id, length and, when known, where it is stored.
+/// A small file's segments, each with its id.
 struct SmallFile {
-    segments: Vec<Vec<(Id, u32, Option<ChunkRef>)>>,
+    segments: Vec<(Id, Vec<SmallChunk>)>,
 }
+
+/// A chunk's id, length and, when known, where it is stored.
+type SmallChunk = (Id, u32, Option<ChunkRef>);
 
 /// Runs a backup of `path` and records a restore point.
 pub fn run(
@@ -538,15 +542,7 @@ impl Engine {
             let Some((rx, files)) = self.batches.pop_front() else { break };
             match rx.recv() {
                 Ok(Done::Stored { chunks }) => {
-                    let mut k = self.known.write().unwrap_or_else(|e| e.into_inner());
-                    if k.run.len() >= RUN_CHUNKS_CAP {
-                        k.run.clear();
-                    }
-                    for c in &chunks {
-                        k.run.insert(c.id, *c);
-                        self.progress.new_bytes.fetch_add(u64::from(c.len), Relaxed);
-                    }
-                    drop(k);
+                    self.remember_stored(&chunks);
                     self.finish_batch(files, &chunks)?;
                 }
                 Ok(Done::Failed(e)) => return Err(e),
@@ -556,26 +552,39 @@ impl Engine {
         Ok(())
     }
 
+    /// Chunks the workers stored: known to the rest of the run, and counted.
+    fn remember_stored(&self, chunks: &[ChunkRef]) {
+        let mut k = self.known.write().unwrap_or_else(|e| e.into_inner());
+        if k.run.len() >= RUN_CHUNKS_CAP {
+            k.run.clear();
+        }
+        for c in chunks {
+            k.run.insert(c.id, *c);
+            self.progress.new_bytes.fetch_add(u64::from(c.len), Relaxed);
+        }
+    }
+
+    /// Saves a segment's recipe unless the repository has it; `recipe` gives each chunk's
+    /// place, all known once the segment's new chunks are stored.
+    fn save_segment(&self, id: Id, recipe: impl Iterator<Item = Option<ChunkRef>>) -> Result<(), RepoError> {
+        if self.meta_exists(&id) {
+            return Ok(());
+        }
+        let recipe = recipe
+            .collect::<Option<Vec<ChunkRef>>>()
+            .ok_or_else(|| RepoError::Invalid("internal: a stored segment lacks a chunk location".into()))?;
+        let deps: Vec<Id> = recipe.iter().map(|c| c.loc.pack).collect();
+        self.save_meta_with_deps(BlobKind::Segment, id, &super::format::encode_segment(&recipe), deps)
+    }
+
     /// Records the segments of a batch's files, now that every chunk is stored.
     fn finish_batch(&mut self, files: Vec<(usize, SmallFile)>, stored: &[ChunkRef]) -> Result<(), RepoError> {
         let by_id: HashMap<Id, ChunkRef> = stored.iter().map(|c| (c.id, *c)).collect();
         for (i, file) in files {
             let mut content = Vec::with_capacity(file.segments.len());
-            for seg in file.segments {
-                let key: Vec<(Id, u32)> = seg.iter().map(|(id, len, _)| (*id, *len)).collect();
-                let seg_id = self.repo.chunker().segment_id(&key);
-                if !self.meta_exists(&seg_id) {
-                    let recipe = seg
-                        .iter()
-                        .map(|(id, _, known)| known.or_else(|| by_id.get(id).copied()))
-                        .collect::<Option<Vec<ChunkRef>>>()
-                        .ok_or_else(|| {
-                            RepoError::Invalid("internal: a stored segment lacks a chunk location".into())
-                        })?;
-                    let deps: Vec<Id> = recipe.iter().map(|c| c.loc.pack).collect();
-                    self.save_meta_with_deps(BlobKind::Segment, seg_id, &super::format::encode_segment(&recipe), deps)?;
-                }
-                content.push(SegRef { id: seg_id, size: key.iter().map(|(_, len)| u64::from(*len)).sum() });
+            for (id, chunks) in file.segments {
+                self.save_segment(id, chunks.iter().map(|(c, _, known)| known.or_else(|| by_id.get(c).copied())))?;
+                content.push(SegRef { id, size: chunks.iter().map(|(_, len, _)| u64::from(*len)).sum() });
             }
             self.settled.push((i, content));
         }
@@ -589,7 +598,7 @@ impl Engine {
         self.progress.bytes_done.fetch_add(data.len() as u64, Relaxed);
         self.batch.bytes += data.len();
         let chunker = self.repo.chunker();
-        let mut segments: Vec<Vec<(Id, u32, Option<ChunkRef>)>> = vec![Vec::new()];
+        let mut segments: Vec<Vec<SmallChunk>> = vec![Vec::new()];
         let mut pieces = Vec::new();
         let mut pos = 0;
         let known = self.known.read().unwrap_or_else(|e| e.into_inner());
@@ -607,18 +616,21 @@ impl Engine {
         }
         drop(known);
         let mut pieces = pieces.into_iter();
-        for seg in &segments {
+        let mut file = SmallFile { segments: Vec::with_capacity(segments.len()) };
+        for seg in segments {
             let key: Vec<(Id, u32)> = seg.iter().map(|(id, len, _)| (*id, *len)).collect();
-            // A segment the repository has (the same content under another name or
-            // time) needs none of its chunks stored.
-            let exists = self.meta_exists(&chunker.segment_id(&key));
-            for ((id, _, found), piece) in seg.iter().zip(pieces.by_ref()) {
-                if !exists && found.is_none() && self.batch.ids.insert(*id) {
-                    self.batch.chunks.push((*id, piece));
+            let id = chunker.segment_id(&key);
+            // A segment the repository has (the same content under another name or time)
+            // needs none of its chunks stored.
+            let exists = self.meta_exists(&id);
+            for ((chunk, _, found), piece) in seg.iter().zip(pieces.by_ref()) {
+                if !exists && found.is_none() && self.batch.ids.insert(*chunk) {
+                    self.batch.chunks.push((*chunk, piece));
                 }
             }
+            file.segments.push((id, seg));
         }
-        SmallFile { segments }
+        file
     }
 
     /// A read block for `fc`, the file being read. When all are out, chunks cut from them
@@ -672,7 +684,7 @@ impl Engine {
             self.hardlinks.insert(k, rel.to_string());
         }
         self.count(node);
-        let Some(file) = file else {
+        let Some(mut file) = file else {
             node.content = reuse.map(|o| o.content.clone()).unwrap_or_default();
             self.summary.unchanged_files += 1;
             self.progress.bytes_done.fetch_add(node.size, Relaxed);
@@ -680,7 +692,6 @@ impl Engine {
         };
         let parent_content =
             old.filter(|o| o.kind == Some(NodeKind::File)).map(|o| o.content.as_slice()).unwrap_or_default();
-        let mut file = file;
         if node.size > 0 && node.size <= BATCH_FILE {
             let data = match read {
                 Some(data) => Some(data),
@@ -834,7 +845,6 @@ const AHEAD_MAX_FILE: u64 = 4 << 20;
 
 impl ReadAhead {
     fn advise(&mut self, entries: &[std::fs::DirEntry], at: usize, parent: &HashMap<std::ffi::OsString, Node>) {
-        use std::os::fd::AsRawFd;
         while let Some(&(i, len)) = self.advised.front() {
             if i >= at {
                 break;
@@ -847,22 +857,14 @@ impl ReadAhead {
             let i = self.next;
             self.next += 1;
             let (path, name) = (entries[i].path(), entries[i].file_name());
-            // An entry that cannot be described is left to the walk, which reports it.
-            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
-            let Ok(node) = source::node_from(&name, &path, &meta) else { continue };
-            let (file, size) = (node.kind == Some(NodeKind::File), node.size);
-            // Files that will be skipped as unchanged are not read at all.
-            let skipped = parent.get(&name).is_some_and(|old| unchanged(old, &node));
-            if !file || size == 0 || size > AHEAD_MAX_FILE || skipped {
+            let Some((node, read)) = look(&name, &path, parent) else { continue };
+            let size = node.size;
+            if !read || size > AHEAD_MAX_FILE {
                 self.nodes.push_back((i, node, None));
                 continue;
             }
-            let opened = std::fs::File::open(&path).ok();
-            if let Some(file) = &opened {
-                // SAFETY: a valid descriptor; advice only.
-                unsafe {
-                    libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
-                }
+            let opened = open_announced(&path);
+            if opened.is_some() {
                 self.advised.push_back((i, size));
                 self.bytes += size;
             }
@@ -880,6 +882,29 @@ impl ReadAhead {
             _ => None,
         }
     }
+}
+
+/// An entry looked at ahead of the walk: its node, and whether its content is to be read
+/// (a non-empty regular file, changed since the parent; unchanged ones are not read at
+/// all). `None` when it cannot be described: the walk tries again and reports why.
+fn look(name: &std::ffi::OsStr, path: &Path, parent: &HashMap<std::ffi::OsString, Node>) -> Option<(Node, bool)> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let node = source::node_from(name, path, &meta).ok()?;
+    let read = node.kind == Some(NodeKind::File)
+        && node.size > 0
+        && !parent.get(name).is_some_and(|old| unchanged(old, &node));
+    Some((node, read))
+}
+
+/// A file opened and announced to the kernel, which starts reading it in the background.
+fn open_announced(path: &Path) -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).ok()?;
+    // SAFETY: a valid descriptor; advice only.
+    unsafe {
+        libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
+    }
+    Some(f)
 }
 
 /// Directories with at least this many entries are described and read by a [`Scanner`].
@@ -941,19 +966,13 @@ fn scan(
     parent: &HashMap<std::ffi::OsString, Node>,
     tx: &SyncSender<Vec<Scanned>>,
 ) {
-    use std::os::fd::AsRawFd;
     let mut buf = bytes::BytesMut::new();
     let mut lot = Vec::with_capacity(SCAN_LOT);
     let (mut advised, mut read_bytes) = (0, 0);
     for (at, (name, path)) in entries.into_iter().enumerate() {
         let mut item = Scanned { at, node: None, file: None, data: None };
-        let node = std::fs::symlink_metadata(&path).ok().and_then(|m| source::node_from(&name, &path, &m).ok());
-        if let Some(node) = node {
+        if let Some((node, read)) = look(&name, &path, parent) {
             let size = node.size;
-            // Files that will be skipped as unchanged are not read at all.
-            let read = node.kind == Some(NodeKind::File)
-                && size > 0
-                && !parent.get(&name).is_some_and(|old| unchanged(old, &node));
             if read && size <= BATCH_FILE {
                 if let Ok(mut f) = std::fs::File::open(&path) {
                     match read_small(&mut f, &mut buf, size) {
@@ -968,12 +987,8 @@ fn scan(
                 }
             } else if read
                 && size <= AHEAD_MAX_FILE
-                && let Ok(f) = std::fs::File::open(&path)
+                && let Some(f) = open_announced(&path)
             {
-                // SAFETY: a valid descriptor; advice only.
-                unsafe {
-                    libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
-                }
                 advised += size;
                 item.file = Some(f);
             }
@@ -1065,21 +1080,16 @@ fn read_small(file: &mut std::fs::File, buf: &mut bytes::BytesMut, size: u64) ->
     }
     let mut got = 0;
     loop {
-        // SAFETY: the kernel writes at most the spare capacity's length into it.
-        let spare = buf.spare_capacity_mut();
-        let len = (want - got).min(spare.len());
-        let n = unsafe { libc::read(std::os::fd::AsRawFd::as_raw_fd(file), spare.as_mut_ptr().cast(), len) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
+        let n = match read_spare(file, buf.spare_capacity_mut(), want - got) {
+            Ok(n) => n,
+            Err(e) => {
+                buf.clear();
+                return Err(e);
             }
-            buf.clear();
-            return Err(e);
-        }
-        // SAFETY: the `n` bytes after the old length were just written.
-        unsafe { buf.set_len(buf.len() + n as usize) };
-        got += n as usize;
+        };
+        // SAFETY: `read_spare` wrote the `n` bytes after the old length.
+        unsafe { buf.set_len(buf.len() + n) };
+        got += n;
         // Its described size read in one go: its end (a file that grows past it after
         // being described is as if it changed after the backup).
         if n == 0 || got as u64 == size || got == want {
@@ -1098,23 +1108,28 @@ fn read_small(file: &mut std::fs::File, buf: &mut bytes::BytesMut, size: u64) ->
 /// One read of at most `want` bytes, straight into the buffer's spare capacity (`Read`
 /// would have it zeroed first).
 fn read_once(file: &std::fs::File, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
-    use std::os::fd::AsRawFd;
     buf.reserve(want);
+    let n = read_spare(file, buf.spare_capacity_mut(), want)?;
+    // SAFETY: `read_spare` wrote the `n` bytes after the old length.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// One `read(2)` of at most `want` bytes into `spare` (retried when interrupted); returns
+/// how many of its first bytes were written.
+fn read_spare(file: &std::fs::File, spare: &mut [std::mem::MaybeUninit<u8>], want: usize) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let len = want.min(spare.len());
     loop {
-        let spare = buf.spare_capacity_mut();
-        let len = want.min(spare.len());
-        // SAFETY: the kernel writes at most `len` bytes into the spare capacity.
+        // SAFETY: the kernel writes at most `len` bytes, within `spare`.
         let n = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), len) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
             return Err(e);
         }
-        // SAFETY: the `n` bytes after the old length were just written.
-        unsafe { buf.set_len(buf.len() + n as usize) };
-        return Ok(n as usize);
     }
 }
 
@@ -1367,16 +1382,8 @@ impl FileContent {
                 }
             }
             Done::Stored { chunks } => {
-                let mut k = e.known.write().unwrap_or_else(|e| e.into_inner());
-                if k.run.len() >= RUN_CHUNKS_CAP {
-                    k.run.clear();
-                }
+                e.remember_stored(&chunks);
                 for c in &chunks {
-                    k.run.insert(c.id, *c);
-                }
-                drop(k);
-                for c in &chunks {
-                    e.progress.new_bytes.fetch_add(c.len as u64, Relaxed);
                     for (s, i) in self.inflight.remove(&c.id).unwrap_or_default() {
                         if let Some(p) = self.pending.get_mut((s - self.base) as usize) {
                             p.chunks[i].known = Some(*c);
@@ -1442,13 +1449,8 @@ impl FileContent {
             let key: Vec<(Id, u32)> = p.chunks.iter().map(|c| (c.id, c.len)).collect();
             let seg_id = e.repo.chunker().segment_id(&key);
             let size: u64 = p.chunks.iter().map(|c| c.len as u64).sum();
-            if !p.exists && !e.meta_exists(&seg_id) {
-                let recipe =
-                    p.chunks.iter().map(|c| c.known).collect::<Option<Vec<ChunkRef>>>().ok_or_else(|| {
-                        RepoError::Invalid("internal: a stored segment lacks a chunk location".into())
-                    })?;
-                let deps: Vec<Id> = recipe.iter().map(|c| c.loc.pack).collect();
-                e.save_meta_with_deps(BlobKind::Segment, seg_id, &super::format::encode_segment(&recipe), deps)?;
+            if !p.exists {
+                e.save_segment(seg_id, p.chunks.iter().map(|c| c.known))?;
             }
             self.content.push(SegRef { id: seg_id, size });
         }

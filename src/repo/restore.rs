@@ -184,9 +184,9 @@ pub fn run(
             prepare_dir(target, opts.overwrite || opts.in_place)?;
             r.dir(&tree, target, "")?;
             r.wait()?;
-            r.finish_dirs()?;
+            r.finish_dirs();
             if opts.include.is_empty() {
-                r.meta(target, &snap.root)?;
+                r.meta(target, &snap.root);
             }
         }
         SourceKind::Block => {
@@ -415,12 +415,12 @@ impl Restorer {
                     self.clear(&path)?;
                     std::os::unix::fs::symlink(source::link_target_of(&node), &path)
                         .map_err(|e| RepoError::io("create symlink", &path, e))?;
-                    self.meta(&path, &node)?;
+                    self.meta(&path, &node);
                 }
                 Some(_) => {
                     self.clear(&path)?;
                     match source::make_special(&path, &node) {
-                        Ok(()) => self.meta(&path, &node)?,
+                        Ok(()) => self.meta(&path, &node),
                         Err(e) => self
                             .warnings
                             .lock()
@@ -719,17 +719,15 @@ impl Restorer {
         self.failed()
     }
 
-    fn finish_dirs(&mut self) -> Result<(), RepoError> {
+    fn finish_dirs(&mut self) {
         // Deepest first, so setting a parent's mtime comes after its children changed it.
         for (path, node) in std::mem::take(&mut self.dirs).into_iter().rev() {
-            self.meta(&path, &node)?;
+            self.meta(&path, &node);
         }
-        Ok(())
     }
 
-    fn meta(&mut self, path: &Path, node: &Node) -> Result<(), RepoError> {
+    fn meta(&self, path: &Path, node: &Node) {
         apply_meta(path, node, self.chown, &self.warnings);
-        Ok(())
     }
 }
 
