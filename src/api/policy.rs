@@ -265,12 +265,14 @@ fn default_sample_percent() -> i32 {
 /// namespace is removed. Each drill is recorded as a RestorePlan in mode `Drill`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.targetNamespace) || !(self.targetNamespace in ['kube-system', 'kube-public', 'kube-node-lease', 'default'])").message("a drill's scratch namespace is created and deleted by the drill: it cannot be a system namespace").field_path(".targetNamespace"))]
 pub struct Drill {
     /// When to drill (cron, in the policy's time zone).
     #[schemars(length(min = 1, max = 128))]
     pub schedule: String,
     /// Scratch namespace the drill restores into; created and deleted by the drill. It
-    /// must not be the policy's own namespace. Defaults to `<namespace>-drill`.
+    /// must not be the policy's own namespace, a system namespace, or any namespace that
+    /// exists and was not made by a drill. Defaults to `<namespace>-drill`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub target_namespace: Option<String>,

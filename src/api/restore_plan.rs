@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 #[x_kube(validation = Rule::new("self.trigger.type != 'HeartbeatLoss' || self.mode in ['Failover', 'WarmStandby']").message("trigger type HeartbeatLoss is for modes Failover and WarmStandby").field_path(".trigger.type"))]
 #[x_kube(validation = Rule::new("!has(self.failover) || self.mode in ['Failover', 'WarmStandby', 'Failback']").message("failover settings apply to modes Failover, WarmStandby and Failback only").field_path(".failover"))]
 #[x_kube(validation = Rule::new("!has(self.failover) || !has(self.failover.promote) || !self.failover.promote || self.mode == 'WarmStandby'").message("promote applies to mode WarmStandby only: a Failover plan fails over when it is applied").field_path(".failover.promote"))]
+#[x_kube(validation = Rule::new("self.mode != 'Drill' || !has(self.target) || !has(self.target.__namespace__) || !(self.target.__namespace__ in ['kube-system', 'kube-public', 'kube-node-lease', 'default'])").message("a drill's scratch namespace is created and deleted by the drill: it cannot be a system namespace").field_path(".target.namespace"))]
 #[x_kube(validation = Rule::new("!has(self.drill) || self.mode == 'Drill'").message("drill settings apply to mode Drill only").field_path(".drill"))]
 pub struct RestorePlanSpec {
     /// `Restore`: a one-shot restore. `Failover`: fence the primary where reachable,
@@ -132,7 +133,8 @@ pub struct RestoreSource {
     /// Name of the BackupPolicy that wrote the restore points.
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub policy: String,
-    /// Namespace the policy ran in; defaults to the plan's namespace.
+    /// Namespace the policy ran in; defaults to the plan's namespace. Another namespace's
+    /// restore points need a grant on the plan's namespace (see `target.namespace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub namespace: Option<String>,
@@ -180,8 +182,10 @@ pub enum PointSelector {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreTarget {
-    /// Namespace to restore into; defaults to the plan's namespace. It is created if
-    /// missing.
+    /// Namespace to restore into; defaults to the plan's namespace (a drill's: a scratch
+    /// namespace, `<namespace>-drill`). Another namespace needs a grant from a cluster
+    /// administrator (its annotation `lifeline.io/restore-from`, or the operator's
+    /// `--grant`); a missing one is created only under the operator's `--grant`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub namespace: Option<String>,

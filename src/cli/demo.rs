@@ -159,6 +159,10 @@ async fn operator(client: &Client) -> anyhow::Result<tokio::task::JoinHandle<any
         mover_command: vec![std::env::current_exe()?.display().to_string()],
         mover_image: format!("lifeline:{}", env!("CARGO_PKG_VERSION")),
         heartbeat_interval: Duration::from_secs(1),
+        // The cold comparison restores into a namespace of its own, which needs the grant
+        // any cross-namespace restore needs.
+        grants: crate::controller::grants::Grants::parse(&[format!("records-cold={NS}")])
+            .map_err(anyhow::Error::msg)?,
         ..Config::default()
     };
     let opts = crate::operator::Options { config, http: None, leader: None, clock: Arc::new(SystemClock) };

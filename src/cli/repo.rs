@@ -152,6 +152,10 @@ pub enum RepoCommand {
         /// The restore point's name (the `lifeline.io/point` tag).
         #[arg(long)]
         point: String,
+        /// The namespace of the point's policy (the `lifeline.io/namespace` tag): one
+        /// location may hold points of the same name from several namespaces.
+        #[arg(long)]
+        namespace: Option<String>,
     },
     /// Manage key slots.
     Key {
@@ -642,7 +646,9 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
             );
             Ok(serde_json::to_value(&report)?)
         }
-        RepoCommand::Replicate { from, to, point } => replicate(&from, &to, &point, common),
+        RepoCommand::Replicate { from, to, point, namespace } => {
+            replicate(&from, &to, &point, namespace.as_deref(), common)
+        }
         RepoCommand::Key { command } => key_cmd(command, common),
     }
 }
@@ -693,8 +699,8 @@ fn open_replica(
     Ok(Arc::new(dst))
 }
 
-fn replicate(from: &str, to: &str, point: &str, common: &Common) -> anyhow::Result<Value> {
-    use crate::mover::record::{KIND_RECORD, TAG_KIND, TAG_POINT};
+fn replicate(from: &str, to: &str, point: &str, namespace: Option<&str>, common: &Common) -> anyhow::Result<Value> {
+    use crate::mover::record::{KIND_RECORD, TAG_KIND, of_point};
     let secret = secret(common)?;
     let src = Arc::new(Repository::open(location(from, common)?.0, &secret)?);
     let metered = Metered::new(Retrying::new(store::open(to, &destination_options(common))?));
@@ -702,7 +708,7 @@ fn replicate(from: &str, to: &str, point: &str, common: &Common) -> anyhow::Resu
     let dst_backend: Arc<dyn Backend> = Arc::new(metered);
     let dst = open_replica(dst_backend, &secret, &src, to)?;
     let mut parts: Vec<(Id, Snapshot)> =
-        src.points()?.good.into_iter().filter(|(_, s)| s.tags.get(TAG_POINT).is_some_and(|p| p == point)).collect();
+        src.points()?.good.into_iter().filter(|(_, s)| of_point(&s.tags, namespace, point)).collect();
     let is_record = |s: &Snapshot| s.tags.get(TAG_KIND).is_some_and(|k| k == KIND_RECORD);
     if !parts.iter().any(|(_, s)| is_record(s)) {
         return Err(RepoError::SnapshotNotFound {

@@ -42,6 +42,12 @@ pub struct RunArgs {
     /// every namespace).
     #[arg(long, env = "LIFELINE_WATCH_NAMESPACES", value_delimiter = ',', value_name = "NAMESPACES")]
     pub watch_namespaces: Vec<String>,
+    /// Lets restore points and RestorePlans of the SOURCES namespaces restore into the
+    /// TARGET namespace, which may not exist yet: `TARGET=SOURCE[,SOURCE...]` (`*`: any),
+    /// repeatable. A Namespace's annotation `lifeline.io/restore-from` grants the same for
+    /// a namespace that exists. Without a grant, nothing crosses a namespace boundary.
+    #[arg(long = "grant", env = "LIFELINE_GRANTS", value_delimiter = ';', value_name = "TARGET=SOURCES")]
+    pub grants: Vec<String>,
     /// The mover containers' `resources`, as JSON (a ResourceRequirements).
     #[arg(long, env = "LIFELINE_MOVER_RESOURCES", value_name = "JSON")]
     pub mover_resources: Option<String>,
@@ -158,6 +164,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             "--watch-namespaces: {n:?} is not a namespace name (a DNS label)"
         );
     }
+    config.grants = crate::controller::grants::Grants::parse(&a.grants).map_err(anyhow::Error::msg)?;
     config.snapshot_timeout = super::duration("--snapshot-timeout", &a.snapshot_timeout)?;
     config.mover_timeout = super::duration("--mover-timeout", &a.mover_timeout)?;
     config.cluster_id = a.cluster_id.clone().filter(|c| !c.is_empty());

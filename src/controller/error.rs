@@ -23,6 +23,10 @@ pub enum Error {
     /// The spec names something that does not exist or cannot work.
     #[error("{0}")]
     Invalid(String),
+    /// The spec would cross a namespace boundary without a grant (see
+    /// [`super::grants`]): reported like an invalid spec, with its own reason.
+    #[error("{0}")]
+    NotPermitted(String),
 }
 
 impl Error {
@@ -47,6 +51,7 @@ impl Error {
             },
             Error::Repo { source, .. } => source.category(),
             Error::Invalid(_) => "InvalidSpec",
+            Error::NotPermitted(_) => crate::k8s::events::NOT_PERMITTED,
         }
     }
 }

@@ -6,11 +6,13 @@
 //! - [`restore_point`]: the backup run, a state machine in the RestorePoint's status.
 //! - [`gate`]: the fence gate, which holds a returning site's Pods until the fencing
 //!   markers say the site may write.
+//! - [`grants`]: namespace boundaries: what may reach a namespace from another.
 //! - [`clock`]: the time controllers read, controllable in tests.
 
 pub mod clock;
 pub mod error;
 pub mod gate;
+pub mod grants;
 pub mod heartbeat;
 pub mod location;
 pub mod movers;
@@ -54,6 +56,9 @@ pub struct Config {
     /// How often this cluster's heartbeat is written to the locations of its active
     /// policies (see [`heartbeat`]).
     pub heartbeat_interval: Duration,
+    /// Cross-namespace restores an administrator allowed in the operator's settings
+    /// (besides the annotations on Namespaces; see [`grants`]).
+    pub grants: grants::Grants,
 }
 
 impl Default for Config {
@@ -70,6 +75,7 @@ impl Default for Config {
             mover_retries: 2,
             cluster_id: None,
             heartbeat_interval: Duration::from_secs(10),
+            grants: Default::default(),
         }
     }
 }

@@ -175,3 +175,5 @@ pub const PROMOTION_REFUSED: &str = "PromotionRefused";
 pub const FAILBACK: &str = "Failback";
 pub const FENCE_GATE_CLEARED: &str = "FenceGateCleared";
 pub const FENCE_GATE_HELD: &str = "FenceGateHeld";
+/// A request that would cross a namespace boundary without a grant.
+pub const NOT_PERMITTED: &str = "NotPermitted";

@@ -14,6 +14,9 @@ pub const COMPONENT_MOVER: &str = "mover";
 /// Annotation on a RestorePoint that catalog sync created from a location: it records a
 /// run that happened elsewhere (or before), so no backup is run for it.
 pub const ANNOTATION_CATALOG: &str = "lifeline.io/catalog-location";
+/// On a RestorePoint the catalog brought from another namespace (one an administrator
+/// granted): the namespace whose policy took it.
+pub const ANNOTATION_SOURCE_NAMESPACE: &str = "lifeline.io/source-namespace";
 /// Annotation naming the volume index of a child object within its run.
 pub const LABEL_VOLUME: &str = "lifeline.io/volume";
 

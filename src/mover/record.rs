@@ -81,6 +81,15 @@ impl PointRecord {
     }
 }
 
+/// Whether a snapshot's tags say it belongs to restore point `point` of namespace
+/// `namespace` (`None`: of any namespace). A point's name is unique within its namespace
+/// only, and one location may hold several namespaces' points (teams given one bucket):
+/// whatever finds a point's data by name finds it by namespace too.
+pub fn of_point(tags: &BTreeMap<String, String>, namespace: Option<&str>, point: &str) -> bool {
+    tags.get(TAG_POINT).is_some_and(|p| p == point)
+        && namespace.is_none_or(|ns| tags.get(TAG_NAMESPACE).is_some_and(|n| n == ns))
+}
+
 /// Tags every snapshot of a run carries.
 pub fn base_tags(namespace: &str, policy: &str, point: &str) -> BTreeMap<String, String> {
     [(TAG_NAMESPACE, namespace), (TAG_POLICY, policy), (TAG_POINT, point)]

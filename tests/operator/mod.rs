@@ -16,6 +16,7 @@ mod restore;
 mod retention;
 mod scope;
 mod standby;
+mod tenancy;
 mod unreachable;
 
 use crate::support::{self, s3};
@@ -54,12 +55,18 @@ impl Env {
     /// A cluster without Lifeline's CRDs (a Helm release brings its own).
     pub fn start_without_crds(opts: SimOptions) -> Env {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("LIFELINE_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .with_test_writer()
-            .try_init();
+        {
+            use tracing_subscriber::prelude::*;
+            use tracing_subscriber::{EnvFilter, filter::Targets, fmt};
+            let shown = fmt::layer()
+                .with_test_writer()
+                .with_filter(EnvFilter::try_from_env("LIFELINE_LOG").unwrap_or_else(|_| "warn".into()));
+            let kept = fmt::layer()
+                .with_ansi(false)
+                .with_writer(|| Capture)
+                .with_filter(Targets::new().with_target("lifeline", tracing::Level::INFO));
+            let _ = tracing_subscriber::registry().with(shown).with(kept).try_init();
+        }
         let cluster = Cluster::start(opts).expect("start the simulated cluster");
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
@@ -100,12 +107,24 @@ impl Env {
     /// Starts the operator as the ServiceAccount `namespace/name` (with RBAC on, it may do
     /// only what that account's roles grant).
     pub fn start_operator_as(&mut self, namespace: &str, name: &str, clock: Arc<dyn Clock>) {
+        self.start_operator_as_with(namespace, name, clock, |_| {});
+    }
+
+    /// [`Env::start_operator_as`] with settings changed by `set`.
+    pub fn start_operator_as_with(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        clock: Arc<dyn Clock>,
+        set: impl FnOnce(&mut Config),
+    ) {
         let kubeconfig = self
             ._cluster
             .service_account_kubeconfig(namespace, name)
             .unwrap_or_else(|| panic!("no ServiceAccount {namespace}/{name}"));
         let client = self.rt.block_on(client_for(&kubeconfig));
-        let config = test_config();
+        let mut config = test_config();
+        set(&mut config);
         // As the chart runs it: leader election on a Lease named like the account, in its
         // namespace.
         let leader = lifeline::operator::Leader {
@@ -483,6 +502,12 @@ fn test_config() -> Config {
         mover_command: vec![env!("CARGO_BIN_EXE_lifeline").to_string()],
         mover_image: "lifeline:test".into(),
         heartbeat_interval: Duration::from_secs(1),
+        // The namespaces these tests restore the records namespace into, granted as an
+        // administrator would (operator::tenancy starts without them).
+        grants: lifeline::controller::grants::Grants::parse(
+            &["records-copy", "records-cold", "records-stale"].map(|t| format!("{t}=records")),
+        )
+        .unwrap(),
         ..Config::default()
     }
 }
@@ -497,6 +522,27 @@ pub async fn client_for(kubeconfig: &str) -> Client {
 /// The system clock, for tests that do not move time.
 pub fn system_clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
+}
+
+/// The operators' log lines at info and above in this test binary so far (the tests'
+/// output shows warnings only), for tests of what the logs never say.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+/// Appends to [`LOGS`].
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// An example file with its placeholders filled for the test's S3 regions and prefix.

@@ -13,8 +13,8 @@ use lifeline::sim::Options as SimOptions;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
-const NAMESPACE: &str = "lifeline-system";
-const ACCOUNT: &str = "lifeline";
+pub(super) const NAMESPACE: &str = "lifeline-system";
+pub(super) const ACCOUNT: &str = "lifeline";
 
 /// Grants these scenarios do not reach, and why (each has a caller in the code).
 const UNREACHED: &[(&str, &str, &str, &str)] = &[
@@ -36,7 +36,7 @@ const UNREACHED: &[(&str, &str, &str, &str)] = &[
 ];
 
 /// The chart's ServiceAccount and roles applied to `env`; returns the rendered roles.
-fn install_identity(env: &Env) -> Vec<Value> {
+pub(super) fn install_identity(env: &Env) -> Vec<Value> {
     let (_dir, _, docs) = crate::chart::render(&["--set", "crds.install=false"]);
     env.kubectl(&["create", "namespace", NAMESPACE], None);
     let kinds = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];

@@ -5,7 +5,7 @@
 use crate::api::BackupLocation;
 use crate::api::common::SecretKeyRef;
 use crate::controller::{Context, Error, Result};
-use crate::mover::record::{KIND_RECORD, TAG_KIND, TAG_POINT};
+use crate::mover::record::{KIND_RECORD, TAG_KIND, TAG_POINT, of_point};
 use crate::repo::format::Id;
 use crate::repo::prune;
 use crate::repo::{RepoError, Repository, Secret};
@@ -173,12 +173,15 @@ pub async fn forget_points(
     let (secret, rv) = passphrase(&ctx.client, &ns, key, field).await?;
     let repo = open_repo(ctx, loc, secret, rv, false).await?;
     let names: BTreeSet<String> = names.iter().cloned().collect();
+    // Only this namespace's: another namespace's point of the same name is not ours.
     crate::mover::inline::run(move || {
         let mut parts: Vec<(bool, Id)> = repo
             .points()?
             .good
             .into_iter()
-            .filter(|(_, s)| s.tags.get(TAG_POINT).is_some_and(|p| names.contains(p)))
+            .filter(|(_, s)| {
+                s.tags.get(TAG_POINT).is_some_and(|p| names.contains(p) && of_point(&s.tags, Some(&ns), p))
+            })
             .map(|(id, s)| (s.tags.get(TAG_KIND).is_some_and(|k| k == KIND_RECORD), id))
             .collect();
         parts.sort_by_key(|(record, _)| !record);

@@ -12,7 +12,7 @@ use crate::api::common::condition::READY;
 use crate::api::restore_point::{ManifestRecord, PointLocation, RunPhase, RunTrigger, VolumeRecord};
 use crate::api::{BackupLocation, RestorePoint, RestorePointStatus};
 use crate::controller::{Context, Error, Result};
-use crate::k8s::{ANNOTATION_CATALOG, apply, conditions, events};
+use crate::k8s::{ANNOTATION_CATALOG, ANNOTATION_SOURCE_NAMESPACE, apply, conditions, events};
 use crate::mover::record::PointRecord;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams};
@@ -20,10 +20,36 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use std::collections::BTreeMap;
 
-/// The records stored at a location, by restore point name.
+/// The records stored at a location that its namespace may see, by restore point name:
+/// those of its own namespace, and of namespaces an administrator granted it (see
+/// [`crate::controller::grants`]). A location shared by several namespaces (one bucket,
+/// one passphrase) shows each only its own.
 pub async fn records(ctx: &Context, loc: &BackupLocation) -> Result<BTreeMap<String, PointRecord>> {
     let ns = loc.namespace().unwrap_or_default();
-    let Some(key) = &loc.spec.key_secret else { return Ok(BTreeMap::new()) };
+    let mut permitted: BTreeMap<String, bool> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for r in stored(ctx, loc).await? {
+        let ok = match permitted.get(&r.namespace) {
+            Some(ok) => *ok,
+            None => {
+                let ok = crate::controller::grants::refusal(ctx, &ns, &r.namespace).await?.is_none();
+                permitted.insert(r.namespace.clone(), ok);
+                ok
+            }
+        };
+        // A name recorded in two namespaces: this namespace's own wins.
+        let own = r.namespace == ns;
+        if ok && (own || !out.contains_key(&r.name)) {
+            out.insert(r.name.clone(), r);
+        }
+    }
+    Ok(out)
+}
+
+/// Every record stored at a location, whatever its namespace.
+async fn stored(ctx: &Context, loc: &BackupLocation) -> Result<Vec<PointRecord>> {
+    let ns = loc.namespace().unwrap_or_default();
+    let Some(key) = &loc.spec.key_secret else { return Ok(Vec::new()) };
     let (secret, rv) = access::passphrase(&ctx.client, &ns, key, "spec.keySecret").await?;
     let repo = access::open_repo(ctx, loc, secret, rv, false).await?;
     let points = crate::mover::inline::run(move || repo.points()).await;
@@ -34,7 +60,7 @@ pub async fn records(ctx: &Context, loc: &BackupLocation) -> Result<BTreeMap<Str
             return Err(Error::repo(format!("list the restore points of BackupLocation {}", loc.name_any()))(e));
         }
     };
-    Ok(points.good.iter().filter_map(|(_, s)| PointRecord::from_tags(&s.tags)).map(|r| (r.name.clone(), r)).collect())
+    Ok(points.good.iter().filter_map(|(_, s)| PointRecord::from_tags(&s.tags)).collect())
 }
 
 /// A RestorePoint status from a record found at `location`.
@@ -91,9 +117,13 @@ pub async fn sync(ctx: &Context, loc: &BackupLocation) -> Result<()> {
     for (name, r) in &found {
         match have.items.iter().find(|p| &p.name_any() == name) {
             None => {
+                let mut annotations = json!({ANNOTATION_CATALOG: lname});
+                if r.namespace != ns {
+                    annotations[ANNOTATION_SOURCE_NAMESPACE] = json!(r.namespace);
+                }
                 let obj = json!({
                     "apiVersion": "lifeline.io/v1alpha1", "kind": "RestorePoint",
-                    "metadata": {"name": name, "namespace": ns, "annotations": {ANNOTATION_CATALOG: lname},
+                    "metadata": {"name": name, "namespace": ns, "annotations": annotations,
                                  "labels": crate::k8s::child_labels(&r.policy, name)},
                     "spec": {"policy": r.policy, "trigger": trigger(&r.trigger), "scheduledTime": r.scheduled_time,
                              "requestedBy": r.requested_by},

@@ -144,7 +144,7 @@ pub async fn write_record(
     let host = format!("{ns}/{}", rec.policy);
     let res = crate::mover::inline::run(move || {
         let exists = repo.points()?.good.iter().any(|(_, s)| {
-            s.tags.get(record::TAG_POINT) == Some(&rec.name)
+            record::of_point(&s.tags, Some(&rec.namespace), &rec.name)
                 && s.tags.get(record::TAG_KIND).map(String::as_str) == Some(record::KIND_RECORD)
         });
         if exists {

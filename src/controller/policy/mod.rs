@@ -62,19 +62,23 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
 
     let mut st = status::compute(&policy, &points, &old, now);
     let checked = match resolve::resolve(&ctx, &policy).await {
-        Ok(r) => resolve::check_key(&ctx, &policy, &r.primary).await.map(|_| r),
+        Ok(r) => match resolve::check_key(&ctx, &policy, &r.primary).await {
+            Ok(_) => routine::check_drill_namespace(&ctx, &policy).await.map(|_| r),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     let mut wait = REVISIT;
     let resolved = match checked {
-        Err(Error::Invalid(msg)) => {
+        Err(e @ (Error::Invalid(_) | Error::NotPermitted(_))) => {
             // Nothing is snapshotted while the policy cannot work.
+            let (reason, msg) = (e.category(), e.to_string());
             let was = conditions::get(&old.conditions, DEGRADED).map(|c| c.message.clone());
             if was.as_deref() != Some(msg.as_str()) {
-                ctx.events.warning(&oref, events::INVALID_SPEC, "Validate", msg.clone()).await;
+                ctx.events.warning(&oref, reason, "Validate", msg.clone()).await;
             }
-            conditions::set(&mut st.conditions, DEGRADED, true, "InvalidSpec", &msg, g, now);
-            conditions::set(&mut st.conditions, READY, false, "InvalidSpec", &msg, g, now);
+            conditions::set(&mut st.conditions, DEGRADED, true, reason, &msg, g, now);
+            conditions::set(&mut st.conditions, READY, false, reason, &msg, g, now);
             st.next_run = None;
             write(&ctx, &policy, &old, &st).await?;
             return Ok(Action::requeue(invalid_retry(&st, now)));

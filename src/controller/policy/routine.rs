@@ -16,6 +16,7 @@ use crate::api::names::LABEL_POLICY;
 use crate::api::policy::Drill;
 use crate::api::schedule::Schedule;
 use crate::api::{BackupPolicy, BackupPolicyStatus, RestorePlan, RestorePoint};
+use crate::controller::restore_plan::ANNOTATION_PLAN;
 use crate::controller::restore_point::names;
 use crate::controller::{Context, Error, Result};
 use crate::k8s::{LABEL_COMPONENT, apply, events};
@@ -129,6 +130,29 @@ pub fn drill_namespace(policy: &BackupPolicy) -> String {
         .as_ref()
         .and_then(|d| d.target_namespace.clone())
         .unwrap_or_else(|| names::scratch_namespace(&own))
+}
+
+/// Refuses a drill whose scratch namespace exists and is not one of this policy's
+/// drills' (an application's namespace, another team's, a system namespace): a drill
+/// creates its scratch namespace and deletes it afterwards, so it must never adopt one.
+pub async fn check_drill_namespace(ctx: &Context, policy: &BackupPolicy) -> Result<()> {
+    if policy.spec.drill.is_none() {
+        return Ok(());
+    }
+    let target = drill_namespace(policy);
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+    let Some(existing) = api.get_opt(&target).await.map_err(Error::kube(format!("read Namespace {target}")))? else {
+        return Ok(());
+    };
+    // Made by a drill of this namespace (a kept failed one says so itself when it runs).
+    let ours = format!("{}/", policy.namespace().unwrap_or_default());
+    let made_by = existing.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_PLAN));
+    if made_by.is_some_and(|p| p.starts_with(&ours)) {
+        return Ok(());
+    }
+    Err(Error::NotPermitted(format!(
+        "spec.drill.targetNamespace: namespace {target} exists and was not created by a drill of this policy: a drill restores only into a scratch namespace it creates, and deletes it afterwards; name another one"
+    )))
 }
 
 /// Creates the drill's RestorePlan (once: the name comes from the slot) and trims the

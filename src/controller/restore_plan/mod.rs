@@ -240,8 +240,18 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
         write(&run, &old, &st).await?;
         return Ok(Action::await_change());
     }
+    // Before every step: a grant withdrawn stops a running standby's next refresh too.
+    if let Some(msg) = boundary(&run).await? {
+        not_permitted(&run, &mut st, &msg).await;
+        write(&run, &old, &st).await?;
+        return Ok(Action::await_change());
+    }
     let action = match step(&run, &mut st).await {
         Ok(a) => a,
+        Err(Error::NotPermitted(msg)) => {
+            not_permitted(&run, &mut st, &msg).await;
+            Action::requeue(Duration::ZERO)
+        }
         Err(Error::Invalid(msg)) => {
             fail(&run, &mut st, "InvalidSpec", &msg).await;
             Action::requeue(Duration::ZERO)
@@ -261,6 +271,57 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
     };
     write(&run, &old, &st).await?;
     Ok(action)
+}
+
+/// The plan's first field that would cross a namespace boundary without a grant, and
+/// why (see [`crate::controller::grants`]): reading the restore points of another
+/// namespace (`spec.source.namespace`), or restoring into another namespace
+/// (`spec.target.namespace`: both the plan's namespace and the source's must be granted
+/// there). A drill's scratch namespace is its own (created by it, or refused in
+/// [`resolve`]); its source still needs the grant.
+async fn boundary(run: &Run<'_>) -> Result<Option<String>> {
+    use crate::controller::grants::refusal;
+    let spec = &run.plan.spec;
+    let source = spec.source.namespace.clone().unwrap_or_else(|| run.ns.clone());
+    if let Some(why) = refusal(run.ctx, &run.ns, &source).await? {
+        return Ok(Some(format!(
+            "spec.source.namespace: RestorePlans of namespace {} may not restore the restore points of namespace {source}: {why}",
+            run.ns
+        )));
+    }
+    if spec.mode == RestoreMode::Drill {
+        return Ok(None);
+    }
+    let mut from = vec![run.ns.clone()];
+    if source != run.ns {
+        from.push(source);
+    }
+    for f in from {
+        if let Some(why) = refusal(run.ctx, &run.target, &f).await? {
+            let whose = if f == run.ns { "RestorePlans" } else { "restore points" };
+            return Ok(Some(format!(
+                "spec.target.namespace: {whose} of namespace {f} may not restore into namespace {}: {why}",
+                run.target
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Refuses a plan that would cross a namespace boundary: Failed, `Degraded` with reason
+/// `NotPermitted`, and a warning Event naming the field and the missing grant. Unlike
+/// [`fail`], it touches nothing: no clean-up lists or deletes anything in the namespace
+/// that was not granted.
+async fn not_permitted(run: &Run<'_>, st: &mut RestorePlanStatus, msg: &str) {
+    let now = run.now();
+    let g = run.plan.meta().generation;
+    enter(st, PlanPhase::Failed, now);
+    st.completion_time = Some(Time(now));
+    st.message = Some(msg.to_string());
+    conditions::set(&mut st.conditions, READY, false, events::NOT_PERMITTED, msg, g, now);
+    conditions::set(&mut st.conditions, DEGRADED, true, events::NOT_PERMITTED, msg, g, now);
+    conditions::set(&mut st.conditions, PROGRESSING, false, events::NOT_PERMITTED, "", g, now);
+    run.event(true, events::NOT_PERMITTED, msg.to_string()).await;
 }
 
 /// Why the plan asks for something this version does not do, if it does.
@@ -360,10 +421,10 @@ async fn resolve(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
             && !run.ours(&existing.metadata)
         {
             let msg = format!(
-                "namespace {} exists and was not created by this drill: a drill only uses a scratch namespace it creates, and deletes it afterwards; name another one in spec.target.namespace",
+                "spec.target.namespace: namespace {} exists and was not created by this drill: a drill only uses a scratch namespace it creates, and deletes it afterwards; name another one",
                 run.target
             );
-            fail(run, st, "NotPermitted", &msg).await;
+            not_permitted(run, st, &msg).await;
             return Ok(Action::requeue(Duration::ZERO));
         }
     }
@@ -583,9 +644,15 @@ pub async fn choose(run: &Run<'_>, selector: &crate::api::restore_plan::PointInT
     };
     let api: Api<RestorePoint> = Api::namespaced(run.ctx.client.clone(), &run.ns);
     let points = api.list(&Default::default()).await.map_err(Error::kube("list RestorePoints"))?.items;
+    // Points of the source namespace only: this namespace's own runs and catalog entries,
+    // or entries the catalog brought from a granted namespace (marked with it).
+    let source = spec.source.namespace.as_deref().unwrap_or(&run.ns);
+    let origin = |p: &RestorePoint| {
+        p.annotations().get(crate::k8s::ANNOTATION_SOURCE_NAMESPACE).cloned().unwrap_or_else(|| run.ns.clone())
+    };
     let known: Vec<select::Known> = points
         .iter()
-        .filter(|p| p.spec.policy == spec.source.policy)
+        .filter(|p| p.spec.policy == spec.source.policy && origin(p) == source)
         .filter(|p| crate::controller::restore_point::delete::requested(p).is_none())
         .filter_map(|p| {
             let s = p.status.as_ref()?;

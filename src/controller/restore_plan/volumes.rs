@@ -151,13 +151,21 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     Ok(Action::requeue(Duration::ZERO))
 }
 
-/// The target namespace, created when missing.
+/// The target namespace, created when missing (a drill's scratch namespace, or one a
+/// grant of the operator covers). It takes the plan namespace's Pod Security labels: a
+/// namespace made through Lifeline is held to the same Pod Security level as the team's.
 async fn namespace(run: &Run<'_>) -> Result<()> {
     let api: Api<Namespace> = Api::all(run.ctx.client.clone());
     if api.get_opt(&run.target).await.map_err(Error::kube(format!("read Namespace {}", run.target)))?.is_some() {
         return Ok(());
     }
     let mut ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": run.target}});
+    let own = api.get_opt(&run.ns).await.map_err(Error::kube(format!("read Namespace {}", run.ns)))?;
+    for (k, v) in own.and_then(|n| n.metadata.labels).unwrap_or_default() {
+        if k.starts_with("pod-security.kubernetes.io/") {
+            ns["metadata"]["labels"][k] = json!(v);
+        }
+    }
     run.mark(&mut ns, None);
     apply::apply(&api, super::NAME, &ns).await.map_err(Error::kube(format!("create Namespace {}", run.target)))?;
     Ok(())
