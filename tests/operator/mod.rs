@@ -505,7 +505,7 @@ fn test_config() -> Config {
         // The namespaces these tests restore the records namespace into, granted as an
         // administrator would (operator::tenancy starts without them).
         grants: lifeline::controller::grants::Grants::parse(
-            &["records-copy", "records-cold", "records-stale"].map(|t| format!("{t}=records")),
+            &["records-copy", "records-cold", "records-stale", "records-broken"].map(|t| format!("{t}=records")),
         )
         .unwrap(),
         ..Config::default()
