@@ -9,6 +9,17 @@ use serde::{Deserialize, Serialize};
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 /// A DNS-1123 label: names of Secrets, locations, hooks, namespaces.
 pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// Whether `s` matches [`DNS_LABEL_PATTERN`] in at most 63 characters (a namespace name,
+/// among others).
+pub fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
 /// A DNS-1123 subdomain: names of most Kubernetes objects.
 pub const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
@@ -81,4 +92,18 @@ pub mod condition {
     pub const READY: &str = "Ready";
     pub const PROGRESSING: &str = "Progressing";
     pub const DEGRADED: &str = "Degraded";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dns_label_is_what_its_pattern_and_length_say() {
+        let pattern = regex::Regex::new(DNS_LABEL_PATTERN).unwrap();
+        let long = "a".repeat(64);
+        for s in ["a", "a-b", "0a", "kube-system", "-a", "a-", "A", "a.b", "a_b", "", &long[..63], &long] {
+            assert_eq!(is_dns_label(s), s.len() <= 63 && pattern.is_match(s), "{s:?}");
+        }
+    }
 }

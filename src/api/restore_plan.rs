@@ -105,6 +105,14 @@ pub struct RestorePlanSpec {
     pub post_restore_hooks: Vec<Hook>,
 }
 
+impl RestorePlan {
+    /// The namespace whose restore points the plan restores: `spec.source.namespace`,
+    /// else the plan's own.
+    pub fn source_namespace(&self) -> String {
+        self.spec.source.namespace.clone().unwrap_or_else(|| kube::ResourceExt::namespace(self).unwrap_or_default())
+    }
+}
+
 /// How a plan recovers.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RestoreMode {

@@ -157,10 +157,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         a.watch_namespaces.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
     config.watch_namespaces.sort();
     config.watch_namespaces.dedup();
-    let label = regex::Regex::new(crate::api::common::DNS_LABEL_PATTERN)?;
     for n in &config.watch_namespaces {
         anyhow::ensure!(
-            n.len() <= 63 && label.is_match(n),
+            crate::api::common::is_dns_label(n),
             "--watch-namespaces: {n:?} is not a namespace name (a DNS label)"
         );
     }

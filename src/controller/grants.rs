@@ -53,15 +53,10 @@ impl Grants {
     fn lists(&self, into: &str, from: &str) -> bool {
         self.0.get(into).is_some_and(|s| s.contains(from) || s.contains("*"))
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 fn check_name(arg: &str, name: &str) -> std::result::Result<(), String> {
-    let label = regex::Regex::new(crate::api::common::DNS_LABEL_PATTERN).expect("the DNS label pattern");
-    if name.len() <= 63 && label.is_match(name) {
+    if crate::api::common::is_dns_label(name) {
         Ok(())
     } else {
         Err(format!("--grant {arg:?}: {name:?} is not a namespace name (a DNS label)"))

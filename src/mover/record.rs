@@ -86,8 +86,12 @@ impl PointRecord {
 /// only, and one location may hold several namespaces' points (teams given one bucket):
 /// whatever finds a point's data by name finds it by namespace too.
 pub fn of_point(tags: &BTreeMap<String, String>, namespace: Option<&str>, point: &str) -> bool {
-    tags.get(TAG_POINT).is_some_and(|p| p == point)
-        && namespace.is_none_or(|ns| tags.get(TAG_NAMESPACE).is_some_and(|n| n == ns))
+    tags.get(TAG_POINT).is_some_and(|p| p == point) && namespace.is_none_or(|ns| of_namespace(tags, ns))
+}
+
+/// Whether a snapshot's tags say it was taken by a policy of namespace `namespace`.
+pub fn of_namespace(tags: &BTreeMap<String, String>, namespace: &str) -> bool {
+    tags.get(TAG_NAMESPACE).is_some_and(|n| n == namespace)
 }
 
 /// Tags every snapshot of a run carries.

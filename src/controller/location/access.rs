@@ -5,7 +5,7 @@
 use crate::api::BackupLocation;
 use crate::api::common::SecretKeyRef;
 use crate::controller::{Context, Error, Result};
-use crate::mover::record::{KIND_RECORD, TAG_KIND, TAG_POINT, of_point};
+use crate::mover::record::{KIND_RECORD, TAG_KIND, TAG_POINT, of_namespace};
 use crate::repo::format::Id;
 use crate::repo::prune;
 use crate::repo::{RepoError, Repository, Secret};
@@ -179,9 +179,7 @@ pub async fn forget_points(
             .points()?
             .good
             .into_iter()
-            .filter(|(_, s)| {
-                s.tags.get(TAG_POINT).is_some_and(|p| names.contains(p) && of_point(&s.tags, Some(&ns), p))
-            })
+            .filter(|(_, s)| s.tags.get(TAG_POINT).is_some_and(|p| names.contains(p)) && of_namespace(&s.tags, &ns))
             .map(|(id, s)| (s.tags.get(TAG_KIND).is_some_and(|k| k == KIND_RECORD), id))
             .collect();
         parts.sort_by_key(|(record, _)| !record);

@@ -61,13 +61,13 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     let oref = policy.object_ref(&());
 
     let mut st = status::compute(&policy, &points, &old, now);
-    let checked = match resolve::resolve(&ctx, &policy).await {
-        Ok(r) => match resolve::check_key(&ctx, &policy, &r.primary).await {
-            Ok(_) => routine::check_drill_namespace(&ctx, &policy).await.map(|_| r),
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
+    let checked = async {
+        let r = resolve::resolve(&ctx, &policy).await?;
+        resolve::check_key(&ctx, &policy, &r.primary).await?;
+        routine::check_drill_namespace(&ctx, &policy).await?;
+        Ok(r)
+    }
+    .await;
     let mut wait = REVISIT;
     let resolved = match checked {
         Err(e @ (Error::Invalid(_) | Error::NotPermitted(_))) => {

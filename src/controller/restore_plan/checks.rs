@@ -142,7 +142,7 @@ pub async fn clean_up(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Actio
 
 /// Records a drill's result on the policy it rehearsed (`status.lastDrill`).
 pub async fn record_drill(run: &Run<'_>, st: &RestorePlanStatus, passed: bool, msg: &str) {
-    let source_ns = run.plan.spec.source.namespace.clone().unwrap_or_else(|| run.ns.clone());
+    let source_ns = run.plan.source_namespace();
     if source_ns != run.ns {
         return;
     }

@@ -110,7 +110,7 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         .as_ref()
         .and_then(|f| f.source_kubeconfig.clone())
         .ok_or_else(|| Error::Invalid("spec.failover.sourceKubeconfig is required for a failback".into()))?;
-    let ns = run.plan.spec.source.namespace.clone().unwrap_or_else(|| run.ns.clone());
+    let ns = run.plan.source_namespace();
     let client = super::fencing::source_client(run, &kc).await?;
     let step = status(st).step.clone();
     if step == QUIESCING || step == PRE_SYNC {

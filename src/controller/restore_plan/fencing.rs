@@ -38,7 +38,7 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     let now = run.now();
     let spec = &run.plan.spec;
     let opts = spec.failover.clone().unwrap_or_default();
-    let source_ns = spec.source.namespace.clone().unwrap_or_else(|| run.ns.clone());
+    let source_ns = run.plan.source_namespace();
     let workloads: Vec<String> = st.workloads.iter().map(|w| w.name.clone()).collect();
     let source = if !opts.fence_source {
         "not asked for (spec.failover.fenceSource: false)".to_string()

@@ -135,7 +135,7 @@ pub async fn watch(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Verdict>
     let now = run.now();
     let (timeout, delay) = settings(run);
     let spec = &run.plan.spec;
-    let source_ns = spec.source.namespace.clone().unwrap_or_else(|| run.ns.clone());
+    let source_ns = run.plan.source_namespace();
     let own = run.ctx.cluster_id().await?;
     let mut hb = st.heartbeat.clone().unwrap_or_default();
     let mut seen = Vec::new();

@@ -240,18 +240,18 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
         write(&run, &old, &st).await?;
         return Ok(Action::await_change());
     }
-    // Before every step: a grant withdrawn stops a running standby's next refresh too.
-    if let Some(msg) = boundary(&run).await? {
-        not_permitted(&run, &mut st, &msg).await;
-        write(&run, &old, &st).await?;
-        return Ok(Action::await_change());
-    }
     // A step that moves on at once is followed by the next one in this reconcile (its
     // status written first, so a crash between them resumes from it), not after another
     // round trip through the queue: a warm standby's promotion is a few quick steps, and
     // each round trip costs most under load.
     let mut steps = 0;
     loop {
+        // Before every step: a grant withdrawn stops a running standby's next refresh too.
+        if let Some(msg) = boundary(&run).await? {
+            not_permitted(&run, &mut st, &msg).await;
+            write(&run, &old, &st).await?;
+            return Ok(Action::await_change());
+        }
         let action = match step(&run, &mut st).await {
             Ok(a) => a,
             Err(Error::NotPermitted(msg)) => {
@@ -282,11 +282,6 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
             return Ok(action);
         }
         old = st.clone();
-        if let Some(msg) = boundary(&run).await? {
-            not_permitted(&run, &mut st, &msg).await;
-            write(&run, &old, &st).await?;
-            return Ok(Action::await_change());
-        }
     }
 }
 
@@ -302,7 +297,7 @@ const STEPS_AT_ONCE: usize = 8;
 async fn boundary(run: &Run<'_>) -> Result<Option<String>> {
     use crate::controller::grants::refusal;
     let spec = &run.plan.spec;
-    let source = spec.source.namespace.clone().unwrap_or_else(|| run.ns.clone());
+    let source = run.plan.source_namespace();
     if let Some(why) = refusal(run.ctx, &run.ns, &source).await? {
         return Ok(Some(format!(
             "spec.source.namespace: RestorePlans of namespace {} may not restore the restore points of namespace {source}: {why}",
@@ -666,7 +661,7 @@ pub async fn choose(run: &Run<'_>, selector: &crate::api::restore_plan::PointInT
     let points = api.list(&Default::default()).await.map_err(Error::kube("list RestorePoints"))?.items;
     // Points of the source namespace only: this namespace's own runs and catalog entries,
     // or entries the catalog brought from a granted namespace (marked with it).
-    let source = spec.source.namespace.as_deref().unwrap_or(&run.ns);
+    let source = run.plan.source_namespace();
     let origin = |p: &RestorePoint| {
         p.annotations().get(crate::k8s::ANNOTATION_SOURCE_NAMESPACE).cloned().unwrap_or_else(|| run.ns.clone())
     };

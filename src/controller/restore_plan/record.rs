@@ -46,7 +46,7 @@ async fn open(ctx: &Context, plan: &RestorePlan, loc: &BackupLocation) -> Result
 pub async fn manifests(ctx: &Context, plan: &RestorePlan, loc: &BackupLocation, point: &str) -> Result<Vec<Value>> {
     let repo = open(ctx, plan, loc).await?;
     let wanted = point.to_string();
-    let ns = source_namespace(plan);
+    let ns = plan.source_namespace();
     let read = crate::mover::inline::run(move || {
         let points = repo.points()?;
         let Some((_, snap)) = points.good.iter().find(|(_, s)| {
@@ -80,7 +80,7 @@ pub async fn volumes(
 ) -> Result<std::collections::BTreeMap<String, String>> {
     let repo = open(ctx, plan, loc).await?;
     let wanted = point.to_string();
-    let ns = source_namespace(plan);
+    let ns = plan.source_namespace();
     let found = crate::mover::inline::run(move || {
         Ok(repo
             .points()?
@@ -99,11 +99,6 @@ pub async fn volumes(
     .await;
     found
         .map_err(Error::repo(format!("list the volumes of restore point {point} at BackupLocation {}", loc.name_any())))
-}
-
-/// The namespace whose restore points the plan restores.
-fn source_namespace(plan: &RestorePlan) -> String {
-    plan.spec.source.namespace.clone().unwrap_or_else(|| plan.namespace().unwrap_or_default())
 }
 
 fn read_dir(dir: &std::path::Path) -> Result<Vec<Value>, RepoError> {
