@@ -233,8 +233,14 @@ fn a_month_of_daily_runs_keeps_exactly_what_each_location_rules_say() {
         let labels: Vec<(&str, &str)> = policy.iter().chain(extra).copied().collect();
         env.metric(name, &labels).unwrap_or_else(|| panic!("no lifeline_{name} {labels:?}"))
     };
+    // The scrape reads the operator's watch cache, which sees the status a moment after
+    // the API server does: wait for it to hold this verification, as a scraper would.
+    let at = v.time.0.as_second() as f64;
+    env.eventually(60, "the scrape to show the newest verification", || async {
+        (env.metric("verification_last_timestamp_seconds", &policy) == Some(at)).then_some(())
+    });
     assert_eq!(m("verification_last_passed", &[]), 0.0);
-    assert_eq!(m("verification_last_timestamp_seconds", &[]), v.time.0.as_second() as f64);
+    assert_eq!(m("verification_last_timestamp_seconds", &[]), at);
     assert_eq!(m("policy_fenced", &[]), 0.0);
     assert_eq!(m("drill_next_timestamp_seconds", &[]), st.next_drill.as_ref().unwrap().0.as_second() as f64);
     // No spec.rpo here: an age (0 when the newest run started at this very time of the

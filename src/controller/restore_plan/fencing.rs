@@ -68,10 +68,10 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     // What each location holds now: the newest marker of the policy, or why it cannot be
     // read. The locations are read at once (and written at once below): a failover waits
     // for the slowest location, not for the sum of them.
-    let mut locs = Vec::new();
-    for l in &spec.source.locations {
-        locs.push((l.clone(), run.location(l).await?));
-    }
+    let locs = futures::future::try_join_all(
+        spec.source.locations.iter().map(|l| async move { Ok::<_, Error>((l.clone(), run.location(l).await?)) }),
+    )
+    .await?;
     let at: Vec<(String, Result<Found, String>)> = futures::future::join_all(locs.into_iter().map(|(l, loc)| {
         let m = marker.clone();
         async move {

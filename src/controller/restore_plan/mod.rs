@@ -252,6 +252,7 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
             write(&run, &old, &st).await?;
             return Ok(Action::await_change());
         }
+        let (began, was) = (std::time::Instant::now(), st.phase);
         let action = match step(&run, &mut st).await {
             Ok(a) => a,
             Err(Error::NotPermitted(msg)) => {
@@ -275,7 +276,9 @@ pub async fn reconcile(plan: Arc<RestorePlan>, ctx: Arc<Context>) -> Result<Acti
                 return Err(e);
             }
         };
+        let took = began.elapsed();
         write(&run, &old, &st).await?;
+        tracing::debug!(plan = %run.name, namespace = %run.ns, from = ?was, to = ?st.phase, step = ?took, with_status_write = ?began.elapsed(), "step");
         steps += 1;
         let terminal = matches!(st.phase, PlanPhase::Completed | PlanPhase::Failed);
         if action != Action::requeue(Duration::ZERO) || terminal || steps >= STEPS_AT_ONCE {
