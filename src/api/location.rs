@@ -61,8 +61,9 @@ pub struct BackupLocationSpec {
     /// Secret with the provider's credentials as environment-style keys:
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (and optional `AWS_SESSION_TOKEN`) for S3;
     /// `GOOGLE_SERVICE_ACCOUNT_KEY` for GCS; `AZURE_STORAGE_ACCOUNT_NAME` and
-    /// `AZURE_STORAGE_ACCOUNT_KEY` for Azure. Omit it to use the workload identity of the
-    /// data-mover Pods.
+    /// `AZURE_STORAGE_ACCOUNT_KEY` for Azure. Without it, the data-mover Pods use their
+    /// own workload identity, and the operator its own only where its `ambientCredentials`
+    /// setting lists this namespace; elsewhere the operator's requests go unsigned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<SecretRef>,
 

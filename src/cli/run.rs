@@ -48,6 +48,11 @@ pub struct RunArgs {
     /// a namespace that exists. Without a grant, nothing crosses a namespace boundary.
     #[arg(long = "grant", env = "LIFELINE_GRANTS", value_delimiter = ';', value_name = "TARGET=SOURCES")]
     pub grants: Vec<String>,
+    /// Namespaces (comma-separated, `*`: every one) whose BackupLocations without
+    /// `spec.credentialsSecret` may use the operator's own cloud identity (environment,
+    /// web identity, instance metadata). Elsewhere such a location's requests go unsigned.
+    #[arg(long, env = "LIFELINE_AMBIENT_CREDENTIALS", value_delimiter = ',', value_name = "NAMESPACES")]
+    pub ambient_credentials: Vec<String>,
     /// The mover containers' `resources`, as JSON (a ResourceRequirements).
     #[arg(long, env = "LIFELINE_MOVER_RESOURCES", value_name = "JSON")]
     pub mover_resources: Option<String>,
@@ -164,6 +169,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         );
     }
     config.grants = crate::controller::grants::Grants::parse(&a.grants).map_err(anyhow::Error::msg)?;
+    config.ambient_credentials =
+        crate::controller::grants::Namespaces::parse("--ambient-credentials", &a.ambient_credentials)
+            .map_err(anyhow::Error::msg)?;
     config.snapshot_timeout = super::duration("--snapshot-timeout", &a.snapshot_timeout)?;
     config.mover_timeout = super::duration("--mover-timeout", &a.mover_timeout)?;
     config.cluster_id = a.cluster_id.clone().filter(|c| !c.is_empty());

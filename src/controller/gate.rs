@@ -114,7 +114,7 @@ async fn newest_marker(ctx: &Context, d: &Decider) -> Result<Option<crate::repo:
             .await
             .map_err(Error::kube(format!("read BackupLocation {name}")))?
             .ok_or_else(|| Error::Invalid(format!("BackupLocation {}/{name} not found", d.ns)))?;
-        let opts = access::options(&ctx.client, &loc).await?;
+        let opts = access::options(ctx, &loc).await?;
         let (url, ns, policy) = (loc.spec.url.clone(), d.marker_ns.clone(), d.policy.clone());
         let m = crate::mover::inline::run(move || {
             let b = access::backend(&url, &opts)?;

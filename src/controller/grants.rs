@@ -13,6 +13,12 @@
 //!
 //! Namespaces are cluster-scoped objects: a team whose rights stop at its namespaces
 //! cannot annotate one, so it cannot grant itself anything.
+//!
+//! The operator's own cloud identity is not the teams' either: a BackupLocation without
+//! `spec.credentialsSecret` is reached with it (environment, web identity, instance
+//! metadata) only in the namespaces of the operator's `--ambient-credentials` (chart
+//! value `ambientCredentials`); elsewhere its requests go unsigned, so a team cannot
+//! borrow the operator's rights to a bucket it was not given credentials for.
 
 use super::{Context, Error, Result};
 use k8s_openapi::api::core::v1::Namespace;
@@ -60,6 +66,28 @@ fn check_name(arg: &str, name: &str) -> std::result::Result<(), String> {
         Ok(())
     } else {
         Err(format!("--grant {arg:?}: {name:?} is not a namespace name (a DNS label)"))
+    }
+}
+
+/// A set of namespaces from the operator's settings (`*`: every namespace).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Namespaces(BTreeSet<String>);
+
+impl Namespaces {
+    /// Parses the values of option `flag` (namespace names, or `*`).
+    pub fn parse(flag: &str, values: &[String]) -> std::result::Result<Namespaces, String> {
+        let mut out = BTreeSet::new();
+        for v in values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            if v != "*" && !crate::api::common::is_dns_label(v) {
+                return Err(format!("{flag}: {v:?} is not a namespace name (a DNS label) or *"));
+            }
+            out.insert(v.to_string());
+        }
+        Ok(Namespaces(out))
+    }
+
+    pub fn contains(&self, ns: &str) -> bool {
+        self.0.contains(ns) || self.0.contains("*")
     }
 }
 
@@ -111,6 +139,16 @@ mod tests {
             let e = Grants::parse(&[bad.into()]).unwrap_err();
             assert!(e.contains(says) && e.contains("--grant"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn namespace_sets_parse_and_name_what_is_wrong() {
+        let n = Namespaces::parse("--ambient-credentials", &["platform".into(), " ".into()]).unwrap();
+        assert!(n.contains("platform") && !n.contains("tenant-a"));
+        assert!(Namespaces::parse("--x", &["*".into()]).unwrap().contains("anything"));
+        assert!(!Namespaces::default().contains("platform"));
+        let e = Namespaces::parse("--ambient-credentials", &["Platform".into()]).unwrap_err();
+        assert!(e.contains("--ambient-credentials") && e.contains("\"Platform\""), "{e}");
     }
 
     #[test]

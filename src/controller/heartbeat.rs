@@ -113,7 +113,7 @@ async fn write_one(
     own: &str,
     epochs: &Mutex<HashMap<String, u64>>,
 ) -> super::Result<()> {
-    let opts = access::options(&ctx.client, loc).await?;
+    let opts = access::options(ctx, loc).await?;
     let url = loc.spec.url.clone();
     let slot = format!("{}/{ns}", loc.uid().unwrap_or_default());
     let known = epochs.lock().await.get(&slot).copied();

@@ -59,6 +59,10 @@ pub struct Config {
     /// Cross-namespace restores an administrator allowed in the operator's settings
     /// (besides the annotations on Namespaces; see [`grants`]).
     pub grants: grants::Grants,
+    /// Namespaces (`*`: every one) whose locations without `spec.credentialsSecret` may use
+    /// the operator's own cloud identity (its environment, web identity or instance
+    /// metadata); elsewhere such a location's requests go unsigned (see [`grants`]).
+    pub ambient_credentials: grants::Namespaces,
 }
 
 impl Default for Config {
@@ -76,6 +80,7 @@ impl Default for Config {
             cluster_id: None,
             heartbeat_interval: Duration::from_secs(10),
             grants: Default::default(),
+            ambient_credentials: Default::default(),
         }
     }
 }

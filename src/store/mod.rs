@@ -12,7 +12,7 @@ mod retrying;
 pub use error::StoreError;
 pub use faulty::{Fault, Faulty};
 pub use metered::{Metered, Meters};
-pub use object::{LocationOptions, ca_bundle_from_env, file_path, open};
+pub use object::{CREDENTIAL_KEYS, LocationOptions, ca_bundle_from_env, file_path, open};
 pub use retrying::Retrying;
 
 use bytes::Bytes;

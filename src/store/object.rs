@@ -17,15 +17,36 @@ pub struct LocationOptions {
     pub force_path_style: bool,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    /// Further credentials, named as their environment variables (see [`CREDENTIAL_KEYS`]):
+    /// a location's credentials Secret, read by this process as a mover Pod reads it from
+    /// its environment.
+    pub settings: Vec<(String, String)>,
     /// Create a missing `file://` directory (only `init` does).
     pub create: bool,
     /// PEM bundle of CA certificates to trust (besides the system's) for an HTTPS endpoint.
     pub ca_bundle: Option<Vec<u8>>,
     /// Accept any server certificate. For tests only.
     pub insecure_skip_verify: bool,
+    /// Nothing from this process's own identity (environment variables, web identity,
+    /// instance metadata): what these options do not give is not sent, and requests
+    /// without credentials here go unsigned. The operator opens a team's location so
+    /// unless an administrator allowed the team its own cloud identity.
+    pub anonymous: bool,
 }
 
+/// The credentials a location's Secret may give besides `AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY`. Only these: a Secret's other provider settings (a metadata
+/// or credentials endpoint) would send the operator's requests where a team says.
+pub const CREDENTIAL_KEYS: [&str; 4] =
+    ["AWS_SESSION_TOKEN", "GOOGLE_SERVICE_ACCOUNT_KEY", "AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY"];
+
 impl LocationOptions {
+    /// Whether these options give credentials of their own (not the environment's).
+    pub fn has_credentials(&self) -> bool {
+        self.access_key_id.is_some()
+            || self.settings.iter().any(|(k, _)| k == "GOOGLE_SERVICE_ACCOUNT_KEY" || k == "AZURE_STORAGE_ACCOUNT_KEY")
+    }
+
     /// Options from `LIFELINE_S3_ENDPOINT`, `AWS_REGION` and `LIFELINE_S3_PATH_STYLE`.
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -35,6 +56,8 @@ impl LocationOptions {
             force_path_style: var("LIFELINE_S3_PATH_STYLE").is_some_and(|v| v == "true" || v == "1"),
             access_key_id: None,
             secret_access_key: None,
+            settings: Vec::new(),
+            anonymous: false,
             create: false,
             ca_bundle: ca_bundle_from_env("LIFELINE_"),
             insecure_skip_verify: var("LIFELINE_S3_INSECURE_SKIP_VERIFY").is_some_and(|v| v == "true" || v == "1"),
@@ -96,18 +119,30 @@ pub fn open(url: &str, options: &LocationOptions) -> Result<Arc<dyn Backend>, St
             return Ok(Arc::new(super::local::LocalBackend::new(inner, dir.to_path_buf())));
         }
         "s3" => Arc::new(s3(&parsed, options).map_err(|e| config(e.to_string()))?),
-        "gs" => Arc::new(
-            object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                .with_url(url)
-                .build()
-                .map_err(|e| config(e.to_string()))?,
-        ),
-        "az" => Arc::new(
-            object_store::azure::MicrosoftAzureBuilder::from_env()
-                .with_url(url)
-                .build()
-                .map_err(|e| config(e.to_string()))?,
-        ),
+        "gs" => {
+            use object_store::gcp::GoogleCloudStorageBuilder as B;
+            let mut b = if options.anonymous { B::new() } else { B::from_env() };
+            let given = settings(options, "GOOGLE_");
+            if given.is_empty() && options.anonymous {
+                b = b.with_skip_signature(true);
+            }
+            for (k, v) in given {
+                b = b.with_config(k, v);
+            }
+            Arc::new(b.with_url(url).build().map_err(|e| config(e.to_string()))?)
+        }
+        "az" => {
+            use object_store::azure::MicrosoftAzureBuilder as B;
+            let mut b = if options.anonymous { B::new() } else { B::from_env() };
+            let given = settings(options, "AZURE_");
+            if options.anonymous && !options.settings.iter().any(|(k, _)| k == "AZURE_STORAGE_ACCOUNT_KEY") {
+                b = b.with_skip_signature(true);
+            }
+            for (k, v) in given {
+                b = b.with_config(k, v);
+            }
+            Arc::new(b.with_url(url).build().map_err(|e| config(e.to_string()))?)
+        }
         other => return Err(config(format!("unsupported scheme {other:?}: use s3://, gs://, az:// or file://"))),
     };
     Ok(Arc::new(ObjectBackend { store, prefix, url: url.to_string() }))
@@ -138,7 +173,7 @@ pub fn file_path(raw: &str) -> Result<std::path::PathBuf, String> {
 
 fn s3(url: &url::Url, o: &LocationOptions) -> object_store::Result<object_store::aws::AmazonS3> {
     use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
-    let mut b = AmazonS3Builder::from_env()
+    let mut b = if o.anonymous { AmazonS3Builder::new() } else { AmazonS3Builder::from_env() }
         .with_bucket_name(url.host_str().unwrap_or_default())
         .with_conditional_put(S3ConditionalPut::ETagMatch)
         .with_retry(object_store::RetryConfig {
@@ -181,10 +216,27 @@ fn s3(url: &url::Url, o: &LocationOptions) -> object_store::Result<object_store:
     if o.force_path_style || o.endpoint.is_some() {
         b = b.with_virtual_hosted_style_request(false);
     }
-    if let (Some(k), Some(s)) = (&o.access_key_id, &o.secret_access_key) {
-        b = b.with_access_key_id(k).with_secret_access_key(s);
+    match (&o.access_key_id, &o.secret_access_key) {
+        (Some(k), Some(s)) => {
+            b = b.with_access_key_id(k).with_secret_access_key(s);
+            for (k, v) in settings(o, "AWS_") {
+                b = b.with_config(k, v);
+            }
+        }
+        _ if o.anonymous => b = b.with_skip_signature(true),
+        _ => {}
     }
     b.build()
+}
+
+/// The credentials of `o` for one provider (names starting with `prefix`), as its
+/// builder's `from_env` reads them.
+fn settings<K: std::str::FromStr>(o: &LocationOptions, prefix: &str) -> Vec<(K, String)> {
+    o.settings
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix) && CREDENTIAL_KEYS.contains(&k.as_str()))
+        .filter_map(|(k, v)| Some((k.to_ascii_lowercase().parse().ok()?, v.clone())))
+        .collect()
 }
 
 impl ObjectBackend {
@@ -299,5 +351,63 @@ impl Backend for ObjectBackend {
 
     fn url(&self) -> &str {
         &self.url
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// The first request a store sends to a server that answers 403 to everything.
+    fn first_request(anonymous: bool, keys: bool) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = vec![0u8; 16384];
+            let n = s.read(&mut buf).unwrap();
+            let body = "<Error><Code>AccessDenied</Code><Message>no</Message></Error>";
+            let _ = write!(
+                s,
+                "HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase()
+        });
+        let o = LocationOptions {
+            endpoint: Some(format!("http://127.0.0.1:{port}")),
+            access_key_id: keys.then(|| "AKIDTEST".to_string()),
+            secret_access_key: keys.then(|| "secret".to_string()),
+            anonymous,
+            ..Default::default()
+        };
+        let b = open("s3://bucket/prefix", &o).unwrap();
+        let e = b.get("config").unwrap_err();
+        assert!(matches!(e, StoreError::PermissionDenied { .. }), "{e}");
+        server.join().unwrap()
+    }
+
+    #[test]
+    fn anonymous_options_send_unsigned_requests_and_given_keys_sign() {
+        let unsigned = first_request(true, false);
+        assert!(unsigned.starts_with("get /bucket/prefix/config"), "{unsigned}");
+        assert!(!unsigned.contains("authorization:"), "{unsigned}");
+        let signed = first_request(true, true);
+        assert!(signed.contains("authorization: aws4-hmac-sha256 credential=akidtest/"), "{signed}");
+    }
+
+    #[test]
+    fn only_credentials_are_taken_from_settings() {
+        let o = LocationOptions {
+            settings: vec![
+                ("AWS_SESSION_TOKEN".into(), "t".into()),
+                ("AWS_METADATA_ENDPOINT".into(), "http://elsewhere".into()),
+            ],
+            ..Default::default()
+        };
+        let taken: Vec<(object_store::aws::AmazonS3ConfigKey, String)> = settings(&o, "AWS_");
+        assert_eq!(taken, vec![(object_store::aws::AmazonS3ConfigKey::Token, "t".to_string())]);
+        assert!(!o.has_credentials());
     }
 }

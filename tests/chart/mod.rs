@@ -69,6 +69,8 @@ const ALL_ON: &[&str] = &[
     "--set",
     "watchNamespaces={shop,records}",
     "--set",
+    "ambientCredentials={platform}",
+    "--set",
     "prometheusRule.enabled=true",
     "--set",
     "grafanaDashboard.enabled=true",
@@ -126,6 +128,8 @@ fn the_chart_lints_and_renders_valid_manifests_with_defaults_and_with_every_feat
         let dep = docs.iter().find(|d| d["kind"] == "Deployment").expect("a Deployment");
         let pod = &dep["spec"]["template"]["spec"];
         let c = &pod["containers"][0];
+        let ambient = c["env"].as_array().into_iter().flatten().find(|e| e["name"] == "LIFELINE_AMBIENT_CREDENTIALS");
+        assert_eq!(ambient.map(|e| &e["value"]), (!extra.is_empty()).then_some(&serde_json::json!("platform")));
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
         assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
         assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
@@ -195,6 +199,7 @@ fn bad_values_are_refused_with_the_field_named() {
         ("mover.concurrency=0", "/mover/concurrency"),
         ("metrics.port=70000", "/metrics/port"),
         ("watchNamespaces={Bad_Name}", "/watchNamespaces/0"),
+        ("ambientCredentials={Bad_Name}", "/ambientCredentials/0"),
         ("imagePullPolicy=Always", "imagePullPolicy"),
     ] {
         let (ok, out, err) = run("helm", &["template", "lifeline", &c, "--set", set]);

@@ -15,8 +15,8 @@ use super::{Env, system_clock};
 use crate::support::s3;
 use kube::ResourceExt;
 use kube::api::Api;
-use lifeline::api::RestorePoint;
 use lifeline::api::restore_plan::PlanPhase;
+use lifeline::api::{BackupLocation, RestorePoint};
 use lifeline::sim::Options as SimOptions;
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -433,6 +433,29 @@ fn no_field_names_a_secret_or_location_of_another_namespace() {
     // And a team cannot read another's Secrets by itself.
     let (ok, _, err) = team(&t.env, A, &["get", "secret", "s3-credentials", "-n", B], None);
     assert!(!ok && err.contains("forbidden"), "{err}");
+}
+
+#[test]
+fn a_location_without_credentials_does_not_borrow_the_operators_identity() {
+    let t = tenants();
+    // The bucket both teams were given, without naming the credentials: reached with the
+    // operator's own cloud identity this would be a way around the Secret. Here no
+    // namespace is in the operator's ambientCredentials, so the requests go unsigned, the
+    // server refuses them, and the location says why.
+    let (eu, _) = s3::regions();
+    let location = format!(
+        "apiVersion: lifeline.io/v1alpha1\nkind: BackupLocation\nmetadata: {{name: borrowed}}\nspec:\n  url: {}\n  endpoint: {}\n  forcePathStyle: true\n",
+        t.url, eu.endpoint
+    );
+    as_team(&t.env, A, &["apply", "-f", "-"], Some(&location));
+    let api: Api<BackupLocation> = Api::namespaced(t.env.client.clone(), A);
+    let ready = t.env.eventually(60, "the location's check", || async {
+        let st = api.get("borrowed").await.ok()?.status?;
+        st.conditions.into_iter().find(|c| c.type_ == "Ready")
+    });
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "PermissionDenied"), "{ready:?}");
+    assert!(ready.message.contains("unsigned") && ready.message.contains("ambientCredentials"), "{}", ready.message);
+    as_team(&t.env, A, &["delete", "backuplocation", "borrowed"], None);
 }
 
 #[test]

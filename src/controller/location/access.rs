@@ -48,13 +48,17 @@ pub async fn passphrase(client: &kube::Client, ns: &str, key: &SecretKeyRef, fie
     Ok((Secret::Passphrase(zeroize::Zeroizing::new(v)), rv))
 }
 
-/// Options for opening a location from this process.
-pub async fn options(client: &kube::Client, loc: &BackupLocation) -> Result<LocationOptions> {
+/// Options for opening a location from this process: its Secret's credentials, else the
+/// operator's own identity where its settings allow it for the location's namespace,
+/// else none (unsigned requests; see [`crate::controller::grants`]).
+pub async fn options(ctx: &Context, loc: &BackupLocation) -> Result<LocationOptions> {
+    let client = &ctx.client;
     let ns = loc.namespace().unwrap_or_default();
     let mut o = LocationOptions {
         endpoint: loc.spec.endpoint.clone(),
         region: loc.spec.region.clone(),
         force_path_style: loc.spec.force_path_style.unwrap_or(false),
+        anonymous: !ctx.config.ambient_credentials.contains(&ns),
         ..Default::default()
     };
     if let Some(s) = &loc.spec.credentials_secret {
@@ -62,6 +66,7 @@ pub async fn options(client: &kube::Client, loc: &BackupLocation) -> Result<Loca
         let text = |k: &str| data.get(k).map(|v| String::from_utf8_lossy(v).trim().to_string());
         o.access_key_id = text("AWS_ACCESS_KEY_ID");
         o.secret_access_key = text("AWS_SECRET_ACCESS_KEY");
+        o.settings = store::CREDENTIAL_KEYS.iter().filter_map(|k| Some((k.to_string(), text(k)?))).collect();
     }
     if let Some(tls) = &loc.spec.tls {
         if let Some(ca) = &tls.ca_bundle {
@@ -160,7 +165,7 @@ pub async fn open_repo(
     if let Some(r) = ctx.repos.lock().unwrap_or_else(|e| e.into_inner()).get(&cache_key) {
         return Ok(r.clone());
     }
-    let opts = options(&ctx.client, loc).await?;
+    let opts = options(ctx, loc).await?;
     let url = loc.spec.url.clone();
     let name = loc.name_any();
     let repo = crate::mover::inline::run(move || {

@@ -35,7 +35,7 @@ pub struct Probe {
 /// Checks a location: options and credentials, then the repository's config object.
 pub async fn probe(ctx: &Context, loc: &BackupLocation) -> Probe {
     let started = std::time::Instant::now();
-    let opts = match access::options(&ctx.client, loc).await {
+    let opts = match access::options(ctx, loc).await {
         Ok(o) => o,
         Err(e) => {
             let reason = if matches!(e, Error::Invalid(_)) { "SecretMissing" } else { e.category() };
@@ -49,6 +49,7 @@ pub async fn probe(ctx: &Context, loc: &BackupLocation) -> Probe {
         }
     };
     let url = loc.spec.url.clone();
+    let unsigned = opts.anonymous && !opts.has_credentials();
     let res = crate::mover::inline::run(move || {
         let b = access::backend(&url, &opts)?;
         match Repository::read_config(b.as_ref()) {
@@ -65,7 +66,13 @@ pub async fn probe(ctx: &Context, loc: &BackupLocation) -> Probe {
         }
         Err(e) => {
             let (category, hint) = (e.category(), e.hint());
-            let message = if hint.is_empty() { e.to_string() } else { format!("{e} ({hint})") };
+            let mut message = if hint.is_empty() { e.to_string() } else { format!("{e} ({hint})") };
+            if unsigned && !loc.spec.url.starts_with("file:") {
+                message.push_str(&format!(
+                    "; requests were sent unsigned: spec.credentialsSecret names no credentials, and the operator lends its own cloud identity only to the namespaces of its ambientCredentials setting, not {}",
+                    loc.namespace().unwrap_or_default()
+                ));
+            }
             let reason = match category {
                 "BucketMissing" | "InvalidLocation" | "PermissionDenied" => category,
                 _ => "LocationUnreachable",
@@ -142,7 +149,7 @@ pub async fn refresh_fences(ctx: &Context, loc: &BackupLocation) -> Result<()> {
 
 /// The fencing markers at a location (newest per policy).
 async fn fences(ctx: &Context, loc: &BackupLocation) -> Result<Vec<crate::api::location::FenceRecord>> {
-    let opts = access::options(&ctx.client, loc).await?;
+    let opts = access::options(ctx, loc).await?;
     let url = loc.spec.url.clone();
     let markers = crate::mover::inline::run(move || {
         let b = access::backend(&url, &opts)?;

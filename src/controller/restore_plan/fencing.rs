@@ -76,7 +76,7 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         let m = marker.clone();
         async move {
             let Some(loc) = loc else { return (l, Err("no such BackupLocation".to_string())) };
-            let found = match access::options(&run.ctx.client, &loc).await {
+            let found = match access::options(run.ctx, &loc).await {
                 Ok(o) => {
                     let (url, opts) = (loc.spec.url.clone(), o.clone());
                     crate::mover::inline::run(move || {

@@ -202,7 +202,7 @@ async fn read(run: &Run<'_>, location: &str, source_ns: &str, own: &str) -> Read
         Ok(None) => return Err(format!("no BackupLocation {location} in namespace {}", run.ns)),
         Err(e) => return Err(e.to_string()),
     };
-    let opts = access::options(&run.ctx.client, &loc).await.map_err(|e| e.to_string())?;
+    let opts = access::options(run.ctx, &loc).await.map_err(|e| e.to_string())?;
     let (url, ns) = (loc.spec.url.clone(), source_ns.to_string());
     let fut = crate::mover::inline::run(move || {
         let b = access::backend(&url, &opts)?;

@@ -160,7 +160,7 @@ async fn fenced_at_primary(
     policy: &BackupPolicy,
     r: &Resolved,
 ) -> Result<Option<crate::api::location::FenceRecord>> {
-    let opts = crate::controller::location::access::options(&run.ctx.client, &r.primary).await?;
+    let opts = crate::controller::location::access::options(run.ctx, &r.primary).await?;
     let url = r.primary.spec.url.clone();
     let markers = crate::mover::inline::run(move || {
         let b = crate::controller::location::access::backend(&url, &opts)?;
