@@ -12,11 +12,13 @@ use std::time::Duration;
 /// How far the achieved RPO may drift before it alone is worth a status write.
 pub const RPO_RESOLUTION: Duration = Duration::from_secs(300);
 
-/// The points that record runs (not failed ones), newest first by data time.
+/// The points that record runs (not failed ones), newest first by data time; of two
+/// taken in the same second (times have a second's resolution: a run that waited for the
+/// one before it may start in the second that one did), the later slot first.
 pub fn completed(points: &[RestorePoint]) -> Vec<&RestorePoint> {
     let mut v: Vec<&RestorePoint> =
         points.iter().filter(|p| p.status.as_ref().is_some_and(|s| s.phase == RunPhase::Completed)).collect();
-    v.sort_by_key(|p| std::cmp::Reverse(data_time(p)));
+    v.sort_by_cached_key(|p| std::cmp::Reverse((data_time(p), p.spec.scheduled_time.0, p.name_any())));
     v
 }
 
@@ -184,4 +186,31 @@ pub fn conditions_for(
         (true, "Scheduled".to_string(), "waiting for the first run".to_string())
     };
     conditions::set(&mut st.conditions, READY, ready, &r, &m, g, now);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(name: &str, slot: &str, started: &str) -> RestorePoint {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "lifeline.io/v1alpha1", "kind": "RestorePoint",
+            "metadata": {"name": name, "namespace": "records"},
+            "spec": {"policy": "records", "scheduledTime": slot},
+            "status": {"phase": "Completed", "startTime": started},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn of_two_runs_started_in_one_second_the_later_slot_is_newest() {
+        // The 20:32 run waited and started in the same second as the 20:33 one after it.
+        let a = point("records-20261202-2032", "2026-12-02T20:32:00Z", "2026-12-02T20:33:02Z");
+        let b = point("records-20261202-2033", "2026-12-02T20:33:00Z", "2026-12-02T20:33:02Z");
+        let c = point("records-20261202-2031", "2026-12-02T20:31:00Z", "2026-12-02T20:31:05Z");
+        for list in [vec![a.clone(), b.clone(), c.clone()], vec![c.clone(), b.clone(), a.clone()]] {
+            let names: Vec<String> = completed(&list).iter().map(|p| p.name_any()).collect();
+            assert_eq!(names, ["records-20261202-2033", "records-20261202-2032", "records-20261202-2031"]);
+        }
+    }
 }

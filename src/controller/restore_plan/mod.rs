@@ -677,6 +677,7 @@ pub async fn choose(run: &Run<'_>, selector: &crate::api::restore_plan::PointInT
             (s.phase == RunPhase::Completed).then(|| select::Known {
                 name: p.name_any(),
                 time: crate::controller::policy::status::data_time(p),
+                slot: p.spec.scheduled_time.0,
                 locations: s.locations.iter().filter(|l| l.present).map(|l| l.name.clone()).collect(),
             })
         })

@@ -11,6 +11,9 @@ pub struct Known {
     pub name: String,
     /// When its data was taken.
     pub time: jiff::Timestamp,
+    /// Its slot (`spec.scheduledTime`): of two taken in one second, the later slot is the
+    /// newer, as the policy's `lastBackup` says.
+    pub slot: jiff::Timestamp,
     /// Locations holding it complete.
     pub locations: Vec<String>,
 }
@@ -56,7 +59,7 @@ pub fn choose(
         }
         let here = known.iter().filter(|k| k.locations.iter().any(|l| l == loc));
         let fitting = match pit.type_ {
-            PointSelector::Latest => here.max_by_key(|k| (k.time, k.name.clone())),
+            PointSelector::Latest => here.max_by_key(|k| (k.time, k.slot, k.name.clone())),
             PointSelector::Named => {
                 let Some(want) = pit.restore_point.as_deref() else {
                     return Err("spec.pointInTime.restorePoint: required for type Named".into());
@@ -67,7 +70,7 @@ pub fn choose(
                 let Some(before) = pit.before.as_ref().map(|t| t.0) else {
                     return Err("spec.pointInTime.before: required for type Before".into());
                 };
-                here.filter(|k| k.time <= before).max_by_key(|k| (k.time, k.name.clone()))
+                here.filter(|k| k.time <= before).max_by_key(|k| (k.time, k.slot, k.name.clone()))
             }
         };
         match fitting {
@@ -113,6 +116,7 @@ mod tests {
         let k = |n: &str, h: i64, locs: &[&str]| Known {
             name: n.into(),
             time: t(h),
+            slot: t(h),
             locations: locs.iter().map(|l| l.to_string()).collect(),
         };
         // The replica lags one point behind the primary.
