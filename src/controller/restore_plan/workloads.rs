@@ -54,6 +54,7 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     }
     // The first group not ready yet.
     let mut group: Option<i32> = None;
+    let mut found = Vec::new();
     for i in 0..st.workloads.len() {
         let name = st.workloads[i].name.clone();
         let o = order(run, &name);
@@ -64,6 +65,7 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
             group = Some(o);
             continue;
         };
+        found.push(name.clone());
         let ready = s.status.as_ref().and_then(|x| x.ready_replicas).unwrap_or(0);
         let w = &mut st.workloads[i];
         w.ready_replicas = ready;
@@ -102,7 +104,7 @@ pub async fn step(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
     // Create what the group lacks (and, before the first group, what workloads need).
     let missing: Vec<String> = {
         let mut m = Vec::new();
-        for w in st.workloads.iter().filter(|w| order(run, &w.name) == group) {
+        for w in st.workloads.iter().filter(|w| order(run, &w.name) == group && !found.contains(&w.name)) {
             if exists(run, &w.name).await?.is_none() {
                 m.push(w.name.clone());
             }
