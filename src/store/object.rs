@@ -41,10 +41,18 @@ pub const CREDENTIAL_KEYS: [&str; 4] =
     ["AWS_SESSION_TOKEN", "GOOGLE_SERVICE_ACCOUNT_KEY", "AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY"];
 
 impl LocationOptions {
-    /// Whether these options give credentials of their own (not the environment's).
-    pub fn has_credentials(&self) -> bool {
-        self.access_key_id.is_some()
-            || self.settings.iter().any(|(k, _)| k == "GOOGLE_SERVICE_ACCOUNT_KEY" || k == "AZURE_STORAGE_ACCOUNT_KEY")
+    /// Whether requests to the location at `url` go unsigned: the options are anonymous
+    /// and give none of that provider's credentials (a `file://` location signs nothing).
+    pub fn unsigned(&self, url: &str) -> bool {
+        let has = |k: &str| self.settings.iter().any(|(n, _)| n == k);
+        let scheme = url.split_once("://").map_or("", |(s, _)| s);
+        self.anonymous
+            && match scheme {
+                "s3" => self.access_key_id.is_none() || self.secret_access_key.is_none(),
+                "gs" => !has("GOOGLE_SERVICE_ACCOUNT_KEY"),
+                "az" => !has("AZURE_STORAGE_ACCOUNT_KEY"),
+                _ => false,
+            }
     }
 
     /// Options from `LIFELINE_S3_ENDPOINT`, `AWS_REGION` and `LIFELINE_S3_PATH_STYLE`.
@@ -122,11 +130,8 @@ pub fn open(url: &str, options: &LocationOptions) -> Result<Arc<dyn Backend>, St
         "gs" => {
             use object_store::gcp::GoogleCloudStorageBuilder as B;
             let mut b = if options.anonymous { B::new() } else { B::from_env() };
-            let given = settings(options, "GOOGLE_");
-            if given.is_empty() && options.anonymous {
-                b = b.with_skip_signature(true);
-            }
-            for (k, v) in given {
+            b = b.with_skip_signature(options.unsigned(url));
+            for (k, v) in settings(options, "GOOGLE_") {
                 b = b.with_config(k, v);
             }
             Arc::new(b.with_url(url).build().map_err(|e| config(e.to_string()))?)
@@ -134,11 +139,8 @@ pub fn open(url: &str, options: &LocationOptions) -> Result<Arc<dyn Backend>, St
         "az" => {
             use object_store::azure::MicrosoftAzureBuilder as B;
             let mut b = if options.anonymous { B::new() } else { B::from_env() };
-            let given = settings(options, "AZURE_");
-            if options.anonymous && !options.settings.iter().any(|(k, _)| k == "AZURE_STORAGE_ACCOUNT_KEY") {
-                b = b.with_skip_signature(true);
-            }
-            for (k, v) in given {
+            b = b.with_skip_signature(options.unsigned(url));
+            for (k, v) in settings(options, "AZURE_") {
                 b = b.with_config(k, v);
             }
             Arc::new(b.with_url(url).build().map_err(|e| config(e.to_string()))?)
@@ -216,17 +218,13 @@ fn s3(url: &url::Url, o: &LocationOptions) -> object_store::Result<object_store:
     if o.force_path_style || o.endpoint.is_some() {
         b = b.with_virtual_hosted_style_request(false);
     }
-    match (&o.access_key_id, &o.secret_access_key) {
-        (Some(k), Some(s)) => {
-            b = b.with_access_key_id(k).with_secret_access_key(s);
-            for (k, v) in settings(o, "AWS_") {
-                b = b.with_config(k, v);
-            }
+    if let (Some(k), Some(s)) = (&o.access_key_id, &o.secret_access_key) {
+        b = b.with_access_key_id(k).with_secret_access_key(s);
+        for (k, v) in settings(o, "AWS_") {
+            b = b.with_config(k, v);
         }
-        _ if o.anonymous => b = b.with_skip_signature(true),
-        _ => {}
     }
-    b.build()
+    b.with_skip_signature(o.unsigned(url.as_str())).build()
 }
 
 /// The credentials of `o` for one provider (names starting with `prefix`), as its
@@ -408,6 +406,9 @@ mod tests {
         };
         let taken: Vec<(object_store::aws::AmazonS3ConfigKey, String)> = settings(&o, "AWS_");
         assert_eq!(taken, vec![(object_store::aws::AmazonS3ConfigKey::Token, "t".to_string())]);
-        assert!(!o.has_credentials());
+        assert!(!o.unsigned("s3://bucket/prefix"), "not anonymous: the environment may sign");
+        let anonymous = LocationOptions { anonymous: true, ..o };
+        assert!(anonymous.unsigned("s3://bucket/prefix") && anonymous.unsigned("gs://bucket"));
+        assert!(!anonymous.unsigned("file:///var/lib/lifeline"));
     }
 }

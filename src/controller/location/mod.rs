@@ -49,7 +49,7 @@ pub async fn probe(ctx: &Context, loc: &BackupLocation) -> Probe {
         }
     };
     let url = loc.spec.url.clone();
-    let unsigned = opts.anonymous && !opts.has_credentials();
+    let unsigned = opts.unsigned(&loc.spec.url);
     let res = crate::mover::inline::run(move || {
         let b = access::backend(&url, &opts)?;
         match Repository::read_config(b.as_ref()) {
@@ -67,7 +67,7 @@ pub async fn probe(ctx: &Context, loc: &BackupLocation) -> Probe {
         Err(e) => {
             let (category, hint) = (e.category(), e.hint());
             let mut message = if hint.is_empty() { e.to_string() } else { format!("{e} ({hint})") };
-            if unsigned && !loc.spec.url.starts_with("file:") {
+            if unsigned {
                 message.push_str(&format!(
                     "; requests were sent unsigned: spec.credentialsSecret names no credentials, and the operator lends its own cloud identity only to the namespaces of its ambientCredentials setting, not {}",
                     loc.namespace().unwrap_or_default()
