@@ -160,16 +160,27 @@ impl Cipher {
 
     /// Decrypts and authenticates a sealed message.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut buf = Vec::new();
+        self.open_into(sealed, aad, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// [`Self::open`] into `buf` (cleared first), so a caller can reuse one buffer.
+    pub fn open_into(&self, sealed: &[u8], aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+        buf.clear();
         if sealed.len() < OVERHEAD {
             return Err(CryptoError::Authentication);
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Authentication)?;
-        let mut buf = body.to_vec();
-        let len =
-            self.key.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| CryptoError::Authentication)?.len();
+        buf.extend_from_slice(body);
+        let opened = self.key.open_in_place(nonce, Aad::from(aad), buf).map(|p| p.len());
+        let Ok(len) = opened else {
+            buf.clear();
+            return Err(CryptoError::Authentication);
+        };
         buf.truncate(len);
-        Ok(buf)
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::format::{BlobKind, BlobLoc, ChunkRef, Id, Node, NodeKind, SegRef, Snapshot, SourceKind};
 use super::{RepoError, Repository, source};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -128,14 +129,14 @@ fn apply_meta(path: &Path, node: &Node, chown: bool, warnings: &Mutex<Vec<String
 const PREFETCH_SEGMENTS: usize = 4096;
 /// Granularity of holes restored in sparse files.
 const HOLE_BLOCK: u64 = 4096;
-/// Content of one job, at most (bounds each worker's memory to about twice this); small
-/// files are sent in batches of about this much.
+/// Content of one job, about (a job is whole segments: at least this much, plus at most
+/// one segment); small files are sent in batches of about this much.
 const JOB_BYTES: u64 = 2 << 20;
 /// Restore workers for a remote location: requests are round-trip bound, so more are in
 /// flight than there are cores (measured against SeaweedFS on loopback: 6 took 13.9 s for
-/// what 12 did in 11.3 s; each worker holds at most a job and its blobs in memory: with
-/// 10, a restore of the `make bench` data peaked at 125 to 138 MiB; with 8, at 96 to 103
-/// MiB, but took 13.4 to 15.7 s where 10 took 11.0 to 11.8 s).
+/// what 12 did in 11.3 s, and 8 13.4 to 15.7 s where 10 took 11.0 to 11.8 s). Each holds
+/// its job's blobs as read (compressed) and decodes one blob at a time, within the shared
+/// [`DECODED_BUDGET`], so more workers cost little memory.
 pub const REMOTE_WORKERS: usize = 10;
 /// Files in one batch, at most.
 const BATCH_FILES: usize = 64;
@@ -279,12 +280,14 @@ impl Restorer {
         let (tx, rx) = sync_channel::<Vec<Job>>(16);
         let rx = Arc::new(Mutex::new(rx));
         let error = Arc::new(Mutex::new(None));
+        let budget = Arc::new(Budget::new(DECODED_BUDGET));
         let workers = (0..n)
             .map(|i| {
                 let (repo, rx, error, progress) = (repo.clone(), rx.clone(), error.clone(), progress.clone());
+                let budget = budget.clone();
                 std::thread::Builder::new()
                     .name(format!("lifeline-restore-{i}"))
-                    .spawn(move || worker(&repo, &rx, &error, &progress))
+                    .spawn(move || worker(&repo, &rx, &error, &progress, &budget))
                     .expect("failed to spawn a restore thread")
             })
             .collect();
@@ -759,7 +762,13 @@ fn remove_existing(path: &Path, overwrite: bool) -> Result<(), RepoError> {
     }
 }
 
-fn worker(repo: &Repository, rx: &Mutex<Receiver<Vec<Job>>>, error: &Mutex<Option<RepoError>>, progress: &Progress) {
+fn worker(
+    repo: &Repository,
+    rx: &Mutex<Receiver<Vec<Job>>>,
+    error: &Mutex<Option<RepoError>>,
+    progress: &Progress,
+    budget: &Budget,
+) {
     let mut pending = Pending::new();
     loop {
         let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
@@ -767,7 +776,7 @@ fn worker(repo: &Repository, rx: &Mutex<Receiver<Vec<Job>>>, error: &Mutex<Optio
         if error.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
             continue;
         }
-        let written = restore_jobs(repo, &jobs, &mut pending, progress);
+        let written = restore_jobs(repo, &jobs, &mut pending, progress, budget);
         if written.is_ok() {
             for m in jobs.iter().filter_map(|j| j.meta.as_ref()) {
                 m.done();
@@ -813,81 +822,199 @@ pub fn for_each_chunk_of(
     chunks: &[super::format::ChunkRef],
     f: &mut dyn FnMut(&[u8]) -> Result<(), RepoError>,
 ) -> Result<(), RepoError> {
-    let plain = fetch_blobs(repo, chunks)?;
-    for c in chunks {
-        let blob = &plain[&c.blob];
-        let bytes = blob
-            .get(c.offset as usize..(c.offset + c.len) as usize)
+    let mut blobs = Blobs::fetch(repo, chunks.iter().copied(), None)?;
+    for (k, c) in chunks.iter().enumerate() {
+        let bytes = blobs
+            .chunk(repo, c, k)?
             .ok_or_else(|| RepoError::corrupt(&format!("segment {seg:?}"), "chunk beyond its blob"))?;
         f(bytes)?;
     }
     Ok(())
 }
 
-/// Reads, authenticates and checks the data blobs `chunks` are in, each once, with one
-/// range request per stretch of a pack (blobs sorted by place; gaps of up to
-/// [`READ_GAP`] between needed blobs are read and skipped rather than requested apart).
-fn fetch_blobs(repo: &Repository, chunks: &[ChunkRef]) -> Result<HashMap<Id, Vec<u8>>, RepoError> {
-    let mut seen = std::collections::HashSet::new();
-    let mut blobs: Vec<(Id, BlobLoc)> =
-        chunks.iter().filter(|c| seen.insert(c.blob)).map(|c| (c.blob, c.loc)).collect();
-    blobs.sort_by_key(|(_, loc)| (loc.pack, loc.offset));
-    let mut plain = HashMap::with_capacity(blobs.len());
-    let mut i = 0;
-    while i < blobs.len() {
-        let first = blobs[i].1;
-        let start = first.offset as u64;
-        let mut end = start + first.stored_len as u64;
-        let mut j = i + 1;
-        while j < blobs.len() {
-            let loc = blobs[j].1;
-            let (at, to) = (loc.offset as u64, loc.offset as u64 + loc.stored_len as u64);
-            if loc.pack != first.pack || at < end || at - end > READ_GAP || to - start > READ_MAX {
-                break;
-            }
-            end = to;
-            j += 1;
-        }
-        let data = repo.backend().get_range(&super::format::pack_key(&first.pack), start..end)?;
-        for (id, loc) in &blobs[i..j] {
-            let at = (loc.offset as u64 - start) as usize;
-            let sealed = data.get(at..at + loc.stored_len as usize).ok_or_else(|| {
-                RepoError::corrupt(&super::format::pack_key(&loc.pack), "shorter than its index says")
-            })?;
-            plain.insert(*id, repo.decode_blob(BlobKind::Chunk, id, loc, sealed)?);
-        }
-        i = j;
+/// The data blobs a list of chunks (`uses`, in the order they are written) are in: read
+/// with one range request per stretch of a pack (blobs sorted by place; gaps of up to
+/// [`READ_GAP`] between needed blobs are read and skipped rather than requested apart),
+/// held as read (sealed, compressed), and each authenticated, decompressed and checked
+/// against its id when its first chunk is wanted, then dropped after its last: a worker
+/// holds its job's compressed bytes and about one decoded blob, not every decoded blob.
+struct Blobs<'a> {
+    sealed: HashMap<Id, (Bytes, BlobLoc)>,
+    /// Index (in `uses`) of each blob's last use.
+    last: HashMap<Id, usize>,
+    open: Vec<(Id, Vec<u8>)>,
+    budget: Option<&'a Budget>,
+}
+
+/// Bytes of decoded blobs all restore workers hold at once, at most (see [`Budget`]).
+/// Blobs are one segment's new data: about 1 MiB on average, up to 16 MiB. Measured on
+/// the `make bench` restore from S3 (10 workers): without a budget the workers held up to
+/// 71 MiB of decoded blobs and the restore peaked at 138 to 148 MiB RSS; with 40 MiB at
+/// 142 MiB, with 24 MiB at 118 MiB, with 16 MiB at 120 MiB, in the same time within the
+/// run-to-run spread (two cores decode two blobs at a time).
+const DECODED_BUDGET: usize = 24 << 20;
+
+/// The decoded bytes the workers of one restore may hold: a worker that holds no decoded
+/// blob waits for room before decoding one; one that holds a blob (its job spans two)
+/// takes room without waiting, so no worker waits while holding what others wait for.
+/// Memory then stays bounded by this budget, plus a blob per worker at worst, whatever the
+/// number of workers (more workers keep more requests in flight to a remote location).
+struct Budget {
+    free: Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Budget {
+    fn new(bytes: usize) -> Self {
+        Self { free: Mutex::new(bytes), freed: std::sync::Condvar::new() }
     }
-    Ok(plain)
+
+    fn take(&self, bytes: usize, wait: bool) {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while wait && *free < bytes {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free = free.saturating_sub(bytes);
+    }
+
+    fn give(&self, bytes: usize) {
+        *self.free.lock().unwrap_or_else(|e| e.into_inner()) += bytes;
+        self.freed.notify_all();
+    }
+}
+
+impl<'a> Blobs<'a> {
+    fn fetch(
+        repo: &Repository,
+        uses: impl Iterator<Item = ChunkRef>,
+        budget: Option<&'a Budget>,
+    ) -> Result<Self, RepoError> {
+        let mut last = HashMap::new();
+        let mut blobs: Vec<(Id, BlobLoc)> = Vec::new();
+        for (k, c) in uses.enumerate() {
+            if last.insert(c.blob, k).is_none() {
+                blobs.push((c.blob, c.loc));
+            }
+        }
+        blobs.sort_by_key(|(_, loc)| (loc.pack, loc.offset));
+        let mut sealed = HashMap::with_capacity(blobs.len());
+        let mut i = 0;
+        while i < blobs.len() {
+            let first = blobs[i].1;
+            let start = first.offset as u64;
+            let mut end = start + first.stored_len as u64;
+            let mut j = i + 1;
+            while j < blobs.len() {
+                let loc = blobs[j].1;
+                let (at, to) = (loc.offset as u64, loc.offset as u64 + loc.stored_len as u64);
+                if loc.pack != first.pack || at < end || at - end > READ_GAP || to - start > READ_MAX {
+                    break;
+                }
+                end = to;
+                j += 1;
+            }
+            let key = super::format::pack_key(&first.pack);
+            let data = repo.backend().get_range(&key, start..end)?;
+            for (id, loc) in &blobs[i..j] {
+                let at = (loc.offset as u64 - start) as usize;
+                if at + loc.stored_len as usize > data.len() {
+                    return Err(RepoError::corrupt(&key, "shorter than its index says"));
+                }
+                sealed.insert(*id, (data.slice(at..at + loc.stored_len as usize), *loc));
+            }
+            i = j;
+        }
+        Ok(Self { sealed, last, open: Vec::new(), budget })
+    }
+
+    /// The bytes of chunk `c`, the `k`-th use: its blob decoded if it is not yet, and
+    /// blobs whose last use is before `k` dropped. `None` when the chunk lies beyond its
+    /// blob.
+    fn chunk(&mut self, repo: &Repository, c: &ChunkRef, k: usize) -> Result<Option<&[u8]>, RepoError> {
+        let (last, budget) = (&self.last, self.budget);
+        self.open.retain(|(id, buf)| {
+            let keep = last.get(id).is_some_and(|l| *l >= k);
+            if !keep && let Some(b) = budget {
+                b.give(buf.len());
+            }
+            keep
+        });
+        let at = match self.open.iter().position(|(id, _)| *id == c.blob) {
+            Some(at) => at,
+            None => {
+                let (sealed, loc) = self.sealed.remove(&c.blob).ok_or_else(|| {
+                    RepoError::corrupt(&format!("blob {:?}", c.blob), "decoded twice or never fetched")
+                })?;
+                let len = loc.raw_len as usize;
+                if let Some(b) = self.budget {
+                    b.take(len, self.open.is_empty());
+                }
+                let plain = repo.decode_blob(BlobKind::Chunk, &c.blob, &loc, &sealed);
+                drop(sealed);
+                match plain {
+                    Ok(plain) => self.open.push((c.blob, plain)),
+                    Err(e) => {
+                        if let Some(b) = self.budget {
+                            b.give(len);
+                        }
+                        return Err(e);
+                    }
+                }
+                self.open.len() - 1
+            }
+        };
+        Ok(self.open[at].1.get(c.offset as usize..(c.offset + c.len) as usize))
+    }
+}
+
+impl Drop for Blobs<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = self.budget {
+            b.give(self.open.iter().map(|(_, buf)| buf.len()).sum());
+        }
+    }
 }
 
 /// Restores jobs sent together: the blobs of all of them are fetched at once (small files
 /// backed up one after the other sit side by side in a pack: one request for many).
-fn restore_jobs(repo: &Repository, jobs: &[Job], pending: &mut Pending, progress: &Progress) -> Result<(), RepoError> {
+fn restore_jobs(
+    repo: &Repository,
+    jobs: &[Job],
+    pending: &mut Pending,
+    progress: &Progress,
+    budget: &Budget,
+) -> Result<(), RepoError> {
     if let [job] = jobs {
-        return restore_segment(repo, job, pending, progress);
+        return restore_segment(repo, job, pending, progress, budget);
     }
     let recipes: Vec<&[ChunkRef]> = jobs.iter().map(|j| j.recipe.as_deref().unwrap_or_default()).collect();
     let masks: Vec<Option<Diffs>> =
         jobs.iter().zip(&recipes).map(|(j, r)| differing(repo, j, r)).collect::<Result<_, _>>()?;
-    let all: Vec<ChunkRef> = recipes
-        .iter()
-        .zip(&masks)
-        .flat_map(|(r, m)| {
-            r.iter().enumerate().filter(|(k, _)| m.as_ref().is_none_or(|m| m[*k].is_some())).map(|(_, c)| *c)
-        })
-        .collect();
-    let plain = fetch_blobs(repo, &all)?;
-    drop(all);
+    let mut blobs = Blobs::fetch(repo, uses(&recipes, &masks), Some(budget))?;
+    let mut k = 0;
     for ((job, recipe), mask) in jobs.iter().zip(recipes).zip(&masks) {
-        write_chunks(job, recipe, mask.as_deref(), &plain, pending, progress)?;
+        write_chunks(repo, job, recipe, mask.as_deref(), &mut blobs, &mut k, pending, progress)?;
     }
     Ok(())
 }
 
+/// The chunks of `recipes` that are written (all but those a mask says the file holds),
+/// in order: the uses [`Blobs`] counts.
+fn uses<'a>(recipes: &'a [&'a [ChunkRef]], masks: &'a [Option<Diffs>]) -> impl Iterator<Item = ChunkRef> + 'a {
+    recipes.iter().zip(masks).flat_map(|(r, m)| {
+        r.iter().enumerate().filter(move |(k, _)| m.as_ref().is_none_or(|m| m[*k].is_some())).map(|(_, c)| *c)
+    })
+}
+
 /// Writes a segment with as few writes as possible: consecutive chunks are gathered and
 /// written at once; in a sparse file, all-zero chunks are left as holes.
-fn restore_segment(repo: &Repository, job: &Job, pending: &mut Pending, progress: &Progress) -> Result<(), RepoError> {
+fn restore_segment(
+    repo: &Repository,
+    job: &Job,
+    pending: &mut Pending,
+    progress: &Progress,
+    budget: &Budget,
+) -> Result<(), RepoError> {
     let recipe = match &job.recipe {
         Some(r) => std::borrow::Cow::Borrowed(r),
         None => {
@@ -899,14 +1026,10 @@ fn restore_segment(repo: &Repository, job: &Job, pending: &mut Pending, progress
         }
     };
     let mask = differing(repo, job, &recipe)?;
-    let plain = match &mask {
-        Some(m) => {
-            let needed: Vec<ChunkRef> = recipe.iter().zip(m).filter(|(_, d)| d.is_some()).map(|(c, _)| *c).collect();
-            fetch_blobs(repo, &needed)?
-        }
-        None => fetch_blobs(repo, &recipe)?,
-    };
-    write_chunks(job, &recipe, mask.as_deref(), &plain, pending, progress)
+    let (recipes, masks) = ([recipe.as_slice()], [mask]);
+    let mut blobs = Blobs::fetch(repo, uses(&recipes, &masks), Some(budget))?;
+    let [mask] = masks;
+    write_chunks(repo, job, &recipe, mask.as_deref(), &mut blobs, &mut 0, pending, progress)
 }
 
 /// Per chunk of a job in place: `None` when the file holds it already, else the bytes the
@@ -934,12 +1057,15 @@ fn differing(repo: &Repository, job: &Job, recipe: &[ChunkRef]) -> Result<Option
     Ok(Some(diffs))
 }
 
-/// Writes `job`'s chunks (`recipe`) from their decoded blobs.
+/// Writes `job`'s chunks (`recipe`) from their blobs; `k` counts the uses of `blobs`.
+#[allow(clippy::too_many_arguments)]
 fn write_chunks(
+    repo: &Repository,
     job: &Job,
     recipe: &[ChunkRef],
     mask: Option<&[Option<Vec<u8>>]>,
-    blobs: &HashMap<Id, Vec<u8>>,
+    blobs: &mut Blobs<'_>,
+    k_use: &mut usize,
     pending: &mut Pending,
     progress: &Progress,
 ) -> Result<(), RepoError> {
@@ -955,9 +1081,9 @@ fn write_chunks(
             continue;
         }
         let plain = blobs
-            .get(&c.blob)
-            .and_then(|b| b.get(c.offset as usize..(c.offset + c.len) as usize))
+            .chunk(repo, c, *k_use)?
             .ok_or_else(|| RepoError::corrupt(&job.path, "a chunk lies beyond its blob"))?;
+        *k_use += 1;
         let old = mask.and_then(|m| m[k].as_deref());
         if job.sparse || old.is_some() {
             // Holes at filesystem-block granularity: all-zero 4 KiB blocks (aligned to
