@@ -88,9 +88,19 @@ fn main() -> ExitCode {
     // The data path's threads allocate megabyte buffers; two malloc arenas instead of one
     // per thread keep freed memory reusable (measured with `make bench`: lower peak RSS,
     // no loss of speed).
+    // Buffers of 4 MiB and more (a large blob's, a long range read's) are mapped on their
+    // own and returned the moment they are freed: glibc's default raises this threshold
+    // to the largest buffer freed so far, after which such buffers stay in the arenas and
+    // peak RSS drifts up by tens of MiB. Fixing it also fixes the arenas' trim threshold,
+    // at 128 KiB by default, which trims and regrows them all the time: 8 MiB instead.
+    // Measured with the `make bench` data: the full backup peaked at 124-127 MiB, now
+    // 115-118 MiB, and the restore from S3 at 118-139 MiB, now 109 MiB, in the same time;
+    // without the trim threshold the backup spent 0.5 s more system time.
     // SAFETY: mallopt is called before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
     }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // Installed as `kubectl-lifeline`, kubectl runs it for `kubectl lifeline …`.
