@@ -860,25 +860,29 @@ const DECODED_BUDGET: usize = 24 << 20;
 /// Memory then stays bounded by this budget, plus a blob per worker at worst, whatever the
 /// number of workers (more workers keep more requests in flight to a remote location).
 struct Budget {
-    free: Mutex<usize>,
+    /// Room left; below zero while workers that held a blob took more than there was.
+    free: Mutex<i64>,
     freed: std::sync::Condvar,
+    total: i64,
 }
 
 impl Budget {
     fn new(bytes: usize) -> Self {
-        Self { free: Mutex::new(bytes), freed: std::sync::Condvar::new() }
+        Self { free: Mutex::new(bytes as i64), freed: std::sync::Condvar::new(), total: bytes as i64 }
     }
 
+    /// Takes room for `bytes`; when `wait`, first waits until there is room (or, for a
+    /// blob larger than the whole budget, until all of it is free).
     fn take(&self, bytes: usize, wait: bool) {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while wait && *free < bytes {
+        while wait && *free < (bytes as i64).min(self.total) {
             free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
         }
-        *free = free.saturating_sub(bytes);
+        *free -= bytes as i64;
     }
 
     fn give(&self, bytes: usize) {
-        *self.free.lock().unwrap_or_else(|e| e.into_inner()) += bytes;
+        *self.free.lock().unwrap_or_else(|e| e.into_inner()) += bytes as i64;
         self.freed.notify_all();
     }
 }
@@ -1255,6 +1259,32 @@ mod tests {
 
     /// Runs of every alignment, with holes between them, through the gathering buffer and
     /// the direct handle, read back byte for byte.
+    #[test]
+    fn the_decoded_budget_waits_for_room_and_never_drifts() {
+        let budget = Arc::new(Budget::new(10));
+        // A worker holding a blob takes more than there is without waiting...
+        budget.take(8, true);
+        budget.take(8, false);
+        // ...and one holding nothing waits until enough is given back.
+        let waiter = {
+            let budget = budget.clone();
+            std::thread::spawn(move || budget.take(6, true))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "no room yet: -6 free");
+        budget.give(8);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "2 free, 6 wanted");
+        budget.give(8);
+        waiter.join().unwrap();
+        budget.give(6);
+        assert_eq!(*budget.free.lock().unwrap(), 10, "all given back: the budget is whole again");
+        // A blob larger than the whole budget goes once all of it is free.
+        budget.take(25, true);
+        budget.give(25);
+        assert_eq!(*budget.free.lock().unwrap(), 10);
+    }
+
     #[test]
     fn pending_writes_unaligned_runs_and_holes() {
         let dir = tempfile::tempdir().unwrap();
