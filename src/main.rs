@@ -94,7 +94,7 @@ fn main() -> ExitCode {
     // peak RSS drifts up by tens of MiB. Fixing it also fixes the arenas' trim threshold,
     // at 128 KiB by default, which trims and regrows them all the time: 8 MiB instead.
     // Measured with the `make bench` data: the full backup peaked at 124-127 MiB, now
-    // 115-118 MiB, and the restore from S3 at 118-139 MiB, now 109 MiB, in the same time;
+    // 112-118 MiB, and the restore from S3 at 118-139 MiB, now 109-117 MiB, in the same time;
     // without the trim threshold the backup spent 0.5 s more system time.
     // SAFETY: mallopt is called before any other thread exists.
     unsafe {
