@@ -31,6 +31,9 @@ measure() {
 # warm (every file read once just before), and, when run as root, cold (caches dropped).
 # Without this the first tool reads freshly generated data the kernel may have evicted
 # and the second reads what the first just cached.
+# Restores start cold too (when root): a restore after a disaster reads a repository that
+# is not in the page cache, and restic's repository, written through the page cache,
+# would otherwise still be there while Lifeline's packs (written with O_DIRECT) are not.
 warm() { find "$1" -type f -print0 | xargs -0 cat > /dev/null; }
 cold() { sync; if [ "$(id -u)" = 0 ]; then echo 3 > /proc/sys/vm/drop_caches; fi; }
 
@@ -77,8 +80,8 @@ measure pgincr lifeline "$lifeline" repo backup --json "file://$work/repo-lpg" "
 measure pgincr restic restic -r "$work/repo-rpg" backup --json "$data/pg"
 
 echo "restore..." >&2
-measure restore lifeline "$lifeline" repo restore --json "file://$work/repo-l" latest "$work/restore-l"
-measure restore restic restic -r "$work/repo-r" restore latest --target "$work/restore-r"
+cold; measure restore lifeline "$lifeline" repo restore --json "file://$work/repo-l" latest "$work/restore-l"
+cold; measure restore restic restic -r "$work/repo-r" restore latest --target "$work/restore-r"
 diff -r --no-dereference "$data" "$work/restore-l" > /dev/null || { echo "lifeline restore differs from the data!" >&2; exit 1; }
 size_l=$(du -sb "$work/repo-l" | cut -f1); size_r=$(du -sb "$work/repo-r" | cut -f1)
 rm -rf "$work/restore-l" "$work/restore-r"
@@ -105,8 +108,8 @@ both_ways() {
   warm "$src"; measure "${name}full" restic restic -r "$r" backup --json "$src"
   measure "${name}unchanged" lifeline "$lifeline" repo backup --json "$l" "$src"
   measure "${name}unchanged" restic restic -r "$r" backup --json "$src"
-  measure "${name}restore" lifeline "$lifeline" repo restore --json "$l" latest "$work/restore-l$name"
-  measure "${name}restore" restic restic -r "$r" restore latest --target "$work/restore-r$name"
+  cold; measure "${name}restore" lifeline "$lifeline" repo restore --json "$l" latest "$work/restore-l$name"
+  cold; measure "${name}restore" restic restic -r "$r" restore latest --target "$work/restore-r$name"
   diff -r --no-dereference "$src" "$work/restore-l$name" > /dev/null || { echo "lifeline restore of $name differs!" >&2; exit 1; }
   printf -v "size_l$name" %s "$(du -sb "$work/repo-l$name" | cut -f1)"
   printf -v "size_r$name" %s "$(du -sb "$r" | cut -f1)"
@@ -123,10 +126,10 @@ trap '"$root/scripts/s3.sh" stop "$s3dir"' EXIT
 export AWS_ACCESS_KEY_ID=lifelinetest AWS_SECRET_ACCESS_KEY=lifelinetestsecret0123456789 LIFELINE_S3_ENDPOINT=$endpoint
 "$lifeline" repo init s3://bench/l >/dev/null 2>&1
 restic init -q -r "s3:$endpoint/bench/r"
-measure s3full lifeline "$lifeline" repo backup --json s3://bench/l "$data"
-measure s3full restic restic -r "s3:$endpoint/bench/r" backup --json "$data"
-measure s3restore lifeline "$lifeline" repo restore --json s3://bench/l latest "$work/restore-l"
-measure s3restore restic restic -r "s3:$endpoint/bench/r" restore latest --target "$work/restore-r"
+warm "$data"; measure s3full lifeline "$lifeline" repo backup --json s3://bench/l "$data"
+warm "$data"; measure s3full restic restic -r "s3:$endpoint/bench/r" backup --json "$data"
+cold; measure s3restore lifeline "$lifeline" repo restore --json s3://bench/l latest "$work/restore-l"
+cold; measure s3restore restic restic -r "s3:$endpoint/bench/r" restore latest --target "$work/restore-r"
 diff -r --no-dereference "$data" "$work/restore-l" > /dev/null || { echo "lifeline restore from S3 differs from the data!" >&2; exit 1; }
 # Deleting gigabytes makes the filesystem discard their blocks (the root filesystem here
 # is mounted with `discard`), which loads the disk for a while: only at the end.
