@@ -410,38 +410,24 @@ impl Repository {
 
     /// Decodes a blob's stored bytes (as read from its pack).
     pub fn decode_blob(&self, kind: BlobKind, id: &Id, loc: &BlobLoc, sealed: &[u8]) -> Result<Vec<u8>, RepoError> {
-        let mut plain = Vec::new();
-        self.decode_blob_into(kind, id, loc, sealed, &mut plain)?;
-        Ok(plain)
-    }
-
-    /// [`Self::decode_blob`] into `out` (cleared first): a caller decoding many blobs
-    /// reuses its buffers instead of allocating (and the allocator keeping) one per blob.
-    fn decode_blob_into(
-        &self,
-        kind: BlobKind,
-        id: &Id,
-        loc: &BlobLoc,
-        sealed: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), RepoError> {
         let bad = |detail: String| RepoError::BadBlob { kind, id: *id, pack: loc.pack, detail };
         let aad = blob_aad(kind, id);
-        match loc.compression {
-            Compression::None => self.cipher.open_into(sealed, &aad, out).map_err(|e| bad(e.to_string()))?,
+        let plain = match loc.compression {
+            Compression::None => self.cipher.open(sealed, &aad).map_err(|e| bad(e.to_string()))?,
+            // Opened into the thread's buffer: only the decompressed blob is allocated.
             Compression::Zstd => OPENED.with_borrow_mut(|opened| {
                 self.cipher.open_into(sealed, &aad, opened).map_err(|e| bad(e.to_string()))?;
-                let done = decompress_into(opened, loc.raw_len as usize, out).map_err(|e| bad(e.to_string()));
+                let plain = decompress(opened, loc.raw_len as usize).map_err(|e| bad(e.to_string()));
                 if opened.capacity() > SCRATCH_MAX {
                     *opened = Vec::new();
                 }
-                done
+                plain
             })?,
-        }
-        if out.len() != loc.raw_len as usize || self.content_id(kind, out) != Some(*id) {
+        };
+        if plain.len() != loc.raw_len as usize || self.content_id(kind, &plain) != Some(*id) {
             return Err(bad("content does not match its id".into()));
         }
-        Ok(())
+        Ok(plain)
     }
 
     /// The id a blob's plaintext must have: keyed BLAKE3 of chunks and trees; for a
@@ -606,17 +592,13 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Decompresses a zstd frame of at most `capacity` bytes into `out` (cleared first).
-fn decompress_into(data: &[u8], capacity: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
-    out.clear();
-    out.reserve(capacity);
+/// Decompresses a zstd frame of at most `capacity` bytes.
+fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
     DECOMPRESSOR.with_borrow_mut(|d| {
         let d = match d {
             Some(d) => d,
             None => d.insert(zstd::bulk::Decompressor::new()?),
         };
-        // Into the buffer's capacity, which may exceed `capacity`: the caller checks the
-        // length against the index.
-        d.decompress_to_buffer(data, out).map(|_| ())
+        d.decompress(data, capacity)
     })
 }

@@ -823,25 +823,27 @@ pub fn for_each_chunk_of(
     f: &mut dyn FnMut(&[u8]) -> Result<(), RepoError>,
 ) -> Result<(), RepoError> {
     let mut blobs = Blobs::fetch(repo, chunks.iter().copied(), None)?;
-    for (k, c) in chunks.iter().enumerate() {
-        let bytes = blobs
-            .chunk(repo, c, k)?
-            .ok_or_else(|| RepoError::corrupt(&format!("segment {seg:?}"), "chunk beyond its blob"))?;
+    for c in chunks {
+        let bytes =
+            blobs.chunk(c)?.ok_or_else(|| RepoError::corrupt(&format!("segment {seg:?}"), "chunk beyond its blob"))?;
         f(bytes)?;
     }
     Ok(())
 }
 
-/// The data blobs a list of chunks (`uses`, in the order they are written) are in: read
+/// The data blobs a list of chunks (`uses`, in the order they are wanted) are in: read
 /// with one range request per stretch of a pack (blobs sorted by place; gaps of up to
 /// [`READ_GAP`] between needed blobs are read and skipped rather than requested apart),
 /// held as read (sealed, compressed), and each authenticated, decompressed and checked
 /// against its id when its first chunk is wanted, then dropped after its last: a worker
 /// holds its job's compressed bytes and about one decoded blob, not every decoded blob.
 struct Blobs<'a> {
+    repo: &'a Repository,
     sealed: HashMap<Id, (Bytes, BlobLoc)>,
     /// Index (in `uses`) of each blob's last use.
     last: HashMap<Id, usize>,
+    /// Uses served so far: the index of the next one.
+    next: usize,
     open: Vec<(Id, Vec<u8>)>,
     budget: Option<&'a Budget>,
 }
@@ -889,7 +891,7 @@ impl Budget {
 
 impl<'a> Blobs<'a> {
     fn fetch(
-        repo: &Repository,
+        repo: &'a Repository,
         uses: impl Iterator<Item = ChunkRef>,
         budget: Option<&'a Budget>,
     ) -> Result<Self, RepoError> {
@@ -928,13 +930,14 @@ impl<'a> Blobs<'a> {
             }
             i = j;
         }
-        Ok(Self { sealed, last, open: Vec::new(), budget })
+        Ok(Self { repo, sealed, last, next: 0, open: Vec::new(), budget })
     }
 
-    /// The bytes of chunk `c`, the `k`-th use: its blob decoded if it is not yet, and
-    /// blobs whose last use is before `k` dropped. `None` when the chunk lies beyond its
-    /// blob.
-    fn chunk(&mut self, repo: &Repository, c: &ChunkRef, k: usize) -> Result<Option<&[u8]>, RepoError> {
+    /// The bytes of chunk `c`, the next use: its blob decoded if it is not yet, and blobs
+    /// whose last use is behind dropped. `None` when the chunk lies beyond its blob.
+    fn chunk(&mut self, c: &ChunkRef) -> Result<Option<&[u8]>, RepoError> {
+        let k = self.next;
+        self.next += 1;
         let (last, budget) = (&self.last, self.budget);
         self.open.retain(|(id, buf)| {
             let keep = last.get(id).is_some_and(|l| *l >= k);
@@ -953,7 +956,7 @@ impl<'a> Blobs<'a> {
                 if let Some(b) = self.budget {
                     b.take(len, self.open.is_empty());
                 }
-                let plain = repo.decode_blob(BlobKind::Chunk, &c.blob, &loc, &sealed);
+                let plain = self.repo.decode_blob(BlobKind::Chunk, &c.blob, &loc, &sealed);
                 drop(sealed);
                 match plain {
                     Ok(plain) => self.open.push((c.blob, plain)),
@@ -995,9 +998,8 @@ fn restore_jobs(
     let masks: Vec<Option<Diffs>> =
         jobs.iter().zip(&recipes).map(|(j, r)| differing(repo, j, r)).collect::<Result<_, _>>()?;
     let mut blobs = Blobs::fetch(repo, uses(&recipes, &masks), Some(budget))?;
-    let mut k = 0;
     for ((job, recipe), mask) in jobs.iter().zip(recipes).zip(&masks) {
-        write_chunks(repo, job, recipe, mask.as_deref(), &mut blobs, &mut k, pending, progress)?;
+        write_chunks(job, recipe, mask.as_deref(), &mut blobs, pending, progress)?;
     }
     Ok(())
 }
@@ -1033,7 +1035,7 @@ fn restore_segment(
     let (recipes, masks) = ([recipe.as_slice()], [mask]);
     let mut blobs = Blobs::fetch(repo, uses(&recipes, &masks), Some(budget))?;
     let [mask] = masks;
-    write_chunks(repo, job, &recipe, mask.as_deref(), &mut blobs, &mut 0, pending, progress)
+    write_chunks(job, &recipe, mask.as_deref(), &mut blobs, pending, progress)
 }
 
 /// Per chunk of a job in place: `None` when the file holds it already, else the bytes the
@@ -1061,15 +1063,13 @@ fn differing(repo: &Repository, job: &Job, recipe: &[ChunkRef]) -> Result<Option
     Ok(Some(diffs))
 }
 
-/// Writes `job`'s chunks (`recipe`) from their blobs; `k` counts the uses of `blobs`.
-#[allow(clippy::too_many_arguments)]
+/// Writes `job`'s chunks (`recipe`) from their blobs (fetched for the chunks written, in
+/// this order).
 fn write_chunks(
-    repo: &Repository,
     job: &Job,
     recipe: &[ChunkRef],
     mask: Option<&[Option<Vec<u8>>]>,
     blobs: &mut Blobs<'_>,
-    k_use: &mut usize,
     pending: &mut Pending,
     progress: &Progress,
 ) -> Result<(), RepoError> {
@@ -1084,10 +1084,7 @@ fn write_chunks(
             progress.bytes_done.fetch_add(u64::from(c.len), Relaxed);
             continue;
         }
-        let plain = blobs
-            .chunk(repo, c, *k_use)?
-            .ok_or_else(|| RepoError::corrupt(&job.path, "a chunk lies beyond its blob"))?;
-        *k_use += 1;
+        let plain = blobs.chunk(c)?.ok_or_else(|| RepoError::corrupt(&job.path, "a chunk lies beyond its blob"))?;
         let old = mask.and_then(|m| m[k].as_deref());
         if job.sparse || old.is_some() {
             // Holes at filesystem-block granularity: all-zero 4 KiB blocks (aligned to
@@ -1257,8 +1254,6 @@ fn write_at(file: &File, job: &Job, offset: u64, bytes: &[u8]) -> Result<(), Rep
 mod tests {
     use super::*;
 
-    /// Runs of every alignment, with holes between them, through the gathering buffer and
-    /// the direct handle, read back byte for byte.
     #[test]
     fn the_decoded_budget_waits_for_room_and_never_drifts() {
         let budget = Arc::new(Budget::new(10));
@@ -1285,6 +1280,8 @@ mod tests {
         assert_eq!(*budget.free.lock().unwrap(), 10);
     }
 
+    /// Runs of every alignment, with holes between them, through the gathering buffer and
+    /// the direct handle, read back byte for byte.
     #[test]
     fn pending_writes_unaligned_runs_and_holes() {
         let dir = tempfile::tempdir().unwrap();
