@@ -29,6 +29,9 @@ pub struct RestoreOptions {
     /// included paths). Implies `overwrite`. A read-back check (`check::run`) then proves
     /// the result.
     pub in_place: bool,
+    /// Write files of at least [`DIRECT_MIN`] with `O_DIRECT` instead of through the page
+    /// cache (see [`DIRECT_MIN`] for when that is faster, and what it spares).
+    pub direct_io: bool,
 }
 
 /// Figures of a restore.
@@ -144,14 +147,19 @@ const BATCH_FILES: usize = 64;
 /// second request, and the most one request reads.
 const READ_GAP: u64 = 256 << 10;
 const READ_MAX: u64 = 8 << 20;
-/// Files at least this large are written with `O_DIRECT` where the filesystem supports it:
-/// a restore then costs no page-cache copy (the largest CPU cost of a buffered restore)
-/// and does not evict the node's page cache. Unaligned heads and tails are buffered.
-/// Measured on a 2 GiB file, until the data is durable: direct writes from 4 workers
-/// 5.6 s; buffered writes with early writeback (`sync_file_range`) 8.6 s, without it 9.2 s.
-/// Smaller files are written through the page cache and made durable by the one `syncfs`
-/// at the end ([`make_durable`]); starting their writeback early made 200,000 small files
-/// slower (23.8 s against 19.7 s).
+/// With [`RestoreOptions::direct_io`], files at least this large are written with
+/// `O_DIRECT` where the filesystem supports it (unaligned heads and tails are buffered): a
+/// restore then costs no page-cache copy and does not fill the node's page cache with
+/// dirty data. By default every file is written through the page cache, and one `syncfs`
+/// at the end ([`make_durable`]) makes the whole restore durable: the kernel's writeback
+/// sends large merged requests, many at once, which on this machine's disk is faster than
+/// direct writes from the workers. Measured on it (`make bench` data, cold page cache,
+/// until durable, alternating runs): local 4.7-4.9 s buffered against 6.1-6.9 s direct
+/// (restic 6.3-6.8 s); from S3 6.2 s against 6.9-7.1 s (restic 6.7-7.5 s); one 2 GiB file
+/// 4.6 s against 4.6-5.3 s (restic 6.7 s). On other days this disk favoured direct writes
+/// (2 GiB file: 5.6 s direct, 9.2 s buffered), hence the option. Starting the writeback
+/// of small files early (`sync_file_range`) made 200,000 small files slower (23.8 s
+/// against 19.7 s).
 const DIRECT_MIN: u64 = 1 << 20;
 /// Alignment of direct writes: memory address, file offset and length.
 const ALIGN: usize = 4096;
@@ -531,7 +539,7 @@ impl Restorer {
             .open(path)
             .map_err(|e| RepoError::io("create", path, e))?;
         file.set_len(node.size).map_err(|e| RepoError::io("resize", path, e))?;
-        let direct = if node.size >= DIRECT_MIN { open_direct(path) } else { None };
+        let direct = if self.opts.direct_io && node.size >= DIRECT_MIN { open_direct(path) } else { None };
         self.queue(file, direct, path, node, false, true)
     }
 
