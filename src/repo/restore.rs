@@ -29,8 +29,9 @@ pub struct RestoreOptions {
     /// included paths). Implies `overwrite`. A read-back check (`check::run`) then proves
     /// the result.
     pub in_place: bool,
-    /// Write files of at least [`DIRECT_MIN`] with `O_DIRECT` instead of through the page
-    /// cache (see [`DIRECT_MIN`] for when that is faster, and what it spares).
+    /// Write files of 1 MiB or more with `O_DIRECT` instead of through the page cache:
+    /// no page-cache copy and no dirty page cache on the node; faster on some disks,
+    /// slower on others (the measurements are at `DIRECT_MIN` in this module).
     pub direct_io: bool,
 }
 
