@@ -124,11 +124,20 @@ fn a_month_of_daily_runs_keeps_exactly_what_each_location_rules_say() {
         // Generous: a location's prune waits while a verification runs there (when the
         // month ends on a Sunday, the last round starts with the last run), and under the
         // whole suite's load both queue behind other Jobs.
-        let prune = env.eventually(240, &format!("a finished prune at {l}"), || async {
-            let p = policies.get("records").await.ok()?;
-            let pr = p.status?.locations.into_iter().find(|x| x.name == l)?.prune?;
-            (pr.last_time.is_some() && pr.job.is_none()).then_some(pr)
-        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+        let prune = loop {
+            let st = env.block_on(policies.get("records")).unwrap().status.unwrap_or_default();
+            let pr = st.locations.iter().find(|x| x.name == l).and_then(|x| x.prune.clone());
+            if let Some(pr) = pr.filter(|pr| pr.last_time.is_some() && pr.job.is_none()) {
+                break pr;
+            }
+            if std::time::Instant::now() >= deadline {
+                // What the operator was doing, for whoever reads the failure.
+                let jobs = env.kubectl(&["get", "jobs", "-A", "-o", "wide"], None);
+                panic!("no finished prune at {l} after 240 s; locations {:?}; jobs:\n{jobs}", st.locations);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        };
         let msg = prune.message.unwrap_or_default();
         assert!(msg.contains("packs unused and marked"), "prune at {l}: {msg}");
     }
