@@ -148,7 +148,15 @@ fn main() -> ExitCode {
         Command::BenchOperator(args) => lifeline::cli::bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => lifeline::cli::run::run(*args).map(|()| ExitCode::SUCCESS),
         Command::Sim { port, kubeconfig, profile, state_dir, disable, rbac, image } => {
-            let opts = lifeline::sim::Options { port, profile, state_dir, disabled: disable, rbac, images: image };
+            let opts = lifeline::sim::Options {
+                port,
+                profile,
+                state_dir,
+                disabled: disable,
+                rbac,
+                images: image,
+                ..Default::default()
+            };
             lifeline::cli::sim(opts, kubeconfig.as_deref()).map(|()| ExitCode::SUCCESS)
         }
         Command::FenceGate(args) => lifeline::cli::gate::run(args).map(|()| ExitCode::SUCCESS),

@@ -32,11 +32,20 @@ pub async fn slot(ctx: &Context) -> Result<Option<String>> {
 }
 
 /// The Pods of a mover Job, oldest first (one list call; read both the result and the
-/// progress from it).
-pub async fn pods(ctx: &Context, ns: &str, job: &str) -> Result<Vec<Pod>> {
+/// progress from it). Selected by the Job's uid, as the Job controller selects them: a
+/// Job of the same name that was deleted a moment ago may still have Pods, and its result
+/// is not this Job's.
+pub async fn pods(ctx: &Context, ns: &str, job: &Job) -> Result<Vec<Pod>> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
-    Ok(api.list(&lp).await.map_err(Error::kube("read the mover's Pod"))?.items)
+    let uid = job.metadata.uid.as_deref().unwrap_or_default();
+    let lp = ListParams::default().labels(&format!("batch.kubernetes.io/controller-uid={uid}"));
+    let mut pods = api.list(&lp).await.map_err(Error::kube("read the mover's Pod"))?.items;
+    // A list comes in name order; a retried Job's Pods are ordered by when they were made.
+    pods.sort_by(|a, b| {
+        let key = |p: &Pod| (p.metadata.creation_timestamp.clone().map(|t| t.0), p.metadata.name.clone());
+        key(a).cmp(&key(b))
+    });
+    Ok(pods)
 }
 
 /// The termination message of the newest of a Job's Pods that has terminated.
@@ -48,7 +57,7 @@ pub fn termination_message_of(pods: &[Pod]) -> Option<String> {
 }
 
 /// The termination message of the Job's newest Pod, if it has terminated.
-pub async fn termination_message(ctx: &Context, ns: &str, job: &str) -> Result<Option<String>> {
+pub async fn termination_message(ctx: &Context, ns: &str, job: &Job) -> Result<Option<String>> {
     Ok(termination_message_of(&pods(ctx, ns, job).await?))
 }
 

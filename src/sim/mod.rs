@@ -73,6 +73,12 @@ pub struct Options {
     /// Images the node "has pulled": what a container of one runs when it names no
     /// `command` (see `kubelet`).
     pub images: Vec<Image>,
+    /// How long after a change its watch event goes out. A real API server serves watches
+    /// from a cache that trails storage, by milliseconds idle and by seconds under load,
+    /// while reads and writes see storage at once: a controller whose next reconcile
+    /// starts before its own status write has come back through the watch sees the older
+    /// object. Zero (the default) sends each event as soon as the change is made.
+    pub watch_lag: std::time::Duration,
 }
 
 /// An image as the simulated node knows it: its entrypoint and default arguments, and

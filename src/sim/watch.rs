@@ -126,7 +126,40 @@ impl WatchReq {
 
 /// Streams a watch's events as JSON lines into `tx` until the timeout, the client going
 /// away, or the cluster stopping.
-pub async fn run(server: Arc<Server>, w: WatchReq, tx: mpsc::Sender<bytes::Bytes>) {
+pub async fn run(server: Arc<Server>, w: WatchReq, out: mpsc::Sender<bytes::Bytes>) {
+    // With a lag, events pass through a queue that holds each until its time has come.
+    let lag = server.opts.watch_lag;
+    let tx = if lag.is_zero() {
+        out
+    } else {
+        let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(1024);
+        tokio::spawn(async move {
+            let mut held: std::collections::VecDeque<(tokio::time::Instant, bytes::Bytes)> = Default::default();
+            loop {
+                let due = held.front().map(|(t, _)| *t);
+                tokio::select! {
+                    r = rx.recv() => match r {
+                        Some(line) => held.push_back((tokio::time::Instant::now() + lag, line)),
+                        None if held.is_empty() => return,
+                        None => {
+                            // The watch ended: what it had sent still arrives, late.
+                            for (t, line) in held.drain(..) {
+                                tokio::time::sleep_until(t).await;
+                                if out.send(line).await.is_err() { return; }
+                            }
+                            return;
+                        }
+                    },
+                    _ = async { tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)).await }, if due.is_some() => {
+                        let (_, line) = held.pop_front().expect("due");
+                        if out.send(line).await.is_err() { return; }
+                    }
+                    _ = out.closed() => return,
+                }
+            }
+        });
+        tx
+    };
     let send = |v: Value| {
         let mut line = v.to_string().into_bytes();
         line.push(b'\n');

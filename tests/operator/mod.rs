@@ -470,7 +470,16 @@ impl Drop for Env {
 /// jumps), and `policy` applied; returns the cluster, its S3 prefix, the clock and its
 /// start.
 pub fn one_replica_on_a_clock(name: &str, policy: &str) -> (Env, String, ManualClock, jiff::Timestamp) {
-    let mut env = Env::start(SimOptions::default());
+    one_replica_on_a_clock_with(name, policy, SimOptions::default())
+}
+
+/// [`one_replica_on_a_clock`] on a cluster started with `opts`.
+pub fn one_replica_on_a_clock_with(
+    name: &str,
+    policy: &str,
+    opts: SimOptions,
+) -> (Env, String, ManualClock, jiff::Timestamp) {
+    let mut env = Env::start(opts);
     let prefix = s3::unique(name);
     let yaml = example("records-two-regions.yaml", &prefix).replace("  replicas: 3\n", "  replicas: 1\n");
     let objects: Vec<&str> = yaml.split("\n---\n").filter(|d| !d.contains("kind: BackupPolicy")).collect();

@@ -85,6 +85,18 @@ pub fn mark_due(st: &mut BackupPolicyStatus, location: &str, task: Task) {
     }
 }
 
+/// Whether a task is due at a location.
+pub fn is_due(st: &BackupPolicyStatus, location: &str, task: Task) -> bool {
+    st.locations.iter().find(|l| l.name == location).is_some_and(|e| {
+        match task {
+            Task::Prune => &e.prune,
+            Task::Verify => &e.verification,
+        }
+        .as_ref()
+        .is_some_and(|s| s.due)
+    })
+}
+
 /// Follows running maintenance Jobs and starts the due ones; returns when to look again.
 ///
 /// A due verification waits while a run of the policy is writing (`writing`), and the two
@@ -125,7 +137,7 @@ pub async fn run(
                     state.due = true;
                     continue;
                 };
-                let message = movers::termination_message(ctx, &ns, &job_name).await?;
+                let message = movers::termination_message(ctx, &ns, &j).await?;
                 let (ok, text, result, last_try) = match job_outcome(&j, message.as_deref()) {
                     JobOutcome::Running => {
                         soon(Duration::from_secs(5));

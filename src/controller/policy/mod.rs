@@ -39,6 +39,19 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     if policy.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    // The status this reconcile builds on is read afresh: the watch cache may not yet hold
+    // what the previous reconcile wrote (a change of a restore point that reconcile made
+    // starts this one at once), and a status derived from an older one would undo it —
+    // forget that a prune was started or is due after retention forgot points, start a
+    // verification round twice.
+    let api: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
+    let Some(fresh) = api.get_opt(&policy.name_any()).await.map_err(Error::kube("read the BackupPolicy"))? else {
+        return Ok(Action::await_change());
+    };
+    let policy = Arc::new(fresh);
+    if policy.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let ns = policy.namespace().unwrap_or_default();
     let name = policy.name_any();
     let now = ctx.now();

@@ -80,7 +80,7 @@ pub async fn run(
             report.wake = Some(Duration::from_secs(2));
             continue;
         };
-        let message = movers::termination_message(ctx, &ns, &job_name).await?;
+        let message = movers::termination_message(ctx, &ns, &j).await?;
         match job_outcome(&j, message.as_deref()) {
             JobOutcome::Running => report.wake = Some(Duration::from_secs(2)),
             JobOutcome::Succeeded(_) => {

@@ -76,8 +76,17 @@ pub async fn run(
         if drop.is_empty() {
             continue;
         }
+        // Intent first: the prune is recorded as due before anything is forgotten, so a
+        // crash or a failed status write between the two never leaves forgotten data that
+        // no prune is due to free (the points are gone from the next reconcile's view).
+        if !super::maintenance::is_due(st, &name, super::maintenance::Task::Prune) {
+            super::maintenance::mark_due(st, &name, super::maintenance::Task::Prune);
+            let api: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+            apply::apply_status(&api, super::NAME, &policy.name_any(), &*st)
+                .await
+                .map_err(Error::kube(format!("record the prune due at {name}")))?;
+        }
         access::forget_points(ctx, loc, &policy.spec.encryption.key_secret, "spec.encryption.keySecret", &drop).await?;
-        super::maintenance::mark_due(st, &name, super::maintenance::Task::Prune);
         let api: Api<RestorePoint> = Api::namespaced(ctx.client.clone(), &ns);
         for p in &drop {
             apply::apply_presence(&api, p, &name, false, None, Some("forgotten by retention"))

@@ -362,7 +362,7 @@ async fn volume(
             .map_err(Error::kube(format!("create restore Job {name}")))?;
         return Ok(Step::Waiting(format!("{pvc}: restore Job {name} started")));
     };
-    let pods = movers::pods(run.ctx, &run.target, &name).await?;
+    let pods = movers::pods(run.ctx, &run.target, &j).await?;
     let message = movers::termination_message_of(&pods);
     match job_outcome(&j, message.as_deref()) {
         JobOutcome::Running => {

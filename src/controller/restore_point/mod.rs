@@ -69,6 +69,17 @@ pub async fn reconcile(point: Arc<RestorePoint>, ctx: Arc<Context>) -> Result<Ac
     if point.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    // The newest object, not the cache's: a reconcile started by a change this controller
+    // made (a Job, a claim) runs before the cache has its last status write, and would
+    // otherwise repeat a finished step and write an older status over the newer one.
+    let api: Api<RestorePoint> = Api::namespaced(ctx.client.clone(), &point.namespace().unwrap_or_default());
+    let Some(point) = api.get_opt(&point.name_any()).await.map_err(Error::kube("read the RestorePoint"))? else {
+        return Ok(Action::await_change());
+    };
+    let point = Arc::new(point);
+    if point.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let catalog = point.annotations().contains_key(ANNOTATION_CATALOG);
     let old = point.status.clone().unwrap_or_default();
     let finished = catalog || (machine::terminal(old.phase) && old.cleaned_up);

@@ -109,7 +109,7 @@ async fn volume(
             .map_err(Error::kube(format!("create mover Job {job_name}")))?;
         return Ok(VolumeStep::Waiting(format!("{}: mover Job {job_name} started", v.pvc)));
     };
-    let pods = crate::controller::movers::pods(run.ctx, &run.ns, &job_name).await?;
+    let pods = crate::controller::movers::pods(run.ctx, &run.ns, &j).await?;
     let message = crate::controller::movers::termination_message_of(&pods);
     match machine::job_outcome(&j, message.as_deref()) {
         JobOutcome::Running => {
