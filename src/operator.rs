@@ -92,6 +92,7 @@ async fn run(
         repos: Default::default(),
         cluster: Default::default(),
         checked: Default::default(),
+        seen: Default::default(),
     });
     let Some(le) = opts.leader.clone() else {
         ready.store(true, Ordering::Relaxed);

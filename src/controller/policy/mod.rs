@@ -39,16 +39,15 @@ pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<A
     if policy.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    // The status this reconcile builds on is read afresh: the watch cache may not yet hold
-    // what the previous reconcile wrote (a change of a restore point that reconcile made
-    // starts this one at once), and a status derived from an older one would undo it —
-    // forget that a prune was started or is due after retention forgot points, start a
-    // verification round twice.
-    let api: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
-    let Some(fresh) = api.get_opt(&policy.name_any()).await.map_err(Error::kube("read the BackupPolicy"))? else {
+    // The status this reconcile builds on must hold what the previous one wrote: a
+    // change of a restore point that reconcile made starts this one at once, often
+    // before the watch has brought the status back, and a status derived from the older
+    // one would undo it (forget a started or due prune, start a verification round twice).
+    let uid = policy.meta().uid.clone();
+    let Some(policy) = ctx.newest(policy).await? else {
+        ctx.unseen(uid.as_deref());
         return Ok(Action::await_change());
     };
-    let policy = Arc::new(fresh);
     if policy.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -226,9 +225,10 @@ async fn write(
         return Ok(());
     }
     let api: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
-    apply::apply_status(&api, NAME, &policy.name_any(), st)
+    let written = apply::apply_status(&api, NAME, &policy.name_any(), st)
         .await
         .map_err(Error::kube(format!("update the status of BackupPolicy {}", policy.name_any())))?;
+    ctx.saw(Some(&written));
     ctx.metrics.status_writes.get_or_create(&Metrics::controller(NAME)).inc();
     Ok(())
 }

@@ -82,9 +82,10 @@ pub async fn run(
         if !super::maintenance::is_due(st, &name, super::maintenance::Task::Prune) {
             super::maintenance::mark_due(st, &name, super::maintenance::Task::Prune);
             let api: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-            apply::apply_status(&api, super::NAME, &policy.name_any(), &*st)
+            let written = apply::apply_status(&api, super::NAME, &policy.name_any(), &*st)
                 .await
                 .map_err(Error::kube(format!("record the prune due at {name}")))?;
+            ctx.saw(Some(&written));
         }
         access::forget_points(ctx, loc, &policy.spec.encryption.key_secret, "spec.encryption.keySecret", &drop).await?;
         let api: Api<RestorePoint> = Api::namespaced(ctx.client.clone(), &ns);

@@ -69,14 +69,14 @@ pub async fn reconcile(point: Arc<RestorePoint>, ctx: Arc<Context>) -> Result<Ac
     if point.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    // The newest object, not the cache's: a reconcile started by a change this controller
-    // made (a Job, a claim) runs before the cache has its last status write, and would
-    // otherwise repeat a finished step and write an older status over the newer one.
-    let api: Api<RestorePoint> = Api::namespaced(ctx.client.clone(), &point.namespace().unwrap_or_default());
-    let Some(point) = api.get_opt(&point.name_any()).await.map_err(Error::kube("read the RestorePoint"))? else {
+    // The newest object: a reconcile started by a change this controller made (a Job, a
+    // claim) can run before the cache has its last status write, and would otherwise
+    // repeat a finished step and write an older status over the newer one.
+    let uid = point.meta().uid.clone();
+    let Some(point) = ctx.newest(point).await? else {
+        ctx.unseen(uid.as_deref());
         return Ok(Action::await_change());
     };
-    let point = Arc::new(point);
     if point.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -136,9 +136,10 @@ async fn write(run: &Run<'_>, old: &RestorePointStatus, st: &RestorePointStatus)
         return Ok(());
     }
     let api: Api<RestorePoint> = Api::namespaced(run.ctx.client.clone(), &run.ns);
-    apply::apply_status(&api, NAME, &run.name, st)
+    let written = apply::apply_status(&api, NAME, &run.name, st)
         .await
         .map_err(Error::kube(format!("update the status of RestorePoint {}", run.name)))?;
+    run.ctx.saw(Some(&written));
     run.ctx.metrics.status_writes.get_or_create(&Metrics::controller(NAME)).inc();
     Ok(())
 }
