@@ -101,8 +101,8 @@ pub struct Context {
     /// operator starts, whatever its interval, so a returning site reads its fencing
     /// markers before it does anything else.
     pub checked: Mutex<std::collections::HashSet<String>>,
-    /// The resourceVersion of each object (by uid) as this process last wrote or read it
-    /// from the API server (see [`Context::newest`]).
+    /// The resourceVersion this process last wrote (or read afresh) of each object (by
+    /// uid) whose watch-cache copy has not caught up with it yet (see [`Context::newest`]).
     pub seen: Mutex<HashMap<String, String>>,
 }
 
@@ -111,11 +111,12 @@ impl Context {
         self.clock.now()
     }
 
-    /// The object a reconcile builds on: the watch cache's copy when it holds what this
-    /// process last wrote or read of the object, else a fresh read. The cache trails the
-    /// API server; a reconcile started by a change the previous one made (a Job, a
-    /// restore point) can run before the cache has that reconcile's status write, and a
-    /// status derived from the older one would undo it. `None` when the object is gone.
+    /// The object a reconcile builds on: the watch cache's copy unless this process has
+    /// written the object since and the cache does not show it yet, else a fresh read.
+    /// The cache trails the API server; a reconcile started by a change the previous one
+    /// made (a Job, a restore point) can run before the cache has that reconcile's status
+    /// write, and a status derived from the older one would undo it. `None` when the
+    /// object is gone.
     pub async fn newest<K>(&self, cached: Arc<K>) -> Result<Option<Arc<K>>>
     where
         K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -125,30 +126,34 @@ impl Context {
     {
         let meta = cached.meta();
         let uid = meta.uid.clone().unwrap_or_default();
-        let known = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&uid).cloned();
-        if known.is_none() || known == meta.resource_version {
-            return Ok(Some(cached));
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            match seen.get(&uid) {
+                None => return Ok(Some(cached)),
+                // Caught up: nothing to remember until the next write.
+                Some(rv) if Some(rv) == meta.resource_version.as_ref() => {
+                    seen.remove(&uid);
+                    return Ok(Some(cached));
+                }
+                Some(_) => {}
+            }
         }
         let api: kube::Api<K> =
             kube::Api::namespaced(self.client.clone(), meta.namespace.as_deref().unwrap_or_default());
         let name = meta.name.clone().unwrap_or_default();
         let fresh = api.get_opt(&name).await.map_err(Error::kube(format!("read {} {name}", K::kind(&()))))?;
-        self.saw(fresh.as_ref());
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        match fresh.as_ref().and_then(|f| f.meta().resource_version.clone()) {
+            Some(rv) if meta.resource_version.as_ref() != Some(&rv) => seen.insert(uid, rv),
+            _ => seen.remove(&uid),
+        };
         Ok(fresh.map(Arc::new))
     }
 
-    /// Records the resourceVersion of an object as written or read from the API server.
-    pub fn saw<K: kube::Resource>(&self, obj: Option<&K>) {
-        let Some(obj) = obj else { return };
+    /// Records a status write's result, for [`Context::newest`].
+    pub fn wrote<K: kube::Resource>(&self, obj: &K) {
         let (Some(uid), Some(rv)) = (obj.meta().uid.clone(), obj.meta().resource_version.clone()) else { return };
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, rv);
-    }
-
-    /// Forgets an object this process no longer follows.
-    pub fn unseen(&self, uid: Option<&str>) {
-        if let Some(uid) = uid {
-            self.seen.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
-        }
     }
 
     /// This cluster's identity: the configured one, else the `kube-system` namespace's uid.

@@ -124,8 +124,8 @@ impl WatchReq {
     }
 }
 
-/// Streams a watch's events as JSON lines into `tx` until the timeout, the client going
-/// away, or the cluster stopping.
+/// Streams a watch's events as JSON lines into `out` (after the cluster's watch lag)
+/// until the timeout, the client going away, or the cluster stopping.
 pub async fn run(server: Arc<Server>, w: WatchReq, out: mpsc::Sender<bytes::Bytes>) {
     // With a lag, events pass through a queue that holds each until its time has come.
     let lag = server.opts.watch_lag;
@@ -150,7 +150,7 @@ pub async fn run(server: Arc<Server>, w: WatchReq, out: mpsc::Sender<bytes::Byte
                             return;
                         }
                     },
-                    _ = async { tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)).await }, if due.is_some() => {
+                    _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
                         let (_, line) = held.pop_front().expect("due");
                         if out.send(line).await.is_err() { return; }
                     }

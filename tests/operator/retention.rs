@@ -11,6 +11,7 @@ use super::Env;
 use crate::support::s3;
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use kube::api::Api;
+use lifeline::api::policy::MaintenanceState;
 use lifeline::api::restore_point::RunPhase;
 use lifeline::api::{BackupPolicy, RestorePlan, RestorePoint};
 use std::collections::BTreeSet;
@@ -57,31 +58,11 @@ spec:
 #[test]
 fn a_month_of_daily_runs_keeps_exactly_what_each_location_rules_say() {
     let (env, prefix, clock, start) = super::one_replica_on_a_clock("month", POLICY);
-    let api: Api<RestorePoint> = Api::namespaced(env.client.clone(), "records");
-    let first_midnight = start
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date()
-        .tomorrow()
-        .unwrap()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .unwrap()
-        .timestamp();
+    let first_midnight = midnight_after(start);
     let mut runs: Vec<(String, Timestamp)> = Vec::new();
     for day in 0..DAYS {
         let slot = first_midnight.checked_add(SignedDuration::from_hours(24 * day)).unwrap();
-        clock.set(slot.checked_add(1.minute()).unwrap());
-        let name = env.eventually(60, &format!("the run of day {day}"), || async {
-            let list = api.list(&Default::default()).await.ok()?;
-            list.items.into_iter().find(|p| p.spec.scheduled_time.0 == slot).map(|p| kube::ResourceExt::name_any(&p))
-        });
-        let st = env.finished_point("records", &name, 120).status.unwrap();
-        assert_eq!(st.phase, RunPhase::Completed, "day {day}: {:?}", st.message);
-        // Replicated before the clock moves on (the replica copies after every run).
-        env.eventually(60, &format!("day {day} replicated"), || async {
-            let p = api.get_opt(&name).await.ok()??;
-            p.status?.locations.iter().any(|l| l.name == "us" && l.present).then_some(())
-        });
-        runs.push((name, slot));
+        runs.push((take_run(&env, &clock, day, slot, 60), slot));
     }
     // What the rules keep, worked out by hand: eu keeps the last 3 and the newest of
     // each of the last 2 ISO weeks; us keeps the newest of each of the last 7 days.
@@ -126,20 +107,7 @@ fn a_month_of_daily_runs_keeps_exactly_what_each_location_rules_say() {
         // Generous: a location's prune waits while a verification runs there (when the
         // month ends on a Sunday, the last round starts with the last run), and under the
         // whole suite's load both queue behind other Jobs.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
-        let prune = loop {
-            let st = env.block_on(policies.get("records")).unwrap().status.unwrap_or_default();
-            let pr = st.locations.iter().find(|x| x.name == l).and_then(|x| x.prune.clone());
-            if let Some(pr) = pr.filter(|pr| pr.last_time.is_some() && pr.job.is_none()) {
-                break pr;
-            }
-            if std::time::Instant::now() >= deadline {
-                // What the operator was doing, for whoever reads the failure.
-                let jobs = env.kubectl(&["get", "jobs", "-A", "-o", "wide"], None);
-                panic!("no finished prune at {l} after 240 s; locations {:?}; jobs:\n{jobs}", st.locations);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        };
+        let prune = finished_prune(&env, l, 240, |pr| pr.last_time.is_some() && pr.job.is_none());
         let msg = prune.message.unwrap_or_default();
         assert!(msg.contains("packs unused and marked"), "prune at {l}: {msg}");
     }
@@ -304,54 +272,20 @@ spec:
 fn with_a_lagging_watch_every_prune_retention_starts_is_followed_to_its_end() {
     let lagging = super::SimOptions { watch_lag: std::time::Duration::from_millis(1500), ..Default::default() };
     let (env, _prefix, clock, start) = super::one_replica_on_a_clock_with("lag", KEEP_ONE, lagging);
-    let api: Api<RestorePoint> = Api::namespaced(env.client.clone(), "records");
-    let policies: Api<BackupPolicy> = Api::namespaced(env.client.clone(), "records");
-    let first_midnight = start
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date()
-        .tomorrow()
-        .unwrap()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .unwrap()
-        .timestamp();
+    let first_midnight = midnight_after(start);
     for day in 0..3 {
         let slot = first_midnight.checked_add(SignedDuration::from_hours(24 * day)).unwrap();
-        clock.set(slot.checked_add(1.minute()).unwrap());
-        let name = env.eventually(90, &format!("the run of day {day}"), || async {
-            let list = api.list(&Default::default()).await.ok()?;
-            list.items.into_iter().find(|p| p.spec.scheduled_time.0 == slot).map(|p| kube::ResourceExt::name_any(&p))
-        });
-        let st = env.finished_point("records", &name, 180).status.unwrap();
-        assert_eq!(st.phase, RunPhase::Completed, "day {day}: {:?}", st.message);
-        env.eventually(90, &format!("day {day} replicated"), || async {
-            let p = api.get_opt(&name).await.ok()??;
-            p.status?.locations.iter().any(|l| l.name == "us" && l.present).then_some(())
-        });
+        take_run(&env, &clock, day, slot, 90);
         if day == 0 {
             continue;
         }
         // Retention forgot yesterday's point at both locations: a prune runs at each, and
         // the policy says what it did, with no prune due or running afterwards.
         for l in ["eu", "us"] {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-            loop {
-                let st = env.block_on(policies.get("records")).unwrap().status.unwrap_or_default();
-                let pr = st.locations.iter().find(|x| x.name == l).and_then(|x| x.prune.clone()).unwrap_or_default();
-                let this_day = pr.last_time.as_ref().is_some_and(|t| t.0 >= slot);
-                if this_day && pr.job.is_none() && !pr.due {
-                    let msg = pr.message.unwrap_or_default();
-                    assert!(pr.succeeded == Some(true) && msg.contains("packs unused and marked"), "{l}: {msg}");
-                    break;
-                }
-                if std::time::Instant::now() >= deadline {
-                    let jobs = env.kubectl(&["get", "jobs", "-A", "-o", "wide"], None);
-                    panic!(
-                        "day {day}: no prune at {l} recorded as finished; locations {:?}; jobs:\n{jobs}",
-                        st.locations
-                    );
-                }
-                std::thread::sleep(std::time::Duration::from_millis(500));
-            }
+            let this_day = |pr: &MaintenanceState| pr.last_time.as_ref().is_some_and(|t| t.0 >= slot);
+            let pr = finished_prune(&env, l, 180, |pr| this_day(pr) && pr.job.is_none() && !pr.due);
+            let msg = pr.message.unwrap_or_default();
+            assert!(pr.succeeded == Some(true) && msg.contains("packs unused and marked"), "day {day}, {l}: {msg}");
         }
         // Every finished maintenance Job was read and removed: none is left behind.
         let jobs = env.kubectl(&["get", "jobs", "-n", "records", "-o", "name"], None);
@@ -359,4 +293,48 @@ fn with_a_lagging_watch_every_prune_retention_starts_is_followed_to_its_end() {
     }
     let events = env.event_messages("records", "Pruned");
     assert!(events.matches("prune at eu").count() >= 2 && events.matches("prune at us").count() >= 2, "{events}");
+}
+
+/// The first midnight (UTC) after `t`.
+fn midnight_after(t: Timestamp) -> Timestamp {
+    let utc = jiff::tz::TimeZone::UTC;
+    t.to_zoned(utc.clone()).date().tomorrow().unwrap().to_zoned(utc).unwrap().timestamp()
+}
+
+/// Moves the operator's clock just past `slot` and waits (up to `secs`, twice that for
+/// the run itself) for the slot's run to complete and reach the replica; returns its name.
+fn take_run(env: &Env, clock: &super::ManualClock, day: i64, slot: Timestamp, secs: u64) -> String {
+    let api: Api<RestorePoint> = Api::namespaced(env.client.clone(), "records");
+    clock.set(slot.checked_add(1.minute()).unwrap());
+    let name = env.eventually(secs, &format!("the run of day {day}"), || async {
+        let list = api.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|p| p.spec.scheduled_time.0 == slot).map(|p| kube::ResourceExt::name_any(&p))
+    });
+    let st = env.finished_point("records", &name, 2 * secs).status.unwrap();
+    assert_eq!(st.phase, RunPhase::Completed, "day {day}: {:?}", st.message);
+    // Replicated before the clock moves on (the replica copies after every run).
+    env.eventually(secs, &format!("day {day} replicated"), || async {
+        let p = api.get_opt(&name).await.ok()??;
+        p.status?.locations.iter().any(|l| l.name == "us" && l.present).then_some(())
+    });
+    name
+}
+
+/// The prune state at location `l` once `done` holds (within `secs`); on a timeout the
+/// failure shows every location's state and every Job, for whoever reads it.
+fn finished_prune(env: &Env, l: &str, secs: u64, done: impl Fn(&MaintenanceState) -> bool) -> MaintenanceState {
+    let policies: Api<BackupPolicy> = Api::namespaced(env.client.clone(), "records");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let st = env.block_on(policies.get("records")).unwrap().status.unwrap_or_default();
+        let pr = st.locations.iter().find(|x| x.name == l).and_then(|x| x.prune.clone()).unwrap_or_default();
+        if done(&pr) {
+            return pr;
+        }
+        if std::time::Instant::now() >= deadline {
+            let jobs = env.kubectl(&["get", "jobs", "-A", "-o", "wide"], None);
+            panic!("no finished prune at {l} after {secs} s; locations {:?}; jobs:\n{jobs}", st.locations);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }

@@ -85,18 +85,6 @@ pub fn mark_due(st: &mut BackupPolicyStatus, location: &str, task: Task) {
     }
 }
 
-/// Whether a task is due at a location.
-pub fn is_due(st: &BackupPolicyStatus, location: &str, task: Task) -> bool {
-    st.locations.iter().find(|l| l.name == location).is_some_and(|e| {
-        match task {
-            Task::Prune => &e.prune,
-            Task::Verify => &e.verification,
-        }
-        .as_ref()
-        .is_some_and(|s| s.due)
-    })
-}
-
 /// Follows running maintenance Jobs and starts the due ones; returns when to look again.
 ///
 /// A due verification waits while a run of the policy is writing (`writing`), and the two

@@ -36,16 +36,9 @@ const REVISIT: Duration = Duration::from_secs(300);
 
 pub async fn reconcile(policy: Arc<BackupPolicy>, ctx: Arc<Context>) -> Result<Action> {
     ctx.metrics.reconciles.get_or_create(&Metrics::controller(NAME)).inc();
-    if policy.meta().deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
-    // The status this reconcile builds on must hold what the previous one wrote: a
-    // change of a restore point that reconcile made starts this one at once, often
-    // before the watch has brought the status back, and a status derived from the older
-    // one would undo it (forget a started or due prune, start a verification round twice).
-    let uid = policy.meta().uid.clone();
+    // Built on the status the previous reconcile wrote (its restore point changes start
+    // this one at once), never an older one: that would forget a started or due prune.
     let Some(policy) = ctx.newest(policy).await? else {
-        ctx.unseen(uid.as_deref());
         return Ok(Action::await_change());
     };
     if policy.meta().deletion_timestamp.is_some() {
@@ -215,6 +208,7 @@ async fn create_point(
     }
 }
 
+/// Writes the status when it changed.
 async fn write(
     ctx: &Context,
     policy: &BackupPolicy,
@@ -228,7 +222,7 @@ async fn write(
     let written = apply::apply_status(&api, NAME, &policy.name_any(), st)
         .await
         .map_err(Error::kube(format!("update the status of BackupPolicy {}", policy.name_any())))?;
-    ctx.saw(Some(&written));
+    ctx.wrote(&written);
     ctx.metrics.status_writes.get_or_create(&Metrics::controller(NAME)).inc();
     Ok(())
 }

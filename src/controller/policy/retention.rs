@@ -67,26 +67,29 @@ pub async fn run(
     for (pl, loc) in &r.replicas {
         locations.push((loc, pl.retention.as_ref().unwrap_or(&policy.spec.retention)));
     }
-    let mut gone_from: BTreeMap<String, usize> = BTreeMap::new();
+    // Per location: what to forget, and how many points stay.
+    let mut forget: Vec<(&BackupLocation, String, Vec<String>, usize)> = Vec::new();
     for (loc, rules) in locations {
         let name = loc.name_any();
         let here: Vec<(String, jiff::Timestamp)> =
             done.iter().filter(|p| present(p, &name)).map(|p| (p.name_any(), status::data_time(p))).collect();
         let drop = to_forget(&here, now, &tz, rules);
-        if drop.is_empty() {
-            continue;
+        if !drop.is_empty() {
+            let kept = here.len() - drop.len();
+            forget.push((loc, name, drop, kept));
         }
-        // Intent first: the prune is recorded as due before anything is forgotten, so a
-        // crash or a failed status write between the two never leaves forgotten data that
-        // no prune is due to free (the points are gone from the next reconcile's view).
-        if !super::maintenance::is_due(st, &name, super::maintenance::Task::Prune) {
-            super::maintenance::mark_due(st, &name, super::maintenance::Task::Prune);
-            let api: Api<BackupPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-            let written = apply::apply_status(&api, super::NAME, &policy.name_any(), &*st)
-                .await
-                .map_err(Error::kube(format!("record the prune due at {name}")))?;
-            ctx.saw(Some(&written));
-        }
+    }
+    // Intent first: a prune is recorded as due at each location before anything is
+    // forgotten there, so a crash or a failed status write in between never leaves
+    // forgotten data that no prune is due to free (the points are gone from the next
+    // reconcile's view).
+    let before = st.clone();
+    for (_, name, _, _) in &forget {
+        super::maintenance::mark_due(st, name, super::maintenance::Task::Prune);
+    }
+    super::write(ctx, policy, &before, st).await?;
+    let mut gone_from: BTreeMap<String, usize> = BTreeMap::new();
+    for (loc, name, drop, kept) in forget {
         access::forget_points(ctx, loc, &policy.spec.encryption.key_secret, "spec.encryption.keySecret", &drop).await?;
         let api: Api<RestorePoint> = Api::namespaced(ctx.client.clone(), &ns);
         for p in &drop {
@@ -95,12 +98,8 @@ pub async fn run(
                 .map_err(Error::kube(format!("record retention of {p}")))?;
             *gone_from.entry(p.clone()).or_default() += 1;
         }
-        let note = format!(
-            "retention at {name}: forgot {} restore point(s) ({}), kept {}",
-            drop.len(),
-            drop.join(", "),
-            here.len() - drop.len()
-        );
+        let note =
+            format!("retention at {name}: forgot {} restore point(s) ({}), kept {}", drop.len(), drop.join(", "), kept);
         ctx.events.normal(&policy.object_ref(&()), events::RETENTION, "Retention", note).await;
     }
     // A point kept nowhere any more is a record of nothing: its object goes too.

@@ -66,15 +66,9 @@ impl Run<'_> {
 
 pub async fn reconcile(point: Arc<RestorePoint>, ctx: Arc<Context>) -> Result<Action> {
     ctx.metrics.reconciles.get_or_create(&Metrics::controller(NAME)).inc();
-    if point.meta().deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
-    // The newest object: a reconcile started by a change this controller made (a Job, a
-    // claim) can run before the cache has its last status write, and would otherwise
-    // repeat a finished step and write an older status over the newer one.
-    let uid = point.meta().uid.clone();
+    // Built on the status the previous reconcile wrote (the Job or claim it made starts
+    // this one at once), never an older one: that would repeat a finished step.
     let Some(point) = ctx.newest(point).await? else {
-        ctx.unseen(uid.as_deref());
         return Ok(Action::await_change());
     };
     if point.meta().deletion_timestamp.is_some() {
@@ -139,7 +133,7 @@ async fn write(run: &Run<'_>, old: &RestorePointStatus, st: &RestorePointStatus)
     let written = apply::apply_status(&api, NAME, &run.name, st)
         .await
         .map_err(Error::kube(format!("update the status of RestorePoint {}", run.name)))?;
-    run.ctx.saw(Some(&written));
+    run.ctx.wrote(&written);
     run.ctx.metrics.status_writes.get_or_create(&Metrics::controller(NAME)).inc();
     Ok(())
 }
