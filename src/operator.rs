@@ -271,13 +271,16 @@ where
     // A fencing marker found at a location (its status's `fences` changed) wakes the
     // policies that use the location at once: a returning site stands down before its
     // next run, not at its next periodic look.
+    // The same watch feeds the heartbeat writer's view of the scope's locations.
+    let (location_store, location_writer) = kube::runtime::reflector::store();
     let fence_changes = watcher::watcher(scoped::<BackupLocation>(&c, &scope), wc.clone())
         .default_backoff()
+        .reflect(location_writer)
         .applied_objects()
         .predicate_filter(fences_hash, Default::default());
     let policies_of = policy_store.clone();
     let policy_store_metrics = policy_store.clone();
-    let beats = controller::heartbeat::run(ctx.clone(), policy_store.clone(), shutdown.clone());
+    let beats = controller::heartbeat::run(ctx.clone(), location_store, policy_store.clone(), shutdown.clone());
     let policies = Controller::for_stream(policy_changes, policy_store)
         .watches_stream(fence_changes, move |loc: BackupLocation| {
             let (ns, name) = (loc.namespace().unwrap_or_default(), loc.name_any());

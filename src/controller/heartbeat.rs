@@ -6,6 +6,10 @@
 //! those at the location itself, read before each beat), is not named: a site that
 //! stood down, or has just come back to find it was taken over, stays silent. Locations are written concurrently, each bounded by
 //! the interval, so one slow location never delays the beats of another.
+//!
+//! Locations and policies come from the watch caches of the controllers' scope (all
+//! namespaces, or one watched namespace): a beat costs no API request, and each scope
+//! beats only for its own locations.
 
 use super::Context;
 use crate::api::location::AccessMode;
@@ -13,28 +17,35 @@ use crate::api::{BackupLocation, BackupPolicy};
 use crate::controller::location::access;
 use crate::repo::heartbeat::{self, Beat};
 use kube::ResourceExt;
-use kube::api::Api;
 use kube::runtime::reflector::Store;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
-/// Runs until `shutdown`.
-pub async fn run<S>(ctx: Arc<Context>, policies: Store<BackupPolicy>, shutdown: S)
+/// Runs until `shutdown`, once both caches hold their first listing.
+pub async fn run<S>(ctx: Arc<Context>, locations: Store<BackupLocation>, policies: Store<BackupPolicy>, shutdown: S)
 where
     S: std::future::Future<Output = ()>,
 {
     let epochs: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let interval = ctx.config.heartbeat_interval;
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = &mut shutdown => return,
+        r = futures::future::try_join(locations.wait_until_ready(), policies.wait_until_ready()) => {
+            if r.is_err() {
+                return;
+            }
+        }
+    }
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = beat(&ctx, &policies, &epochs).await {
+        if let Err(e) = beat(&ctx, &locations, &policies, &epochs).await {
             tracing::warn!(error = %e, "could not write heartbeats");
         }
     }
@@ -60,13 +71,13 @@ pub fn active(
 
 async fn beat(
     ctx: &Arc<Context>,
-    store: &Store<BackupPolicy>,
+    locations: &Store<BackupLocation>,
+    policies: &Store<BackupPolicy>,
     epochs: &Arc<Mutex<HashMap<String, u64>>>,
 ) -> super::Result<()> {
     let own = ctx.cluster_id().await?;
-    let api: Api<BackupLocation> = Api::all(ctx.client.clone());
-    let locations = api.list(&Default::default()).await.map_err(super::Error::kube("list BackupLocations"))?.items;
-    let policies = store.state();
+    let locations = locations.state();
+    let policies = policies.state();
     // Policies fenced by another cluster, by namespace, from every location's markers.
     let mut fenced: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
     for l in &locations {

@@ -246,21 +246,53 @@ fn gc_delete(obj: &Value) -> Delete {
     Delete { policy: Some(policy.into()), ..Default::default() }
 }
 
+/// The objects (resource, current copy) whose owner references name `uid`.
+fn dependents_of(store: &Store, uid: &str) -> Vec<(String, Value)> {
+    store
+        .all()
+        .filter(|(_, o)| {
+            o["metadata"]["ownerReferences"].as_array().is_some_and(|rs| rs.iter().any(|r| r["uid"] == uid))
+        })
+        .map(|(r, o)| (r.clone(), o.clone()))
+        .collect()
+}
+
+/// One pass of the garbage collector. It runs under the store's lock after every change,
+/// so it reads the objects in place and copies only those it acts on (a copy of every
+/// object per pass held every API request for milliseconds with a few thousand objects).
 fn garbage_collect(store: &mut Store) {
-    let uids: HashSet<String> =
-        store.all().filter_map(|(_, o)| o["metadata"]["uid"].as_str().map(String::from)).collect();
-    let all: Vec<(String, Value)> = store.all().map(|(r, o)| (r.clone(), o.clone())).collect();
-    for (res, obj) in &all {
-        let Some(refs) = obj["metadata"]["ownerReferences"].as_array() else { continue };
-        if refs.is_empty() || obj["metadata"].get("deletionTimestamp").is_some() {
-            continue;
-        }
-        if refs.iter().all(|r| !uids.contains(r["uid"].as_str().unwrap_or_default())) {
-            let Some(rt) = store.types.iter().find(|t| t.key() == *res).cloned() else { continue };
-            let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
-            let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            let _ = delete_in(store, &rt, &ns, &name, &gc_delete(obj), false);
-        }
+    let uids: HashSet<&str> = store.all().filter_map(|(_, o)| o["metadata"]["uid"].as_str()).collect();
+    let key = |res: &String, o: &Value| {
+        let m = &o["metadata"];
+        (
+            res.clone(),
+            m["namespace"].as_str().unwrap_or_default().to_string(),
+            m["name"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    // Dependents all of whose owners are gone.
+    let orphans: Vec<(String, String, String, Delete)> = store
+        .all()
+        .filter(|(_, o)| {
+            let refs = o["metadata"]["ownerReferences"].as_array();
+            refs.is_some_and(|rs| {
+                !rs.is_empty() && rs.iter().all(|r| !uids.contains(r["uid"].as_str().unwrap_or_default()))
+            }) && o["metadata"].get("deletionTimestamp").is_none()
+        })
+        .map(|(res, o)| {
+            let (res, ns, name) = key(res, o);
+            (res, ns, name, gc_delete(o))
+        })
+        .collect();
+    // Owners being deleted (as they were before this pass deleted anything).
+    let all: Vec<(String, Value)> = store
+        .all()
+        .filter(|(_, o)| o["metadata"].get("deletionTimestamp").is_some())
+        .map(|(r, o)| (r.clone(), o.clone()))
+        .collect();
+    for (res, ns, name, opts) in &orphans {
+        let Some(rt) = store.types.iter().find(|t| t.key() == *res).cloned() else { continue };
+        let _ = delete_in(store, &rt, ns, name, opts, false);
     }
     // Owners being deleted in the foreground or orphaning their dependents.
     for (res, owner) in &all {
@@ -274,17 +306,7 @@ fn garbage_collect(store: &mut Store) {
             continue;
         }
         let uid = owner["metadata"]["uid"].as_str().unwrap_or_default();
-        let dependents: Vec<(String, Value)> = all
-            .iter()
-            .filter(|(_, o)| {
-                o["metadata"]["ownerReferences"].as_array().is_some_and(|rs| rs.iter().any(|r| r["uid"] == uid))
-            })
-            .filter_map(|(r, o)| {
-                let ns = o["metadata"]["namespace"].as_str().unwrap_or_default();
-                let name = o["metadata"]["name"].as_str().unwrap_or_default();
-                store.get(r, ns, name).map(|cur| (r.clone(), cur.clone()))
-            })
-            .collect();
+        let dependents = dependents_of(store, uid);
         let Some(rt) = store.types.iter().find(|t| t.key() == *res).cloned() else { continue };
         let drop_finalizer = |store: &mut Store, f: &str| {
             let ns = owner["metadata"]["namespace"].as_str().unwrap_or_default();
@@ -317,7 +339,7 @@ fn garbage_collect(store: &mut Store) {
                     // dependents of its own is deleted in the foreground too; one
                     // without, by its own finalizers' policy (Background by default).
                     let duid = d["metadata"]["uid"].as_str().unwrap_or_default();
-                    let has_dependents = all.iter().any(|(_, o)| {
+                    let has_dependents = store.all().any(|(_, o)| {
                         o["metadata"]["ownerReferences"]
                             .as_array()
                             .is_some_and(|rs| rs.iter().any(|r| r["uid"] == duid))
