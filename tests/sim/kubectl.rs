@@ -281,6 +281,9 @@ fn everyday_commands_do_what_they_do_on_a_real_cluster() {
     }
     let _ = forward.kill();
     let _ = forward.wait();
+    // The shared cluster outlives this test (it is never dropped): the server's process
+    // goes with its Pod, not with the test binary.
+    k_ns(&["delete", "pod", "web", "--wait=false"]);
     assert!(answer.is_some_and(|a| a.contains("Directory listing")), "no answer through the forwarded port");
 
     // run -i --rm: attach to the container's stdin and output, then the Pod goes.
