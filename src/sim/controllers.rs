@@ -116,11 +116,21 @@ fn namespaces(store: &mut Store) {
     let ns_rt = super::client::rt(store, "", "namespaces");
     let sa_rt = super::client::rt(store, "", "serviceaccounts");
     let cm_rt = super::client::rt(store, "", "configmaps");
-    let all: Vec<Value> = store.list(&ns_rt.key(), None).cloned().collect();
-    for ns in all {
-        let name = ns["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        if ns["metadata"].get("deletionTimestamp").is_some() {
-            terminate(store, &ns_rt, &ns, &name);
+    // Names only: this runs after every change, and only a terminating namespace is needed whole.
+    let all: Vec<(String, bool)> = store
+        .list(&ns_rt.key(), None)
+        .map(|ns| {
+            (
+                ns["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                ns["metadata"].get("deletionTimestamp").is_some(),
+            )
+        })
+        .collect();
+    for (name, terminating) in all {
+        if terminating {
+            if let Some(ns) = store.get(&ns_rt.key(), "", &name).cloned() {
+                terminate(store, &ns_rt, &ns, &name);
+            }
             continue;
         }
         if store.get(&sa_rt.key(), &name, "default").is_none() {
@@ -261,35 +271,36 @@ fn dependents_of(store: &Store, uid: &str) -> Vec<(String, Value)> {
 /// so it reads the objects in place and copies only those it acts on (a copy of every
 /// object per pass held every API request for milliseconds with a few thousand objects).
 fn garbage_collect(store: &mut Store) {
-    let uids: HashSet<&str> = store.all().filter_map(|(_, o)| o["metadata"]["uid"].as_str()).collect();
-    let key = |res: &String, o: &Value| {
-        let m = &o["metadata"];
-        (
-            res.clone(),
-            m["namespace"].as_str().unwrap_or_default().to_string(),
-            m["name"].as_str().unwrap_or_default().to_string(),
-        )
-    };
+    // One scan: every uid, the objects with owners (not being deleted), and the objects
+    // being deleted (as they were before this pass deleted anything).
+    let mut uids: HashSet<&str> = HashSet::new();
+    let mut owned: Vec<(&String, &Value)> = Vec::new();
+    let mut deleting: Vec<(&String, &Value)> = Vec::new();
+    for (res, o) in store.all() {
+        let Some(m) = o.get("metadata") else { continue };
+        if let Some(uid) = m.get("uid").and_then(Value::as_str) {
+            uids.insert(uid);
+        }
+        if m.get("deletionTimestamp").is_some() {
+            deleting.push((res, o));
+        } else if m.get("ownerReferences").and_then(Value::as_array).is_some_and(|rs| !rs.is_empty()) {
+            owned.push((res, o));
+        }
+    }
     // Dependents all of whose owners are gone.
-    let orphans: Vec<(String, String, String, Delete)> = store
-        .all()
+    let orphans: Vec<(String, String, String, Delete)> = owned
+        .into_iter()
         .filter(|(_, o)| {
-            let refs = o["metadata"]["ownerReferences"].as_array();
-            refs.is_some_and(|rs| {
-                !rs.is_empty() && rs.iter().all(|r| !uids.contains(r["uid"].as_str().unwrap_or_default()))
-            }) && o["metadata"].get("deletionTimestamp").is_none()
+            let mut refs = o["metadata"]["ownerReferences"].as_array().into_iter().flatten();
+            refs.all(|r| !uids.contains(r["uid"].as_str().unwrap_or_default()))
         })
         .map(|(res, o)| {
-            let (res, ns, name) = key(res, o);
-            (res, ns, name, gc_delete(o))
+            let m = &o["metadata"];
+            let ns = m["namespace"].as_str().unwrap_or_default().to_string();
+            (res.clone(), ns, m["name"].as_str().unwrap_or_default().to_string(), gc_delete(o))
         })
         .collect();
-    // Owners being deleted (as they were before this pass deleted anything).
-    let all: Vec<(String, Value)> = store
-        .all()
-        .filter(|(_, o)| o["metadata"].get("deletionTimestamp").is_some())
-        .map(|(r, o)| (r.clone(), o.clone()))
-        .collect();
+    let all: Vec<(String, Value)> = deleting.into_iter().map(|(r, o)| (r.clone(), o.clone())).collect();
     for (res, ns, name, opts) in &orphans {
         let Some(rt) = store.types.iter().find(|t| t.key() == *res).cloned() else { continue };
         let _ = delete_in(store, &rt, ns, name, opts, false);
