@@ -207,10 +207,17 @@ fn a_warm_standby_refreshes_in_place_and_promotes_far_faster_than_a_cold_restore
     let warm_rto = Duration::from(rto.execution.unwrap());
     let timeline = |plan: &str| standby.plan_timeline("records", plan);
     println!("RTO: cold restore {cold_rto:?}, warm standby promotion {warm_rto:?}\nwarm:\n{}", timeline("warm"));
+    // The promotion moves no data: it starts from the point the standby holds, and no
+    // volume is restored after it began. Its time is then the fixed steps (fencing,
+    // scaling, readiness), which stretch on a loaded machine while the cold restore's
+    // data path does not shrink: the bound leaves room for that.
+    let warm_timeline = timeline("warm");
+    let promotion = warm_timeline.split_once("Promoting:").map(|(_, after)| after).unwrap_or_default();
+    assert!(promotion.contains("(held already)"), "the promotion did not start from the held point:\n{warm_timeline}");
+    assert!(!promotion.contains("VolumeRestored"), "a volume was restored during the promotion:\n{warm_timeline}");
     assert!(
-        warm_rto.as_secs_f64() < 0.25 * cold_rto.as_secs_f64(),
-        "warm {warm_rto:?} is not below a quarter of cold {cold_rto:?}\nwarm:\n{}\ncold:\n{}",
-        timeline("warm"),
+        warm_rto.as_secs_f64() < 0.4 * cold_rto.as_secs_f64(),
+        "warm {warm_rto:?} is not far below cold {cold_rto:?}\nwarm:\n{warm_timeline}\ncold:\n{}",
         timeline("cold")
     );
     assert_eq!(st.restored_point.as_ref().unwrap().name, second);
