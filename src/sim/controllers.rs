@@ -256,15 +256,14 @@ fn gc_delete(obj: &Value) -> Delete {
     Delete { policy: Some(policy.into()), ..Default::default() }
 }
 
+/// Whether `o`'s owner references name `uid`.
+fn owned_by(o: &Value, uid: &str) -> bool {
+    o["metadata"]["ownerReferences"].as_array().is_some_and(|rs| rs.iter().any(|r| r["uid"] == uid))
+}
+
 /// The objects (resource, current copy) whose owner references name `uid`.
 fn dependents_of(store: &Store, uid: &str) -> Vec<(String, Value)> {
-    store
-        .all()
-        .filter(|(_, o)| {
-            o["metadata"]["ownerReferences"].as_array().is_some_and(|rs| rs.iter().any(|r| r["uid"] == uid))
-        })
-        .map(|(r, o)| (r.clone(), o.clone()))
-        .collect()
+    store.all().filter(|(_, o)| owned_by(o, uid)).map(|(r, o)| (r.clone(), o.clone())).collect()
 }
 
 /// One pass of the garbage collector. It runs under the store's lock after every change,
@@ -300,22 +299,19 @@ fn garbage_collect(store: &mut Store) {
             (res.clone(), ns, m["name"].as_str().unwrap_or_default().to_string(), gc_delete(o))
         })
         .collect();
-    let all: Vec<(String, Value)> = deleting.into_iter().map(|(r, o)| (r.clone(), o.clone())).collect();
+    let deleting: Vec<(String, Value)> = deleting.into_iter().map(|(r, o)| (r.clone(), o.clone())).collect();
     for (res, ns, name, opts) in &orphans {
         let Some(rt) = store.types.iter().find(|t| t.key() == *res).cloned() else { continue };
         let _ = delete_in(store, &rt, ns, name, opts, false);
     }
     // Owners being deleted in the foreground or orphaning their dependents.
-    for (res, owner) in &all {
+    for (res, owner) in &deleting {
         let fins: Vec<String> = owner["metadata"]["finalizers"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|f| f.as_str().map(String::from))
             .collect();
-        if owner["metadata"].get("deletionTimestamp").is_none() {
-            continue;
-        }
         let uid = owner["metadata"]["uid"].as_str().unwrap_or_default();
         let dependents = dependents_of(store, uid);
         let Some(rt) = store.types.iter().find(|t| t.key() == *res).cloned() else { continue };
@@ -350,11 +346,7 @@ fn garbage_collect(store: &mut Store) {
                     // dependents of its own is deleted in the foreground too; one
                     // without, by its own finalizers' policy (Background by default).
                     let duid = d["metadata"]["uid"].as_str().unwrap_or_default();
-                    let has_dependents = store.all().any(|(_, o)| {
-                        o["metadata"]["ownerReferences"]
-                            .as_array()
-                            .is_some_and(|rs| rs.iter().any(|r| r["uid"] == duid))
-                    });
+                    let has_dependents = store.all().any(|(_, o)| owned_by(o, duid));
                     let fins = d["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
                     let policy = if has_dependents || fins.contains(&json!("foregroundDeletion")) {
                         "Foreground"
