@@ -43,6 +43,9 @@ const READ_BLOCKS: usize = 6;
 /// Files of one directory whose last chunks may still be being stored while the next
 /// files are read (the workers stay busy across small files).
 const MAX_PARKED: usize = 8;
+/// A segment's new chunks are stored as data blobs of at most this many bytes (a segment
+/// holds about 1 MiB, and up to 128 chunks of up to 128 KiB each).
+const DATA_BLOB_MAX: usize = 2 << 20;
 /// Chunks go to the workers in batches of about this many bytes: one message and one
 /// wake-up per batch instead of per chunk.
 const HASH_BATCH: usize = 256 << 10;
@@ -1433,9 +1436,24 @@ impl FileContent {
         } else {
             chunks.iter_mut().for_each(|c| c.data = None);
         }
-        if !new_chunks.is_empty() {
-            tx.send((Job::Store { chunks: new_chunks }, self.reply.clone()))
-                .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
+        // A long segment's new chunks become several data blobs: each is compressed in
+        // one call from one buffer (see `pack::compress_parts`), and the workers share
+        // the segment's work instead of one of them taking all of it.
+        let store = |chunks| {
+            tx.send((Job::Store { chunks }, self.reply.clone()))
+                .map_err(|_| RepoError::Invalid("backup workers stopped".into()))
+        };
+        let (mut blob, mut bytes) = (Vec::new(), 0);
+        for (id, data) in new_chunks {
+            if !blob.is_empty() && bytes + data.len() > DATA_BLOB_MAX {
+                store(std::mem::take(&mut blob))?;
+                bytes = 0;
+            }
+            bytes += data.len();
+            blob.push((id, data));
+        }
+        if !blob.is_empty() {
+            store(blob)?;
         }
         self.pending.push_back(PendingSegment { chunks, missing, exists });
         self.finish_ready(e)
@@ -1490,6 +1508,60 @@ mod tests {
     use super::*;
     use crate::repo::Secret;
     use crate::store::{LocationOptions, open};
+
+    /// A segment of more than `DATA_BLOB_MAX` bytes of new chunks is stored as several
+    /// data blobs (each compressed in one call, from one buffer of bounded size), and its
+    /// content reads back byte for byte from them.
+    #[test]
+    fn a_long_segment_is_stored_as_several_bounded_data_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let data: Vec<u8> = (0..24 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(src.join("f"), &data).unwrap();
+        let url = format!("file://{}", dir.path().join("repo").display());
+        let backend = open(&url, &LocationOptions { create: true, ..Default::default() }).unwrap();
+        let secret = Secret::RawKey(zeroize::Zeroizing::new(vec![7; 32]));
+        // A fixed master key: the chunk ids, and so the segment boundaries, are the same
+        // on every run.
+        let master = crate::repo::crypto::MasterKey::from_bytes([9; 32]);
+        let repo = Arc::new(Repository::init_with_master(backend, &secret, master).unwrap());
+        let (_, snap) = run(repo.clone(), &src, &BackupOptions::default(), Arc::default()).unwrap();
+        let tree = repo.read_tree(&snap.root.subtree.unwrap()).unwrap();
+        let file = tree.nodes.iter().find(|n| n.name == "f").unwrap();
+        let ids: Vec<Id> = file.content.iter().map(|s| s.id).collect();
+        let segments = repo.read_segments(&ids).unwrap();
+        let mut blobs: HashMap<Id, Vec<u8>> = HashMap::new();
+        let (mut offset, mut split) = (0usize, 0);
+        for seg in &file.content {
+            let chunks = &segments[&seg.id];
+            let seg_bytes: usize = chunks.iter().map(|c| c.len as usize).sum();
+            let distinct: HashSet<Id> = chunks.iter().map(|c| c.blob).collect();
+            if distinct.len() > 1 {
+                assert!(seg_bytes > DATA_BLOB_MAX, "a segment of {seg_bytes} bytes split");
+                split += 1;
+            }
+            for c in chunks {
+                let blob =
+                    blobs.entry(c.blob).or_insert_with(|| repo.read_blob(BlobKind::Chunk, &c.blob, &c.loc).unwrap());
+                // The chunks, and a header of their lengths.
+                assert!(blob.len() <= DATA_BLOB_MAX + 4096, "a data blob of {} bytes", blob.len());
+                let at = c.offset as usize;
+                assert!(blob[at..at + c.len as usize] == data[offset..offset + c.len as usize], "chunk at {offset}");
+                offset += c.len as usize;
+            }
+        }
+        assert_eq!(offset, data.len());
+        assert!(split > 0, "no segment of this file was long enough to be split");
+    }
 
     /// Every read block out, held by chunks whose hashes the workers have answered but
     /// the reader has not handled yet: the reader must handle them to get a block back
