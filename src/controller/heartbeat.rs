@@ -4,8 +4,14 @@
 //! here and use the location (see [`crate::repo::heartbeat`]). A suspended policy, or
 //! one fenced by another cluster (by the markers each location's check found, and by
 //! those at the location itself, read before each beat), is not named: a site that
-//! stood down, or has just come back to find it was taken over, stays silent. Locations are written concurrently, each bounded by
-//! the interval, so one slow location never delays the beats of another.
+//! stood down, or has just come back to find it was taken over, stays silent.
+//!
+//! Locations are written concurrently, so one slow location never delays the beats of
+//! another. A beat that is still being written when the next one is due is not joined
+//! by a second write to the same place: that beat is skipped (one warning when a write
+//! outlasts the interval, not one per tick), so a slow or unreachable location never
+//! gathers writes, and each write's epoch is recorded when it lands, however late, so
+//! the next one continues from it.
 //!
 //! Locations and policies come from the watch caches of the controllers' scope (all
 //! namespaces, or one watched namespace): a beat costs no API request, and each scope
@@ -28,6 +34,7 @@ where
     S: std::future::Future<Output = ()>,
 {
     let epochs: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let mut writing = Writing::default();
     let interval = ctx.config.heartbeat_interval;
     tokio::pin!(shutdown);
     tokio::select! {
@@ -42,12 +49,33 @@ where
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => {
+                // A write under way may still land (as after a crash); none starts.
+                writing.tasks.abort_all();
+                return;
+            }
             _ = tick.tick() => {}
         }
-        if let Err(e) = beat(&ctx, &locations, &policies, &epochs).await {
+        if let Err(e) = beat(&ctx, &locations, &policies, &epochs, &mut writing).await {
             tracing::warn!(error = %e, "could not write heartbeats");
         }
+    }
+}
+
+/// Beats being written: the tasks, and the places (location uid and namespace) they
+/// write to.
+#[derive(Default)]
+struct Writing {
+    tasks: tokio::task::JoinSet<()>,
+    slots: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// Frees a beat's place when its write ends, however it ends.
+struct SlotFree(Arc<std::sync::Mutex<std::collections::HashSet<String>>>, String);
+
+impl Drop for SlotFree {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
     }
 }
 
@@ -74,7 +102,9 @@ async fn beat(
     locations: &Store<BackupLocation>,
     policies: &Store<BackupPolicy>,
     epochs: &Arc<Mutex<HashMap<String, u64>>>,
+    writing: &mut Writing,
 ) -> super::Result<()> {
+    while writing.tasks.try_join_next().is_some() {}
     let own = ctx.cluster_id().await?;
     let locations = locations.state();
     let policies = policies.state();
@@ -88,7 +118,7 @@ async fn beat(
         }
     }
     let checked = ctx.checked.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut writes = Vec::new();
+    let interval = ctx.config.heartbeat_interval;
     for loc in locations {
         if loc.spec.access_mode != AccessMode::ReadWrite || !checked.contains(&loc.uid().unwrap_or_default()) {
             continue;
@@ -98,21 +128,34 @@ async fn beat(
         if names.is_empty() {
             continue;
         }
+        let slot = format!("{}/{ns}", loc.uid().unwrap_or_default());
+        if !writing.slots.lock().unwrap_or_else(|e| e.into_inner()).insert(slot.clone()) {
+            tracing::debug!(location = %loc.name_any(), namespace = %ns, "previous heartbeat still being written; beat skipped");
+            continue;
+        }
         let (ctx, epochs, own) = (ctx.clone(), epochs.clone(), own.clone());
-        writes.push(async move {
+        let done = SlotFree(writing.slots.clone(), slot);
+        writing.tasks.spawn(async move {
+            let _done = done;
             let write = write_one(&ctx, &loc, &ns, names, &own, &epochs);
-            match tokio::time::timeout(ctx.config.heartbeat_interval.max(std::time::Duration::from_secs(1)), write)
-                .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(location = %loc.name_any(), namespace = %ns, error = %e, "heartbeat not written")
+            tokio::pin!(write);
+            let result = match tokio::time::timeout(interval, &mut write).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(
+                        location = %loc.name_any(),
+                        namespace = %ns,
+                        interval_seconds = interval.as_secs_f64(),
+                        "heartbeat write is taking longer than the heartbeat interval; beats to this location wait for it"
+                    );
+                    write.await
                 }
-                Err(_) => tracing::warn!(location = %loc.name_any(), namespace = %ns, "heartbeat write timed out"),
+            };
+            if let Err(e) = result {
+                tracing::warn!(location = %loc.name_any(), namespace = %ns, error = %e, "heartbeat not written");
             }
         });
     }
-    futures::future::join_all(writes).await;
     Ok(())
 }
 

@@ -6,6 +6,7 @@ mod catalog;
 mod crash;
 mod failback;
 mod failover;
+mod heartbeat;
 mod install;
 mod invalid;
 mod leader;
