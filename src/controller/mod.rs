@@ -103,7 +103,52 @@ pub struct Context {
     pub checked: Mutex<std::collections::HashSet<String>>,
     /// The resourceVersion this process last wrote (or read afresh) of each object (by
     /// uid) whose watch-cache copy has not caught up with it yet (see [`Context::newest`]).
-    pub seen: Mutex<HashMap<String, String>>,
+    pub seen: Mutex<Seen>,
+}
+
+/// How long [`Seen`] keeps an entry at most. A live object's entry goes at its next
+/// reconcile (at most five minutes away); one deleted before that is never looked at
+/// again, and long before this the cache has caught up with any write.
+const SEEN_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// Per object uid, the resourceVersion this process last wrote or read afresh, and when.
+/// Entries older than [`SEEN_FOR`] are swept out as new ones come in, so objects deleted
+/// between a write and their next reconcile do not pile up over the process's life.
+#[derive(Default)]
+pub struct Seen {
+    map: HashMap<String, (String, std::time::Instant)>,
+    swept: Option<std::time::Instant>,
+}
+
+impl Seen {
+    fn get(&self, uid: &str) -> Option<&String> {
+        self.map.get(uid).map(|(rv, _)| rv)
+    }
+
+    fn insert(&mut self, uid: String, rv: String) {
+        self.insert_at(uid, rv, std::time::Instant::now());
+    }
+
+    fn insert_at(&mut self, uid: String, rv: String, now: std::time::Instant) {
+        if self.swept.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(60)) {
+            self.map.retain(|_, (_, at)| now.saturating_duration_since(*at) < SEEN_FOR);
+            self.swept = Some(now);
+        }
+        self.map.insert(uid, (rv, now));
+    }
+
+    fn remove(&mut self, uid: &str) {
+        self.map.remove(uid);
+    }
+
+    /// Objects remembered.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
 }
 
 impl Context {
@@ -146,7 +191,7 @@ impl Context {
         match fresh.as_ref().and_then(|f| f.meta().resource_version.clone()) {
             Some(rv) if meta.resource_version.as_ref() != Some(&rv) => seen.insert(uid, rv),
             _ => seen.remove(&uid),
-        };
+        }
         Ok(fresh.map(Arc::new))
     }
 
@@ -174,5 +219,30 @@ impl Context {
     /// Counts an error of a controller by category, and logs it.
     pub fn count_error(&self, controller: &str, e: &Error) {
         self.metrics.reconcile_errors.get_or_create(&Metrics::error(controller, e.category())).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An object deleted between a status write and its next reconcile is never looked at
+    /// again: its entry goes once it is older than `SEEN_FOR`, while newer ones stay.
+    #[test]
+    fn remembered_writes_of_objects_never_reconciled_again_are_swept_out() {
+        let mut seen = Seen::default();
+        let start = std::time::Instant::now();
+        seen.insert_at("deleted".into(), "41".into(), start);
+        seen.insert_at("recent".into(), "7".into(), start + SEEN_FOR - Duration::from_secs(120));
+        assert_eq!(seen.len(), 2);
+        seen.insert_at("new".into(), "9".into(), start + SEEN_FOR + Duration::from_secs(1));
+        assert_eq!(seen.get("deleted"), None, "kept past {SEEN_FOR:?}");
+        assert_eq!(seen.get("recent").map(String::as_str), Some("7"));
+        assert_eq!(seen.get("new").map(String::as_str), Some("9"));
+        // Sweeps run at most once a minute, and never drop what is younger than SEEN_FOR.
+        seen.insert_at("later".into(), "3".into(), start + SEEN_FOR + Duration::from_secs(30));
+        assert_eq!(seen.len(), 3);
+        seen.remove("new");
+        assert_eq!(seen.get("new"), None);
     }
 }

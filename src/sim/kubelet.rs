@@ -177,6 +177,10 @@ pub struct Kubelet {
     ca_data: Option<String>,
     rbac: bool,
     images: Vec<super::Image>,
+    /// The node is lost ([`Kubelet::kill_all`]) until the cluster starts again: a pass
+    /// still under way on a thread of the stopped cluster must not start its Pods again
+    /// (their processes would outlive the cluster).
+    stopped: bool,
 }
 
 impl Kubelet {
@@ -189,17 +193,21 @@ impl Kubelet {
             url: String::new(),
             ca_data: None,
             rbac: false,
+            stopped: false,
         }
     }
 
+    /// Where the (re)started cluster's API is; the node runs Pods again.
     pub fn set_api(&mut self, url: &str, ca_data: Option<String>, rbac: bool) {
         self.url = url.to_string();
         self.ca_data = ca_data;
         self.rbac = rbac;
+        self.stopped = false;
     }
 
     /// Kills every process at once (the node is lost).
     pub fn kill_all(&mut self) {
+        self.stopped = true;
         for run in self.pods.values_mut() {
             run.kill();
         }
@@ -236,6 +244,9 @@ impl Kubelet {
 
     /// One pass: schedule, start, watch and stop processes, write Pod status.
     pub fn pass(&mut self, store: &mut Store) {
+        if self.stopped {
+            return;
+        }
         schedule(store);
         let pod_rt = client::rt(store, "", "pods");
         let pods: Vec<Value> =
