@@ -136,8 +136,7 @@ async fn beat(
         let (ctx, epochs, own) = (ctx.clone(), epochs.clone(), own.clone());
         let done = SlotFree(writing.slots.clone(), slot);
         writing.tasks.spawn(async move {
-            let _done = done;
-            let write = write_one(&ctx, &loc, &ns, names, &own, &epochs);
+            let write = write_one(&ctx, &loc, &ns, &done.1, names, &own, &epochs);
             tokio::pin!(write);
             let result = match tokio::time::timeout(interval, &mut write).await {
                 Ok(r) => r,
@@ -163,14 +162,14 @@ async fn write_one(
     ctx: &Context,
     loc: &BackupLocation,
     ns: &str,
+    slot: &str,
     policies: Vec<String>,
     own: &str,
     epochs: &Mutex<HashMap<String, u64>>,
 ) -> super::Result<()> {
     let opts = access::options(ctx, loc).await?;
     let url = loc.spec.url.clone();
-    let slot = format!("{}/{ns}", loc.uid().unwrap_or_default());
-    let known = epochs.lock().await.get(&slot).copied();
+    let known = epochs.lock().await.get(slot).copied();
     let beat = Beat {
         epoch: 0,
         cluster_id: own.to_string(),
@@ -203,7 +202,7 @@ async fn write_one(
     .await
     .map_err(super::Error::repo(format!("write a heartbeat to BackupLocation {}", loc.name_any())))?;
     if let Some(epoch) = epoch {
-        epochs.lock().await.insert(slot, epoch);
+        epochs.lock().await.insert(slot.to_string(), epoch);
     }
     Ok(())
 }

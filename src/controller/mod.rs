@@ -141,13 +141,9 @@ impl Seen {
         self.map.remove(uid);
     }
 
-    /// Objects remembered.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 }
 
