@@ -1022,3 +1022,43 @@ pub fn node() -> Value {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pass that reaches the kubelet after its cluster was killed (a controller pass
+    /// already under way on a thread of the stopped runtime) starts nothing: the Pod's
+    /// process would outlive the cluster. Once the cluster starts again, it runs Pods.
+    #[test]
+    fn a_lost_node_starts_no_pod_until_its_cluster_starts_again() {
+        let dir = std::env::temp_dir().join(format!("lifeline-kubelet-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut store = Store::new(super::super::registry::builtin());
+        let pods = client::rt(&store, "", "pods");
+        let uid = "4c4a6f1e-0000-4000-8000-000000000001";
+        store.put(
+            &pods.key(),
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "worker", "namespace": "default", "uid": uid},
+                "spec": {"nodeName": NODE, "restartPolicy": "Always",
+                         "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "30"]}]},
+            }),
+        );
+        let mut kubelet = Kubelet::new(&dir, dir.join("kubeconfig"), Vec::new());
+        kubelet.set_api("http://127.0.0.1:1", None, false);
+        kubelet.kill_all();
+        kubelet.pass(&mut store);
+        let started_while_lost = !kubelet.pods.is_empty() || kubelet.running(uid, "main");
+        kubelet.kill_all();
+        assert!(!started_while_lost, "a lost node started a Pod");
+
+        kubelet.set_api("http://127.0.0.1:1", None, false);
+        kubelet.pass(&mut store);
+        let started = kubelet.running(uid, "main");
+        kubelet.kill_all();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(started, "the restarted node did not run its Pod");
+    }
+}
