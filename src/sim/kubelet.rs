@@ -1032,8 +1032,8 @@ mod tests {
     /// process would outlive the cluster. Once the cluster starts again, it runs Pods.
     #[test]
     fn a_lost_node_starts_no_pod_until_its_cluster_starts_again() {
-        let dir = std::env::temp_dir().join(format!("lifeline-kubelet-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let mut store = Store::new(super::super::registry::builtin());
         let pods = client::rt(&store, "", "pods");
         let uid = "4c4a6f1e-0000-4000-8000-000000000001";
@@ -1058,7 +1058,6 @@ mod tests {
         kubelet.pass(&mut store);
         let started = kubelet.running(uid, "main");
         kubelet.kill_all();
-        let _ = std::fs::remove_dir_all(&dir);
         assert!(started, "the restarted node did not run its Pod");
     }
 }
