@@ -70,12 +70,15 @@ struct Writing {
     slots: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
-/// Frees a beat's place when its write ends, however it ends.
-struct SlotFree(Arc<std::sync::Mutex<std::collections::HashSet<String>>>, String);
+/// Frees a beat's place (`<location uid>/<namespace>`) when its write ends, however it ends.
+struct SlotFree {
+    slots: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    slot: String,
+}
 
 impl Drop for SlotFree {
     fn drop(&mut self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
+        self.slots.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.slot);
     }
 }
 
@@ -134,9 +137,9 @@ async fn beat(
             continue;
         }
         let (ctx, epochs, own) = (ctx.clone(), epochs.clone(), own.clone());
-        let done = SlotFree(writing.slots.clone(), slot);
+        let done = SlotFree { slots: writing.slots.clone(), slot };
         writing.tasks.spawn(async move {
-            let write = write_one(&ctx, &loc, &ns, &done.1, names, &own, &epochs);
+            let write = write_one(&ctx, &loc, &ns, &done.slot, names, &own, &epochs);
             tokio::pin!(write);
             let result = match tokio::time::timeout(interval, &mut write).await {
                 Ok(r) => r,

@@ -1034,7 +1034,7 @@ mod tests {
     fn a_lost_node_starts_no_pod_until_its_cluster_starts_again() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let mut store = Store::new(super::super::registry::builtin());
+        let mut store = Store::new(crate::sim::registry::builtin());
         let pods = client::rt(&store, "", "pods");
         let uid = "4c4a6f1e-0000-4000-8000-000000000001";
         store.put(
