@@ -45,6 +45,7 @@ pub const VOLUMES_RESTORED: &str = "VolumesRestored";
 pub const WORKLOADS_STARTED: &str = "WorkloadStarted";
 pub const RESTORE_COMPLETED: &str = "RestoreCompleted";
 pub const RESTORE_FAILED: &str = "RestoreFailed";
+pub const NODE_PORTS_REASSIGNED: &str = "NodePortsReassigned";
 
 /// How long a repeat of the same Event counts into the first one's series.
 const SERIES_TTL: Duration = Duration::from_secs(6 * 60);

@@ -93,11 +93,226 @@ pub fn default(rt: &ResType, obj: &mut Value) {
         }
         "Event" => super::events::canonical(obj),
         "Service" => {
-            set_default(&mut obj["spec"], "type", json!("ClusterIP"));
-            set_default(&mut obj["spec"], "sessionAffinity", json!("None"));
+            // core/v1 SetDefaults_Service
+            let s = &mut obj["spec"];
+            set_default(s, "type", json!("ClusterIP"));
+            set_default(s, "sessionAffinity", json!("None"));
+            if s["sessionAffinity"] == "ClientIP" {
+                set_default(&mut s["sessionAffinityConfig"]["clientIP"], "timeoutSeconds", json!(10800));
+            }
+            let kind = s["type"].as_str().unwrap_or_default().to_string();
+            if kind != "ExternalName" {
+                set_default(s, "internalTrafficPolicy", json!("Cluster"));
+            }
+            if kind == "NodePort" || kind == "LoadBalancer" {
+                set_default(s, "externalTrafficPolicy", json!("Cluster"));
+            }
+            if kind == "LoadBalancer" {
+                set_default(s, "allocateLoadBalancerNodePorts", json!(true));
+            }
+            for p in s.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
+                set_default(p, "protocol", json!("TCP"));
+                if p["targetPort"].is_null() || p["targetPort"] == 0 || p["targetPort"] == "" {
+                    p["targetPort"] = p["port"].clone();
+                }
+            }
+        }
+        "CronJob" => {
+            // batch/v1 SetDefaults_CronJob, and the pod template's defaults.
+            let s = &mut obj["spec"];
+            set_default(s, "concurrencyPolicy", json!("Allow"));
+            set_default(s, "suspend", json!(false));
+            set_default(s, "successfulJobsHistoryLimit", json!(3));
+            set_default(s, "failedJobsHistoryLimit", json!(1));
+            pod_spec_defaults(&mut s["jobTemplate"]["spec"]["template"]["spec"]);
         }
         _ => {}
     }
+}
+
+/// The service IP range and node port range of the simulated cluster (kubeadm's defaults).
+const SERVICE_NET: u32 = 0x0a60_0000;
+const SERVICE_PREFIX: u32 = 12;
+const SERVICE_RANGE: &str = "10.96.0.0/12";
+const NODE_PORTS: std::ops::RangeInclusive<i64> = 30000..=32767;
+
+fn needs_node_ports(spec: &Value) -> bool {
+    spec["type"] == "NodePort" || (spec["type"] == "LoadBalancer" && spec["allocateLoadBalancerNodePorts"] != false)
+}
+
+/// A Service update keeps what was allocated when the new object leaves it out (as the
+/// real server's `patchAllocatedValues`): the cluster IPs and families, and each port's
+/// node port, matched by port and protocol.
+pub fn carry_service_allocations(old: &Value, obj: &mut Value) {
+    let (o, n) = (&old["spec"], &obj["spec"]);
+    let keeps_ip = |t: &Value| t != "ExternalName";
+    if keeps_ip(&o["type"]) && keeps_ip(&n["type"]) {
+        for k in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            if obj["spec"][k].is_null() && !old["spec"][k].is_null() {
+                obj["spec"][k] = old["spec"][k].clone();
+            }
+        }
+    }
+    if needs_node_ports(&old["spec"]) && needs_node_ports(&obj["spec"]) {
+        let before: Vec<Value> = old["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        for p in obj["spec"].get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
+            if p["nodePort"].as_i64().unwrap_or(0) == 0
+                && let Some(b) = before.iter().find(|b| b["port"] == p["port"] && b["protocol"] == p["protocol"])
+                && !b["nodePort"].is_null()
+            {
+                p["nodePort"] = b["nodePort"].clone();
+            }
+        }
+    }
+}
+
+/// Cluster IPs and node ports of the other Services.
+fn service_allocations(
+    store: &Store,
+    except: (&str, &str),
+) -> (std::collections::HashSet<u32>, std::collections::HashSet<i64>) {
+    let (mut ips, mut ports) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+    for svc in store.list("/services", None) {
+        let m = &svc["metadata"];
+        if (m["namespace"].as_str().unwrap_or_default(), m["name"].as_str().unwrap_or_default()) == except {
+            continue;
+        }
+        for ip in svc["spec"]["clusterIPs"].as_array().into_iter().flatten() {
+            if let Some(a) = ip.as_str().and_then(|t| t.parse::<std::net::Ipv4Addr>().ok()) {
+                ips.insert(u32::from(a));
+            }
+        }
+        for p in svc["spec"]["ports"].as_array().into_iter().flatten() {
+            if let Some(n) = p["nodePort"].as_i64() {
+                ports.insert(n);
+            }
+        }
+    }
+    (ips, ports)
+}
+
+/// The IP and port allocation of a Service create (or update: `old`), as the real
+/// server's allocators do it: a cluster IP from the service range (or the one asked for,
+/// if it is in range and free), its families, and a node port per port of a NodePort or
+/// LoadBalancer Service. A taken or out-of-range address or port is a 422.
+pub fn allocate_service(store: &Store, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+    let (ips, used_ports) = service_allocations(store, (&ns, &name));
+    let invalid = |cause: Cause| ApiError::invalid_in("", "Service", &name, vec![cause]);
+    let spec = &mut obj["spec"];
+    if let Some(o) = old
+        && o["spec"]["type"] != "ExternalName"
+        && spec["type"] != "ExternalName"
+        && !o["spec"]["clusterIP"].is_null()
+        && spec["clusterIP"] != o["spec"]["clusterIP"]
+    {
+        return Err(invalid(Cause::invalid("spec.clusterIPs[0]", &spec["clusterIPs"], "may not change once set")));
+    }
+    if spec["type"] != "ExternalName" && old.is_none_or(|o| o["spec"]["clusterIP"].is_null()) {
+        let asked = spec["clusterIP"]
+            .as_str()
+            .or_else(|| spec["clusterIPs"][0].as_str())
+            .filter(|t| !t.is_empty())
+            .map(String::from);
+        let headless = asked.as_deref() == Some("None");
+        if headless {
+            spec["clusterIP"] = json!("None");
+            spec["clusterIPs"] = json!(["None"]);
+        } else {
+            let first = SERVICE_NET;
+            let size = 1u32 << (32 - SERVICE_PREFIX);
+            let ip = match &asked {
+                Some(t) => {
+                    let list = json!([t]);
+                    let addr = t.parse::<std::net::Ipv4Addr>().map(u32::from).ok();
+                    let Some(addr) = addr.filter(|a| a & !(size - 1) == first && *a != first && *a != first + size - 1)
+                    else {
+                        return Err(invalid(Cause::invalid(
+                            "spec.clusterIPs",
+                            &list,
+                            &format!(
+                                "failed to allocate IP {t}: the provided IP ({t}) is not in the valid range. The range of valid IPs is {SERVICE_RANGE}"
+                            ),
+                        )));
+                    };
+                    if ips.contains(&addr) {
+                        return Err(invalid(Cause::invalid(
+                            "spec.clusterIPs",
+                            &list,
+                            &format!("failed to allocate IP {t}: provided IP is already allocated"),
+                        )));
+                    }
+                    addr
+                }
+                None => {
+                    // Random, as the real allocator; the range's first address is the
+                    // `kubernetes` Service's.
+                    let mut pick = u32::from_le_bytes(super::meta::rand_bytes::<4>()) % (size - 3) + 2;
+                    while ips.contains(&(first + pick)) {
+                        pick = (pick - 1) % (size - 3) + 2;
+                    }
+                    first + pick
+                }
+            };
+            let text = std::net::Ipv4Addr::from(ip).to_string();
+            spec["clusterIP"] = json!(text);
+            spec["clusterIPs"] = json!([text]);
+        }
+        let selectorless = spec["selector"].as_object().is_none_or(|m| m.is_empty());
+        set_default(
+            spec,
+            "ipFamilyPolicy",
+            json!(if headless && selectorless { "RequireDualStack" } else { "SingleStack" }),
+        );
+        set_default(spec, "ipFamilies", json!(["IPv4"]));
+    }
+    if needs_node_ports(spec) {
+        let mut taken = used_ports;
+        let before: Vec<i64> = old
+            .map(|o| {
+                o["spec"]["ports"].as_array().into_iter().flatten().filter_map(|p| p["nodePort"].as_i64()).collect()
+            })
+            .unwrap_or_default();
+        let ports = spec.get_mut("ports").and_then(Value::as_array_mut);
+        // Ports asked for are checked first, then the others are given free ones.
+        let mut missing = Vec::new();
+        for (i, p) in ports.into_iter().flatten().enumerate() {
+            match p["nodePort"].as_i64().filter(|n| *n != 0) {
+                Some(n) if before.contains(&n) => {
+                    taken.insert(n);
+                }
+                Some(n) => {
+                    let field = format!("spec.ports[{i}].nodePort");
+                    if !NODE_PORTS.contains(&n) {
+                        return Err(invalid(Cause::invalid(
+                            field,
+                            &json!(n),
+                            &format!(
+                                "provided port is not in the valid range. The range of valid ports is {}-{}",
+                                NODE_PORTS.start(),
+                                NODE_PORTS.end()
+                            ),
+                        )));
+                    }
+                    if !taken.insert(n) {
+                        return Err(invalid(Cause::invalid(field, &json!(n), "provided port is already allocated")));
+                    }
+                }
+                None => missing.push(i),
+            }
+        }
+        let span = (NODE_PORTS.end() - NODE_PORTS.start() + 1) as u32;
+        for i in missing {
+            let mut n = NODE_PORTS.start() + i64::from(u32::from_le_bytes(super::meta::rand_bytes::<4>()) % span);
+            while taken.contains(&n) {
+                n = if n == *NODE_PORTS.end() { *NODE_PORTS.start() } else { n + 1 };
+            }
+            taken.insert(n);
+            obj["spec"]["ports"][i]["nodePort"] = json!(n);
+        }
+    }
+    Ok(())
 }
 
 /// A Job's generated selector and labels, from its uid (`manualSelector` unset or false),
@@ -153,6 +368,7 @@ pub fn admit_create(store: &Store, rt: &ResType, obj: &mut Value) -> ApiResult<(
             add_finalizer(obj, "kubernetes.io/pv-protection");
             Ok(())
         }
+        "Service" => allocate_service(store, obj, None),
         _ => Ok(()),
     }
 }

@@ -34,6 +34,7 @@ mod storage;
 pub use storage::volume_path;
 mod store;
 mod table;
+mod table_docs;
 pub mod tls;
 mod watch;
 mod workloads;

@@ -327,3 +327,64 @@ fn everyday_commands_do_what_they_do_on_a_real_cluster() {
     let token = k_ns(&["create", "token", "default"]);
     assert_eq!(token.trim().split('.').count(), 3, "{token}");
 }
+
+/// `kubectl get` prints the columns kube-apiserver's printers give each kind; Services get
+/// a cluster IP and node ports from the cluster's ranges, and a taken one is refused.
+#[test]
+fn kubectl_get_prints_the_real_columns_and_services_get_addresses() {
+    let header = |out: &str| -> Vec<String> {
+        let line = out.lines().next().unwrap_or_default();
+        line.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect()
+    };
+    k(&["create", "namespace", "printing"]);
+    let ns = |args: &[&str]| -> Vec<String> { ["-n", "printing"].iter().chain(args).map(|s| s.to_string()).collect() };
+    let k_ns = |args: &[&str]| k(&ns(args).iter().map(String::as_str).collect::<Vec<_>>());
+
+    k_ns(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    let ip = jsonpath(&["-n", "printing", "get", "service", "web"], "{.spec.clusterIP}");
+    assert!(ip.starts_with("10.") && ip.parse::<std::net::Ipv4Addr>().is_ok(), "a cluster IP from 10.96.0.0/12: {ip}");
+    assert_eq!(
+        jsonpath(&["-n", "printing", "get", "service", "web"], "{.spec.clusterIPs[0]} {.spec.ipFamilyPolicy}"),
+        format!("{ip} SingleStack")
+    );
+    let table = k_ns(&["get", "service", "web", "-o", "wide"]);
+    assert_eq!(header(&table), ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"], "{table}");
+    let row: Vec<&str> = table.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    assert_eq!(row[..5], ["web", "ClusterIP", ip.as_str(), "<none>", "80/TCP"], "{table}");
+    k_ns(&["create", "service", "nodeport", "edge", "--tcp=80:8080", "--node-port=30123"]);
+    let err = k_fails(
+        &ns(&["create", "service", "nodeport", "edge2", "--tcp=80:8080", "--node-port=30123"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(err.contains("spec.ports[0].nodePort: Invalid value: 30123: provided port is already allocated"), "{err}");
+    let err = k_fails(
+        &ns(&["create", "service", "clusterip", "same", "--tcp=80", &format!("--clusterip={ip}")])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(err.contains(&format!("failed to allocate IP {ip}: provided IP is already allocated")), "{err}");
+
+    // Events: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE.
+    k_ns(&["run", "p", "--image=busybox", "--restart=Never", "--command", "--", "true"]);
+    k_ns(&["wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/p", "--timeout=30s"]);
+    let events = k_ns(&["get", "events", "--field-selector", "involvedObject.name=p"]);
+    assert_eq!(header(&events), ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], "{events}");
+    assert!(events.lines().any(|l| l.contains("Normal") && l.contains("Scheduled") && l.contains("pod/p")), "{events}");
+    let pods = k_ns(&["get", "pods", "-o", "wide"]);
+    assert_eq!(
+        header(&pods),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE", "READINESS GATES"],
+        "{pods}"
+    );
+    assert!(pods.lines().any(|l| l.starts_with("p ") && l.contains("Completed")), "{pods}");
+    // Kinds without a printer (ClusterRoles, CustomResourceDefinitions) show the creation time.
+    for kind in ["clusterroles", "customresourcedefinitions"] {
+        let out = k(&["get", kind]);
+        assert_eq!(header(&out), ["NAME", "CREATED AT"], "{out}");
+        let created = out.lines().nth(1).unwrap_or_default().split_whitespace().last().unwrap_or_default().to_string();
+        assert!(created.parse::<jiff::Timestamp>().is_ok(), "an RFC 3339 time: {out}");
+    }
+}

@@ -104,10 +104,61 @@ pub fn prepare(obj: &Value, m: &Mapping) -> Value {
     v
 }
 
+/// Whether a create failed because a node port the object asked for is taken.
+pub fn node_port_taken(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 422 && s.message.contains("nodePort") && s.message.contains("already allocated"))
+}
+
+/// The Service's node ports, as `port:nodePort/protocol` texts.
+pub fn node_ports(svc: &Value) -> Vec<String> {
+    svc["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some(format!("{}:{}/{}", p["port"], p["nodePort"].as_i64()?, p["protocol"].as_str().unwrap_or("TCP")))
+        })
+        .collect()
+}
+
+/// Removes a Service's node ports (and its health-check node port) so the target cluster
+/// assigns free ones; returns the ones removed.
+pub fn clear_node_ports(svc: &mut Value) -> Vec<String> {
+    let before = node_ports(svc);
+    if let Some(spec) = svc["spec"].as_object_mut() {
+        spec.remove("healthCheckNodePort");
+    }
+    for p in svc["spec"]["ports"].as_array_mut().into_iter().flatten() {
+        if let Some(p) = p.as_object_mut() {
+            p.remove("nodePort");
+        }
+    }
+    before
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn node_ports_are_cleared_for_the_target_to_assign() {
+        let mut svc = json!({"spec": {"type": "LoadBalancer", "healthCheckNodePort": 31000, "ports": [
+            {"port": 80, "nodePort": 30080, "protocol": "TCP"}, {"port": 53, "nodePort": 30053, "protocol": "UDP"}]}});
+        assert_eq!(clear_node_ports(&mut svc), ["80:30080/TCP", "53:30053/UDP"]);
+        assert!(node_ports(&svc).is_empty() && svc["spec"].get("healthCheckNodePort").is_none(), "{svc}");
+        let invalid = |message: &str| {
+            let mut s = kube::core::Status::failure(message, "Invalid");
+            s.code = 422;
+            kube::Error::Api(s.boxed())
+        };
+        assert!(node_port_taken(&invalid(
+            "Service \"db\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+        )));
+        assert!(!node_port_taken(&invalid(
+            "Service \"db\" is invalid: spec.clusterIPs: Invalid value: [\"10.96.0.9\"]: failed to allocate IP 10.96.0.9: provided IP is already allocated"
+        )));
+    }
 
     fn mapping() -> Mapping {
         Mapping {

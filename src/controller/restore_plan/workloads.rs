@@ -228,7 +228,33 @@ async fn support(run: &Run<'_>, objects: &[Value], mapping: &manifests::Mapping,
             run.mark(&mut obj, Some(point));
             let obj: DynamicObject = serde_json::from_value(obj)
                 .map_err(|e| Error::Invalid(format!("the captured {kind} {name} cannot be read: {e}")))?;
-            match api.create(&Default::default(), &obj).await {
+            let mut created = api.create(&Default::default(), &obj).await;
+            // A Service keeps its node ports where they are free (load balancers outside
+            // the cluster point at them). Where one is taken (a drill or restore into the
+            // same cluster, or another Service holds it in the standby), the Service gets
+            // free ones rather than failing the restore, and an Event says so.
+            if let Err(e) = &created
+                && kind == "Service"
+                && manifests::node_port_taken(e)
+            {
+                let mut fresh = obj.clone();
+                let before = manifests::clear_node_ports(&mut fresh.data);
+                created = api.create(&Default::default(), &fresh).await;
+                if let Ok(svc) = &created {
+                    let after = manifests::node_ports(&svc.data);
+                    run.event(
+                        true,
+                        crate::k8s::events::NODE_PORTS_REASSIGNED,
+                        format!(
+                            "Service {name}: node port(s) {} taken in the target; created with {}",
+                            before.join(","),
+                            after.join(",")
+                        ),
+                    )
+                    .await;
+                }
+            }
+            match created {
                 Ok(_) => {}
                 Err(e) if crate::k8s::is_conflict(&e) || matches!(&e, kube::Error::Api(s) if s.code == 409) => {}
                 Err(e) => return Err(Error::kube(format!("create {kind} {name}"))(e)),
