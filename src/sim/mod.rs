@@ -283,6 +283,23 @@ fn bootstrap(s: &mut store::Store, profile: Profile) {
         builtin::on_create(&ns, &mut obj);
         controllers::put_new(s, &ns, obj, "kube-apiserver");
     }
+    // The API server's own Service (its bootstrap controller keeps it): the first address
+    // of the service range.
+    let svc = s.find("", "v1", "services").expect("services");
+    controllers::put_new(
+        s,
+        &svc,
+        json!({
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"], "internalTrafficPolicy": "Cluster",
+                     "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+                     "sessionAffinity": "None", "type": "ClusterIP"},
+            "status": {"loadBalancer": {}},
+        }),
+        "kube-apiserver",
+    );
     for (plural, obj) in rbac::bootstrap_objects() {
         let rt = s.find("rbac.authorization.k8s.io", "v1", plural).expect("rbac types");
         controllers::put_new(s, &rt, obj, "kube-apiserver");

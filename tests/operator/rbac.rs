@@ -86,9 +86,14 @@ fn the_operator_needs_exactly_the_roles_the_chart_grants() {
     let prefix = s3::unique("rbac");
     // The locations checked every 2 s: the primary finds the fence quickly.
     // Retention keeps one point, so a second run deletes the first.
+    // The workload's Service is a NodePort one: a restore into the same cluster cannot
+    // keep its node port.
     let yaml = example("records-two-regions.yaml", &prefix)
         .replace("\n  keySecret:\n", "\n  checkInterval: 2s\n  keySecret:\n")
-        .replace("    keepLast: 24\n    daily: 7\n", "    keepLast: 1\n");
+        .replace("    keepLast: 24\n    daily: 7\n", "    keepLast: 1\n")
+        .replace("  clusterIP: None\n", "  type: NodePort\n")
+        .replace("    - name: none\n      port: 80\n", "    - name: http\n      port: 80\n      nodePort: 30999\n");
+    assert!(yaml.contains("nodePort: 30999"), "the example's Service changed");
     site_a.apply(&yaml);
     site_a.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
     let first = site_a.take_point("first", &[]);
@@ -104,6 +109,18 @@ fn the_operator_needs_exactly_the_roles_the_chart_grants() {
         "apiVersion: lifeline.io/v1alpha1\nkind: RestorePlan\nmetadata:\n  name: copy\n  namespace: records\nspec:\n  source:\n    locations: [us]\n    policy: records\n  target:\n    namespace: records-copy\n",
     );
     site_a.completed_plan("records", "copy", 180);
+    let node_port = |ns: &str| {
+        site_a.kubectl(&["get", "service", "records", "-n", ns, "-o", "jsonpath={.spec.ports[0].nodePort}"], None)
+    };
+    let (kept, copied) = (node_port("records"), node_port("records-copy"));
+    assert!(kept == "30999" && !copied.is_empty() && copied != kept, "{kept} {copied}");
+    let reassigned = site_a.event_messages("records", "NodePortsReassigned");
+    assert!(
+        reassigned.contains(&format!(
+            "Service records: node port(s) 80:30999/TCP taken in the target; created with 80:{copied}/TCP"
+        )),
+        "{reassigned}"
+    );
     site_a.apply(
         "apiVersion: lifeline.io/v1alpha1\nkind: RestorePlan\nmetadata:\n  name: drill\n  namespace: records\nspec:\n  mode: Drill\n  source:\n    locations: [us]\n    policy: records\n  postRestoreHooks:\n    - name: has-records\n      command: [\"sh\", \"-c\", \"test -s /data/records.log\"]\n",
     );

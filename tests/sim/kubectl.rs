@@ -337,6 +337,8 @@ fn kubectl_get_prints_the_real_columns_and_services_get_addresses() {
         line.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect()
     };
     k(&["create", "namespace", "printing"]);
+    // The API server's own Service holds the range's first address.
+    assert_eq!(jsonpath(&["-n", "default", "get", "service", "kubernetes"], "{.spec.clusterIP}"), "10.96.0.1");
     let ns = |args: &[&str]| -> Vec<String> { ["-n", "printing"].iter().chain(args).map(|s| s.to_string()).collect() };
     let k_ns = |args: &[&str]| k(&ns(args).iter().map(String::as_str).collect::<Vec<_>>());
 
