@@ -974,8 +974,13 @@ fn age(ts: &str) -> String {
 }
 
 pub fn table(rt: &ResType, items: &[Value], list_meta: Option<Value>, req: &Req) -> Value {
+    table_with(rt, items, list_meta, req.q("includeObject").unwrap_or("Metadata"), true)
+}
+
+/// [`table`] with the `includeObject` option given, and the column definitions left out
+/// when `headers` is false (a watch sends them with its first event only).
+pub fn table_with(rt: &ResType, items: &[Value], list_meta: Option<Value>, include: &str, headers: bool) -> Value {
     let (printer, cols) = printer(rt);
-    let include = req.q("includeObject").unwrap_or("Metadata");
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
@@ -1017,11 +1022,15 @@ pub fn table(rt: &ResType, items: &[Value], list_meta: Option<Value>, req: &Req)
         })
         .collect();
     let meta = list_meta.unwrap_or_else(|| json!({"resourceVersion": items.first().map(|o| o["metadata"]["resourceVersion"].clone()).unwrap_or_default()}));
-    json!({
+    let mut t = json!({
         "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
         "columnDefinitions": cols,
         "rows": rows,
-    })
+    });
+    if !headers {
+        t["columnDefinitions"] = Value::Null;
+    }
+    t
 }
 
 #[cfg(test)]

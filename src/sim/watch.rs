@@ -25,6 +25,9 @@ pub struct WatchReq {
     pub bookmarks: bool,
     /// `sendInitialEvents`, when given.
     pub initial_events: Option<bool>,
+    /// `as=Table` was asked for: each event's object is a one-row Table (with the
+    /// `includeObject` option), as `kubectl get --watch` asks.
+    pub table: Option<String>,
 }
 
 /// The annotation of the bookmark that ends a streaming list's initial events.
@@ -88,6 +91,7 @@ pub fn start(_server: &Server, req: &Req, t: &Target) -> ApiResult<Reply> {
         timeout: Duration::from_secs(timeout),
         bookmarks: matches!(req.q("allowWatchBookmarks"), Some("true" | "1")),
         initial_events,
+        table: req.accept.contains("as=Table").then(|| req.q("includeObject").unwrap_or("Metadata").to_string()),
     }))
 }
 
@@ -160,7 +164,20 @@ pub async fn run(server: Arc<Server>, w: WatchReq, out: mpsc::Sender<bytes::Byte
         });
         tx
     };
+    // A Table watch: each object becomes a one-row Table, the columns only in the first
+    // (the real server's watch encoder sets `noHeaders` after it).
+    let headers = std::sync::atomic::AtomicBool::new(true);
+    let as_table = |mut v: Value| -> Value {
+        if let Some(include) = &w.table
+            && matches!(v["type"].as_str(), Some("ADDED" | "MODIFIED" | "DELETED"))
+        {
+            let first = headers.swap(false, std::sync::atomic::Ordering::Relaxed);
+            v["object"] = super::table::table_with(&w.target.rt, &[v["object"].take()], None, include, first);
+        }
+        v
+    };
     let send = |v: Value| {
+        let v = as_table(v);
         let mut line = v.to_string().into_bytes();
         line.push(b'\n');
         tx.send(bytes::Bytes::from(line))

@@ -331,3 +331,42 @@ fn kube_event_recorder_and_lease_apply_work_as_on_a_real_cluster() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     });
 }
+
+/// `kubectl get --watch` asks for Tables: each event's object is a one-row Table, the
+/// column definitions only in the first (the real server's watch encoder).
+#[test]
+fn a_table_watch_sends_one_row_tables_with_the_columns_first() {
+    with_client(async |client| {
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let rv = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+        cms.create(&PostParams::default(), &cm("t1", json!({}))).await.unwrap();
+        cms.create(&PostParams::default(), &cm("t2", json!({}))).await.unwrap();
+        cms.delete("t1", &Default::default()).await.unwrap();
+        let req = axum::http::Request::get(format!(
+            "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=1"
+        ))
+        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .body(Vec::new())
+        .unwrap();
+        let text = client.request_text(req).await.unwrap();
+        let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let seen: Vec<(&str, &str)> = events
+            .iter()
+            .map(|e| (e["type"].as_str().unwrap(), e["object"]["rows"][0]["cells"][0].as_str().unwrap()))
+            .collect();
+        assert_eq!(seen, [("ADDED", "t1"), ("ADDED", "t2"), ("DELETED", "t1")], "{text}");
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e["object"]["kind"], "Table");
+            assert_eq!(e["object"]["rows"].as_array().unwrap().len(), 1);
+            assert_eq!(e["object"]["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+            let columns = &e["object"]["columnDefinitions"];
+            if i == 0 {
+                let names: Vec<&str> =
+                    columns.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+                assert_eq!(names, ["Name", "Data", "Age"]);
+            } else {
+                assert!(columns.is_null(), "columns only in the first event: {e}");
+            }
+        }
+    });
+}
