@@ -945,10 +945,8 @@ fn builtin_cells(key: &str, o: &Value) -> Vec<Value> {
 /// them), the value for integer/number/boolean columns when it has that type, an age
 /// for date columns; null when missing or of another type.
 fn custom_cell(obj: &Value, path: &str, typ: &str) -> Value {
-    let mut cur = obj;
-    for p in path.trim_start_matches('.').split('.') {
-        cur = &cur[p];
-    }
+    let found = jsonpath(obj, path);
+    let cur = found.first().copied().unwrap_or(&Value::Null);
     match (typ, cur) {
         (_, Value::Null) => Value::Null,
         ("string", Value::String(_)) => cur.clone(),
@@ -966,6 +964,97 @@ fn custom_cell(obj: &Value, path: &str, typ: &str) -> Value {
         },
         _ => Value::Null,
     }
+}
+
+/// The values a printer column's JSONPath selects (the subset CRDs use, as client-go's
+/// `jsonpath` reads it): `.name`, `['name']`, `[N]` (negative from the end), `[*]`, and
+/// filters `[?(@.a.b == "v")]`, `!=`, and `[?(@.a)]`.
+fn jsonpath<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
+    let path = path.trim().trim_start_matches('{').trim_end_matches('}');
+    let mut cur: Vec<&Value> = vec![obj];
+    let mut rest = path.trim_start_matches('$');
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            let (name, tail) = r.split_at(end);
+            if !name.is_empty() {
+                cur = cur.into_iter().filter_map(|v| v.get(name)).collect();
+            }
+            rest = tail;
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let Some(close) = bracket_end(r) else { return Vec::new() };
+            let inner = r[..close].trim();
+            rest = &r[close + 1..];
+            cur = if inner == "*" {
+                cur.into_iter()
+                    .flat_map(|v| match v {
+                        Value::Array(a) => a.iter().collect::<Vec<_>>(),
+                        Value::Object(m) => m.values().collect(),
+                        _ => Vec::new(),
+                    })
+                    .collect()
+            } else if let Some(filter) = inner.strip_prefix("?(").and_then(|f| f.strip_suffix(')')) {
+                cur.into_iter()
+                    .flat_map(|v| v.as_array().map(|a| a.iter().collect::<Vec<_>>()).unwrap_or_default())
+                    .filter(|item| filter_matches(item, filter))
+                    .collect()
+            } else if let Some(key) = inner
+                .strip_prefix('\'')
+                .and_then(|k| k.strip_suffix('\''))
+                .or_else(|| inner.strip_prefix('"').and_then(|k| k.strip_suffix('"')))
+            {
+                cur.into_iter().filter_map(|v| v.get(key)).collect()
+            } else if let Ok(i) = inner.parse::<i64>() {
+                cur.into_iter()
+                    .filter_map(|v| {
+                        let a = v.as_array()?;
+                        let i = if i < 0 { a.len() as i64 + i } else { i };
+                        a.get(usize::try_from(i).ok()?)
+                    })
+                    .collect()
+            } else {
+                return Vec::new();
+            };
+        } else {
+            return Vec::new();
+        }
+    }
+    cur.into_iter().filter(|v| !v.is_null()).collect()
+}
+
+/// Where the bracket opened just before `s` closes (quotes and nested parentheses skipped).
+fn bracket_end(s: &str) -> Option<usize> {
+    let mut quote = None;
+    for (i, c) in s.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, ']') => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A filter's condition on one list item: `@.path OP literal`, or `@.path` existing.
+fn filter_matches(item: &Value, filter: &str) -> bool {
+    let (lhs, op, rhs) = match filter.find("==").map(|i| (i, "==")).or_else(|| filter.find("!=").map(|i| (i, "!="))) {
+        Some((i, op)) => (filter[..i].trim(), op, Some(filter[i + 2..].trim())),
+        None => (filter.trim(), "", None),
+    };
+    let Some(path) = lhs.strip_prefix('@') else { return false };
+    let found = jsonpath(item, path);
+    let Some(rhs) = rhs else { return !found.is_empty() };
+    let literal: Value = match rhs.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(text) => json!(text),
+        None => match rhs.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+            Some(text) => json!(text),
+            None => serde_json::from_str(rhs).unwrap_or(Value::Null),
+        },
+    };
+    let equal = found.first().is_some_and(|v| **v == literal);
+    if op == "==" { equal } else { !equal }
 }
 
 fn age(ts: &str) -> String {
@@ -1157,6 +1246,16 @@ mod tests {
         assert_eq!(custom_cell(&o, ".spec.flag", "boolean"), true);
         assert_eq!(custom_cell(&o, ".spec.when", "date"), "2m");
         assert_eq!(custom_cell(&o, ".spec.missing", "string"), Value::Null);
+        // Filters and indexes, as status conditions' columns use them.
+        let o = json!({"status": {"conditions": [
+            {"type": "Progressing", "status": "False"}, {"type": "Ready", "status": "True", "reason": "Restored"}]}});
+        assert_eq!(custom_cell(&o, r#".status.conditions[?(@.type=="Ready")].status"#, "string"), "True");
+        assert_eq!(custom_cell(&o, ".status.conditions[?(@.type=='Ready')].reason", "string"), "Restored");
+        assert_eq!(custom_cell(&o, r#".status.conditions[?(@.type!="Ready")].type"#, "string"), "Progressing");
+        assert_eq!(custom_cell(&o, ".status.conditions[-1].type", "string"), "Ready");
+        assert_eq!(custom_cell(&o, ".status.conditions[*].type", "string"), "Progressing");
+        assert_eq!(custom_cell(&o, r#".status.conditions[?(@.type=="Gone")].status"#, "string"), Value::Null);
+        assert_eq!(custom_cell(&o, "['status']['conditions'][1].status", "string"), "True");
     }
 
     #[test]

@@ -382,6 +382,56 @@ fn kubectl_get_prints_the_real_columns_and_services_get_addresses() {
         "{pods}"
     );
     assert!(pods.lines().any(|l| l.starts_with("p ") && l.contains("Completed")), "{pods}");
+    // A custom resource's columns: JSONPath filters pick the Ready condition.
+    k_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.printing.example.com}
+spec:
+  group: printing.example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      subresources: {status: {}}
+      additionalPrinterColumns:
+        - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+        - {name: Reason, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].reason'}
+        - {name: Size, type: integer, jsonPath: .spec.size}
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec: {type: object, properties: {size: {type: integer}}}
+            status:
+              type: object
+              properties:
+                conditions:
+                  type: array
+                  items: {type: object, properties: {type: {type: string}, status: {type: string}, reason: {type: string}}}
+"#,
+    );
+    k(&["wait", "--for=condition=established", "crd/gadgets.printing.example.com", "--timeout=30s"]);
+    k_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: printing.example.com/v1\nkind: Gadget\nmetadata: {name: g, namespace: printing}\nspec: {size: 3}\n",
+    );
+    k_ns(&[
+        "patch",
+        "gadget",
+        "g",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Progressing","status":"False"},{"type":"Ready","status":"True","reason":"Done"}]}}"#,
+    ]);
+    let gadgets = k_ns(&["get", "gadgets"]);
+    assert_eq!(header(&gadgets), ["NAME", "READY", "REASON", "SIZE"], "{gadgets}");
+    let row: Vec<&str> = gadgets.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    assert_eq!(row, ["g", "True", "Done", "3"], "{gadgets}");
     // Kinds without a printer (ClusterRoles, CustomResourceDefinitions) show the creation time.
     for kind in ["clusterroles", "customresourcedefinitions"] {
         let out = k(&["get", kind]);

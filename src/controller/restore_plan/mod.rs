@@ -582,7 +582,7 @@ async fn resolve(run: &Run<'_>, st: &mut RestorePlanStatus) -> Result<Action> {
         return Ok(Action::requeue(Duration::ZERO));
     }
 
-    st.rpo = failure_time(run, st).map(|t| t.duration_since(choice.time).unsigned_abs().into());
+    st.rpo = failure_time(run, st).map(|t| millis(t.duration_since(choice.time).unsigned_abs()).into());
     st.restored_point =
         Some(RestoredPoint { name: choice.point.clone(), time: Time(choice.time), location: choice.location.clone() });
     st.volumes = vols;
@@ -788,11 +788,17 @@ pub async fn complete(run: &Run<'_>, st: &mut RestorePlanStatus) {
     }
 }
 
+/// A measured RPO or RTO to the millisecond: finer than the clocks that measure it agree,
+/// and `kubectl get` shows it as `5.806s`, not `5.806330454s`.
+pub fn millis(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The RTO as of `now`: decision (detection to start, when the detection time is known)
 /// and execution (start to now).
 pub fn measure(run: &Run<'_>, st: &mut RestorePlanStatus, now: jiff::Timestamp) {
     let start = st.start_time.as_ref().map(|t| t.0).unwrap_or(now);
-    let span = |a: jiff::Timestamp, b: jiff::Timestamp| -> Duration { b.duration_since(a).unsigned_abs() };
+    let span = |a: jiff::Timestamp, b: jiff::Timestamp| -> Duration { millis(b.duration_since(a).unsigned_abs()) };
     let execution = span(start, now);
     let mut decision = run.plan.spec.trigger.detected_at.as_ref().map(|d| span(d.0, start));
     let mut detection = None;

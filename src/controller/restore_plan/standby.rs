@@ -162,7 +162,8 @@ async fn promote(
         switch(st, &candidate, now);
     }
     st.start_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(now));
-    st.rpo = super::failure_time(run, st).map(|t| t.duration_since(candidate.time).unsigned_abs().into());
+    st.rpo =
+        super::failure_time(run, st).map(|t| super::millis(t.duration_since(candidate.time).unsigned_abs()).into());
     st.standby.get_or_insert_with(Default::default).promoted = Some(Time(now));
     let msg = format!(
         "promoting the warm standby ({why}): restore point {}{}",
