@@ -148,7 +148,8 @@ pub fn carry_service_allocations(old: &Value, obj: &mut Value) {
     let keeps_ip = |t: &Value| t != "ExternalName";
     if keeps_ip(&o["type"]) && keeps_ip(&n["type"]) {
         for k in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-            if obj["spec"][k].is_null() && !old["spec"][k].is_null() {
+            let unset = |v: &Value| v.is_null() || v == "" || v.as_array().is_some_and(Vec::is_empty);
+            if unset(&obj["spec"][k]) && !old["spec"][k].is_null() {
                 obj["spec"][k] = old["spec"][k].clone();
             }
         }
@@ -225,7 +226,14 @@ pub fn allocate_service(store: &Store, obj: &mut Value, old: Option<&Value>) -> 
             let ip = match &asked {
                 Some(t) => {
                     let list = json!([t]);
-                    let addr = t.parse::<std::net::Ipv4Addr>().map(u32::from).ok();
+                    let Ok(addr) = t.parse::<std::net::Ipv4Addr>().map(u32::from) else {
+                        return Err(invalid(Cause::invalid(
+                            "spec.clusterIPs[0]",
+                            &json!(t),
+                            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                        )));
+                    };
+                    let addr = Some(addr);
                     let Some(addr) = addr.filter(|a| a & !(size - 1) == first && *a != first && *a != first + size - 1)
                     else {
                         return Err(invalid(Cause::invalid(

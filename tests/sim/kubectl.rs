@@ -368,6 +368,22 @@ fn kubectl_get_prints_the_real_columns_and_services_get_addresses() {
             .collect::<Vec<_>>(),
     );
     assert!(err.contains(&format!("failed to allocate IP {ip}: provided IP is already allocated")), "{err}");
+    let err = k_fails(
+        &ns(&["create", "service", "clusterip", "bad", "--tcp=80", "--clusterip=10.96.0.300"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(err.contains(r#"spec.clusterIPs[0]: Invalid value: "10.96.0.300": must be a valid IP address"#), "{err}");
+    // A replace that leaves the cluster IP out keeps it.
+    let mut svc: serde_json::Value = serde_json::from_str(&k_ns(&["get", "service", "web", "-o", "json"])).unwrap();
+    svc["spec"].as_object_mut().unwrap().retain(|k, _| !k.starts_with("clusterIP"));
+    svc["metadata"]["labels"]["replaced"] = serde_json::json!("yes");
+    k_stdin(&["replace", "-f", "-"], &svc.to_string());
+    assert_eq!(
+        jsonpath(&["-n", "printing", "get", "service", "web"], "{.spec.clusterIP} {.metadata.labels.replaced}"),
+        format!("{ip} yes")
+    );
 
     // Events: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE.
     k_ns(&["run", "p", "--image=busybox", "--restart=Never", "--command", "--", "true"]);
