@@ -143,7 +143,7 @@ fn needs_node_ports(spec: &Value) -> bool {
 /// A Service update keeps what was allocated when the new object leaves it out (as the
 /// real server's `patchAllocatedValues`): the cluster IPs and families, and each port's
 /// node port, matched by port and protocol.
-pub fn carry_service_allocations(old: &Value, obj: &mut Value) {
+fn carry_service_allocations(old: &Value, obj: &mut Value) {
     let (o, n) = (&old["spec"], &obj["spec"]);
     let keeps_ip = |t: &Value| t != "ExternalName";
     if keeps_ip(&o["type"]) && keeps_ip(&n["type"]) {
@@ -196,7 +196,7 @@ fn service_allocations(
 /// server's allocators do it: a cluster IP from the service range (or the one asked for,
 /// if it is in range and free), its families, and a node port per port of a NodePort or
 /// LoadBalancer Service. A taken or out-of-range address or port is a 422.
-pub fn allocate_service(store: &Store, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
+fn allocate_service(store: &Store, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
     let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
     let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
     let (ips, used_ports) = service_allocations(store, (&ns, &name));
@@ -233,9 +233,8 @@ pub fn allocate_service(store: &Store, obj: &mut Value, old: Option<&Value>) -> 
                             "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
                         )));
                     };
-                    let addr = Some(addr);
-                    let Some(addr) = addr.filter(|a| a & !(size - 1) == first && *a != first && *a != first + size - 1)
-                    else {
+                    let in_range = addr & !(size - 1) == first && addr != first && addr != first + size - 1;
+                    if !in_range {
                         return Err(invalid(Cause::invalid(
                             "spec.clusterIPs",
                             &list,
@@ -243,7 +242,7 @@ pub fn allocate_service(store: &Store, obj: &mut Value, old: Option<&Value>) -> 
                                 "failed to allocate IP {t}: the provided IP ({t}) is not in the valid range. The range of valid IPs is {SERVICE_RANGE}"
                             ),
                         )));
-                    };
+                    }
                     if ips.contains(&addr) {
                         return Err(invalid(Cause::invalid(
                             "spec.clusterIPs",
@@ -377,6 +376,19 @@ pub fn admit_create(store: &Store, rt: &ResType, obj: &mut Value) -> ApiResult<(
             Ok(())
         }
         "Service" => allocate_service(store, obj, None),
+        _ => Ok(()),
+    }
+}
+
+/// What an update of a built-in kind keeps or allocates, as the real server's storage does:
+/// a Service keeps the addresses the new object leaves out, and gets node ports it newly
+/// needs (a taken one is a 422).
+pub fn admit_update(store: &Store, rt: &ResType, old: &Value, obj: &mut Value) -> ApiResult<()> {
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Service") => {
+            carry_service_allocations(old, obj);
+            allocate_service(store, obj, Some(old))
+        }
         _ => Ok(()),
     }
 }

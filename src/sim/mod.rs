@@ -324,14 +324,32 @@ fn bootstrap(s: &mut store::Store, profile: Profile) {
     }
 }
 
-/// A `matchLabels` selector as the `a=b,c=d` string Scale status carries.
+/// A label selector as `labels.Selector.String()` prints it (Scale status, `kubectl get`
+/// columns, selectors handed to the selector parser): `matchLabels` as `k=v`, expressions
+/// as `k in (a,b)`, `k notin (a,b)`, `k`, `!k`, all sorted by key.
 pub(crate) fn selector_string(sel: &Value) -> String {
-    let mut parts: Vec<String> = sel["matchLabels"]
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let mut reqs: Vec<(String, String)> = sel["matchLabels"]
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
-        .unwrap_or_default();
-    parts.sort();
-    parts.join(",")
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), format!("{k}={}", text(v))))
+        .collect();
+    for e in sel["matchExpressions"].as_array().into_iter().flatten() {
+        let key = text(&e["key"]);
+        let mut values: Vec<String> = e["values"].as_array().into_iter().flatten().map(text).collect();
+        values.sort_unstable();
+        let req = match e["operator"].as_str().unwrap_or_default() {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.clone(),
+            "DoesNotExist" => format!("!{key}"),
+            _ => continue,
+        };
+        reqs.push((key, req));
+    }
+    reqs.sort_by(|a, b| a.0.cmp(&b.0));
+    reqs.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join(",")
 }
 
 /// A kubeconfig for `url`, authenticating with `token` if given, in namespace `ns`.

@@ -2,6 +2,7 @@
 
 use super::api::Req;
 use super::registry::ResType;
+use super::selector_string;
 use serde_json::{Value, json};
 
 const NAME_DESC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
@@ -343,31 +344,6 @@ fn since(ts: &Value) -> String {
 fn format_labels(m: &Value) -> String {
     let pairs: Vec<String> = m.as_object().into_iter().flatten().map(|(k, v)| format!("{k}={}", s(v))).collect();
     if pairs.is_empty() { "<none>".into() } else { pairs.join(",") }
-}
-
-/// A label selector as `labels.Selector.String()` prints it: requirements sorted by key.
-fn selector_string(sel: &Value) -> String {
-    let mut reqs: Vec<(String, String)> = sel["matchLabels"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), format!("{k}={}", s(v))))
-        .collect();
-    for e in items(&sel["matchExpressions"]) {
-        let key = s(&e["key"]).to_string();
-        let mut values: Vec<&str> = items(&e["values"]).iter().map(s).collect();
-        values.sort_unstable();
-        let text = match s(&e["operator"]) {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.clone(),
-            "DoesNotExist" => format!("!{key}"),
-            _ => continue,
-        };
-        reqs.push((key, text));
-    }
-    reqs.sort_by(|a, b| a.0.cmp(&b.0));
-    reqs.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join(",")
 }
 
 /// `metav1.FormatLabelSelector`: [`selector_string`], `<none>` when it selects everything.
@@ -958,10 +934,8 @@ fn custom_cell(obj: &Value, path: &str, typ: &str) -> Value {
         }
         ("number", Value::Number(n)) => json!(n.as_f64().unwrap_or(0.0)),
         ("boolean", Value::Bool(_)) => cur.clone(),
-        ("date", Value::String(t)) => match t.parse::<jiff::Timestamp>() {
-            Ok(_) => json!(age(t)),
-            Err(_) => json!("<invalid>"),
-        },
+        ("date", Value::String(t)) if t.parse::<jiff::Timestamp>().is_err() => json!("<invalid>"),
+        ("date", Value::String(t)) => json!(age(t)),
         _ => Value::Null,
     }
 }

@@ -494,12 +494,9 @@ pub fn update_in(
     if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("resourceVersion");
     }
-    if t.rt.kind == "Service" && t.rt.group.is_empty() && !status_sub {
-        builtin::carry_service_allocations(&old, &mut obj);
-    }
     let warnings = admit(store, &t.rt, &mut obj, Some(&old), fv, status_sub, &body_duplicates(req))?;
-    if t.rt.kind == "Service" && t.rt.group.is_empty() && !status_sub {
-        builtin::allocate_service(store, &mut obj, Some(&old))?;
+    if !t.rt.is_custom() && !status_sub {
+        builtin::admit_update(store, &t.rt, &old, &mut obj)?;
     }
     builtin::on_update(&t.rt, &old, &mut obj);
     // No new finalizers once deletion started.
