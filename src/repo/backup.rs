@@ -126,11 +126,17 @@ impl Known {
     }
 }
 
+/// A chunk to store: its id, its bytes, and the read block they were cut from, if known
+/// (consecutive chunks of one block are compressed from the block in one piece, see
+/// [`runs`]).
+type NewChunk = (Id, Bytes, Option<Bytes>);
+
 enum Job {
-    /// Hash consecutive chunks of a file, the first being number `seq`.
-    Hash { seq: u64, chunks: Vec<Bytes> },
+    /// Hash consecutive chunks of a file, the first being number `seq`, all cut from
+    /// `block` when it is given.
+    Hash { seq: u64, chunks: Vec<Bytes>, block: Option<Bytes> },
     /// Store the new chunks of one segment as one data blob.
-    Store { chunks: Vec<(Id, Bytes)> },
+    Store { chunks: Vec<NewChunk> },
 }
 
 enum Done {
@@ -181,7 +187,7 @@ pub(super) struct Engine {
 struct SmallBatch {
     /// The files, with their place in the directory's tree.
     files: Vec<(usize, SmallFile)>,
-    chunks: Vec<(Id, Bytes)>,
+    chunks: Vec<NewChunk>,
     /// Chunks in `chunks`, so a chunk two files share is stored once.
     ids: HashSet<Id>,
     bytes: usize,
@@ -628,7 +634,7 @@ impl Engine {
             let exists = self.meta_exists(&id);
             for ((chunk, _, found), piece) in seg.iter().zip(pieces.by_ref()) {
                 if !exists && found.is_none() && self.batch.ids.insert(*chunk) {
-                    self.batch.chunks.push((*chunk, piece));
+                    self.batch.chunks.push((*chunk, piece, None));
                 }
             }
             file.segments.push((id, seg));
@@ -805,11 +811,11 @@ impl Engine {
                         // A whole small file: hashed here. Sending it to a worker and
                         // waiting for the answer (the file's segment ends with it) cost a
                         // thread round trip per file, longer than the hashing itself.
-                        let hashed = hash_chunks(&self.repo, &self.known, seq, chunks);
+                        let hashed = hash_chunks(&self.repo, &self.known, seq, chunks, None);
                         fc.handle(self, &tx, hashed)?;
                         continue;
                     }
-                    tx.send((Job::Hash { seq, chunks }, fc.reply.clone()))
+                    tx.send((Job::Hash { seq, chunks, block: Some(block.clone()) }, fc.reply.clone()))
                         .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
                     fc.drain(self, &tx, false)?;
                     while fc.pending.len() >= MAX_PENDING_SEGMENTS {
@@ -1162,7 +1168,7 @@ fn worker(rx: &Mutex<Receiver<(Job, Sender<Done>)>>, repo: &Repository, saver: &
         let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok((job, reply)) = next else { return };
         let done = match job {
-            Job::Hash { seq, chunks } => hash_chunks(repo, known, seq, chunks),
+            Job::Hash { seq, chunks, block } => hash_chunks(repo, known, seq, chunks, block),
             Job::Store { chunks } => match store_blob(repo, saver, &chunks) {
                 Ok(refs) => Done::Stored { chunks: refs },
                 Err(e) => Done::Failed(e),
@@ -1173,7 +1179,7 @@ fn worker(rx: &Mutex<Receiver<(Job, Sender<Done>)>>, repo: &Repository, saver: &
 }
 
 /// Hashes chunks and looks them up among the chunks known to exist.
-fn hash_chunks(repo: &Repository, known: &RwLock<Known>, seq: u64, chunks: Vec<Bytes>) -> Done {
+fn hash_chunks(repo: &Repository, known: &RwLock<Known>, seq: u64, chunks: Vec<Bytes>, block: Option<Bytes>) -> Done {
     let ids: Vec<Id> = chunks.iter().map(|d| repo.chunker().id(d)).collect();
     let k = known.read().unwrap_or_else(|e| e.into_inner());
     let chunks = ids
@@ -1181,7 +1187,8 @@ fn hash_chunks(repo: &Repository, known: &RwLock<Known>, seq: u64, chunks: Vec<B
         .zip(chunks)
         .map(|(id, data)| {
             let known = k.get(&id);
-            SegChunk { id, len: data.len() as u32, known, data: known.is_none().then_some(data) }
+            let len = data.len() as u32;
+            SegChunk { id, len, known, data: known.is_none().then(|| (data, block.clone())) }
         })
         .collect();
     drop(k);
@@ -1189,25 +1196,61 @@ fn hash_chunks(repo: &Repository, known: &RwLock<Known>, seq: u64, chunks: Vec<B
 }
 
 /// Stores consecutive new chunks as one data blob (one compression window, one seal).
-fn store_blob(repo: &Repository, saver: &Saver, chunks: &[(Id, Bytes)]) -> Result<Vec<ChunkRef>, RepoError> {
-    let lens: Vec<u32> = chunks.iter().map(|(_, d)| d.len() as u32).collect();
+fn store_blob(repo: &Repository, saver: &Saver, chunks: &[NewChunk]) -> Result<Vec<ChunkRef>, RepoError> {
+    let lens: Vec<u32> = chunks.iter().map(|(_, d, _)| d.len() as u32).collect();
     let head = super::format::encode_data_header(&lens);
     let header = head.len() as u32;
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(chunks.len() + 1);
+    let runs = runs(chunks);
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(runs.len() + 1);
     parts.push(&head);
-    parts.extend(chunks.iter().map(|(_, d)| &d[..]));
-    let key: Vec<(Id, u32)> = chunks.iter().map(|(id, d)| (*id, d.len() as u32)).collect();
+    parts.extend(runs.iter().map(|r| &r[..]));
+    let key: Vec<(Id, u32)> = chunks.iter().map(|(id, d, _)| (*id, d.len() as u32)).collect();
     let blob = repo.chunker().data_blob_id(&key);
     let loc = saver.save_parts(BlobKind::Chunk, blob, &parts)?;
     let mut offset = header;
     Ok(chunks
         .iter()
-        .map(|(id, d)| {
+        .map(|(id, d, _)| {
             let r = ChunkRef { id: *id, blob, loc, offset, len: d.len() as u32 };
             offset += d.len() as u32;
             r
         })
         .collect())
+}
+
+/// The chunks' bytes as few pieces: consecutive chunks that lie one after the other in
+/// the same read block become one slice of it, so a data blob (up to 2 MiB) is
+/// compressed straight from its read block instead of being copied into one buffer
+/// first (that copy was a tenth of the CPU time on incompressible data).
+fn runs(chunks: &[NewChunk]) -> Vec<Bytes> {
+    let mut out: Vec<Bytes> = Vec::with_capacity(2);
+    // The open run: its block and where it starts and ends in it.
+    let mut open: Option<(&Bytes, usize, usize)> = None;
+    for (_, data, block) in chunks {
+        // Where the chunk lies in its block (it was cut from it).
+        let at = block.as_ref().and_then(|b| {
+            let start = (data.as_ptr() as usize).checked_sub(b.as_ptr() as usize)?;
+            (start + data.len() <= b.len()).then_some((b, start))
+        });
+        match (open, at) {
+            (Some((b, s, e)), Some((cb, start))) if b.as_ptr() == cb.as_ptr() && start == e => {
+                open = Some((b, s, e + data.len()));
+            }
+            _ => {
+                if let Some((b, s, e)) = open.take() {
+                    out.push(b.slice(s..e));
+                }
+                match at {
+                    Some((b, start)) => open = Some((b, start, start + data.len())),
+                    None => out.push(data.clone()),
+                }
+            }
+        }
+    }
+    if let Some((b, s, e)) = open {
+        out.push(b.slice(s..e));
+    }
+    out
 }
 
 /// The parent's chunks around the current offset.
@@ -1292,8 +1335,9 @@ struct SegChunk {
     id: Id,
     len: u32,
     known: Option<ChunkRef>,
-    /// The bytes, kept only while the chunk is not known to be stored.
-    data: Option<Bytes>,
+    /// The bytes and the read block they were cut from, kept only while the chunk is not
+    /// known to be stored.
+    data: Option<(Bytes, Option<Bytes>)>,
 }
 
 struct PendingSegment {
@@ -1413,7 +1457,7 @@ impl FileContent {
         let seq = self.base + self.pending.len() as u64;
         let mut missing = 0;
         let exists = e.meta_exists(&seg_id);
-        let mut new_chunks: Vec<(Id, Bytes)> = Vec::new();
+        let mut new_chunks: Vec<NewChunk> = Vec::new();
         if !exists {
             let known = e.known.read().unwrap_or_else(|e| e.into_inner());
             for (i, c) in chunks.iter_mut().enumerate() {
@@ -1428,9 +1472,9 @@ impl FileContent {
                 let waiting = self.inflight.entry(c.id).or_default();
                 waiting.push((seq, i));
                 if waiting.len() == 1
-                    && let Some(data) = c.data.take()
+                    && let Some((data, block)) = c.data.take()
                 {
-                    new_chunks.push((c.id, data));
+                    new_chunks.push((c.id, data, block));
                 }
             }
         } else {
@@ -1444,13 +1488,13 @@ impl FileContent {
                 .map_err(|_| RepoError::Invalid("backup workers stopped".into()))
         };
         let (mut blob, mut bytes) = (Vec::new(), 0);
-        for (id, data) in new_chunks {
-            if !blob.is_empty() && bytes + data.len() > DATA_BLOB_MAX {
+        for chunk in new_chunks {
+            if !blob.is_empty() && bytes + chunk.1.len() > DATA_BLOB_MAX {
                 store(std::mem::take(&mut blob))?;
                 bytes = 0;
             }
-            bytes += data.len();
-            blob.push((id, data));
+            bytes += chunk.1.len();
+            blob.push(chunk);
         }
         if !blob.is_empty() {
             store(blob)?;
@@ -1563,6 +1607,30 @@ mod tests {
         assert!(split > 0, "no segment of this file was long enough to be split");
     }
 
+    /// Consecutive chunks that lie one after the other in one read block become one slice
+    /// of it; a chunk skipped between them, another block, or no block known splits them.
+    #[test]
+    fn chunks_adjacent_in_one_block_are_compressed_as_one_piece() {
+        let id = |n: u8| Id([n; 32]);
+        let block = Bytes::from((0..=255u8).cycle().take(4096).collect::<Vec<u8>>());
+        let other = Bytes::from(vec![7u8; 1024]);
+        let piece = |b: &Bytes, r: std::ops::Range<usize>| (id(r.start as u8), b.slice(r), Some(b.clone()));
+        let chunks = vec![
+            piece(&block, 0..100),
+            piece(&block, 100..1000),
+            piece(&block, 1000..1500),
+            // 1500..2000 was known: not stored.
+            piece(&block, 2000..4096),
+            piece(&other, 0..1024),
+            (id(9), block.slice(0..10), None),
+        ];
+        let runs = runs(&chunks);
+        let got: Vec<&[u8]> = runs.iter().map(|r| &r[..]).collect();
+        assert_eq!(got, [&block[0..1500], &block[2000..4096], &other[..], &block[0..10]]);
+        // The pieces share the block's memory.
+        assert_eq!(runs[0].as_ptr(), block.as_ptr());
+    }
+
     /// Every read block out, held by chunks whose hashes the workers have answered but
     /// the reader has not handled yet: the reader must handle them to get a block back
     /// (waiting would never end; going over the limit would unbound memory).
@@ -1595,7 +1663,7 @@ mod tests {
             }
             let seq = fc.sent;
             fc.sent += chunks.len() as u64;
-            tx.send((Job::Hash { seq, chunks }, fc.reply.clone())).unwrap();
+            tx.send((Job::Hash { seq, chunks, block: Some(block.clone()) }, fc.reply.clone())).unwrap();
         }
         assert_eq!(engine.blocks.out(), READ_BLOCKS);
         let block = engine.take_block(&mut fc, &tx).unwrap();
