@@ -8,6 +8,7 @@ use crate::store::StoreError;
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -79,6 +80,10 @@ impl PackWriter {
 const GATHER_MAX: usize = 4 << 20;
 /// Parts after the first at least this long are compressed as frames of their own.
 const FRAME_MIN: usize = 64 << 10;
+/// A metadata pack goes along with every this many data packs, or with the next one once
+/// it holds [`META_WITH_DATA`] bytes.
+const META_EVERY: usize = 4;
+const META_WITH_DATA: usize = 128 << 10;
 /// Blobs shorter than this are stored uncompressed.
 const TINY_BLOB: usize = 256;
 
@@ -219,6 +224,8 @@ pub struct Saver {
     shared: Arc<Mutex<Shared>>,
     /// Buffers of data packs, reused once uploaded.
     packs: Arc<Pool>,
+    /// Data packs sent since the last metadata pack.
+    data_packs_since_meta: AtomicUsize,
     /// Index what is uploaded every this many packs, so an interrupted run leaves
     /// indexed, reusable data.
     index_every: usize,
@@ -257,6 +264,7 @@ impl Saver {
             // take it past the target, so a buffer grows only for a blob larger than that.
             packs: Pool::new(repo_pack_size + (64 << 10), uploads + 2),
             index_every: 32,
+            data_packs_since_meta: AtomicUsize::new(0),
         })
     }
 
@@ -347,9 +355,17 @@ impl Saver {
         for pack in full {
             self.send(pack)?;
             // Send the recipes with their data, so an interrupted run leaves segments the
-            // next run can reuse.
+            // next run can reuse: with every few data packs, or sooner once they fill a
+            // pack worth a write of its own. A metadata pack with every data pack cost a
+            // request (and locally a file sync) per 8 MiB for a few kilobytes of recipes.
             if kind == BlobKind::Chunk {
-                let meta = self.meta.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let due = self.data_packs_since_meta.fetch_add(1, Relaxed) + 1 >= META_EVERY;
+                let mut slot = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+                let meta = slot.take_if(|m| due || m.buf.len() >= META_WITH_DATA);
+                drop(slot);
+                if meta.is_some() {
+                    self.data_packs_since_meta.store(0, Relaxed);
+                }
                 if let Some(m) = meta.filter(|m| !m.entries.is_empty()) {
                     self.send(m)?;
                 }
