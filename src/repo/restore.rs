@@ -63,6 +63,9 @@ pub struct Progress {
     pub files: AtomicU64,
     /// Bytes written to the target so far.
     pub bytes_written: AtomicU64,
+    /// Of those, bytes written through the page cache in large writes (whose writeback
+    /// starts at once), which the background `syncfs` follows (see [`Flusher`]).
+    pub large_written: AtomicU64,
 }
 
 /// A run of consecutive segments of one file, restored by one worker with as few range
@@ -199,8 +202,10 @@ pub fn run(
                 }
             }
             prepare_dir(target, opts.overwrite || opts.in_place)?;
-            r.dir(&tree, target, "")?;
-            r.wait()?;
+            let flusher = Flusher::start(target, r.progress.clone());
+            let written = r.dir(&tree, target, "").and_then(|()| r.wait());
+            drop(flusher);
+            written?;
             r.finish_dirs();
             if opts.include.is_empty() {
                 r.meta(target, &snap.root);
@@ -216,6 +221,60 @@ pub fn run(
     let warnings = std::mem::take(&mut *r.warnings.lock().unwrap_or_else(|e| e.into_inner()));
     r.summary.warnings.extend(warnings);
     Ok(std::mem::take(&mut r.summary))
+}
+
+/// Bytes written between two background `syncfs` calls of a restore (see [`Flusher`]).
+const FLUSH_EVERY: u64 = 256 << 20;
+
+/// Makes what a restore wrote durable as it goes: a thread calls `syncfs` on the target's
+/// filesystem each time another [`FLUSH_EVERY`] bytes are written in large writes (small
+/// files do not count: with 200,000 of them, syncs every 256 MiB of them made the restore
+/// about 5 % slower, each committing the journal for many new inodes). The final `syncfs`
+/// ([`make_durable`]) then has little left to wait for. On this machine's virtual disk
+/// that final sync took 2 to 2.5 s after a 2.6 GB restore, with nothing written in the
+/// meantime (the device emptying its cache); measured with buffered writes of 2.5 GB,
+/// durable after 3.7 to 4.1 s with a `syncfs` every 256 MiB against 5.9 to 8.3 s with
+/// one at the end, and 4.5 to 6.7 s with `sync_file_range` per file. A failed background
+/// sync is left to the final one, which reports it.
+struct Flusher {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn start(target: &Path, progress: Arc<Progress>) -> Self {
+        use std::os::fd::AsRawFd;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = File::open(target).ok().and_then(|dir| {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("lifeline-flush".into())
+                .spawn(move || {
+                    let mut flushed = 0;
+                    while !stop.load(Relaxed) {
+                        let written = progress.large_written.load(Relaxed);
+                        if written >= flushed + FLUSH_EVERY {
+                            flushed = written;
+                            // SAFETY: a valid open descriptor.
+                            unsafe { libc::syncfs(dir.as_raw_fd()) };
+                        } else {
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                        }
+                    }
+                })
+                .ok()
+        });
+        Self { stop, thread }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Waits until everything the restore wrote under `target` (content, names, metadata) is
@@ -1254,6 +1313,7 @@ fn write_range(job: &Job, offset: u64, bytes: &[u8]) -> Result<(), RepoError> {
         _ => {
             write_at(&job.file, job, offset, bytes)?;
             if bytes.len() >= WRITEBACK_MIN {
+                job.progress.large_written.fetch_add(bytes.len() as u64, Relaxed);
                 start_writeback(&job.file, offset, bytes.len());
             }
             Ok(())
