@@ -1561,15 +1561,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src");
         std::fs::create_dir(&src).unwrap();
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let data: Vec<u8> = (0..24 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = crate::repo::chunker::tests::pseudo_random(24 << 20, 0x2545_f491_4f6c_dd1d);
         std::fs::write(src.join("f"), &data).unwrap();
         let url = format!("file://{}", dir.path().join("repo").display());
         let backend = open(&url, &LocationOptions { create: true, ..Default::default() }).unwrap();

@@ -84,7 +84,7 @@ impl Chunker {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn chunks(c: &Chunker, data: &[u8]) -> Vec<usize> {
@@ -98,7 +98,8 @@ mod tests {
         out
     }
 
-    fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+    /// `n` bytes of xorshift noise from `seed` (incompressible, and the same every run).
+    pub(crate) fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
         let mut x = seed;
         (0..n)
             .map(|_| {

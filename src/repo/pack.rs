@@ -550,15 +550,7 @@ mod tests {
 
     #[test]
     fn incompressible_parts_are_reported_as_such() {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let noise: Vec<u8> = (0..300_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let noise = crate::repo::chunker::tests::pseudo_random(300_000, 0x9e37_79b9_7f4a_7c15);
         let mut out = Vec::new();
         assert!(!compress_parts(&[&[1, 2, 3], &noise[..150_000], &noise[150_000..]], 1, &mut out));
         assert!(!compress_parts(&[&noise], 1, &mut out));
