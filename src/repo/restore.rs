@@ -65,7 +65,7 @@ pub struct Progress {
     pub bytes_written: AtomicU64,
     /// Of those, bytes written through the page cache in large writes (whose writeback
     /// starts at once), which the background `syncfs` follows (see [`Flusher`]).
-    pub large_written: AtomicU64,
+    large_written: AtomicU64,
 }
 
 /// A run of consecutive segments of one file, restored by one worker with as few range
@@ -155,7 +155,8 @@ const READ_MAX: u64 = 8 << 20;
 /// `O_DIRECT` where the filesystem supports it (unaligned heads and tails are buffered): a
 /// restore then costs no page-cache copy and does not fill the node's page cache with
 /// dirty data. By default every file is written through the page cache, and one `syncfs`
-/// at the end ([`make_durable`]) makes the whole restore durable: the kernel's writeback
+/// at the end ([`make_durable`], with background ones along the way, see [`Flusher`])
+/// makes the whole restore durable: the kernel's writeback
 /// sends large merged requests, many at once, which on this machine's disk is faster than
 /// direct writes from the workers. Measured on it (`make bench` data, cold page cache,
 /// until durable, alternating runs): local 4.7-4.9 s buffered against 6.1-6.9 s direct
@@ -227,9 +228,10 @@ pub fn run(
 const FLUSH_EVERY: u64 = 256 << 20;
 
 /// Makes what a restore wrote durable as it goes: a thread calls `syncfs` on the target's
-/// filesystem each time another [`FLUSH_EVERY`] bytes are written in large writes (small
-/// files do not count: with 200,000 of them, syncs every 256 MiB of them made the restore
-/// about 5 % slower, each committing the journal for many new inodes). The final `syncfs`
+/// filesystem each time another [`FLUSH_EVERY`] bytes are written in large writes. Small
+/// files do not count, so a restore of many small files goes as before: starting their
+/// writeback early made one slower (see [`DIRECT_MIN`]), and with them counted, 200,000 of
+/// them measured within a wide spread (13.5 to 15.9 s), not clearly better. The final `syncfs`
 /// ([`make_durable`]) then has little left to wait for. On this machine's virtual disk
 /// that final sync took 2 to 2.5 s after a 2.6 GB restore, with nothing written in the
 /// meantime (the device emptying its cache); measured with buffered writes of 2.5 GB,
