@@ -608,6 +608,9 @@ impl Restorer {
             .open(path)
             .map_err(|e| RepoError::io("create", path, e))?;
         file.set_len(node.size).map_err(|e| RepoError::io("resize", path, e))?;
+        if node.size >= DIRECT_MIN && !node.sparse {
+            preallocate(&file, path, node.size)?;
+        }
         let direct = if self.opts.direct_io && node.size >= DIRECT_MIN { open_direct(path) } else { None };
         self.queue(file, direct, path, node, false, true)
     }
@@ -1210,6 +1213,32 @@ fn punch(job: &Job, at: u64, zeros: &[u8]) -> Result<(), RepoError> {
         )
     };
     if r == 0 { Ok(()) } else { write_at(&job.file, job, at, zeros) }
+}
+
+/// Allocates the blocks of a new file of `size` bytes before its content is written, so
+/// that the workers' writes to its ranges fill allocated (unwritten) blocks instead of
+/// holes: ext4 then takes a direct write under the file's shared lock instead of its
+/// exclusive one, and allocates one extent up front instead of at writeback. Measured on
+/// one 2 GiB file from a cold page cache, until durable, alternating runs: 2.97 to 3.46 s
+/// against 3.00 to 3.87 s without, with less system time in every pair; the `make bench`
+/// data within the spread. A restore that cannot fit fails here, at the first file that
+/// does not fit, instead of after writing part of it. Sparse files are not preallocated
+/// (their holes stay holes); where the filesystem has no `fallocate` (some FUSE and
+/// network filesystems) the writes allocate as before.
+fn preallocate(file: &File, path: &Path, size: u64) -> Result<(), RepoError> {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = libc::off_t::try_from(size) else { return Ok(()) };
+    // SAFETY: a valid open descriptor; mode 0 only allocates within the file's size.
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) } == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG) => {
+            Err(RepoError::io("allocate space for", path, e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Opens `path` for writes that bypass the page cache; `None` where the filesystem does
