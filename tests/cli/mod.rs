@@ -26,6 +26,36 @@ fn url(dir: &Path) -> String {
     format!("file://{}", dir.display())
 }
 
+/// A restore that does not fit (here: a file-size limit smaller than a file) fails with
+/// an error naming the file, and never reports success.
+#[test]
+fn a_restore_that_does_not_fit_fails_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = url(&tmp.path().join("repo"));
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let big: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(src.join("big.bin"), &big).unwrap();
+    assert!(lifeline(&["repo", "init", &repo], Some("pw")).status.success());
+    assert!(lifeline(&["repo", "backup", &repo, src.to_str().unwrap()], Some("pw")).status.success());
+
+    // At most 1 MiB per file (in 512-byte blocks), with the signal that limit raises
+    // ignored so that the write or allocation fails with EFBIG instead.
+    let out_dir = tmp.path().join("out");
+    let out = Command::new("sh")
+        .args(["-c", "trap '' XFSZ; ulimit -f 2048; exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_lifeline"))
+        .args(["repo", "restore", &repo, "latest", out_dir.to_str().unwrap()])
+        .env("LIFELINE_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    assert!(out.status.code().is_some_and(|c| c != 0), "{out:?}");
+    let r = result(&out);
+    assert_eq!(r["ok"], false, "{r}");
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("big.bin") && message.contains("too large"), "{r}");
+}
+
 #[test]
 fn backup_and_restore_report_json_and_write_the_result_file() {
     let tmp = tempfile::tempdir().unwrap();
