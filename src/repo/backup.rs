@@ -2,8 +2,9 @@
 //! parent restore point without reading them, and store the content of the others as
 //! chunks and segments.
 //!
-//! Within a file the work is parallel: the calling thread reads and cuts chunks, workers
-//! hash them and look them up; a segment whose id the index knows costs nothing more;
+//! Within a file the work is parallel: the calling thread reads, workers cut the read
+//! blocks into chunks (the calling thread only joins their cuts across blocks, see
+//! [`Engine::start_content`]), hash them and look them up; a segment whose id the index knows costs nothing more;
 //! for a new segment, only chunks that are neither in the parent's version of the file
 //! (a window around the same offset) nor stored earlier in this run are compressed,
 //! encrypted and packed. So a database file with scattered 8 KiB page changes stores
@@ -33,13 +34,16 @@ const WINDOW: u64 = 64 << 20;
 /// whatever this holds; it only catches chunks shared across segments (on the benchmark
 /// data, 21 kB of 2.6 GB; at 1 << 17 it cost 25 MiB of peak memory).
 const RUN_CHUNKS_CAP: usize = 1 << 15;
-/// Segments of a file held in memory while their chunks are stored.
-const MAX_PENDING_SEGMENTS: usize = 3;
+/// Segments of a file held in memory while their chunks are stored (the read blocks
+/// bound their memory too). More than 3 kept the workers busier once cutting moved to
+/// them: over a full backup of the `make bench` data, both cores went from 1.70 to 1.80
+/// busy on average.
+const MAX_PENDING_SEGMENTS: usize = 16;
 const READ_BLOCK: usize = 2 << 20;
 /// Read blocks in memory at once (chunks in flight hold them): bounds backup memory.
-/// Six instead of eight took 9 to 17 MiB off a full backup's peak RSS at no cost in time
-/// (the `make bench` data: 7.0 and 7.3 s against 7.5 and 7.5 s).
-const READ_BLOCKS: usize = 6;
+/// Eight: blocks now also wait to be cut by the workers ([`CUT_AHEAD`]); about 5 MiB
+/// more peak RSS on a full backup than six.
+const READ_BLOCKS: usize = 8;
 /// Files of one directory whose last chunks may still be being stored while the next
 /// files are read (the workers stay busy across small files).
 const MAX_PARKED: usize = 8;
@@ -135,6 +139,10 @@ enum Job {
     /// Hash consecutive chunks of a file, the first being number `seq`, all cut from
     /// `block` when it is given.
     Hash { seq: u64, chunks: Vec<Bytes>, block: Option<Bytes> },
+    /// Cut a file's read block number `number` into chunks as if one started at its
+    /// beginning (to the end if `last`, else while a maximal chunk fits) and hash them:
+    /// see [`Engine::start_content`].
+    Cut { number: u64, block: Bytes, last: bool },
     /// Store the new chunks of one segment as one data blob.
     Store { chunks: Vec<NewChunk> },
 }
@@ -144,6 +152,12 @@ enum Done {
     Hashed {
         seq: u64,
         chunks: Vec<SegChunk>,
+    },
+    /// A [`Job::Cut`]'s chunks, and where they stop in the block.
+    Cut {
+        number: u64,
+        chunks: Vec<SegChunk>,
+        end: usize,
     },
     Stored {
         chunks: Vec<ChunkRef>,
@@ -315,7 +329,6 @@ impl Engine {
         let uploads = 2;
         let saver = Saver::new(repo.clone(), uploads);
         let known = Arc::new(RwLock::new(Known::default()));
-        let repo_max_chunk = repo.config().chunker.max as usize;
         let (tx, rx) = sync_channel::<(Job, Sender<Done>)>(32);
         let rx = Arc::new(Mutex::new(rx));
         let handles = (0..n)
@@ -337,7 +350,7 @@ impl Engine {
             hardlinks: HashMap::new(),
             summary: Summary::default(),
             progress,
-            blocks: super::buffers::Pool::with_limit(READ_BLOCK + repo_max_chunk, READ_BLOCKS, READ_BLOCKS),
+            blocks: super::buffers::Pool::with_limit(READ_BLOCK, READ_BLOCKS, READ_BLOCKS),
             parked: VecDeque::new(),
             settled: Vec::new(),
             batch: SmallBatch::default(),
@@ -555,7 +568,9 @@ impl Engine {
                     self.finish_batch(files, &chunks)?;
                 }
                 Ok(Done::Failed(e)) => return Err(e),
-                Ok(Done::Hashed { .. }) | Err(_) => return Err(RepoError::Invalid("backup workers stopped".into())),
+                Ok(Done::Hashed { .. } | Done::Cut { .. }) | Err(_) => {
+                    return Err(RepoError::Invalid("backup workers stopped".into()));
+                }
             }
         }
         Ok(())
@@ -756,9 +771,20 @@ impl Engine {
         Ok((fc.content, size))
     }
 
-    /// Reads and cuts all of `reader`, sends its chunks to the workers and ends its last
-    /// segment; returns the file's assembly, whose last segments may still be being
-    /// stored, and the content's length.
+    /// Reads all of `reader` and stores its content; returns the file's assembly, whose
+    /// last segments may still be being stored, and the content's length.
+    ///
+    /// Cutting is shared with the workers. Blocks are read one after the other (no
+    /// overlap) and each is sent at once to a worker, which cuts and hashes it as if a
+    /// chunk started at its beginning (a guess, [`Job::Cut`]). This thread follows the true
+    /// chunking: from the uncut end of the blocks before (`tail`), it cuts across into the
+    /// block itself until one of its cuts meets one of the guess's; from there on the
+    /// guess's chunks are the true ones, since where a chunk ends depends only on where it
+    /// starts and the bytes after. That takes a chunk or two per block here, instead of
+    /// the whole block (cutting was most of this thread's time, and the thread was the
+    /// backup's bottleneck on incompressible data). Where cuts never meet (a run of zeros
+    /// has every chunk at the maximal length, offset from the guess's), this thread cuts
+    /// the block as before, and guesses pause for a while ([`GUESS_RETRY`]).
     fn start_content(
         &mut self,
         reader: &mut dyn Fill,
@@ -770,65 +796,229 @@ impl Engine {
         let mut window = ParentWindow::new(parent);
         let (done_tx, done_rx) = channel();
         let mut fc = FileContent::new(path, done_rx, done_tx);
-        let max = self.repo.chunker().params().max as usize;
-        let mut offset = 0u64;
-        // Blocks are read into fresh capacity (no zero-fill) and cut into chunks that
-        // share the block's memory; only the tail shorter than a maximal chunk is copied
-        // to the front of the next block.
-        let mut carry: Vec<u8> = Vec::new();
-        let mut eof = false;
-        while !eof || !carry.is_empty() {
-            // A small file gets a buffer of its own size, so that while it waits to be
-            // stored it does not hold a whole read block.
-            let small = offset == 0 && carry.is_empty() && size_hint > 0 && size_hint < SMALL_FILE;
-            let mut block =
-                if small { Vec::with_capacity(size_hint as usize + 1) } else { self.take_block(&mut fc, &tx)? };
-            block.append(&mut carry);
-            // A small file is read whole, and one byte more to see its end (or that it grew).
-            let want = if small { size_hint as usize + 1 } else { (READ_BLOCK + max).saturating_sub(block.len()) };
-            let n = reader.fill(&mut block, want).map_err(|e| RepoError::io("read", path, e))?;
-            eof = n < want;
-            self.summary.bytes_read += n as u64;
-            let block = if small { Bytes::from(block) } else { self.blocks.freeze(block) };
-            let mut pos = 0;
-            let mut batch = Vec::new();
-            let mut batch_bytes = 0;
-            while pos < block.len() && (eof || block.len() - pos >= max) {
-                window.advance(self, offset)?;
-                let len = self.repo.chunker().cut(&block[pos..]);
-                batch.push(block.slice(pos..pos + len));
-                batch_bytes += len;
-                pos += len;
-                offset += len as u64;
-                self.progress.bytes_done.fetch_add(len as u64, Relaxed);
-                let last = pos == block.len() || (!eof && block.len() - pos < max);
-                if batch_bytes >= HASH_BATCH || last {
-                    let chunks = std::mem::take(&mut batch);
-                    batch_bytes = 0;
-                    let seq = fc.sent;
-                    fc.sent += chunks.len() as u64;
-                    if small && eof {
-                        // A whole small file: hashed here. Sending it to a worker and
-                        // waiting for the answer (the file's segment ends with it) cost a
-                        // thread round trip per file, longer than the hashing itself.
-                        let hashed = hash_chunks(&self.repo, &self.known, seq, chunks, None);
-                        fc.handle(self, &tx, hashed)?;
-                        continue;
+        let mut cuts = TrueCuts::default();
+        // Blocks read and not yet cut here, in order, with whether a worker guesses them.
+        let mut ahead: VecDeque<(u64, Bytes, bool)> = VecDeque::new();
+        let (mut read_at, mut eof, mut number) = (0u64, false, 0u64);
+        let (mut guess, mut unguessed) = (true, 0usize);
+        loop {
+            while !eof && ahead.len() < CUT_AHEAD {
+                // A small file gets a buffer of its own size, so that while it waits to be
+                // stored it does not hold a whole read block. Blocks after the first are
+                // only read while one is free: a block's results are handled in order here,
+                // so waiting for a block with earlier ones unhandled would wait forever.
+                let small = read_at == 0 && size_hint > 0 && size_hint < SMALL_FILE;
+                let mut block = if small {
+                    Vec::with_capacity(size_hint as usize + 1)
+                } else if ahead.is_empty() {
+                    self.take_block(&mut fc, &tx)?
+                } else {
+                    match self.blocks.try_take() {
+                        Some(block) => block,
+                        None => break,
                     }
-                    tx.send((Job::Hash { seq, chunks, block: Some(block.clone()) }, fc.reply.clone()))
-                        .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
-                    fc.drain(self, &tx, false)?;
-                    while fc.pending.len() >= MAX_PENDING_SEGMENTS {
-                        fc.drain(self, &tx, true)?;
-                    }
+                };
+                // A small file is read whole, and one byte more to see its end (or that it grew).
+                let want = if small { size_hint as usize + 1 } else { READ_BLOCK };
+                let n = reader.fill(&mut block, want).map_err(|e| RepoError::io("read", path, e))?;
+                eof = n < want;
+                self.summary.bytes_read += n as u64;
+                let block = if small { Bytes::from(block) } else { self.blocks.freeze(block) };
+                if n == 0 {
+                    break;
                 }
+                window.advance(self, read_at)?;
+                read_at += n as u64;
+                // The first block starts with a chunk: its guess is the truth.
+                let guessed = guess || number == 0;
+                if guessed {
+                    fc.guessing += 1;
+                    tx.send((Job::Cut { number, block: block.clone(), last: eof }, fc.reply.clone()))
+                        .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
+                }
+                ahead.push_back((number, block, guessed));
+                number += 1;
             }
-            carry = block[pos..].to_vec();
+            let Some((number, block, guessed)) = ahead.pop_front() else { break };
+            let last = eof && ahead.is_empty();
+            let guessed = if guessed {
+                loop {
+                    if let Some(g) = fc.guesses.remove(&number) {
+                        break Some(g);
+                    }
+                    fc.drain(self, &tx, true)?;
+                }
+            } else {
+                None
+            };
+            let met = cuts.follow(self, &mut fc, &tx, block, last, guessed)?;
+            match met {
+                Some(false) => (guess, unguessed) = (false, 0),
+                None => {
+                    unguessed += 1;
+                    guess = unguessed >= GUESS_RETRY;
+                }
+                Some(true) => {}
+            }
+            fc.drain(self, &tx, false)?;
+            while fc.pending.len() >= MAX_PENDING_SEGMENTS {
+                fc.drain(self, &tx, true)?;
+            }
+        }
+        // The last block was full and the stream ended just after it: its uncut end is
+        // cut as the end.
+        if !cuts.tail.is_empty() {
+            cuts.follow(self, &mut fc, &tx, Bytes::new(), true, None)?;
         }
         // The last segment is matched against the parent's chunks before they are forgotten.
         fc.seal(self, &tx)?;
         window.clear(self);
-        Ok((fc, offset))
+        Ok((fc, cuts.offset))
+    }
+}
+
+/// Blocks guessed ahead of the one being cut on the reading thread (see
+/// [`Engine::start_content`]).
+const CUT_AHEAD: usize = 4;
+/// Blocks of a file read without a guess after a guess that never met the true cuts.
+const GUESS_RETRY: usize = 8;
+
+/// The true chunking of one file's stream, followed block by block.
+#[derive(Default)]
+struct TrueCuts {
+    /// The end of the blocks so far that is not yet cut (shorter than a maximal chunk).
+    tail: Bytes,
+    /// Where in the stream `tail` starts: the bytes cut so far.
+    offset: u64,
+}
+
+impl TrueCuts {
+    /// Cuts through `block`, the next stretch of the stream (`last`: the stream ends with
+    /// it), starting at the tail, on this thread until a cut meets a cut of `guess` (the
+    /// block's chunks, cut and hashed by a worker as if a chunk started at the block's
+    /// beginning, and where they stop); then takes the guess's chunks from there. Hands
+    /// every chunk to `fc` in order. Returns whether the cuts met (`None`: no guess).
+    fn follow(
+        &mut self,
+        e: &Engine,
+        fc: &mut FileContent,
+        tx: &SyncSender<(Job, Sender<Done>)>,
+        block: Bytes,
+        last: bool,
+        guess: Option<(Vec<SegChunk>, usize)>,
+    ) -> Result<Option<bool>, RepoError> {
+        let chunker = e.repo.chunker();
+        let max = chunker.params().max as usize;
+        if !last && block.len() < max {
+            // Too short to cut across (only a grown small file's first block is): it
+            // joins the tail.
+            self.tail = [&self.tail[..], &block[..]].concat().into();
+            return Ok(guess.map(|_| true));
+        }
+        let mut own = OwnChunks::default();
+        // Where the true chunking continues in `block`.
+        let mut at = 0;
+        if !self.tail.is_empty() {
+            // The tail and enough of the block to cut past the boundary, in one buffer
+            // (at most two maximal chunks).
+            let reach = block.len().min(max);
+            let mut joined = Vec::with_capacity(self.tail.len() + reach);
+            joined.extend_from_slice(&self.tail);
+            joined.extend_from_slice(&block[..reach]);
+            let joined = Bytes::from(joined);
+            let mut pos = 0;
+            while pos < self.tail.len() {
+                let len = chunker.cut(&joined[pos..]);
+                own.push(fc, tx, joined.slice(pos..pos + len), &joined)?;
+                pos += len;
+            }
+            own.flush(e, fc, tx, &joined)?;
+            at = pos - self.tail.len();
+        }
+        let guessed = guess.is_some();
+        let (mut chunks, end) = guess.unwrap_or_default();
+        // The guess's chunk that starts at or after `at`, and where it starts.
+        let (mut next, mut start) = (0, 0);
+        let met = loop {
+            while next < chunks.len() && start < at {
+                start += chunks[next].len as usize;
+                next += 1;
+            }
+            if guessed && start == at && (next < chunks.len() || start == end) {
+                break true;
+            }
+            if at >= block.len() || (!last && block.len() - at < max) {
+                break false;
+            }
+            let len = chunker.cut(&block[at..]);
+            own.push(fc, tx, block.slice(at..at + len), &block)?;
+            at += len;
+        };
+        own.flush(e, fc, tx, &block)?;
+        if met {
+            let taken: Vec<SegChunk> = chunks.drain(next..).collect();
+            if !taken.is_empty() {
+                let seq = fc.sent;
+                fc.sent += taken.len() as u64;
+                fc.handle(e, tx, Done::Hashed { seq, chunks: taken })?;
+            }
+            at = end;
+        }
+        let cut = (self.tail.len() + at) as u64;
+        self.offset += cut;
+        e.progress.bytes_done.fetch_add(cut, Relaxed);
+        self.tail = block.slice(at..);
+        Ok(guessed.then_some(met))
+    }
+}
+
+/// Chunks cut on the reading thread, handed to the file in order: hashed by the workers
+/// in batches of [`HASH_BATCH`] bytes, and the last few here.
+#[derive(Default)]
+struct OwnChunks {
+    batch: Vec<Bytes>,
+    bytes: usize,
+}
+
+impl OwnChunks {
+    /// Adds a chunk cut from `block`.
+    fn push(
+        &mut self,
+        fc: &mut FileContent,
+        tx: &SyncSender<(Job, Sender<Done>)>,
+        chunk: Bytes,
+        block: &Bytes,
+    ) -> Result<(), RepoError> {
+        self.bytes += chunk.len();
+        self.batch.push(chunk);
+        if self.bytes >= HASH_BATCH {
+            let chunks = std::mem::take(&mut self.batch);
+            self.bytes = 0;
+            let seq = fc.sent;
+            fc.sent += chunks.len() as u64;
+            tx.send((Job::Hash { seq, chunks, block: Some(block.clone()) }, fc.reply.clone()))
+                .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
+        }
+        Ok(())
+    }
+
+    /// Hashes the chunks not yet sent (cut from `block`) here and hands them to `fc`.
+    fn flush(
+        &mut self,
+        e: &Engine,
+        fc: &mut FileContent,
+        tx: &SyncSender<(Job, Sender<Done>)>,
+        block: &Bytes,
+    ) -> Result<(), RepoError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let chunks = std::mem::take(&mut self.batch);
+        self.bytes = 0;
+        let seq = fc.sent;
+        fc.sent += chunks.len() as u64;
+        let chunks = hash_chunks(&e.repo, &e.known, chunks, Some(block.clone()));
+        fc.handle(e, tx, Done::Hashed { seq, chunks })
     }
 }
 
@@ -1168,7 +1358,18 @@ fn worker(rx: &Mutex<Receiver<(Job, Sender<Done>)>>, repo: &Repository, saver: &
         let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok((job, reply)) = next else { return };
         let done = match job {
-            Job::Hash { seq, chunks, block } => hash_chunks(repo, known, seq, chunks, block),
+            Job::Hash { seq, chunks, block } => Done::Hashed { seq, chunks: hash_chunks(repo, known, chunks, block) },
+            Job::Cut { number, block, last } => {
+                let max = repo.chunker().params().max as usize;
+                let mut chunks = Vec::new();
+                let mut pos = 0;
+                while pos < block.len() && (last || block.len() - pos >= max) {
+                    let len = repo.chunker().cut(&block[pos..]);
+                    chunks.push(block.slice(pos..pos + len));
+                    pos += len;
+                }
+                Done::Cut { number, chunks: hash_chunks(repo, known, chunks, Some(block)), end: pos }
+            }
             Job::Store { chunks } => match store_blob(repo, saver, &chunks) {
                 Ok(refs) => Done::Stored { chunks: refs },
                 Err(e) => Done::Failed(e),
@@ -1179,7 +1380,7 @@ fn worker(rx: &Mutex<Receiver<(Job, Sender<Done>)>>, repo: &Repository, saver: &
 }
 
 /// Hashes chunks and looks them up among the chunks known to exist.
-fn hash_chunks(repo: &Repository, known: &RwLock<Known>, seq: u64, chunks: Vec<Bytes>, block: Option<Bytes>) -> Done {
+fn hash_chunks(repo: &Repository, known: &RwLock<Known>, chunks: Vec<Bytes>, block: Option<Bytes>) -> Vec<SegChunk> {
     let ids: Vec<Id> = chunks.iter().map(|d| repo.chunker().id(d)).collect();
     let k = known.read().unwrap_or_else(|e| e.into_inner());
     let chunks = ids
@@ -1192,7 +1393,7 @@ fn hash_chunks(repo: &Repository, known: &RwLock<Known>, seq: u64, chunks: Vec<B
         })
         .collect();
     drop(k);
-    Done::Hashed { seq, chunks }
+    chunks
 }
 
 /// Stores consecutive new chunks as one data blob (one compression window, one seal).
@@ -1364,6 +1565,9 @@ struct FileContent {
     /// Chunks being stored, and the segment slots waiting for them.
     inflight: HashMap<Id, Vec<(u64, usize)>>,
     content: Vec<SegRef>,
+    /// [`Job::Cut`]s sent and not yet answered, and the answers not yet used.
+    guessing: usize,
+    guesses: HashMap<u64, (Vec<SegChunk>, usize)>,
 }
 
 impl FileContent {
@@ -1380,11 +1584,13 @@ impl FileContent {
             base: 0,
             inflight: HashMap::new(),
             content: Vec::new(),
+            guessing: 0,
+            guesses: HashMap::new(),
         }
     }
 
     fn outstanding(&self) -> bool {
-        self.next < self.sent || !self.inflight.is_empty()
+        self.next < self.sent || !self.inflight.is_empty() || self.guessing > 0
     }
 
     /// Everything of this file is stored and its segments are recorded.
@@ -1427,6 +1633,10 @@ impl FileContent {
                         }
                     }
                 }
+            }
+            Done::Cut { number, chunks, end } => {
+                self.guessing -= 1;
+                self.guesses.insert(number, (chunks, end));
             }
             Done::Stored { chunks } => {
                 e.remember_stored(&chunks);
@@ -1663,6 +1873,59 @@ mod tests {
         drop(block);
         fc.seal(&engine, &tx).unwrap();
         fc.wait(&engine, &tx).unwrap();
+        drop(tx);
+        engine.finish().unwrap();
+    }
+
+    /// The chunks of a file cut by the workers from guesses, joined on the reading thread,
+    /// are exactly those of one sequential pass, whatever the stream: noise across many
+    /// blocks, a run of zeros (where the guesses never meet the true cuts), a length that
+    /// ends just after a full block, a small file that grew after it was described, and
+    /// tiny and empty files.
+    #[test]
+    fn chunks_cut_from_guesses_are_those_of_one_pass() {
+        use crate::repo::chunker::tests::pseudo_random;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let backend = open(&url, &LocationOptions { create: true, ..Default::default() }).unwrap();
+        let secret = Secret::RawKey(zeroize::Zeroizing::new(vec![7; 32]));
+        let repo = Arc::new(Repository::init(backend, &secret).unwrap());
+        let mut engine = Engine::start(repo.clone(), 2, Arc::default());
+        let tx = engine.jobs.clone().unwrap();
+        let chunker = repo.chunker();
+        let one_pass = |data: &[u8]| {
+            let (mut segs, mut seg, mut pos) = (Vec::new(), Vec::new(), 0);
+            while pos < data.len() {
+                let len = chunker.cut(&data[pos..]);
+                let id = chunker.id(&data[pos..pos + len]);
+                seg.push((id, len as u32));
+                pos += len;
+                if chunker.ends_segment(&id, seg.len()) || pos == data.len() {
+                    let size = seg.iter().map(|(_, l)| u64::from(*l)).sum();
+                    segs.push(SegRef { id: chunker.segment_id(&seg), size });
+                    seg.clear();
+                }
+            }
+            segs
+        };
+        let mut mixed = pseudo_random(5 << 20, 1);
+        mixed.extend(vec![0u8; 5 << 20]);
+        mixed.extend(pseudo_random((3 << 20) + 12345, 2));
+        let cases: Vec<(&str, Vec<u8>, u64)> = vec![
+            ("noise, zeros, noise", mixed, 0),
+            ("two full blocks", pseudo_random(2 * READ_BLOCK, 3), 0),
+            ("a small file that grew", pseudo_random(300 << 10, 4), 100 << 10),
+            ("a small file", pseudo_random(200 << 10, 5), 200 << 10),
+            ("tiny", vec![1, 2, 3, 4, 5], 0),
+            ("empty", Vec::new(), 0),
+        ];
+        for (name, data, hint) in cases {
+            let mut reader = std::io::Cursor::new(data.clone());
+            let (mut fc, size) = engine.start_content(&mut AnyReader(&mut reader), Path::new(name), &[], hint).unwrap();
+            fc.wait(&engine, &tx).unwrap();
+            assert_eq!(size, data.len() as u64, "{name}");
+            assert!(fc.content == one_pass(&data), "{name}: the segments differ from one sequential pass");
+        }
         drop(tx);
         engine.finish().unwrap();
     }

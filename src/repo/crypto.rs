@@ -184,9 +184,22 @@ impl Cipher {
     }
 }
 
+/// Random bytes from the kernel (`getrandom(2)`, which blocks only until the kernel's
+/// generator is seeded at boot). Not the crypto library's generator: seeding that one
+/// (a jitter entropy source) cost about 30 ms of CPU at the start of every command.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
-    aws_lc_rs::rand::fill(&mut b).expect("the system random generator failed");
+    let mut got = 0;
+    while got < N {
+        // SAFETY: the kernel writes at most `N - got` bytes into `b[got..]`.
+        let n = unsafe { libc::getrandom(b[got..].as_mut_ptr().cast(), N - got, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            assert!(e.kind() == std::io::ErrorKind::Interrupted, "the system random generator failed: {e}");
+            continue;
+        }
+        got += n as usize;
+    }
     b
 }
 
