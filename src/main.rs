@@ -102,6 +102,13 @@ fn main() -> ExitCode {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
     }
+    // A write past the file-size limit (`ulimit -f`, a container's limit) fails with
+    // EFBIG, reported as an error naming the file, instead of the signal killing the
+    // process without a word (and without its JSON result).
+    // SAFETY: setting a signal's disposition to "ignore" has no handler to be unsafe in.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // Installed as `kubectl-lifeline`, kubectl runs it for `kubectl lifeline …`.
     let plugin =
