@@ -4,8 +4,8 @@
 //!
 //! Within a file the work is parallel: the calling thread reads, workers cut the read
 //! blocks into chunks (the calling thread only joins their cuts across blocks, see
-//! [`Engine::start_content`]), hash them and look them up; a segment whose id the index knows costs nothing more;
-//! for a new segment, only chunks that are neither in the parent's version of the file
+//! [`Engine::start_content`]), hash them and look them up; a segment whose id the index
+//! knows costs nothing more; for a new segment, only chunks that are neither in the parent's version of the file
 //! (a window around the same offset) nor stored earlier in this run are compressed,
 //! encrypted and packed. So a database file with scattered 8 KiB page changes stores
 //! little more than the changed chunks.
@@ -800,7 +800,8 @@ impl Engine {
         // Blocks read and not yet cut here, in order, with whether a worker guesses them.
         let mut ahead: VecDeque<(u64, Bytes, bool)> = VecDeque::new();
         let (mut read_at, mut eof, mut number) = (0u64, false, 0u64);
-        let (mut guess, mut unguessed) = (true, 0usize);
+        // Blocks still to read without a guess, after a guess that missed.
+        let mut pause = 0;
         loop {
             while !eof && ahead.len() < CUT_AHEAD {
                 // A small file gets a buffer of its own size, so that while it waits to be
@@ -830,7 +831,10 @@ impl Engine {
                 window.advance(self, read_at)?;
                 read_at += n as u64;
                 // The first block starts with a chunk: its guess is the truth.
-                let guessed = guess || number == 0;
+                let guessed = number == 0 || pause == 0;
+                if !guessed {
+                    pause -= 1;
+                }
                 if guessed {
                     fc.guessing += 1;
                     tx.send((Job::Cut { number, block: block.clone(), last: eof }, fc.reply.clone()))
@@ -841,7 +845,7 @@ impl Engine {
             }
             let Some((number, block, guessed)) = ahead.pop_front() else { break };
             let last = eof && ahead.is_empty();
-            let guessed = if guessed {
+            let guess = if guessed {
                 loop {
                     if let Some(g) = fc.guesses.remove(&number) {
                         break Some(g);
@@ -851,14 +855,8 @@ impl Engine {
             } else {
                 None
             };
-            let met = cuts.follow(self, &mut fc, &tx, block, last, guessed)?;
-            match met {
-                Some(false) => (guess, unguessed) = (false, 0),
-                None => {
-                    unguessed += 1;
-                    guess = unguessed >= GUESS_RETRY;
-                }
-                Some(true) => {}
+            if cuts.follow(self, &mut fc, &tx, block, last, guess)? {
+                pause = GUESS_RETRY;
             }
             fc.drain(self, &tx, false)?;
             while fc.pending.len() >= MAX_PENDING_SEGMENTS {
@@ -897,7 +895,8 @@ impl TrueCuts {
     /// it), starting at the tail, on this thread until a cut meets a cut of `guess` (the
     /// block's chunks, cut and hashed by a worker as if a chunk started at the block's
     /// beginning, and where they stop); then takes the guess's chunks from there. Hands
-    /// every chunk to `fc` in order. Returns whether the cuts met (`None`: no guess).
+    /// every chunk to `fc` in order. Returns whether there was a guess and the cuts missed
+    /// it.
     fn follow(
         &mut self,
         e: &Engine,
@@ -906,14 +905,14 @@ impl TrueCuts {
         block: Bytes,
         last: bool,
         guess: Option<(Vec<SegChunk>, usize)>,
-    ) -> Result<Option<bool>, RepoError> {
+    ) -> Result<bool, RepoError> {
         let chunker = e.repo.chunker();
         let max = chunker.params().max as usize;
         if !last && block.len() < max {
             // Too short to cut across (only a grown small file's first block is): it
             // joins the tail.
             self.tail = [&self.tail[..], &block[..]].concat().into();
-            return Ok(guess.map(|_| true));
+            return Ok(false);
         }
         let mut own = OwnChunks::default();
         // Where the true chunking continues in `block`.
@@ -958,8 +957,7 @@ impl TrueCuts {
         if met {
             let taken: Vec<SegChunk> = chunks.drain(next..).collect();
             if !taken.is_empty() {
-                let seq = fc.sent;
-                fc.sent += taken.len() as u64;
+                let seq = fc.number(taken.len());
                 fc.handle(e, tx, Done::Hashed { seq, chunks: taken })?;
             }
             at = end;
@@ -968,7 +966,7 @@ impl TrueCuts {
         self.offset += cut;
         e.progress.bytes_done.fetch_add(cut, Relaxed);
         self.tail = block.slice(at..);
-        Ok(guessed.then_some(met))
+        Ok(guessed && !met)
     }
 }
 
@@ -994,8 +992,7 @@ impl OwnChunks {
         if self.bytes >= HASH_BATCH {
             let chunks = std::mem::take(&mut self.batch);
             self.bytes = 0;
-            let seq = fc.sent;
-            fc.sent += chunks.len() as u64;
+            let seq = fc.number(chunks.len());
             tx.send((Job::Hash { seq, chunks, block: Some(block.clone()) }, fc.reply.clone()))
                 .map_err(|_| RepoError::Invalid("backup workers stopped".into()))?;
         }
@@ -1015,8 +1012,7 @@ impl OwnChunks {
         }
         let chunks = std::mem::take(&mut self.batch);
         self.bytes = 0;
-        let seq = fc.sent;
-        fc.sent += chunks.len() as u64;
+        let seq = fc.number(chunks.len());
         let chunks = hash_chunks(&e.repo, &e.known, chunks, Some(block.clone()));
         fc.handle(e, tx, Done::Hashed { seq, chunks })
     }
@@ -1360,15 +1356,8 @@ fn worker(rx: &Mutex<Receiver<(Job, Sender<Done>)>>, repo: &Repository, saver: &
         let done = match job {
             Job::Hash { seq, chunks, block } => Done::Hashed { seq, chunks: hash_chunks(repo, known, chunks, block) },
             Job::Cut { number, block, last } => {
-                let max = repo.chunker().params().max as usize;
-                let mut chunks = Vec::new();
-                let mut pos = 0;
-                while pos < block.len() && (last || block.len() - pos >= max) {
-                    let len = repo.chunker().cut(&block[pos..]);
-                    chunks.push(block.slice(pos..pos + len));
-                    pos += len;
-                }
-                Done::Cut { number, chunks: hash_chunks(repo, known, chunks, Some(block)), end: pos }
+                let (chunks, end) = cut_block(repo, &block, last);
+                Done::Cut { number, chunks: hash_chunks(repo, known, chunks, Some(block)), end }
             }
             Job::Store { chunks } => match store_blob(repo, saver, &chunks) {
                 Ok(refs) => Done::Stored { chunks: refs },
@@ -1377,6 +1366,19 @@ fn worker(rx: &Mutex<Receiver<(Job, Sender<Done>)>>, repo: &Repository, saver: &
         };
         let _ = reply.send(done);
     }
+}
+
+/// `block` cut into chunks from its start, to its end if `last`, else while a maximal
+/// chunk fits; returns them and where they stop.
+fn cut_block(repo: &Repository, block: &Bytes, last: bool) -> (Vec<Bytes>, usize) {
+    let max = repo.chunker().params().max as usize;
+    let (mut chunks, mut pos) = (Vec::new(), 0);
+    while pos < block.len() && (last || block.len() - pos >= max) {
+        let len = repo.chunker().cut(&block[pos..]);
+        chunks.push(block.slice(pos..pos + len));
+        pos += len;
+    }
+    (chunks, pos)
 }
 
 /// Hashes chunks and looks them up among the chunks known to exist.
@@ -1587,6 +1589,14 @@ impl FileContent {
             guessing: 0,
             guesses: HashMap::new(),
         }
+    }
+
+    /// Sequence numbers for the file's next `n` chunks (their order in the file); returns
+    /// the first.
+    fn number(&mut self, n: usize) -> u64 {
+        let first = self.sent;
+        self.sent += n as u64;
+        first
     }
 
     fn outstanding(&self) -> bool {
@@ -1856,15 +1866,8 @@ mod tests {
                 x as u8
             }));
             let block = engine.blocks.freeze(block);
-            let mut chunks = Vec::new();
-            let mut pos = 0;
-            while pos < block.len() {
-                let len = engine.repo.chunker().cut(&block[pos..]);
-                chunks.push(block.slice(pos..pos + len));
-                pos += len;
-            }
-            let seq = fc.sent;
-            fc.sent += chunks.len() as u64;
+            let (chunks, _) = cut_block(&engine.repo, &block, true);
+            let seq = fc.number(chunks.len());
             tx.send((Job::Hash { seq, chunks, block: Some(block.clone()) }, fc.reply.clone())).unwrap();
         }
         assert_eq!(engine.blocks.out(), READ_BLOCKS);

@@ -49,11 +49,20 @@ impl Context {
         out
     }
 
-    /// A command ready to spawn: mapped, in its own process group.
+    /// A command ready to spawn: mapped, in its own process group, with the signal
+    /// dispositions a container starts with (this process ignores SIGXFSZ, and ignored
+    /// signals would stay ignored across `exec`).
     pub fn command(&self, argv: &[String]) -> Command {
         let argv: Vec<String> = argv.iter().map(|a| self.map(a)).collect();
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]).env_clear().envs(self.env.iter().cloned()).current_dir(&self.cwd).process_group(0);
+        // SAFETY: signal(2) is async-signal-safe, as the child side of a fork needs.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         cmd
     }
 }

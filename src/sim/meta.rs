@@ -177,11 +177,7 @@ pub fn new_uid() -> String {
     )
 }
 
-pub fn rand_bytes<const N: usize>() -> [u8; N] {
-    let mut out = [0u8; N];
-    aws_lc_rs::rand::fill(&mut out).expect("system randomness");
-    out
-}
+pub use crate::repo::crypto::random_bytes as rand_bytes;
 
 /// Five characters as `generateName` appends.
 pub fn random_suffix() -> String {

@@ -47,8 +47,7 @@ pub struct Store {
 impl Store {
     pub fn new(types: Vec<Arc<ResType>>) -> Self {
         let (tx, _) = broadcast::channel(4096);
-        let mut token_key = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut token_key).expect("system randomness");
+        let token_key: [u8; 32] = super::meta::rand_bytes();
         Self {
             rv: 1,
             types,
