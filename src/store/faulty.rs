@@ -72,6 +72,9 @@ impl<B: Backend> Backend for Faulty<B> {
         self.check(false)?;
         Ok(self.corrupt(key, self.inner.get_range(key, range)?))
     }
+    fn will_read(&self, key: &str, range: Range<u64>) {
+        self.inner.will_read(key, range)
+    }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         self.check(false)?;
         self.inner.list(prefix)

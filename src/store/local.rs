@@ -171,6 +171,23 @@ impl Backend for LocalBackend {
         self.inner.get_range(key, range)
     }
 
+    /// `posix_fadvise(WILLNEED)`: the kernel reads the range in the background. Advice
+    /// only: a missing file or a refusal is left to the read that follows.
+    fn will_read(&self, key: &str, range: Range<u64>) {
+        use std::os::fd::AsRawFd;
+        if let Ok(f) = std::fs::File::open(self.dir.join(key)) {
+            // SAFETY: a valid open descriptor; the call only reads ahead.
+            unsafe {
+                libc::posix_fadvise(
+                    f.as_raw_fd(),
+                    range.start as i64,
+                    (range.end - range.start) as i64,
+                    libc::POSIX_FADV_WILLNEED,
+                );
+            }
+        }
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         self.inner.list(prefix)
     }

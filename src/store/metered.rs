@@ -65,6 +65,9 @@ impl<B: Backend> Backend for Metered<B> {
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         self.count(self.inner.get_range(key, range), |b| b.len() as u64)
     }
+    fn will_read(&self, key: &str, range: Range<u64>) {
+        self.inner.will_read(key, range)
+    }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         self.count(self.inner.list(prefix), |_| 0)
     }

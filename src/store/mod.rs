@@ -34,6 +34,11 @@ pub trait Backend: Send + Sync {
     fn put_new(&self, key: &str, data: Bytes) -> Result<(), StoreError>;
     fn get(&self, key: &str) -> Result<Bytes, StoreError>;
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError>;
+    /// Advice that `range` of `key` is to be read soon: a local directory starts reading
+    /// it from disk into the page cache; object stores ignore it.
+    fn will_read(&self, key: &str, range: Range<u64>) {
+        let _ = (key, range);
+    }
     /// Every object whose key starts with `prefix`, sorted by key.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
     /// Deletes `key`; deleting a missing key succeeds.
@@ -64,6 +69,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         (**self).get_range(key, range)
+    }
+    fn will_read(&self, key: &str, range: Range<u64>) {
+        (**self).will_read(key, range)
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         (**self).list(prefix)

@@ -59,6 +59,9 @@ impl<B: Backend> Backend for Retrying<B> {
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         self.run(|| self.inner.get_range(key, range.clone()))
     }
+    fn will_read(&self, key: &str, range: Range<u64>) {
+        self.inner.will_read(key, range)
+    }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         self.run(|| self.inner.list(prefix))
     }

@@ -122,7 +122,9 @@ fn entries_that_vanish_during_a_backup_are_left_out_and_named() {
     init(backend.clone());
     let make = |src: &std::path::Path, seed: u64| {
         std::fs::create_dir_all(src.join("zz-dir")).unwrap();
-        std::fs::write(src.join("aa-big"), bytes(12 << 20, seed, false)).unwrap();
+        // Far more than the backup holds in flight (its read blocks and packs being
+        // sealed), so the first pack is written before the walk gets past this file.
+        std::fs::write(src.join("aa-big"), bytes(64 << 20, seed, false)).unwrap();
         for i in 0..200 {
             std::fs::write(src.join(format!("m{i:03}")), bytes(100, i, true)).unwrap();
         }
