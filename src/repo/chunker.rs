@@ -31,19 +31,9 @@ impl Chunker {
         if data.len() <= p.min as usize {
             return data.len();
         }
-        let (mask_s, mask_l) = self.masks;
-        let (_, len) = fastcdc::v2020::cut_gear(
-            data,
-            p.min as usize,
-            p.avg as usize,
-            p.max as usize,
-            mask_s,
-            mask_l,
-            mask_s << 1,
-            mask_l << 1,
-            &self.gear,
-            &self.gear_ls,
-        );
+        let (gear, gear_ls) = (self.gear.as_ref().try_into(), self.gear_ls.as_ref().try_into());
+        let (Ok(gear), Ok(gear_ls)) = (gear, gear_ls) else { unreachable!("FastCDC's gear tables have 256 entries") };
+        let len = cut_gear(data, (p.min as usize, p.avg as usize, p.max as usize), self.masks, gear, gear_ls);
         len.max(1)
     }
 
@@ -80,6 +70,118 @@ impl Chunker {
             h.update(&len.to_le_bytes());
         }
         Id(*h.finalize().as_bytes())
+    }
+}
+
+/// FastCDC v2020's cut (`fastcdc::v2020::cut_gear`, normalized, two bytes a step), with
+/// the same cut points, computed faster. A fifth to a third of a backup's CPU time went to
+/// that loop: each byte pair took four bounds checks besides its two cut tests, and its
+/// hash took three dependent operations. Here the bytes are taken eight at a time (no
+/// bounds checks), and the hash's dependency chain is one shift-and-add per pair (the
+/// pair's two table entries are added to each other off that chain). Measured by CPU
+/// samples against zstd's in the same full backup: about a fifth less time in the cut.
+fn cut_gear(
+    src: &[u8],
+    (min, avg, max): (usize, usize, usize),
+    (mask_s, mask_l): (u64, u64),
+    gear: &[u64; 256],
+    gear_ls: &[u64; 256],
+) -> usize {
+    let mut remaining = src.len();
+    if remaining <= min {
+        return remaining;
+    }
+    let mut center = avg;
+    if remaining > max {
+        remaining = max;
+    } else if remaining < center {
+        center = remaining;
+    }
+    let src = &src[..remaining];
+    // Byte pairs start at even offsets from `min / 2 * 2`; the strict mask holds before
+    // `center`, the relaxed one after, up to the last whole pair.
+    let (start, split, end) = (min / 2 * 2, center / 2 * 2, remaining / 2 * 2);
+    let mut hash = 0;
+    if let Some(at) = scan_pairs(src, start, split, &mut hash, mask_s, gear, gear_ls) {
+        return at;
+    }
+    if let Some(at) = scan_pairs(src, start.max(split), end, &mut hash, mask_l, gear, gear_ls) {
+        return at;
+    }
+    remaining
+}
+
+/// Tests the byte pairs of `src[from..to]` (an even length): the first offset whose
+/// hash, carried in `hash`, has no bit of `mask` set.
+#[inline(always)]
+fn scan_pairs(
+    src: &[u8],
+    from: usize,
+    to: usize,
+    hash: &mut u64,
+    mask: u64,
+    gear: &[u64; 256],
+    gear_ls: &[u64; 256],
+) -> Option<usize> {
+    if from >= to {
+        return None;
+    }
+    let mask_ls = mask << 1;
+    let mut h = *hash;
+    // One pair: the hash after its first byte (shifted left once, as FastCDC keeps it)
+    // and after its second. Some(0 or 1) when one of them cuts.
+    let mut pair = |b0: u8, b1: u8| {
+        let g0 = gear_ls[b0 as usize];
+        let both = g0.wrapping_add(gear[b1 as usize]);
+        let first = shift_add(h, g0);
+        h = shift_add(h, both);
+        if first & mask_ls == 0 {
+            Some(0)
+        } else if h & mask == 0 {
+            Some(1)
+        } else {
+            None
+        }
+    };
+    let region = &src[from..to];
+    let mut eights = region.chunks_exact(8);
+    let mut at = from;
+    for e in &mut eights {
+        for k in 0..4 {
+            if let Some(d) = pair(e[2 * k], e[2 * k + 1]) {
+                return Some(at + 2 * k + d);
+            }
+        }
+        at += 8;
+    }
+    for p in eights.remainder().chunks_exact(2) {
+        if let Some(d) = pair(p[0], p[1]) {
+            return Some(at + d);
+        }
+        at += 2;
+    }
+    *hash = h;
+    None
+}
+
+/// `(h << 2) + add`, as one instruction the compiler cannot reassociate: otherwise it
+/// folds `h << 2 + (g0 + g1)` back into `(h << 2 + g0) + g1`, two additions on the
+/// hash's chain instead of one.
+#[inline(always)]
+fn shift_add(h: u64, add: u64) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let out: u64;
+        // SAFETY: arithmetic on registers only.
+        unsafe {
+            std::arch::asm!("lea {o}, [{a} + {h}*4]", o = lateout(reg) out, a = in(reg) add, h = in(reg) h,
+                options(pure, nomem, nostack, preserves_flags));
+        }
+        out
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        (h << 2).wrapping_add(add)
     }
 }
 
@@ -144,6 +246,40 @@ pub(crate) mod tests {
             pos += n;
         }
         ids
+    }
+
+    /// The cut is FastCDC v2020's, exactly: noise, runs of zeros, text-like data, every
+    /// length around the bounds, seeded and unseeded tables, and other bounds.
+    #[test]
+    fn cuts_are_those_of_fastcdc() {
+        let mut data = pseudo_random(3 << 20, 11);
+        data[1 << 20..(1 << 20) + 300_000].fill(0);
+        for (i, b) in data[2 << 20..].iter_mut().enumerate() {
+            *b = b"abcdefgh ,.\n"[(*b as usize + i / 7) % 12];
+        }
+        for params in [(8 << 10, 32 << 10, 128 << 10), (64, 256, 1024), (2, 4, 16), (4096, 4096, 8192)] {
+            for seed in [0, 42] {
+                let (min, avg, max) = params;
+                let c = Chunker::new(ChunkerParams { min, avg, max, ..ChunkerParams::default() }, seed, [1; 32]);
+                let (ms, ml) = c.masks;
+                let expect = |d: &[u8]| {
+                    let (min, avg, max) = (min as usize, avg as usize, max as usize);
+                    fastcdc::v2020::cut_gear(d, min, avg, max, ms, ml, ms << 1, ml << 1, &c.gear, &c.gear_ls).1.max(1)
+                };
+                let mut pos = 0;
+                let mut n = 0;
+                while pos < data.len() {
+                    // Every cut of the stream, and cuts of windows of every length near the bounds.
+                    let want = expect(&data[pos..]);
+                    assert_eq!(c.cut(&data[pos..]), want, "{params:?} seed {seed} at {pos}");
+                    let len = [min, avg, max].map(|b| b as usize)[n % 3] + n % 5 - 2;
+                    let w = &data[pos..(pos + len.max(1)).min(data.len())];
+                    assert_eq!(c.cut(w), if w.len() <= min as usize { w.len() } else { expect(w) }, "window {len}");
+                    pos += want;
+                    n += 1;
+                }
+            }
+        }
     }
 
     #[test]
