@@ -20,7 +20,10 @@ type Finished = (Id, Bytes, Vec<BlobEntry>, HashSet<Id>);
 /// A pack being filled.
 pub struct PackWriter {
     id: Id,
+    /// The pack from `start` on: data packs start at a page-aligned address, so that a
+    /// local directory writes them with `O_DIRECT` straight from this buffer.
     buf: Vec<u8>,
+    start: usize,
     entries: Vec<BlobEntry>,
     deps: HashSet<Id>,
     /// Where the buffer returns once the pack is uploaded (data packs).
@@ -29,11 +32,21 @@ pub struct PackWriter {
 
 impl PackWriter {
     fn new(pool: Option<Arc<Pool>>) -> Self {
-        let buf = match &pool {
-            Some(p) => p.take(),
-            None => Vec::with_capacity(1 << 20),
+        let (buf, start) = match &pool {
+            Some(p) => {
+                let mut buf = p.take();
+                let start = PAGE.wrapping_sub(buf.as_ptr() as usize) % PAGE;
+                buf.resize(start, 0);
+                (buf, start)
+            }
+            None => (Vec::with_capacity(1 << 20), 0),
         };
-        Self { id: Id::random(), buf, entries: Vec::new(), deps: HashSet::new(), pool }
+        Self { id: Id::random(), buf, start, entries: Vec::new(), deps: HashSet::new(), pool }
+    }
+
+    /// Bytes in the pack so far.
+    fn len(&self) -> usize {
+        self.buf.len() - self.start
     }
 
     fn add(&mut self, kind: BlobKind, id: Id, raw_len: u32, compression: Compression, sealed: &[u8]) -> BlobLoc {
@@ -49,12 +62,13 @@ impl PackWriter {
         compression: Compression,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> BlobLoc {
-        let offset = self.buf.len();
+        let at = self.buf.len();
+        let offset = self.len();
         write(&mut self.buf);
         let loc = BlobLoc {
             pack: self.id,
             offset: offset as u32,
-            stored_len: (self.buf.len() - offset) as u32,
+            stored_len: (self.buf.len() - at) as u32,
             raw_len,
             compression,
         };
@@ -69,13 +83,15 @@ impl PackWriter {
         self.buf.extend_from_slice(&header);
         self.buf.extend_from_slice(&(header.len() as u32).to_le_bytes());
         let bytes = match &self.pool {
-            Some(p) => p.freeze(self.buf),
+            Some(p) => p.freeze(self.buf).slice(self.start..),
             None => Bytes::from(self.buf),
         };
         (self.id, bytes, self.entries, self.deps)
     }
 }
 
+/// Alignment of data packs in memory (see [`PackWriter`]).
+const PAGE: usize = 4096;
 /// Blobs up to this size are gathered into one buffer to be compressed.
 const GATHER_MAX: usize = 4 << 20;
 /// Parts after the first at least this long are compressed as frames of their own.
@@ -382,7 +398,7 @@ impl Saver {
             // A blob that would take the pack past its target starts a new one, so a pack
             // buffer holds about the target, not the target plus a whole blob.
             let need = body_len + super::crypto::OVERHEAD;
-            if w.as_ref().is_some_and(|p| !p.entries.is_empty() && p.buf.len() + need > target) {
+            if w.as_ref().is_some_and(|p| !p.entries.is_empty() && p.len() + need > target) {
                 full.extend(w.take());
             }
             let pool = (kind == BlobKind::Chunk).then(|| self.packs.clone());
@@ -395,7 +411,7 @@ impl Saver {
             s.stats.blobs += 1;
             s.stats.raw_bytes += raw_len as u64;
             drop(s);
-            if writer.buf.len() >= target {
+            if writer.len() >= target {
                 full.extend(w.take());
             }
             loc
@@ -413,7 +429,7 @@ impl Saver {
             if kind == BlobKind::Chunk {
                 let due = self.data_packs_since_meta.fetch_add(1, Relaxed) + 1 >= META_EVERY;
                 let mut slot = self.meta.lock().unwrap_or_else(|e| e.into_inner());
-                let meta = slot.take_if(|m| due || m.buf.len() >= META_WITH_DATA);
+                let meta = slot.take_if(|m| due || m.len() >= META_WITH_DATA);
                 drop(slot);
                 if meta.is_some() {
                     self.data_packs_since_meta.store(0, Relaxed);
@@ -437,7 +453,7 @@ impl Saver {
             let pool = (e.kind == BlobKind::Chunk).then(|| self.packs.clone());
             let writer = w.get_or_insert_with(|| PackWriter::new(pool));
             let loc = writer.add(e.kind, e.id, e.loc.raw_len, e.loc.compression, sealed);
-            let full = if writer.buf.len() >= target { w.take() } else { None };
+            let full = if writer.len() >= target { w.take() } else { None };
             (loc, full)
         };
         if let Some(pack) = full {
