@@ -188,7 +188,7 @@ const ALIGN: usize = 4096;
 const PENDING_BYTES: usize = 1 << 20;
 /// Runs of chunks at least this large are written from the decoded blob directly, not
 /// gathered first (unless written with `O_DIRECT`, whose writes must be aligned).
-const GATHER_MAX: usize = 64 << 10;
+const WRITE_AS_IS_MIN: usize = 64 << 10;
 
 /// Restores `snap` into `target`.
 pub fn run(
@@ -931,7 +931,7 @@ pub fn for_each_chunk_of(
     chunks: &[super::format::ChunkRef],
     f: &mut dyn FnMut(&[u8]) -> Result<(), RepoError>,
 ) -> Result<(), RepoError> {
-    let mut blobs = Blobs::fetch(repo, chunks.iter().copied(), None)?;
+    let mut blobs = Blobs::plan(repo, chunks.iter().copied(), None);
     for c in chunks {
         let bytes =
             blobs.chunk(c)?.ok_or_else(|| RepoError::corrupt(&format!("segment {seg:?}"), "chunk beyond its blob"))?;
@@ -1046,11 +1046,7 @@ fn plan_ranges(mut blobs: Vec<(Id, BlobLoc)>) -> Vec<PackRange> {
 
 impl<'a> Blobs<'a> {
     /// Plans the range requests; none is made yet.
-    fn fetch(
-        repo: &'a Repository,
-        uses: impl Iterator<Item = ChunkRef>,
-        budget: Option<&'a Budget>,
-    ) -> Result<Self, RepoError> {
+    fn plan(repo: &'a Repository, uses: impl Iterator<Item = ChunkRef>, budget: Option<&'a Budget>) -> Self {
         let mut last = HashMap::new();
         let mut blobs: Vec<(Id, BlobLoc)> = Vec::new();
         for (k, c) in uses.enumerate() {
@@ -1064,7 +1060,7 @@ impl<'a> Blobs<'a> {
             place.extend(range.blobs.iter().map(|(id, loc)| (*id, (*loc, r))));
         }
         let read = vec![false; ranges.len()];
-        Ok(Self { repo, ranges, read, place, sealed: HashMap::new(), last, next: 0, open: Vec::new(), budget })
+        Self { repo, ranges, read, place, sealed: HashMap::new(), last, next: 0, open: Vec::new(), budget }
     }
 
     /// Reads range `r` and keeps the sealed bytes of each of its blobs.
@@ -1152,7 +1148,7 @@ fn restore_jobs(
     let spans: Vec<std::borrow::Cow<'_, [ChunkRef]>> =
         recipes.iter().zip(&masks).map(|(r, m)| if m.is_none() { spans(r).into() } else { (*r).into() }).collect();
     let recipes: Vec<&[ChunkRef]> = spans.iter().map(|r| r.as_ref()).collect();
-    let mut blobs = Blobs::fetch(repo, uses(&recipes, &masks), Some(budget))?;
+    let mut blobs = Blobs::plan(repo, uses(&recipes, &masks), Some(budget));
     for ((job, recipe), mask) in jobs.iter().zip(recipes).zip(&masks) {
         write_chunks(job, recipe, mask.as_deref(), &mut blobs, pending, progress)?;
     }
@@ -1189,7 +1185,7 @@ fn restore_segment(
     let mask = differing(repo, job, &recipe)?;
     let recipe = if mask.is_none() { spans(&recipe) } else { recipe.into_owned() };
     let (recipes, masks) = ([recipe.as_slice()], [mask]);
-    let mut blobs = Blobs::fetch(repo, uses(&recipes, &masks), Some(budget))?;
+    let mut blobs = Blobs::plan(repo, uses(&recipes, &masks), Some(budget));
     let [mask] = masks;
     write_chunks(job, &recipe, mask.as_deref(), &mut blobs, pending, progress)
 }
@@ -1284,7 +1280,7 @@ fn write_chunks(
                 }
                 i = end;
             }
-        } else if job.direct.is_none() && plain.len() >= GATHER_MAX {
+        } else if job.direct.is_none() && plain.len() >= WRITE_AS_IS_MIN {
             // Large enough to write as it is, without a copy into the gathering buffer.
             pending.flush(job)?;
             write_range(job, offset, plain)?;
