@@ -84,6 +84,22 @@ enum Command {
     },
 }
 
+/// Raises the soft limit of open files to the hard one, as Go programs (restic among them)
+/// do at start: a restore of many small files holds a few hundred to a thousand files
+/// open while their content is on its way, and many shells and some container runtimes
+/// start processes with a soft limit of 1,024 under a much higher hard one. Where the hard
+/// limit itself is low, the restore sizes its batches to it (see `repo::restore`).
+fn raise_open_files_limit() {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // The data path's threads allocate megabyte buffers; two malloc arenas instead of one
     // per thread keep freed memory reusable (measured with `make bench`: lower peak RSS,
@@ -109,6 +125,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    raise_open_files_limit();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // Installed as `kubectl-lifeline`, kubectl runs it for `kubectl lifeline …`.
     let plugin =

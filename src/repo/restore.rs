@@ -151,8 +151,27 @@ const JOB_BYTES: u64 = 2 << 20;
 /// little memory (84 MiB peak with 32 MiB jobs; 97 MiB before, with 2 MiB jobs).
 pub const REMOTE_WORKERS: usize = 4;
 const REMOTE_JOB_BYTES: u64 = 32 << 20;
-/// Files in one batch, at most.
+/// Files in one batch, at most (fewer where the open-files limit is low: see
+/// [`batch_files`]).
 const BATCH_FILES: usize = 64;
+/// Batches waiting for a worker.
+const QUEUED_BATCHES: usize = 16;
+/// Open files kept for everything but the files being restored (the repository's, the
+/// network's, directories).
+const OTHER_FILES: usize = 128;
+
+/// Files in one batch: each queued or running batch holds its files open, so with a low
+/// limit of open files (1,024 is a common default) batches are smaller. Without this, a
+/// restore of many small files failed with "Too many open files".
+fn batch_files(workers: usize, handles_per_file: usize) -> usize {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: a plain system call on a local struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return BATCH_FILES;
+    }
+    let allowed = usize::try_from(r.rlim_cur).unwrap_or(usize::MAX).saturating_sub(OTHER_FILES);
+    (allowed / (QUEUED_BATCHES + workers + 1) / handles_per_file).clamp(1, BATCH_FILES)
+}
 /// Unneeded bytes between two needed blobs of a pack that are read rather than costing a
 /// second request, and the most one request reads.
 const READ_GAP: u64 = 256 << 10;
@@ -335,11 +354,13 @@ struct Restorer {
     summary: RestoreSummary,
     chown: bool,
     tx: Option<std::sync::mpsc::SyncSender<Vec<Job>>>,
-    /// Jobs of small files sent to the workers together (see [`BATCH_FILES`]).
+    /// Jobs of small files sent to the workers together (see [`batch_files`]).
     batch: Vec<Job>,
     batch_bytes: u64,
     /// Content of one job: [`JOB_BYTES`], or [`REMOTE_JOB_BYTES`] from a remote location.
     job_bytes: u64,
+    /// Files in one batch (see [`batch_files`]).
+    batch_files: usize,
     /// Whether queued jobs tell the location what they will read (a local directory: see
     /// [`Backend::will_read`](crate::store::Backend::will_read)).
     read_ahead: bool,
@@ -371,7 +392,7 @@ impl Restorer {
             0 => 4,
             n => n,
         };
-        let (tx, rx) = sync_channel::<Vec<Job>>(16);
+        let (tx, rx) = sync_channel::<Vec<Job>>(QUEUED_BATCHES);
         let rx = Arc::new(Mutex::new(rx));
         let error = Arc::new(Mutex::new(None));
         let budget = Arc::new(Budget::new(DECODED_BUDGET));
@@ -396,6 +417,8 @@ impl Restorer {
             batch_bytes: 0,
             job_bytes: if remote { REMOTE_JOB_BYTES } else { JOB_BYTES },
             read_ahead: !remote,
+            // With `--direct-io`, a file of 1 MiB or more has a second, direct handle.
+            batch_files: batch_files(n, if opts.direct_io { 2 } else { 1 }),
             workers,
             error,
             dirs: Vec::new(),
@@ -749,7 +772,7 @@ impl Restorer {
         if job.offset == 0 && bytes == job.file_size && bytes < self.job_bytes && job.recipe.is_some() {
             self.batch_bytes += bytes;
             self.batch.push(job);
-            if self.batch_bytes >= self.job_bytes || self.batch.len() >= BATCH_FILES {
+            if self.batch_bytes >= self.job_bytes || self.batch.len() >= self.batch_files {
                 self.flush_batch()?;
             }
             return Ok(());

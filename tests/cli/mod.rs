@@ -56,6 +56,41 @@ fn a_restore_that_does_not_fit_fails_naming_the_file() {
     assert!(message.contains("big.bin") && message.contains("too large"), "{r}");
 }
 
+/// Many small files restore under a low limit of open files (60, soft and hard, and a
+/// soft limit of 60 under a higher hard one): a restore holds its queued files open, and
+/// used to fail with "Too many open files" under the common default of 1,024.
+#[test]
+fn many_small_files_restore_under_a_low_open_files_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = url(&tmp.path().join("repo"));
+    let src = tmp.path().join("src");
+    for d in 0..10 {
+        std::fs::create_dir_all(src.join(format!("d{d}"))).unwrap();
+        for f in 0..100 {
+            std::fs::write(src.join(format!("d{d}/f{f}.json")), format!("{{\"d\":{d},\"f\":{f}}}")).unwrap();
+        }
+    }
+    assert!(lifeline(&["repo", "init", &repo], Some("pw")).status.success());
+    assert!(lifeline(&["repo", "backup", &repo, src.to_str().unwrap()], Some("pw")).status.success());
+    for (n, limit) in ["ulimit -n 60", "ulimit -Sn 60"].into_iter().enumerate() {
+        let out_dir = tmp.path().join(format!("out{n}"));
+        let out = Command::new("sh")
+            .args(["-c", &format!("{limit}; exec \"$0\" \"$@\"")])
+            .arg(env!("CARGO_BIN_EXE_lifeline"))
+            .args(["repo", "restore", &repo, "latest", out_dir.to_str().unwrap()])
+            .env("LIFELINE_PASSWORD", "pw")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{limit}: {}", String::from_utf8_lossy(&out.stdout));
+        for d in 0..10 {
+            for f in 0..100 {
+                let p = format!("d{d}/f{f}.json");
+                assert_eq!(std::fs::read(out_dir.join(&p)).unwrap(), std::fs::read(src.join(&p)).unwrap(), "{p}");
+            }
+        }
+    }
+}
+
 #[test]
 fn backup_and_restore_report_json_and_write_the_result_file() {
     let tmp = tempfile::tempdir().unwrap();
