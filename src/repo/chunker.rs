@@ -3,13 +3,13 @@
 //! whose boundaries depend on the chunk ids, so both levels move with the content.
 
 use super::format::{ChunkerParams, Id};
-use std::borrow::Cow;
 
 pub struct Chunker {
     params: ChunkerParams,
     masks: (u64, u64),
-    gear: Cow<'static, [u64]>,
-    gear_ls: Cow<'static, [u64]>,
+    /// FastCDC's gear table (seeded) and the same shifted left once.
+    gear: Box<[u64; 256]>,
+    gear_ls: Box<[u64; 256]>,
     id_key: [u8; 32],
 }
 
@@ -17,7 +17,8 @@ impl Chunker {
     pub fn new(params: ChunkerParams, gear_seed: u64, id_key: [u8; 32]) -> Self {
         let masks = fastcdc::v2020::select_masks(params.avg as usize, fastcdc::v2020::Normalization::Level1);
         let (gear, gear_ls) = fastcdc::v2020::get_gear_with_seed(gear_seed);
-        Self { params, masks, gear, gear_ls, id_key }
+        let table = |t: &[u64]| Box::new(<[u64; 256]>::try_from(t).expect("FastCDC's gear tables have 256 entries"));
+        Self { params, masks, gear: table(&gear), gear_ls: table(&gear_ls), id_key }
     }
 
     pub fn params(&self) -> ChunkerParams {
@@ -31,9 +32,8 @@ impl Chunker {
         if data.len() <= p.min as usize {
             return data.len();
         }
-        let (gear, gear_ls) = (self.gear.as_ref().try_into(), self.gear_ls.as_ref().try_into());
-        let (Ok(gear), Ok(gear_ls)) = (gear, gear_ls) else { unreachable!("FastCDC's gear tables have 256 entries") };
-        let len = cut_gear(data, (p.min as usize, p.avg as usize, p.max as usize), self.masks, gear, gear_ls);
+        let len =
+            cut_gear(data, (p.min as usize, p.avg as usize, p.max as usize), self.masks, &self.gear, &self.gear_ls);
         len.max(1)
     }
 
@@ -264,7 +264,7 @@ pub(crate) mod tests {
                 let (ms, ml) = c.masks;
                 let expect = |d: &[u8]| {
                     let (min, avg, max) = (min as usize, avg as usize, max as usize);
-                    fastcdc::v2020::cut_gear(d, min, avg, max, ms, ml, ms << 1, ml << 1, &c.gear, &c.gear_ls).1.max(1)
+                    fastcdc::v2020::cut_gear(d, min, avg, max, ms, ml, ms << 1, ml << 1, &*c.gear, &*c.gear_ls).1.max(1)
                 };
                 let mut pos = 0;
                 let mut n = 0;

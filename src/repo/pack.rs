@@ -4,7 +4,7 @@
 use super::buffers::Pool;
 use super::format::{self, BlobEntry, BlobKind, BlobLoc, Compression, Id};
 use super::{AAD_PACK_HEADER, RepoError, Repository, blob_aad};
-use crate::store::StoreError;
+use crate::store::{DIRECT_ALIGN, StoreError};
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -20,8 +20,8 @@ type Finished = (Id, Bytes, Vec<BlobEntry>, HashSet<Id>);
 /// A pack being filled.
 pub struct PackWriter {
     id: Id,
-    /// The pack from `start` on: data packs start at a page-aligned address, so that a
-    /// local directory writes them with `O_DIRECT` straight from this buffer.
+    /// The pack from `start` on: data packs start at a [`DIRECT_ALIGN`]ed address, so that
+    /// a local directory writes them with `O_DIRECT` straight from this buffer.
     buf: Vec<u8>,
     start: usize,
     entries: Vec<BlobEntry>,
@@ -35,7 +35,7 @@ impl PackWriter {
         let (buf, start) = match &pool {
             Some(p) => {
                 let mut buf = p.take();
-                let start = PAGE.wrapping_sub(buf.as_ptr() as usize) % PAGE;
+                let start = DIRECT_ALIGN.wrapping_sub(buf.as_ptr() as usize) % DIRECT_ALIGN;
                 buf.resize(start, 0);
                 (buf, start)
             }
@@ -90,8 +90,6 @@ impl PackWriter {
     }
 }
 
-/// Alignment of data packs in memory (see [`PackWriter`]).
-const PAGE: usize = 4096;
 /// Blobs up to this size are gathered into one buffer to be compressed.
 const GATHER_MAX: usize = 4 << 20;
 /// Parts after the first at least this long are compressed as frames of their own.
@@ -222,6 +220,16 @@ fn worth_trying(parts: &[&[u8]], level: i32) -> bool {
     }
     let mut out = Vec::new();
     compress_parts(&[sample.as_slice()], level, &mut out)
+}
+
+/// [`compress_parts`] where [`worth_trying`], remembering whether the blob shrank.
+fn try_compress(parts: &[&[u8]], level: i32, out: &mut Vec<u8>) -> bool {
+    if !worth_trying(parts, level) {
+        return false;
+    }
+    let shrank = compress_parts(parts, level, out);
+    LAST_INCOMPRESSIBLE.set(!shrank);
+    shrank
 }
 
 /// Appends `len` bytes of the concatenation of `parts`, from `start` on, to `out`.
@@ -379,12 +387,7 @@ impl Saver {
         let mut compressed = COMPRESSED.with_borrow_mut(std::mem::take);
         // A tiny blob (a small file's segment recipe: ids, which are random) does not
         // shrink; trying cost a tenth of a many-small-files backup's walking thread.
-        let level = self.repo.config().zstd_level;
-        let zstd = raw_len >= TINY_BLOB && worth_trying(parts, level) && {
-            let shrank = compress_parts(parts, level, &mut compressed);
-            LAST_INCOMPRESSIBLE.set(!shrank);
-            shrank
-        };
+        let zstd = raw_len >= TINY_BLOB && try_compress(parts, self.repo.config().zstd_level, &mut compressed);
         let one = [compressed.as_slice()];
         let (body, compression): (&[&[u8]], _) =
             if zstd { (&one, Compression::Zstd) } else { (parts, Compression::None) };

@@ -19,7 +19,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-const ALIGN: usize = 4096;
+use super::DIRECT_ALIGN as ALIGN;
 /// The aligned buffer a write goes through.
 const BOUNCE: usize = 1 << 20;
 thread_local! {
@@ -230,7 +230,8 @@ fn rand_suffix() -> u64 {
 mod tests {
     use crate::store::{LocationOptions, StoreError, open};
 
-    /// A page-aligned object (as data packs are) is written straight from its buffer.
+    /// A page-aligned object (as data packs are), which takes the direct path without the
+    /// bounce buffer, reads back byte for byte.
     #[test]
     fn aligned_objects_round_trip() {
         let dir = tempfile::tempdir().unwrap();

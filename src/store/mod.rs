@@ -18,6 +18,10 @@ pub use retrying::Retrying;
 use bytes::Bytes;
 use std::ops::Range;
 
+/// Alignment of a local directory's `O_DIRECT` writes (memory address, file offset,
+/// length): data packs are built at such an address so they need no aligned copy.
+pub const DIRECT_ALIGN: usize = 4096;
+
 /// One stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
