@@ -30,7 +30,7 @@ use chunker::Chunker;
 use crypto::{Cipher, MasterKey};
 use format::{BlobEntry, BlobKind, BlobLoc, Compression, Config, Id, Snapshot, Tree};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 pub const AAD_INDEX: &[u8] = b"lifeline index";
 pub const AAD_SNAPSHOT: &[u8] = b"lifeline snapshot";
@@ -122,6 +122,26 @@ pub struct Repository {
     cipher: Cipher,
     chunker: Chunker,
     index: RwLock<Index>,
+    /// Trees and recipes read from a remote location (see [`Repository::read_meta`]).
+    meta: Option<MetaReads>,
+}
+
+/// How far a read of one tree or recipe from a remote location reaches on either side
+/// of it, within its pack: the trees and recipes a walk reads next are its neighbours.
+const META_WINDOW: u64 = 512 << 10;
+/// Bytes of such reads kept for the next trees and recipes, at most.
+const META_KEPT: usize = 4 << 20;
+
+/// A restore walks a tree and each directory's recipes: one request per tree and per
+/// stretch of recipes made a restore's metadata about a third of its requests to an
+/// object store, each a round trip the walk waited for. Trees and recipes are small and
+/// written together, so a read takes in their neighbours and keeps them a while.
+#[derive(Default)]
+struct MetaReads {
+    /// Per pack, the end of its last indexed blob: how far a read may reach.
+    extents: Mutex<Option<HashMap<Id, u64>>>,
+    /// Recent reads, oldest first: pack, the offset they start at, their bytes.
+    kept: Mutex<std::collections::VecDeque<(Id, u64, Bytes)>>,
 }
 
 fn now_rfc3339() -> String {
@@ -196,7 +216,8 @@ impl Repository {
     fn assemble(backend: Arc<dyn Backend>, config: Config, master: MasterKey) -> Self {
         let cipher = master.data_key(&config.id);
         let chunker = Chunker::new(config.chunker, master.gear_seed(), master.id_key());
-        Self { backend, config, master, cipher, chunker, index: RwLock::default() }
+        let meta = (!backend.url().starts_with("file://")).then(MetaReads::default);
+        Self { backend, config, master, cipher, chunker, index: RwLock::default(), meta }
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -247,6 +268,9 @@ impl Repository {
             }
         };
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = idx;
+        if let Some(m) = &self.meta {
+            *m.extents.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
         Ok(())
     }
 
@@ -402,10 +426,62 @@ impl Repository {
 
     /// Reads, authenticates, decompresses and checks one blob.
     pub fn read_blob(&self, kind: BlobKind, id: &Id, loc: &BlobLoc) -> Result<Vec<u8>, RepoError> {
-        let key = format::pack_key(&loc.pack);
-        let range = loc.offset as u64..loc.offset as u64 + loc.stored_len as u64;
-        let sealed = self.backend.get_range(&key, range)?;
+        let sealed = if kind == BlobKind::Chunk {
+            let range = loc.offset as u64..loc.offset as u64 + loc.stored_len as u64;
+            self.backend.get_range(&format::pack_key(&loc.pack), range)?
+        } else {
+            self.read_meta(loc)?
+        };
         self.decode_blob(kind, id, loc, &sealed)
+    }
+
+    /// The stored bytes of a tree or recipe. From a remote location, read with its
+    /// neighbours in the pack (up to [`META_WINDOW`] on either side, never past the pack's
+    /// last indexed blob) and found among recent such reads (see [`MetaReads`]).
+    fn read_meta(&self, loc: &BlobLoc) -> Result<Bytes, RepoError> {
+        let key = format::pack_key(&loc.pack);
+        let (at, end) = (loc.offset as u64, loc.offset as u64 + loc.stored_len as u64);
+        let Some(meta) = &self.meta else { return Ok(self.backend.get_range(&key, at..end)?) };
+        let slice = |from: u64, data: &Bytes| data.slice((at - from) as usize..(end - from) as usize);
+        {
+            let kept = meta.kept.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, from, data)) = kept
+                .iter()
+                .rev()
+                .find(|(p, from, data)| *p == loc.pack && *from <= at && from + data.len() as u64 >= end)
+            {
+                return Ok(slice(*from, data));
+            }
+        }
+        let reach = {
+            let mut extents = meta.extents.lock().unwrap_or_else(|e| e.into_inner());
+            let extents = extents.get_or_insert_with(|| {
+                let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
+                let mut ends: HashMap<Id, u64> = HashMap::new();
+                let locs = idx.blobs.values().chain(idx.marked.values()).chain(idx.extra.values().flatten());
+                for l in locs {
+                    let e = ends.entry(l.pack).or_default();
+                    *e = (*e).max(l.offset as u64 + l.stored_len as u64);
+                }
+                ends
+            });
+            extents.get(&loc.pack).copied().unwrap_or(end).max(end)
+        };
+        let range = at.saturating_sub(META_WINDOW)..(end + META_WINDOW).min(reach);
+        let data = self.backend.get_range(&key, range.clone())?;
+        if (data.len() as u64) < range.end - range.start {
+            return Err(RepoError::corrupt(&key, "shorter than its index says"));
+        }
+        let blob = slice(range.start, &data);
+        let mut kept = meta.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.push_back((loc.pack, range.start, data));
+        let mut bytes: usize = kept.iter().map(|(_, _, d)| d.len()).sum();
+        while bytes > META_KEPT
+            && let Some((_, _, old)) = kept.pop_front()
+        {
+            bytes -= old.len();
+        }
+        Ok(blob)
     }
 
     /// Decodes a blob's stored bytes (as read from its pack).
@@ -464,6 +540,15 @@ impl Repository {
     /// fetched with one range read.
     pub fn read_segments(&self, ids: &[Id]) -> Result<HashMap<Id, Vec<format::ChunkRef>>, RepoError> {
         const GAP: u64 = 256 << 10;
+        if self.meta.is_some() {
+            let mut out = HashMap::with_capacity(ids.len());
+            for id in ids {
+                if !out.contains_key(id) {
+                    out.insert(*id, self.read_segment(id)?);
+                }
+            }
+            return Ok(out);
+        }
         let mut locs: Vec<(Id, BlobLoc)> = Vec::with_capacity(ids.len());
         for id in ids {
             let loc = self.lookup_to_read(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Segment, id: *id })?;

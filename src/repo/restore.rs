@@ -3,8 +3,7 @@
 
 use super::format::{BlobKind, BlobLoc, ChunkRef, Id, Node, NodeKind, SegRef, Snapshot, SourceKind};
 use super::{RepoError, Repository, source};
-use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -364,6 +363,8 @@ struct Restorer {
     /// Whether queued jobs tell the location what they will read (a local directory: see
     /// [`Backend::will_read`](crate::store::Backend::will_read)).
     read_ahead: bool,
+    /// From a remote location: what queued jobs will read, shared with the workers.
+    reads: Option<Arc<PackReads>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     error: Arc<Mutex<Option<RepoError>>>,
     /// Directories, whose metadata is applied once their content is complete.
@@ -396,13 +397,14 @@ impl Restorer {
         let rx = Arc::new(Mutex::new(rx));
         let error = Arc::new(Mutex::new(None));
         let budget = Arc::new(Budget::new(DECODED_BUDGET));
+        let reads = remote.then(|| Arc::new(PackReads::default()));
         let workers = (0..n)
             .map(|i| {
                 let (repo, rx, error, progress) = (repo.clone(), rx.clone(), error.clone(), progress.clone());
-                let budget = budget.clone();
+                let (budget, reads) = (budget.clone(), reads.clone());
                 std::thread::Builder::new()
                     .name(format!("lifeline-restore-{i}"))
-                    .spawn(move || worker(&repo, &rx, &error, &progress, &budget))
+                    .spawn(move || worker(&repo, &rx, &error, &progress, &budget, reads.as_deref()))
                     .expect("failed to spawn a restore thread")
             })
             .collect();
@@ -417,6 +419,7 @@ impl Restorer {
             batch_bytes: 0,
             job_bytes: if remote { REMOTE_JOB_BYTES } else { JOB_BYTES },
             read_ahead: !remote,
+            reads,
             // With `--direct-io`, a file of 1 MiB or more has a second, direct handle.
             batch_files: batch_files(n, if opts.direct_io { 2 } else { 1 }),
             workers,
@@ -790,14 +793,21 @@ impl Restorer {
     }
 
     fn send_batch(&self, jobs: Vec<Job>) -> Result<(), RepoError> {
-        if self.read_ahead {
-            // The pack ranges the jobs read start coming from disk while the jobs wait
-            // in the queue (the in-place comparison reads only some: left alone).
+        if self.read_ahead || self.reads.is_some() {
+            // What the jobs will read (the in-place comparison reads only some: left
+            // alone): from a local directory, their pack ranges start coming from disk
+            // while the jobs wait in the queue; from a remote location, the workers read
+            // what other jobs want along with their own (see [`PackReads`]).
             let blobs = jobs.iter().filter(|j| !j.compare).flat_map(|j| j.recipe.iter().flatten());
-            let mut seen = std::collections::HashSet::new();
-            let blobs = blobs.filter(|c| seen.insert(c.blob)).map(|c| (c.blob, c.loc)).collect();
-            for r in plan_ranges(blobs) {
-                self.repo.backend().will_read(&r.key, r.range);
+            let mut seen = HashSet::new();
+            let blobs: Vec<_> = blobs.filter(|c| seen.insert(c.blob)).map(|c| (c.blob, c.loc)).collect();
+            if let Some(reads) = &self.reads {
+                reads.want(blobs.iter().map(|(_, loc)| loc));
+            }
+            if self.read_ahead {
+                for r in plan_ranges(blobs) {
+                    self.repo.backend().will_read(&r.key, r.range);
+                }
             }
         }
         let tx = self.tx.as_ref().ok_or_else(|| RepoError::Invalid("restore stopped".into()))?;
@@ -900,6 +910,7 @@ fn worker(
     error: &Mutex<Option<RepoError>>,
     progress: &Progress,
     budget: &Budget,
+    reads: Option<&PackReads>,
 ) {
     let mut pending = Pending::new();
     loop {
@@ -908,7 +919,7 @@ fn worker(
         if error.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
             continue;
         }
-        let written = restore_jobs(repo, &jobs, &mut pending, progress, budget);
+        let written = restore_jobs(repo, &jobs, &mut pending, progress, budget, reads);
         if written.is_ok() {
             for m in jobs.iter().filter_map(|j| j.meta.as_ref()) {
                 m.done();
@@ -954,7 +965,7 @@ pub fn for_each_chunk_of(
     chunks: &[super::format::ChunkRef],
     f: &mut dyn FnMut(&[u8]) -> Result<(), RepoError>,
 ) -> Result<(), RepoError> {
-    let mut blobs = Blobs::plan(repo, chunks.iter().copied(), None);
+    let mut blobs = Blobs::plan(repo, chunks.iter().copied(), None, None);
     for c in chunks {
         let bytes =
             blobs.chunk(c)?.ok_or_else(|| RepoError::corrupt(&format!("segment {seg:?}"), "chunk beyond its blob"))?;
@@ -978,14 +989,20 @@ struct Blobs<'a> {
     read: Vec<bool>,
     /// Each blob's place and the range it is read with.
     place: HashMap<Id, (BlobLoc, usize)>,
+    /// Each range's bytes once read, and the pack offset they start at (a range read
+    /// along with other jobs' blobs, or found among them, starts before its own start).
+    bufs: Vec<Option<(Arc<Vec<u8>>, u64)>>,
+    /// Blobs of each range not decoded yet: at 0 its buffer goes back to [`SPARE`].
+    left: Vec<usize>,
     /// Blobs read, not yet decoded.
-    sealed: HashMap<Id, Bytes>,
+    sealed: HashSet<Id>,
     /// Index (in `uses`) of each blob's last use.
     last: HashMap<Id, usize>,
     /// Uses served so far: the index of the next one.
     next: usize,
     open: Vec<(Id, Vec<u8>)>,
     budget: Option<&'a Budget>,
+    reads: Option<&'a PackReads>,
 }
 
 /// Bytes of decoded blobs all restore workers hold at once, at most (see [`Budget`]).
@@ -1036,6 +1053,148 @@ struct PackRange {
     blobs: Vec<(Id, BlobLoc)>,
 }
 
+/// Bytes of ranges read along with other jobs' blobs, kept for those jobs at most.
+const SHARED_READS: usize = 24 << 20;
+/// A gap between blobs a remote read takes in rather than leaving to a request of its own.
+const REMOTE_READ_GAP: u64 = 1 << 20;
+/// The most one remote read takes in along with its own blobs.
+const REMOTE_READ_MAX: u64 = READ_MAX;
+
+/// What a restore from a remote location reads, across its jobs. Files backed up at the
+/// same time share packs, blob by blob (and duplicate files share blobs), but are restored
+/// by different jobs: read job by job, such a pack took one request per job and the gaps
+/// between them, up to a dozen requests for one pack, and an object store's cost is per
+/// request as much as per byte. So the walk says what each queued job will read
+/// ([`PackReads::want`]); a worker's read takes in what other jobs want of the same
+/// stretch of the pack and keeps those bytes for them ([`PackReads::start`]); a job
+/// whose blobs such a read holds waits for it rather than reading them again. Kept bytes
+/// go, oldest first, past [`SHARED_READS`]: a job that comes too late reads its blobs
+/// itself, as before.
+#[derive(Default)]
+struct PackReads {
+    inner: Mutex<ReadsInner>,
+}
+
+#[derive(Default)]
+struct ReadsInner {
+    /// Per pack, the stretches (offset, end) queued jobs want and no read took in yet.
+    wanted: HashMap<Id, Vec<(u64, u64)>>,
+    /// Reads kept for other jobs (in flight or done), oldest first.
+    kept: std::collections::VecDeque<(Id, std::ops::Range<u64>, Arc<KeptRead>)>,
+}
+
+/// A read kept for other jobs: `None` while in flight, then its bytes, or `None` inside
+/// if it failed (whoever waited reads for itself).
+#[derive(Default)]
+struct KeptRead {
+    state: Mutex<Option<Option<Arc<Vec<u8>>>>>,
+    done: std::sync::Condvar,
+}
+
+impl KeptRead {
+    fn finish(&self, data: Option<Arc<Vec<u8>>>) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(data);
+        self.done.notify_all();
+    }
+
+    fn wait(&self) -> Option<Arc<Vec<u8>>> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match &*state {
+                Some(data) => return data.clone(),
+                None => state = self.done.wait(state).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+}
+
+/// How a worker gets a range's bytes (see [`PackReads::start`]).
+enum Start {
+    /// Bytes a read kept: they start at this pack offset.
+    Kept(Arc<Vec<u8>>, u64),
+    /// Read this range; when it takes in other jobs' blobs, hand its bytes to the slot.
+    Read(std::ops::Range<u64>, Option<Arc<KeptRead>>),
+}
+
+impl PackReads {
+    fn want<'b>(&self, blobs: impl Iterator<Item = &'b BlobLoc>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for loc in blobs {
+            let at = loc.offset as u64;
+            inner.wanted.entry(loc.pack).or_default().push((at, at + loc.stored_len as u64));
+        }
+    }
+
+    /// For `range` of `pack` (holding the blobs `own`, no longer wanted by this job): the
+    /// bytes a kept read holds (waiting for it if it is in flight), or the read to make.
+    /// That read takes in, around the range, what other jobs still want of the pack, no
+    /// gap over [`REMOTE_READ_GAP`] and no more than [`REMOTE_READ_MAX`] in all, and if it
+    /// takes in any it is kept for them, in flight from now on. Their wants stay until
+    /// they read: one that comes after the read was let go reads for itself and for the
+    /// others still to come.
+    fn start(&self, pack: &Id, range: &std::ops::Range<u64>, own: &[(Id, BlobLoc)]) -> Start {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(stretches) = inner.wanted.get_mut(pack) {
+            for (_, loc) in own {
+                if let Some(i) = stretches.iter().position(|&(at, _)| at == loc.offset as u64) {
+                    stretches.swap_remove(i);
+                }
+            }
+            if stretches.is_empty() {
+                inner.wanted.remove(pack);
+            }
+        }
+        let hit = inner.kept.iter().position(|(p, r, _)| p == pack && r.start <= range.start && r.end >= range.end);
+        if let Some(k) = hit {
+            let (_, r, kept) = &inner.kept[k];
+            let (at, kept) = (r.start, kept.clone());
+            // The last job it was kept for: let go of it now.
+            if !wanted_in(&inner.wanted, pack, r) {
+                inner.kept.remove(k);
+            }
+            drop(inner);
+            return match kept.wait() {
+                Some(data) => Start::Kept(data, at),
+                None => Start::Read(range.clone(), None),
+            };
+        }
+        let inner = &mut *inner;
+        let Some(stretches) = inner.wanted.get_mut(pack) else { return Start::Read(range.clone(), None) };
+        stretches.sort_unstable();
+        let (mut lo, mut hi) = (range.start, range.end);
+        // Forward from the range, then back from it.
+        for &(at, end) in stretches.iter() {
+            if at >= lo && end > hi && at <= hi + REMOTE_READ_GAP && end - lo <= REMOTE_READ_MAX {
+                hi = end;
+            }
+        }
+        for &(at, end) in stretches.iter().rev() {
+            if at < lo && end + REMOTE_READ_GAP >= lo && hi - at <= REMOTE_READ_MAX {
+                lo = at;
+            }
+        }
+        let others = stretches.iter().any(|&(at, end)| at >= lo && end <= hi);
+        if !others {
+            return Start::Read(lo..hi, None);
+        }
+        let kept = Arc::new(KeptRead::default());
+        inner.kept.push_back((*pack, lo..hi, kept.clone()));
+        // Over the limit, reads no queued job wants any more go first, then the oldest.
+        let mut bytes: u64 = inner.kept.iter().map(|(_, r, _)| r.end - r.start).sum();
+        while bytes > SHARED_READS as u64 {
+            let unwanted = inner.kept.iter().position(|(p, r, _)| !wanted_in(&inner.wanted, p, r));
+            let Some((_, old, _)) = inner.kept.remove(unwanted.unwrap_or(0)) else { break };
+            bytes -= old.end - old.start;
+        }
+        Start::Read(lo..hi, Some(kept))
+    }
+}
+
+/// Whether a queued job still wants a blob of `pack` within `range`.
+fn wanted_in(wanted: &HashMap<Id, Vec<(u64, u64)>>, pack: &Id, range: &std::ops::Range<u64>) -> bool {
+    wanted.get(pack).is_some_and(|w| w.iter().any(|&(at, end)| at >= range.start && end <= range.end))
+}
+
 /// The range requests that read `blobs`: sorted by place, one per stretch of a pack, gaps
 /// of up to [`READ_GAP`] between needed blobs read rather than requested apart, at most
 /// [`READ_MAX`] each.
@@ -1069,7 +1228,12 @@ fn plan_ranges(mut blobs: Vec<(Id, BlobLoc)>) -> Vec<PackRange> {
 
 impl<'a> Blobs<'a> {
     /// Plans the range requests; none is made yet.
-    fn plan(repo: &'a Repository, uses: impl Iterator<Item = ChunkRef>, budget: Option<&'a Budget>) -> Self {
+    fn plan(
+        repo: &'a Repository,
+        uses: impl Iterator<Item = ChunkRef>,
+        budget: Option<&'a Budget>,
+        reads: Option<&'a PackReads>,
+    ) -> Self {
         let mut last = HashMap::new();
         let mut blobs: Vec<(Id, BlobLoc)> = Vec::new();
         for (k, c) in uses.enumerate() {
@@ -1083,24 +1247,69 @@ impl<'a> Blobs<'a> {
             place.extend(range.blobs.iter().map(|(id, loc)| (*id, (*loc, r))));
         }
         let read = vec![false; ranges.len()];
-        Self { repo, ranges, read, place, sealed: HashMap::new(), last, next: 0, open: Vec::new(), budget }
+        let left = ranges.iter().map(|r| r.blobs.len()).collect();
+        let bufs = vec![None; ranges.len()];
+        Self {
+            repo,
+            ranges,
+            read,
+            bufs,
+            left,
+            place,
+            sealed: HashSet::new(),
+            last,
+            next: 0,
+            open: Vec::new(),
+            budget,
+            reads,
+        }
     }
 
-    /// Reads range `r` and keeps the sealed bytes of each of its blobs.
+    /// Reads range `r` (into the thread's spare buffer, if it has one) and keeps its
+    /// blobs as read. From a remote location, the range may have been read already along
+    /// with another job's, or is read along with what other jobs want of its pack.
     fn read_range(&mut self, r: usize) -> Result<(), RepoError> {
         if std::mem::replace(&mut self.read[r], true) {
             return Ok(());
         }
         let PackRange { key, range, blobs } = &self.ranges[r];
-        let data = self.repo.backend().get_range(key, range.clone())?;
+        let pack = blobs[0].1.pack;
+        let start = match self.reads {
+            Some(s) => s.start(&pack, range, blobs),
+            None => Start::Read(range.clone(), None),
+        };
+        let (data, base) = match start {
+            Start::Kept(data, at) => (data, at),
+            Start::Read(read, kept) => {
+                let mut buf = SPARE.with_borrow_mut(std::mem::take);
+                let got = self.repo.backend().get_range_into(key, read.clone(), &mut buf);
+                let data = got.is_ok().then(|| Arc::new(buf));
+                if let Some(k) = kept {
+                    k.finish(data.clone());
+                }
+                got?;
+                (data.unwrap_or_default(), read.start)
+            }
+        };
         for (id, loc) in blobs {
-            let at = (loc.offset as u64 - range.start) as usize;
+            let at = (loc.offset as u64 - base) as usize;
             if at + loc.stored_len as usize > data.len() {
                 return Err(RepoError::corrupt(key, "shorter than its index says"));
             }
-            self.sealed.insert(*id, data.slice(at..at + loc.stored_len as usize));
+            self.sealed.insert(*id);
         }
+        self.bufs[r] = Some((data, base));
         Ok(())
+    }
+
+    /// One blob of range `r` decoded: the range's buffer is let go after its last.
+    fn decoded(&mut self, r: usize) {
+        self.left[r] -= 1;
+        if self.left[r] == 0
+            && let Some((data, _)) = self.bufs[r].take()
+        {
+            release(data);
+        }
     }
 
     /// The bytes of chunk `c`, the next use: its blob decoded if it is not yet, and blobs
@@ -1122,13 +1331,18 @@ impl<'a> Blobs<'a> {
                 let never = || RepoError::corrupt(&format!("blob {:?}", c.blob), "decoded twice or never fetched");
                 let (loc, r) = *self.place.get(&c.blob).ok_or_else(never)?;
                 self.read_range(r)?;
-                let sealed = self.sealed.remove(&c.blob).ok_or_else(never)?;
+                if !self.sealed.remove(&c.blob) {
+                    return Err(never());
+                }
                 let len = loc.raw_len as usize;
                 if let Some(b) = self.budget {
                     b.take(len, self.open.is_empty());
                 }
-                let plain = self.repo.decode_blob(BlobKind::Chunk, &c.blob, &loc, &sealed);
-                drop(sealed);
+                let (data, base) = self.bufs[r].as_ref().ok_or_else(never)?;
+                let at = (loc.offset as u64 - base) as usize;
+                let sealed = &data[at..at + loc.stored_len as usize];
+                let plain = self.repo.decode_blob(BlobKind::Chunk, &c.blob, &loc, sealed);
+                self.decoded(r);
                 match plain {
                     Ok(plain) => self.open.push((c.blob, plain)),
                     Err(e) => {
@@ -1150,7 +1364,37 @@ impl Drop for Blobs<'_> {
         if let Some(b) = self.budget {
             b.give(self.open.iter().map(|(_, buf)| buf.len()).sum());
         }
+        for (data, _) in self.bufs.drain(..).flatten() {
+            release(data);
+        }
     }
+}
+
+thread_local! {
+    /// A range buffer the thread read into before, kept for its next range: one
+    /// allocation a worker's pages stay mapped in, not one per range.
+    static SPARE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Lets go of a range's bytes: the last holder keeps the buffer as its spare.
+fn release(data: Arc<Vec<u8>>) {
+    if let Ok(buf) = Arc::try_unwrap(data) {
+        spare(buf);
+    }
+}
+
+/// Keeps `buf` as the thread's spare range buffer if it has none (and `buf` is not an
+/// outsized one, from a range with a blob larger than [`READ_MAX`]).
+fn spare(mut buf: Vec<u8>) {
+    if buf.capacity() == 0 || buf.capacity() as u64 > 2 * READ_MAX {
+        return;
+    }
+    SPARE.with_borrow_mut(|s| {
+        if s.capacity() < buf.capacity() {
+            buf.clear();
+            *s = buf;
+        }
+    });
 }
 
 /// Restores jobs sent together: the blobs of all of them are fetched at once (small files
@@ -1161,9 +1405,10 @@ fn restore_jobs(
     pending: &mut Pending,
     progress: &Progress,
     budget: &Budget,
+    reads: Option<&PackReads>,
 ) -> Result<(), RepoError> {
     if let [job] = jobs {
-        return restore_segment(repo, job, pending, progress, budget);
+        return restore_segment(repo, job, pending, progress, budget, reads);
     }
     let recipes: Vec<&[ChunkRef]> = jobs.iter().map(|j| j.recipe.as_deref().unwrap_or_default()).collect();
     let masks: Vec<Option<Diffs>> =
@@ -1171,7 +1416,7 @@ fn restore_jobs(
     let spans: Vec<std::borrow::Cow<'_, [ChunkRef]>> =
         recipes.iter().zip(&masks).map(|(r, m)| if m.is_none() { spans(r).into() } else { (*r).into() }).collect();
     let recipes: Vec<&[ChunkRef]> = spans.iter().map(|r| r.as_ref()).collect();
-    let mut blobs = Blobs::plan(repo, uses(&recipes, &masks), Some(budget));
+    let mut blobs = Blobs::plan(repo, uses(&recipes, &masks), Some(budget), reads);
     for ((job, recipe), mask) in jobs.iter().zip(recipes).zip(&masks) {
         write_chunks(job, recipe, mask.as_deref(), &mut blobs, pending, progress)?;
     }
@@ -1194,6 +1439,7 @@ fn restore_segment(
     pending: &mut Pending,
     progress: &Progress,
     budget: &Budget,
+    reads: Option<&PackReads>,
 ) -> Result<(), RepoError> {
     let recipe = match &job.recipe {
         Some(r) => std::borrow::Cow::Borrowed(r),
@@ -1208,7 +1454,7 @@ fn restore_segment(
     let mask = differing(repo, job, &recipe)?;
     let recipe = if mask.is_none() { spans(&recipe) } else { recipe.into_owned() };
     let (recipes, masks) = ([recipe.as_slice()], [mask]);
-    let mut blobs = Blobs::plan(repo, uses(&recipes, &masks), Some(budget));
+    let mut blobs = Blobs::plan(repo, uses(&recipes, &masks), Some(budget), reads);
     let [mask] = masks;
     write_chunks(job, &recipe, mask.as_deref(), &mut blobs, pending, progress)
 }
@@ -1521,6 +1767,56 @@ mod tests {
         budget.take(25, true);
         budget.give(25);
         assert_eq!(*budget.free.lock().unwrap(), 10);
+    }
+
+    /// A read takes in what other queued jobs want of its pack and keeps it for them: the
+    /// first of them finds it, the last lets go of it; a job alone reads just its own.
+    #[test]
+    fn pack_reads_serve_other_jobs_from_one_read() {
+        let pack = Id([7; 32]);
+        let loc = |offset: u32| BlobLoc {
+            pack,
+            offset,
+            stored_len: 1000,
+            raw_len: 1000,
+            compression: crate::repo::format::Compression::None,
+        };
+        let blob = |offset: u32| (Id([offset as u8; 32]), loc(offset));
+        let reads = PackReads::default();
+        // Two jobs: one wants the blobs at 0 and 3000, the other those at 1000 and 2000
+        // (backed up at the same time, interleaved) and, twice, the one at 0 (a copy).
+        reads.want([loc(0), loc(3000)].iter());
+        reads.want([loc(1000), loc(2000), loc(0)].iter());
+        let read = |r: std::ops::Range<u64>, own: &[(Id, BlobLoc)]| match reads.start(&pack, &r, own) {
+            Start::Read(range, kept) => (range, kept),
+            Start::Kept(..) => panic!("{r:?} found kept"),
+        };
+        let (range, kept) = read(0..1000, &[blob(0)]);
+        assert_eq!(range, 0..4000, "the first job's read takes in the other's blobs and its own next one");
+        let kept = kept.expect("kept for the other job");
+        kept.finish(Some(Arc::new(vec![1; 4000])));
+        match reads.start(&pack, &(1000..3000), &[blob(1000), blob(2000)]) {
+            Start::Kept(data, at) => assert_eq!((data.len(), at), (4000, 0)),
+            Start::Read(..) => panic!("the other job read again what was kept for it"),
+        }
+        assert_eq!(reads.inner.lock().unwrap().kept.len(), 1, "still wanted: the copy of the blob at 0");
+        assert!(matches!(reads.start(&pack, &(0..1000), &[blob(0)]), Start::Kept(..)));
+        assert!(matches!(reads.start(&pack, &(3000..4000), &[blob(3000)]), Start::Kept(..)));
+        let inner = reads.inner.lock().unwrap();
+        assert!(inner.kept.is_empty() && inner.wanted.is_empty(), "nothing is held once every job has read");
+        drop(inner);
+        // Alone: no more than its own range.
+        reads.want([loc(0)].iter());
+        let (range, kept) = read(0..1000, &[blob(0)]);
+        assert_eq!(range, 0..1000);
+        assert!(kept.is_none());
+        // A read that failed: who waited for it reads for itself.
+        reads.want([loc(0)].iter());
+        reads.want([loc(0)].iter());
+        let (_, kept) = read(0..1000, &[blob(0)]);
+        kept.unwrap().finish(None);
+        let (range, _) = read(0..1000, &[blob(0)]);
+        assert_eq!(range, 0..1000);
     }
 
     /// Chunks one after the other in one blob become one span; a chunk of another blob, a

@@ -179,6 +179,25 @@ impl Backend for LocalBackend {
         self.inner.get_range(key, range)
     }
 
+    /// Read straight into `buf`. Anything short of the whole range (a missing file, a
+    /// range past its end) is left to [`Backend::get_range`], which says what is wrong.
+    fn get_range_into(&self, key: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+        use std::io::{Read, Seek};
+        let want = range.end.saturating_sub(range.start);
+        buf.clear();
+        if let Ok(mut f) = std::fs::File::open(self.dir.join(key)) {
+            buf.reserve(want as usize);
+            let read = f.seek(std::io::SeekFrom::Start(range.start)).and_then(|_| f.take(want).read_to_end(buf));
+            if read.is_ok() && buf.len() as u64 == want {
+                return Ok(());
+            }
+            buf.clear();
+        }
+        let bytes = self.inner.get_range(key, range)?;
+        buf.extend_from_slice(&bytes);
+        Ok(())
+    }
+
     /// `posix_fadvise(WILLNEED)`: the kernel reads the range in the background. Advice
     /// only: a missing file or a refusal is left to the read that follows.
     fn will_read(&self, key: &str, range: Range<u64>) {

@@ -65,6 +65,10 @@ impl<B: Backend> Backend for Metered<B> {
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         self.count(self.inner.get_range(key, range), |b| b.len() as u64)
     }
+    fn get_range_into(&self, key: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+        let r = self.inner.get_range_into(key, range, buf);
+        self.count(r, |_| buf.len() as u64)
+    }
     fn will_read(&self, key: &str, range: Range<u64>) {
         self.inner.will_read(key, range)
     }

@@ -327,6 +327,31 @@ impl Backend for ObjectBackend {
         runtime().block_on(self.store.get_range(&self.path(key), range)).map_err(|e| self.err(key, e))
     }
 
+    /// The body's parts are copied straight into `buf`, not first gathered into a new
+    /// buffer of their own.
+    fn get_range_into(&self, key: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+        let want = range.end - range.start;
+        buf.clear();
+        buf.reserve(want as usize);
+        let options = object_store::GetOptions::new().with_range(Some(range.clone()));
+        runtime()
+            .block_on(async {
+                let mut body = self.store.get_opts(&self.path(key), options).await?.into_stream();
+                while let Some(part) = body.try_next().await? {
+                    buf.extend_from_slice(&part);
+                }
+                Ok(())
+            })
+            .map_err(|e| self.err(key, e))?;
+        if buf.len() as u64 != want {
+            return Err(StoreError::Other {
+                url: self.url.clone(),
+                detail: format!("{key}: {} bytes returned for bytes {}..{}", buf.len(), range.start, range.end),
+            });
+        }
+        Ok(())
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let p = self.path(prefix.trim_end_matches('/'));
         let metas: Vec<object_store::ObjectMeta> =

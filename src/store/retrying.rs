@@ -59,6 +59,9 @@ impl<B: Backend> Backend for Retrying<B> {
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StoreError> {
         self.run(|| self.inner.get_range(key, range.clone()))
     }
+    fn get_range_into(&self, key: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+        self.run(|| self.inner.get_range_into(key, range.clone(), buf))
+    }
     fn will_read(&self, key: &str, range: Range<u64>) {
         self.inner.will_read(key, range)
     }

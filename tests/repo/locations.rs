@@ -115,3 +115,34 @@ fn a_directory_of_small_files_restores_in_few_requests() {
         snap.summary.stored_bytes
     );
 }
+
+/// Two copies of one large file share every blob, but each copy is restored by jobs of
+/// its own, at the same time: a restore from an object store reads each stretch of a pack
+/// once for both (one job waits for the other's read or finds it kept), not once per copy.
+#[test]
+fn copies_of_a_large_file_restore_reading_each_pack_once() {
+    let (a, _) = s3::regions();
+    let url = format!("s3://lifeline/{}", s3::unique("copies"));
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("volume");
+    std::fs::create_dir_all(&src).unwrap();
+    let content = bytes(40 << 20, 7, false);
+    for i in 0..2 {
+        std::fs::write(src.join(format!("copy-{i}")), &content).unwrap();
+    }
+    let (id, _) = backup(&init(a.open(&url)), &src);
+
+    let metered = Arc::new(store::Metered::new(a.open(&url)));
+    let meters = metered.meters.clone();
+    let repo = Arc::new(Repository::open(metered, &super::secret()).unwrap());
+    let packs = repo.backend().list("data/").unwrap().len() as u64;
+    let before = meters.request_count();
+    let out = tmp.path().join("restored");
+    restore(&repo, &repo.read_snapshot(&id).unwrap(), &out);
+    assert_eq!(describe(&out), describe(&src));
+    let requests = meters.request_count() - before;
+    // One read per pack (the pack where a job's 32 MiB end is read by both of the
+    // copy's jobs), plus the restore point, index, trees and recipes. Read per copy,
+    // it was about twice as many.
+    assert!(requests <= packs + 6, "{requests} requests to restore 2 copies of a file stored in {packs} packs");
+}
