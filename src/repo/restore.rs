@@ -1057,8 +1057,6 @@ struct PackRange {
 const SHARED_READS: usize = 24 << 20;
 /// A gap between blobs a remote read takes in rather than leaving to a request of its own.
 const REMOTE_READ_GAP: u64 = 1 << 20;
-/// The most one remote read takes in along with its own blobs.
-const REMOTE_READ_MAX: u64 = READ_MAX;
 
 /// What a restore from a remote location reads, across its jobs. Files backed up at the
 /// same time share packs, blob by blob (and duplicate files share blobs), but are restored
@@ -1128,7 +1126,7 @@ impl PackReads {
     /// For `range` of `pack` (holding the blobs `own`, no longer wanted by this job): the
     /// bytes a kept read holds (waiting for it if it is in flight), or the read to make.
     /// That read takes in, around the range, what other jobs still want of the pack, no
-    /// gap over [`REMOTE_READ_GAP`] and no more than [`REMOTE_READ_MAX`] in all, and if it
+    /// gap over [`REMOTE_READ_GAP`] and no more than [`READ_MAX`] in all, and if it
     /// takes in any it is kept for them, in flight from now on. Their wants stay until
     /// they read: one that comes after the read was let go reads for itself and for the
     /// others still to come.
@@ -1164,12 +1162,12 @@ impl PackReads {
         let (mut lo, mut hi) = (range.start, range.end);
         // Forward from the range, then back from it.
         for &(at, end) in stretches.iter() {
-            if at >= lo && end > hi && at <= hi + REMOTE_READ_GAP && end - lo <= REMOTE_READ_MAX {
+            if at >= lo && end > hi && at <= hi + REMOTE_READ_GAP && end - lo <= READ_MAX {
                 hi = end;
             }
         }
         for &(at, end) in stretches.iter().rev() {
-            if at < lo && end + REMOTE_READ_GAP >= lo && hi - at <= REMOTE_READ_MAX {
+            if at < lo && end + REMOTE_READ_GAP >= lo && hi - at <= READ_MAX {
                 lo = at;
             }
         }
@@ -1383,8 +1381,8 @@ fn release(data: Arc<Vec<u8>>) {
     }
 }
 
-/// Keeps `buf` as the thread's spare range buffer if it has none (and `buf` is not an
-/// outsized one, from a range with a blob larger than [`READ_MAX`]).
+/// Keeps `buf` as the thread's spare range buffer if it has none or a smaller one (and
+/// `buf` is not an outsized one, from a range with a blob larger than [`READ_MAX`]).
 fn spare(mut buf: Vec<u8>) {
     if buf.capacity() == 0 || buf.capacity() as u64 > 2 * READ_MAX {
         return;

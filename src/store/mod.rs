@@ -106,3 +106,35 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
         (**self).remove_incomplete(older_than)
     }
 }
+
+/// One read of at most `want` bytes, straight into the buffer's spare capacity (`Read`
+/// would have it zeroed first).
+pub(crate) fn read_once(file: &std::fs::File, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
+    buf.reserve(want);
+    let n = read_spare(file, buf.spare_capacity_mut(), want)?;
+    // SAFETY: `read_spare` wrote the `n` bytes after the old length.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// One `read(2)` of at most `want` bytes into `spare` (retried when interrupted); returns
+/// how many of its first bytes were written.
+pub(crate) fn read_spare(
+    file: &std::fs::File,
+    spare: &mut [std::mem::MaybeUninit<u8>],
+    want: usize,
+) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let len = want.min(spare.len());
+    loop {
+        // SAFETY: the kernel writes at most `len` bytes, within `spare`.
+        let n = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), len) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}

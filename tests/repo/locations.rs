@@ -100,14 +100,7 @@ fn a_directory_of_small_files_restores_in_few_requests() {
     }
     let (id, snap) = backup(&init(a.open(&url)), &src);
 
-    let metered = Arc::new(store::Metered::new(a.open(&url)));
-    let meters = metered.meters.clone();
-    let repo = Arc::new(Repository::open(metered, &super::secret()).unwrap());
-    let before = meters.request_count();
-    let out = tmp.path().join("restored");
-    restore(&repo, &repo.read_snapshot(&id).unwrap(), &out);
-    assert_eq!(describe(&out), describe(&src));
-    let requests = meters.request_count() - before;
+    let (_, requests) = restore_counting_requests(a.open(&url), &id, &src, &tmp.path().join("restored"));
     // The index, trees and recipes take a few; the 200 files' data a handful more.
     assert!(
         requests <= 20,
@@ -132,17 +125,28 @@ fn copies_of_a_large_file_restore_reading_each_pack_once() {
     }
     let (id, _) = backup(&init(a.open(&url)), &src);
 
-    let metered = Arc::new(store::Metered::new(a.open(&url)));
-    let meters = metered.meters.clone();
-    let repo = Arc::new(Repository::open(metered, &super::secret()).unwrap());
+    let (repo, requests) = restore_counting_requests(a.open(&url), &id, &src, &tmp.path().join("restored"));
     let packs = repo.backend().list("data/").unwrap().len() as u64;
-    let before = meters.request_count();
-    let out = tmp.path().join("restored");
-    restore(&repo, &repo.read_snapshot(&id).unwrap(), &out);
-    assert_eq!(describe(&out), describe(&src));
-    let requests = meters.request_count() - before;
     // One read per pack (the pack where a job's 32 MiB end is read by both of the
     // copy's jobs), plus the restore point, index, trees and recipes. Read per copy,
     // it was about twice as many.
     assert!(requests <= packs + 6, "{requests} requests to restore 2 copies of a file stored in {packs} packs");
+}
+
+/// Restores restore point `id` of the repository at `location` into `out`, checks it
+/// equals `src`, and returns the repository and the requests the restore made.
+fn restore_counting_requests(
+    location: Arc<dyn Backend>,
+    id: &lifeline::repo::format::Id,
+    src: &std::path::Path,
+    out: &std::path::Path,
+) -> (Arc<Repository>, u64) {
+    let metered = Arc::new(store::Metered::new(location));
+    let meters = metered.meters.clone();
+    let repo = Arc::new(Repository::open(metered, &super::secret()).unwrap());
+    let before = meters.request_count();
+    restore(&repo, &repo.read_snapshot(id).unwrap(), out);
+    assert_eq!(describe(out), describe(src));
+    let requests = meters.request_count() - before;
+    (repo, requests)
 }
