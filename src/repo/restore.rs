@@ -28,10 +28,10 @@ pub struct RestoreOptions {
     /// included paths). Implies `overwrite`. A read-back check (`check::run`) then proves
     /// the result.
     pub in_place: bool,
-    /// Write files of 1 MiB or more with `O_DIRECT` instead of through the page cache:
-    /// no page-cache copy and no dirty page cache on the node; faster on some disks,
-    /// slower on others (the measurements are at `DIRECT_MIN` in this module).
-    pub direct_io: bool,
+    /// Write every file through the page cache. By default files of 1 MiB or more are
+    /// written with `O_DIRECT` (the measurements and the reasons are at `DIRECT_MIN` in
+    /// this module).
+    pub page_cache: bool,
 }
 
 /// Figures of a restore.
@@ -71,8 +71,9 @@ pub struct Progress {
 /// reads as their data's layout allows.
 struct Job {
     file: Arc<File>,
-    /// The same file opened with `O_DIRECT`, for its block-aligned ranges (see [`Pending`]).
-    direct: Option<Arc<File>>,
+    /// The same file opened with `O_DIRECT`, for its block-aligned ranges (see [`Pending`]
+    /// and [`Direct`]).
+    direct: Option<Arc<Direct>>,
     path: Arc<str>,
     /// File offset of the first segment.
     offset: u64,
@@ -175,25 +176,28 @@ fn batch_files(workers: usize, handles_per_file: usize) -> usize {
 /// second request, and the most one request reads.
 const READ_GAP: u64 = 256 << 10;
 const READ_MAX: u64 = 8 << 20;
-/// With [`RestoreOptions::direct_io`], files at least this large are written with
-/// `O_DIRECT` where the filesystem supports it (unaligned heads and tails are buffered): a
-/// restore then costs no page-cache copy and does not fill the node's page cache with
-/// dirty data. By default every file is written through the page cache, and one `syncfs`
-/// at the end ([`make_durable`], with background ones along the way, see [`Flusher`])
-/// makes the whole restore durable: the kernel's writeback
-/// sends large merged requests, many at once, which on this machine's disk is faster than
-/// direct writes from the workers. Measured on it (`make bench` data, cold page cache,
-/// until durable, alternating runs): local 4.7-4.9 s buffered against 6.1-6.9 s direct
-/// (restic 6.3-6.8 s); from S3 6.2 s against 6.9-7.1 s (restic 6.7-7.5 s); one 2 GiB file
-/// 4.6 s against 4.6-5.3 s (restic 6.7 s), before large writes started their writeback
-/// early ([`WRITEBACK_MIN`]). On other days this disk favoured direct writes
-/// (2 GiB file: 5.6 s direct, 9.2 s buffered), hence the option. Starting the writeback
-/// of small files early (`sync_file_range`) made 200,000 small files slower (23.8 s
-/// against 19.7 s).
+/// Files at least this large are written with `O_DIRECT` where the filesystem supports
+/// it (unaligned heads and tails are buffered), unless [`RestoreOptions::page_cache`]:
+/// no page-cache copy, no dirty page cache left on the node for its other workloads, and,
+/// above all, a time that does not swing with the state of the node's memory. Writing
+/// into the page cache means taking gigabytes of free pages, and on this machine's
+/// virtual memory that cost varies by an order of magnitude: `dd` of 2 GiB into the page
+/// cache took 12 to 17 s of system time on a day `O_DIRECT` took 1.3 to 1.6 s (and
+/// touching 2 GiB of fresh anonymous memory 6 s, the same pages again 1 s). Measured
+/// that day, cold page cache, until durable, alternating runs: one 2 GiB file 2.7 to
+/// 2.9 s direct against 11 to 19 s buffered (restic 12 to 17 s); the `make bench` data
+/// 2.7 to 3.2 s against 4.3 to 5.2 s; from S3 2.9 to 3.1 s against 4.0 to 4.8 s (restic
+/// 6.4 to 7.2 s). On earlier days the page cache was cheap and buffered writes, merged by
+/// the kernel's writeback, were ahead (the `make bench` data 4.7 to 4.9 s against 6.1 to
+/// 6.9 s; one 2 GiB file 3.7 to 4.2 s against 4.6 to 5.4 s); direct writes' worst day is
+/// far better than buffered writes' worst. Small files stay buffered: starting their
+/// writeback early (`sync_file_range`) made 200,000 of them slower (23.8 s against
+/// 19.7 s), and one `syncfs` at the end covers them.
 const DIRECT_MIN: u64 = 1 << 20;
-/// Buffered writes at least this large have their writeback started at once
-/// ([`start_writeback`]); smaller ones (small files) are left to the final `syncfs`.
-/// Measured on this machine from a cold page cache, until durable, alternating runs: one
+/// Buffered writes at least this large (`--page-cache`, or where `O_DIRECT` is refused)
+/// have their writeback started at once ([`start_writeback`]); smaller ones (small files)
+/// are left to the final `syncfs`. Measured on this machine with buffered writes from a
+/// cold page cache, until durable, alternating runs: one
 /// 2 GiB file 3.7-4.2 s against 4.7-5.4 s without; the `make bench` data 4.7-5.5 s
 /// against 5.2-6.0 s; from S3 within the spread (6.8 s).
 const WRITEBACK_MIN: usize = 256 << 10;
@@ -420,8 +424,8 @@ impl Restorer {
             job_bytes: if remote { REMOTE_JOB_BYTES } else { JOB_BYTES },
             read_ahead: !remote,
             reads,
-            // With `--direct-io`, a file of 1 MiB or more has a second, direct handle.
-            batch_files: batch_files(n, if opts.direct_io { 2 } else { 1 }),
+            // Unless `--page-cache`, a file of 1 MiB or more has a second, direct handle.
+            batch_files: batch_files(n, if opts.page_cache { 1 } else { 2 }),
             workers,
             error,
             dirs: Vec::new(),
@@ -656,7 +660,7 @@ impl Restorer {
         if node.size >= PREALLOCATE_MIN && !node.sparse {
             preallocate(&file, path, node.size)?;
         }
-        let direct = if self.opts.direct_io && node.size >= DIRECT_MIN { open_direct(path) } else { None };
+        let direct = if !self.opts.page_cache && node.size >= DIRECT_MIN { open_direct(path) } else { None };
         self.queue(file, direct, path, node, false, true)
     }
 
@@ -711,8 +715,9 @@ impl Restorer {
         meta: bool,
     ) -> Result<(), RepoError> {
         let file = Arc::new(file);
-        let direct = direct.map(Arc::new);
         let name: Arc<str> = Arc::from(path.display().to_string());
+        let direct =
+            direct.map(|d| Arc::new(Direct::new(d, file.clone(), name.clone(), node.size, self.error.clone())));
         self.summary.bytes += node.size;
         self.progress.bytes_total.fetch_add(node.size, Relaxed);
         self.progress.files.fetch_add(1, Relaxed);
@@ -1579,8 +1584,8 @@ fn punch(job: &Job, at: u64, zeros: &[u8]) -> Result<(), RepoError> {
 /// Allocates the blocks of a new file of `size` bytes before its content is written, so
 /// that the workers' writes to its ranges fill allocated (unwritten) blocks instead of
 /// holes: the filesystem allocates the file's extents once, up front, instead of at
-/// writeback, and (ext4) takes a direct write (`--direct-io`) under the file's shared
-/// lock instead of its exclusive one. Measured with the default buffered writes on one
+/// writeback, and (ext4) takes a direct write under the file's shared
+/// lock instead of its exclusive one. Measured with buffered writes (then the default) on one
 /// 2 GiB file from a cold page cache, until durable, alternating runs: 2.97 to 3.46 s
 /// against 3.00 to 3.87 s without, with less system time in every pair; the `make bench`
 /// data within the spread. A restore that cannot fit fails here, at the first file that
@@ -1623,7 +1628,16 @@ struct Pending {
 
 impl Pending {
     fn new() -> Self {
-        let buf = vec![0u8; PENDING_BYTES + 2 * ALIGN].into_boxed_slice();
+        Self::with_capacity(PENDING_BYTES)
+    }
+
+    /// One zeroed, aligned block (see [`Direct`]).
+    fn block() -> Self {
+        Self::with_capacity(0)
+    }
+
+    fn with_capacity(bytes: usize) -> Self {
+        let buf = vec![0u8; bytes + 2 * ALIGN].into_boxed_slice();
         let base = (ALIGN - buf.as_ptr() as usize % ALIGN) % ALIGN;
         Self { buf, base, at: 0, len: 0 }
     }
@@ -1683,33 +1697,119 @@ impl Pending {
 }
 
 /// Writes `bytes` (whose address is congruent to `offset` modulo [`ALIGN`]) at `offset`:
-/// the block-aligned middle through the direct handle when there is one, the rest
-/// through the page cache.
+/// with a direct handle, whole blocks straight to disk and partial ones to the blocks the
+/// file's jobs share ([`Direct::part`]); otherwise through the page cache.
 fn write_range(job: &Job, offset: u64, bytes: &[u8]) -> Result<(), RepoError> {
     job.progress.bytes_written.fetch_add(bytes.len() as u64, Relaxed);
-    let end = offset + bytes.len() as u64;
-    let align = ALIGN as u64;
-    let mid = offset.div_ceil(align) * align;
-    let mid_end = end - end % align;
-    match &job.direct {
-        Some(direct) if mid < mid_end => {
-            debug_assert_eq!(bytes[(mid - offset) as usize..].as_ptr() as usize % ALIGN, 0);
-            write_at(&job.file, job, offset, &bytes[..(mid - offset) as usize])?;
-            let middle = &bytes[(mid - offset) as usize..(mid_end - offset) as usize];
-            match direct.write_all_at(middle, mid) {
-                // Some filesystems accept O_DIRECT at open and refuse it at write time.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => write_at(&job.file, job, mid, middle)?,
-                r => r.map_err(|e| RepoError::Io { action: "write", path: job.path.to_string(), source: e })?,
-            }
-            write_at(&job.file, job, mid_end, &bytes[(mid_end - offset) as usize..])
+    let Some(direct) = &job.direct else {
+        write_at(&job.file, job, offset, bytes)?;
+        if bytes.len() >= WRITEBACK_MIN {
+            job.progress.large_written.fetch_add(bytes.len() as u64, Relaxed);
+            start_writeback(&job.file, offset, bytes.len());
         }
-        _ => {
-            write_at(&job.file, job, offset, bytes)?;
-            if bytes.len() >= WRITEBACK_MIN {
-                job.progress.large_written.fetch_add(bytes.len() as u64, Relaxed);
-                start_writeback(&job.file, offset, bytes.len());
+        return Ok(());
+    };
+    let (mut at, mut rest) = (offset, bytes);
+    while !rest.is_empty() {
+        let into = (at % ALIGN as u64) as usize;
+        let n = if into == 0 && rest.len() >= ALIGN {
+            let n = rest.len() - rest.len() % ALIGN;
+            debug_assert_eq!(rest.as_ptr() as usize % ALIGN, 0);
+            direct.write(&rest[..n], at)?;
+            n
+        } else {
+            let n = (ALIGN - into).min(rest.len());
+            direct.part(at, &rest[..n])?;
+            n
+        };
+        at += n as u64;
+        rest = &rest[n..];
+    }
+    Ok(())
+}
+
+/// A file written with `O_DIRECT`, and the blocks its jobs share. A job's range starts
+/// and ends where its chunks do, mostly inside a filesystem block, and the block's other
+/// part belongs to the neighbouring job. Such a part written through the page cache
+/// takes the file's lock exclusively (ext4), waiting for every direct write in flight and
+/// holding up the next ones: with 2 MiB jobs, restoring one 2 GiB file kept 1.25 of 2
+/// cores busy (2.9 to 3.0 s, by `perf`'s scheduler events the workers mostly waited on
+/// that lock). Parts are gathered here instead, and a block is written directly once
+/// both of its parts are in.
+struct Direct {
+    file: File,
+    /// The file through the page cache: its last block when partial (a direct write of a
+    /// whole block would grow the file), and where direct writes are refused.
+    buffered: Arc<File>,
+    path: Arc<str>,
+    size: u64,
+    /// Blocks with some of their bytes in, by block number: (buffer, bytes in).
+    parts: Mutex<HashMap<u64, (Pending, usize)>>,
+    /// The restore's error slot, for a leftover block whose write fails at the end.
+    error: Arc<Mutex<Option<RepoError>>>,
+}
+
+impl Direct {
+    fn new(file: File, buffered: Arc<File>, path: Arc<str>, size: u64, error: Arc<Mutex<Option<RepoError>>>) -> Self {
+        Self { file, buffered, path, size, parts: Mutex::default(), error }
+    }
+
+    /// Writes whole blocks (at an aligned address and offset) directly.
+    fn write(&self, bytes: &[u8], at: u64) -> Result<(), RepoError> {
+        let r = match self.file.write_all_at(bytes, at) {
+            // Some filesystems accept O_DIRECT at open and refuse it at write time.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.buffered.write_all_at(bytes, at),
+            r => r,
+        };
+        r.map_err(|e| RepoError::Io { action: "write", path: self.path.to_string(), source: e })
+    }
+
+    /// Takes `bytes`, part of one block at `at`, and writes the block once all of it is in.
+    fn part(&self, at: u64, bytes: &[u8]) -> Result<(), RepoError> {
+        let block = at / ALIGN as u64;
+        let start = block * ALIGN as u64;
+        let len = (self.size - start).min(ALIGN as u64) as usize;
+        let done = {
+            let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+            let (buf, have) = parts.entry(block).or_insert_with(|| (Pending::block(), 0));
+            let from = buf.base + (at - start) as usize;
+            buf.buf[from..from + bytes.len()].copy_from_slice(bytes);
+            *have += bytes.len();
+            debug_assert!(*have <= len, "{}: block {block} written twice", self.path);
+            if *have < len { None } else { parts.remove(&block) }
+        };
+        match done {
+            Some((buf, _)) => self.write_block(start, &buf.buf[buf.base..buf.base + len]),
+            None => Ok(()),
+        }
+    }
+
+    fn write_block(&self, start: u64, bytes: &[u8]) -> Result<(), RepoError> {
+        if bytes.len() == ALIGN {
+            self.write(bytes, start)
+        } else {
+            self.buffered.write_all_at(bytes, start).map_err(|e| RepoError::Io {
+                action: "write",
+                path: self.path.to_string(),
+                source: e,
+            })
+        }
+    }
+}
+
+impl Drop for Direct {
+    /// Every part of a block comes from one of the file's jobs, so once they are all
+    /// done no block is left waiting, unless a job failed (and the restore with it).
+    /// Any block still here is written as gathered (zeros where nothing came, as the
+    /// file holds there), and a failure goes to the restore's error.
+    fn drop(&mut self) {
+        let parts = std::mem::take(self.parts.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for (block, (buf, _)) in parts {
+            let start = block * ALIGN as u64;
+            let len = (self.size - start).min(ALIGN as u64) as usize;
+            if let Err(e) = self.write_block(start, &buf.buf[buf.base..buf.base + len]) {
+                self.error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
             }
-            Ok(())
         }
     }
 }
@@ -1841,6 +1941,56 @@ mod tests {
         assert_eq!(spans(&[]).len(), 0);
     }
 
+    /// A file cut into jobs at unaligned offsets, written by several threads in no
+    /// order: each block two jobs share is written once both parts are in, none is left
+    /// for the end, and the file reads back byte for byte.
+    #[test]
+    fn jobs_sharing_blocks_write_them_once_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let size: u64 = 3 * PENDING_BYTES as u64 + 5_000;
+        let file = Arc::new(File::create(&path).unwrap());
+        file.set_len(size).unwrap();
+        let Some(d) = open_direct(&path) else { return };
+        let direct = Arc::new(Direct::new(d, file.clone(), Arc::from("f"), size, Arc::default()));
+        let expected: Vec<u8> = (0..size).map(|i| (i % 253) as u8 ^ (i >> 12) as u8).collect();
+        let mut cuts: Vec<u64> = (1..40u64).map(|k| k * size / 40 + k * 37 % 4096).collect();
+        cuts.insert(0, 0);
+        cuts.push(size);
+        let jobs: Vec<(u64, u64)> = cuts.windows(2).map(|w| (w[0], w[1])).rev().collect();
+        std::thread::scope(|s| {
+            for t in 0..3 {
+                let (file, direct, expected, jobs) = (&file, &direct, &expected, &jobs);
+                s.spawn(move || {
+                    let mut pending = Pending::new();
+                    for &(from, to) in jobs.iter().skip(t).step_by(3) {
+                        let job = Job {
+                            file: file.clone(),
+                            direct: Some(direct.clone()),
+                            path: Arc::from("f"),
+                            offset: from,
+                            segments: Vec::new(),
+                            recipe: None,
+                            sparse: false,
+                            file_size: size,
+                            compare: false,
+                            progress: Arc::new(Progress::default()),
+                            meta: None,
+                        };
+                        pending.start(from);
+                        for piece in expected[from as usize..to as usize].chunks(70_001) {
+                            pending.push(&job, piece).unwrap();
+                        }
+                        pending.flush(&job).unwrap();
+                    }
+                });
+            }
+        });
+        assert!(direct.parts.lock().unwrap().is_empty(), "blocks left unwritten");
+        drop(direct);
+        assert!(std::fs::read(&path).unwrap() == expected, "file content differs");
+    }
+
     /// Runs of every alignment, with holes between them, through the gathering buffer and
     /// the direct handle, read back byte for byte.
     #[test]
@@ -1850,10 +2000,12 @@ mod tests {
         let size: u64 = 5 * PENDING_BYTES as u64 + 12_345;
         let file = File::create(&path).unwrap();
         file.set_len(size).unwrap();
-        let direct = open_direct(&path);
+        let file = Arc::new(file);
+        let direct =
+            open_direct(&path).map(|d| Arc::new(Direct::new(d, file.clone(), Arc::from("f"), size, Arc::default())));
         let job = Job {
-            file: Arc::new(file),
-            direct: direct.map(Arc::new),
+            file,
+            direct,
             path: Arc::from("f"),
             offset: 0,
             segments: Vec::new(),

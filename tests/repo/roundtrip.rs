@@ -21,9 +21,10 @@ fn restore_to(repo: &Arc<Repository>, snap: &lifeline::repo::format::Snapshot, t
     super::restore(repo, snap, target)
 }
 
-/// A restore that writes files of 1 MiB or more with `O_DIRECT` (`--direct-io`).
-fn restore_direct(repo: &Arc<Repository>, snap: &lifeline::repo::format::Snapshot, target: &Path) {
-    let opts = RestoreOptions { direct_io: true, ..Default::default() };
+/// A restore that writes every file through the page cache (`--page-cache`; by default
+/// files of 1 MiB or more are written with `O_DIRECT`).
+fn restore_buffered(repo: &Arc<Repository>, snap: &lifeline::repo::format::Snapshot, target: &Path) {
+    let opts = RestoreOptions { page_cache: true, ..Default::default() };
     restore::run(repo.clone(), snap, target, &opts, Arc::default()).unwrap();
 }
 
@@ -171,7 +172,7 @@ proptest! {
         restore_to(&repo, &first, &out1);
         prop_assert_eq!(describe(&out1), want_first);
         let out2 = tmp.path().join("out2");
-        restore_direct(&repo, &second, &out2);
+        restore_buffered(&repo, &second, &out2);
         prop_assert_eq!(describe(&out2), describe(&src));
     }
 }
@@ -262,7 +263,7 @@ fn sparse_files_beside_hard_links_and_fifos() {
         if i % 2 == 0 {
             restore_to(&repo, &snap, &out)
         } else {
-            restore_direct(&repo, &snap, &out)
+            restore_buffered(&repo, &snap, &out)
         }
         assert_eq!(describe(&out), describe(&src));
     }
