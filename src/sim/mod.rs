@@ -172,6 +172,9 @@ impl Server {
             Some(d) => (d.clone(), false),
             None => {
                 let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n == 0 {
+                    remove_orphans(&std::env::temp_dir());
+                }
                 (std::env::temp_dir().join(format!("lifeline-sim-{}-{n}", std::process::id())), true)
             }
         };
@@ -261,6 +264,24 @@ impl Server {
         };
         *self.audit.lock().unwrap_or_else(|e| e.into_inner()).entry(access).or_default() += 1;
         result
+    }
+}
+
+/// Removes the temporary directories of simulated clusters whose process is gone: a
+/// cluster kept for a whole test binary (a `static`) is never dropped, and a killed run
+/// drops none, so each left its volumes and logs behind in the temporary directory.
+fn remove_orphans(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("lifeline-sim-")).and_then(|n| n.split_once('-'))
+        else {
+            continue;
+        };
+        let Ok(pid) = pid.0.parse::<u32>() else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
