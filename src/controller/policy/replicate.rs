@@ -16,7 +16,7 @@ use crate::k8s::{COMPONENT_MOVER, LABEL_COMPONENT, apply, events};
 use crate::mover::job::{self, Plan};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -57,6 +57,7 @@ pub async fn run(
         report.wake = Some(Duration::from_secs(1));
         return Ok(report);
     }
+    let older = finish_older(ctx, policy, r, &done[1..], now).await?;
     for (i, (pl, loc)) in r.replicas.iter().enumerate() {
         let name = loc.name_any();
         if present(newest, &name) {
@@ -131,7 +132,61 @@ pub async fn run(
             }
         }
     }
+    if let Some(w) = older {
+        report.wake = Some(report.wake.map_or(w, |r| r.min(w)));
+    }
     Ok(report)
+}
+
+/// Copies of older restore points still around: replication follows the newest point, so
+/// a copy that was running when a newer run completed (or when the operator that started
+/// it stopped) is no longer looked at there. A finished one is recorded (a succeeded copy
+/// puts that point at the replica too) and removed; a running one is left to finish, as
+/// what it uploads the newest point's copy does not upload again. Without this its Job
+/// stayed until the point itself was pruned. Returns when to look again.
+async fn finish_older(
+    ctx: &Context,
+    policy: &BackupPolicy,
+    r: &Resolved,
+    older: &[&RestorePoint],
+    now: jiff::Timestamp,
+) -> Result<Option<Duration>> {
+    if r.replicas.is_empty() || older.is_empty() {
+        return Ok(None);
+    }
+    let ns = policy.namespace().unwrap_or_default();
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut selector: Vec<String> =
+        crate::k8s::policy_labels(&policy.name_any()).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    selector.push(format!("{LABEL_COMPONENT}={COMPONENT_MOVER}"));
+    let lp = ListParams::default().labels(&selector.join(","));
+    let found = jobs.list(&lp).await.map_err(Error::kube("list replication Jobs"))?.items;
+    let mut wake = None;
+    for j in &found {
+        let job_name = j.name_any();
+        let copy = r.replicas.iter().enumerate().find_map(|(i, (_, loc))| {
+            let p = older.iter().find(|p| names::replication(&p.name_any(), i) == job_name)?;
+            Some((*p, loc.name_any()))
+        });
+        let Some((point, loc)) = copy else { continue };
+        let message = movers::termination_message(ctx, &ns, j).await?;
+        match job_outcome(j, message.as_deref()) {
+            JobOutcome::Running => wake = Some(Duration::from_secs(2)),
+            JobOutcome::Succeeded(_) => {
+                let api: Api<RestorePoint> = Api::namespaced(ctx.client.clone(), &ns);
+                let point = point.name_any();
+                apply::apply_presence(&api, &point, &loc, true, Some(now), None)
+                    .await
+                    .map_err(Error::kube(format!("record RestorePoint {point} at {loc}")))?;
+                apply::delete(&jobs, &job_name).await.map_err(Error::kube("remove a replication Job"))?;
+            }
+            JobOutcome::Failed { .. } => {
+                // The newest point's copy supersedes it.
+                apply::delete(&jobs, &job_name).await.map_err(Error::kube("remove a failed replication Job"))?;
+            }
+        }
+    }
+    Ok(wake)
 }
 
 /// With a cadence, how long until the next copy is due (`None`: due now).
