@@ -13,6 +13,7 @@ mod leader;
 mod minute;
 mod plugin;
 mod rbac;
+mod replication;
 mod restore;
 mod retention;
 mod scope;
