@@ -5,6 +5,7 @@
 
 use super::resolve::Resolved;
 use super::status;
+use crate::api::names::LABEL_POLICY;
 use crate::api::policy::{LocationReplication, PolicyLocation, ReplicationState};
 use crate::api::schedule::Schedule;
 use crate::api::{BackupLocation, BackupPolicy, BackupPolicyStatus, RestorePoint};
@@ -85,11 +86,7 @@ pub async fn run(
         match job_outcome(&j, message.as_deref()) {
             JobOutcome::Running => report.wake = Some(Duration::from_secs(2)),
             JobOutcome::Succeeded(_) => {
-                let api: Api<RestorePoint> = Api::namespaced(ctx.client.clone(), &ns);
-                apply::apply_presence(&api, &point, &name, true, Some(now), None)
-                    .await
-                    .map_err(Error::kube(format!("record RestorePoint {point} at {name}")))?;
-                apply::delete(&jobs, &job_name).await.map_err(Error::kube("remove a replication Job"))?;
+                record_copy(ctx, &jobs, &job_name, &point, &name, now).await?;
                 if let Some(e) = entry(st, &name) {
                     e.state = ReplicationState::InSync;
                     e.last_restore_point = Some(point.clone());
@@ -156,10 +153,10 @@ async fn finish_older(
     }
     let ns = policy.namespace().unwrap_or_default();
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut selector: Vec<String> =
-        crate::k8s::policy_labels(&policy.name_any()).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-    selector.push(format!("{LABEL_COMPONENT}={COMPONENT_MOVER}"));
-    let lp = ListParams::default().labels(&selector.join(","));
+    let lp = ListParams::default().labels(&format!(
+        "{LABEL_POLICY}={},{LABEL_COMPONENT}={COMPONENT_MOVER}",
+        crate::k8s::truncate_label(&policy.name_any())
+    ));
     let found = jobs.list(&lp).await.map_err(Error::kube("list replication Jobs"))?.items;
     let mut wake = None;
     for j in &found {
@@ -172,14 +169,7 @@ async fn finish_older(
         let message = movers::termination_message(ctx, &ns, j).await?;
         match job_outcome(j, message.as_deref()) {
             JobOutcome::Running => wake = Some(Duration::from_secs(2)),
-            JobOutcome::Succeeded(_) => {
-                let api: Api<RestorePoint> = Api::namespaced(ctx.client.clone(), &ns);
-                let point = point.name_any();
-                apply::apply_presence(&api, &point, &loc, true, Some(now), None)
-                    .await
-                    .map_err(Error::kube(format!("record RestorePoint {point} at {loc}")))?;
-                apply::delete(&jobs, &job_name).await.map_err(Error::kube("remove a replication Job"))?;
-            }
+            JobOutcome::Succeeded(_) => record_copy(ctx, &jobs, &job_name, &point.name_any(), &loc, now).await?,
             JobOutcome::Failed { .. } => {
                 // The newest point's copy supersedes it.
                 apply::delete(&jobs, &job_name).await.map_err(Error::kube("remove a failed replication Job"))?;
@@ -187,6 +177,22 @@ async fn finish_older(
         }
     }
     Ok(wake)
+}
+
+/// A succeeded copy: its point recorded at the replica `loc`, its Job removed.
+async fn record_copy(
+    ctx: &Context,
+    jobs: &Api<Job>,
+    job_name: &str,
+    point: &str,
+    loc: &str,
+    now: jiff::Timestamp,
+) -> Result<()> {
+    let points: Api<RestorePoint> = Api::namespaced(ctx.client.clone(), jobs.namespace().unwrap_or_default());
+    apply::apply_presence(&points, point, loc, true, Some(now), None)
+        .await
+        .map_err(Error::kube(format!("record RestorePoint {point} at {loc}")))?;
+    apply::delete(jobs, job_name).await.map_err(Error::kube("remove a replication Job"))
 }
 
 /// With a cadence, how long until the next copy is due (`None`: due now).
