@@ -276,8 +276,9 @@ impl Repository {
 
     fn try_load_index(&self, exclude: &HashSet<Id>, headers: bool) -> Result<Index, RepoError> {
         let mut idx = Index { excluded: exclude.clone(), ..Default::default() };
-        for obj in self.backend.list("index/")? {
-            match self.read_index_file(&obj.key) {
+        let keys: Vec<String> = self.backend.list("index/")?.into_iter().map(|o| o.key).collect();
+        self.each_index_file(&keys, |key, read| {
+            match read {
                 Ok(packs) => {
                     for (pack, entries) in packs {
                         if !exclude.contains(&pack) {
@@ -290,11 +291,12 @@ impl Repository {
                     }
                 }
                 Err(e @ RepoError::Corrupt { .. }) => {
-                    tracing::warn!(object = %obj.key, error = %e, "damaged index file skipped (`lifeline repo repair` rebuilds the index)");
+                    tracing::warn!(object = %key, error = %e, "damaged index file skipped (`lifeline repo repair` rebuilds the index)");
                 }
                 Err(e) => return Err(e),
             }
-        }
+            Ok(())
+        })?;
         if headers {
             for (pack, size) in self.stored_packs()? {
                 if idx.packs.contains(&pack) || exclude.contains(&pack) {
@@ -317,8 +319,9 @@ impl Repository {
     /// the keys read, and the keys that could not be read.
     pub fn index_files(&self) -> Result<IndexFiles, RepoError> {
         let mut out = IndexFiles::default();
-        for obj in self.backend.list("index/")? {
-            match self.read_index_file(&obj.key) {
+        let keys: Vec<String> = self.backend.list("index/")?.into_iter().map(|o| o.key).collect();
+        self.each_index_file(&keys, |key, read| {
+            match read {
                 Ok(packs) => {
                     for (p, entries) in packs {
                         let list = out.entries.entry(p).or_default();
@@ -328,15 +331,26 @@ impl Repository {
                             }
                         }
                     }
-                    out.read.push(obj.key);
+                    out.read.push(key.to_string());
                 }
                 // Replaced by a prune since the listing.
                 Err(RepoError::Store(e)) if e.is_not_found() => {}
-                Err(RepoError::Corrupt { .. }) => out.damaged.push(obj.key),
+                Err(RepoError::Corrupt { .. }) => out.damaged.push(key.to_string()),
                 Err(e) => return Err(e),
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
+    }
+
+    /// Reads the index files `keys` (see [`read_at_once`]) and hands each one's entries,
+    /// or why they could not be read, to `f`, in the order of `keys`.
+    fn each_index_file(
+        &self,
+        keys: &[String],
+        f: impl FnMut(&String, Result<Vec<(Id, Vec<BlobEntry>)>, RepoError>) -> Result<(), RepoError>,
+    ) -> Result<(), RepoError> {
+        read_at_once(keys, |k| self.read_index_file(k), f)
     }
 
     /// Writes `entries` as new index files, makes them durable, then deletes the files
@@ -600,18 +614,25 @@ impl Repository {
     /// read: one damaged point never hides the others.
     pub fn points(&self) -> Result<Points, RepoError> {
         let mut out = Points::default();
-        for obj in self.backend.list("snapshots/")? {
-            let Some(id) = obj.key.strip_prefix("snapshots/").and_then(Id::parse) else { continue };
-            match self.read_snapshot(&id) {
-                Ok(s) => out.good.push((id, s)),
-                // Forgotten since the listing.
-                Err(RepoError::Store(e)) if e.is_not_found() => {}
-                Err(e @ RepoError::Corrupt { .. }) => {
-                    out.damaged.push(DamagedObject { key: obj.key, detail: e.to_string() });
+        let ids: Vec<(Id, String)> = (self.backend.list("snapshots/")?.into_iter())
+            .filter_map(|o| Some((o.key.strip_prefix("snapshots/").and_then(Id::parse)?, o.key)))
+            .collect();
+        read_at_once(
+            &ids,
+            |(id, _)| self.read_snapshot(id),
+            |(id, key), read| {
+                match read {
+                    Ok(s) => out.good.push((*id, s)),
+                    // Forgotten since the listing.
+                    Err(RepoError::Store(e)) if e.is_not_found() => {}
+                    Err(e @ RepoError::Corrupt { .. }) => {
+                        out.damaged.push(DamagedObject { key: key.clone(), detail: e.to_string() });
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
-            }
-        }
+                Ok(())
+            },
+        )?;
         out.good.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok(out)
     }
@@ -666,6 +687,38 @@ pub fn unb64(s: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(s).ok()
 }
 
+/// Objects read at once by [`read_at_once`].
+const READS_AT_ONCE: usize = 16;
+
+/// Calls `read` for each of `items`, up to [`READS_AT_ONCE`] at once (each on a thread of
+/// its own), and hands the results to `f` in the order of `items`, stopping at its first
+/// error. For the objects a command reads one per item before it can start (every index
+/// file, every restore point): each is a request, and a remote location's requests are
+/// round trips, tens of milliseconds to another region. One by one, a repository with
+/// hundreds of them (an index file and a point per backup run, until a prune merges the
+/// index files and a forget removes points) took seconds to open before a restore could
+/// start. Batches keep at most this many results held besides what `f` builds.
+fn read_at_once<I: Sync, T: Send>(
+    items: &[I],
+    read: impl Fn(&I) -> T + Sync,
+    mut f: impl FnMut(&I, T) -> Result<(), RepoError>,
+) -> Result<(), RepoError> {
+    for batch in items.chunks(READS_AT_ONCE) {
+        let results: Vec<T> = match batch {
+            [one] => vec![read(one)],
+            _ => std::thread::scope(|s| {
+                let read = &read;
+                let reads: Vec<_> = batch.iter().map(|i| s.spawn(move || read(i))).collect();
+                reads.into_iter().map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+            }),
+        };
+        for (item, r) in batch.iter().zip(results) {
+            f(item, r)?;
+        }
+    }
+    Ok(())
+}
+
 /// A thread's buffer for opened (still compressed) blobs is kept up to this size.
 const SCRATCH_MAX: usize = 2 << 20;
 
@@ -686,4 +739,50 @@ fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
         };
         d.decompress(data, capacity)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Condvar, Mutex};
+    use std::time::Duration;
+
+    #[test]
+    fn reads_at_once_overlap_and_hand_results_in_order() {
+        // Each read waits until every read of its batch has started: read one by one,
+        // none would see the others (they give up after a while rather than hang).
+        let items: Vec<usize> = (0..READS_AT_ONCE + 3).collect();
+        let started = (Mutex::new(0usize), Condvar::new());
+        let read = |i: &usize| {
+            let batch = if *i < READS_AT_ONCE { READS_AT_ONCE } else { items.len() };
+            let (count, cv) = &started;
+            let mut n = count.lock().unwrap();
+            *n += 1;
+            cv.notify_all();
+            let (n, timeout) = cv.wait_timeout_while(n, Duration::from_secs(20), |n| *n < batch).unwrap();
+            drop(n);
+            (*i * 10, !timeout.timed_out())
+        };
+        let mut seen = Vec::new();
+        read_at_once(&items, read, |i, (v, overlapped)| {
+            assert!(overlapped, "read {i} ran alone");
+            seen.push((*i, v));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, items.iter().map(|i| (*i, i * 10)).collect::<Vec<_>>());
+
+        // The first error stops the handing; nothing after it is handed.
+        let mut handed = Vec::new();
+        let err = read_at_once(
+            &items,
+            |i| *i,
+            |i, _| {
+                handed.push(*i);
+                if *i == 5 { Err(RepoError::Invalid("five".into())) } else { Ok(()) }
+            },
+        );
+        assert!(matches!(err, Err(RepoError::Invalid(m)) if m == "five"));
+        assert_eq!(handed, (0..=5).collect::<Vec<_>>());
+    }
 }
