@@ -206,6 +206,10 @@ fn s3(url: &url::Url, o: &LocationOptions) -> object_store::Result<object_store:
     if o.insecure_skip_verify {
         client = client.with_allow_invalid_certificates(true);
     }
+    let proxy = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"].iter().any(|k| std::env::var_os(k).is_some());
+    if plain_http_only(&b, o, proxy) {
+        client = client.with_no_system_certificates(true);
+    }
     b = b.with_client_options(client);
     if let Some(e) = &o.endpoint {
         b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
@@ -225,6 +229,20 @@ fn s3(url: &url::Url, o: &LocationOptions) -> object_store::Result<object_store:
         }
     }
     b.with_skip_signature(o.unsigned(url.as_str())).build()
+}
+
+/// Whether every request of an S3 location goes to its `http://` endpoint: requests
+/// signed with static keys (or not signed), no proxy. Its client then loads no system
+/// certificates: reading and parsing the system's trust store took about 50 ms of a
+/// command's start from a cold page cache, before its first request, for a connection
+/// that has no TLS. Credentials from a token or role go to an `https://` service (STS),
+/// and a proxy may be reached over TLS: those keep the system's trust store.
+fn plain_http_only(b: &object_store::aws::AmazonS3Builder, o: &LocationOptions, proxy: bool) -> bool {
+    use object_store::aws::AmazonS3ConfigKey::{AccessKeyId, SecretAccessKey};
+    let endpoint = o.endpoint.as_deref().unwrap_or_default();
+    let keys = (o.access_key_id.is_some() && o.secret_access_key.is_some())
+        || (b.get_config_value(&AccessKeyId).is_some() && b.get_config_value(&SecretAccessKey).is_some());
+    endpoint.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://")) && (keys || o.anonymous) && !proxy
 }
 
 /// The credentials of `o` for one provider (names starting with `prefix`), as its
@@ -435,5 +453,39 @@ mod tests {
         let anonymous = LocationOptions { anonymous: true, ..o };
         assert!(anonymous.unsigned("s3://bucket/prefix") && anonymous.unsigned("gs://bucket"));
         assert!(!anonymous.unsigned("file:///var/lib/lifeline"));
+    }
+
+    #[test]
+    fn only_a_plain_http_endpoint_signed_with_keys_skips_the_system_trust_store() {
+        use object_store::aws::AmazonS3Builder;
+        let keys = || (Some("k".to_string()), Some("s".to_string()));
+        let (access_key_id, secret_access_key) = keys();
+        let http = LocationOptions {
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            access_key_id,
+            secret_access_key,
+            ..Default::default()
+        };
+        let plain = AmazonS3Builder::new();
+        assert!(plain_http_only(&plain, &http, false));
+        // Keys the environment gave the builder count too.
+        let no_keys = || LocationOptions { endpoint: http.endpoint.clone(), ..Default::default() };
+        assert!(plain_http_only(&plain.clone().with_access_key_id("k").with_secret_access_key("s"), &no_keys(), false));
+        assert!(plain_http_only(&plain, &LocationOptions { anonymous: true, ..no_keys() }, false));
+        // Credentials from a token or a role come from an HTTPS service; a proxy may be
+        // reached over TLS; and an HTTPS endpoint or AWS itself needs the trust store.
+        assert!(!plain_http_only(&plain, &no_keys(), false));
+        assert!(!plain_http_only(&plain, &http, true));
+        let (access_key_id, secret_access_key) = keys();
+        let https = LocationOptions {
+            endpoint: Some("https://s3.example.com".into()),
+            access_key_id,
+            secret_access_key,
+            ..Default::default()
+        };
+        assert!(!plain_http_only(&plain, &https, false));
+        let (access_key_id, secret_access_key) = keys();
+        let aws = LocationOptions { access_key_id, secret_access_key, ..Default::default() };
+        assert!(!plain_http_only(&plain, &aws, false));
     }
 }
