@@ -294,7 +294,8 @@ impl Flusher {
                             // SAFETY: a valid open descriptor.
                             unsafe { libc::syncfs(dir.as_raw_fd()) };
                         } else {
-                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            // Woken at once when the restore is done (see `drop`).
+                            std::thread::park_timeout(std::time::Duration::from_millis(20));
                         }
                     }
                 })
@@ -308,6 +309,8 @@ impl Drop for Flusher {
     fn drop(&mut self) {
         self.stop.store(true, Relaxed);
         if let Some(t) = self.thread.take() {
+            // Not left to finish its wait first: that added up to 20 ms to every restore.
+            t.thread().unpark();
             let _ = t.join();
         }
     }
