@@ -458,14 +458,13 @@ mod tests {
     #[test]
     fn only_a_plain_http_endpoint_signed_with_keys_skips_the_system_trust_store() {
         use object_store::aws::AmazonS3Builder;
-        let keys = || (Some("k".to_string()), Some("s".to_string()));
-        let (access_key_id, secret_access_key) = keys();
-        let http = LocationOptions {
-            endpoint: Some("http://127.0.0.1:9000".into()),
-            access_key_id,
-            secret_access_key,
+        let with_keys = |endpoint: Option<&str>| LocationOptions {
+            endpoint: endpoint.map(String::from),
+            access_key_id: Some("k".into()),
+            secret_access_key: Some("s".into()),
             ..Default::default()
         };
+        let http = with_keys(Some("http://127.0.0.1:9000"));
         let plain = AmazonS3Builder::new();
         assert!(plain_http_only(&plain, &http, false));
         // Keys the environment gave the builder count too.
@@ -476,16 +475,7 @@ mod tests {
         // reached over TLS; and an HTTPS endpoint or AWS itself needs the trust store.
         assert!(!plain_http_only(&plain, &no_keys(), false));
         assert!(!plain_http_only(&plain, &http, true));
-        let (access_key_id, secret_access_key) = keys();
-        let https = LocationOptions {
-            endpoint: Some("https://s3.example.com".into()),
-            access_key_id,
-            secret_access_key,
-            ..Default::default()
-        };
-        assert!(!plain_http_only(&plain, &https, false));
-        let (access_key_id, secret_access_key) = keys();
-        let aws = LocationOptions { access_key_id, secret_access_key, ..Default::default() };
-        assert!(!plain_http_only(&plain, &aws, false));
+        assert!(!plain_http_only(&plain, &with_keys(Some("https://s3.example.com")), false));
+        assert!(!plain_http_only(&plain, &with_keys(None), false));
     }
 }
