@@ -23,7 +23,7 @@ pub mod verify;
 
 pub use error::RepoError;
 
-use crate::store::{Backend, StoreError};
+use crate::store::{Backend, ObjectInfo, StoreError};
 use base64::Engine;
 use bytes::Bytes;
 use chunker::Chunker;
@@ -276,8 +276,8 @@ impl Repository {
 
     fn try_load_index(&self, exclude: &HashSet<Id>, headers: bool) -> Result<Index, RepoError> {
         let mut idx = Index { excluded: exclude.clone(), ..Default::default() };
-        let keys: Vec<String> = self.backend.list("index/")?.into_iter().map(|o| o.key).collect();
-        self.each_index_file(&keys, |key, read| {
+        let files = self.backend.list("index/")?;
+        self.each_index_file(&files, |key, read| {
             match read {
                 Ok(packs) => {
                     for (pack, entries) in packs {
@@ -319,8 +319,8 @@ impl Repository {
     /// the keys read, and the keys that could not be read.
     pub fn index_files(&self) -> Result<IndexFiles, RepoError> {
         let mut out = IndexFiles::default();
-        let keys: Vec<String> = self.backend.list("index/")?.into_iter().map(|o| o.key).collect();
-        self.each_index_file(&keys, |key, read| {
+        let files = self.backend.list("index/")?;
+        self.each_index_file(&files, |key, read| {
             match read {
                 Ok(packs) => {
                     for (p, entries) in packs {
@@ -343,14 +343,14 @@ impl Repository {
         Ok(out)
     }
 
-    /// Reads the index files `keys` (see [`read_at_once`]) and hands each one's entries,
-    /// or why they could not be read, to `f`, in the order of `keys`.
+    /// Reads the index files `files` (see [`read_at_once`]) and hands each one's key and
+    /// entries, or why they could not be read, to `f`, in the order of `files`.
     fn each_index_file(
         &self,
-        keys: &[String],
-        f: impl FnMut(&String, Result<Vec<(Id, Vec<BlobEntry>)>, RepoError>) -> Result<(), RepoError>,
+        files: &[ObjectInfo],
+        mut f: impl FnMut(&String, Result<Vec<(Id, Vec<BlobEntry>)>, RepoError>) -> Result<(), RepoError>,
     ) -> Result<(), RepoError> {
-        read_at_once(keys, |k| self.read_index_file(k), f)
+        read_at_once(files, |o| o.size, |o| self.read_index_file(&o.key), |o, read| f(&o.key, read))
     }
 
     /// Writes `entries` as new index files, makes them durable, then deletes the files
@@ -614,13 +614,14 @@ impl Repository {
     /// read: one damaged point never hides the others.
     pub fn points(&self) -> Result<Points, RepoError> {
         let mut out = Points::default();
-        let ids: Vec<(Id, String)> = (self.backend.list("snapshots/")?.into_iter())
-            .filter_map(|o| Some((o.key.strip_prefix("snapshots/").and_then(Id::parse)?, o.key)))
+        let ids: Vec<(Id, String, u64)> = (self.backend.list("snapshots/")?.into_iter())
+            .filter_map(|o| Some((o.key.strip_prefix("snapshots/").and_then(Id::parse)?, o.key, o.size)))
             .collect();
         read_at_once(
             &ids,
-            |(id, _)| self.read_snapshot(id),
-            |(id, key), read| {
+            |(_, _, size)| *size,
+            |(id, _, _)| self.read_snapshot(id),
+            |(id, key, _), read| {
                 match read {
                     Ok(s) => out.good.push((*id, s)),
                     // Forgotten since the listing.
@@ -687,23 +688,36 @@ pub fn unb64(s: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(s).ok()
 }
 
-/// Objects read at once by [`read_at_once`].
+/// Objects read at once by [`read_at_once`], at most, and their stored bytes, at most
+/// (but one object, whatever its size).
 const READS_AT_ONCE: usize = 16;
+const READ_AT_ONCE_BYTES: u64 = 8 << 20;
 
-/// Calls `read` for each of `items`, up to [`READS_AT_ONCE`] at once (each on a thread of
-/// its own), and hands the results to `f` in the order of `items`, stopping at its first
-/// error. For the objects a command reads one per item before it can start (every index
-/// file, every restore point): each is a request, and a remote location's requests are
-/// round trips, tens of milliseconds to another region. One by one, a repository with
-/// hundreds of them (an index file and a point per backup run, until a prune merges the
-/// index files and a forget removes points) took seconds to open before a restore could
-/// start. Batches keep at most this many results held besides what `f` builds.
+/// Calls `read` for each of `items`, several at once (each on a thread of its own), and
+/// hands the results to `f` in the order of `items`, stopping at its first error. For the
+/// objects a command reads one per item before it can start (every index file, every
+/// restore point): each is a request, and a remote location's requests are round trips,
+/// tens of milliseconds to another region. One by one, a repository with hundreds of them
+/// (an index file and a point per backup run, until a prune merges the index files and a
+/// forget removes points) took seconds to open before a restore could start. A batch is
+/// at most [`READS_AT_ONCE`] items and [`READ_AT_ONCE_BYTES`] of their `size` (a prune's
+/// merged index files are large and go one or two at a time), so the results held at
+/// once, besides what `f` builds, stay about as small as one large object's.
 fn read_at_once<I: Sync, T: Send>(
     items: &[I],
+    size: impl Fn(&I) -> u64,
     read: impl Fn(&I) -> T + Sync,
     mut f: impl FnMut(&I, T) -> Result<(), RepoError>,
 ) -> Result<(), RepoError> {
-    for batch in items.chunks(READS_AT_ONCE) {
+    let mut start = 0;
+    while start < items.len() {
+        let (mut end, mut bytes) = (start + 1, size(&items[start]));
+        while end < items.len() && end - start < READS_AT_ONCE && bytes + size(&items[end]) <= READ_AT_ONCE_BYTES {
+            bytes += size(&items[end]);
+            end += 1;
+        }
+        let batch = &items[start..end];
+        start = end;
         let results: Vec<T> = match batch {
             [one] => vec![read(one)],
             _ => std::thread::scope(|s| {
@@ -764,11 +778,16 @@ mod tests {
             (*i * 10, !timeout.timed_out())
         };
         let mut seen = Vec::new();
-        read_at_once(&items, read, |i, (v, overlapped)| {
-            assert!(overlapped, "read {i} ran alone");
-            seen.push((*i, v));
-            Ok(())
-        })
+        read_at_once(
+            &items,
+            |_| 1,
+            read,
+            |i, (v, overlapped)| {
+                assert!(overlapped, "read {i} ran alone");
+                seen.push((*i, v));
+                Ok(())
+            },
+        )
         .unwrap();
         assert_eq!(seen, items.iter().map(|i| (*i, i * 10)).collect::<Vec<_>>());
 
@@ -776,6 +795,7 @@ mod tests {
         let mut handed = Vec::new();
         let err = read_at_once(
             &items,
+            |_| 1,
             |i| *i,
             |i, _| {
                 handed.push(*i);
@@ -784,5 +804,30 @@ mod tests {
         );
         assert!(matches!(err, Err(RepoError::Invalid(m)) if m == "five"));
         assert_eq!(handed, (0..=5).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn large_objects_are_read_in_small_batches() {
+        // Each read notes how many results were handed on when it started: reads of one
+        // batch all start before any of its results is handed on, so they note the same.
+        let mib: u64 = 1 << 20;
+        let sizes: Vec<u64> = vec![3, 3, 3, 20, 1, 1, 7, 1];
+        let items: Vec<usize> = (0..sizes.len()).collect();
+        let handed = std::sync::atomic::AtomicUsize::new(0);
+        let mut seen = Vec::new();
+        read_at_once(
+            &items,
+            |i| sizes[*i] * mib,
+            |_| handed.load(std::sync::atomic::Ordering::SeqCst),
+            |i, started_after| {
+                seen.push((*i, started_after));
+                handed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            },
+        )
+        .unwrap();
+        // With 8 MiB a batch: 3+3, then 3, then 20 alone (larger than a batch), 1+1, 7+1.
+        assert_eq!(READ_AT_ONCE_BYTES, 8 * mib);
+        assert_eq!(seen, vec![(0, 0), (1, 0), (2, 2), (3, 3), (4, 4), (5, 4), (6, 6), (7, 6)]);
     }
 }
