@@ -467,6 +467,17 @@ impl Drop for Env {
     }
 }
 
+/// A cluster running the whole records example (its policy included) with one replica,
+/// its operator on the system clock; returns the cluster and its S3 prefix.
+pub fn records_one_replica(name: &str) -> (Env, String) {
+    let mut env = Env::start(SimOptions::default());
+    let prefix = s3::unique(name);
+    env.apply(&example("records-two-regions.yaml", &prefix).replace("  replicas: 3\n", "  replicas: 1\n"));
+    env.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
+    env.start_operator(system_clock());
+    (env, prefix)
+}
+
 /// A cluster running the records example with one replica and no policy, its operator
 /// on a manual clock started now (objects are created at real times; the clock then
 /// jumps), and `policy` applied; returns the cluster, its S3 prefix, the clock and its

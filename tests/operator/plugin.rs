@@ -3,9 +3,7 @@
 //! restore points, a restore followed on a pseudo-terminal (its live display) and with
 //! `-o json`, describe as a story, kubectl's flags, and clear errors.
 
-use super::{Env, example, system_clock};
-use crate::support::s3;
-use lifeline::sim::Options as SimOptions;
+use super::Env;
 use serde_json::Value;
 use std::process::Command;
 
@@ -57,11 +55,7 @@ impl Plugin {
 
 #[test]
 fn kubectl_lifeline_shows_backs_up_lists_restores_and_describes() {
-    let mut env = Env::start(SimOptions::default());
-    let prefix = s3::unique("plugin");
-    env.apply(&example("records-two-regions.yaml", &prefix).replace("  replicas: 3\n", "  replicas: 1\n"));
-    env.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
-    env.start_operator(system_clock());
+    let (env, _prefix) = super::records_one_replica("plugin");
     let k = Plugin::install(&env);
 
     // An on-demand backup, followed to its end.

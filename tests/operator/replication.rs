@@ -2,12 +2,10 @@
 //! older one that is still running when a newer point completes is finished all the same:
 //! recorded at the replica and its Job removed.
 
-use super::{Env, example, system_clock};
 use crate::support::s3;
 use kube::api::Api;
 use lifeline::api::RestorePoint;
 use lifeline::api::restore_point::RunPhase;
-use lifeline::sim::Options as SimOptions;
 use std::time::{Duration, Instant};
 
 /// The first `lifeline replicate` process copying from `from` that starts within `secs`,
@@ -41,11 +39,7 @@ fn stop_first_copy(from: String, secs: u64) -> std::thread::JoinHandle<Option<(i
 
 #[test]
 fn a_copy_of_an_older_point_that_outlives_a_newer_run_is_recorded_and_removed() {
-    let mut env = Env::start(SimOptions::default());
-    let prefix = s3::unique("older-copy");
-    env.apply(&example("records-two-regions.yaml", &prefix).replace("  replicas: 3\n", "  replicas: 1\n"));
-    env.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
-    env.start_operator(system_clock());
+    let (mut env, prefix) = super::records_one_replica("older-copy");
     let stopper = stop_first_copy(format!("s3://lifeline/{prefix}-eu"), 180);
 
     env.kubectl(&["annotate", "backuppolicy/records", "-n", "records", "lifeline.io/run-now=one"], None);
