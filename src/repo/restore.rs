@@ -102,12 +102,18 @@ struct FileMeta {
     node: Node,
     chown: bool,
     warnings: Arc<Mutex<Vec<String>>>,
+    /// The file's direct handle: a block still gathered there is written before the
+    /// metadata, as a write after it would change the modification time.
+    direct: Option<Arc<Direct>>,
 }
 
 impl FileMeta {
     /// One job (or the sending) done; the last applies the metadata.
     fn done(&self) {
         if self.remaining.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            if let Some(d) = &self.direct {
+                d.write_left();
+            }
             apply_meta(&self.path, &self.node, self.chown, &self.warnings);
         }
     }
@@ -733,6 +739,7 @@ impl Restorer {
                 node,
                 chown: self.chown,
                 warnings: self.warnings.clone(),
+                direct: direct.clone(),
             })
         });
         let mut offset = 0;
@@ -1529,44 +1536,60 @@ fn write_chunks(
             continue;
         }
         let plain = blobs.chunk(c)?.ok_or_else(|| RepoError::corrupt(&job.path, "a chunk lies beyond its blob"))?;
-        let old = mask.and_then(|m| m[k].as_deref());
-        if job.sparse || old.is_some() {
-            // Holes at filesystem-block granularity: all-zero 4 KiB blocks (aligned to
-            // the file) are skipped, everything else is gathered and written. In place,
-            // blocks the file already holds are skipped too.
-            let mut i = 0;
-            while i < plain.len() {
-                let at = offset + i as u64;
-                let end = (((at / HOLE_BLOCK) + 1) * HOLE_BLOCK - offset).min(plain.len() as u64) as usize;
-                let piece = &plain[i..end];
-                let whole = piece.len() as u64 == HOLE_BLOCK || at + piece.len() as u64 == job.file_size;
-                if old.is_some_and(|o| o.get(i..end) == Some(piece)) {
-                    pending.flush(job)?;
-                    pending.start(at + piece.len() as u64);
-                } else if job.sparse && whole && piece.iter().all(|b| *b == 0) {
-                    pending.flush(job)?;
-                    if job.compare {
-                        // In place, the old bytes there must go: a hole is punched.
-                        punch(job, at, piece)?;
-                    }
-                    pending.start(at + piece.len() as u64);
-                } else {
-                    pending.push(job, piece)?;
-                }
-                i = end;
-            }
-        } else if job.direct.is_none() && plain.len() >= WRITE_AS_IS_MIN {
-            // Large enough to write as it is, without a copy into the gathering buffer.
-            pending.flush(job)?;
-            write_range(job, offset, plain)?;
-            pending.start(offset + plain.len() as u64);
-        } else {
-            pending.push(job, plain)?;
-        }
+        write_plain(job, offset, plain, mask.and_then(|m| m[k].as_deref()), pending)?;
         offset += plain.len() as u64;
         progress.bytes_done.fetch_add(plain.len() as u64, Relaxed);
     }
     pending.flush(job)
+}
+
+/// Writes one chunk's bytes, `plain`, at `offset` (through `pending`). In sparse files,
+/// whole all-zero blocks stay holes; in place, blocks equal to `old` (what the file holds
+/// there) are skipped.
+fn write_plain(
+    job: &Job,
+    offset: u64,
+    plain: &[u8],
+    old: Option<&[u8]>,
+    pending: &mut Pending,
+) -> Result<(), RepoError> {
+    if job.sparse || old.is_some() {
+        // Holes at filesystem-block granularity: all-zero 4 KiB blocks (aligned to
+        // the file, the last one shorter) are skipped, everything else is gathered and
+        // written. In place, blocks the file already holds are skipped too. A chunk
+        // boundary inside a block splits it into pieces: zero or not, these are written,
+        // or the block's other piece would wait in [`Direct`] for one that never comes.
+        let mut i = 0;
+        while i < plain.len() {
+            let at = offset + i as u64;
+            let end = (((at / HOLE_BLOCK) + 1) * HOLE_BLOCK - offset).min(plain.len() as u64) as usize;
+            let piece = &plain[i..end];
+            let whole = at.is_multiple_of(HOLE_BLOCK)
+                && (piece.len() as u64 == HOLE_BLOCK || at + piece.len() as u64 == job.file_size);
+            if old.is_some_and(|o| o.get(i..end) == Some(piece)) {
+                pending.flush(job)?;
+                pending.start(at + piece.len() as u64);
+            } else if job.sparse && whole && piece.iter().all(|b| *b == 0) {
+                pending.flush(job)?;
+                if job.compare {
+                    // In place, the old bytes there must go: a hole is punched.
+                    punch(job, at, piece)?;
+                }
+                pending.start(at + piece.len() as u64);
+            } else {
+                pending.push(job, piece)?;
+            }
+            i = end;
+        }
+    } else if job.direct.is_none() && plain.len() >= WRITE_AS_IS_MIN {
+        // Large enough to write as it is, without a copy into the gathering buffer.
+        pending.flush(job)?;
+        write_range(job, offset, plain)?;
+        pending.start(offset + plain.len() as u64);
+    } else {
+        pending.push(job, plain)?;
+    }
+    Ok(())
 }
 
 /// Makes `zeros` at `at` a hole (or writes them where holes cannot be punched).
@@ -1794,15 +1817,14 @@ impl Direct {
     fn write_block(&self, start: u64, bytes: &[u8]) -> Result<(), RepoError> {
         if bytes.len() == ALIGN { self.write(bytes, start) } else { self.write_buffered(bytes, start) }
     }
-}
 
-impl Drop for Direct {
-    /// Every part of a block comes from one of the file's jobs, so once they are all
-    /// done no block is left waiting, unless a job failed (and the restore with it).
-    /// Any block still here is written as gathered (zeros where nothing came, as the
-    /// file holds there), and a failure goes to the restore's error.
-    fn drop(&mut self) {
-        let parts = std::mem::take(self.parts.get_mut().unwrap_or_else(|e| e.into_inner()));
+    /// Writes the blocks still gathered. Every part of a block comes from one of the
+    /// file's jobs, so once they are all done none is left, unless a job failed (and the
+    /// restore with it): called when the file's last job is done and again when the handle
+    /// goes. A block still here is written as gathered (zeros where nothing came, as the
+    /// new file holds there), and a failure goes to the restore's error.
+    fn write_left(&self) {
+        let parts = std::mem::take(&mut *self.parts.lock().unwrap_or_else(|e| e.into_inner()));
         for (block, (buf, _)) in parts {
             let start = block * ALIGN as u64;
             let len = (self.size - start).min(ALIGN as u64) as usize;
@@ -1810,6 +1832,12 @@ impl Drop for Direct {
                 self.error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
             }
         }
+    }
+}
+
+impl Drop for Direct {
+    fn drop(&mut self) {
+        self.write_left();
     }
 }
 
@@ -2038,6 +2066,74 @@ mod tests {
             step += 1;
         }
         drop(job);
+        assert!(std::fs::read(&path).unwrap() == expected, "file content differs");
+    }
+
+    /// A sparse file whose last block holds a chunk boundary with zeros after it: the
+    /// zero piece is written, not left as a hole the block waits for, and the file's times
+    /// stay as recorded after its last job, even with its direct handle still held (the
+    /// walker's, say) and then let go.
+    #[test]
+    fn a_zero_piece_in_the_last_block_leaves_nothing_to_write_after_the_metadata() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let size: u64 = 2 * ALIGN as u64 + 3_000;
+        let cut = 2 * ALIGN as u64 + 1_000;
+        let file = Arc::new(File::create(&path).unwrap());
+        file.set_len(size).unwrap();
+        let d = open_direct(&path).unwrap_or_else(|| OpenOptions::new().write(true).open(&path).unwrap());
+        let direct = Arc::new(Direct::new(d, file.clone(), Arc::from("f"), size, Arc::default()));
+        let node = Node {
+            mode: 0o640,
+            uid: current_uid(),
+            gid: current_gid(),
+            mtime: 1_000_000_000,
+            mtime_nsec: 7,
+            size,
+            ..Node::default()
+        };
+        let meta = Arc::new(FileMeta {
+            remaining: std::sync::atomic::AtomicUsize::new(1),
+            path: path.clone(),
+            node,
+            chown: false,
+            warnings: Arc::default(),
+            direct: Some(direct.clone()),
+        });
+        let job = Job {
+            file,
+            direct: Some(direct.clone()),
+            path: Arc::from("f"),
+            offset: 0,
+            segments: Vec::new(),
+            recipe: None,
+            sparse: true,
+            file_size: size,
+            compare: false,
+            progress: Arc::new(Progress::default()),
+            meta: Some(meta.clone()),
+        };
+        let mut expected = vec![0u8; size as usize];
+        for (i, b) in expected[..cut as usize].iter_mut().enumerate() {
+            *b = (i % 251) as u8 + 1;
+        }
+        // Two chunks, [0, cut) and the zeros after it, as the worker writes them.
+        let mut pending = Pending::new();
+        pending.start(0);
+        write_plain(&job, 0, &expected[..cut as usize], None, &mut pending).unwrap();
+        write_plain(&job, cut, &expected[cut as usize..], None, &mut pending).unwrap();
+        pending.flush(&job).unwrap();
+        drop(job);
+        meta.done();
+        let times = |p: &Path| {
+            let m = std::fs::metadata(p).unwrap();
+            (m.mtime(), m.mtime_nsec(), m.mode() & 0o7777)
+        };
+        assert_eq!(times(&path), (1_000_000_000, 7, 0o640), "metadata applied once the last job is done");
+        drop(meta);
+        drop(direct);
+        assert_eq!(times(&path), (1_000_000_000, 7, 0o640), "nothing written after the metadata");
         assert!(std::fs::read(&path).unwrap() == expected, "file content differs");
     }
 }
