@@ -481,7 +481,11 @@ pub fn records_one_replica(name: &str) -> (Env, String) {
 /// A cluster running the records example with one replica and no policy, its operator
 /// on a manual clock started now (objects are created at real times; the clock then
 /// jumps), and `policy` applied; returns the cluster, its S3 prefix, the clock and its
-/// start.
+/// start. The start is taken again once the policy exists, and the clock set to it: the
+/// schedule counts from the policy's creation (a real time), and a slot between the
+/// clock's first time and that creation is, rightly, never run. Under load, starting the
+/// operator and applying the policy could cross a minute's boundary, and the first slot a
+/// test waited for never came.
 pub fn one_replica_on_a_clock(name: &str, policy: &str) -> (Env, String, ManualClock, jiff::Timestamp) {
     one_replica_on_a_clock_with(name, policy, SimOptions::default())
 }
@@ -502,6 +506,8 @@ pub fn one_replica_on_a_clock_with(
     let clock = ManualClock::at(start);
     env.start_operator(Arc::new(clock.clone()) as Arc<dyn Clock>);
     env.apply(policy);
+    let start = jiff::Timestamp::now().max(start);
+    clock.set(start);
     (env, prefix, clock, start)
 }
 
