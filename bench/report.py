@@ -46,6 +46,12 @@ print("Each cell: the command's wall time / the time until its result is durable
 print("after it) / throughput by wall time / peak RSS. Ratios: restic's time over Lifeline's (above 1: Lifeline")
 print("is faster); RSS: Lifeline's over restic's.")
 print()
+if f.get("disk_before") and f.get("disk_after"):
+    slow = min(f["disk_before"], f["disk_after"])
+    print(f"Disk, this run: 1 GiB written with O_DIRECT and synced at {f['disk_before']} MB/s before the runs, "
+          f"{f['disk_after']} MB/s after them. At {slow} MB/s, the restored data ({f['bytes_b'] / MB:.0f} MB) "
+          f"take {f['bytes_b'] / MB / slow:.1f} s to write: a restore that is durable when it returns takes at least that long.")
+    print()
 print("| operation | Lifeline | restic | faster, wall | faster, until durable | RSS ratio |")
 print("|---|---|---|---|---|---|")
 row("full backup", "full", f["bytes_a"])

@@ -45,6 +45,12 @@ bytes_a=$(du -sb "$data" | cut -f1)
 pg_bytes=$(du -sb "$data/pg" | cut -f1)
 cp -a "$data/pg" "$work/pg-a"
 
+# The disk's rate for durable writes, before the runs and after them: a restore is
+# durable when it returns, so on a slow day for the disk, its restore rows are bound by
+# this (restic's are not: its data is still in the page cache).
+disk_rate() { local r; sync; r=$(python3 "$root/bench/disk.py" "$work/disk-probe"); [ "$r" = n/a ] && r=0; echo "$r"; }
+disk_before=$(disk_rate)
+
 "$lifeline" repo init "file://$work/repo-l" >/dev/null 2>&1
 restic init -q -r "$work/repo-r"
 "$lifeline" repo init "file://$work/repo-lpg" >/dev/null 2>&1
@@ -137,7 +143,10 @@ rm -rf "$work/restore-l" "$work/restore-r" "$work/pg-a" "$work/repo-lc" "$work/r
   "$work/restore-lsmall" "$work/restore-rsmall" "$work/repo-lsmall" "$work/repo-rsmall" \
   "$work/restore-llarge" "$work/restore-rlarge" "$work/repo-llarge" "$work/repo-rlarge"
 
+disk_after=$(disk_rate)
+rm -f "$work/disk-probe"
 python3 "$root/bench/report.py" "$results" "$work/results.json" \
+  disk_before="$disk_before" disk_after="$disk_after" \
   bytes_a="$bytes_a" bytes_b="$bytes_b" pg_bytes="$pg_bytes" \
   size_l_full="$size_l_full" size_r_full="$size_r_full" size_l="$size_l" size_r="$size_r" \
   grow_l="$grow_l" grow_r="$grow_r" small_bytes="$small_bytes" large_bytes="$large_bytes" \
