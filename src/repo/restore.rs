@@ -1968,6 +1968,31 @@ mod tests {
         assert_eq!(spans(&[]).len(), 0);
     }
 
+    /// A job writing the file `file` of `size` bytes from `offset` (no segments: the
+    /// tests push its bytes themselves).
+    fn job_at(
+        file: &Arc<File>,
+        direct: Option<Arc<Direct>>,
+        offset: u64,
+        size: u64,
+        sparse: bool,
+        meta: Option<Arc<FileMeta>>,
+    ) -> Job {
+        Job {
+            file: file.clone(),
+            direct,
+            path: Arc::from("f"),
+            offset,
+            segments: Vec::new(),
+            recipe: None,
+            sparse,
+            file_size: size,
+            compare: false,
+            progress: Arc::new(Progress::default()),
+            meta,
+        }
+    }
+
     /// A file cut into jobs at unaligned offsets, written by several threads in no
     /// order: each block two jobs share is written once both parts are in, none is left
     /// for the end, and the file reads back byte for byte.
@@ -1993,19 +2018,7 @@ mod tests {
                 s.spawn(move || {
                     let mut pending = Pending::new();
                     for &(from, to) in jobs.iter().skip(t).step_by(3) {
-                        let job = Job {
-                            file: file.clone(),
-                            direct: Some(direct.clone()),
-                            path: Arc::from("f"),
-                            offset: from,
-                            segments: Vec::new(),
-                            recipe: None,
-                            sparse: false,
-                            file_size: size,
-                            compare: false,
-                            progress: Arc::new(Progress::default()),
-                            meta: None,
-                        };
+                        let job = job_at(file, Some(direct.clone()), from, size, false, None);
                         pending.start(from);
                         for piece in expected[from as usize..to as usize].chunks(70_001) {
                             pending.push(&job, piece).unwrap();
@@ -2032,19 +2045,7 @@ mod tests {
         let file = Arc::new(file);
         let direct =
             open_direct(&path).map(|d| Arc::new(Direct::new(d, file.clone(), Arc::from("f"), size, Arc::default())));
-        let job = Job {
-            file,
-            direct,
-            path: Arc::from("f"),
-            offset: 0,
-            segments: Vec::new(),
-            recipe: None,
-            sparse: true,
-            file_size: size,
-            compare: false,
-            progress: Arc::new(Progress::default()),
-            meta: None,
-        };
+        let job = job_at(&file, direct, 0, size, true, None);
         let mut expected = vec![0u8; size as usize];
         let mut pending = Pending::new();
         let mut at = 0u64;
@@ -2101,19 +2102,7 @@ mod tests {
             warnings: Arc::default(),
             direct: Some(direct.clone()),
         });
-        let job = Job {
-            file,
-            direct: Some(direct.clone()),
-            path: Arc::from("f"),
-            offset: 0,
-            segments: Vec::new(),
-            recipe: None,
-            sparse: true,
-            file_size: size,
-            compare: false,
-            progress: Arc::new(Progress::default()),
-            meta: Some(meta.clone()),
-        };
+        let job = job_at(&file, Some(direct.clone()), 0, size, true, Some(meta.clone()));
         let mut expected = vec![0u8; size as usize];
         for (i, b) in expected[..cut as usize].iter_mut().enumerate() {
             *b = (i % 251) as u8 + 1;
