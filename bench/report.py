@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Turns bench/run.sh measurements into the table (stdout) and results.json."""
-import json, sys
+import json, os, sys
 
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 facts = {k: int(v) for k, v in (a.split("=") for a in sys.argv[3:])}
@@ -43,7 +43,6 @@ def machine():
     """The CPU's model, its cores and the vector and hashing instructions that set the
     two tools' speeds apart (BLAKE3 runs wider with AVX-512; restic's SHA-256 is far
     faster with the SHA extensions): figures differ from one machine to the next."""
-    import os
     model, flags = "unknown CPU", set()
     try:
         for line in open("/proc/cpuinfo"):

@@ -470,11 +470,20 @@ impl Drop for Env {
 /// A cluster running the whole records example (its policy included) with one replica,
 /// its operator on the system clock; returns the cluster and its S3 prefix.
 pub fn records_one_replica(name: &str) -> (Env, String) {
-    let mut env = Env::start(SimOptions::default());
-    let prefix = s3::unique(name);
-    env.apply(&example("records-two-regions.yaml", &prefix).replace("  replicas: 3\n", "  replicas: 1\n"));
-    env.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
+    let (mut env, prefix) = records_rolled_out(name, SimOptions::default(), true);
     env.start_operator(system_clock());
+    (env, prefix)
+}
+
+/// A cluster started with `opts`, the records example (with its policy or not) applied
+/// with one replica and rolled out, no operator yet; returns the cluster and its S3 prefix.
+fn records_rolled_out(name: &str, opts: SimOptions, policy: bool) -> (Env, String) {
+    let env = Env::start(opts);
+    let prefix = s3::unique(name);
+    let yaml = example("records-two-regions.yaml", &prefix).replace("  replicas: 3\n", "  replicas: 1\n");
+    let objects: Vec<&str> = yaml.split("\n---\n").filter(|d| policy || !d.contains("kind: BackupPolicy")).collect();
+    env.apply(&objects.join("\n---\n"));
+    env.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
     (env, prefix)
 }
 
@@ -496,17 +505,11 @@ pub fn one_replica_on_a_clock_with(
     policy: &str,
     opts: SimOptions,
 ) -> (Env, String, ManualClock, jiff::Timestamp) {
-    let mut env = Env::start(opts);
-    let prefix = s3::unique(name);
-    let yaml = example("records-two-regions.yaml", &prefix).replace("  replicas: 3\n", "  replicas: 1\n");
-    let objects: Vec<&str> = yaml.split("\n---\n").filter(|d| !d.contains("kind: BackupPolicy")).collect();
-    env.apply(&objects.join("\n---\n"));
-    env.kubectl(&["rollout", "status", "statefulset/records", "-n", "records", "--timeout=90s"], None);
-    let start = jiff::Timestamp::now();
-    let clock = ManualClock::at(start);
+    let (mut env, prefix) = records_rolled_out(name, opts, false);
+    let clock = ManualClock::at(jiff::Timestamp::now());
     env.start_operator(Arc::new(clock.clone()) as Arc<dyn Clock>);
     env.apply(policy);
-    let start = jiff::Timestamp::now().max(start);
+    let start = jiff::Timestamp::now();
     clock.set(start);
     (env, prefix, clock, start)
 }
