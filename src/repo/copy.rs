@@ -43,15 +43,19 @@ pub fn run(
 ) -> Result<(Id, CopyReport), RepoError> {
     let mut report = CopyReport { source_point: id.hex(), ..Default::default() };
     let (lock, excluded) = super::prune::register_writer(dst, "copy")?;
-    if let Some((existing, _)) = dst.points()?.good.into_iter().find(|(_, s)| same_point(s, snap)) {
+    // One listing of the destination's points (each a read): whether it has this one
+    // already, and else its newest of the same host and path, the parent to deduplicate
+    // against (a point committed meanwhile by another writer is at worst a parent unused).
+    let points = dst.points()?.good;
+    if let Some((existing, _)) = points.iter().find(|(_, s)| same_point(s, snap)) {
         report.destination_point = existing.hex();
         report.already_present = true;
-        return Ok((existing, report));
+        return Ok((*existing, report));
     }
+    let parent = points.into_iter().rev().find(|(_, s)| s.host == snap.host && s.path == snap.path);
     src.load_index_for_reading()?;
     dst.load_index(&excluded)?;
     recover_unindexed(dst, &excluded)?;
-    let parent = dst.points()?.good.into_iter().rev().find(|(_, s)| s.host == snap.host && s.path == snap.path);
     let mut c = Copier { src: src.clone(), engine: Engine::start(dst.clone(), 0, progress), report };
     let mut root = snap.root.clone();
     let parent_root = parent.as_ref().map(|(_, s)| &s.root);

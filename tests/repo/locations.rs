@@ -16,7 +16,7 @@ fn life_of_a_repository(a: Arc<dyn Backend>, b: Arc<dyn Backend>) {
     let src = tmp.path().join("volume");
     volume(&src);
     let repo = init(a);
-    let (_, first) = backup(&repo, &src);
+    let (first_id, first) = backup(&repo, &src);
     assert!(first.summary.stored_bytes > 6 << 20, "the random table is stored: {:?}", first.summary);
 
     // Incremental: 1 % of the table's pages change in place, and the log grows.
@@ -36,10 +36,14 @@ fn life_of_a_repository(a: Arc<dyn Backend>, b: Arc<dyn Backend>) {
     restore(&repo, &second, &out);
     assert_eq!(describe(&out), describe(&src));
 
-    // Copy to the other region, sharing the key so chunks deduplicate by id.
+    // Copy to the other region, sharing the key so chunks deduplicate by id: the first
+    // point, then the second, whose parent there is the copy of the first.
     let replica = Arc::new(Repository::init_with_master(b, &super::secret(), repo.master().clone()).unwrap());
+    let (first_copy, _) = copy::run(&repo, &replica, &first_id, &first, Arc::default()).unwrap();
     let (copied, report) = copy::run(&repo, &replica, &second_id, &second, Arc::default()).unwrap();
     assert!(report.packs_verified > 0 && !report.already_present, "{report:?}");
+    assert!(report.files_reused > 0, "unchanged files are recorded from the first copy: {report:?}");
+    assert_eq!(replica.read_snapshot(&copied).unwrap().parent, Some(first_copy), "the copy's parent");
     let again = copy::run(&repo, &replica, &second_id, &second, Arc::default()).unwrap().1;
     assert!(again.already_present, "a second copy uploads nothing");
     let from_b = tmp.path().join("from-replica");
