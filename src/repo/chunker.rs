@@ -130,12 +130,8 @@ fn scan_pairs(src: &[u8], from: usize, to: usize, hash: &mut u64, mask: u64, gea
     for e in &mut eights {
         let before = h;
         for k in 0..4 {
-            // The hash after the pair's first byte (shifted left once, as FastCDC keeps
-            // it) and after its second.
-            let g0 = gear.shifted[e[2 * k] as usize];
-            let both = g0.wrapping_add(gear.plain[e[2 * k + 1] as usize]);
-            let first = shift_add(h, g0);
-            h = shift_add(h, both);
+            let first;
+            (first, h) = pair(h, e[2 * k], e[2 * k + 1], gear);
             if (first & mask_ls == 0) | (h & mask == 0) {
                 return exact(before, e, at, mask, gear).ok();
             }
@@ -158,9 +154,8 @@ fn scan_pairs(src: &[u8], from: usize, to: usize, hash: &mut u64, mask: u64, gea
 #[inline(never)]
 fn exact(mut h: u64, pairs: &[u8], at: usize, mask: u64, gear: &Gear) -> Result<usize, u64> {
     for (k, p) in pairs.chunks_exact(2).enumerate() {
-        let g0 = gear.shifted[p[0] as usize];
-        let first = shift_add(h, g0);
-        h = shift_add(h, g0.wrapping_add(gear.plain[p[1] as usize]));
+        let first;
+        (first, h) = pair(h, p[0], p[1], gear);
         if first & (mask << 1) == 0 {
             return Ok(at + 2 * k);
         }
@@ -169,6 +164,15 @@ fn exact(mut h: u64, pairs: &[u8], at: usize, mask: u64, gear: &Gear) -> Result<
         }
     }
     Err(h)
+}
+
+/// One byte pair from the hash `h`: the hash after its first byte (shifted left once, as
+/// FastCDC keeps it, for the test against the shifted mask) and after its second. The
+/// pair's two table entries are added to each other off the hash's dependency chain.
+#[inline(always)]
+fn pair(h: u64, b0: u8, b1: u8, gear: &Gear) -> (u64, u64) {
+    let g0 = gear.shifted[b0 as usize];
+    (shift_add(h, g0), shift_add(h, g0.wrapping_add(gear.plain[b1 as usize])))
 }
 
 /// `(h << 2) + add`, as one instruction the compiler cannot reassociate: otherwise it
