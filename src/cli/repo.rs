@@ -84,15 +84,16 @@ pub enum RepoCommand {
         /// are written; what the point does not have is deleted.
         #[arg(long, conflicts_with = "overwrite")]
         in_place: bool,
-        /// Write every file through the page cache. By default files of 1 MiB or more
-        /// are written with O_DIRECT: no page-cache copy, no dirty page cache left on the
-        /// node, and steadier on the disks measured; the final filesystem sync makes
-        /// either durable before the restore reports success.
+        /// Write files of 1 MiB or more with O_DIRECT. By default every file goes
+        /// through the page cache, and what a restore wrote is dropped from it once
+        /// written back (it takes a few dozen MiB of the node's memory, not gigabytes);
+        /// either way the final filesystem sync makes the data durable before the
+        /// restore reports success.
         #[arg(long)]
-        page_cache: bool,
-        /// Files of 1 MiB or more with O_DIRECT: the default (kept for scripts that pass it).
-        #[arg(long, hide = true, conflicts_with = "page_cache")]
         direct_io: bool,
+        /// Every file through the page cache: the default (kept for scripts that pass it).
+        #[arg(long, hide = true, conflicts_with = "direct_io")]
+        page_cache: bool,
         /// Then read everything back and check it against the restore point (files,
         /// bytes, content, a digest of the whole): fail if they differ.
         #[arg(long)]
@@ -428,12 +429,12 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
         RepoCommand::Backup { url, path, tags, parent, parent_tag, host, strict } => {
             backup_cmd(&url, &path, BackupArgs { tags, parent, parent_tag, host, strict }, common)
         }
-        RepoCommand::Restore { url, point, target, include, overwrite, in_place, page_cache, direct_io: _, check } => {
+        RepoCommand::Restore { url, point, target, include, overwrite, in_place, direct_io, page_cache: _, check } => {
             let (backend, meters) = location(&url, common)?;
             let repo = Arc::new(Repository::open(backend, &secret(common)?)?);
             let (id, snap) = repo.find_snapshot(&point)?;
             let progress = Arc::new(restore::Progress::default());
-            let opts = RestoreOptions { include: include.clone(), overwrite, in_place, page_cache, workers: 0 };
+            let opts = RestoreOptions { include: include.clone(), overwrite, in_place, direct: direct_io, workers: 0 };
             let summary = with_progress("restoring", &progress.bytes_done, &progress.bytes_total, || {
                 restore::run(repo.clone(), &snap, &target, &opts, progress.clone())
             })?;

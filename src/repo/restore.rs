@@ -28,10 +28,10 @@ pub struct RestoreOptions {
     /// included paths). Implies `overwrite`. A read-back check (`check::run`) then proves
     /// the result.
     pub in_place: bool,
-    /// Write every file through the page cache. By default files of 1 MiB or more are
-    /// written with `O_DIRECT` (the measurements and the reasons are at `DIRECT_MIN` in
-    /// this module).
-    pub page_cache: bool,
+    /// Write files of 1 MiB or more with `O_DIRECT`. By default every file goes through
+    /// the page cache, each worker dropping what it wrote once written back (the
+    /// measurements and the reasons are at `DIRECT_MIN` and `drop_behind` in this module).
+    pub direct: bool,
 }
 
 /// Figures of a restore.
@@ -62,9 +62,6 @@ pub struct Progress {
     pub files: AtomicU64,
     /// Bytes written to the target so far.
     pub bytes_written: AtomicU64,
-    /// Of those, bytes written through the page cache in large writes (whose writeback
-    /// starts at once), which the background `syncfs` follows (see [`Flusher`]).
-    large_written: AtomicU64,
 }
 
 /// A run of consecutive segments of one file, restored by one worker with as few range
@@ -175,37 +172,38 @@ fn batch_files(workers: usize, handles_per_file: usize) -> usize {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
         return BATCH_FILES;
     }
-    let allowed = usize::try_from(r.rlim_cur).unwrap_or(usize::MAX).saturating_sub(OTHER_FILES);
+    // Each worker also keeps up to DROP_RANGES files open until dropped from the cache.
+    let allowed = usize::try_from(r.rlim_cur).unwrap_or(usize::MAX).saturating_sub(OTHER_FILES + workers * DROP_RANGES);
     (allowed / (QUEUED_BATCHES + workers + 1) / handles_per_file).clamp(1, BATCH_FILES)
 }
 /// Unneeded bytes between two needed blobs of a pack that are read rather than costing a
 /// second request, and the most one request reads.
 const READ_GAP: u64 = 256 << 10;
 const READ_MAX: u64 = 8 << 20;
-/// Files at least this large are written with `O_DIRECT` where the filesystem supports
-/// it (unaligned heads and tails are buffered), unless [`RestoreOptions::page_cache`]:
-/// no page-cache copy, no dirty page cache left on the node for its other workloads, and,
-/// above all, a time that does not swing with the state of the node's memory. Writing
-/// into the page cache means taking gigabytes of free pages, and on this machine's
-/// virtual memory that cost varies by an order of magnitude: `dd` of 2 GiB into the page
-/// cache took 12 to 17 s of system time on a day `O_DIRECT` took 1.3 to 1.6 s (and
-/// touching 2 GiB of fresh anonymous memory 6 s, the same pages again 1 s). Measured
-/// that day, cold page cache, until durable, alternating runs: one 2 GiB file 2.7 to
-/// 2.9 s direct against 11 to 19 s buffered (restic 12 to 17 s); the `make bench` data
-/// 2.7 to 3.2 s against 4.3 to 5.2 s; from S3 2.9 to 3.1 s against 4.0 to 4.8 s (restic
-/// 6.4 to 7.2 s). On earlier days the page cache was cheap and buffered writes, merged by
-/// the kernel's writeback, were ahead (the `make bench` data 4.7 to 4.9 s against 6.1 to
-/// 6.9 s; one 2 GiB file 3.7 to 4.2 s against 4.6 to 5.4 s); direct writes' worst day is
-/// far better than buffered writes' worst. Small files stay buffered: starting their
-/// writeback early (`sync_file_range`) made 200,000 of them slower (23.8 s against
-/// 19.7 s), and one `syncfs` at the end covers them.
+/// With [`RestoreOptions::direct`], files at least this large are written with
+/// `O_DIRECT` where the filesystem supports it (unaligned heads and tails are buffered).
+/// The default is the page cache, each worker dropping its large writes from it once
+/// written back ([`drop_behind`]). Direct writes were the default for a while, because
+/// writing into the page cache means taking free pages, and on this machine's virtual
+/// memory (whose free pages go back to the host) that cost varied by an order of
+/// magnitude: one day `dd` of 2 GiB into the page cache took 12 to 17 s of system time
+/// against 1.3 to 1.6 s with `O_DIRECT`, and a 2 GiB file restored in 11 to 19 s against
+/// 2.7 to 2.9 s. Dropping behind, a restore reuses a few dozen MiB of page cache instead:
+/// measured from a cold page cache, until durable, alternating runs on a later day, the
+/// `make bench` data 5.4 to 6.0 s (O_DIRECT 8.2 to 11.1 s; the page cache kept, 7.0 to
+/// 9.9 s; restic 8.3 to 9.6 s with its data not yet durable), one 1.6 GB file 4.9 to
+/// 5.0 s (O_DIRECT 5.2 to 13.6 s; kept 5.6 to 6.9 s); system time 1.4 to 2.3 s against
+/// 3.1 to 6.5 s kept. The kernel's writeback also writes in larger, merged requests, and a
+/// stall of the device no longer stops the workers at once. Small files stay buffered
+/// without early writeback: starting theirs (`sync_file_range`) made 200,000 of them
+/// slower (23.8 s against 19.7 s), and one `syncfs` at the end covers them.
 const DIRECT_MIN: u64 = 1 << 20;
-/// Buffered writes at least this large (`--page-cache`, or where `O_DIRECT` is refused)
-/// have their writeback started at once ([`start_writeback`]); smaller ones (small files)
-/// are left to the final `syncfs`. Measured on this machine with buffered writes from a
-/// cold page cache, until durable, alternating runs: one
-/// 2 GiB file 3.7-4.2 s against 4.7-5.4 s without; the `make bench` data 4.7-5.5 s
-/// against 5.2-6.0 s; from S3 within the spread (6.8 s).
+/// Buffered writes at least this large have their writeback started at once
+/// ([`start_writeback`]) and are dropped from the page cache once written back
+/// ([`drop_behind`]); smaller ones (small files) are left to the final `syncfs`. Starting
+/// writeback at once, measured on this machine from a cold page cache, until durable,
+/// alternating runs: one 2 GiB file 3.7-4.2 s against 4.7-5.4 s without; the `make bench`
+/// data 4.7-5.5 s against 5.2-6.0 s.
 const WRITEBACK_MIN: usize = 256 << 10;
 /// New files at least this large have their blocks allocated before they are written
 /// ([`preallocate`]); smaller ones are written by one worker in one go anyway.
@@ -243,10 +241,7 @@ pub fn run(
                 }
             }
             prepare_dir(target, opts.overwrite || opts.in_place)?;
-            let flusher = Flusher::start(target, r.progress.clone());
-            let written = r.dir(&tree, target, "").and_then(|()| r.wait());
-            drop(flusher);
-            written?;
+            r.dir(&tree, target, "").and_then(|()| r.wait())?;
             r.finish_dirs();
             if opts.include.is_empty() {
                 r.meta(target, &snap.root);
@@ -262,64 +257,6 @@ pub fn run(
     let warnings = std::mem::take(&mut *r.warnings.lock().unwrap_or_else(|e| e.into_inner()));
     r.summary.warnings.extend(warnings);
     Ok(std::mem::take(&mut r.summary))
-}
-
-/// Bytes written between two background `syncfs` calls of a restore (see [`Flusher`]).
-const FLUSH_EVERY: u64 = 256 << 20;
-
-/// Makes what a restore wrote durable as it goes: a thread calls `syncfs` on the target's
-/// filesystem each time another [`FLUSH_EVERY`] bytes are written in large writes. Small
-/// files do not count, so a restore of many small files goes as before: starting their
-/// writeback early made one slower (see [`DIRECT_MIN`]), and with them counted, 200,000 of
-/// them measured within a wide spread (13.5 to 15.9 s), not clearly better. The final `syncfs`
-/// ([`make_durable`]) then has little left to wait for. On this machine's virtual disk
-/// that final sync took 2 to 2.5 s after a 2.6 GB restore, with nothing written in the
-/// meantime (the device emptying its cache); measured with buffered writes of 2.5 GB,
-/// durable after 3.7 to 4.1 s with a `syncfs` every 256 MiB against 5.9 to 8.3 s with
-/// one at the end, and 4.5 to 6.7 s with `sync_file_range` per file. A failed background
-/// sync is left to the final one, which reports it.
-struct Flusher {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Flusher {
-    fn start(target: &Path, progress: Arc<Progress>) -> Self {
-        use std::os::fd::AsRawFd;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let thread = File::open(target).ok().and_then(|dir| {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("lifeline-flush".into())
-                .spawn(move || {
-                    let mut flushed = 0;
-                    while !stop.load(Relaxed) {
-                        let written = progress.large_written.load(Relaxed);
-                        if written >= flushed + FLUSH_EVERY {
-                            flushed = written;
-                            // SAFETY: a valid open descriptor.
-                            unsafe { libc::syncfs(dir.as_raw_fd()) };
-                        } else {
-                            // Woken at once when the restore is done (see `drop`).
-                            std::thread::park_timeout(std::time::Duration::from_millis(20));
-                        }
-                    }
-                })
-                .ok()
-        });
-        Self { stop, thread }
-    }
-}
-
-impl Drop for Flusher {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-        if let Some(t) = self.thread.take() {
-            // Not left to finish its wait first: that added up to 20 ms to every restore.
-            t.thread().unpark();
-            let _ = t.join();
-        }
-    }
 }
 
 /// Waits until everything the restore wrote under `target` (content, names, metadata) is
@@ -433,8 +370,8 @@ impl Restorer {
             job_bytes: if remote { REMOTE_JOB_BYTES } else { JOB_BYTES },
             read_ahead: !remote,
             reads,
-            // Unless `--page-cache`, a file of 1 MiB or more has a second, direct handle.
-            batch_files: batch_files(n, if opts.page_cache { 1 } else { 2 }),
+            // With `--direct-io`, a file of 1 MiB or more has a second, direct handle.
+            batch_files: batch_files(n, if opts.direct { 2 } else { 1 }),
             workers,
             error,
             dirs: Vec::new(),
@@ -669,7 +606,7 @@ impl Restorer {
         if node.size >= PREALLOCATE_MIN && !node.sparse {
             preallocate(&file, path, node.size)?;
         }
-        let direct = if !self.opts.page_cache && node.size >= DIRECT_MIN { open_direct(path) } else { None };
+        let direct = if self.opts.direct && node.size >= DIRECT_MIN { open_direct(path) } else { None };
         self.queue(file, direct, path, node, false, true)
     }
 
@@ -1721,8 +1658,8 @@ fn write_range(job: &Job, offset: u64, bytes: &[u8]) -> Result<(), RepoError> {
     let Some(direct) = &job.direct else {
         write_at(&job.file, job, offset, bytes)?;
         if bytes.len() >= WRITEBACK_MIN {
-            job.progress.large_written.fetch_add(bytes.len() as u64, Relaxed);
             start_writeback(&job.file, offset, bytes.len());
+            drop_behind(job, offset, bytes.len())?;
         }
         return Ok(());
     };
@@ -1851,6 +1788,61 @@ fn start_writeback(file: &File, offset: u64, len: usize) {
     unsafe {
         libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
     }
+}
+
+/// Bytes of large buffered writes a worker leaves in the page cache: older ones are
+/// dropped from it once written back ([`drop_behind`]).
+const DROP_LAG: usize = 16 << 20;
+/// At most this many ranges (each holding its file open) wait to be dropped per worker
+/// ([`batch_files`] leaves room for them under the limit of open files).
+const DROP_RANGES: usize = 16;
+
+/// A worker's large buffered writes not yet dropped from the page cache (file, its path,
+/// offset, length), oldest first, and their bytes.
+type Behind = (std::collections::VecDeque<(Arc<File>, Arc<str>, u64, usize)>, usize);
+
+thread_local! {
+    static BEHIND: std::cell::RefCell<Behind> =
+        const { std::cell::RefCell::new((std::collections::VecDeque::new(), 0)) };
+}
+
+/// Drops a worker's large buffered writes from the page cache once they are written
+/// back, [`DROP_LAG`] behind the newest: a restore through the page cache then takes a
+/// few dozen MiB of it and reuses them, instead of taking a page of free memory for every
+/// 4 KiB restored and leaving gigabytes of the node's memory holding what it wrote. On a
+/// virtual machine whose free memory goes back to the host, each fresh page faults on the
+/// host: writing 2 GiB with the pages dropped took 3.9 to 4.5 s until durable with 0.9 to
+/// 1.0 s of system time, against 6.0 to 7.9 s and 2.6 to 3.7 s with them kept. No
+/// background `syncfs` while the restore goes (there was one every 256 MiB): each such
+/// flush held every write for 0.4 to 0.6 s on this machine's disk while its cache
+/// emptied, and the workers waited (the `make bench` data 5.4 to 8.2 s with it, 5.6 to
+/// 6.0 s without). The wait is for writeback, not for the device's cache (the final
+/// `syncfs` flushes that); a write error found while waiting fails the restore, naming
+/// the file; dirty pages are never dropped.
+fn drop_behind(job: &Job, offset: u64, len: usize) -> Result<(), RepoError> {
+    use std::os::fd::AsRawFd;
+    BEHIND.with_borrow_mut(|(queue, bytes)| {
+        queue.push_back((job.file.clone(), job.path.clone(), offset, len));
+        *bytes += len;
+        while *bytes > DROP_LAG || queue.len() > DROP_RANGES {
+            let Some((f, path, at, n)) = queue.pop_front() else { break };
+            *bytes -= n;
+            let wait =
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+            // SAFETY: a valid open descriptor; the calls only wait for writeback and
+            // drop clean pages.
+            if unsafe { libc::sync_file_range(f.as_raw_fd(), at as i64, n as i64, wait) } != 0 {
+                let e = std::io::Error::last_os_error();
+                // Unsupported (a filesystem without it): nothing to wait for or drop.
+                if e.raw_os_error() != Some(libc::ENOSYS) && e.raw_os_error() != Some(libc::EINVAL) {
+                    return Err(RepoError::Io { action: "write", path: path.to_string(), source: e });
+                }
+            }
+            // SAFETY: as above.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), at as i64, n as i64, libc::POSIX_FADV_DONTNEED) };
+        }
+        Ok(())
+    })
 }
 
 fn write_at(file: &File, job: &Job, offset: u64, bytes: &[u8]) -> Result<(), RepoError> {
