@@ -20,8 +20,7 @@ type Finished = (Id, Bytes, Vec<BlobEntry>, HashSet<Id>);
 /// A pack being filled.
 pub struct PackWriter {
     id: Id,
-    /// The pack from `start` on: data packs start at a [`DIRECT_ALIGN`]ed address, so that
-    /// a local directory writes them with `O_DIRECT` straight from this buffer.
+    /// The pack from `start` on: data packs start at a [`DIRECT_ALIGN`]ed address (a page).
     buf: Vec<u8>,
     start: usize,
     entries: Vec<BlobEntry>,

@@ -1,8 +1,10 @@
 //! `file://` locations. Reads, lists and deletes go through `object_store`'s local store;
-//! new objects are written here: a pack is written once and read back rarely, so its
-//! block-aligned bulk goes to disk with `O_DIRECT` instead of through the page cache (the
-//! kernel's copy into the cache was a sixth of a backup's CPU time), and it appears
-//! under its key with a no-replace rename, so writes stay create-only.
+//! new objects are written here, synced, and appear under their key with a no-replace
+//! rename, so writes stay create-only. A large object (a pack) is dropped from the page
+//! cache once synced: a pack is written once and read back rarely, so a backup neither
+//! fills the node's page cache with its packs nor evicts what other workloads cached, and
+//! the next pack is written into the pages the last one left instead of into fresh memory
+//! (see [`write_new`]).
 //!
 //! Durability: each new file's data is synced before its rename; the directories that
 //! got new names are synced by [`Backend::flush`], which the repository calls before an
@@ -19,14 +21,8 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::DIRECT_ALIGN as ALIGN;
-/// The aligned buffer a write goes through.
-const BOUNCE: usize = 1 << 20;
-thread_local! {
-    static BOUNCE_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-/// Smaller objects (segments, trees, index files) take the ordinary path.
-const DIRECT_MIN: usize = 256 << 10;
+/// Objects at least this large are dropped from the page cache once synced.
+const DROP_MIN: usize = 256 << 10;
 
 pub struct LocalBackend {
     inner: ObjectBackend,
@@ -52,41 +48,26 @@ impl LocalBackend {
     }
 }
 
-/// Writes `data` to a new file at `path`: the block-aligned part with `O_DIRECT` where the
-/// filesystem takes it, the rest (or everything, elsewhere) through the page cache.
+/// Writes `data` to a new file at `path` and syncs it; a large one is then dropped from
+/// the page cache. Packs used to be written with `O_DIRECT`, to spare the copy into the
+/// page cache and the node's cache; but through the page cache, dropping each pack once
+/// synced, the pages are reused from one pack to the next, and the kernel's writeback
+/// writes faster than direct writes did on this machine's disk. A full backup of the
+/// `make bench` data, alternating runs: 5.44 to 5.67 s against 5.85 to 6.25 s direct (one
+/// pair of five the other way, 6.68 against 6.49 s); a 1.6 GB file, half incompressible,
+/// 4.11 to 4.53 s against 4.57 to 4.87 s. (Through the page cache without dropping, a
+/// day earlier: 1.5 s more system time and no faster, every page fresh memory, which on
+/// a virtual machine whose free memory goes back to its host faults on the host.)
 fn write_new(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let aligned = if data.len() >= DIRECT_MIN { data.len() - data.len() % ALIGN } else { 0 };
-    let plain = OpenOptions::new().write(true).create_new(true).mode(0o644).open(path)?;
-    let mut written = 0;
-    if aligned > 0
-        && let Ok(direct) = OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path)
-    {
-        if (data.as_ptr() as usize).is_multiple_of(ALIGN) {
-            // Aligned already (data packs are built so): written as it is. Some
-            // filesystems accept O_DIRECT at open and refuse it at write time; then
-            // everything goes through the page cache below.
-            if direct.write_all_at(&data[..aligned], 0).is_ok() {
-                written = aligned;
-            }
-        } else {
-            BOUNCE_BUF.with_borrow_mut(|raw| {
-                // Allocated once per writing thread.
-                raw.resize(BOUNCE + ALIGN, 0);
-                let start = (ALIGN - raw.as_ptr() as usize % ALIGN) % ALIGN;
-                let bounce = &mut raw[start..start + BOUNCE];
-                while written < aligned {
-                    let n = (aligned - written).min(BOUNCE);
-                    bounce[..n].copy_from_slice(&data[written..written + n]);
-                    if direct.write_all_at(&bounce[..n], written as u64).is_err() {
-                        break;
-                    }
-                    written += n;
-                }
-            });
-        }
+    use std::os::fd::AsRawFd;
+    let file = OpenOptions::new().write(true).create_new(true).mode(0o644).open(path)?;
+    file.write_all_at(data, 0)?;
+    file.sync_data()?;
+    if data.len() >= DROP_MIN {
+        // SAFETY: a valid open descriptor; the call only drops clean pages.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     }
-    plain.write_all_at(&data[written..], written as u64)?;
-    plain.sync_data()
+    Ok(())
 }
 
 /// Renames `from` to `to` unless `to` exists.
@@ -257,8 +238,7 @@ fn rand_suffix() -> u64 {
 mod tests {
     use crate::store::{LocationOptions, StoreError, open};
 
-    /// A page-aligned object (as data packs are), which takes the direct path without the
-    /// bounce buffer, reads back byte for byte.
+    /// A page-aligned object (as data packs are) reads back byte for byte.
     #[test]
     fn aligned_objects_round_trip() {
         let dir = tempfile::tempdir().unwrap();
@@ -279,7 +259,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().display());
         let loc = open(&url, &LocationOptions { create: true, ..Default::default() }).unwrap();
-        // Large enough for the direct path, with a tail that is not block-aligned.
+        // Large enough to be dropped from the page cache, with a tail that is not
+        // block-aligned.
         let big: Vec<u8> = (0..(3 << 20) + 1234).map(|i| (i * 7 % 251) as u8).collect();
         loc.put_new("data/ab/big", big.clone().into()).unwrap();
         loc.put_new("small", b"tiny".to_vec().into()).unwrap();

@@ -18,8 +18,9 @@ pub use retrying::Retrying;
 use bytes::Bytes;
 use std::ops::Range;
 
-/// Alignment of a local directory's `O_DIRECT` writes (memory address, file offset,
-/// length): data packs are built at such an address so they need no aligned copy.
+/// Data packs are built at an address aligned to this (a page), so that a pack could be
+/// written with `O_DIRECT` without an aligned copy (local directories did so until packs
+/// went through the page cache, dropped once synced: see `local.rs`).
 pub const DIRECT_ALIGN: usize = 4096;
 
 /// One stored object.
