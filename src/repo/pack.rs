@@ -4,7 +4,7 @@
 use super::buffers::Pool;
 use super::format::{self, BlobEntry, BlobKind, BlobLoc, Compression, Id};
 use super::{AAD_PACK_HEADER, RepoError, Repository, blob_aad};
-use crate::store::{DIRECT_ALIGN, StoreError};
+use crate::store::StoreError;
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -20,9 +20,7 @@ type Finished = (Id, Bytes, Vec<BlobEntry>, HashSet<Id>);
 /// A pack being filled.
 pub struct PackWriter {
     id: Id,
-    /// The pack from `start` on: data packs start at a [`DIRECT_ALIGN`]ed address (a page).
     buf: Vec<u8>,
-    start: usize,
     entries: Vec<BlobEntry>,
     deps: HashSet<Id>,
     /// Where the buffer returns once the pack is uploaded (data packs).
@@ -31,21 +29,16 @@ pub struct PackWriter {
 
 impl PackWriter {
     fn new(pool: Option<Arc<Pool>>) -> Self {
-        let (buf, start) = match &pool {
-            Some(p) => {
-                let mut buf = p.take();
-                let start = DIRECT_ALIGN.wrapping_sub(buf.as_ptr() as usize) % DIRECT_ALIGN;
-                buf.resize(start, 0);
-                (buf, start)
-            }
-            None => (Vec::with_capacity(1 << 20), 0),
+        let buf = match &pool {
+            Some(p) => p.take(),
+            None => Vec::with_capacity(1 << 20),
         };
-        Self { id: Id::random(), buf, start, entries: Vec::new(), deps: HashSet::new(), pool }
+        Self { id: Id::random(), buf, entries: Vec::new(), deps: HashSet::new(), pool }
     }
 
     /// Bytes in the pack so far.
     fn len(&self) -> usize {
-        self.buf.len() - self.start
+        self.buf.len()
     }
 
     fn add(&mut self, kind: BlobKind, id: Id, raw_len: u32, compression: Compression, sealed: &[u8]) -> BlobLoc {
@@ -82,7 +75,7 @@ impl PackWriter {
         self.buf.extend_from_slice(&header);
         self.buf.extend_from_slice(&(header.len() as u32).to_le_bytes());
         let bytes = match &self.pool {
-            Some(p) => p.freeze(self.buf).slice(self.start..),
+            Some(p) => p.freeze(self.buf),
             None => Bytes::from(self.buf),
         };
         (self.id, bytes, self.entries, self.deps)

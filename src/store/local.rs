@@ -238,7 +238,8 @@ fn rand_suffix() -> u64 {
 mod tests {
     use crate::store::{LocationOptions, StoreError, open};
 
-    /// A page-aligned object (as data packs are) reads back byte for byte.
+    /// An object that is a slice of a larger buffer, at a page-aligned address, reads back
+    /// byte for byte.
     #[test]
     fn aligned_objects_round_trip() {
         let dir = tempfile::tempdir().unwrap();

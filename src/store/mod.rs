@@ -18,11 +18,6 @@ pub use retrying::Retrying;
 use bytes::Bytes;
 use std::ops::Range;
 
-/// Data packs are built at an address aligned to this (a page), so that a pack could be
-/// written with `O_DIRECT` without an aligned copy (local directories did so until packs
-/// went through the page cache, dropped once synced: see `local.rs`).
-pub const DIRECT_ALIGN: usize = 4096;
-
 /// One stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
