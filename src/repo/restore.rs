@@ -134,8 +134,8 @@ fn apply_meta(path: &Path, node: &Node, chown: bool, warnings: &Mutex<Vec<String
     }
 }
 
-/// Recipes of the files of one directory are prefetched together when there are at
-/// most this many.
+/// Recipes of the files of one directory are prefetched together, this many at most at a
+/// time: a larger directory's files are taken in stretches of that many recipes.
 const PREFETCH_SEGMENTS: usize = 4096;
 /// Granularity of holes restored in sparse files.
 const HOLE_BLOCK: u64 = 4096;
@@ -426,15 +426,8 @@ impl Restorer {
 
     fn dir(&mut self, tree: &Id, dir: &Path, rel: &str) -> Result<(), RepoError> {
         let nodes = self.repo.read_tree(tree)?.nodes;
-        // Small files' recipes in one go: they sit side by side in the metadata packs.
-        let ids: Vec<Id> = nodes
-            .iter()
-            .filter(|n| n.kind == Some(NodeKind::File) && n.hardlink_to.is_none())
-            .flat_map(|n| n.content.iter().map(|s| s.id))
-            .collect();
-        let own = if ids.len() <= PREFETCH_SEGMENTS { self.repo.read_segments(&ids)? } else { Default::default() };
         // Each directory level uses its own recipes; a subdirectory must not replace them.
-        let outer = std::mem::replace(&mut self.recipes, own);
+        let outer = std::mem::take(&mut self.recipes);
         let result = self.dir_nodes(nodes, dir, rel);
         self.recipes = outer;
         result
@@ -445,8 +438,17 @@ impl Restorer {
             let keep: std::collections::HashSet<std::ffi::OsString> = nodes.iter().map(source::name_of).collect();
             self.prune(dir, rel, &keep)?;
         }
-        for node in nodes {
+        let mut stretches = recipe_stretches(&nodes).into_iter().peekable();
+        for (i, node) in nodes.into_iter().enumerate() {
             self.failed()?;
+            // Small files' recipes in stretches read in one go (they sit side by side in the
+            // metadata packs), so their jobs can go in batches that share the blobs they
+            // read: a file's job without its recipe goes alone and decodes whole blobs
+            // that hold thousands of other small files (200,000 files in one directory
+            // restored in 177 s, the same in 400 directories in 18 s).
+            if let Some((_, ids)) = stretches.next_if(|(first, _)| *first == i) {
+                self.recipes = self.repo.read_segments(&ids)?;
+            }
             let name = safe_name(&node)?;
             let child_rel = super::backup::join_rel(rel, &name.to_string_lossy());
             let (inside, leads) = self.selected(&child_rel);
@@ -1843,6 +1845,30 @@ fn drop_behind(job: &Job, offset: u64, len: usize) -> Result<(), RepoError> {
         }
         Ok(())
     })
+}
+
+/// The recipes of a directory's files (those with content of their own) in stretches of
+/// at most [`PREFETCH_SEGMENTS`]: for each, the index of its first node and the recipes of
+/// its files. A file with more recipes than that is left out: its jobs are large and read
+/// their own, and its recipes are never all in memory at once.
+fn recipe_stretches(nodes: &[Node]) -> Vec<(usize, Vec<Id>)> {
+    let mut out: Vec<(usize, Vec<Id>)> = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        if n.kind != Some(NodeKind::File)
+            || n.hardlink_to.is_some()
+            || n.content.is_empty()
+            || n.content.len() > PREFETCH_SEGMENTS
+        {
+            continue;
+        }
+        match out.last_mut() {
+            Some((_, ids)) if ids.len() + n.content.len() <= PREFETCH_SEGMENTS => {
+                ids.extend(n.content.iter().map(|s| s.id))
+            }
+            _ => out.push((i, n.content.iter().map(|s| s.id).collect())),
+        }
+    }
+    out
 }
 
 fn write_at(file: &File, job: &Job, offset: u64, bytes: &[u8]) -> Result<(), RepoError> {
