@@ -405,24 +405,49 @@ pub fn encode_index(packs: &[(Id, Vec<BlobEntry>)]) -> Vec<u8> {
 }
 
 pub fn decode_index(buf: &[u8]) -> Result<Vec<(Id, Vec<BlobEntry>)>, DecodeError> {
+    let mut out: Vec<(Id, Vec<BlobEntry>)> = Vec::new();
+    decode_index_with(buf, |item| match item {
+        IndexItem::Pack { pack, entries } => out.push((pack, Vec::with_capacity(entries as usize))),
+        IndexItem::Entry(e) => {
+            if let Some((_, entries)) = out.last_mut() {
+                entries.push(e)
+            }
+        }
+    })?;
+    Ok(out)
+}
+
+/// What [`decode_index_with`] hands over, in the order of the file: each pack (with how
+/// many entries follow), then its entries.
+pub enum IndexItem {
+    Pack { pack: Id, entries: u32 },
+    Entry(BlobEntry),
+}
+
+/// Decodes an index file item by item, without building its list of entries: a reader
+/// that keeps only some of them (the index in memory keeps no chunk) never holds them all
+/// twice. The whole file is checked: an error after some items means the file is damaged.
+pub fn decode_index_with(buf: &[u8], mut f: impl FnMut(IndexItem)) -> Result<(), DecodeError> {
     let mut r = Reader { buf, what: "index" };
     r.magic(b"LLIX")?;
     let packs = r.u32()?;
-    let mut out = Vec::with_capacity(packs as usize);
     for _ in 0..packs {
         let pack = r.id()?;
         let n = r.u32()?;
-        let mut entries = Vec::with_capacity(n as usize);
+        f(IndexItem::Pack { pack, entries: n });
         for _ in 0..n {
             let kind = BlobKind::from_u8(r.u8()?).ok_or_else(|| r.bad("unknown blob kind"))?;
             let compression = Compression::from_u8(r.u8()?).ok_or_else(|| r.bad("unknown compression"))?;
             let id = r.id()?;
             let (offset, stored_len, raw_len) = (r.u32()?, r.u32()?, r.u32()?);
-            entries.push(BlobEntry { kind, id, loc: BlobLoc { pack, offset, stored_len, raw_len, compression } });
+            f(IndexItem::Entry(BlobEntry {
+                kind,
+                id,
+                loc: BlobLoc { pack, offset, stored_len, raw_len, compression },
+            }));
         }
-        out.push((pack, entries));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// What a node is.

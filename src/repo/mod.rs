@@ -43,10 +43,15 @@ pub enum Secret {
 }
 
 /// The in-memory index: where every segment and tree is. Chunks are located through
-/// their segments, so this stays small (about 48 bytes per MiB of unique content).
+/// their segments, so this stays small (about 48 bytes per MiB of unique content), but
+/// every file has a segment: a repository of a million small files holds a million
+/// entries, each kept in 52 bytes (a pack's number instead of its 32-byte id).
 #[derive(Default)]
 pub struct Index {
-    pub blobs: HashMap<Id, BlobLoc>,
+    blobs: HashMap<Id, Loc>,
+    /// The packs `blobs` refers to, by number.
+    pack_ids: Vec<Id>,
+    pack_nos: HashMap<Id, u32>,
     /// Further places of blobs stored more than once (by concurrent writers, or a repack
     /// whose old entries a prune has not removed yet). Rare; prune keeps every copy's data.
     pub extra: HashMap<Id, Vec<BlobLoc>>,
@@ -62,15 +67,55 @@ pub struct Index {
     pub unindexed: HashSet<Id>,
 }
 
+/// Where a blob is, as the index keeps it: [`BlobLoc`] with its pack's number.
+#[derive(Clone, Copy)]
+struct Loc {
+    pack: u32,
+    offset: u32,
+    stored_len: u32,
+    raw_len: u32,
+    compression: format::Compression,
+}
+
 impl Index {
+    fn pack_no(&mut self, pack: Id) -> u32 {
+        *self.pack_nos.entry(pack).or_insert_with(|| {
+            self.pack_ids.push(pack);
+            (self.pack_ids.len() - 1) as u32
+        })
+    }
+
+    fn expand(&self, l: &Loc) -> BlobLoc {
+        BlobLoc {
+            pack: self.pack_ids[l.pack as usize],
+            offset: l.offset,
+            stored_len: l.stored_len,
+            raw_len: l.raw_len,
+            compression: l.compression,
+        }
+    }
+
+    /// The first place of `id`.
+    fn get(&self, id: &Id) -> Option<BlobLoc> {
+        self.blobs.get(id).map(|l| self.expand(l))
+    }
+
     fn insert(&mut self, id: Id, loc: BlobLoc) {
+        let pack = self.pack_no(loc.pack);
+        let compact = Loc {
+            pack,
+            offset: loc.offset,
+            stored_len: loc.stored_len,
+            raw_len: loc.raw_len,
+            compression: loc.compression,
+        };
         match self.blobs.entry(id) {
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(loc);
+                v.insert(compact);
             }
             std::collections::hash_map::Entry::Occupied(o) => {
                 let first = *o.get();
-                if (first.pack, first.offset) != (loc.pack, loc.offset) {
+                if (first.pack, first.offset) != (pack, loc.offset) {
                     let extra = self.extra.entry(id).or_default();
                     if !extra.iter().any(|l| (l.pack, l.offset) == (loc.pack, loc.offset)) {
                         extra.push(loc);
@@ -85,6 +130,36 @@ impl Index {
         for e in entries.into_iter().filter(|e| e.kind != BlobKind::Chunk) {
             self.insert(e.id, e.loc);
         }
+    }
+
+    /// Adds what an index file (opened, `plain`) lists, unless a pack is in `exclude`:
+    /// then its trees and segments go to `marked`. Nothing is added from a file that does
+    /// not decode. Its entries go straight into the index, never all in a list of their
+    /// own, and the index grows once per file to the room they need.
+    fn add_file(&mut self, plain: &[u8], exclude: &HashSet<Id>) -> Result<(), format::DecodeError> {
+        let mut kept = 0;
+        format::decode_index_with(plain, |item| {
+            if let format::IndexItem::Entry(e) = item
+                && e.kind != BlobKind::Chunk
+            {
+                kept += 1;
+            }
+        })?;
+        self.blobs.reserve(kept);
+        let mut excluded = false;
+        format::decode_index_with(plain, |item| match item {
+            format::IndexItem::Pack { pack, .. } => {
+                excluded = exclude.contains(&pack);
+                if !excluded {
+                    self.packs.insert(pack);
+                }
+            }
+            format::IndexItem::Entry(e) if e.kind == BlobKind::Chunk => {}
+            format::IndexItem::Entry(e) if excluded => {
+                self.marked.entry(e.id).or_insert(e.loc);
+            }
+            format::IndexItem::Entry(e) => self.insert(e.id, e.loc),
+        })
     }
 }
 
@@ -277,26 +352,22 @@ impl Repository {
     fn try_load_index(&self, exclude: &HashSet<Id>, headers: bool) -> Result<Index, RepoError> {
         let mut idx = Index { excluded: exclude.clone(), ..Default::default() };
         let files = self.backend.list("index/")?;
-        self.each_index_file(&files, |key, read| {
-            match read {
-                Ok(packs) => {
-                    for (pack, entries) in packs {
-                        if !exclude.contains(&pack) {
-                            idx.add(pack, entries);
-                        } else {
-                            for e in entries.into_iter().filter(|e| e.kind != BlobKind::Chunk) {
-                                idx.marked.entry(e.id).or_insert(e.loc);
-                            }
-                        }
+        read_at_once(
+            &files,
+            |o| o.size,
+            |o| self.open_index_file(&o.key),
+            |o, read| {
+                let key = &o.key;
+                match read.and_then(|plain| idx.add_file(&plain, exclude).map_err(|e| RepoError::corrupt(key, e))) {
+                    Ok(()) => {}
+                    Err(e @ RepoError::Corrupt { .. }) => {
+                        tracing::warn!(object = %key, error = %e, "damaged index file skipped (`lifeline repo repair` rebuilds the index)");
                     }
+                    Err(e) => return Err(e),
                 }
-                Err(e @ RepoError::Corrupt { .. }) => {
-                    tracing::warn!(object = %key, error = %e, "damaged index file skipped (`lifeline repo repair` rebuilds the index)");
-                }
-                Err(e) => return Err(e),
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         if headers {
             for (pack, size) in self.stored_packs()? {
                 if idx.packs.contains(&pack) || exclude.contains(&pack) {
@@ -380,15 +451,19 @@ impl Repository {
     /// Every place `id` is stored at, per the index.
     pub fn locations(&self, id: &Id) -> Vec<BlobLoc> {
         let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<BlobLoc> = idx.blobs.get(id).copied().into_iter().collect();
+        let mut out: Vec<BlobLoc> = idx.get(id).into_iter().collect();
         out.extend(idx.extra.get(id).into_iter().flatten().copied());
         out
     }
 
     pub fn read_index_file(&self, key: &str) -> Result<Vec<(Id, Vec<BlobEntry>)>, RepoError> {
+        format::decode_index(&self.open_index_file(key)?).map_err(|e| RepoError::corrupt(key, e))
+    }
+
+    /// An index file's plaintext.
+    fn open_index_file(&self, key: &str) -> Result<Vec<u8>, RepoError> {
         let sealed = self.backend.get(key)?;
-        let plain = self.cipher.open(&sealed, AAD_INDEX).map_err(|e| RepoError::corrupt(key, e))?;
-        format::decode_index(&plain).map_err(|e| RepoError::corrupt(key, e))
+        self.cipher.open(&sealed, AAD_INDEX).map_err(|e| RepoError::corrupt(key, e))
     }
 
     /// Writes an index file for `packs`; returns its key and size.
@@ -424,14 +499,14 @@ impl Repository {
 
     /// Where a tree or segment is, for building on it: never in a marked pack.
     pub fn lookup(&self, id: &Id) -> Option<BlobLoc> {
-        self.index.read().unwrap_or_else(|e| e.into_inner()).blobs.get(id).copied()
+        self.index.read().unwrap_or_else(|e| e.into_inner()).get(id)
     }
 
     /// Where a tree or segment is, for reading it: also in a pack a prune marked (see
     /// [`Index::marked`]).
     fn lookup_to_read(&self, id: &Id) -> Option<BlobLoc> {
         let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
-        idx.blobs.get(id).or_else(|| idx.marked.get(id)).copied()
+        idx.get(id).or_else(|| idx.marked.get(id).copied())
     }
 
     pub fn indexed_packs(&self) -> HashSet<Id> {
@@ -472,7 +547,8 @@ impl Repository {
             let extents = extents.get_or_insert_with(|| {
                 let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
                 let mut ends: HashMap<Id, u64> = HashMap::new();
-                let locs = idx.blobs.values().chain(idx.marked.values()).chain(idx.extra.values().flatten());
+                let compact = idx.blobs.values().map(|l| idx.expand(l));
+                let locs = compact.chain(idx.marked.values().copied()).chain(idx.extra.values().flatten().copied());
                 for l in locs {
                     let e = ends.entry(l.pack).or_default();
                     *e = (*e).max(l.offset as u64 + l.stored_len as u64);
@@ -760,6 +836,44 @@ mod tests {
     use super::*;
     use std::sync::{Condvar, Mutex};
     use std::time::Duration;
+
+    fn entry(kind: BlobKind, n: u8, pack: u8, offset: u32) -> BlobEntry {
+        let compression = if n.is_multiple_of(2) { format::Compression::Zstd } else { format::Compression::None };
+        let loc = BlobLoc { pack: Id([pack; 32]), offset, stored_len: 100 + n as u32, raw_len: 300, compression };
+        BlobEntry { kind, id: Id([n; 32]), loc }
+    }
+
+    /// An index file's trees and segments are found where it says, with their packs'
+    /// ids (the index keeps numbers for them); chunks are not kept; a marked pack's go
+    /// aside; a second place of a blob is kept as such; a file that does not decode to
+    /// the end adds nothing.
+    #[test]
+    fn index_files_load_into_the_compact_index() {
+        assert_eq!(std::mem::size_of::<(Id, Loc)>(), 52, "an entry as the index keeps it");
+        let (a, b, c) = (Id([1; 32]), Id([2; 32]), Id([3; 32]));
+        let file = format::encode_index(&[
+            (a, vec![entry(BlobKind::Tree, 10, 1, 0), entry(BlobKind::Segment, 11, 1, 500)]),
+            (b, vec![entry(BlobKind::Chunk, 12, 2, 0), entry(BlobKind::Segment, 13, 2, 64)]),
+            (c, vec![entry(BlobKind::Segment, 14, 3, 7)]),
+            // The same tree again, elsewhere.
+            (b, vec![entry(BlobKind::Tree, 10, 2, 900)]),
+        ]);
+        let mut idx = Index::default();
+        idx.add_file(&file, &HashSet::from([c])).unwrap();
+        assert_eq!(idx.get(&Id([10; 32])), Some(entry(BlobKind::Tree, 10, 1, 0).loc));
+        assert_eq!(idx.get(&Id([11; 32])), Some(entry(BlobKind::Segment, 11, 1, 500).loc));
+        assert_eq!(idx.get(&Id([13; 32])), Some(entry(BlobKind::Segment, 13, 2, 64).loc));
+        assert_eq!(idx.extra.get(&Id([10; 32])), Some(&vec![entry(BlobKind::Tree, 10, 2, 900).loc]));
+        assert_eq!(idx.get(&Id([12; 32])), None, "chunks are found through their segments");
+        assert_eq!(idx.get(&Id([14; 32])), None);
+        assert_eq!(idx.marked.get(&Id([14; 32])), Some(&entry(BlobKind::Segment, 14, 3, 7).loc));
+        assert_eq!(idx.packs, HashSet::from([a, b]));
+
+        let mut fresh = Index::default();
+        let cut = &file[..file.len() - 3];
+        assert!(fresh.add_file(cut, &HashSet::new()).is_err());
+        assert!(fresh.blobs.is_empty() && fresh.packs.is_empty(), "nothing from a damaged file");
+    }
 
     #[test]
     fn reads_at_once_overlap_and_hand_results_in_order() {
