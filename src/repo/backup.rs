@@ -512,7 +512,14 @@ impl Engine {
             self.settle(&mut tree, MAX_PARKED)?;
         }
         self.settle(&mut tree, 0)?;
+        // A large directory's listing, parent and nodes are let go of before its tree is
+        // compressed and sealed, and the nodes as soon as they are serialized: for 200,000
+        // files in one directory, each of them is tens of MiB.
+        drop(scanner);
+        drop(entries);
+        drop(parent);
         let json = serde_json::to_vec(&tree).map_err(RepoError::encode)?;
+        drop(tree);
         let id = self.repo.chunker().id(&json);
         self.save_meta(BlobKind::Tree, id, &json)?;
         Ok(Some(id))
