@@ -287,7 +287,14 @@ impl std::error::Error for FailedWith {}
 pub fn run(cmd: RepoCommand, common: &Common) -> i32 {
     let started = Instant::now();
     let name = command_name(&cmd);
-    let result = dispatch(cmd, common);
+    if let RepoCommand::Ls { url, point } = &cmd {
+        return ls(url, point, common, started);
+    }
+    report(name, dispatch(cmd, common), common, started)
+}
+
+/// Prints and records a command's outcome; returns the process exit code.
+fn report(name: &str, result: anyhow::Result<Value>, common: &Common, started: Instant) -> i32 {
     let outcome = match result {
         Ok(v) => MoverResult::success(name, v, started.elapsed().as_secs_f64()),
         Err(e) => {
@@ -302,6 +309,83 @@ pub fn run(cmd: RepoCommand, common: &Common) -> i32 {
     let code = outcome.error.as_ref().map_or(0, |e| exit_code(&e.category));
     let value = serde_json::to_value(&outcome).unwrap_or_default();
     finish(&value, code, common.json, common.result_file.as_deref())
+}
+
+/// Files of a listing kept for its result file (which is cut to a termination message's
+/// size anyway).
+const LS_KEPT: usize = 1000;
+
+/// `repo ls`: each file printed as the walk reaches it, never the whole listing in memory
+/// (a restore point of a million files took 1.9 GB when its listing was built first). Off a
+/// terminal, or with `--json`, the result is the same JSON object as any command's,
+/// written as it goes: `{"command":"ls","result":{"restorePoint":…,"files":[…]},"ok":…}`,
+/// `ok` last, so a listing cut short by a damaged tree is still a whole object, with `ok`
+/// false and the error. A reader that stops reading (`| head`) ends the listing.
+fn ls(url: &str, point: &str, common: &Common, started: Instant) -> i32 {
+    use std::io::Write;
+    let found = (|| -> anyhow::Result<_> {
+        let repo = open(url, common)?;
+        repo.load_index_for_reading()?;
+        let (id, snap) = repo.find_snapshot(point)?;
+        Ok((repo, id, snap))
+    })();
+    let (repo, id, snap) = match found {
+        Ok(found) => found,
+        Err(e) => return report("ls", Err(e), common, started),
+    };
+    let json_out = common.json || !std::io::stdout().is_terminal();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut open_pipe = true;
+    if json_out {
+        open_pipe = write!(out, r#"{{"command":"ls","result":{{"restorePoint":"{}","files":["#, id.hex()).is_ok();
+    }
+    let mut kept = Vec::new();
+    let mut count = 0u64;
+    let walked = list_tree(&repo, &snap, &mut |path, node| {
+        let entry = json!({"path": path, "type": node.kind, "size": node.size, "mode": format!("{:o}", node.mode)});
+        if open_pipe {
+            open_pipe = if json_out {
+                (count == 0 || out.write_all(b",").is_ok()) && serde_json::to_writer(&mut out, &entry).is_ok()
+            } else {
+                writeln!(out, "{} {:>10} {}", kind_char(node), node.size, path).is_ok()
+            };
+        }
+        if common.result_file.is_some() && kept.len() < LS_KEPT {
+            kept.push(entry);
+        }
+        count += 1;
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let (outcome, code) = match walked {
+        Ok(()) => {
+            let result = json!({"restorePoint": id.hex(), "files": kept});
+            (MoverResult::success("ls", result, seconds), 0)
+        }
+        Err(e) => {
+            let e = anyhow::Error::from(e);
+            let error = MoverError::of(&e);
+            say_error(&error.message, &error.hint);
+            let code = exit_code(&error.category);
+            (MoverResult::failure("ls", error, None), code)
+        }
+    };
+    if json_out && open_pipe {
+        let tail = match &outcome.error {
+            None => format!(r#"]}},"ok":true,"seconds":{seconds}}}"#),
+            Some(error) => format!(r#"]}},"ok":false,"error":{}}}"#, serde_json::to_string(error).unwrap_or_default()),
+        };
+        let _ = writeln!(out, "{tail}").and_then(|()| out.flush());
+    } else if open_pipe {
+        let _ = out.flush();
+    }
+    drop(out);
+    if let Some(path) = common.result_file.as_deref()
+        && let Err(e) = write_result_file(path, &serde_json::to_value(&outcome).unwrap_or_default())
+    {
+        say_line("error", &format!("failed to write the result file {}: {e}", path.display()));
+        return EXIT_RESULT_FILE;
+    }
+    code
 }
 
 /// Prints the result (stdout off a terminal, or with `--json`) and writes the result
@@ -520,22 +604,7 @@ fn dispatch(cmd: RepoCommand, common: &Common) -> anyhow::Result<Value> {
             }
             Ok(json!({"points": list, "damaged": all.damaged}))
         }
-        RepoCommand::Ls { url, point } => {
-            let repo = open(&url, common)?;
-            repo.load_index_for_reading()?;
-            let (id, snap) = repo.find_snapshot(&point)?;
-            let mut files = Vec::new();
-            let human_out = std::io::stdout().is_terminal() && !common.json;
-            list_tree(&repo, &snap, &mut |path, node| {
-                if human_out {
-                    println!("{} {:>10} {}", kind_char(node), node.size, path);
-                }
-                files.push(
-                    json!({"path": path, "type": node.kind, "size": node.size, "mode": format!("{:o}", node.mode)}),
-                );
-            })?;
-            Ok(json!({"restorePoint": id.hex(), "files": files}))
-        }
+        RepoCommand::Ls { .. } => unreachable!("listed by `ls`"),
         RepoCommand::Verify { url, sample } => {
             let repo = open(&url, common)?;
             let report = verify::run(&repo, sample)?;

@@ -315,3 +315,57 @@ fn the_output_contract_holds_for_every_outcome() {
     let left = result(&lifeline(&["repo", "points", &repo], Some("pw")));
     assert_eq!(left["result"]["points"].as_array().unwrap().len(), 1);
 }
+
+/// `repo ls` off a terminal: one JSON object, every file in it as the walk reached it;
+/// a tree that cannot be read ends the listing with `ok` false and the error, still one
+/// object, and a non-zero exit; the result file holds the same outcome.
+#[test]
+fn ls_lists_every_file_as_one_json_object_even_when_cut_short() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("repo");
+    let repo = url(&dir);
+    let src = tmp.path().join("src");
+    for d in ["a", "b"] {
+        std::fs::create_dir_all(src.join(d)).unwrap();
+        for i in 0..50 {
+            std::fs::write(src.join(d).join(format!("f{i:02}")), format!("{d}{i}")).unwrap();
+        }
+    }
+    assert!(lifeline(&["repo", "init", &repo], Some("pw")).status.success());
+    assert!(lifeline(&["repo", "backup", &repo, src.to_str().unwrap()], Some("pw")).status.success());
+
+    let file = tmp.path().join("result.json");
+    let out = lifeline(&["repo", "ls", &repo, "latest", "--result-file", file.to_str().unwrap()], Some("pw"));
+    assert!(out.status.success(), "{out:?}");
+    let r = result(&out);
+    assert_eq!((r["ok"].as_bool(), r["command"].as_str()), (Some(true), Some("ls")), "{r}");
+    let files = r["result"]["files"].as_array().unwrap();
+    assert_eq!(files.len(), 102, "two directories and their 100 files");
+    assert_eq!((&files[1]["path"], &files[1]["type"], &files[1]["size"]), (&"a/f00".into(), &"file".into(), &2.into()));
+    assert!(files[1]["mode"].is_string());
+    assert_eq!(r["result"]["restorePoint"].as_str().map(str::len), Some(64));
+    let recorded: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(recorded["ok"], true);
+
+    // Trees and data gone: the point is still listed, its root tree is not.
+    for e in walkdir(&dir.join("data")) {
+        std::fs::remove_file(e).unwrap();
+    }
+    let out = lifeline(&["repo", "ls", &repo, "latest", "--result-file", file.to_str().unwrap()], Some("pw"));
+    assert!(out.status.code().is_some_and(|c| c != 0), "{out:?}");
+    let r = result(&out);
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["result"]["files"].as_array().map(Vec::len), Some(0), "{r}");
+    assert!(r["error"]["message"].as_str().unwrap_or_default().contains("not found"), "{r}");
+    let recorded: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(recorded["ok"], false);
+}
+
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(walkdir(&p)) } else { out.push(p) }
+    }
+    out
+}
