@@ -464,42 +464,6 @@ fn a_large_restore_leaves_little_in_the_page_cache() {
     assert!(std::fs::read(&restored).unwrap() == data, "the restored file differs");
 }
 
-/// A location that counts the bytes read from its packs.
-struct Counting {
-    inner: Arc<dyn lifeline::store::Backend>,
-    pack_bytes: std::sync::atomic::AtomicU64,
-}
-
-impl lifeline::store::Backend for Counting {
-    fn put_new(&self, key: &str, data: bytes::Bytes) -> Result<(), lifeline::store::StoreError> {
-        self.inner.put_new(key, data)
-    }
-    fn get(&self, key: &str) -> Result<bytes::Bytes, lifeline::store::StoreError> {
-        self.inner.get(key)
-    }
-    fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<bytes::Bytes, lifeline::store::StoreError> {
-        if key.starts_with("data/") {
-            self.pack_bytes.fetch_add(range.end - range.start, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.inner.get_range(key, range)
-    }
-    fn will_read(&self, key: &str, range: std::ops::Range<u64>) {
-        self.inner.will_read(key, range)
-    }
-    fn list(&self, prefix: &str) -> Result<Vec<lifeline::store::ObjectInfo>, lifeline::store::StoreError> {
-        self.inner.list(prefix)
-    }
-    fn delete(&self, key: &str) -> Result<(), lifeline::store::StoreError> {
-        self.inner.delete(key)
-    }
-    fn url(&self) -> &str {
-        self.inner.url()
-    }
-    fn flush(&self) -> Result<(), lifeline::store::StoreError> {
-        self.inner.flush()
-    }
-}
-
 /// One directory with more small files than the restore reads recipes for at once (a
 /// flat attachment store): restored identically, reading about what the repository
 /// holds, not each file's whole shared blob once per file (that took 177 s for 200,000
@@ -514,16 +478,17 @@ fn a_directory_of_many_small_files_restores_without_rereading_shared_blobs() {
         std::fs::write(src.join(format!("m{i:05}.json")), body).unwrap();
     }
     std::fs::write(src.join("big"), content(2 << 20, 3)).unwrap();
-    let counting = Arc::new(Counting { inner: super::local(&tmp.path().join("repo")), pack_bytes: Default::default() });
-    let repo = super::init(counting.clone());
+    let metered = lifeline::store::Metered::new(super::local(&tmp.path().join("repo")));
+    let meters = metered.meters.clone();
+    let repo = super::init(Arc::new(metered));
     let (_, snap) = backup(&repo, &src);
-    let stored: u64 = walk_size(&tmp.path().join("repo/data"));
-    counting.pack_bytes.store(0, std::sync::atomic::Ordering::Relaxed);
+    let stored: u64 = walk_size(&tmp.path().join("repo"));
+    let before = meters.downloaded();
     let out = tmp.path().join("out");
     restore_to(&repo, &snap, &out);
     assert_eq!(describe(&out), describe(&src));
-    let read = counting.pack_bytes.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(read <= 2 * stored, "read {read} bytes of packs for a restore of a repository of {stored}");
+    let read = meters.downloaded() - before;
+    assert!(read <= 2 * stored, "read {read} bytes for a restore of a repository of {stored}");
 }
 
 fn walk_size(dir: &Path) -> u64 {
