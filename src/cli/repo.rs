@@ -297,18 +297,25 @@ pub fn run(cmd: RepoCommand, common: &Common) -> i32 {
 fn report(name: &str, result: anyhow::Result<Value>, common: &Common, started: Instant) -> i32 {
     let outcome = match result {
         Ok(v) => MoverResult::success(name, v, started.elapsed().as_secs_f64()),
-        Err(e) => {
-            let (error, result) = match e.downcast_ref::<FailedWith>() {
-                Some(f) => (MoverError::new(f.category, &e, "", false), Some(f.result.clone())),
-                None => (MoverError::of(&e), None),
-            };
-            say_error(&error.message, &error.hint);
-            MoverResult::failure(name, error, result)
-        }
+        Err(e) => failed(name, e),
     };
-    let code = outcome.error.as_ref().map_or(0, |e| exit_code(&e.category));
     let value = serde_json::to_value(&outcome).unwrap_or_default();
-    finish(&value, code, common.json, common.result_file.as_deref())
+    finish(&value, outcome_code(&outcome), common.json, common.result_file.as_deref())
+}
+
+/// The outcome of a command that failed with `e` (said on stderr too).
+fn failed(name: &str, e: anyhow::Error) -> MoverResult {
+    let (error, result) = match e.downcast_ref::<FailedWith>() {
+        Some(f) => (MoverError::new(f.category, &e, "", false), Some(f.result.clone())),
+        None => (MoverError::of(&e), None),
+    };
+    say_error(&error.message, &error.hint);
+    MoverResult::failure(name, error, result)
+}
+
+/// The exit code an outcome gives the process.
+fn outcome_code(outcome: &MoverResult) -> i32 {
+    outcome.error.as_ref().map_or(0, |e| exit_code(&e.category))
 }
 
 /// Files of a listing kept for its result file (which is cut to a termination message's
@@ -340,12 +347,13 @@ fn ls(url: &str, point: &str, common: &Common, started: Instant) -> i32 {
         open_pipe = write!(out, r#"{{"command":"ls","result":{{"restorePoint":"{}","files":["#, id.hex()).is_ok();
     }
     let mut kept = Vec::new();
-    let mut count = 0u64;
+    let mut first = true;
     let walked = list_tree(&repo, &snap, &mut |path, node| {
         let entry = json!({"path": path, "type": node.kind, "size": node.size, "mode": format!("{:o}", node.mode)});
         if open_pipe {
             open_pipe = if json_out {
-                (count == 0 || out.write_all(b",").is_ok()) && serde_json::to_writer(&mut out, &entry).is_ok()
+                (std::mem::take(&mut first) || out.write_all(b",").is_ok())
+                    && serde_json::to_writer(&mut out, &entry).is_ok()
             } else {
                 writeln!(out, "{} {:>10} {}", kind_char(node), node.size, path).is_ok()
             };
@@ -353,39 +361,23 @@ fn ls(url: &str, point: &str, common: &Common, started: Instant) -> i32 {
         if common.result_file.is_some() && kept.len() < LS_KEPT {
             kept.push(entry);
         }
-        count += 1;
     });
     let seconds = started.elapsed().as_secs_f64();
-    let (outcome, code) = match walked {
-        Ok(()) => {
-            let result = json!({"restorePoint": id.hex(), "files": kept});
-            (MoverResult::success("ls", result, seconds), 0)
-        }
-        Err(e) => {
-            let e = anyhow::Error::from(e);
-            let error = MoverError::of(&e);
-            say_error(&error.message, &error.hint);
-            let code = exit_code(&error.category);
-            (MoverResult::failure("ls", error, None), code)
-        }
+    let outcome = match walked {
+        Ok(()) => MoverResult::success("ls", json!({"restorePoint": id.hex(), "files": kept}), seconds),
+        Err(e) => failed("ls", e.into()),
     };
     if json_out && open_pipe {
         let tail = match &outcome.error {
             None => format!(r#"]}},"ok":true,"seconds":{seconds}}}"#),
             Some(error) => format!(r#"]}},"ok":false,"error":{}}}"#, serde_json::to_string(error).unwrap_or_default()),
         };
-        let _ = writeln!(out, "{tail}").and_then(|()| out.flush());
-    } else if open_pipe {
-        let _ = out.flush();
+        let _ = writeln!(out, "{tail}");
     }
+    // Flushed here (a reader gone by now is no error of the listing's).
     drop(out);
-    if let Some(path) = common.result_file.as_deref()
-        && let Err(e) = write_result_file(path, &serde_json::to_value(&outcome).unwrap_or_default())
-    {
-        say_line("error", &format!("failed to write the result file {}: {e}", path.display()));
-        return EXIT_RESULT_FILE;
-    }
-    code
+    let value = serde_json::to_value(&outcome).unwrap_or_default();
+    record(&value, outcome_code(&outcome), common.result_file.as_deref())
 }
 
 /// Prints the result (stdout off a terminal, or with `--json`) and writes the result
@@ -395,6 +387,12 @@ pub fn finish(value: &Value, code: i32, json: bool, result_file: Option<&std::pa
     if json || !std::io::stdout().is_terminal() {
         println!("{value}");
     }
+    record(value, code, result_file)
+}
+
+/// Writes the result file, if one was asked for; returns `code`, or the exit code that
+/// says the file could not be written.
+fn record(value: &Value, code: i32, result_file: Option<&std::path::Path>) -> i32 {
     if let Some(path) = result_file
         && let Err(e) = write_result_file(path, value)
     {

@@ -348,7 +348,7 @@ fn ls_lists_every_file_as_one_json_object_even_when_cut_short() {
     assert_eq!(recorded["ok"], true);
 
     // Trees and data gone: the point is still listed, its root tree is not.
-    for e in walkdir(&dir.join("data")) {
+    for e in crate::support::files_under(&dir.join("data")) {
         std::fs::remove_file(e).unwrap();
     }
     let out = lifeline(&["repo", "ls", &repo, "latest", "--result-file", file.to_str().unwrap()], Some("pw"));
@@ -359,13 +359,4 @@ fn ls_lists_every_file_as_one_json_object_even_when_cut_short() {
     assert!(r["error"]["message"].as_str().unwrap_or_default().contains("not found"), "{r}");
     let recorded: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(recorded["ok"], false);
-}
-
-fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() { out.extend(walkdir(&p)) } else { out.push(p) }
-    }
-    out
 }

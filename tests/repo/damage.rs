@@ -97,20 +97,8 @@ fn case(name: &str, damage: impl FnOnce(&Fixture)) {
 }
 
 fn objects(f: &Fixture, prefix: &str) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = walk(&f.dir.join(prefix));
+    let mut out: Vec<PathBuf> = crate::support::files_under(&f.dir.join(prefix));
     out.sort();
-    out
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.path().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
     out
 }
 

@@ -72,7 +72,7 @@ fn a_flipped_byte_is_found_and_never_restored() {
     let (second_id, second) = backup(&repo, &src);
 
     // Flip one byte inside the largest data pack (the random table lives there).
-    let mut packs: Vec<_> = walkdir(&tmp.path().join("repo/data"));
+    let mut packs: Vec<_> = crate::support::files_under(&tmp.path().join("repo/data"));
     packs.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).unwrap().len()));
     let mut data = std::fs::read(&packs[0]).unwrap();
     data[1000] ^= 0x40;
@@ -98,15 +98,6 @@ fn a_flipped_byte_is_found_and_never_restored() {
         "{msg}"
     );
     assert_eq!(err.category(), "Corrupted");
-}
-
-fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() { out.extend(walkdir(&p)) } else { out.push(p) }
-    }
-    out
 }
 
 #[test]

@@ -482,21 +482,12 @@ fn a_directory_of_many_small_files_restores_without_rereading_shared_blobs() {
     let meters = metered.meters.clone();
     let repo = super::init(Arc::new(metered));
     let (_, snap) = backup(&repo, &src);
-    let stored: u64 = walk_size(&tmp.path().join("repo"));
+    let files = crate::support::files_under(&tmp.path().join("repo"));
+    let stored: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
     let before = meters.downloaded();
     let out = tmp.path().join("out");
     restore_to(&repo, &snap, &out);
     assert_eq!(describe(&out), describe(&src));
     let read = meters.downloaded() - before;
     assert!(read <= 2 * stored, "read {read} bytes for a restore of a repository of {stored}");
-}
-
-fn walk_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() { walk_size(&e.path()) } else { e.metadata().unwrap().len() }
-        })
-        .sum()
 }
