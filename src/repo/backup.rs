@@ -15,7 +15,7 @@
 //! (a round trip to a worker cost more than hashing a few kilobytes), and the new chunks
 //! of many files are stored together as one data blob ([`SmallBatch`]).
 
-use super::format::{BlobKind, ChunkRef, Id, Node, NodeKind, SegRef, Snapshot, SourceKind, Summary, Tree};
+use super::format::{BlobKind, ChunkRef, Id, Node, NodeKind, SegRef, Snapshot, SourceKind, Summary};
 use super::pack::Saver;
 use super::{RepoError, Repository, source};
 use crate::store::{read_once, read_spare};
@@ -90,6 +90,127 @@ enum FileStep {
     Batched(SmallFile),
     /// It could not be opened (vanished, no permission): nothing was recorded.
     Unreadable(std::io::Error),
+}
+
+/// The parent's listing of a directory: its nodes in name order (as its tree keeps them),
+/// found by binary search. A map keyed by name took half as much again (for 200,000
+/// files in one directory, about 95 MB instead of 65 MB).
+#[derive(Default)]
+struct Listing(Vec<Node>);
+
+impl Listing {
+    fn new(mut nodes: Vec<Node>) -> Self {
+        // A tree is sorted by name bytes; one that is not (never written so) is sorted
+        // here rather than found wanting.
+        if !nodes.is_sorted_by(|a, b| name_key(a) <= name_key(b)) {
+            nodes.sort_by(|a, b| name_key(a).cmp(&name_key(b)));
+        }
+        Listing(nodes)
+    }
+
+    fn get(&self, name: &std::ffi::OsStr) -> Option<&Node> {
+        use std::os::unix::ffi::OsStrExt;
+        let want = name.as_bytes();
+        self.0.binary_search_by(|n| name_key(n).as_ref().cmp(want)).ok().map(|i| &self.0[i])
+    }
+}
+
+/// A node's name as bytes (decoded when it is not UTF-8).
+fn name_key(node: &Node) -> std::borrow::Cow<'_, [u8]> {
+    use std::os::unix::ffi::OsStringExt;
+    match node.name_b64 {
+        Some(_) => std::borrow::Cow::Owned(source::name_of(node).into_vec()),
+        None => std::borrow::Cow::Borrowed(node.name.as_bytes()),
+    }
+}
+
+/// A directory's tree is compressed in frames of about this many bytes of JSON as its
+/// nodes are written, once it outgrows one frame (see [`TreeOut`]).
+const TREE_FRAME: usize = 1 << 20;
+
+/// A directory's tree as the walk writes it. A node waits here only while its content is
+/// still being stored; then it is serialized (the same JSON as the whole [`Tree`]'s),
+/// hashed, and, once a frame's worth is written, compressed as one zstd frame. A zstd
+/// decoder outputs the concatenation of consecutive frames, so readers see one tree
+/// blob; its plaintext and its nodes are never all in memory. For 200,000 files in one
+/// directory, the nodes took about 80 MB and the JSON 65 MB at once; the compressed
+/// frames are a fraction of that.
+struct TreeOut {
+    /// Index of `waiting`'s first node among the directory's nodes.
+    base: usize,
+    /// Nodes not yet serialized, in order, and whether each still waits for its content.
+    waiting: VecDeque<(Node, bool)>,
+    /// Serialized nodes not yet compressed (starts with the tree's opening).
+    plain: Vec<u8>,
+    /// Compressed frames so far.
+    frames: Vec<u8>,
+    hasher: blake3::Hasher,
+    raw_len: usize,
+    level: i32,
+}
+
+impl TreeOut {
+    fn new(repo: &Repository) -> Self {
+        let mut plain = Vec::with_capacity(4 << 10);
+        plain.extend_from_slice(b"{\"nodes\":[");
+        TreeOut {
+            base: 0,
+            waiting: VecDeque::new(),
+            plain,
+            frames: Vec::new(),
+            hasher: repo.chunker().id_hasher(),
+            raw_len: 0,
+            level: repo.config().zstd_level,
+        }
+    }
+
+    /// Index the next pushed node will have.
+    fn next_index(&self) -> usize {
+        self.base + self.waiting.len()
+    }
+
+    fn push(&mut self, node: Node, waits: bool) -> Result<(), RepoError> {
+        self.waiting.push_back((node, waits));
+        self.write_ready()
+    }
+
+    /// Gives node `i` its stored content.
+    fn settle(&mut self, i: usize, content: Vec<SegRef>) {
+        if let Some((node, waits)) = i.checked_sub(self.base).and_then(|at| self.waiting.get_mut(at)) {
+            node.content = content;
+            *waits = false;
+        }
+    }
+
+    /// Serializes the nodes before the first one still waiting.
+    fn write_ready(&mut self) -> Result<(), RepoError> {
+        while self.waiting.front().is_some_and(|(_, waits)| !waits) {
+            let Some((node, _)) = self.waiting.pop_front() else { break };
+            if self.base > 0 {
+                self.plain.push(b',');
+            }
+            serde_json::to_writer(&mut self.plain, &node).map_err(RepoError::encode)?;
+            self.base += 1;
+            if self.plain.len() >= TREE_FRAME {
+                self.compress_frame()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn compress_frame(&mut self) -> Result<(), RepoError> {
+        self.hasher.update(&self.plain);
+        self.raw_len += self.plain.len();
+        let mut frame = Vec::new();
+        // A frame is valid whether or not it shrank; tree JSON always does.
+        super::pack::compress_parts(&[self.plain.as_slice()], self.level, &mut frame);
+        if frame.is_empty() {
+            return Err(RepoError::Invalid("compressing a tree failed".into()));
+        }
+        self.frames.extend_from_slice(&frame);
+        self.plain.clear();
+        Ok(())
+    }
 }
 
 /// Paths longer than this are reached through an open handle of their directory
@@ -419,8 +540,8 @@ impl Engine {
     /// vanished or cannot be listed (it is then left out, see [`Engine::skip`]). `dir` is
     /// the path to use for I/O (short, see [`short_dir`]); `rel` names it.
     fn dir(&mut self, dir: &Path, rel: &str, parent_tree: Option<Id>) -> Result<Option<Id>, RepoError> {
-        let parent: HashMap<std::ffi::OsString, Node> = match parent_tree.map(|id| self.repo.read_tree(&id)) {
-            Some(Ok(t)) => t.nodes.into_iter().map(|n| (source::name_of(&n), n)).collect(),
+        let parent = match parent_tree.map(|id| self.repo.read_tree(&id)) {
+            Some(Ok(t)) => Listing::new(t.nodes),
             // The parent only saves reading: without its listing the directory is read
             // and stored in full (a prune removed the parent since it was chosen).
             Some(Err(e))
@@ -428,10 +549,10 @@ impl Engine {
                     || matches!(&e, RepoError::Store(s) if s.is_not_found()) =>
             {
                 tracing::warn!(dir = %rel, error = %e, "the parent's listing is gone; this directory is read in full");
-                HashMap::new()
+                Listing::default()
             }
             Some(Err(e)) => return Err(e),
-            None => HashMap::new(),
+            None => Listing::default(),
         };
         let listed = std::fs::read_dir(dir).and_then(|it| it.collect::<Result<Vec<_>, _>>());
         let mut entries = match listed {
@@ -443,7 +564,7 @@ impl Engine {
             }
         };
         entries.sort_by_key(|e| e.file_name());
-        let mut tree = Tree::default();
+        let mut tree = TreeOut::new(&self.repo);
         self.summary.dirs += 1;
         let parent = Arc::new(parent);
         let mut scanner = if entries.len() >= SCAN_MIN { Scanner::start(&entries, parent.clone()) } else { None };
@@ -482,6 +603,7 @@ impl Engine {
                 }
             };
             let old = parent.get(&name);
+            let mut waits = false;
             match node.kind {
                 Some(NodeKind::Dir) => {
                     self.settle(&mut tree, 0)?;
@@ -498,8 +620,14 @@ impl Engine {
                     }
                 }
                 Some(NodeKind::File) => match self.file(&path, opened, read, &child_rel, &mut node, old)? {
-                    FileStep::Pending(fc) => self.parked.push_back((tree.nodes.len(), *fc)),
-                    FileStep::Batched(sf) => self.batch.files.push((tree.nodes.len(), sf)),
+                    FileStep::Pending(fc) => {
+                        self.parked.push_back((tree.next_index(), *fc));
+                        waits = true;
+                    }
+                    FileStep::Batched(sf) => {
+                        self.batch.files.push((tree.next_index(), sf));
+                        waits = true;
+                    }
                     FileStep::Done => {}
                     FileStep::Unreadable(e) => {
                         self.skip(&child_rel, "open", e)?;
@@ -508,26 +636,45 @@ impl Engine {
                 },
                 _ => {}
             }
-            tree.nodes.push(node);
+            tree.push(node, waits)?;
             self.settle(&mut tree, MAX_PARKED)?;
         }
         self.settle(&mut tree, 0)?;
-        // A large directory's listing, parent and nodes are let go of before its tree is
-        // compressed and sealed, and the nodes as soon as they are serialized: for 200,000
-        // files in one directory, each of them is tens of MiB.
+        // A large directory's listing and parent are let go of before its tree's last
+        // frame is compressed and sealed (for 200,000 files in one directory, each of
+        // them is tens of MiB).
         drop(scanner);
         drop(entries);
         drop(parent);
-        let json = serde_json::to_vec(&tree).map_err(RepoError::encode)?;
-        drop(tree);
-        let id = self.repo.chunker().id(&json);
-        self.save_meta(BlobKind::Tree, id, &json)?;
-        Ok(Some(id))
+        self.save_tree(tree).map(Some)
+    }
+
+    /// Seals a directory's written tree: as one blob compressed here when it is small,
+    /// else as the frames compressed while it was written.
+    fn save_tree(&self, mut tree: TreeOut) -> Result<Id, RepoError> {
+        debug_assert!(tree.waiting.is_empty(), "a node still waits for its content");
+        tree.plain.extend_from_slice(b"]}");
+        if tree.frames.is_empty() {
+            let id = self.repo.chunker().id(&tree.plain);
+            self.save_meta(BlobKind::Tree, id, &tree.plain)?;
+            return Ok(id);
+        }
+        tree.compress_frame()?;
+        let id = Id(*tree.hasher.finalize().as_bytes());
+        if self.meta_exists(&id) {
+            return Ok(id);
+        }
+        let mut saved = self.saved_meta.lock().unwrap_or_else(|e| e.into_inner());
+        if saved.insert(id, ()).is_none() {
+            drop(saved);
+            self.saver.save_compressed(BlobKind::Tree, id, tree.raw_len, &tree.frames, std::iter::empty())?;
+        }
+        Ok(id)
     }
 
     /// Finishes parked files that are done, and waits for the oldest ones until at most
     /// `keep` remain; their content goes into their tree nodes.
-    fn settle(&mut self, tree: &mut Tree, keep: usize) -> Result<(), RepoError> {
+    fn settle(&mut self, tree: &mut TreeOut, keep: usize) -> Result<(), RepoError> {
         let tx = self.jobs.clone().ok_or_else(|| RepoError::Invalid("backup engine stopped".into()))?;
         if self.batch.bytes >= BATCH_BYTES || (keep == 0 && !self.batch.files.is_empty()) {
             self.send_batch(&tx)?;
@@ -547,9 +694,9 @@ impl Engine {
         }
         self.parked = parked;
         for (i, content) in self.settled.drain(..) {
-            tree.nodes[i].content = content;
+            tree.settle(i, content);
         }
-        Ok(())
+        tree.write_ready()
     }
 
     /// Sends the gathered small files' new chunks to the workers as one data blob (or,
@@ -1047,7 +1194,7 @@ const AHEAD_BYTES: u64 = 16 << 20;
 const AHEAD_MAX_FILE: u64 = 4 << 20;
 
 impl ReadAhead {
-    fn advise(&mut self, entries: &[std::fs::DirEntry], at: usize, parent: &HashMap<std::ffi::OsString, Node>) {
+    fn advise(&mut self, entries: &[std::fs::DirEntry], at: usize, parent: &Listing) {
         while let Some(&(i, len)) = self.advised.front() {
             if i >= at {
                 break;
@@ -1090,7 +1237,7 @@ impl ReadAhead {
 /// An entry looked at ahead of the walk: its node, and whether its content is to be read
 /// (a non-empty regular file, changed since the parent; unchanged ones are not read at
 /// all). `None` when it cannot be described: the walk tries again and reports why.
-fn look(name: &std::ffi::OsStr, path: &Path, parent: &HashMap<std::ffi::OsString, Node>) -> Option<(Node, bool)> {
+fn look(name: &std::ffi::OsStr, path: &Path, parent: &Listing) -> Option<(Node, bool)> {
     let meta = std::fs::symlink_metadata(path).ok()?;
     let node = source::node_from(name, path, &meta).ok()?;
     let read = node.kind == Some(NodeKind::File)
@@ -1139,7 +1286,7 @@ struct Scanner {
 }
 
 impl Scanner {
-    fn start(entries: &[std::fs::DirEntry], parent: Arc<HashMap<std::ffi::OsString, Node>>) -> Option<Self> {
+    fn start(entries: &[std::fs::DirEntry], parent: Arc<Listing>) -> Option<Self> {
         let entries: Vec<(std::ffi::OsString, PathBuf)> = entries.iter().map(|e| (e.file_name(), e.path())).collect();
         let (tx, rx) = sync_channel(SCAN_LOTS);
         std::thread::Builder::new().name("lifeline-scan".into()).spawn(move || scan(entries, &parent, &tx)).ok()?;
@@ -1164,11 +1311,7 @@ impl Scanner {
     }
 }
 
-fn scan(
-    entries: Vec<(std::ffi::OsString, PathBuf)>,
-    parent: &HashMap<std::ffi::OsString, Node>,
-    tx: &SyncSender<Vec<Scanned>>,
-) {
+fn scan(entries: Vec<(std::ffi::OsString, PathBuf)>, parent: &Listing, tx: &SyncSender<Vec<Scanned>>) {
     let mut buf = bytes::BytesMut::new();
     let mut lot = Vec::with_capacity(SCAN_LOT);
     let (mut advised, mut read_bytes) = (0, 0);
@@ -1752,6 +1895,61 @@ mod tests {
     use super::*;
     use crate::repo::Secret;
     use crate::store::{LocationOptions, open};
+
+    /// A directory whose tree outgrows one frame is written as several zstd frames while
+    /// the walk goes on; readers see exactly the JSON of the whole tree, under the id of
+    /// that JSON, so an unchanged re-backup finds the same tree.
+    #[test]
+    fn a_large_directory_tree_is_written_in_frames_readers_see_as_one_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let long = "n".repeat(120);
+        for i in 0..6000 {
+            // Small files (batched, so their nodes wait for their content), and some
+            // larger ones (stored by the workers).
+            let body = if i % 500 == 0 {
+                crate::repo::chunker::tests::pseudo_random(200 << 10, i as u64 + 1)
+            } else {
+                format!("{i}").into_bytes()
+            };
+            std::fs::write(src.join(format!("{long}-{i:05}")), body).unwrap();
+        }
+        let url = format!("file://{}", dir.path().join("repo").display());
+        let backend = open(&url, &LocationOptions { create: true, ..Default::default() }).unwrap();
+        let secret = Secret::RawKey(zeroize::Zeroizing::new(vec![7; 32]));
+        let repo = Arc::new(Repository::init(backend, &secret).unwrap());
+        let (_, first) = run(repo.clone(), &src, &BackupOptions::default(), Arc::default()).unwrap();
+        let id = first.root.subtree.unwrap();
+        let loc = repo.lookup(&id).unwrap();
+        let raw = repo.read_blob(BlobKind::Tree, &id, &loc).unwrap();
+        assert!(raw.len() > 2 * TREE_FRAME, "a tree of {} bytes is not several frames", raw.len());
+        assert!((loc.stored_len as usize) < raw.len() / 2, "{} bytes stored for {}", loc.stored_len, raw.len());
+        // Stored as frames of about TREE_FRAME bytes of JSON each.
+        let range = loc.offset as u64..loc.offset as u64 + loc.stored_len as u64;
+        let sealed = repo.backend().get_range(&crate::repo::format::pack_key(&loc.pack), range).unwrap();
+        let mut rest = &repo.cipher().open(&sealed, &crate::repo::blob_aad(BlobKind::Tree, &id)).unwrap()[..];
+        let mut frames = 0;
+        while !rest.is_empty() {
+            rest = &rest[zstd::zstd_safe::find_frame_compressed_size(rest).unwrap()..];
+            frames += 1;
+        }
+        assert!(
+            frames > 1 && frames <= raw.len().div_ceil(TREE_FRAME),
+            "{frames} frames of a tree of {} bytes",
+            raw.len()
+        );
+        let tree = repo.read_tree(&id).unwrap();
+        assert_eq!(serde_json::to_vec(&tree).unwrap(), raw);
+        assert_eq!(repo.chunker().id(&raw), id);
+        assert_eq!(tree.nodes.len(), 6000);
+        for (i, node) in tree.nodes.iter().enumerate() {
+            assert_eq!(node.name, format!("{long}-{i:05}"));
+            assert!(!node.content.is_empty(), "{} has no content", node.name);
+        }
+        let (_, again) = run(repo.clone(), &src, &BackupOptions::default(), Arc::default()).unwrap();
+        assert_eq!(again.root.subtree, Some(id));
+    }
 
     /// A segment of more than `DATA_BLOB_MAX` bytes of new chunks is stored as several
     /// data blobs (each compressed in one call, from one buffer of bounded size), and its

@@ -41,6 +41,12 @@ impl Chunker {
         Id(*blake3::keyed_hash(&self.id_key, data).as_bytes())
     }
 
+    /// A hasher giving [`Chunker::id`] of everything fed to it, for data that is never
+    /// whole in memory.
+    pub fn id_hasher(&self) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(&self.id_key)
+    }
+
     /// Whether a segment ends after the chunk `id`, which is its `count`-th chunk.
     pub fn ends_segment(&self, id: &Id, count: usize) -> bool {
         let low = u32::from_le_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]);

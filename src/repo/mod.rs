@@ -616,8 +616,29 @@ impl Repository {
 
     pub fn read_tree(&self, id: &Id) -> Result<Tree, RepoError> {
         let loc = self.lookup_to_read(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Tree, id: *id })?;
+        if loc.compression == Compression::Zstd && loc.raw_len as usize > STREAMED_TREE {
+            return self.read_large_tree(id, &loc);
+        }
         let raw = self.read_blob(BlobKind::Tree, id, &loc)?;
         serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt(&format!("tree {id:?}"), e))
+    }
+
+    /// A large directory's tree, decoded as it is decompressed (and hashed): its JSON is
+    /// never whole in memory, only the sealed blob and the nodes (for 200,000 files in
+    /// one directory, 65 MB less at once than decompressing it first).
+    fn read_large_tree(&self, id: &Id, loc: &BlobLoc) -> Result<Tree, RepoError> {
+        let bad = |detail: String| RepoError::BadBlob { kind: BlobKind::Tree, id: *id, pack: loc.pack, detail };
+        let sealed = self.read_meta(loc)?;
+        let opened = self.cipher.open(&sealed, &blob_aad(BlobKind::Tree, id)).map_err(|e| bad(e.to_string()))?;
+        drop(sealed);
+        let decoder = zstd::stream::read::Decoder::with_buffer(opened.as_slice()).map_err(|e| bad(e.to_string()))?;
+        let mut hashed = Hashed { inner: decoder, hasher: self.chunker.id_hasher(), len: 0 };
+        let tree: Tree = serde_json::from_reader(std::io::BufReader::with_capacity(256 << 10, &mut hashed))
+            .map_err(|e| RepoError::corrupt(&format!("tree {id:?}"), e))?;
+        if hashed.len != loc.raw_len as usize || Id(*hashed.hasher.finalize().as_bytes()) != *id {
+            return Err(bad("content does not match its id".into()));
+        }
+        Ok(tree)
     }
 
     pub fn read_segment(&self, id: &Id) -> Result<Vec<format::ChunkRef>, RepoError> {
@@ -807,6 +828,25 @@ fn read_at_once<I: Sync, T: Send>(
         }
     }
     Ok(())
+}
+
+/// Trees of more JSON than this are decoded as they are decompressed.
+const STREAMED_TREE: usize = 4 << 20;
+
+/// A reader that hashes (with a blob id's key) and counts what passes through it.
+struct Hashed<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    len: usize,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n;
+        Ok(n)
+    }
 }
 
 /// A thread's buffer for opened (still compressed) blobs is kept up to this size.

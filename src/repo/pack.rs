@@ -365,6 +365,24 @@ impl Saver {
         self.pack_blob(kind, id, parts, std::iter::empty())
     }
 
+    /// [`Saver::save_with_deps`] of a blob its caller already compressed: `frames` are
+    /// zstd frames whose concatenation decompresses to the blob's `raw_len` bytes (a
+    /// large directory's tree, compressed as it is written so that its plaintext is
+    /// never whole in memory).
+    pub fn save_compressed(
+        &self,
+        kind: BlobKind,
+        id: Id,
+        raw_len: usize,
+        frames: &[u8],
+        deps: impl IntoIterator<Item = Id>,
+    ) -> Result<BlobLoc, RepoError> {
+        self.check()?;
+        let raw_len =
+            u32::try_from(raw_len).map_err(|_| RepoError::Invalid(format!("blob {id:?} is larger than 4 GiB")))?;
+        self.seal_blob(kind, id, raw_len, &[frames], Compression::Zstd, deps)
+    }
+
     /// Compresses the blob (given as parts) and seals it straight into the open pack:
     /// the only copies are the compressed output and the sealed bytes in the pack.
     fn pack_blob(
@@ -383,6 +401,25 @@ impl Saver {
         let one = [compressed.as_slice()];
         let (body, compression): (&[&[u8]], _) =
             if zstd { (&one, Compression::Zstd) } else { (parts, Compression::None) };
+        let loc = self.seal_blob(kind, id, raw_len as u32, body, compression, deps);
+        // Kept for the thread's next blob, unless a rare huge blob grew it.
+        if compressed.capacity() <= 4 << 20 {
+            COMPRESSED.with_borrow_mut(|c| *c = compressed);
+        }
+        loc
+    }
+
+    /// Seals a blob's stored body (compressed or not) into the open pack, and sends the
+    /// packs it fills.
+    fn seal_blob(
+        &self,
+        kind: BlobKind,
+        id: Id,
+        raw_len: u32,
+        body: &[&[u8]],
+        compression: Compression,
+        deps: impl IntoIterator<Item = Id>,
+    ) -> Result<BlobLoc, RepoError> {
         let body_len: usize = body.iter().map(|p| p.len()).sum();
         let aad = blob_aad(kind, &id);
         let target = self.repo.config().pack_size as usize;
@@ -399,8 +436,7 @@ impl Saver {
             let pool = (kind == BlobKind::Chunk).then(|| self.packs.clone());
             let writer = w.get_or_insert_with(|| PackWriter::new(pool));
             let cipher = self.repo.cipher();
-            let loc =
-                writer.add_with(kind, id, raw_len as u32, compression, |buf| cipher.seal_parts_into(body, &aad, buf));
+            let loc = writer.add_with(kind, id, raw_len, compression, |buf| cipher.seal_parts_into(body, &aad, buf));
             writer.deps.extend(deps);
             let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             s.stats.blobs += 1;
@@ -411,10 +447,6 @@ impl Saver {
             }
             loc
         };
-        // Kept for the thread's next blob, unless a rare huge blob grew it.
-        if compressed.capacity() <= 4 << 20 {
-            COMPRESSED.with_borrow_mut(|c| *c = compressed);
-        }
         for pack in full {
             self.send(pack)?;
             // Send the recipes with their data, so an interrupted run leaves segments the
