@@ -652,7 +652,13 @@ impl Engine {
     /// Seals a directory's written tree: as one blob compressed here when it is small,
     /// else as the frames compressed while it was written.
     fn save_tree(&self, mut tree: TreeOut) -> Result<Id, RepoError> {
-        debug_assert!(tree.waiting.is_empty(), "a node still waits for its content");
+        if !tree.waiting.is_empty() {
+            // Never a tree short of entries: every file's content is settled by now.
+            return Err(RepoError::Invalid(format!(
+                "{} entries of a directory still wait for their content",
+                tree.waiting.len()
+            )));
+        }
         tree.plain.extend_from_slice(b"]}");
         if tree.frames.is_empty() {
             let id = self.repo.chunker().id(&tree.plain);
