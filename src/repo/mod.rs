@@ -615,6 +615,11 @@ impl Repository {
     }
 
     pub fn read_tree(&self, id: &Id) -> Result<Tree, RepoError> {
+        self.read_tree_as(id)
+    }
+
+    /// A tree decoded as `T`, which may keep less of each node than [`Tree`] does.
+    pub(crate) fn read_tree_as<T: serde::de::DeserializeOwned>(&self, id: &Id) -> Result<T, RepoError> {
         let loc = self.lookup_to_read(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Tree, id: *id })?;
         if loc.compression == Compression::Zstd && loc.raw_len as usize > STREAMED_TREE {
             return self.read_large_tree(id, &loc);
@@ -626,14 +631,14 @@ impl Repository {
     /// A large directory's tree, decoded as it is decompressed (and hashed): its JSON is
     /// never whole in memory, only the sealed blob and the nodes (for 200,000 files in
     /// one directory, 65 MB less at once than decompressing it first).
-    fn read_large_tree(&self, id: &Id, loc: &BlobLoc) -> Result<Tree, RepoError> {
+    fn read_large_tree<T: serde::de::DeserializeOwned>(&self, id: &Id, loc: &BlobLoc) -> Result<T, RepoError> {
         let bad = |detail: String| RepoError::BadBlob { kind: BlobKind::Tree, id: *id, pack: loc.pack, detail };
         let sealed = self.read_meta(loc)?;
         let opened = self.cipher.open(&sealed, &blob_aad(BlobKind::Tree, id)).map_err(|e| bad(e.to_string()))?;
         drop(sealed);
         let decoder = zstd::stream::read::Decoder::with_buffer(opened.as_slice()).map_err(|e| bad(e.to_string()))?;
         let mut hashed = Hashed { inner: decoder, hasher: self.chunker.id_hasher(), len: 0 };
-        let tree: Tree = serde_json::from_reader(std::io::BufReader::with_capacity(256 << 10, &mut hashed))
+        let tree: T = serde_json::from_reader(std::io::BufReader::with_capacity(256 << 10, &mut hashed))
             .map_err(|e| RepoError::corrupt(&format!("tree {id:?}"), e))?;
         if hashed.len != loc.raw_len as usize || Id(*hashed.hasher.finalize().as_bytes()) != *id {
             return Err(bad("content does not match its id".into()));
