@@ -608,10 +608,13 @@ impl Engine {
             }
         };
         entries.sort_by_key(|e| e.file_name());
+        // Shared with the scanner rather than copied (for 200,000 files, 10 MB).
+        let entries = Arc::new(entries);
         let mut tree = TreeOut::new(&self.repo);
         self.summary.dirs += 1;
         let parent = Arc::new(parent);
-        let mut scanner = if entries.len() >= SCAN_MIN { Scanner::start(&entries, parent.clone()) } else { None };
+        let mut scanner =
+            if entries.len() >= SCAN_MIN { Scanner::start(entries.clone(), parent.clone()) } else { None };
         let mut ahead = ReadAhead::default();
         for (at, entry) in entries.iter().enumerate() {
             let looked = match &mut scanner {
@@ -1335,8 +1338,7 @@ struct Scanner {
 }
 
 impl Scanner {
-    fn start(entries: &[std::fs::DirEntry], parent: Arc<Listing>) -> Option<Self> {
-        let entries: Vec<(std::ffi::OsString, PathBuf)> = entries.iter().map(|e| (e.file_name(), e.path())).collect();
+    fn start(entries: Arc<Vec<std::fs::DirEntry>>, parent: Arc<Listing>) -> Option<Self> {
         let (tx, rx) = sync_channel(SCAN_LOTS);
         std::thread::Builder::new().name("lifeline-scan".into()).spawn(move || scan(entries, &parent, &tx)).ok()?;
         Some(Self { rx, items: VecDeque::new() })
@@ -1360,11 +1362,12 @@ impl Scanner {
     }
 }
 
-fn scan(entries: Vec<(std::ffi::OsString, PathBuf)>, parent: &Listing, tx: &SyncSender<Vec<Scanned>>) {
+fn scan(entries: Arc<Vec<std::fs::DirEntry>>, parent: &Listing, tx: &SyncSender<Vec<Scanned>>) {
     let mut buf = bytes::BytesMut::new();
     let mut lot = Vec::with_capacity(SCAN_LOT);
     let (mut advised, mut read_bytes) = (0, 0);
-    for (at, (name, path)) in entries.into_iter().enumerate() {
+    for (at, entry) in entries.iter().enumerate() {
+        let (name, path) = (entry.file_name(), entry.path());
         let mut item = Scanned { at, node: None, file: None, data: None };
         if let Some((node, read)) = look(&name, &path, parent) {
             let size = node.size;
