@@ -188,8 +188,8 @@ struct TreeOut {
     plain: Vec<u8>,
     /// Compressed frames so far.
     frames: Vec<u8>,
+    /// Hashes what the frames hold (its count is their plaintext's length).
     hasher: blake3::Hasher,
-    raw_len: usize,
     level: i32,
 }
 
@@ -203,7 +203,6 @@ impl TreeOut {
             plain,
             frames: Vec::new(),
             hasher: repo.chunker().id_hasher(),
-            raw_len: 0,
             level: repo.config().zstd_level,
         }
     }
@@ -244,7 +243,6 @@ impl TreeOut {
 
     fn compress_frame(&mut self) -> Result<(), RepoError> {
         self.hasher.update(&self.plain);
-        self.raw_len += self.plain.len();
         let mut frame = Vec::new();
         // A frame is valid whether or not it shrank; tree JSON always does.
         super::pack::compress_parts(&[self.plain.as_slice()], self.level, &mut frame);
@@ -565,13 +563,22 @@ impl Engine {
     }
 
     fn save_meta_with_deps(&self, kind: BlobKind, id: Id, plain: &[u8], deps: Vec<Id>) -> Result<(), RepoError> {
+        self.save_meta_once(id, || self.saver.save_with_deps(kind, id, plain, deps))
+    }
+
+    /// Runs `save` for a tree or segment that neither the repository nor this run has yet.
+    fn save_meta_once(
+        &self,
+        id: Id,
+        save: impl FnOnce() -> Result<super::format::BlobLoc, RepoError>,
+    ) -> Result<(), RepoError> {
         if self.repo.lookup(&id).is_some() {
             return Ok(());
         }
         let mut saved = self.saved_meta.lock().unwrap_or_else(|e| e.into_inner());
         if saved.insert(id, ()).is_none() {
             drop(saved);
-            self.saver.save_with_deps(kind, id, plain, deps)?;
+            save()?;
         }
         Ok(())
     }
@@ -714,14 +721,7 @@ impl Engine {
         }
         tree.compress_frame()?;
         let id = Id(*tree.hasher.finalize().as_bytes());
-        if self.meta_exists(&id) {
-            return Ok(id);
-        }
-        let mut saved = self.saved_meta.lock().unwrap_or_else(|e| e.into_inner());
-        if saved.insert(id, ()).is_none() {
-            drop(saved);
-            self.saver.save_compressed(BlobKind::Tree, id, tree.raw_len, &tree.frames, std::iter::empty())?;
-        }
+        self.save_meta_once(id, || self.saver.save_compressed(BlobKind::Tree, id, tree.hasher.count(), &tree.frames))?;
         Ok(id)
     }
 

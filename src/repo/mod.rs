@@ -637,10 +637,10 @@ impl Repository {
         let opened = self.cipher.open(&sealed, &blob_aad(BlobKind::Tree, id)).map_err(|e| bad(e.to_string()))?;
         drop(sealed);
         let decoder = zstd::stream::read::Decoder::with_buffer(opened.as_slice()).map_err(|e| bad(e.to_string()))?;
-        let mut hashed = Hashed { inner: decoder, hasher: self.chunker.id_hasher(), len: 0 };
+        let mut hashed = Hashed { inner: decoder, hasher: self.chunker.id_hasher() };
         let tree: T = serde_json::from_reader(std::io::BufReader::with_capacity(256 << 10, &mut hashed))
             .map_err(|e| RepoError::corrupt(&format!("tree {id:?}"), e))?;
-        if hashed.len != loc.raw_len as usize || Id(*hashed.hasher.finalize().as_bytes()) != *id {
+        if hashed.hasher.count() != loc.raw_len as u64 || Id(*hashed.hasher.finalize().as_bytes()) != *id {
             return Err(bad("content does not match its id".into()));
         }
         Ok(tree)
@@ -838,18 +838,16 @@ fn read_at_once<I: Sync, T: Send>(
 /// Trees of more JSON than this are decoded as they are decompressed.
 const STREAMED_TREE: usize = 4 << 20;
 
-/// A reader that hashes (with a blob id's key) and counts what passes through it.
+/// A reader that hashes (with a blob id's key) what passes through it.
 struct Hashed<R> {
     inner: R,
     hasher: blake3::Hasher,
-    len: usize,
 }
 
 impl<R: std::io::Read> std::io::Read for Hashed<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
-        self.len += n;
         Ok(n)
     }
 }

@@ -365,22 +365,15 @@ impl Saver {
         self.pack_blob(kind, id, parts, std::iter::empty())
     }
 
-    /// [`Saver::save_with_deps`] of a blob its caller already compressed: `frames` are
+    /// [`Saver::save`] of a blob its caller already compressed: `frames` are
     /// zstd frames whose concatenation decompresses to the blob's `raw_len` bytes (a
     /// large directory's tree, compressed as it is written so that its plaintext is
     /// never whole in memory).
-    pub fn save_compressed(
-        &self,
-        kind: BlobKind,
-        id: Id,
-        raw_len: usize,
-        frames: &[u8],
-        deps: impl IntoIterator<Item = Id>,
-    ) -> Result<BlobLoc, RepoError> {
+    pub fn save_compressed(&self, kind: BlobKind, id: Id, raw_len: u64, frames: &[u8]) -> Result<BlobLoc, RepoError> {
         self.check()?;
         let raw_len =
             u32::try_from(raw_len).map_err(|_| RepoError::Invalid(format!("blob {id:?} is larger than 4 GiB")))?;
-        self.seal_blob(kind, id, raw_len, &[frames], Compression::Zstd, deps)
+        self.seal_blob(kind, id, raw_len, &[frames], Compression::Zstd, std::iter::empty())
     }
 
     /// Compresses the blob (given as parts) and seals it straight into the open pack:
