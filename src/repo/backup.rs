@@ -162,12 +162,6 @@ impl<'de> serde::Deserialize<'de> for Prev {
     }
 }
 
-/// A parent tree as [`Listing`] reads it.
-#[derive(serde::Deserialize)]
-struct PrevTree {
-    nodes: Vec<Prev>,
-}
-
 /// A directory's tree is compressed in frames of about this many bytes of JSON as its
 /// nodes are written, once it outgrows one frame (see [`TreeOut`]).
 const TREE_FRAME: usize = 1 << 20;
@@ -591,7 +585,7 @@ impl Engine {
     /// vanished or cannot be listed (it is then left out, see [`Engine::skip`]). `dir` is
     /// the path to use for I/O (short, see [`short_dir`]); `rel` names it.
     fn dir(&mut self, dir: &Path, rel: &str, parent_tree: Option<Id>) -> Result<Option<Id>, RepoError> {
-        let parent = match parent_tree.map(|id| self.repo.read_tree_as::<PrevTree>(&id)) {
+        let parent = match parent_tree.map(|id| self.repo.read_tree_as::<super::format::TreeOf<Prev>>(&id)) {
             Some(Ok(t)) => Listing::new(t.nodes),
             // The parent only saves reading: without its listing the directory is read
             // and stored in full (a prune removed the parent since it was chosen).

@@ -546,6 +546,116 @@ pub struct Tree {
     pub nodes: Vec<Node>,
 }
 
+/// A tree decoded as something that keeps less of each node than [`Node`] (a parent
+/// listing's [`Prev`](super::backup) entries, for example).
+#[derive(Deserialize)]
+pub struct TreeOf<T> {
+    pub nodes: Vec<T>,
+}
+
+/// Decodes a tree's JSON handing its nodes to `f` a window at a time, never holding more
+/// than one window; an error of `f` stops the decoding and is left in `stopped`.
+pub(crate) struct Windows<'a, T, F, E> {
+    window: usize,
+    f: &'a mut F,
+    stopped: &'a mut Option<E>,
+    node: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<'a, T, F, E> Windows<'a, T, F, E> {
+    pub fn new(window: usize, f: &'a mut F, stopped: &'a mut Option<E>) -> Self {
+        Self { window: window.max(1), f, stopped, node: std::marker::PhantomData }
+    }
+}
+
+impl<'de, T, F, E> serde::de::DeserializeSeed<'de> for Windows<'_, T, F, E>
+where
+    T: Deserialize<'de>,
+    F: FnMut(Vec<T>) -> Result<(), E>,
+{
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T, F, E> serde::de::Visitor<'de> for Windows<'_, T, F, E>
+where
+    T: Deserialize<'de>,
+    F: FnMut(Vec<T>) -> Result<(), E>,
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a tree")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = false;
+        let Windows { window, f, stopped, node } = self;
+        while let Some(key) = map.next_key::<String>()? {
+            if key != "nodes" || seen {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            seen = true;
+            map.next_value_seed(WindowSeq(Windows { window, f: &mut *f, stopped: &mut *stopped, node }))?;
+        }
+        if !seen {
+            return Err(serde::de::Error::missing_field("nodes"));
+        }
+        Ok(())
+    }
+}
+
+struct WindowSeq<'a, T, F, E>(Windows<'a, T, F, E>);
+
+impl<'de, T, F, E> serde::de::DeserializeSeed<'de> for WindowSeq<'_, T, F, E>
+where
+    T: Deserialize<'de>,
+    F: FnMut(Vec<T>) -> Result<(), E>,
+{
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, T, F, E> serde::de::Visitor<'de> for WindowSeq<'_, T, F, E>
+where
+    T: Deserialize<'de>,
+    F: FnMut(Vec<T>) -> Result<(), E>,
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of nodes")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Windows { window, f, stopped, .. } = self.0;
+        let mut hand = |nodes: Vec<T>| {
+            f(nodes).map_err(|e| {
+                *stopped = Some(e);
+                serde::de::Error::custom("stopped by the walk")
+            })
+        };
+        let mut nodes = Vec::with_capacity(window.min(1024));
+        while let Some(node) = seq.next_element::<T>()? {
+            nodes.push(node);
+            if nodes.len() >= window {
+                hand(std::mem::replace(&mut nodes, Vec::with_capacity(window)))?;
+            }
+        }
+        if !nodes.is_empty() {
+            hand(nodes)?;
+        }
+        Ok(())
+    }
+}
+
 /// What a restore point captured.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]

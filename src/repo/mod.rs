@@ -632,13 +632,53 @@ impl Repository {
     /// never whole in memory, only the sealed blob and the nodes (for 200,000 files in
     /// one directory, 65 MB less at once than decompressing it first).
     fn read_large_tree<T: serde::de::DeserializeOwned>(&self, id: &Id, loc: &BlobLoc) -> Result<T, RepoError> {
+        self.stream_tree(id, loc, |r| serde_json::from_reader(r))
+    }
+
+    /// A tree's entries in order, handed to `f` in windows of at most `window` (a tree
+    /// small enough to be decoded whole comes as one): the restore of a directory of
+    /// 200,000 files holds a window of its entries at a time, not all of them. The id is
+    /// checked once the last window is handed over; the content was authenticated when
+    /// it was opened, so nothing `f` saw was forged, but the walk fails if it differs.
+    pub(crate) fn for_each_tree_window<T: serde::de::DeserializeOwned>(
+        &self,
+        id: &Id,
+        window: usize,
+        mut f: impl FnMut(Vec<T>) -> Result<(), RepoError>,
+    ) -> Result<(), RepoError> {
+        let loc = self.lookup_to_read(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Tree, id: *id })?;
+        if loc.compression != Compression::Zstd || loc.raw_len as usize <= STREAMED_TREE {
+            let tree: format::TreeOf<T> = self.read_tree_as(id)?;
+            return f(tree.nodes);
+        }
+        let mut stopped = None;
+        let walked = self.stream_tree(id, &loc, |r| {
+            let mut de = serde_json::Deserializer::from_reader(r);
+            let seed = format::Windows::new(window, &mut f, &mut stopped);
+            serde::de::DeserializeSeed::deserialize(seed, &mut de)?;
+            de.end()
+        });
+        match stopped {
+            Some(e) => Err(e),
+            None => walked,
+        }
+    }
+
+    /// Opens a tree stored as zstd frames and decodes it with `decode` as it is
+    /// decompressed and hashed; then checks its length and id.
+    fn stream_tree<T>(
+        &self,
+        id: &Id,
+        loc: &BlobLoc,
+        decode: impl FnOnce(&mut dyn std::io::Read) -> Result<T, serde_json::Error>,
+    ) -> Result<T, RepoError> {
         let bad = |detail: String| RepoError::BadBlob { kind: BlobKind::Tree, id: *id, pack: loc.pack, detail };
         let sealed = self.read_meta(loc)?;
         let opened = self.cipher.open(&sealed, &blob_aad(BlobKind::Tree, id)).map_err(|e| bad(e.to_string()))?;
         drop(sealed);
         let decoder = zstd::stream::read::Decoder::with_buffer(opened.as_slice()).map_err(|e| bad(e.to_string()))?;
         let mut hashed = Hashed { inner: decoder, hasher: self.chunker.id_hasher() };
-        let tree: T = serde_json::from_reader(std::io::BufReader::with_capacity(256 << 10, &mut hashed))
+        let tree = decode(&mut std::io::BufReader::with_capacity(256 << 10, &mut hashed))
             .map_err(|e| RepoError::corrupt(&format!("tree {id:?}"), e))?;
         if hashed.hasher.count() != loc.raw_len as u64 || Id(*hashed.hasher.finalize().as_bytes()) != *id {
             return Err(bad("content does not match its id".into()));
