@@ -8,18 +8,20 @@
 //! record and from the target. They are equal exactly when every checked file holds the
 //! recorded content.
 //!
-//! The digest is BLAKE3 over each file's path, size and chunk ids, in path order. It
+//! The digest is BLAKE3 over each file's path, size and chunk ids, in the record's order
+//! (depth first, each directory's entries in name-byte order). It
 //! depends on the repository's chunk-id key, so it compares a restore with its point, not
 //! volumes across repositories.
 
-use super::format::{ChunkRef, Id, NodeKind, Snapshot, SourceKind};
+use super::format::{ChunkRef, Id, Node, NodeKind, Snapshot, SourceKind};
 use super::{RepoError, Repository, source};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// How many differences a report names (the counts cover all of them).
 const NAMED: usize = 20;
@@ -91,124 +93,158 @@ enum Found {
 /// Per file: (expected digest, found digest, how it compares, the difference in words).
 type FileResult = (blake3::Hash, blake3::Hash, Found, Option<String>);
 
+/// Files read back together: their recipes are fetched with few reads (they sit side by
+/// side in the metadata packs), then [`CHECK_THREADS`] threads read the files. A check
+/// holds one batch and one directory window of the record at a time, whatever the count
+/// of files (200,000 files in one directory: 31 s and 159 MiB when every file was
+/// gathered first and its recipe fetched alone).
+const CHECK_BATCH: usize = 2048;
+const CHECK_THREADS: usize = 4;
+
 /// Checks `target` against `snap`. `include` limits the check to those paths, as for a
 /// restore; unexpected entries are looked for only when it is empty.
 pub fn run(repo: &Repository, snap: &Snapshot, target: &Path, include: &[String]) -> Result<CheckReport, RepoError> {
     repo.load_index_for_reading()?;
-    let mut report = CheckReport::default();
-    let mut files: Vec<FileCheck> = Vec::new();
-    let mut expected_paths: BTreeSet<String> = BTreeSet::new();
+    let mut c = Checker {
+        repo,
+        include: include.iter().map(|i| i.trim_matches('/').to_string()).collect(),
+        report: CheckReport::default(),
+        expected: blake3::Hasher::new(),
+        found: blake3::Hasher::new(),
+        batch: Vec::new(),
+    };
     match snap.source {
-        SourceKind::Block => files.push(FileCheck {
+        SourceKind::Block => c.push(FileCheck {
             rel: String::new(),
             path: target.to_path_buf(),
             size: snap.root.size,
             segments: snap.root.content.iter().map(|s| s.id).collect(),
-        }),
+        })?,
         SourceKind::Filesystem => {
             let tree =
                 snap.root.subtree.ok_or_else(|| RepoError::corrupt("restore point", "directory without a tree"))?;
-            let includes: Vec<String> = include.iter().map(|i| i.trim_matches('/').to_string()).collect();
-            walk(repo, &tree, target, "", &includes, &mut files, &mut expected_paths, &mut report)?;
+            c.walk(&tree, target, "")?;
         }
     }
-    // Read back in parallel; the digest combines the files in path order.
-    files.sort_by(|a, b| a.rel.cmp(&b.rel));
-    let results: Mutex<BTreeMap<usize, FileResult>> = Mutex::new(BTreeMap::new());
-    let next = Mutex::new(0usize);
-    let failure: Mutex<Option<RepoError>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| {
-                loop {
-                    let i = {
-                        let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
-                        let i = *n;
-                        *n += 1;
-                        i
-                    };
-                    let Some(f) = files.get(i) else { break };
-                    match check_file(repo, f) {
-                        Ok(r) => {
-                            results.lock().unwrap_or_else(|e| e.into_inner()).insert(i, r);
-                        }
-                        Err(e) => {
-                            failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
-                            break;
-                        }
-                    }
-                }
-            });
+    c.flush()?;
+    c.report.digest = c.expected.finalize().to_hex().to_string();
+    c.report.found_digest = c.found.finalize().to_hex().to_string();
+    Ok(c.report)
+}
+
+struct Checker<'a> {
+    repo: &'a Repository,
+    include: Vec<String>,
+    report: CheckReport,
+    /// The volume digest from the record, and from the target.
+    expected: blake3::Hasher,
+    found: blake3::Hasher,
+    /// Files waiting to be read back, in the record's order.
+    batch: Vec<FileCheck>,
+}
+
+impl Checker<'_> {
+    fn push(&mut self, f: FileCheck) -> Result<(), RepoError> {
+        self.batch.push(f);
+        if self.batch.len() >= CHECK_BATCH {
+            self.flush()?;
         }
-    });
-    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(e);
+        Ok(())
     }
-    let mut expected = blake3::Hasher::new();
-    let mut found = blake3::Hasher::new();
-    for (i, (want, got, how, diff)) in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        let f = &files[i];
-        report.files += 1;
-        report.bytes += f.size;
-        expected.update(want.as_bytes());
-        found.update(got.as_bytes());
-        match how {
-            Found::Same => {
-                report.files_matching += 1;
-                report.bytes_matching += f.size;
+
+    /// Reads the batch back in parallel, then adds it to the report and the digests in
+    /// the record's order.
+    fn flush(&mut self) -> Result<(), RepoError> {
+        let files = std::mem::take(&mut self.batch);
+        if files.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Id> = files.iter().flat_map(|f| f.segments.iter().copied()).collect();
+        let recipes = self.repo.read_segments(&ids)?;
+        drop(ids);
+        let next = AtomicUsize::new(0);
+        let repo = self.repo;
+        let read: Vec<Result<Vec<(usize, FileResult)>, RepoError>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..CHECK_THREADS.min(files.len()))
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Relaxed);
+                            let Some(f) = files.get(i) else { break };
+                            out.push((i, check_file(repo, f, &recipes)?));
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().expect("a check thread panicked")).collect()
+        });
+        let mut results: Vec<Option<FileResult>> = vec![None; files.len()];
+        for part in read {
+            for (i, r) in part? {
+                results[i] = Some(r);
             }
-            Found::Missing => report.missing += 1,
-            Found::Different => report.differing += 1,
         }
-        if let Some(d) = diff {
-            note(&mut report, d);
+        for (f, r) in files.iter().zip(results) {
+            let (want, got, how, diff) = r.expect("every file of a batch is read back");
+            self.report.files += 1;
+            self.report.bytes += f.size;
+            self.expected.update(want.as_bytes());
+            self.found.update(got.as_bytes());
+            match how {
+                Found::Same => {
+                    self.report.files_matching += 1;
+                    self.report.bytes_matching += f.size;
+                }
+                Found::Missing => self.report.missing += 1,
+                Found::Different => self.report.differing += 1,
+            }
+            if let Some(d) = diff {
+                note(&mut self.report, d);
+            }
         }
+        Ok(())
     }
-    report.digest = expected.finalize().to_hex().to_string();
-    report.found_digest = found.finalize().to_hex().to_string();
-    if include.is_empty() && snap.source == SourceKind::Filesystem {
-        unexpected(target, "", &expected_paths, &mut report)?;
+
+    /// Walks a directory's record and the target together; with no `include`, then
+    /// names what the target's directory holds that the record does not.
+    fn walk(&mut self, tree: &Id, dir: &Path, rel: &str) -> Result<(), RepoError> {
+        let whole = self.include.is_empty();
+        let mut names: HashSet<OsString> = HashSet::new();
+        let repo = self.repo;
+        repo.for_each_tree_window(tree, CHECK_BATCH, |nodes: Vec<Node>| {
+            for node in nodes {
+                let name = source::name_of(&node);
+                self.node(node, &name, dir, rel)?;
+                if whole {
+                    names.insert(name);
+                }
+            }
+            Ok(())
+        })?;
+        if whole {
+            self.unexpected(dir, rel, &names)?;
+        }
+        Ok(())
     }
-    Ok(report)
-}
 
-fn note(report: &mut CheckReport, line: String) {
-    if report.differences.len() < NAMED {
-        report.differences.push(line);
-    }
-}
-
-fn shown(rel: &str) -> &str {
-    if rel.is_empty() { "the image" } else { rel }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn walk(
-    repo: &Repository,
-    tree: &Id,
-    dir: &Path,
-    rel: &str,
-    include: &[String],
-    files: &mut Vec<FileCheck>,
-    seen: &mut BTreeSet<String>,
-    report: &mut CheckReport,
-) -> Result<(), RepoError> {
-    for node in repo.read_tree(tree)?.nodes {
-        let name = source::name_of(&node);
+    fn node(&mut self, node: Node, name: &OsStr, dir: &Path, rel: &str) -> Result<(), RepoError> {
         let child = super::backup::join_rel(rel, &name.to_string_lossy());
+        let include = &self.include;
         let inside = include.is_empty() || include.iter().any(|i| child == *i || child.starts_with(&format!("{i}/")));
         let leads = include.iter().any(|i| i.starts_with(&format!("{child}/")));
         if !inside && !leads {
-            continue;
+            return Ok(());
         }
-        seen.insert(child.clone());
-        let path = dir.join(&name);
+        let path = dir.join(name);
         let meta = std::fs::symlink_metadata(&path);
+        let report = &mut self.report;
         match node.kind {
             Some(NodeKind::Dir) => match meta {
                 Ok(m) if m.is_dir() => {
                     if let Some(sub) = node.subtree {
-                        walk(repo, &sub, &path, &child, include, files, seen, report)?;
+                        self.walk(&sub, &path, &child)?;
                     }
                 }
                 _ if !inside => {}
@@ -229,12 +265,8 @@ fn walk(
             }
             Some(NodeKind::File) if node.hardlink_to.is_some() => {}
             Some(NodeKind::File) => {
-                files.push(FileCheck {
-                    rel: child,
-                    path,
-                    size: node.size,
-                    segments: node.content.iter().map(|s| s.id).collect(),
-                });
+                let segments = node.content.iter().map(|s| s.id).collect();
+                self.push(FileCheck { rel: child, path, size: node.size, segments })?;
             }
             Some(NodeKind::Symlink) => {
                 let want = source::link_target_of(&node);
@@ -254,13 +286,43 @@ fn walk(
             // may not be allowed to create them); there is no content to check.
             _ => {}
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Entries of the target's `dir` the record does not have. A fresh filesystem's
+    /// `lost+found` is not the restore's.
+    fn unexpected(&mut self, dir: &Path, rel: &str, names: &HashSet<OsString>) -> Result<(), RepoError> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            // Already named as missing or not a directory.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(RepoError::io("list", dir, e)),
+        };
+        for e in entries {
+            let name = e.map_err(|e| RepoError::io("list", dir, e))?.file_name();
+            if names.contains(&name) || (rel.is_empty() && name == LOST_FOUND) {
+                continue;
+            }
+            self.report.unexpected += 1;
+            let child = super::backup::join_rel(rel, &name.to_string_lossy());
+            note(&mut self.report, format!("{child}: not in the restore point"));
+        }
+        Ok(())
+    }
+}
+
+fn note(report: &mut CheckReport, line: String) {
+    if report.differences.len() < NAMED {
+        report.differences.push(line);
+    }
+}
+
+fn shown(rel: &str) -> &str {
+    if rel.is_empty() { "the image" } else { rel }
 }
 
 /// Re-reads one file in its recorded chunk ranges.
-fn check_file(repo: &Repository, f: &FileCheck) -> Result<FileResult, RepoError> {
-    let recipes = repo.read_segments(&f.segments)?;
+fn check_file(repo: &Repository, f: &FileCheck, recipes: &HashMap<Id, Vec<ChunkRef>>) -> Result<FileResult, RepoError> {
     let chunks: Vec<&ChunkRef> = f.segments.iter().flat_map(|s| recipes.get(s).into_iter().flatten()).collect();
     let mut want = blake3::Hasher::new();
     want.update(f.rel.as_bytes()).update(&[0]).update(&f.size.to_le_bytes());
@@ -303,29 +365,6 @@ fn check_file(repo: &Repository, f: &FileCheck) -> Result<FileResult, RepoError>
     let got = got.finalize();
     let how = if diff.is_none() && got == want { Found::Same } else { Found::Different };
     Ok((want, got, how, diff))
-}
-
-/// Entries under `dir` the record does not have. A fresh filesystem's `lost+found` is
-/// not the restore's.
-fn unexpected(dir: &Path, rel: &str, expected: &BTreeSet<String>, report: &mut CheckReport) -> Result<(), RepoError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| RepoError::io("list", dir, e))?;
-    for e in entries {
-        let e = e.map_err(|e| RepoError::io("list", dir, e))?;
-        let name = e.file_name().to_string_lossy().to_string();
-        let child = super::backup::join_rel(rel, &name);
-        if rel.is_empty() && name == LOST_FOUND && !expected.contains(&child) {
-            continue;
-        }
-        if !expected.contains(&child) {
-            report.unexpected += 1;
-            note(report, format!("{child}: not in the restore point"));
-            continue;
-        }
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            unexpected(&e.path(), &child, expected, report)?;
-        }
-    }
-    Ok(())
 }
 
 /// The directory `mkfs.ext4` creates at the root of every new filesystem.
