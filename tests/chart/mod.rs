@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The directory holding helm, kubernetes-validate and hadolint.
-fn tools() -> &'static PathBuf {
+/// The directory holding helm, kubernetes-validate, hadolint and their Python.
+pub(crate) fn tools() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let out = Command::new(support::path("scripts/chart-tools.sh"))
