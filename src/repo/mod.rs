@@ -695,7 +695,6 @@ impl Repository {
     /// Reads many segment recipes with few requests: nearby blobs of the same pack are
     /// fetched with one range read.
     pub fn read_segments(&self, ids: &[Id]) -> Result<HashMap<Id, Vec<format::ChunkRef>>, RepoError> {
-        const GAP: u64 = 256 << 10;
         if self.meta.is_some() {
             let mut out = HashMap::with_capacity(ids.len());
             for id in ids {
@@ -706,14 +705,31 @@ impl Repository {
             return Ok(out);
         }
         let mut locs: Vec<(Id, BlobLoc)> = Vec::with_capacity(ids.len());
+        let mut wanted = HashSet::with_capacity(ids.len());
         for id in ids {
-            let loc = self.lookup_to_read(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Segment, id: *id })?;
-            if !locs.iter().any(|(i, _)| i == id) {
+            if wanted.insert(*id) {
+                let loc = self.lookup_to_read(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Segment, id: *id })?;
                 locs.push((*id, loc));
             }
         }
-        locs.sort_by_key(|(_, l)| (l.pack, l.offset));
         let mut out = HashMap::with_capacity(locs.len());
+        self.read_segments_at(locs, |id, _, chunks| {
+            out.insert(*id, chunks);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Reads segment recipes at the given places (a segment may be given at several)
+    /// with few requests: nearby blobs of the same pack are fetched with one range read.
+    /// `f` gets each recipe with its id and place, in pack order.
+    pub(crate) fn read_segments_at(
+        &self,
+        mut locs: Vec<(Id, BlobLoc)>,
+        mut f: impl FnMut(&Id, &BlobLoc, Vec<format::ChunkRef>) -> Result<(), RepoError>,
+    ) -> Result<(), RepoError> {
+        const GAP: u64 = 256 << 10;
+        locs.sort_by_key(|(_, l)| (l.pack, l.offset));
         let mut i = 0;
         while i < locs.len() {
             let first = locs[i].1;
@@ -732,11 +748,11 @@ impl Repository {
                 let raw = self.decode_blob(BlobKind::Segment, id, loc, sealed)?;
                 let chunks =
                     format::decode_segment(&raw).map_err(|e| RepoError::corrupt(&format!("segment {id:?}"), e))?;
-                out.insert(*id, chunks);
+                f(id, loc, chunks)?;
             }
             i = j;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// All restore points, oldest first; fails if any restore-point object cannot be read

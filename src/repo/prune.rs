@@ -347,9 +347,10 @@ const PACK_HEADER_PER_BLOB: u64 = 1 + 1 + 32 + 4 + 4;
 #[derive(Default)]
 pub(super) struct Usage {
     pub packs: HashMap<Id, (u64, HashSet<(Id, u32)>)>,
+    /// The recipe of each segment's first copy (the one readers resolve it to).
     segments: HashMap<Id, Vec<super::format::ChunkRef>>,
-    /// The data packs each segment's copies point into.
-    segment_data: HashMap<Id, HashSet<Id>>,
+    /// For a segment stored more than once: the data packs its other copies point into.
+    other_copies: HashMap<Id, Vec<Id>>,
 }
 
 impl Usage {
@@ -364,6 +365,12 @@ impl Usage {
             entry.0 += loc.stored_len as u64;
         }
     }
+
+    /// Whether any copy of `segment` points into one of `packs`.
+    fn points_into(&self, segment: &Id, recipe: &[super::format::ChunkRef], packs: &HashSet<Id>) -> bool {
+        recipe.iter().any(|c| packs.contains(&c.loc.pack))
+            || self.other_copies.get(segment).is_some_and(|o| o.iter().any(|p| packs.contains(p)))
+    }
 }
 
 fn usage(repo: &Repository) -> Result<Usage, RepoError> {
@@ -375,49 +382,92 @@ fn usage(repo: &Repository) -> Result<Usage, RepoError> {
     Ok(u)
 }
 
+/// What marking reads of a node: the segments of its content and its subtree.
+#[derive(serde::Deserialize)]
+struct Refs {
+    #[serde(default)]
+    content: Vec<super::format::SegRef>,
+    #[serde(default)]
+    subtree: Option<Id>,
+}
+
+/// A directory's entries are marked this many at a time, their recipes read together.
+const MARK_WINDOW: usize = 4096;
+
+/// Marks what a restore point uses. Trees are walked a window of entries at a time and
+/// the recipes of a window's segments read with few requests (they sit side by side):
+/// 200,000 files in one directory are never all in memory, nor read one request each.
 pub(super) fn mark_snapshot(
     repo: &Repository,
     snap: &Snapshot,
     seen: &mut HashSet<Id>,
     u: &mut Usage,
 ) -> Result<(), RepoError> {
-    let mut stack: Vec<super::format::Node> = vec![snap.root.clone()];
-    while let Some(node) = stack.pop() {
+    let mut trees = Vec::new();
+    let root = Refs { content: snap.root.content.clone(), subtree: snap.root.subtree };
+    mark_nodes(repo, &[root], seen, u, &mut trees)?;
+    while let Some(tree) = trees.pop() {
+        repo.for_each_tree_window(&tree, MARK_WINDOW, |nodes: Vec<Refs>| {
+            mark_nodes(repo, &nodes, seen, u, &mut trees)
+        })?;
+    }
+    Ok(())
+}
+
+/// Marks the segments (every copy, and the data each copy's recipe reads) and subtrees
+/// of `nodes` that were not seen yet; the subtrees are left in `trees` to walk.
+fn mark_nodes(
+    repo: &Repository,
+    nodes: &[Refs],
+    seen: &mut HashSet<Id>,
+    u: &mut Usage,
+    trees: &mut Vec<Id>,
+) -> Result<(), RepoError> {
+    let mut copies = Vec::new();
+    // The first copy of a segment stored more than once.
+    let mut first: HashMap<Id, (Id, u32)> = HashMap::new();
+    for node in nodes {
         for seg in &node.content {
             if seen.insert(seg.id) {
-                let copies = repo.locations(&seg.id);
-                if copies.is_empty() {
-                    return Err(RepoError::MissingBlob { kind: BlobKind::Segment, id: seg.id });
-                }
-                for (i, loc) in copies.iter().enumerate() {
-                    u.use_blob(seg.id, loc);
-                    let raw = repo.read_blob(BlobKind::Segment, &seg.id, loc)?;
-                    let chunks = super::format::decode_segment(&raw)
-                        .map_err(|e| RepoError::corrupt(&format!("segment {:?}", seg.id), e))?;
-                    for c in &chunks {
-                        u.use_blob(c.blob, &c.loc);
-                        u.segment_data.entry(seg.id).or_default().insert(c.loc.pack);
+                let locs = repo.locations(&seg.id);
+                match locs.first() {
+                    None => return Err(RepoError::MissingBlob { kind: BlobKind::Segment, id: seg.id }),
+                    Some(l) if locs.len() > 1 => {
+                        first.insert(seg.id, (l.pack, l.offset));
                     }
-                    if i == 0 {
-                        u.segments.insert(seg.id, chunks);
-                    }
+                    Some(_) => {}
                 }
+                copies.extend(locs.into_iter().map(|l| (seg.id, l)));
             }
         }
         if let Some(tree) = node.subtree
             && seen.insert(tree)
         {
-            let copies = repo.locations(&tree);
-            if copies.is_empty() {
+            let locs = repo.locations(&tree);
+            if locs.is_empty() {
                 return Err(RepoError::MissingBlob { kind: BlobKind::Tree, id: tree });
             }
-            for loc in &copies {
+            for loc in &locs {
                 u.use_blob(tree, loc);
             }
-            stack.extend(repo.read_tree(&tree)?.nodes);
+            trees.push(tree);
         }
     }
-    Ok(())
+    repo.read_segments_at(copies, |id, loc, chunks| {
+        u.use_blob(*id, loc);
+        for c in &chunks {
+            u.use_blob(c.blob, &c.loc);
+        }
+        if first.get(id).is_none_or(|f| *f == (loc.pack, loc.offset)) {
+            u.segments.insert(*id, chunks);
+        } else {
+            let other = u.other_copies.entry(*id).or_default();
+            other.extend(chunks.iter().map(|c| c.loc.pack));
+            other.sort();
+            other.dedup();
+        }
+        Ok(())
+    })
 }
 
 /// Packs this wasteful (unused share above this) are repacked.
@@ -447,12 +497,8 @@ pub(super) fn repack(
         return Ok(out);
     }
     // Every copy of a segment that points into a repacked pack is replaced by one recipe.
-    let rewrite: Vec<Id> = u
-        .segment_data
-        .iter()
-        .filter(|(_, packs)| packs.iter().any(|p| wasteful.contains(p)))
-        .map(|(id, _)| *id)
-        .collect();
+    let rewrite: Vec<Id> =
+        u.segments.iter().filter(|(id, recipe)| u.points_into(id, recipe, wasteful)).map(|(id, _)| *id).collect();
     let rewrite_set: HashSet<Id> = rewrite.iter().copied().collect();
     let saver = super::pack::Saver::new(repo.clone(), 2);
     let mut moved: HashMap<(Id, u32), super::format::BlobLoc> = HashMap::new();

@@ -450,34 +450,38 @@ impl Walker<'_> {
         if fatal {
             return;
         }
-        let listing = match self.repo.read_tree(tree) {
-            Ok(t) => t,
-            Err(e) => {
-                paths.insert(here);
-                problems.push(Problem { fatal: true, what: e.to_string() });
-                return;
-            }
-        };
-        for node in listing.nodes {
-            let path = super::backup::join_rel(rel, &source::name_of(&node).to_string_lossy());
-            match node.kind {
-                Some(NodeKind::File) => {
-                    let p = self.file(&node);
-                    if !p.is_empty() {
-                        paths.insert(path);
-                        problems.extend(p);
+        // A window of entries at a time: a directory of 200,000 files is never whole.
+        let repo = self.repo;
+        let walked = repo.for_each_tree_window(tree, VERIFY_WINDOW, |nodes: Vec<Node>| {
+            for node in nodes {
+                let path = super::backup::join_rel(rel, &source::name_of(&node).to_string_lossy());
+                match node.kind {
+                    Some(NodeKind::File) => {
+                        let p = self.file(&node);
+                        if !p.is_empty() {
+                            paths.insert(path);
+                            problems.extend(p);
+                        }
                     }
-                }
-                Some(NodeKind::Dir) => {
-                    if let Some(sub) = node.subtree {
-                        self.dir(&sub, &path, problems, paths);
+                    Some(NodeKind::Dir) => {
+                        if let Some(sub) = node.subtree {
+                            self.dir(&sub, &path, problems, paths);
+                        }
                     }
+                    _ => {}
                 }
-                _ => {}
             }
+            Ok(())
+        });
+        if let Err(e) = walked {
+            paths.insert(here);
+            problems.push(Problem { fatal: true, what: e.to_string() });
         }
     }
 }
+
+/// A directory's entries are walked this many at a time.
+const VERIFY_WINDOW: usize = 4096;
 
 /// Reads back a pack just written and checks every blob its header lists.
 pub fn check_written_pack(repo: &Repository, pack: &Id) -> Result<(), RepoError> {

@@ -354,3 +354,39 @@ fn a_parent_whose_tree_sits_in_a_marked_pack_still_serves_the_next_backup() {
         files_equal(&out, &src);
     }
 }
+
+/// A prune walks a directory too large to decode whole (thousands of files with long
+/// names, so its tree is streamed) a window at a time: what the kept point needs stays,
+/// the data only the forgotten point had goes, and the kept point restores whole.
+#[test]
+fn a_prune_keeps_everything_a_large_directory_needs_and_drops_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let backend = local(&tmp.path().join("repo"));
+    let repo = init(backend.clone());
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    let long = "n".repeat(230);
+    for i in 0..9000u64 {
+        std::fs::write(src.join(format!("{long}-{i:05}")), bytes(300, i, false)).unwrap();
+    }
+    std::fs::write(src.join("sub/inner"), bytes(5000, 1, false)).unwrap();
+    // The first point alone has 2 MB that no other point shares.
+    std::fs::write(src.join("gone"), bytes(2 << 20, 7, false)).unwrap();
+    let (first, _) = super::backup(&repo, &src);
+    std::fs::remove_file(src.join("gone")).unwrap();
+    let (_, kept) = super::backup(&repo, &src);
+    prune::forget_ids(&repo, &[first]).unwrap();
+    let stored = |b: &Arc<dyn Backend>| -> u64 { b.list("data/").unwrap().iter().map(|o| o.size).sum() };
+    let before = stored(&backend);
+    prune::prune(&open(backend.clone()), Duration::ZERO).unwrap();
+    let report = prune::prune(&open(backend.clone()), Duration::ZERO).unwrap();
+    let after = stored(&backend);
+    assert!(report.packs_deleted > 0 && before - after >= 2 << 20, "{before} -> {after} bytes: {report:?}");
+    let repo = open(backend);
+    assert!(verify::run(&repo, 100).unwrap().ok());
+    let out = tmp.path().join("out");
+    super::restore(&repo, &kept, &out);
+    let report = lifeline::repo::check::run(&repo, &kept, &out, &[]).unwrap();
+    assert!(report.ok(), "{}", report.summary());
+    assert_eq!(report.files, 9001);
+}
