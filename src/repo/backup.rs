@@ -97,10 +97,10 @@ enum FileStep {
 /// that is about 40 MB, where the nodes took 107 MB and a map of them keyed by name half
 /// as much again.
 #[derive(Default)]
-struct Listing(Vec<Prev>);
+pub(super) struct Listing(Vec<Prev>);
 
 impl Listing {
-    fn new(mut nodes: Vec<Prev>) -> Self {
+    pub(super) fn new(mut nodes: Vec<Prev>) -> Self {
         // A tree is sorted by name bytes; one that is not (never written so) is sorted
         // here rather than found wanting.
         if !nodes.is_sorted_by(|a, b| a.name <= b.name) {
@@ -109,7 +109,7 @@ impl Listing {
         Listing(nodes)
     }
 
-    fn get(&self, name: &std::ffi::OsStr) -> Option<&Prev> {
+    pub(super) fn get(&self, name: &std::ffi::OsStr) -> Option<&Prev> {
         use std::os::unix::ffi::OsStrExt;
         let want = name.as_bytes();
         self.0.binary_search_by(|n| n.name.as_ref().cmp(want)).ok().map(|i| &self.0[i])
@@ -118,11 +118,11 @@ impl Listing {
 
 /// What a backup needs of an entry's previous version: whether it is unchanged
 /// ([`unchanged`]), its content or its subtree.
-struct Prev {
+pub(super) struct Prev {
     name: Box<[u8]>,
-    content: Box<[SegRef]>,
-    subtree: Option<Id>,
-    kind: Option<NodeKind>,
+    pub(super) content: Box<[SegRef]>,
+    pub(super) subtree: Option<Id>,
+    pub(super) kind: Option<NodeKind>,
     hard_link: bool,
     size: u64,
     mtime: i64,
@@ -173,7 +173,7 @@ const TREE_FRAME: usize = 1 << 20;
 /// blob; its plaintext and its nodes are never all in memory. For 200,000 files in one
 /// directory, the nodes took about 80 MB and the JSON 65 MB at once; the compressed
 /// frames are a fraction of that.
-struct TreeOut {
+pub(super) struct TreeOut {
     /// Index of `waiting`'s first node among the directory's nodes.
     base: usize,
     /// Nodes not yet serialized, in order, and whether each still waits for its content.
@@ -188,7 +188,7 @@ struct TreeOut {
 }
 
 impl TreeOut {
-    fn new(repo: &Repository) -> Self {
+    pub(super) fn new(repo: &Repository) -> Self {
         let mut plain = Vec::with_capacity(4 << 10);
         plain.extend_from_slice(b"{\"nodes\":[");
         TreeOut {
@@ -206,7 +206,7 @@ impl TreeOut {
         self.base + self.waiting.len()
     }
 
-    fn push(&mut self, node: Node, waits: bool) -> Result<(), RepoError> {
+    pub(super) fn push(&mut self, node: Node, waits: bool) -> Result<(), RepoError> {
         self.waiting.push_back((node, waits));
         self.write_ready()
     }
@@ -699,7 +699,7 @@ impl Engine {
 
     /// Seals a directory's written tree: as one blob compressed here when it is small,
     /// else as the frames compressed while it was written.
-    fn save_tree(&self, mut tree: TreeOut) -> Result<Id, RepoError> {
+    pub(super) fn save_tree(&self, mut tree: TreeOut) -> Result<Id, RepoError> {
         if !tree.waiting.is_empty() {
             // Never a tree short of entries: every file's content is settled by now.
             return Err(RepoError::Invalid(format!(

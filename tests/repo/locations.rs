@@ -154,3 +154,42 @@ fn restore_counting_requests(
     let requests = meters.request_count() - before;
     (repo, requests)
 }
+
+/// A copy of a directory too large to decode whole (its tree is streamed) with a
+/// subdirectory among its entries: the copy restores to the same files, its tree is the
+/// source's (same key, same chunks), and the next copy records every unchanged file from
+/// the first one, reading the content of the changed file only.
+#[test]
+fn a_copy_of_a_large_directory_is_exact_and_the_next_one_reads_only_what_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("m-sub")).unwrap();
+    let long = "n".repeat(230);
+    for i in 0..9000u64 {
+        std::fs::write(src.join(format!("{long}-{i:05}")), bytes(300 + i as usize % 700, i, false)).unwrap();
+    }
+    std::fs::write(src.join("m-sub/inner"), bytes(70_000, 3, false)).unwrap();
+    let repo = init(super::local(&tmp.path().join("a")));
+    let (first_id, first) = backup(&repo, &src);
+    let replica = Arc::new(
+        Repository::init_with_master(super::local(&tmp.path().join("b")), &super::secret(), repo.master().clone())
+            .unwrap(),
+    );
+    let (copied, report) = copy::run(&repo, &replica, &first_id, &first, Arc::default()).unwrap();
+    assert_eq!((report.files_copied, report.files_reused), (9001, 0), "{report:?}");
+    let copy = replica.read_snapshot(&copied).unwrap();
+    assert_eq!(copy.root.subtree, first.root.subtree, "the same tree");
+    let out = tmp.path().join("out");
+    restore(&replica, &copy, &out);
+    assert_eq!(describe(&out), describe(&src));
+
+    std::fs::write(src.join(format!("{long}-04500")), bytes(900, 77, false)).unwrap();
+    let (second_id, second) = backup(&repo, &src);
+    let (copied, report) = copy::run(&repo, &replica, &second_id, &second, Arc::default()).unwrap();
+    assert_eq!((report.files_copied, report.files_reused), (1, 9000), "{report:?}");
+    let copy = replica.read_snapshot(&copied).unwrap();
+    assert_eq!(copy.root.subtree, second.root.subtree);
+    let out = tmp.path().join("out2");
+    restore(&replica, &copy, &out);
+    assert_eq!(describe(&out), describe(&src));
+}
