@@ -47,7 +47,7 @@ const READ_BLOCK: usize = 2 << 20;
 const READ_BLOCKS: usize = 8;
 /// Files of one directory whose last chunks may still be being stored while the next
 /// files are read (the workers stay busy across small files).
-const MAX_PARKED: usize = 8;
+pub(super) const MAX_PARKED: usize = 8;
 /// A segment's new chunks are stored as data blobs of at most this many bytes (a segment
 /// holds about 1 MiB, and up to 128 chunks of up to 128 KiB each).
 const DATA_BLOB_MAX: usize = 2 << 20;
@@ -58,7 +58,7 @@ const HASH_BATCH: usize = 256 << 10;
 const SMALL_FILE: u64 = 1 << 20;
 /// Files up to this size are stored through [`SmallBatch`]: read and hashed on the walking
 /// thread, their new chunks gathered across files into one data blob.
-const BATCH_FILE: u64 = 64 << 10;
+pub(super) const BATCH_FILE: u64 = 64 << 10;
 /// A batch is sent to the workers once its files hold about this many bytes (new chunks
 /// or not: files whose content is known still wait in it for their tree).
 const BATCH_BYTES: usize = 512 << 10;
@@ -202,7 +202,7 @@ impl TreeOut {
     }
 
     /// Index the next pushed node will have.
-    fn next_index(&self) -> usize {
+    pub(super) fn next_index(&self) -> usize {
         self.base + self.waiting.len()
     }
 
@@ -370,7 +370,7 @@ struct SmallBatch {
 type SentBatch = (Receiver<Done>, Vec<(usize, SmallFile)>);
 
 /// A small file's segments, each with its id.
-struct SmallFile {
+pub(super) struct SmallFile {
     segments: Vec<(Id, Vec<SmallChunk>)>,
 }
 
@@ -721,7 +721,7 @@ impl Engine {
 
     /// Finishes parked files that are done, and waits for the oldest ones until at most
     /// `keep` remain; their content goes into their tree nodes.
-    fn settle(&mut self, tree: &mut TreeOut, keep: usize) -> Result<(), RepoError> {
+    pub(super) fn settle(&mut self, tree: &mut TreeOut, keep: usize) -> Result<(), RepoError> {
         let tx = self.jobs.clone().ok_or_else(|| RepoError::Invalid("backup engine stopped".into()))?;
         if self.batch.bytes >= BATCH_BYTES || (keep == 0 && !self.batch.files.is_empty()) {
             self.send_batch(&tx)?;
@@ -817,9 +817,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Adds a small file (see [`Engine::small_file`]) that is node `i` of `tree`'s
+    /// directory to the batch; it is settled with the batch.
+    pub(super) fn batch_file(&mut self, i: usize, file: SmallFile) {
+        self.batch.files.push((i, file));
+    }
+
     /// A small file's content (read whole by [`read_small`]), hashed here; its new chunks
     /// join the batch.
-    fn small_file(&mut self, data: Bytes) -> SmallFile {
+    pub(super) fn small_file(&mut self, data: Bytes) -> SmallFile {
         self.summary.bytes_read += data.len() as u64;
         self.progress.bytes_done.fetch_add(data.len() as u64, Relaxed);
         self.batch.bytes += data.len();

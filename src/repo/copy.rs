@@ -7,7 +7,7 @@
 //! ids when both repositories share a master secret (replicas are created that way), and
 //! deduplicates against the destination's previous copy of the same file.
 
-use super::backup::{Engine, Listing, Prev, Progress, TreeOut, recover_unindexed};
+use super::backup::{BATCH_FILE, Engine, Listing, MAX_PARKED, Prev, Progress, SmallFile, TreeOut, recover_unindexed};
 use super::format::{BlobKind, ChunkRef, Id, Node, NodeKind, SegRef, Snapshot, TreeOf};
 use super::{RepoError, Repository, source};
 use serde::Serialize;
@@ -69,7 +69,7 @@ pub fn run(
         Some(tree) => root.subtree = Some(c.dir(&tree, parent_root.and_then(|n| n.subtree))?),
         None => {
             let old = parent_root.filter(|o| o.kind == Some(NodeKind::File)).map(|o| o.content.as_slice());
-            c.file(&mut root, old.unwrap_or_default(), &snap.path)?
+            c.file(&mut root, old.unwrap_or_default(), &snap.path, false)?;
         }
     }
     let stats = c.engine.finish()?;
@@ -128,6 +128,8 @@ impl Copier {
                 let old = parent.get(&source::name_of(&node));
                 match node.kind {
                     Some(NodeKind::Dir) => {
+                        // What waits in the engine belongs to this directory's tree.
+                        self.engine.settle(&mut out, 0)?;
                         if let Some(sub) = node.subtree {
                             node.subtree = Some(self.dir(&sub, old.and_then(|o| o.subtree))?);
                         }
@@ -135,7 +137,12 @@ impl Copier {
                     Some(NodeKind::File) if node.hardlink_to.is_none() => {
                         let name = source::name_of(&node).to_string_lossy().into_owned();
                         let old = old.filter(|o| o.kind == Some(NodeKind::File)).map(|o| &*o.content);
-                        self.file(&mut node, old.unwrap_or_default(), &name)?;
+                        if let Some(small) = self.file(&mut node, old.unwrap_or_default(), &name, true)? {
+                            self.engine.batch_file(out.next_index(), small);
+                            out.push(node, true)?;
+                            self.engine.settle(&mut out, MAX_PARKED)?;
+                            continue;
+                        }
                     }
                     _ => {}
                 }
@@ -145,6 +152,7 @@ impl Copier {
         });
         self.recipes = outer;
         walked?;
+        self.engine.settle(&mut out, 0)?;
         self.engine.save_tree(out)
     }
 
@@ -153,11 +161,20 @@ impl Copier {
     }
 
     /// Copies a file's content; `parent` is the content of the destination's previous
-    /// copy of it, to deduplicate against.
-    fn file(&mut self, node: &mut Node, parent: &[SegRef], name: &str) -> Result<(), RepoError> {
+    /// copy of it, to deduplicate against. A small file in a directory (`batch`) is read
+    /// whole and returned, to be
+    /// stored with the engine's batch of small files (as a backup stores them: one data
+    /// blob for many files, not a round trip through the workers for each).
+    fn file(
+        &mut self,
+        node: &mut Node,
+        parent: &[SegRef],
+        name: &str,
+        batch: bool,
+    ) -> Result<Option<SmallFile>, RepoError> {
         if node.content.iter().all(|s| self.engine.meta_exists(&s.id)) {
             self.report.files_reused += 1;
-            return Ok(());
+            return Ok(None);
         }
         self.report.files_copied += 1;
         let mut reader = ContentReader {
@@ -168,12 +185,21 @@ impl Copier {
             buf: Vec::new(),
             pos: 0,
         };
+        let wrong = |size: u64| RepoError::corrupt(name, format!("copied {size} bytes, expected {}", node.size));
+        if batch && node.size > 0 && node.size <= BATCH_FILE {
+            let mut data = Vec::with_capacity(node.size as usize);
+            reader.read_to_end(&mut data).map_err(|e| RepoError::corrupt(name, e))?;
+            if data.len() as u64 != node.size {
+                return Err(wrong(data.len() as u64));
+            }
+            return Ok(Some(self.engine.small_file(data.into())));
+        }
         let (content, size) = self.engine.content_from(&mut reader, Path::new(name), parent)?;
         if size != node.size {
-            return Err(RepoError::corrupt(name, format!("copied {size} bytes, expected {}", node.size)));
+            return Err(wrong(size));
         }
         node.content = content;
-        Ok(())
+        Ok(None)
     }
 }
 
