@@ -672,9 +672,31 @@ impl Repository {
         loc: &BlobLoc,
         decode: impl FnOnce(&mut dyn std::io::Read) -> Result<T, serde_json::Error>,
     ) -> Result<T, RepoError> {
-        let bad = |detail: String| RepoError::BadBlob { kind: BlobKind::Tree, id: *id, pack: loc.pack, detail };
         let sealed = self.read_meta(loc)?;
-        let opened = self.cipher.open(&sealed, &blob_aad(BlobKind::Tree, id)).map_err(|e| bad(e.to_string()))?;
+        self.stream_sealed_tree(id, loc, sealed, decode)
+    }
+
+    /// Checks a tree blob read from its pack against its id. A large one is checked as it
+    /// is decompressed, its JSON never whole in memory.
+    pub(crate) fn check_tree(&self, id: &Id, loc: &BlobLoc, sealed: &[u8]) -> Result<(), RepoError> {
+        if loc.compression == Compression::Zstd && loc.raw_len as usize > STREAMED_TREE {
+            return self.stream_sealed_tree(id, loc, sealed, |r| {
+                std::io::copy(r, &mut std::io::sink()).map(drop).map_err(serde_json::Error::io)
+            });
+        }
+        self.decode_blob(BlobKind::Tree, id, loc, sealed).map(drop)
+    }
+
+    fn stream_sealed_tree<T>(
+        &self,
+        id: &Id,
+        loc: &BlobLoc,
+        sealed: impl AsRef<[u8]>,
+        decode: impl FnOnce(&mut dyn std::io::Read) -> Result<T, serde_json::Error>,
+    ) -> Result<T, RepoError> {
+        let bad = |detail: String| RepoError::BadBlob { kind: BlobKind::Tree, id: *id, pack: loc.pack, detail };
+        let opened =
+            self.cipher.open(sealed.as_ref(), &blob_aad(BlobKind::Tree, id)).map_err(|e| bad(e.to_string()))?;
         drop(sealed);
         let decoder = zstd::stream::read::Decoder::with_buffer(opened.as_slice()).map_err(|e| bad(e.to_string()))?;
         let mut hashed = Hashed { inner: decoder, hasher: self.chunker.id_hasher() };

@@ -493,7 +493,10 @@ pub fn check_written_pack(repo: &Repository, pack: &Id) -> Result<(), RepoError>
         let sealed = data
             .get(e.loc.offset as usize..(e.loc.offset + e.loc.stored_len) as usize)
             .ok_or_else(|| RepoError::corrupt(&key, "shorter than its header says"))?;
-        repo.decode_blob(e.kind, &e.id, &e.loc, sealed)?;
+        match e.kind {
+            BlobKind::Tree => repo.check_tree(&e.id, &e.loc, sealed)?,
+            _ => drop(repo.decode_blob(e.kind, &e.id, &e.loc, sealed)?),
+        }
     }
     Ok(())
 }
