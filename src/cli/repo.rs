@@ -941,15 +941,19 @@ fn kind_char(n: &Node) -> char {
 
 /// Calls `f(path, node)` for every node of a restore point, depth first.
 pub fn list_tree(repo: &Repository, snap: &Snapshot, f: &mut dyn FnMut(&str, &Node)) -> Result<(), RepoError> {
+    /// A window of a directory's entries at a time: a directory of 200,000 files is never
+    /// whole in memory.
     fn walk(repo: &Repository, tree: &Id, rel: &str, f: &mut dyn FnMut(&str, &Node)) -> Result<(), RepoError> {
-        for node in repo.read_tree(tree)?.nodes {
-            let path = backup::join_rel(rel, &source::name_of(&node).to_string_lossy());
-            f(&path, &node);
-            if let Some(sub) = node.subtree {
-                walk(repo, &sub, &path, f)?;
+        repo.for_each_tree_window(tree, 4096, |nodes: Vec<Node>| {
+            for node in nodes {
+                let path = backup::join_rel(rel, &source::name_of(&node).to_string_lossy());
+                f(&path, &node);
+                if let Some(sub) = node.subtree {
+                    walk(repo, &sub, &path, f)?;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
     match snap.root.subtree {
         Some(t) => walk(repo, &t, "", f),
