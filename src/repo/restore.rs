@@ -412,8 +412,14 @@ impl Restorer {
         let mut tree = self.top;
         let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
         for (i, part) in parts.iter().enumerate() {
-            let nodes = self.repo.read_tree(&tree)?.nodes;
-            let Some(node) = nodes.into_iter().find(|n| source::name_of(n).to_string_lossy() == *part) else {
+            let mut found = None;
+            self.repo.for_each_tree_window(&tree, DIR_WINDOW, |nodes: Vec<Node>| {
+                if found.is_none() {
+                    found = nodes.into_iter().find(|n| source::name_of(n).to_string_lossy() == *part);
+                }
+                Ok(())
+            })?;
+            let Some(node) = found else {
                 return Ok(None);
             };
             if i + 1 == parts.len() {
