@@ -271,8 +271,10 @@ fn everyday_commands_do_what_they_do_on_a_real_cluster() {
         c.read_to_string(&mut out).ok()?;
         Some(out)
     };
+    // The Pod is Ready once its process runs (it has no readiness probe), before Python
+    // listens: on a busy machine that takes seconds.
     let mut answer = None;
-    for _ in 0..100 {
+    for _ in 0..600 {
         answer = get().filter(|a| a.starts_with("HTTP/1.0 200"));
         if answer.is_some() {
             break;
