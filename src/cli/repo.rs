@@ -944,7 +944,7 @@ pub fn list_tree(repo: &Repository, snap: &Snapshot, f: &mut dyn FnMut(&str, &No
     /// A window of a directory's entries at a time: a directory of 200,000 files is never
     /// whole in memory.
     fn walk(repo: &Repository, tree: &Id, rel: &str, f: &mut dyn FnMut(&str, &Node)) -> Result<(), RepoError> {
-        repo.for_each_tree_window(tree, 4096, |nodes: Vec<Node>| {
+        repo.for_each_tree_window(tree, |nodes: Vec<Node>| {
             for node in nodes {
                 let path = backup::join_rel(rel, &source::name_of(&node).to_string_lossy());
                 f(&path, &node);

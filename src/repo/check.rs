@@ -213,7 +213,7 @@ impl Checker<'_> {
         let whole = self.include.is_empty();
         let mut names: HashSet<OsString> = HashSet::new();
         let repo = self.repo;
-        repo.for_each_tree_window(tree, CHECK_BATCH, |nodes: Vec<Node>| {
+        repo.for_each_tree_window(tree, |nodes: Vec<Node>| {
             for node in nodes {
                 let name = source::name_of(&node);
                 self.node(node, &name, dir, rel)?;

@@ -95,14 +95,11 @@ struct Copier {
     src: Arc<Repository>,
     engine: Engine,
     report: CopyReport,
-    /// Recipes of the files of the stretch being copied, read together.
+    /// Recipes of the files of the window of entries being copied, read together (they
+    /// sit side by side in the metadata packs).
     recipes: HashMap<Id, Vec<ChunkRef>>,
     blobs: BlobCache,
 }
-
-/// A directory's entries are copied this many at a time, their recipes read together
-/// (they sit side by side in the metadata packs).
-const RECIPE_STRETCH: usize = 2048;
 
 impl Copier {
     /// Copies a directory's tree: the parent's listing is kept compact (as a backup keeps
@@ -116,7 +113,7 @@ impl Copier {
         let src = self.src.clone();
         // Each directory level reads its own recipes; a subdirectory must not replace them.
         let outer = std::mem::take(&mut self.recipes);
-        let walked = src.for_each_tree_window(tree, RECIPE_STRETCH, |nodes: Vec<Node>| {
+        let walked = src.for_each_tree_window(tree, |nodes: Vec<Node>| {
             let ids: Vec<Id> = nodes
                 .iter()
                 .filter(|n| n.kind == Some(NodeKind::File) && n.hardlink_to.is_none())
@@ -162,9 +159,9 @@ impl Copier {
 
     /// Copies a file's content; `parent` is the content of the destination's previous
     /// copy of it, to deduplicate against. A small file in a directory (`batch`) is read
-    /// whole and returned, to be
-    /// stored with the engine's batch of small files (as a backup stores them: one data
-    /// blob for many files, not a round trip through the workers for each).
+    /// whole and returned, to be stored with the engine's batch of small files (as a
+    /// backup stores them: one data blob for many files, not a round trip through the
+    /// workers for each).
     fn file(
         &mut self,
         node: &mut Node,
@@ -259,10 +256,7 @@ impl BlobCache {
         if let Some((_, b)) = self.blobs.iter().rev().find(|(id, _)| *id == c.blob) {
             return Ok(b.clone());
         }
-        let loc = c.loc;
-        let range = loc.offset as u64..loc.offset as u64 + loc.stored_len as u64;
-        let sealed = repo.backend().get_range(&super::format::pack_key(&loc.pack), range)?;
-        let plain = Arc::new(repo.decode_blob(BlobKind::Chunk, &c.blob, &loc, &sealed)?);
+        let plain = Arc::new(repo.read_blob(BlobKind::Chunk, &c.blob, &c.loc)?);
         self.bytes += plain.len();
         self.blobs.push_back((c.blob, plain.clone()));
         while self.bytes > BLOB_CACHE_BYTES

@@ -620,41 +620,43 @@ impl Repository {
 
     /// A tree decoded as `T`, which may keep less of each node than [`Tree`] does.
     pub(crate) fn read_tree_as<T: serde::de::DeserializeOwned>(&self, id: &Id) -> Result<T, RepoError> {
-        let loc = self.lookup_to_read(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Tree, id: *id })?;
-        if loc.compression == Compression::Zstd && loc.raw_len as usize > STREAMED_TREE {
-            return self.read_large_tree(id, &loc);
+        let loc = self.tree_loc(id)?;
+        self.decode_tree(id, &loc)
+    }
+
+    fn tree_loc(&self, id: &Id) -> Result<BlobLoc, RepoError> {
+        self.lookup_to_read(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Tree, id: *id })
+    }
+
+    /// A tree decoded whole. A large directory's is decoded as it is decompressed (and
+    /// hashed): its JSON is never whole in memory, only the sealed blob and the nodes (for
+    /// 200,000 files in one directory, 65 MB less at once than decompressing it first).
+    fn decode_tree<T: serde::de::DeserializeOwned>(&self, id: &Id, loc: &BlobLoc) -> Result<T, RepoError> {
+        if streamed(loc) {
+            return self.stream_tree(id, loc, |r| serde_json::from_reader(r));
         }
-        let raw = self.read_blob(BlobKind::Tree, id, &loc)?;
+        let raw = self.read_blob(BlobKind::Tree, id, loc)?;
         serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt(&format!("tree {id:?}"), e))
     }
 
-    /// A large directory's tree, decoded as it is decompressed (and hashed): its JSON is
-    /// never whole in memory, only the sealed blob and the nodes (for 200,000 files in
-    /// one directory, 65 MB less at once than decompressing it first).
-    fn read_large_tree<T: serde::de::DeserializeOwned>(&self, id: &Id, loc: &BlobLoc) -> Result<T, RepoError> {
-        self.stream_tree(id, loc, |r| serde_json::from_reader(r))
-    }
-
-    /// A tree's entries in order, handed to `f` in windows of at most `window` (a tree
-    /// small enough to be decoded whole comes as one): the restore of a directory of
+    /// A tree's entries in order, handed to `f` in windows of at most [`TREE_WINDOW`] (a
+    /// tree small enough to be decoded whole comes as one): the restore of a directory of
     /// 200,000 files holds a window of its entries at a time, not all of them. The id is
     /// checked once the last window is handed over; the content was authenticated when
     /// it was opened, so nothing `f` saw was forged, but the walk fails if it differs.
     pub(crate) fn for_each_tree_window<T: serde::de::DeserializeOwned>(
         &self,
         id: &Id,
-        window: usize,
         mut f: impl FnMut(Vec<T>) -> Result<(), RepoError>,
     ) -> Result<(), RepoError> {
-        let loc = self.lookup_to_read(id).ok_or(RepoError::MissingBlob { kind: BlobKind::Tree, id: *id })?;
-        if loc.compression != Compression::Zstd || loc.raw_len as usize <= STREAMED_TREE {
-            let tree: format::TreeOf<T> = self.read_tree_as(id)?;
-            return f(tree.nodes);
+        let loc = self.tree_loc(id)?;
+        if !streamed(&loc) {
+            return f(self.decode_tree::<format::TreeOf<T>>(id, &loc)?.nodes);
         }
         let mut stopped = None;
         let walked = self.stream_tree(id, &loc, |r| {
             let mut de = serde_json::Deserializer::from_reader(r);
-            let seed = format::Windows::new(window, &mut f, &mut stopped);
+            let seed = format::Windows::new(TREE_WINDOW, &mut f, &mut stopped);
             serde::de::DeserializeSeed::deserialize(seed, &mut de)?;
             de.end()
         });
@@ -679,7 +681,7 @@ impl Repository {
     /// Checks a tree blob read from its pack against its id. A large one is checked as it
     /// is decompressed, its JSON never whole in memory.
     pub(crate) fn check_tree(&self, id: &Id, loc: &BlobLoc, sealed: &[u8]) -> Result<(), RepoError> {
-        if loc.compression == Compression::Zstd && loc.raw_len as usize > STREAMED_TREE {
+        if streamed(loc) {
             return self.stream_sealed_tree(id, loc, sealed, |r| {
                 std::io::copy(r, &mut std::io::sink()).map(drop).map_err(serde_json::Error::io)
             });
@@ -915,6 +917,15 @@ fn read_at_once<I: Sync, T: Send>(
 
 /// Trees of more JSON than this are decoded as they are decompressed.
 const STREAMED_TREE: usize = 4 << 20;
+
+/// Whether a tree is decoded as it is decompressed (see [`STREAMED_TREE`]).
+fn streamed(loc: &BlobLoc) -> bool {
+    loc.compression == Compression::Zstd && loc.raw_len as usize > STREAMED_TREE
+}
+
+/// Every walk of a tree holds this many of a directory's entries at most (about 1.2 MB of
+/// nodes; see [`Repository::for_each_tree_window`]).
+pub(crate) const TREE_WINDOW: usize = 4096;
 
 /// A reader that hashes (with a blob id's key) what passes through it.
 struct Hashed<R> {

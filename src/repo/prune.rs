@@ -391,9 +391,6 @@ struct Refs {
     subtree: Option<Id>,
 }
 
-/// A directory's entries are marked this many at a time, their recipes read together.
-const MARK_WINDOW: usize = 4096;
-
 /// Marks what a restore point uses. Trees are walked a window of entries at a time and
 /// the recipes of a window's segments read with few requests (they sit side by side):
 /// 200,000 files in one directory are never all in memory, nor read one request each.
@@ -407,9 +404,7 @@ pub(super) fn mark_snapshot(
     let root = Refs { content: snap.root.content.clone(), subtree: snap.root.subtree };
     mark_nodes(repo, &[root], seen, u, &mut trees)?;
     while let Some(tree) = trees.pop() {
-        repo.for_each_tree_window(&tree, MARK_WINDOW, |nodes: Vec<Refs>| {
-            mark_nodes(repo, &nodes, seen, u, &mut trees)
-        })?;
+        repo.for_each_tree_window(&tree, |nodes: Vec<Refs>| mark_nodes(repo, &nodes, seen, u, &mut trees))?;
     }
     Ok(())
 }

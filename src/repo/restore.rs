@@ -216,9 +216,6 @@ const PENDING_BYTES: usize = 1 << 20;
 /// gathered first (unless written with `O_DIRECT`, whose writes must be aligned).
 const WRITE_AS_IS_MIN: usize = 64 << 10;
 
-/// A directory's entries are restored this many at a time (about 1.2 MB of nodes).
-const DIR_WINDOW: usize = 4096;
-
 /// Restores `snap` into `target`.
 pub fn run(
     repo: Arc<Repository>,
@@ -413,7 +410,7 @@ impl Restorer {
         let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
         for (i, part) in parts.iter().enumerate() {
             let mut found = None;
-            self.repo.for_each_tree_window(&tree, DIR_WINDOW, |nodes: Vec<Node>| {
+            self.repo.for_each_tree_window(&tree, |nodes: Vec<Node>| {
                 if found.is_none() {
                     found = nodes.into_iter().find(|n| source::name_of(n).to_string_lossy() == *part);
                 }
@@ -452,7 +449,7 @@ impl Restorer {
             let mut keep = std::collections::HashSet::new();
             let mut first: Option<Vec<Node>> = None;
             let mut windows = 0;
-            repo.for_each_tree_window(tree, DIR_WINDOW, |nodes: Vec<Node>| {
+            repo.for_each_tree_window(tree, |nodes: Vec<Node>| {
                 keep.extend(nodes.iter().map(source::name_of));
                 windows += 1;
                 first = (windows == 1).then_some(nodes);
@@ -464,7 +461,7 @@ impl Restorer {
                 return self.dir_nodes(nodes, dir, rel);
             }
         }
-        repo.for_each_tree_window(tree, DIR_WINDOW, |nodes| self.dir_nodes(nodes, dir, rel))
+        repo.for_each_tree_window(tree, |nodes| self.dir_nodes(nodes, dir, rel))
     }
 
     /// Restores a window of a directory's entries.
@@ -930,33 +927,6 @@ fn worker(
             error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
         }
     }
-}
-
-/// Reads a segment's chunks, in order: each data blob once (one range request per run
-/// of adjacent blobs in a pack), authenticated and checked against its id, which covers
-/// every chunk in it; calls `f` with each chunk's bytes.
-pub fn for_each_chunk(
-    repo: &Repository,
-    seg: &Id,
-    f: &mut dyn FnMut(&[u8]) -> Result<(), RepoError>,
-) -> Result<(), RepoError> {
-    for_each_chunk_of(repo, seg, &repo.read_segment(seg)?, f)
-}
-
-/// [`for_each_chunk`] with the segment's recipe at hand.
-pub fn for_each_chunk_of(
-    repo: &Repository,
-    seg: &Id,
-    chunks: &[super::format::ChunkRef],
-    f: &mut dyn FnMut(&[u8]) -> Result<(), RepoError>,
-) -> Result<(), RepoError> {
-    let mut blobs = Blobs::plan(repo, chunks.iter().copied(), None, None);
-    for c in chunks {
-        let bytes =
-            blobs.chunk(c)?.ok_or_else(|| RepoError::corrupt(&format!("segment {seg:?}"), "chunk beyond its blob"))?;
-        f(bytes)?;
-    }
-    Ok(())
 }
 
 /// The data blobs a list of chunks (`uses`, in the order they are wanted) are in: read
@@ -2188,7 +2158,8 @@ mod tests {
         std::fs::create_dir(&src).unwrap();
         // Long names: a tree of more than STREAMED_TREE bytes of JSON in few files.
         let long = "n".repeat(230);
-        let n = 3 * DIR_WINDOW + 100;
+        use crate::repo::TREE_WINDOW;
+        let n = 3 * TREE_WINDOW + 100;
         for i in 0..n {
             std::fs::write(src.join(format!("{long}-{i:05}")), format!("file {i}")).unwrap();
         }
@@ -2207,17 +2178,17 @@ mod tests {
         // The windows hold the tree's nodes in order, none larger than asked for.
         let whole = repo.read_tree(&top).unwrap().nodes;
         let (mut seen, mut sizes) = (Vec::new(), Vec::new());
-        repo.for_each_tree_window(&top, DIR_WINDOW, |nodes: Vec<Node>| {
+        repo.for_each_tree_window(&top, |nodes: Vec<Node>| {
             sizes.push(nodes.len());
             seen.extend(nodes);
             Ok(())
         })
         .unwrap();
         assert_eq!(seen, whole);
-        assert_eq!(sizes, [DIR_WINDOW, DIR_WINDOW, DIR_WINDOW, n + 2 - 3 * DIR_WINDOW]);
+        assert_eq!(sizes, [TREE_WINDOW, TREE_WINDOW, TREE_WINDOW, n + 2 - 3 * TREE_WINDOW]);
         // The walk's error stops the decoding and is the one reported.
         let mut calls = 0;
-        let stopped = repo.for_each_tree_window(&top, DIR_WINDOW, |_: Vec<Node>| {
+        let stopped = repo.for_each_tree_window(&top, |_: Vec<Node>| {
             calls += 1;
             Err(RepoError::Invalid("stop here".into()))
         });
